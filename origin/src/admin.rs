@@ -1,0 +1,296 @@
+//! The organizer API: create a venue with its seat map, an event, a show. Bearer token from
+//! `admin.token`. The create functions take the new id so the demo seed can use fixed ids.
+
+use crate::catalog::{find_event, find_show, EventView, ShowView};
+use crate::domain::drafts::{EventBody, SeatFlag, ShowBody, VenueBody};
+use crate::domain::{EventDraft, EventId, ShowDraft, ShowId, VenueDraft, VenueId};
+use crate::error::ApiError;
+use crate::json::ApiJson;
+use crate::AppState;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub async fn require_admin(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(
+        presented.as_bytes(),
+        state.config.admin.token.expose().as_bytes(),
+    ) {
+        Ok(next.run(request).await)
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+/// Compares without an early exit so the token cannot be guessed byte by byte from timing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Debug, Serialize)]
+pub struct VenueCreated {
+    pub venue_id: Uuid,
+    pub sections: usize,
+    pub seat_count: usize,
+}
+
+pub async fn post_venue(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<VenueBody>,
+) -> Result<Response, ApiError> {
+    let draft = VenueDraft::parse(body)?;
+    let id = VenueId(Uuid::now_v7());
+    create_venue(&state.pool, id, &draft).await?;
+    let created = VenueCreated {
+        venue_id: id.0,
+        sections: draft.sections.len(),
+        seat_count: draft.seat_count(),
+    };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// Inserts the venue, its sections and its seats in one transaction; seats go in as arrays
+/// so an 80,000-seat stadium is three statements, not 80,000.
+pub async fn create_venue(
+    pool: &PgPool,
+    id: VenueId,
+    draft: &VenueDraft,
+) -> Result<(), sqlx::Error> {
+    let seat_count = draft.seat_count();
+    let mut section_ids = Vec::with_capacity(seat_count);
+    let mut rows = Vec::with_capacity(seat_count);
+    let mut numbers = Vec::with_capacity(seat_count);
+    let mut xs = Vec::with_capacity(seat_count);
+    let mut ys = Vec::with_capacity(seat_count);
+    let mut accessible = Vec::with_capacity(seat_count);
+    let mut obstructed = Vec::with_capacity(seat_count);
+    for section in &draft.sections {
+        for (row, seats) in &section.rows {
+            for seat in seats {
+                section_ids.push(section.section_id.as_str());
+                rows.push(row.as_str());
+                numbers.push(seat.number);
+                xs.push(seat.x);
+                ys.push(seat.y);
+                accessible.push(seat.flags.contains(&SeatFlag::Accessible));
+                obstructed.push(seat.flags.contains(&SeatFlag::Obstructed));
+            }
+        }
+    }
+    let mut tx = pool.begin().await?;
+    sqlx::query("INSERT INTO venues (id, name, city, timezone) VALUES ($1, $2, $3, $4)")
+        .bind(id)
+        .bind(&draft.name)
+        .bind(&draft.city)
+        .bind(&draft.timezone)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO sections (venue_id, id, name, price_tier, position)
+         SELECT $1, id, name, tier, position - 1
+         FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS t(id, name, tier, position)",
+    )
+    .bind(id)
+    .bind(draft.sections.iter().map(|s| s.section_id.as_str()).collect::<Vec<_>>())
+    .bind(draft.sections.iter().map(|s| s.name.as_str()).collect::<Vec<_>>())
+    .bind(draft.sections.iter().map(|s| s.price_tier.as_str()).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO seats (venue_id, section_id, row_label, number, x, y, accessible, obstructed, layout_idx)
+         SELECT $1, section_id, row_label, number, x, y, accessible, obstructed, idx - 1
+         FROM unnest($2::text[], $3::text[], $4::int4[], $5::float4[], $6::float4[], $7::bool[], $8::bool[])
+              WITH ORDINALITY AS t(section_id, row_label, number, x, y, accessible, obstructed, idx)",
+    )
+    .bind(id)
+    .bind(section_ids)
+    .bind(rows)
+    .bind(numbers)
+    .bind(xs)
+    .bind(ys)
+    .bind(accessible)
+    .bind(obstructed)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+pub async fn post_event(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<EventBody>,
+) -> Result<Response, ApiError> {
+    let draft = EventDraft::parse(body)?;
+    let id = EventId(Uuid::now_v7());
+    let event = create_event(&state.pool, id, &draft).await?;
+    Ok((StatusCode::CREATED, Json(event)).into_response())
+}
+
+pub async fn create_event(
+    pool: &PgPool,
+    id: EventId,
+    draft: &EventDraft,
+) -> Result<EventView, ApiError> {
+    let inserted = sqlx::query(
+        "INSERT INTO events (id, venue_id, name, performer, description)
+         SELECT $1, v.id, $3, $4, $5 FROM venues v WHERE v.id = $2",
+    )
+    .bind(id)
+    .bind(draft.venue_id)
+    .bind(&draft.name)
+    .bind(&draft.performer)
+    .bind(&draft.description)
+    .execute(pool)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Err(ApiError::Unprocessable(
+            "unknown_venue",
+            format!("venue {} does not exist", draft.venue_id),
+        ));
+    }
+    Ok(find_event(pool, id).await?.expect("inserted above"))
+}
+
+pub async fn post_show(
+    State(state): State<AppState>,
+    Path(event_id): Path<String>,
+    ApiJson(body): ApiJson<ShowBody>,
+) -> Result<Response, ApiError> {
+    let event_id = EventId::parse_path(&event_id)?;
+    let draft = ShowDraft::parse(body)?;
+    let show = create_show(&state.pool, ShowId(Uuid::now_v7()), event_id, &draft).await?;
+    Ok((StatusCode::CREATED, Json(show)).into_response())
+}
+
+/// Creates the show, its prices, its own inventory partition, and copies the venue layout
+/// into that partition, all in one transaction: a show exists with all its seats or not at all.
+pub async fn create_show(
+    pool: &PgPool,
+    id: ShowId,
+    event_id: EventId,
+    draft: &ShowDraft,
+) -> Result<ShowView, ApiError> {
+    let mut tx = pool.begin().await?;
+    let venue: Option<(Uuid, i32)> = sqlx::query_as(
+        "SELECT v.id, v.layout_version FROM events e JOIN venues v ON v.id = e.venue_id
+         WHERE e.id = $1 FOR SHARE OF e",
+    )
+    .bind(event_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (venue_id, layout_version) = venue.ok_or_else(EventId::not_found)?;
+
+    let tiers: Vec<&str> = draft.price_tiers.iter().map(|t| t.tier.as_str()).collect();
+    let unpriced: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT price_tier FROM sections WHERE venue_id = $1 AND price_tier <> ALL($2) ORDER BY 1",
+    )
+    .bind(venue_id)
+    .bind(&tiers)
+    .fetch_all(&mut *tx)
+    .await?;
+    if !unpriced.is_empty() {
+        return Err(ApiError::Unprocessable(
+            "missing_price_tier",
+            format!("the venue's tiers {unpriced:?} have no price"),
+        ));
+    }
+
+    sqlx::query(
+        "INSERT INTO shows (id, event_id, starts_at, on_sale_at, currency, seat_count, layout_version)
+         SELECT $1, $2, $3, $4, $5, count(*), $6 FROM seats WHERE venue_id = $7",
+    )
+    .bind(id)
+    .bind(event_id)
+    .bind(draft.starts_at)
+    .bind(draft.on_sale_at)
+    .bind(&draft.currency)
+    .bind(layout_version)
+    .bind(venue_id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO show_price_tiers (show_id, tier, name, price_cents)
+         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int8[])",
+    )
+    .bind(id)
+    .bind(&tiers)
+    .bind(
+        draft
+            .price_tiers
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        draft
+            .price_tiers
+            .iter()
+            .map(|t| t.price_cents)
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut *tx)
+    .await?;
+    // DDL cannot take bind parameters; the name and value come from a UUID, never from input.
+    sqlx::query(&format!(
+        "CREATE TABLE {} PARTITION OF seat_inventory FOR VALUES IN ('{}')",
+        inventory_partition(id),
+        id.0
+    ))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO seat_inventory (show_id, seat_id, section_id, price_tier, layout_idx)
+         SELECT $1, s.id, s.section_id, sec.price_tier, s.layout_idx
+         FROM seats s JOIN sections sec ON sec.venue_id = s.venue_id AND sec.id = s.section_id
+         WHERE s.venue_id = $2",
+    )
+    .bind(id)
+    .bind(venue_id)
+    .execute(&mut *tx)
+    .await?;
+    // LEAST ignores NULL: the first show sets it, later shows can only move it earlier.
+    sqlx::query("UPDATE events SET first_show_at = LEAST(first_show_at, $2) WHERE id = $1")
+        .bind(event_id)
+        .bind(draft.starts_at)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(find_show(pool, id).await?.expect("committed above"))
+}
+
+/// The partition holding one show's seats.
+pub fn inventory_partition(id: ShowId) -> String {
+    format!("seat_inventory_{}", id.0.simple())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compares_tokens_exactly() {
+        assert!(constant_time_eq(b"secret-token", b"secret-token"));
+        assert!(!constant_time_eq(b"secret-token", b"secret-tokex"));
+        assert!(!constant_time_eq(b"secret", b"secret-token"));
+    }
+
+    #[test]
+    fn partition_names_fit_postgres_identifiers() {
+        let name = inventory_partition(ShowId(Uuid::new_v4()));
+        assert!(name.len() <= 63 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    }
+}

@@ -1,0 +1,88 @@
+//! `config/origin.toml`: every field is documented in that file.
+
+use onsale_contract::config::{self, override_from_env, ConfigError, Secret};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::Path;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub admin: AdminConfig,
+    pub catalog: CatalogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    pub body_limit_bytes: usize,
+    pub admin_body_limit_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: Secret,
+    pub max_connections: u32,
+    pub acquire_timeout_ms: u64,
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub token: Secret,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogConfig {
+    pub default_page_size: u32,
+    pub max_page_size: u32,
+    pub public_cache_max_age_s: u32,
+}
+
+impl Config {
+    /// Reads the file, applies environment overrides, then checks ranges.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut config: Config = config::load(path)?;
+        override_from_env(&mut config.http.listen, "ONSALE_ORIGIN_LISTEN")?;
+        override_from_env(&mut config.database.url, "DATABASE_URL")?;
+        override_from_env(&mut config.admin.token, "ONSALE_ADMIN_TOKEN")?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let key = |k: &str, m: &str| Err(ConfigError::key(path, k, m));
+        if self.http.body_limit_bytes < 1024 {
+            return key("http.body_limit_bytes", "must be at least 1024");
+        }
+        if self.http.admin_body_limit_bytes < self.http.body_limit_bytes {
+            return key(
+                "http.admin_body_limit_bytes",
+                "must be at least http.body_limit_bytes",
+            );
+        }
+        if self.database.max_connections == 0 {
+            return key("database.max_connections", "must be at least 1");
+        }
+        if self.admin.token.expose().len() < 16 {
+            return key("admin.token", "must be at least 16 characters");
+        }
+        let catalog = &self.catalog;
+        if catalog.max_page_size == 0 || catalog.max_page_size > 500 {
+            return key("catalog.max_page_size", "must be between 1 and 500");
+        }
+        if catalog.default_page_size == 0 || catalog.default_page_size > catalog.max_page_size {
+            return key(
+                "catalog.default_page_size",
+                "must be between 1 and catalog.max_page_size",
+            );
+        }
+        Ok(())
+    }
+}

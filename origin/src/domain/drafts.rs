@@ -1,0 +1,350 @@
+//! Organizer input: a venue with its seat map, an event, a show. Each `*Draft` is built only
+//! by parsing its request body, so a draft in hand is within every limit below.
+
+use crate::error::ApiError;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use std::collections::HashSet;
+use uuid::Uuid;
+
+pub const MAX_SECTIONS: usize = 1_000;
+pub const MAX_SEATS: usize = 200_000;
+pub const MAX_ROWS_PER_SECTION: usize = 500;
+pub const MAX_SEATS_PER_ROW: usize = 1_000;
+pub const MAX_PRICE_TIERS: usize = 64;
+/// Far beyond any real ticket, far below where cents overflow when summed over a hold.
+pub const MAX_PRICE_CENTS: i64 = 100_000_000;
+
+fn invalid(detail: impl Into<String>) -> ApiError {
+    ApiError::Unprocessable("invalid_field", detail.into())
+}
+
+fn text(field: &str, value: String, max: usize) -> Result<String, ApiError> {
+    let value = value.trim().to_owned();
+    if value.is_empty() || value.chars().count() > max {
+        return Err(invalid(format!("`{field}` must be 1 to {max} characters")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(invalid(format!(
+            "`{field}` must not contain control characters"
+        )));
+    }
+    Ok(value)
+}
+
+fn code(field: &str, value: String) -> Result<String, ApiError> {
+    let ok = (1..=32).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(value)
+    } else {
+        Err(invalid(format!(
+            "`{field}` must be 1 to 32 characters of A-Z, a-z, 0-9, - and _ (got {value:?})"
+        )))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VenueBody {
+    pub name: String,
+    pub city: String,
+    #[serde(default = "utc")]
+    pub timezone: String,
+    pub sections: Vec<SectionBody>,
+}
+
+fn utc() -> String {
+    "UTC".to_owned()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SectionBody {
+    pub section_id: String,
+    pub name: String,
+    pub price_tier: String,
+    pub rows: Vec<RowBody>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RowBody {
+    pub row: String,
+    pub seats: Vec<SeatBody>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeatBody {
+    pub number: i32,
+    pub x: f32,
+    pub y: f32,
+    #[serde(default)]
+    pub flags: Vec<SeatFlag>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeatFlag {
+    Accessible,
+    Obstructed,
+}
+
+/// A venue's seat map in layout order: sections as given, rows as given, seats as given.
+/// That order is the order of the layout document and of `seat_status`.
+#[derive(Debug, Clone)]
+pub struct VenueDraft {
+    pub name: String,
+    pub city: String,
+    pub timezone: String,
+    pub sections: Vec<SectionLayout>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SectionLayout {
+    pub section_id: String,
+    pub name: String,
+    pub price_tier: String,
+    pub rows: Vec<(String, Vec<SeatBody>)>,
+}
+
+impl VenueDraft {
+    pub fn parse(body: VenueBody) -> Result<Self, ApiError> {
+        let name = text("name", body.name, 200)?;
+        let city = text("city", body.city, 100)?;
+        let timezone = text("timezone", body.timezone, 64)?;
+        if body.sections.is_empty() || body.sections.len() > MAX_SECTIONS {
+            return Err(invalid(format!(
+                "`sections` must hold 1 to {MAX_SECTIONS} sections"
+            )));
+        }
+        let mut section_ids = HashSet::new();
+        let mut seat_total = 0usize;
+        let mut sections = Vec::with_capacity(body.sections.len());
+        for section in body.sections {
+            let section_id = code("section_id", section.section_id)?;
+            if !section_ids.insert(section_id.clone()) {
+                return Err(invalid(format!("section `{section_id}` appears twice")));
+            }
+            let price_tier = code("price_tier", section.price_tier)?;
+            let name = text("sections[].name", section.name, 100)?;
+            if section.rows.is_empty() || section.rows.len() > MAX_ROWS_PER_SECTION {
+                return Err(invalid(format!(
+                    "section `{section_id}` must have 1 to {MAX_ROWS_PER_SECTION} rows"
+                )));
+            }
+            let mut row_labels = HashSet::new();
+            let mut rows = Vec::with_capacity(section.rows.len());
+            for row in section.rows {
+                let label = text("rows[].row", row.row, 16)?;
+                if !row_labels.insert(label.clone()) {
+                    return Err(invalid(format!(
+                        "section `{section_id}` has row `{label}` twice"
+                    )));
+                }
+                if row.seats.is_empty() || row.seats.len() > MAX_SEATS_PER_ROW {
+                    return Err(invalid(format!(
+                        "row `{label}` of section `{section_id}` must have 1 to {MAX_SEATS_PER_ROW} seats"
+                    )));
+                }
+                let mut numbers = HashSet::new();
+                for seat in &row.seats {
+                    if seat.number <= 0 || !numbers.insert(seat.number) {
+                        return Err(invalid(format!(
+                            "row `{label}` of section `{section_id}`: seat number {} is not positive or appears twice",
+                            seat.number
+                        )));
+                    }
+                    if !seat.x.is_finite() || !seat.y.is_finite() {
+                        return Err(invalid("seat coordinates must be finite numbers"));
+                    }
+                }
+                seat_total += row.seats.len();
+                if seat_total > MAX_SEATS {
+                    return Err(invalid(format!("a venue has at most {MAX_SEATS} seats")));
+                }
+                rows.push((label, row.seats));
+            }
+            sections.push(SectionLayout {
+                section_id,
+                name,
+                price_tier,
+                rows,
+            });
+        }
+        Ok(VenueDraft {
+            name,
+            city,
+            timezone,
+            sections,
+        })
+    }
+
+    pub fn seat_count(&self) -> usize {
+        self.sections
+            .iter()
+            .flat_map(|s| &s.rows)
+            .map(|(_, seats)| seats.len())
+            .sum()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventBody {
+    pub venue_id: Uuid,
+    pub name: String,
+    pub performer: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventDraft {
+    pub venue_id: Uuid,
+    pub name: String,
+    pub performer: String,
+    pub description: String,
+}
+
+impl EventDraft {
+    pub fn parse(body: EventBody) -> Result<Self, ApiError> {
+        let description = body.description.trim().to_owned();
+        if description.chars().count() > 4000 {
+            return Err(invalid("`description` must be at most 4000 characters"));
+        }
+        Ok(EventDraft {
+            venue_id: body.venue_id,
+            name: text("name", body.name, 200)?,
+            performer: text("performer", body.performer, 200)?,
+            description,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShowBody {
+    pub starts_at: DateTime<Utc>,
+    pub on_sale_at: DateTime<Utc>,
+    pub currency: String,
+    pub price_tiers: Vec<PriceTierBody>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceTierBody {
+    pub tier: String,
+    pub name: String,
+    pub price_cents: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ShowDraft {
+    pub starts_at: DateTime<Utc>,
+    pub on_sale_at: DateTime<Utc>,
+    pub currency: String,
+    pub price_tiers: Vec<PriceTierBody>,
+}
+
+impl ShowDraft {
+    pub fn parse(body: ShowBody) -> Result<Self, ApiError> {
+        if body.on_sale_at > body.starts_at {
+            return Err(invalid("`on_sale_at` must not be after `starts_at`"));
+        }
+        let currency = body.currency.trim().to_owned();
+        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(invalid("`currency` must be an ISO 4217 code such as EUR"));
+        }
+        if body.price_tiers.is_empty() || body.price_tiers.len() > MAX_PRICE_TIERS {
+            return Err(invalid(format!(
+                "`price_tiers` must hold 1 to {MAX_PRICE_TIERS} tiers"
+            )));
+        }
+        let mut seen = HashSet::new();
+        let mut price_tiers = Vec::with_capacity(body.price_tiers.len());
+        for tier in body.price_tiers {
+            let code = code("price_tiers[].tier", tier.tier)?;
+            if !seen.insert(code.clone()) {
+                return Err(invalid(format!("price tier `{code}` appears twice")));
+            }
+            if !(0..=MAX_PRICE_CENTS).contains(&tier.price_cents) {
+                return Err(invalid(format!(
+                    "price of tier `{code}` must be 0 to {MAX_PRICE_CENTS} cents"
+                )));
+            }
+            price_tiers.push(PriceTierBody {
+                tier: code,
+                name: text("price_tiers[].name", tier.name, 100)?,
+                price_cents: tier.price_cents,
+            });
+        }
+        Ok(ShowDraft {
+            starts_at: body.starts_at,
+            on_sale_at: body.on_sale_at,
+            currency,
+            price_tiers,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn venue(value: serde_json::Value) -> Result<VenueDraft, ApiError> {
+        VenueDraft::parse(serde_json::from_value(value).unwrap())
+    }
+
+    fn one_section(rows: serde_json::Value) -> serde_json::Value {
+        json!({"name": "Hall", "city": "Oslo", "sections": [
+            {"section_id": "A", "name": "Stalls", "price_tier": "T1", "rows": rows}]})
+    }
+
+    #[test]
+    fn accepts_a_small_venue_in_layout_order() {
+        let draft = venue(one_section(json!([
+            {"row": "1", "seats": [{"number": 2, "x": 1.0, "y": 0.0}, {"number": 1, "x": 0.0, "y": 0.0, "flags": ["accessible"]}]},
+            {"row": "2", "seats": [{"number": 1, "x": 0.0, "y": 1.0, "flags": ["obstructed"]}]}
+        ])))
+        .unwrap();
+        assert_eq!(draft.seat_count(), 3);
+        assert_eq!(draft.sections[0].rows[0].1[0].number, 2);
+        assert_eq!(draft.timezone, "UTC");
+    }
+
+    #[test]
+    fn rejects_duplicates_and_bad_codes() {
+        let dup_seat = one_section(json!([{"row": "1", "seats": [
+            {"number": 1, "x": 0.0, "y": 0.0}, {"number": 1, "x": 1.0, "y": 0.0}]}]));
+        assert!(venue(dup_seat).is_err());
+        let dup_row = one_section(json!([
+            {"row": "1", "seats": [{"number": 1, "x": 0.0, "y": 0.0}]},
+            {"row": "1", "seats": [{"number": 2, "x": 0.0, "y": 0.0}]}]));
+        assert!(venue(dup_row).is_err());
+        let bad_code = json!({"name": "Hall", "city": "Oslo", "sections": [
+            {"section_id": "A B", "name": "S", "price_tier": "T1", "rows": [{"row": "1", "seats": [{"number": 1, "x": 0.0, "y": 0.0}]}]}]});
+        assert!(venue(bad_code).is_err());
+        assert!(venue(json!({"name": "Hall", "city": "Oslo", "sections": []})).is_err());
+    }
+
+    #[test]
+    fn show_needs_sane_times_currency_and_prices() {
+        let show = |on_sale: &str, currency: &str, price: i64| {
+            ShowDraft::parse(
+                serde_json::from_value(json!({
+                    "starts_at": "2027-06-01T19:00:00Z", "on_sale_at": on_sale, "currency": currency,
+                    "price_tiers": [{"tier": "T1", "name": "Stalls", "price_cents": price}]}))
+                .unwrap(),
+            )
+        };
+        assert!(show("2027-01-01T10:00:00Z", "EUR", 5000).is_ok());
+        assert!(show("2027-07-01T10:00:00Z", "EUR", 5000).is_err());
+        assert!(show("2027-01-01T10:00:00Z", "euro", 5000).is_err());
+        assert!(show("2027-01-01T10:00:00Z", "EUR", -1).is_err());
+    }
+}

@@ -1,0 +1,10 @@
+//! Types that parse, not validate: a value of these types is known good, so handlers and
+//! queries never re-check it.
+
+pub mod catalog_query;
+pub mod drafts;
+pub mod ids;
+
+pub use catalog_query::{EventCursor, EventFilter};
+pub use drafts::{EventDraft, SectionLayout, ShowDraft, VenueDraft};
+pub use ids::{EventId, ShowId, VenueId};

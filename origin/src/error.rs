@@ -1,0 +1,91 @@
+//! The origin's error boundary: every failure a client can see is an [`ApiError`], rendered
+//! as `application/problem+json` with a stable `code`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use onsale_contract::problem::{self, Problem};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{what} not found")]
+    NotFound {
+        code: &'static str,
+        what: &'static str,
+    },
+    #[error("invalid query parameter `{param}`: {reason}")]
+    InvalidQuery { param: &'static str, reason: String },
+    #[error("invalid request body: {0}")]
+    InvalidBody(String),
+    #[error("{0}")]
+    Unprocessable(&'static str, String),
+    #[error("{0}")]
+    Conflict(&'static str, String),
+    #[error("missing or invalid admin token")]
+    Unauthorized,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl ApiError {
+    pub fn invalid_query(param: &'static str, reason: impl Into<String>) -> Self {
+        ApiError::InvalidQuery {
+            param,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn to_problem(&self) -> Problem {
+        match self {
+            ApiError::NotFound { code, what } => {
+                Problem::new(404, code, &format!("{what} not found"))
+            }
+            ApiError::InvalidQuery { param, reason } => {
+                Problem::new(400, "invalid_query", "Invalid query parameter")
+                    .with_detail(format!("`{param}`: {reason}"))
+                    .with("param", *param)
+            }
+            ApiError::InvalidBody(reason) => {
+                Problem::new(400, "invalid_body", "Invalid request body")
+                    .with_detail(reason.clone())
+            }
+            ApiError::Unprocessable(code, detail) => {
+                Problem::new(422, code, "Request cannot be processed").with_detail(detail.clone())
+            }
+            ApiError::Conflict(code, detail) => {
+                Problem::new(409, code, "Conflict").with_detail(detail.clone())
+            }
+            ApiError::Unauthorized => Problem::new(401, "unauthorized", "Unauthorized")
+                .with_detail("a valid bearer token is required"),
+            ApiError::Database(_) => Problem::new(503, "unavailable", "Service unavailable")
+                .with_detail("the database did not answer; retry shortly")
+                .with("retry_after_s", 1),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Database(error) = &self {
+            tracing::error!(%error, "database error");
+        }
+        problem_response(&self.to_problem())
+    }
+}
+
+pub fn problem_response(problem: &Problem) -> Response {
+    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, problem.to_json()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(problem::CONTENT_TYPE),
+    );
+    if let Some(retry) = problem
+        .extensions
+        .get("retry_after_s")
+        .and_then(|v| v.as_u64())
+    {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(retry));
+    }
+    response
+}

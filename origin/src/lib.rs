@@ -1,0 +1,219 @@
+//! The onsale origin: the system of record behind the edge.
+//!
+//! [`start`] binds the listener, connects and migrates the database, and serves until the
+//! returned [`RunningOrigin`] is shut down. `main.rs` is a thin CLI over this, so tests start
+//! real origins in-process on ephemeral ports.
+
+pub mod admin;
+pub mod catalog;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod json;
+pub mod metrics;
+pub mod seed;
+
+use crate::config::Config;
+use crate::error::{problem_response, ApiError};
+use crate::metrics::Metrics;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use onsale_contract::problem::Problem;
+use sqlx::PgPool;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to the database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("cannot migrate the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub fn router(state: AppState) -> Router {
+    let config = &state.config.http;
+    let public = Router::new()
+        .route("/v1/events", get(catalog::list_events))
+        .route("/v1/events/{id}", get(catalog::get_event))
+        .route("/v1/events/{id}/shows", get(catalog::list_event_shows))
+        .route("/v1/shows/{id}", get(catalog::get_show))
+        .layer(DefaultBodyLimit::max(config.body_limit_bytes));
+    let organizer = Router::new()
+        .route("/v1/admin/venues", post(admin::post_venue))
+        .route("/v1/admin/events", post(admin::post_event))
+        .route("/v1/admin/events/{id}/shows", post(admin::post_show))
+        .layer(DefaultBodyLimit::max(config.admin_body_limit_bytes))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_admin,
+        ));
+    let operations = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text));
+    Router::new()
+        .merge(public)
+        .merge(organizer)
+        .merge(operations)
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(|_| {
+            problem_response(&Problem::new(500, "internal", "Internal server error"))
+        }))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    sqlx::query("SELECT 1").execute(&state.pool).await?;
+    Ok("ready")
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    let pool = &state.pool;
+    let idle = pool.num_idle() as i64;
+    let gauge = &state.metrics.db_pool;
+    gauge.with_label_values(&["idle"]).set(idle);
+    gauge
+        .with_label_values(&["in_use"])
+        .set(i64::from(pool.size()) - idle);
+    gauge
+        .with_label_values(&["max"])
+        .set(i64::from(state.config.database.max_connections));
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(onsale_contract::metrics::CONTENT_TYPE),
+        )],
+        onsale_contract::metrics::render(&state.metrics.registry),
+    )
+        .into_response()
+}
+
+async fn route_not_found() -> Response {
+    problem_response(&Problem::new(404, "route_not_found", "No such route"))
+}
+
+async fn method_not_allowed() -> Response {
+    problem_response(&Problem::new(
+        405,
+        "method_not_allowed",
+        "Method not allowed",
+    ))
+}
+
+/// Counts and times every request by its route template, never by raw path, so ids do not
+/// explode the label space.
+async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().clone();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let metrics = &state.metrics;
+    metrics
+        .http_duration
+        .with_label_values(&[&route])
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .http_requests
+        .with_label_values(&[&route, method.as_str(), response.status().as_str()])
+        .inc();
+    response
+}
+
+/// A running origin. Dropping it does not stop it; call [`RunningOrigin::shutdown`].
+pub struct RunningOrigin {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+    pub state: AppState,
+}
+
+impl RunningOrigin {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, drains in-flight requests, and waits for the server to finish.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        let _ = self.stop.send(true);
+        self.task
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+
+    /// Resolves when the server has stopped on its own (it does not, short of an I/O error).
+    pub async fn wait(&mut self) -> std::io::Result<()> {
+        (&mut self.task)
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+}
+
+pub async fn start(config: Config) -> Result<RunningOrigin, StartError> {
+    let pool = db::connect(&config.database).await?;
+    if config.database.migrate_on_start {
+        db::MIGRATOR.run(&pool).await?;
+    }
+    start_with_pool(config, pool).await
+}
+
+pub async fn start_with_pool(config: Config, pool: PgPool) -> Result<RunningOrigin, StartError> {
+    let addr = config.http.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let state = AppState {
+        pool,
+        config: Arc::new(config),
+        metrics: Arc::new(Metrics::new()),
+    };
+    let app = router(state.clone());
+    let (stop, mut stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    tracing::info!(%addr, "origin listening");
+    Ok(RunningOrigin {
+        addr,
+        stop,
+        task,
+        state,
+    })
+}

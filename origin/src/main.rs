@@ -1,0 +1,89 @@
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use origin::config::Config;
+use origin::seed::{self, DemoConfig};
+use std::path::PathBuf;
+
+/// The onsale origin: catalog, holds, orders and tickets over PostgreSQL.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, default_value = "config/origin.toml")]
+    config: PathBuf,
+    /// Validate the configuration, print the effective values and exit.
+    #[arg(long)]
+    check: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Create the demo on-sale (idempotent) and exit.
+    Seed {
+        #[arg(long, default_value = "config/demo.toml")]
+        demo: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let config = Config::load(&cli.config)?;
+    if cli.check {
+        if let Some(Command::Seed { demo }) = &cli.command {
+            print!(
+                "{}",
+                onsale_contract::config::render(&DemoConfig::load(demo)?)
+            );
+        }
+        print!("{}", onsale_contract::config::render(&config));
+        return Ok(());
+    }
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            let pool = origin::db::connect(&config.database).await?;
+            origin::db::MIGRATOR.run(&pool).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Seed { demo } => {
+            let demo = DemoConfig::load(&demo)?;
+            let pool = origin::db::connect(&config.database).await?;
+            origin::db::MIGRATOR.run(&pool).await?;
+            let report = seed::seed(&pool, &demo, chrono::Utc::now()).await?;
+            for line in &report.created {
+                tracing::info!("created {line}");
+            }
+            for line in &report.existing {
+                tracing::info!("kept existing {line}");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let mut running = origin::start(config).await?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        result = running.wait() => return result.context("server failed"),
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+    running.shutdown().await.context("shutdown")
+}

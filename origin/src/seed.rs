@@ -1,0 +1,382 @@
+//! `origin seed`: the demo on-sale from `config/demo.toml`, created through the same
+//! functions as the organizer API. Idempotent: whatever already exists (by its fixed id) is
+//! left as it is, so a second run changes nothing and keeps sales made since.
+
+use crate::admin::{create_event, create_show, create_venue};
+use crate::domain::drafts::{EventDraft, PriceTierBody, SeatBody, SeatFlag, SectionLayout};
+use crate::domain::{EventId, ShowDraft, ShowId, VenueDraft, VenueId};
+use crate::error::ApiError;
+use chrono::{DateTime, Duration, Utc};
+use onsale_contract::config::{self, ConfigError};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use std::f32::consts::TAU;
+use std::path::Path;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoConfig {
+    pub stadium: StadiumConfig,
+    pub theater: TheaterConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StadiumConfig {
+    pub venue_id: Uuid,
+    pub name: String,
+    pub city: String,
+    pub timezone: String,
+    pub levels: u32,
+    pub sections_per_level: u32,
+    pub rows_per_section: u32,
+    pub seats_per_row: u32,
+    pub accessible_per_row_end: u32,
+    pub obstructed_back_rows: u32,
+    pub obstructed_seats_per_row: u32,
+    pub event: StadiumEvent,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StadiumEvent {
+    #[serde(flatten)]
+    pub event: DemoEvent,
+    pub prices_cents: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoEvent {
+    pub event_id: Uuid,
+    pub show_id: Uuid,
+    pub name: String,
+    pub performer: String,
+    pub description: String,
+    pub currency: String,
+    pub on_sale_offset_s: i64,
+    pub starts_in_days: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TheaterConfig {
+    pub venue_id: Uuid,
+    pub name: String,
+    pub city: String,
+    pub timezone: String,
+    pub sections: Vec<TheaterSection>,
+    pub event: DemoEvent,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TheaterSection {
+    pub section_id: String,
+    pub name: String,
+    pub rows: u32,
+    pub seats_per_row: u32,
+    pub price_tier: String,
+    pub price_cents: i64,
+}
+
+impl DemoConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let demo: DemoConfig = config::load(path)?;
+        let stadium = &demo.stadium;
+        if stadium.event.prices_cents.len() != stadium.levels as usize {
+            return Err(ConfigError::key(
+                path,
+                "stadium.event.prices_cents",
+                "needs one price per level",
+            ));
+        }
+        if stadium.levels == 0 || stadium.sections_per_level == 0 || stadium.rows_per_section == 0 {
+            return Err(ConfigError::key(
+                path,
+                "stadium",
+                "levels, sections and rows must be positive",
+            ));
+        }
+        Ok(demo)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error("the demo configuration is not a valid catalog: {0}")]
+    Invalid(ApiError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<ApiError> for SeedError {
+    fn from(error: ApiError) -> Self {
+        match error {
+            ApiError::Database(e) => SeedError::Database(e),
+            other => SeedError::Invalid(other),
+        }
+    }
+}
+
+/// What a seed run did, for the operator.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SeedReport {
+    pub created: Vec<String>,
+    pub existing: Vec<String>,
+}
+
+pub async fn seed(
+    pool: &PgPool,
+    demo: &DemoConfig,
+    now: DateTime<Utc>,
+) -> Result<SeedReport, SeedError> {
+    let mut report = SeedReport::default();
+    let stadium = &demo.stadium;
+    let stadium_layout = stadium_layout(stadium);
+    let tiers = (1..=stadium.levels)
+        .zip(&stadium.event.prices_cents)
+        .map(|(level, price)| PriceTierBody {
+            tier: format!("P{level}"),
+            name: format!("Level {level}"),
+            price_cents: *price,
+        })
+        .collect();
+    seed_one(
+        pool,
+        stadium.venue_id,
+        &stadium_layout,
+        &stadium.event.event,
+        tiers,
+        now,
+        &mut report,
+    )
+    .await?;
+
+    let theater = &demo.theater;
+    let theater_layout = theater_layout(theater);
+    let tiers = theater
+        .sections
+        .iter()
+        .map(|s| PriceTierBody {
+            tier: s.price_tier.clone(),
+            name: s.name.clone(),
+            price_cents: s.price_cents,
+        })
+        .collect();
+    seed_one(
+        pool,
+        theater.venue_id,
+        &theater_layout,
+        &theater.event,
+        tiers,
+        now,
+        &mut report,
+    )
+    .await?;
+    Ok(report)
+}
+
+async fn seed_one(
+    pool: &PgPool,
+    venue_id: Uuid,
+    layout: &VenueDraft,
+    event: &DemoEvent,
+    price_tiers: Vec<PriceTierBody>,
+    now: DateTime<Utc>,
+    report: &mut SeedReport,
+) -> Result<(), SeedError> {
+    if exists(pool, "venues", venue_id).await? {
+        report.existing.push(format!("venue {}", layout.name));
+    } else {
+        create_venue(pool, VenueId(venue_id), layout).await?;
+        report.created.push(format!(
+            "venue {} ({} seats)",
+            layout.name,
+            layout.seat_count()
+        ));
+    }
+    if exists(pool, "events", event.event_id).await? {
+        report.existing.push(format!("event {}", event.name));
+    } else {
+        let draft = EventDraft {
+            venue_id,
+            name: event.name.clone(),
+            performer: event.performer.clone(),
+            description: event.description.clone(),
+        };
+        create_event(pool, EventId(event.event_id), &draft).await?;
+        report.created.push(format!("event {}", event.name));
+    }
+    if exists(pool, "shows", event.show_id).await? {
+        report.existing.push(format!("show {}", event.show_id));
+    } else {
+        let draft = ShowDraft {
+            starts_at: now + Duration::days(event.starts_in_days),
+            on_sale_at: now + Duration::seconds(event.on_sale_offset_s),
+            currency: event.currency.clone(),
+            price_tiers,
+        };
+        let show =
+            create_show(pool, ShowId(event.show_id), EventId(event.event_id), &draft).await?;
+        report
+            .created
+            .push(format!("show {} ({} seats)", show.id, show.seat_count));
+    }
+    Ok(())
+}
+
+async fn exists(pool: &PgPool, table: &'static str, id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(&format!(
+        "SELECT EXISTS (SELECT 1 FROM {table} WHERE id = $1)"
+    ))
+    .bind(id)
+    .fetch_one(pool)
+    .await
+}
+
+fn row_label(index: u32, rows: u32) -> String {
+    if rows <= 26 {
+        char::from(b'A' + index as u8).to_string()
+    } else {
+        (index + 1).to_string()
+    }
+}
+
+/// Rings of sections around a pitch; seat coordinates are in metres from its centre.
+pub fn stadium_layout(config: &StadiumConfig) -> VenueDraft {
+    let per_level = config.sections_per_level;
+    let seats_per_row = config.seats_per_row;
+    let mut sections = Vec::new();
+    for level in 0..config.levels {
+        for index in 0..per_level {
+            let obstructed_section = index == 0 || index == per_level / 2;
+            let rows = (0..config.rows_per_section)
+                .map(|row| {
+                    let radius = 80.0 + level as f32 * 45.0 + row as f32 * 1.5;
+                    let seats = (0..seats_per_row)
+                        .map(|seat| {
+                            let number = seat + 1;
+                            let along = (seat as f32 + 0.5) / seats_per_row as f32;
+                            let angle =
+                                (index as f32 + 0.05 + 0.9 * along) * TAU / per_level as f32;
+                            let mut flags = Vec::new();
+                            let at_row_end = number <= config.accessible_per_row_end
+                                || number
+                                    > seats_per_row.saturating_sub(config.accessible_per_row_end);
+                            if row == 0 && at_row_end {
+                                flags.push(SeatFlag::Accessible);
+                            }
+                            if obstructed_section
+                                && row + config.obstructed_back_rows >= config.rows_per_section
+                                && number <= config.obstructed_seats_per_row
+                            {
+                                flags.push(SeatFlag::Obstructed);
+                            }
+                            SeatBody {
+                                number: number as i32,
+                                x: (radius * angle.cos() * 10.0).round() / 10.0,
+                                y: (radius * angle.sin() * 10.0).round() / 10.0,
+                                flags,
+                            }
+                        })
+                        .collect();
+                    (row_label(row, config.rows_per_section), seats)
+                })
+                .collect();
+            let code = format!("{}{:02}", level + 1, index + 1);
+            sections.push(SectionLayout {
+                name: format!("Section {code}"),
+                section_id: code,
+                price_tier: format!("P{}", level + 1),
+                rows,
+            });
+        }
+    }
+    VenueDraft {
+        name: config.name.clone(),
+        city: config.city.clone(),
+        timezone: config.timezone.clone(),
+        sections,
+    }
+}
+
+/// Sections one behind the other facing a stage at y = 0, one metre per row and seat.
+pub fn theater_layout(config: &TheaterConfig) -> VenueDraft {
+    let mut depth = 0.0f32;
+    let sections = config
+        .sections
+        .iter()
+        .map(|section| {
+            let rows = (0..section.rows)
+                .map(|row| {
+                    depth += 1.0;
+                    let seats = (0..section.seats_per_row)
+                        .map(|seat| SeatBody {
+                            number: seat as i32 + 1,
+                            x: seat as f32 - section.seats_per_row as f32 / 2.0,
+                            y: depth,
+                            flags: if row == 0 && (seat == 0 || seat + 1 == section.seats_per_row) {
+                                vec![SeatFlag::Accessible]
+                            } else {
+                                Vec::new()
+                            },
+                        })
+                        .collect();
+                    (row_label(row, section.rows), seats)
+                })
+                .collect();
+            depth += 2.0;
+            SectionLayout {
+                section_id: section.section_id.clone(),
+                name: section.name.clone(),
+                price_tier: section.price_tier.clone(),
+                rows,
+            }
+        })
+        .collect();
+    VenueDraft {
+        name: config.name.clone(),
+        city: config.city.clone(),
+        timezone: config.timezone.clone(),
+        sections,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demo() -> DemoConfig {
+        DemoConfig::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/demo.toml"))
+            .unwrap()
+    }
+
+    #[test]
+    fn demo_stadium_has_80000_seats_in_60_plus_sections_with_flags() {
+        let layout = stadium_layout(&demo().stadium);
+        assert_eq!(layout.seat_count(), 80_000);
+        assert!(layout.sections.len() >= 60);
+        let flags: Vec<SeatFlag> = layout
+            .sections
+            .iter()
+            .flat_map(|s| &s.rows)
+            .flat_map(|(_, seats)| seats)
+            .flat_map(|seat| seat.flags.clone())
+            .collect();
+        assert!(flags.contains(&SeatFlag::Accessible));
+        assert!(flags.contains(&SeatFlag::Obstructed));
+        let tiers: std::collections::HashSet<_> = layout
+            .sections
+            .iter()
+            .map(|s| s.price_tier.clone())
+            .collect();
+        assert!(tiers.len() >= 4);
+    }
+
+    #[test]
+    fn demo_theater_has_500_seats() {
+        assert_eq!(theater_layout(&demo().theater).seat_count(), 500);
+    }
+}

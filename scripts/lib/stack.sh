@@ -1,0 +1,157 @@
+# Shared bootstrap for scripts/up and scripts/test: install what is missing, start private
+# PostgreSQL and Redis instances (or use running ones named by DATABASE_URL / REDIS_URL),
+# and stop what was started. Sourced, not executed.
+
+ONSALE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+ONSALE_STARTED_PG=""
+ONSALE_STARTED_REDIS=""
+
+log() { printf '\033[1m[onsale]\033[0m %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"
+    elif command -v sudo >/dev/null; then sudo "$@"
+    else die "need root (or sudo) to run: $*"
+    fi
+}
+
+pg_bindir() {
+    local dir
+    for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+        [ -x "$dir/initdb" ] && { echo "$dir"; return 0; }
+    done
+    command -v initdb >/dev/null && { dirname "$(readlink -f "$(command -v initdb)")"; return 0; }
+    return 1
+}
+
+# Installs the system packages the stack needs and the machine lacks (Debian/Ubuntu).
+install_missing() {
+    local packages=()
+    command -v cmake >/dev/null || packages+=(cmake)
+    command -v curl >/dev/null || packages+=(curl)
+    command -v openssl >/dev/null || packages+=(openssl)
+    if [ -z "${REDIS_URL:-}" ]; then
+        command -v redis-server >/dev/null || packages+=(redis-server)
+    fi
+    command -v redis-cli >/dev/null || packages+=(redis-tools)
+    if [ -z "${DATABASE_URL:-}" ]; then
+        pg_bindir >/dev/null || packages+=(postgresql)
+    fi
+    command -v psql >/dev/null || packages+=(postgresql-client)
+    [ ${#packages[@]} -eq 0 ] && return 0
+    command -v apt-get >/dev/null || die "missing ${packages[*]} and no apt-get to install them"
+    log "installing ${packages[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+}
+
+# Runs a PostgreSQL server binary as an unprivileged user: initdb refuses to run as root.
+pg_run() {
+    if [ "$(id -u)" = 0 ]; then
+        id postgres >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin postgres
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+# start_postgres DIR PORT [test]: a private cluster with its data in DIR, listening on
+# 127.0.0.1:PORT; "test" trades durability for speed. Sets PG_ADMIN_URL.
+start_postgres() {
+    local dir=$1 port=$2 profile=${3:-dev} bin
+    if [ -n "${DATABASE_URL:-}" ]; then
+        PG_ADMIN_URL=$DATABASE_URL
+        log "using the running PostgreSQL named by DATABASE_URL"
+        return 0
+    fi
+    bin=$(pg_bindir) || die "no PostgreSQL server binaries found"
+    mkdir -p "$dir"
+    if [ "$(id -u)" = 0 ]; then chown postgres "$dir" 2>/dev/null || { id postgres >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin postgres; chown postgres "$dir"; }; fi
+    chmod 700 "$dir"
+    if [ ! -f "$dir/PG_VERSION" ]; then
+        log "initialising PostgreSQL in $dir"
+        pg_run "$bin/initdb" -D "$dir" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null \
+            || die "initdb failed"
+    fi
+    if pg_run "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+        log "PostgreSQL already running on $port"
+    else
+        local options="-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=256MB"
+        if [ "$profile" = test ]; then
+            options="$options -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        fi
+        log "starting PostgreSQL on 127.0.0.1:$port"
+        pg_run "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 -o "$options" start >/dev/null \
+            || { tail -n 20 "$dir/server.log" >&2; die "PostgreSQL did not start"; }
+        ONSALE_STARTED_PG=$dir
+    fi
+    PG_ADMIN_URL="postgres://postgres@127.0.0.1:$port/postgres"
+}
+
+stop_postgres() {
+    [ -n "$ONSALE_STARTED_PG" ] || return 0
+    pg_run "$(pg_bindir)/pg_ctl" -D "$ONSALE_STARTED_PG" -m fast -w stop >/dev/null 2>&1 || true
+    ONSALE_STARTED_PG=""
+}
+
+# create_database ADMIN_URL NAME: prints the URL of database NAME, creating it when missing.
+create_database() {
+    local admin=$1 name=$2
+    if ! psql "$admin" -Atqc "SELECT 1 FROM pg_database WHERE datname = '$name'" | grep -q 1; then
+        psql "$admin" -qc "CREATE DATABASE \"$name\"" >/dev/null || die "cannot create database $name"
+    fi
+    echo "${admin%/*}/$name"
+}
+
+# start_redis DIR PORT: a private Redis with its data in DIR on 127.0.0.1:PORT. Sets REDIS_URL.
+start_redis() {
+    local dir=$1 port=$2
+    if [ -n "${REDIS_URL:-}" ]; then
+        log "using the running Redis named by REDIS_URL"
+        return 0
+    fi
+    mkdir -p "$dir"
+    if redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1; then
+        log "Redis already running on $port"
+    else
+        log "starting Redis on 127.0.0.1:$port"
+        redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --daemonize yes \
+            --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save 60 1000 >/dev/null \
+            || die "Redis did not start"
+        local i
+        for i in $(seq 50); do
+            redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 && break
+            sleep 0.1
+        done
+        ONSALE_STARTED_REDIS=$port
+    fi
+    REDIS_URL="redis://127.0.0.1:$port"
+}
+
+stop_redis() {
+    [ -n "$ONSALE_STARTED_REDIS" ] || return 0
+    redis-cli -h 127.0.0.1 -p "$ONSALE_STARTED_REDIS" shutdown nosave >/dev/null 2>&1 || true
+    ONSALE_STARTED_REDIS=""
+}
+
+# Development Ed25519 keys: signing.pem (PKCS#8) and verify.pem (SPKI), never committed.
+ensure_dev_keys() {
+    local dir=$1
+    mkdir -p "$dir"
+    if [ ! -f "$dir/signing.pem" ]; then
+        log "generating development Ed25519 keys in $dir"
+        (umask 077; openssl genpkey -algorithm ed25519 -out "$dir/signing.pem") || die "openssl genpkey failed"
+        openssl pkey -in "$dir/signing.pem" -pubout -out "$dir/verify.pem" || die "openssl pkey failed"
+    fi
+}
+
+# wait_http URL NAME [SECONDS]: waits until URL answers 2xx.
+wait_http() {
+    local url=$1 name=$2 seconds=${3:-60} i
+    for i in $(seq $((seconds * 10))); do
+        curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    die "$name did not become ready at $url within ${seconds}s"
+}
