@@ -53,29 +53,15 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigEr
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let key = error.path().to_string();
         let inner = error.into_inner();
-        let message = inner.message().to_owned();
         if key == "." {
-            // serde_path_to_error cannot see into an unknown field's name; toml's message has it.
-            match unknown_field(&message) {
-                Some(field) => ConfigError::key(path, field, message.trim()),
-                None => ConfigError::Syntax {
-                    path: path.to_owned(),
-                    message: inner.to_string().trim().to_owned(),
-                },
+            ConfigError::Syntax {
+                path: path.to_owned(),
+                message: inner.to_string().trim().to_owned(),
             }
         } else {
-            let key = match unknown_field(&message) {
-                Some(field) => format!("{key}.{field}"),
-                None => key,
-            };
-            ConfigError::key(path, &key, message.trim())
+            ConfigError::key(path, &key, inner.message().trim())
         }
     })
-}
-
-fn unknown_field(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("unknown field `")?;
-    rest.split('`').next()
 }
 
 /// Replaces `value` with the environment variable `var` when it is set and not empty.

@@ -1,1 +1,557 @@
+//! Harness for the end-to-end suite.
+//!
+//! Every test gets its own PostgreSQL database (cloned from a template migrated once per
+//! schema version) and its own Redis key prefix, so tests run in parallel against one server
+//! pair. Servers are the real binaries' libraries started in-process on ephemeral ports:
+//!
+//! ```ignore
+//! let db = harness::db().await;
+//! let origin = harness::origin(&db).run().await;
+//! let edge = harness::edge().upstream(origin.addr()).run();
+//! let client = harness::client(edge.public);
+//! ```
+//!
+//! `TEST_DATABASE_URL` (a role that may create databases) and `TEST_REDIS_URL` name the
+//! servers; `scripts/test` starts private ones and sets both.
 
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use uuid::Uuid;
+
+pub use edge_proxy::RunningEdge;
+pub use origin::RunningOrigin;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+fn env(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run the suite with scripts/test, or point {var} at a server")
+    })
+}
+
+/// The repository's `config/` directory: tests start from the committed files, so a broken
+/// default configuration fails the suite.
+pub fn config_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
+}
+
+/// A port nobody listens on right now, for servers that cannot report the one they bound.
+pub fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address")
+}
+
+/// A database of its own, dropped when the value is.
+pub struct TestDb {
+    pub url: String,
+    pub pool: PgPool,
+    name: String,
+    admin_url: String,
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop runs outside async; a short-lived thread with its own runtime does the cleanup.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                if let Ok(mut conn) = PgConnection::connect(&admin_url).await {
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                            .execute(&mut conn)
+                            .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn with_database(url: &str, database: &str) -> String {
+    let options = PgConnectOptions::from_str(url).expect("TEST_DATABASE_URL parses");
+    options.database(database).to_url_lossy().to_string()
+}
+
+/// The template's name changes with the migrations, so a schema change never reuses a stale one.
+fn template_name() -> String {
+    let mut hash = Sha256::new();
+    for migration in origin::db::MIGRATOR.iter() {
+        hash.update(&*migration.checksum);
+    }
+    let digest = hash.finalize();
+    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("onsale_template_{hex}")
+}
+
+pub async fn db() -> TestDb {
+    let admin_url = env("TEST_DATABASE_URL");
+    let mut admin = PgConnection::connect(&admin_url)
+        .await
+        .expect("connect to TEST_DATABASE_URL");
+    let template = template_name();
+    // One test process migrates the template; the others wait on the lock, then clone.
+    sqlx::query("SELECT pg_advisory_lock(7215001)")
+        .execute(&mut admin)
+        .await
+        .expect("advisory lock");
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&template)
+            .fetch_one(&mut admin)
+            .await
+            .expect("query pg_database");
+    if !exists {
+        sqlx::query(&format!("CREATE DATABASE \"{template}\""))
+            .execute(&mut admin)
+            .await
+            .expect("create template");
+        let mut conn = PgConnection::connect(&with_database(&admin_url, &template))
+            .await
+            .expect("connect to template");
+        origin::db::MIGRATOR
+            .run(&mut conn)
+            .await
+            .expect("migrate template");
+        conn.close().await.expect("close template connection");
+    }
+    let name = format!("onsale_test_{}", Uuid::new_v4().simple());
+    sqlx::query(&format!(
+        "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
+    ))
+    .execute(&mut admin)
+    .await
+    .expect("clone template");
+    sqlx::query("SELECT pg_advisory_unlock(7215001)")
+        .execute(&mut admin)
+        .await
+        .expect("advisory unlock");
+    let url = with_database(&admin_url, &name);
+    let pool = PgPoolOptions::new()
+        .max_connections(8)
+        .connect(&url)
+        .await
+        .expect("connect to test database");
+    TestDb {
+        url,
+        pool,
+        name,
+        admin_url,
+    }
+}
+
+/// A Redis key prefix of this test's own.
+pub fn redis_prefix() -> String {
+    format!("test:{}:", Uuid::new_v4().simple())
+}
+
+pub fn redis_url() -> String {
+    env("TEST_REDIS_URL")
+}
+
+pub fn origin_config(db: &TestDb) -> origin::config::Config {
+    let mut config: origin::config::Config =
+        onsale_contract::config::load(&config_dir().join("origin.toml"))
+            .expect("config/origin.toml");
+    config.http.listen = "127.0.0.1:0".parse().expect("address");
+    config.database.url = onsale_contract::config::Secret::new(db.url.clone());
+    config.database.max_connections = 16;
+    config.database.migrate_on_start = false;
+    config.admin.token = onsale_contract::config::Secret::new(ADMIN_TOKEN);
+    config
+}
+
+pub struct OriginBuilder {
+    config: origin::config::Config,
+}
+
+pub fn origin(db: &TestDb) -> OriginBuilder {
+    OriginBuilder {
+        config: origin_config(db),
+    }
+}
+
+impl OriginBuilder {
+    pub fn config(mut self, change: impl FnOnce(&mut origin::config::Config)) -> Self {
+        change(&mut self.config);
+        self
+    }
+
+    pub async fn run(self) -> RunningOrigin {
+        origin::start(self.config).await.expect("origin starts")
+    }
+}
+
+pub struct EdgeBuilder {
+    config: edge_proxy::config::Config,
+}
+
+pub fn edge() -> EdgeBuilder {
+    let mut config: edge_proxy::config::Config =
+        onsale_contract::config::load(&config_dir().join("edge.toml")).expect("config/edge.toml");
+    config.listen.public = free_port();
+    config.listen.admin = free_port();
+    config.server.threads = 1;
+    config.origin.upstreams.clear();
+    EdgeBuilder { config }
+}
+
+impl EdgeBuilder {
+    pub fn upstream(mut self, addr: SocketAddr) -> Self {
+        self.config.origin.upstreams.push(addr);
+        self
+    }
+
+    pub fn config(mut self, change: impl FnOnce(&mut edge_proxy::config::Config)) -> Self {
+        change(&mut self.config);
+        self
+    }
+
+    pub fn run(self) -> RunningEdge {
+        edge_proxy::start(self.config).expect("edge starts")
+    }
+}
+
+/// A JSON-over-HTTP client bound to one server.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+    bearer: Option<String>,
+}
+
+pub fn client(addr: SocketAddr) -> Client {
+    Client {
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+        bearer: None,
+    }
+}
+
+/// A response with its body read and, when JSON, parsed.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts an RFC 9457 problem with this status and code, and returns its body.
+    pub fn problem(&self, status: u16, code: &str) -> Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
+        let body = self.json();
+        assert_eq!(body["code"], code, "{body}");
+        assert_eq!(body["status"], status);
+        body
+    }
+}
+
+impl Client {
+    pub fn bearer(mut self, token: &str) -> Self {
+        self.bearer = Some(token.to_owned());
+        self
+    }
+
+    pub async fn request(&self, method: Method, path: &str, body: Option<&Value>) -> Reply {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.bearer {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.send(request).await
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let response = request.send().await.expect("request reaches the server");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.expect("read body").to_vec();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn raw(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base))
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.request(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.request(Method::POST, path, Some(body)).await
+    }
+}
+
+/// The whole stack for one test: its own database, an origin and an edge in front of it.
+pub struct TestApp {
+    pub db: TestDb,
+    pub origin: RunningOrigin,
+    pub edge: RunningEdge,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        let db = db().await;
+        let origin = origin(&db).run().await;
+        let edge = edge().upstream(origin.addr()).run();
+        TestApp { db, origin, edge }
+    }
+
+    /// A fan's view: through the edge.
+    pub fn fan(&self) -> Client {
+        client(self.edge.public)
+    }
+
+    /// The organizer API on the origin, with the admin token.
+    pub fn organizer(&self) -> Client {
+        client(self.origin.addr()).bearer(ADMIN_TOKEN)
+    }
+}
+
+/// A small venue layout: `sections` sections of `rows` x `seats` seats, tier per section.
+pub fn venue_body(
+    name: &str,
+    city: &str,
+    sections: &[(&str, &str)],
+    rows: u32,
+    seats: u32,
+) -> Value {
+    let sections: Vec<Value> = sections
+        .iter()
+        .map(|(id, tier)| {
+            let rows: Vec<Value> = (1..=rows)
+                .map(|row| {
+                    let seats: Vec<Value> = (1..=seats)
+                        .map(|n| serde_json::json!({"number": n, "x": n as f32, "y": row as f32}))
+                        .collect();
+                    serde_json::json!({"row": row.to_string(), "seats": seats})
+                })
+                .collect();
+            serde_json::json!({"section_id": id, "name": format!("Section {id}"), "price_tier": tier, "rows": rows})
+        })
+        .collect();
+    serde_json::json!({"name": name, "city": city, "sections": sections})
+}
+
+/// Creates a venue, an event and one show on sale now through the organizer API; returns
+/// (event id, show id).
+pub async fn create_catalog(
+    organizer: &Client,
+    event_name: &str,
+    performer: &str,
+    city: &str,
+    starts_at: &str,
+) -> (String, String) {
+    let venue = organizer
+        .post(
+            "/v1/admin/venues",
+            &venue_body(
+                &format!("{city} Hall"),
+                city,
+                &[("A", "T1"), ("B", "T2")],
+                2,
+                5,
+            ),
+        )
+        .await;
+    assert_eq!(
+        venue.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&venue.body)
+    );
+    let venue_id = venue.json()["venue_id"]
+        .as_str()
+        .expect("venue id")
+        .to_owned();
+    let event = organizer
+        .post(
+            "/v1/admin/events",
+            &serde_json::json!({"venue_id": venue_id, "name": event_name, "performer": performer}),
+        )
+        .await;
+    assert_eq!(
+        event.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&event.body)
+    );
+    let event_id = event.json()["id"].as_str().expect("event id").to_owned();
+    let show = organizer
+        .post(
+            &format!("/v1/admin/events/{event_id}/shows"),
+            &serde_json::json!({
+                "starts_at": starts_at, "on_sale_at": "2020-01-01T00:00:00Z", "currency": "EUR",
+                "price_tiers": [{"tier": "T1", "name": "Front", "price_cents": 9000},
+                                {"tier": "T2", "name": "Back", "price_cents": 4000}]}),
+        )
+        .await;
+    assert_eq!(show.status, 201, "{}", String::from_utf8_lossy(&show.body));
+    (
+        event_id,
+        show.json()["id"].as_str().expect("show id").to_owned(),
+    )
+}
+
+/// Polls `check` until it yields a value or `within` passes, for effects that land after the
+/// response that caused them (access-log metrics, background workers). Panics with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, within: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {within:?} waiting for {what}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+pub fn builder_config(db: &TestDb, prefix: &str) -> seatmap_builder::config::Config {
+    let mut config: seatmap_builder::config::Config =
+        onsale_contract::config::load(&config_dir().join("seatmap-builder.toml"))
+            .expect("config/seatmap-builder.toml");
+    config.database.url = onsale_contract::config::Secret::new(db.url.clone());
+    config.redis.url = onsale_contract::config::Secret::new(redis_url());
+    config.redis.key_prefix = prefix.to_owned();
+    config.http.listen = "127.0.0.1:0".parse().expect("address");
+    config
+}
+
+pub async fn redis() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url())
+        .expect("TEST_REDIS_URL parses")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to TEST_REDIS_URL")
+}
+
+/// A TCP forwarder between a client and a real server that a test can cut and restore, to
+/// take a dependency away mid-run (the server itself keeps running for other tests).
+pub struct TcpGate {
+    pub addr: SocketAddr,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    generation: tokio::sync::watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TcpGate {
+    pub async fn start(target: SocketAddr) -> TcpGate {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind gate");
+        let addr = listener.local_addr().expect("gate address");
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (generation, _) = tokio::sync::watch::channel(0u64);
+        let accept_open = open.clone();
+        let accept_generation = generation.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if !accept_open.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection close at once
+                }
+                let mut cut = accept_generation.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        TcpGate {
+            addr,
+            open,
+            generation,
+            task,
+        }
+    }
+
+    /// Closes every forwarded connection and refuses new ones until [`TcpGate::restore`].
+    pub fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    pub fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for TcpGate {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The host:port a PostgreSQL URL points at.
+pub fn pg_addr(url: &str) -> SocketAddr {
+    let options = PgConnectOptions::from_str(url).expect("URL parses");
+    let host = match options.get_host() {
+        "localhost" => "127.0.0.1",
+        host => host,
+    };
+    format!("{host}:{}", options.get_port())
+        .parse()
+        .expect("PostgreSQL at an IP address")
+}
+
+/// `url` with its host and port replaced by `addr`.
+pub fn via(url: &str, addr: SocketAddr) -> String {
+    let options = PgConnectOptions::from_str(url).expect("URL parses");
+    options
+        .host(&addr.ip().to_string())
+        .port(addr.port())
+        .to_url_lossy()
+        .to_string()
+}

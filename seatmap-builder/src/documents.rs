@@ -1,0 +1,399 @@
+//! Pure document building: rows in, bytes out. No I/O here, so the shapes, the seat order
+//! and the content hash are tested without a database.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::io::Write;
+
+/// One seat as the layout query returns it, in layout order.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SeatRow {
+    pub section_id: String,
+    pub section_name: String,
+    pub price_tier: String,
+    pub row_label: String,
+    pub seat_id: i64,
+    pub number: i32,
+    pub x: f32,
+    pub y: f32,
+    pub accessible: bool,
+    pub obstructed: bool,
+}
+
+#[derive(Serialize)]
+struct LayoutDoc<'a> {
+    show_id: &'a str,
+    layout_version: i32,
+    seat_count: usize,
+    sections: Vec<LayoutSection<'a>>,
+}
+
+#[derive(Serialize)]
+struct LayoutSection<'a> {
+    section_id: &'a str,
+    name: &'a str,
+    price_tier: &'a str,
+    rows: Vec<LayoutRow<'a>>,
+}
+
+#[derive(Serialize)]
+struct LayoutRow<'a> {
+    row: &'a str,
+    seats: Vec<LayoutSeat>,
+}
+
+#[derive(Serialize)]
+struct LayoutSeat {
+    id: i64,
+    number: i32,
+    x: f32,
+    y: f32,
+    flags: Vec<&'static str>,
+}
+
+/// A section's run of seats in layout order: `seat_status[start..start + len]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SectionSpan {
+    pub section_id: String,
+    pub len: usize,
+}
+
+/// The layout document and what availability builds need from it.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub layout_version: i32,
+    pub json: Vec<u8>,
+    pub spans: Vec<SectionSpan>,
+    pub seat_count: usize,
+}
+
+/// Groups seats (already in layout order) into sections and rows. A section or row that
+/// reappears later in the order starts a new group, so the document order is the seat order.
+pub fn layout(show_id: &str, layout_version: i32, seats: &[SeatRow]) -> Layout {
+    let mut sections: Vec<LayoutSection> = Vec::new();
+    let mut spans: Vec<SectionSpan> = Vec::new();
+    for seat in seats {
+        let same_section = sections
+            .last()
+            .is_some_and(|s| s.section_id == seat.section_id);
+        if !same_section {
+            sections.push(LayoutSection {
+                section_id: &seat.section_id,
+                name: &seat.section_name,
+                price_tier: &seat.price_tier,
+                rows: Vec::new(),
+            });
+            spans.push(SectionSpan {
+                section_id: seat.section_id.clone(),
+                len: 0,
+            });
+        }
+        let section = sections.last_mut().expect("pushed above");
+        let same_row = section.rows.last().is_some_and(|r| r.row == seat.row_label);
+        if !same_row {
+            section.rows.push(LayoutRow {
+                row: &seat.row_label,
+                seats: Vec::new(),
+            });
+        }
+        let mut flags = Vec::new();
+        if seat.accessible {
+            flags.push("accessible");
+        }
+        if seat.obstructed {
+            flags.push("obstructed");
+        }
+        section
+            .rows
+            .last_mut()
+            .expect("pushed above")
+            .seats
+            .push(LayoutSeat {
+                id: seat.seat_id,
+                number: seat.number,
+                x: seat.x,
+                y: seat.y,
+                flags,
+            });
+        spans.last_mut().expect("pushed above").len += 1;
+    }
+    let doc = LayoutDoc {
+        show_id,
+        layout_version,
+        seat_count: seats.len(),
+        sections,
+    };
+    Layout {
+        layout_version,
+        json: serde_json::to_vec(&doc).expect("layout serializes"),
+        spans,
+        seat_count: seats.len(),
+    }
+}
+
+#[derive(Serialize)]
+struct AvailabilityDoc<'a> {
+    show_id: &'a str,
+    layout_version: i32,
+    built_at_ms: i64,
+    next_build_at_ms: i64,
+    available: usize,
+    held: usize,
+    sold: usize,
+    total: usize,
+    sections: Vec<SectionCounts<'a>>,
+    seat_status: &'a str,
+}
+
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct SectionCounts<'a> {
+    pub section_id: &'a str,
+    pub available: usize,
+    pub held: usize,
+    pub sold: usize,
+    pub total: usize,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AvailabilityError {
+    #[error("seat_status has {got} seats but the layout has {expected}: the layout changed")]
+    LayoutMismatch { expected: usize, got: usize },
+    #[error("unknown seat status character {0:?}")]
+    UnknownStatus(char),
+}
+
+/// A built availability document: its JSON and the hash of what a fan can see in it.
+pub struct Availability {
+    pub json: Vec<u8>,
+    /// Hash of layout version and seat states, not of the timestamps: an unchanged build keeps
+    /// its ETag.
+    pub content_hash: String,
+}
+
+pub fn availability(
+    show_id: &str,
+    layout: &Layout,
+    seat_status: &str,
+    built_at_ms: i64,
+    next_build_at_ms: i64,
+) -> Result<Availability, AvailabilityError> {
+    if seat_status.len() != layout.seat_count {
+        return Err(AvailabilityError::LayoutMismatch {
+            expected: layout.seat_count,
+            got: seat_status.len(),
+        });
+    }
+    let bytes = seat_status.as_bytes();
+    let mut sections = Vec::with_capacity(layout.spans.len());
+    let mut start = 0;
+    for span in &layout.spans {
+        let mut counts = SectionCounts {
+            section_id: &span.section_id,
+            total: span.len,
+            ..SectionCounts::default()
+        };
+        for &status in &bytes[start..start + span.len] {
+            match status {
+                b'A' => counts.available += 1,
+                b'H' => counts.held += 1,
+                b'S' => counts.sold += 1,
+                b'X' => {}
+                other => return Err(AvailabilityError::UnknownStatus(other as char)),
+            }
+        }
+        start += span.len;
+        sections.push(counts);
+    }
+    let sum = |f: fn(&SectionCounts) -> usize| sections.iter().map(f).sum::<usize>();
+    let doc = AvailabilityDoc {
+        show_id,
+        layout_version: layout.layout_version,
+        built_at_ms,
+        next_build_at_ms,
+        available: sum(|s| s.available),
+        held: sum(|s| s.held),
+        sold: sum(|s| s.sold),
+        total: layout.seat_count,
+        sections,
+        seat_status,
+    };
+    let mut hash = Sha256::new();
+    hash.update(show_id.as_bytes());
+    hash.update(layout.layout_version.to_be_bytes());
+    hash.update(bytes);
+    Ok(Availability {
+        json: serde_json::to_vec(&doc).expect("availability serializes"),
+        content_hash: short_hex(&hash.finalize()),
+    })
+}
+
+pub fn content_hash(bytes: &[u8]) -> String {
+    short_hex(&Sha256::digest(bytes))
+}
+
+/// 128 bits of SHA-256 in hex: collision-free for ETags, half the header bytes.
+fn short_hex(digest: &[u8]) -> String {
+    hex::encode(&digest[..16])
+}
+
+/// A document in the three encodings the edge and CDNs serve.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub etag: String,
+    pub identity: Vec<u8>,
+    pub gzip: Vec<u8>,
+    pub brotli: Vec<u8>,
+}
+
+pub fn encode(etag: String, identity: Vec<u8>, gzip_level: u32, brotli_quality: u32) -> Encoded {
+    let mut gz = flate2::write::GzEncoder::new(
+        Vec::with_capacity(identity.len() / 4),
+        flate2::Compression::new(gzip_level),
+    );
+    gz.write_all(&identity)
+        .expect("writing to memory cannot fail");
+    let gzip = gz.finish().expect("writing to memory cannot fail");
+    let mut brotli = Vec::with_capacity(identity.len() / 4);
+    let params = brotli::enc::BrotliEncoderParams {
+        quality: brotli_quality as i32,
+        lgwin: 22,
+        size_hint: identity.len(),
+        ..Default::default()
+    };
+    brotli::BrotliCompress(&mut identity.as_slice(), &mut brotli, &params)
+        .expect("compressing in memory cannot fail");
+    Encoded {
+        etag,
+        identity,
+        gzip,
+        brotli,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn seat(section: &str, row: &str, id: i64, number: i32) -> SeatRow {
+        SeatRow {
+            section_id: section.into(),
+            section_name: format!("Section {section}"),
+            price_tier: "T1".into(),
+            row_label: row.into(),
+            seat_id: id,
+            number,
+            x: number as f32,
+            y: 0.0,
+            accessible: id == 1,
+            obstructed: id == 4,
+        }
+    }
+
+    fn sample() -> Layout {
+        let seats = vec![
+            seat("A", "1", 1, 1),
+            seat("A", "1", 2, 2),
+            seat("A", "2", 3, 1),
+            seat("B", "1", 4, 1),
+            seat("B", "1", 5, 2),
+        ];
+        layout("show", 3, &seats)
+    }
+
+    #[test]
+    fn layout_groups_sections_and_rows_in_seat_order() {
+        let layout = sample();
+        let doc: serde_json::Value = serde_json::from_slice(&layout.json).unwrap();
+        let ids: Vec<i64> = doc["sections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["rows"].as_array().unwrap())
+            .flat_map(|r| r["seats"].as_array().unwrap())
+            .map(|s| s["id"].as_i64().unwrap())
+            .collect();
+        assert_eq!(ids, [1, 2, 3, 4, 5]);
+        assert_eq!(doc["sections"][0]["rows"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            doc["sections"][0]["rows"][0]["seats"][0]["flags"],
+            serde_json::json!(["accessible"])
+        );
+        assert_eq!(
+            doc["sections"][1]["rows"][0]["seats"][0]["flags"],
+            serde_json::json!(["obstructed"])
+        );
+        assert_eq!(
+            layout.spans,
+            [
+                SectionSpan {
+                    section_id: "A".into(),
+                    len: 3
+                },
+                SectionSpan {
+                    section_id: "B".into(),
+                    len: 2
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn availability_counts_sections_and_keeps_the_status_string() {
+        let layout = sample();
+        let built = availability("show", &layout, "AHSXA", 1000, 31000).unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&built.json).unwrap();
+        assert_eq!(doc["seat_status"], "AHSXA");
+        assert_eq!(
+            doc["sections"][0],
+            serde_json::json!({"section_id": "A", "available": 1, "held": 1, "sold": 1, "total": 3})
+        );
+        assert_eq!(
+            doc["sections"][1],
+            serde_json::json!({"section_id": "B", "available": 1, "held": 0, "sold": 0, "total": 2})
+        );
+        assert_eq!(
+            (doc["available"].as_u64(), doc["total"].as_u64()),
+            (Some(2), Some(5))
+        );
+        assert_eq!(doc["next_build_at_ms"], 31000);
+    }
+
+    #[test]
+    fn content_hash_ignores_timestamps_but_not_seats() {
+        let layout = sample();
+        let a = availability("show", &layout, "AAAAA", 1000, 2000).unwrap();
+        let b = availability("show", &layout, "AAAAA", 5000, 6000).unwrap();
+        let c = availability("show", &layout, "AAAAH", 1000, 2000).unwrap();
+        assert_eq!(a.content_hash, b.content_hash);
+        assert_ne!(a.content_hash, c.content_hash);
+    }
+
+    #[test]
+    fn refuses_a_status_string_of_another_layout() {
+        let err = availability("show", &sample(), "AAA", 0, 0).err().unwrap();
+        assert_eq!(
+            err,
+            AvailabilityError::LayoutMismatch {
+                expected: 5,
+                got: 3
+            }
+        );
+        assert!(availability("show", &sample(), "AAAA?", 0, 0).is_err());
+    }
+
+    #[test]
+    fn encodings_decode_to_the_identity_bytes() {
+        let identity =
+            br#"{"seat_status":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAASSSSS"}"#.to_vec();
+        let encoded = encode("e".into(), identity.clone(), 9, 11);
+        let mut gunzipped = Vec::new();
+        flate2::read::GzDecoder::new(encoded.gzip.as_slice())
+            .read_to_end(&mut gunzipped)
+            .unwrap();
+        assert_eq!(gunzipped, identity);
+        let mut unbrotli = Vec::new();
+        brotli::BrotliDecompress(&mut encoded.brotli.as_slice(), &mut unbrotli).unwrap();
+        assert_eq!(unbrotli, identity);
+    }
+}

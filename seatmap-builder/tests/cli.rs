@@ -1,0 +1,21 @@
+//! `--check` against the real binary.
+
+use onsale_contract::testing::{
+    assert_check_names_unknown_key, assert_check_prints_effective_config,
+};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_seatmap-builder");
+const CONFIG: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../config/seatmap-builder.toml"
+);
+
+#[test]
+fn check_rejects_an_unknown_key_naming_it() {
+    assert_check_names_unknown_key(BINARY, CONFIG, "build", "intervals");
+}
+
+#[test]
+fn check_accepts_the_committed_file() {
+    assert_check_prints_effective_config(BINARY, CONFIG, "build");
+}

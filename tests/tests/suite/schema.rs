@@ -1,0 +1,178 @@
+//! The no-oversell truths hold in the schema itself: direct SQL that would break them fails.
+
+use onsale_tests::{create_catalog, TestApp};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+struct Fixture {
+    app: TestApp,
+    show: Uuid,
+    seats: Vec<i64>,
+}
+
+async fn fixture() -> Fixture {
+    let app = TestApp::spawn().await;
+    let (_, show) = create_catalog(
+        &app.organizer(),
+        "Jazz",
+        "Blue Notes",
+        "Lyon",
+        "2027-03-10T20:00:00Z",
+    )
+    .await;
+    let show = Uuid::parse_str(&show).unwrap();
+    let seats = sqlx::query_scalar(
+        "SELECT seat_id FROM seat_inventory WHERE show_id = $1 ORDER BY layout_idx",
+    )
+    .bind(show)
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap();
+    Fixture { app, show, seats }
+}
+
+async fn hold(pool: &PgPool, show: Uuid) -> Uuid {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO holds (id, show_id, fan_id, status, seat_count, total_cents, currency, expires_at)
+         VALUES ($1, $2, 'fan', 'active', 1, 100, 'EUR', now() + interval '5 minutes')",
+    )
+    .bind(id)
+    .bind(show)
+    .execute(pool)
+    .await
+    .unwrap();
+    id
+}
+
+async fn order(pool: &PgPool, show: Uuid) -> Uuid {
+    let hold = hold(pool, show).await;
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO orders (id, show_id, hold_id, fan_id, status, total_cents, currency, expires_at)
+         VALUES ($1, $2, $3, 'fan', 'confirmed', 100, 'EUR', now())",
+    )
+    .bind(id)
+    .bind(show)
+    .bind(hold)
+    .execute(pool)
+    .await
+    .unwrap();
+    id
+}
+
+fn violated(result: Result<sqlx::postgres::PgQueryResult, sqlx::Error>) -> String {
+    match result {
+        Err(sqlx::Error::Database(e)) => e.constraint().unwrap_or_default().to_owned(),
+        other => panic!("expected a constraint violation, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_seat_cannot_be_in_two_live_holds() {
+    let f = fixture().await;
+    let pool = &f.app.db.pool;
+    let insert = |hold: Uuid| {
+        sqlx::query("INSERT INTO hold_seats (hold_id, show_id, seat_id) VALUES ($1, $2, $3)")
+            .bind(hold)
+            .bind(f.show)
+            .bind(f.seats[0])
+    };
+    let first = hold(pool, f.show).await;
+    insert(first).execute(pool).await.unwrap();
+    let second = hold(pool, f.show).await;
+    assert_eq!(
+        violated(insert(second).execute(pool).await),
+        "hold_seats_one_live_hold"
+    );
+
+    // Once the first hold's seat is released, the seat can be held again.
+    sqlx::query("UPDATE hold_seats SET released_at = now() WHERE hold_id = $1")
+        .bind(first)
+        .execute(pool)
+        .await
+        .unwrap();
+    insert(second).execute(pool).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inventory_states_need_their_hold_or_order() {
+    let f = fixture().await;
+    let pool = &f.app.db.pool;
+    let set = |sql: &'static str| sqlx::query(sql).bind(f.show).bind(f.seats[0]);
+    assert_eq!(
+        violated(
+            set("UPDATE seat_inventory SET status = 'held' WHERE show_id = $1 AND seat_id = $2")
+                .execute(pool)
+                .await
+        ),
+        "seat_inventory_held_has_hold"
+    );
+    assert_eq!(
+        violated(
+            set("UPDATE seat_inventory SET status = 'sold' WHERE show_id = $1 AND seat_id = $2")
+                .execute(pool)
+                .await
+        ),
+        "seat_inventory_sold_has_order"
+    );
+    assert_eq!(
+        violated(
+            set("UPDATE seat_inventory SET hold_id = gen_random_uuid(), hold_expires_at = now() WHERE show_id = $1 AND seat_id = $2")
+                .execute(pool)
+                .await
+        ),
+        "seat_inventory_held_has_hold",
+        "an available seat carries no hold"
+    );
+    let duplicate = sqlx::query(
+        "INSERT INTO seat_inventory (show_id, seat_id, section_id, price_tier, layout_idx)
+         SELECT show_id, seat_id, section_id, price_tier, layout_idx FROM seat_inventory WHERE show_id = $1 AND seat_id = $2",
+    )
+    .bind(f.show)
+    .bind(f.seats[0])
+    .execute(pool)
+    .await;
+    assert!(
+        violated(duplicate).starts_with("seat_inventory_"),
+        "one row per (show, seat)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_seat_cannot_have_two_valid_tickets() {
+    let f = fixture().await;
+    let pool = &f.app.db.pool;
+    let ticket = |order: Uuid| {
+        sqlx::query("INSERT INTO tickets (id, order_id, show_id, seat_id, status) VALUES (gen_random_uuid(), $1, $2, $3, 'valid')")
+            .bind(order)
+            .bind(f.show)
+            .bind(f.seats[1])
+    };
+    let first = order(pool, f.show).await;
+    ticket(first).execute(pool).await.unwrap();
+    let second = order(pool, f.show).await;
+    assert_eq!(
+        violated(ticket(second).execute(pool).await),
+        "tickets_one_valid_per_seat"
+    );
+
+    sqlx::query("UPDATE tickets SET status = 'revoked' WHERE order_id = $1")
+        .bind(first)
+        .execute(pool)
+        .await
+        .unwrap();
+    ticket(second).execute(pool).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_show_has_its_own_inventory_partition() {
+    let f = fixture().await;
+    let partition = origin::admin::inventory_partition(origin::domain::ShowId(f.show));
+    let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {partition}"))
+        .fetch_one(&f.app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 20);
+    assert_eq!(f.seats.len(), 20);
+}

@@ -1,0 +1,359 @@
+//! The seat-map builder against real Postgres and Redis.
+
+use futures_util::StreamExt;
+use onsale_contract::snapshot::{self, field, Kind};
+use onsale_tests::{builder_config, create_catalog, eventually, redis_prefix, TcpGate, TestApp};
+use redis::AsyncCommands;
+use seatmap_builder::metrics::Metrics;
+use seatmap_builder::Builder;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+struct Fixture {
+    app: TestApp,
+    show: Uuid,
+    prefix: String,
+    seats: Vec<i64>,
+}
+
+async fn fixture() -> Fixture {
+    let app = TestApp::spawn().await;
+    let (_, show) = create_catalog(
+        &app.organizer(),
+        "Jazz",
+        "Blue Notes",
+        "Lyon",
+        "2099-03-10T20:00:00Z",
+    )
+    .await;
+    let show = Uuid::parse_str(&show).unwrap();
+    let seats = sqlx::query_scalar(
+        "SELECT seat_id FROM seat_inventory WHERE show_id = $1 ORDER BY layout_idx",
+    )
+    .bind(show)
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap();
+    Fixture {
+        app,
+        show,
+        prefix: redis_prefix(),
+        seats,
+    }
+}
+
+impl Fixture {
+    fn builder(&self) -> Builder {
+        Builder::new(
+            builder_config(&self.app.db, &self.prefix),
+            Arc::new(Metrics::new()),
+        )
+        .unwrap()
+    }
+
+    async fn snapshot(&self, kind: Kind) -> HashMap<String, Vec<u8>> {
+        let key = snapshot::key(&self.prefix, &self.show.to_string(), kind);
+        onsale_tests::redis().await.hgetall(key).await.unwrap()
+    }
+
+    async fn document(&self, kind: Kind) -> Value {
+        serde_json::from_slice(&self.snapshot(kind).await[field::IDENTITY]).unwrap()
+    }
+
+    async fn exec(&self, sql: &str, seat: usize) {
+        sqlx::query(sql)
+            .bind(self.show)
+            .bind(self.seats[seat])
+            .execute(&self.app.db.pool)
+            .await
+            .unwrap();
+    }
+
+    async fn hold(&self, seat: usize, expires_in: &str) {
+        let hold = Uuid::new_v4();
+        sqlx::query(&format!(
+            "INSERT INTO holds (id, show_id, fan_id, status, seat_count, total_cents, currency, expires_at)
+             VALUES ($1, $2, 'fan', 'active', 1, 100, 'EUR', now() + interval '{expires_in}')"
+        ))
+        .bind(hold)
+        .bind(self.show)
+        .execute(&self.app.db.pool)
+        .await
+        .unwrap();
+        sqlx::query(&format!(
+            "UPDATE seat_inventory SET status = 'held', hold_id = $3, hold_expires_at = now() + interval '{expires_in}'
+             WHERE show_id = $1 AND seat_id = $2"
+        ))
+        .bind(self.show)
+        .bind(self.seats[seat])
+        .bind(hold)
+        .execute(&self.app.db.pool)
+        .await
+        .unwrap();
+    }
+
+    async fn sell(&self, seat: usize) {
+        let hold = Uuid::new_v4();
+        let order = Uuid::new_v4();
+        let pool = &self.app.db.pool;
+        sqlx::query("INSERT INTO holds (id, show_id, fan_id, status, seat_count, total_cents, currency, expires_at, ended_at)
+                     VALUES ($1, $2, 'fan', 'converted', 1, 100, 'EUR', now(), now())")
+            .bind(hold).bind(self.show).execute(pool).await.unwrap();
+        sqlx::query("INSERT INTO orders (id, show_id, hold_id, fan_id, status, total_cents, currency, expires_at)
+                     VALUES ($1, $2, $3, 'fan', 'confirmed', 100, 'EUR', now())")
+            .bind(order).bind(self.show).bind(hold).execute(pool).await.unwrap();
+        sqlx::query("UPDATE seat_inventory SET status = 'sold', order_id = $3 WHERE show_id = $1 AND seat_id = $2")
+            .bind(self.show).bind(self.seats[seat]).bind(order).execute(pool).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seat_states_appear_in_layout_order_with_section_counts() {
+    let f = fixture().await;
+    f.hold(0, "10 minutes").await;
+    f.hold(1, "-1 second").await; // expired, not yet swept: available
+    f.sell(2).await;
+    f.exec(
+        "UPDATE seat_inventory SET status = 'unavailable' WHERE show_id = $1 AND seat_id = $2",
+        3,
+    )
+    .await;
+    f.sell(15).await;
+
+    let reports = f.builder().build_all(1_000).await.unwrap();
+    assert_eq!(reports.len(), 1);
+    let availability = f.document(Kind::Availability).await;
+    assert_eq!(availability["seat_status"], "HASXAAAAAAAAAAASAAAA");
+    assert_eq!(
+        availability["sections"],
+        serde_json::json!([
+            {"section_id": "A", "available": 7, "held": 1, "sold": 1, "total": 10},
+            {"section_id": "B", "available": 9, "held": 0, "sold": 1, "total": 10}
+        ])
+    );
+    assert_eq!(availability["built_at_ms"], 1_000);
+    assert_eq!(availability["next_build_at_ms"], 31_000);
+
+    let layout = f.document(Kind::Layout).await;
+    let layout_ids: Vec<i64> = layout["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["rows"].as_array().unwrap())
+        .flat_map(|r| r["seats"].as_array().unwrap())
+        .map(|s| s["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(layout_ids, f.seats, "layout order is seat_status order");
+    assert_eq!(layout["sections"][0]["price_tier"], "T1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unchanged_keeps_its_etag_changed_gets_a_new_one_and_is_announced() {
+    let f = fixture().await;
+    let out_dir = tempfile::tempdir().unwrap();
+    let mut config = builder_config(&f.app.db, &f.prefix);
+    config.build.out_dir = out_dir.path().to_owned();
+    let mut builder = Builder::new(config, Arc::new(Metrics::new())).unwrap();
+
+    let first = builder.build_all(1_000).await.unwrap().remove(0);
+    assert!(first.availability_changed && first.layout_changed);
+    let before = f.snapshot(Kind::Availability).await;
+
+    let mut pubsub = redis::Client::open(onsale_tests::redis_url())
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    pubsub
+        .subscribe(snapshot::channel(&f.prefix))
+        .await
+        .unwrap();
+
+    let second = builder.build_all(31_000).await.unwrap().remove(0);
+    assert!(!second.availability_changed && !second.layout_changed);
+    assert_eq!(second.availability_etag, first.availability_etag);
+    let after = f.snapshot(Kind::Availability).await;
+    assert_eq!(
+        after[field::IDENTITY],
+        before[field::IDENTITY],
+        "no new version"
+    );
+    assert_eq!(after[field::BUILT_AT_MS], b"1000");
+    assert_eq!(
+        after[field::NEXT_BUILD_AT_MS],
+        b"61000",
+        "the next build moved on"
+    );
+
+    f.hold(4, "10 minutes").await;
+    let third = builder.build_all(61_000).await.unwrap().remove(0);
+    assert!(third.availability_changed && !third.layout_changed);
+    assert_ne!(third.availability_etag, first.availability_etag);
+    let message = tokio::time::timeout(Duration::from_secs(5), pubsub.on_message().next())
+        .await
+        .expect("an announcement")
+        .unwrap();
+    let announcement: snapshot::Announcement =
+        serde_json::from_slice(message.get_payload_bytes()).unwrap();
+    assert_eq!(announcement.etag, third.availability_etag);
+    assert_eq!(announcement.kind, Kind::Availability);
+
+    // Every encoding decodes to the identity bytes, in Redis and on disk.
+    let published = f.snapshot(Kind::Availability).await;
+    let identity = &published[field::IDENTITY];
+    let mut gunzipped = Vec::new();
+    flate2::read::GzDecoder::new(published[field::GZIP].as_slice())
+        .read_to_end(&mut gunzipped)
+        .unwrap();
+    assert_eq!(&gunzipped, identity);
+    let mut unbrotli = Vec::new();
+    brotli::BrotliDecompress(&mut published[field::BROTLI].as_slice(), &mut unbrotli).unwrap();
+    assert_eq!(&unbrotli, identity);
+    let dir = out_dir.path().join(f.show.to_string());
+    assert_eq!(
+        &std::fs::read(dir.join("availability.json")).unwrap(),
+        identity
+    );
+    assert_eq!(
+        std::fs::read(dir.join("availability.json.br")).unwrap(),
+        published[field::BROTLI]
+    );
+    assert_eq!(
+        std::fs::read(dir.join("availability.json.gz")).unwrap(),
+        published[field::GZIP]
+    );
+    assert!(dir.join("layout.json.br").exists());
+}
+
+async fn lease_holder(builder: &seatmap_builder::RunningBuilder) -> i64 {
+    builder.metrics.lease_holder.get()
+}
+
+fn builds(builder: &seatmap_builder::RunningBuilder) -> u64 {
+    ["changed", "unchanged"]
+        .iter()
+        .map(|outcome| {
+            builder
+                .metrics
+                .builds
+                .with_label_values(&["availability", outcome])
+                .get()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_builders_make_one_build_per_interval_and_the_follower_takes_over() {
+    let f = fixture().await;
+    let config = || {
+        let mut config = builder_config(&f.app.db, &f.prefix);
+        config.build.interval_s = 0.3;
+        config
+    };
+    let a = seatmap_builder::start(config(), "a".into()).await.unwrap();
+    let b = seatmap_builder::start(config(), "b".into()).await.unwrap();
+    eventually("one builder to lead", Duration::from_secs(5), || async {
+        (builds(&a) + builds(&b) >= 3).then_some(())
+    })
+    .await;
+    let (leader, follower) = if lease_holder(&a).await == 1 {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert_eq!(lease_holder(&follower).await, 0);
+    assert_eq!(
+        builds(&follower),
+        0,
+        "the follower never builds while the leader lives"
+    );
+
+    // Over ~2 s the leader builds about once per 0.3 s interval, not once per 0.1 s tick.
+    let start = builds(&leader);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = builds(&leader) - start;
+    assert!(
+        (4..=9).contains(&during),
+        "{during} builds in 2 s at a 0.3 s interval"
+    );
+    assert_eq!(builds(&follower), 0);
+
+    leader.crash();
+    let crashed_at = std::time::Instant::now();
+    eventually(
+        "the follower to take over",
+        Duration::from_secs(5),
+        || async { (builds(&follower) > 0).then_some(()) },
+    )
+    .await;
+    // The lease lapses within 2/3 of an interval and a follower checks every 1/3: one
+    // interval by design; the bound leaves room for a loaded machine.
+    assert!(
+        crashed_at.elapsed() < Duration::from_millis(2 * 300 + 200),
+        "took over in {:?}",
+        crashed_at.elapsed()
+    );
+    follower.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_gone_mid_run_keeps_the_last_snapshot_and_ages_it() {
+    let f = fixture().await;
+    let gate = TcpGate::start(onsale_tests::pg_addr(&f.app.db.url)).await;
+    let mut config = builder_config(&f.app.db, &f.prefix);
+    config.database.url =
+        onsale_contract::config::Secret::new(onsale_tests::via(&f.app.db.url, gate.addr));
+    config.build.interval_s = 0.2;
+    let builder = seatmap_builder::start(config, "solo".into()).await.unwrap();
+    let show = f.show.to_string();
+    let age = |b: &seatmap_builder::RunningBuilder| {
+        b.metrics.snapshot_age.with_label_values(&[&show]).get()
+    };
+    let published = eventually("a first snapshot", Duration::from_secs(5), || async {
+        let snapshot = f.snapshot(Kind::Availability).await;
+        snapshot.contains_key(field::ETAG).then_some(snapshot)
+    })
+    .await;
+
+    gate.cut();
+    f.hold(0, "10 minutes").await; // a change the builder cannot see while Postgres is away
+    eventually(
+        "the snapshot to age past 1 s",
+        Duration::from_secs(10),
+        || async { (age(&builder) > 1.0).then_some(()) },
+    )
+    .await;
+    let failures = builder.metrics.failures.with_label_values(&["build"]).get();
+    assert!(failures > 0);
+    let during = f.snapshot(Kind::Availability).await;
+    assert_eq!(
+        during[field::ETAG],
+        published[field::ETAG],
+        "the last good snapshot stays"
+    );
+    assert_eq!(during[field::IDENTITY], published[field::IDENTITY]);
+
+    gate.restore();
+    eventually(
+        "recovery with the new seat state",
+        Duration::from_secs(10),
+        || async {
+            let doc = f.document(Kind::Availability).await;
+            doc["seat_status"]
+                .as_str()
+                .unwrap()
+                .starts_with('H')
+                .then_some(())
+        },
+    )
+    .await;
+    eventually("the age to fall back", Duration::from_secs(5), || async {
+        (age(&builder) < 1.0).then_some(())
+    })
+    .await;
+    builder.shutdown().await;
+}
