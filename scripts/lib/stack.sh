@@ -46,6 +46,19 @@ install_missing() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 }
 
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# usable_port PORT MODE: PORT if free; else with MODE "any" the next free port above it,
+# with MODE "fixed" an error (scripts/up promises its ports).
+usable_port() {
+    local port=$1 mode=$2
+    while port_in_use "$port"; do
+        [ "$mode" = any ] || die "port $port is taken by another program; stop it or set DATABASE_URL/REDIS_URL"
+        port=$((port + 1))
+    done
+    echo "$port"
+}
+
 # Runs a PostgreSQL server binary as an unprivileged user: initdb refuses to run as root.
 pg_run() {
     if [ "$(id -u)" = 0 ]; then
@@ -57,7 +70,8 @@ pg_run() {
 }
 
 # start_postgres DIR PORT [test]: a private cluster with its data in DIR, listening on
-# 127.0.0.1:PORT; "test" trades durability for speed. Sets PG_ADMIN_URL.
+# 127.0.0.1:PORT; "test" trades durability for speed and moves to a free port if PORT is
+# taken. Sets PG_ADMIN_URL.
 start_postgres() {
     local dir=$1 port=$2 profile=${3:-dev} bin
     if [ -n "${DATABASE_URL:-}" ]; then
@@ -75,8 +89,10 @@ start_postgres() {
             || die "initdb failed"
     fi
     if pg_run "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+        port=$(sed -n 4p "$dir/postmaster.pid")
         log "PostgreSQL already running on $port"
     else
+        port=$(usable_port "$port" "$([ "$profile" = test ] && echo any || echo fixed)")
         local options="-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=256MB"
         if [ "$profile" = test ]; then
             options="$options -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
@@ -104,17 +120,22 @@ create_database() {
     echo "${admin%/*}/$name"
 }
 
-# start_redis DIR PORT: a private Redis with its data in DIR on 127.0.0.1:PORT. Sets REDIS_URL.
+# start_redis DIR PORT [test]: a private Redis with its data in DIR on 127.0.0.1:PORT ("test":
+# a free port if PORT is taken). Sets REDIS_URL.
 start_redis() {
-    local dir=$1 port=$2
+    local dir=$1 port=$2 profile=${3:-dev}
     if [ -n "${REDIS_URL:-}" ]; then
         log "using the running Redis named by REDIS_URL"
         return 0
     fi
     mkdir -p "$dir"
-    if redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1; then
+    if [ -f "$dir/redis.pid" ] && kill -0 "$(cat "$dir/redis.pid")" 2>/dev/null \
+        && [ -f "$dir/port" ] && redis-cli -h 127.0.0.1 -p "$(cat "$dir/port")" ping >/dev/null 2>&1; then
+        port=$(cat "$dir/port")
         log "Redis already running on $port"
     else
+        port=$(usable_port "$port" "$([ "$profile" = test ] && echo any || echo fixed)")
+        echo "$port" > "$dir/port"
         log "starting Redis on 127.0.0.1:$port"
         redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --daemonize yes \
             --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save 60 1000 >/dev/null \
