@@ -102,9 +102,14 @@ pub struct Builder {
     pool: PgPool,
     redis_client: redis::Client,
     redis: Option<RedisTarget>,
+    /// After a failed connect, no new attempt before this: a pass while Redis is away must
+    /// not wait on a connect per document.
+    redis_retry_at: Option<Instant>,
     metrics: Arc<Metrics>,
     shows: HashMap<Uuid, ShowState>,
 }
+
+const REDIS_RECONNECT_HOLD_OFF: Duration = Duration::from_secs(2);
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -132,6 +137,7 @@ impl Builder {
             pool,
             redis_client,
             redis: None,
+            redis_retry_at: None,
             metrics,
             shows: HashMap::new(),
         })
@@ -143,11 +149,12 @@ impl Builder {
 
     /// A Redis connection, (re)connecting if there is none; `None` while Redis is away.
     pub async fn redis(&mut self) -> Option<&mut RedisTarget> {
-        if self.redis.is_none() {
+        let holding_off = self.redis_retry_at.is_some_and(|at| Instant::now() < at);
+        if self.redis.is_none() && !holding_off {
             let config = redis::aio::ConnectionManagerConfig::new()
                 .set_connection_timeout(Duration::from_millis(500))
                 .set_response_timeout(Duration::from_secs(2))
-                .set_number_of_retries(1);
+                .set_number_of_retries(0);
             match redis::aio::ConnectionManager::new_with_config(self.redis_client.clone(), config)
                 .await
             {
@@ -159,6 +166,7 @@ impl Builder {
                     });
                 }
                 Err(error) => {
+                    self.redis_retry_at = Some(Instant::now() + REDIS_RECONNECT_HOLD_OFF);
                     tracing::warn!(%error, "Redis unreachable; snapshots go to the directory only");
                     self.metrics
                         .failures

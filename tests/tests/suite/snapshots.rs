@@ -357,3 +357,63 @@ async fn postgres_gone_mid_run_keeps_the_last_snapshot_and_ages_it() {
     .await;
     builder.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_away_still_writes_the_directory() {
+    let f = fixture().await;
+    let out_dir = tempfile::tempdir().unwrap();
+    let mut config = builder_config(&f.app.db, &f.prefix);
+    config.redis.url =
+        onsale_contract::config::Secret::new(format!("redis://{}", onsale_tests::free_port()));
+    config.build.out_dir = out_dir.path().to_owned();
+    let metrics = Arc::new(Metrics::new());
+    let mut builder = Builder::new(config, metrics.clone()).unwrap();
+
+    let report = builder.build_all(1_000).await.unwrap().remove(0);
+    assert!(report.availability_changed);
+    let written = std::fs::read(
+        out_dir
+            .path()
+            .join(f.show.to_string())
+            .join("availability.json"),
+    )
+    .unwrap();
+    let doc: Value = serde_json::from_slice(&written).unwrap();
+    assert_eq!(doc["seat_status"].as_str().unwrap().len(), 20);
+    assert!(metrics.failures.with_label_values(&["redis_connect"]).get() > 0);
+
+    f.sell(0).await;
+    builder.build_all(31_000).await.unwrap();
+    let written = std::fs::read(
+        out_dir
+            .path()
+            .join(f.show.to_string())
+            .join("availability.json"),
+    )
+    .unwrap();
+    let doc: Value = serde_json::from_slice(&written).unwrap();
+    assert!(
+        doc["seat_status"].as_str().unwrap().starts_with('S'),
+        "{doc}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_come_from_the_replica_when_one_is_set() {
+    let f = fixture().await;
+    let mut config = builder_config(&f.app.db, &f.prefix);
+    // The primary is unreachable; builds still work, so they read the replica.
+    let nowhere = onsale_tests::via(&f.app.db.url, onsale_tests::free_port());
+    config.database.replica_url = onsale_contract::config::Secret::new(f.app.db.url.clone());
+    config.database.url = onsale_contract::config::Secret::new(nowhere);
+    let mut builder = Builder::new(config, Arc::new(Metrics::new())).unwrap();
+    let reports = builder.build_all(1_000).await.unwrap();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(
+        f.document(Kind::Availability).await["seat_status"]
+            .as_str()
+            .unwrap()
+            .len(),
+        20
+    );
+}
