@@ -2,12 +2,14 @@
 //!
 //! - [`problem`]: the RFC 9457 `application/problem+json` body every binary answers errors with,
 //!   so a client parses one shape whichever hop refused it.
+//! - [`logging`]: the same `tracing` setup in every binary.
 //! - [`metrics`]: one Prometheus registry per running server, with a shared naming scheme.
 //! - [`snapshot`]: where seat-map snapshots live in Redis and on disk, and how they are announced.
 //! - [`config`]: strict TOML loading (unknown keys are errors that name the key), environment
 //!   overrides for addresses and secrets, and secrets that never print.
 
 pub mod config;
+pub mod logging;
 pub mod metrics;
 pub mod problem;
 pub mod snapshot;

@@ -2,7 +2,10 @@
 //! servers can share a process in tests and each `/metrics` shows only its own.
 
 use prometheus::core::Collector;
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 
 /// A registry whose metric names start with `onsale_<binary>_`.
 pub fn registry(binary: &str) -> Registry {
@@ -16,6 +19,41 @@ pub fn register<C: Collector + Clone + 'static>(registry: &Registry, collector: 
         .register(Box::new(collector.clone()))
         .expect("metric names are unique within a binary");
     collector.clone()
+}
+
+pub fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(
+        registry,
+        &IntCounterVec::new(Opts::new(name, help), labels).expect("static metric"),
+    )
+}
+
+pub fn int_gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(
+        registry,
+        &IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric"),
+    )
+}
+
+pub fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    register(
+        registry,
+        &GaugeVec::new(Opts::new(name, help), labels).expect("static metric"),
+    )
+}
+
+pub fn histogram_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+    register(
+        registry,
+        &HistogramVec::new(opts, labels).expect("static metric"),
+    )
 }
 
 /// The Prometheus text exposition of everything in `registry`.

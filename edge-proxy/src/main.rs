@@ -16,11 +16,7 @@ struct Cli {
 
 // Not `#[tokio::main]`: Pingora builds and owns its runtimes.
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    onsale_contract::logging::init("info");
     let cli = Cli::parse();
     let config = Config::load(&cli.config)?;
     if cli.check {

@@ -33,12 +33,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .init();
+    onsale_contract::logging::init("info,sqlx=warn");
     let cli = Cli::parse();
     let config = Config::load(&cli.config)?;
     if cli.check {

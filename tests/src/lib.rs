@@ -555,3 +555,106 @@ pub fn via(url: &str, addr: SocketAddr) -> String {
         .to_url_lossy()
         .to_string()
 }
+
+/// A [`TestApp`] with one small show on sale (sections A and B, 2 rows of 5 seats each) and
+/// its seat ids in layout order, plus direct-SQL helpers to put seats in any state.
+pub struct ShowFixture {
+    pub app: TestApp,
+    pub show: Uuid,
+    pub seats: Vec<i64>,
+}
+
+impl ShowFixture {
+    pub async fn spawn() -> ShowFixture {
+        let app = TestApp::spawn().await;
+        let (_, show) = create_catalog(
+            &app.organizer(),
+            "Jazz",
+            "Blue Notes",
+            "Lyon",
+            "2099-03-10T20:00:00Z",
+        )
+        .await;
+        let show = Uuid::parse_str(&show).expect("show id");
+        let seats = sqlx::query_scalar(
+            "SELECT seat_id FROM seat_inventory WHERE show_id = $1 ORDER BY layout_idx",
+        )
+        .bind(show)
+        .fetch_all(&app.db.pool)
+        .await
+        .expect("seats");
+        ShowFixture { app, show, seats }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.app.db.pool
+    }
+
+    /// An active hold row expiring `expires_in` (a Postgres interval) from now, with no seats.
+    pub async fn hold_row(&self, expires_in: &str) -> Uuid {
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO holds (id, show_id, fan_id, status, seat_count, total_cents, currency, expires_at)
+             VALUES ($1, $2, 'fan', 'active', 1, 100, 'EUR', now() + $3::interval)",
+        )
+        .bind(id)
+        .bind(self.show)
+        .bind(expires_in)
+        .execute(self.pool())
+        .await
+        .expect("insert hold");
+        id
+    }
+
+    /// Seat `seat` (index in layout order) held until `expires_in` from now.
+    pub async fn hold_seat(&self, seat: usize, expires_in: &str) -> Uuid {
+        let hold = self.hold_row(expires_in).await;
+        sqlx::query(
+            "UPDATE seat_inventory SET status = 'held', hold_id = $3, hold_expires_at = now() + $4::interval
+             WHERE show_id = $1 AND seat_id = $2",
+        )
+        .bind(self.show)
+        .bind(self.seats[seat])
+        .bind(hold)
+        .bind(expires_in)
+        .execute(self.pool())
+        .await
+        .expect("hold seat");
+        hold
+    }
+
+    /// A confirmed order (with its converted hold), selling no seat yet.
+    pub async fn order_row(&self) -> Uuid {
+        let hold = self.hold_row("0 seconds").await;
+        sqlx::query("UPDATE holds SET status = 'converted', ended_at = now() WHERE id = $1")
+            .bind(hold)
+            .execute(self.pool())
+            .await
+            .expect("convert hold");
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO orders (id, show_id, hold_id, fan_id, status, total_cents, currency, expires_at)
+             VALUES ($1, $2, $3, 'fan', 'confirmed', 100, 'EUR', now())",
+        )
+        .bind(id)
+        .bind(self.show)
+        .bind(hold)
+        .execute(self.pool())
+        .await
+        .expect("insert order");
+        id
+    }
+
+    /// Seat `seat` (index in layout order) sold to a new order.
+    pub async fn sell_seat(&self, seat: usize) -> Uuid {
+        let order = self.order_row().await;
+        sqlx::query("UPDATE seat_inventory SET status = 'sold', order_id = $3 WHERE show_id = $1 AND seat_id = $2")
+            .bind(self.show)
+            .bind(self.seats[seat])
+            .bind(order)
+            .execute(self.pool())
+            .await
+            .expect("sell seat");
+        order
+    }
+}

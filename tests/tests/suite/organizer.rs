@@ -87,16 +87,20 @@ async fn bad_bodies_are_problems_and_change_nothing() {
         "2027-03-10T20:00:00Z",
     )
     .await;
-    let shows_before: i64 = sqlx::query_scalar("SELECT count(*) FROM shows")
+    let shows_and_partitions = || async {
+        let shows: i64 = sqlx::query_scalar("SELECT count(*) FROM shows")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+        let partitions: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'seat_inventory'::regclass",
+        )
         .fetch_one(&app.db.pool)
         .await
         .unwrap();
-    let partitions_before: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_inherits WHERE inhparent = 'seat_inventory'::regclass",
-    )
-    .fetch_one(&app.db.pool)
-    .await
-    .unwrap();
+        (shows, partitions)
+    };
+    let before = shows_and_partitions().await;
     let missing_tier = organizer
         .post(
             &format!("/v1/admin/events/{event_id}/shows"),
@@ -117,19 +121,10 @@ async fn bad_bodies_are_problems_and_change_nothing() {
         )
         .await
         .problem(404, "event_not_found");
-    let shows_after: i64 = sqlx::query_scalar("SELECT count(*) FROM shows")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
-    let partitions_after: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_inherits WHERE inhparent = 'seat_inventory'::regclass",
-    )
-    .fetch_one(&app.db.pool)
-    .await
-    .unwrap();
     assert_eq!(
-        (shows_after, partitions_after),
-        (shows_before, partitions_before)
+        shows_and_partitions().await,
+        before,
+        "a refused show leaves nothing"
     );
     organizer
         .post("/v1/admin/events", &json!({"venue_id": "0193a6f0-ffff-7000-8000-000000000000", "name": "X", "performer": "Y"}))

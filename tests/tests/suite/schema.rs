@@ -1,65 +1,7 @@
 //! The no-oversell truths hold in the schema itself: direct SQL that would break them fails.
 
-use onsale_tests::{create_catalog, TestApp};
-use sqlx::PgPool;
+use onsale_tests::ShowFixture;
 use uuid::Uuid;
-
-struct Fixture {
-    app: TestApp,
-    show: Uuid,
-    seats: Vec<i64>,
-}
-
-async fn fixture() -> Fixture {
-    let app = TestApp::spawn().await;
-    let (_, show) = create_catalog(
-        &app.organizer(),
-        "Jazz",
-        "Blue Notes",
-        "Lyon",
-        "2027-03-10T20:00:00Z",
-    )
-    .await;
-    let show = Uuid::parse_str(&show).unwrap();
-    let seats = sqlx::query_scalar(
-        "SELECT seat_id FROM seat_inventory WHERE show_id = $1 ORDER BY layout_idx",
-    )
-    .bind(show)
-    .fetch_all(&app.db.pool)
-    .await
-    .unwrap();
-    Fixture { app, show, seats }
-}
-
-async fn hold(pool: &PgPool, show: Uuid) -> Uuid {
-    let id = Uuid::new_v4();
-    sqlx::query(
-        "INSERT INTO holds (id, show_id, fan_id, status, seat_count, total_cents, currency, expires_at)
-         VALUES ($1, $2, 'fan', 'active', 1, 100, 'EUR', now() + interval '5 minutes')",
-    )
-    .bind(id)
-    .bind(show)
-    .execute(pool)
-    .await
-    .unwrap();
-    id
-}
-
-async fn order(pool: &PgPool, show: Uuid) -> Uuid {
-    let hold = hold(pool, show).await;
-    let id = Uuid::new_v4();
-    sqlx::query(
-        "INSERT INTO orders (id, show_id, hold_id, fan_id, status, total_cents, currency, expires_at)
-         VALUES ($1, $2, $3, 'fan', 'confirmed', 100, 'EUR', now())",
-    )
-    .bind(id)
-    .bind(show)
-    .bind(hold)
-    .execute(pool)
-    .await
-    .unwrap();
-    id
-}
 
 fn violated(result: Result<sqlx::postgres::PgQueryResult, sqlx::Error>) -> String {
     match result {
@@ -70,17 +12,17 @@ fn violated(result: Result<sqlx::postgres::PgQueryResult, sqlx::Error>) -> Strin
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_seat_cannot_be_in_two_live_holds() {
-    let f = fixture().await;
-    let pool = &f.app.db.pool;
+    let f = ShowFixture::spawn().await;
+    let pool = f.pool();
     let insert = |hold: Uuid| {
         sqlx::query("INSERT INTO hold_seats (hold_id, show_id, seat_id) VALUES ($1, $2, $3)")
             .bind(hold)
             .bind(f.show)
             .bind(f.seats[0])
     };
-    let first = hold(pool, f.show).await;
+    let first = f.hold_row("5 minutes").await;
     insert(first).execute(pool).await.unwrap();
-    let second = hold(pool, f.show).await;
+    let second = f.hold_row("5 minutes").await;
     assert_eq!(
         violated(insert(second).execute(pool).await),
         "hold_seats_one_live_hold"
@@ -97,8 +39,8 @@ async fn a_seat_cannot_be_in_two_live_holds() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn inventory_states_need_their_hold_or_order() {
-    let f = fixture().await;
-    let pool = &f.app.db.pool;
+    let f = ShowFixture::spawn().await;
+    let pool = f.pool();
     let set = |sql: &'static str| sqlx::query(sql).bind(f.show).bind(f.seats[0]);
     assert_eq!(
         violated(
@@ -141,17 +83,17 @@ async fn inventory_states_need_their_hold_or_order() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_seat_cannot_have_two_valid_tickets() {
-    let f = fixture().await;
-    let pool = &f.app.db.pool;
+    let f = ShowFixture::spawn().await;
+    let pool = f.pool();
     let ticket = |order: Uuid| {
         sqlx::query("INSERT INTO tickets (id, order_id, show_id, seat_id, status) VALUES (gen_random_uuid(), $1, $2, $3, 'valid')")
             .bind(order)
             .bind(f.show)
             .bind(f.seats[1])
     };
-    let first = order(pool, f.show).await;
+    let first = f.order_row().await;
     ticket(first).execute(pool).await.unwrap();
-    let second = order(pool, f.show).await;
+    let second = f.order_row().await;
     assert_eq!(
         violated(ticket(second).execute(pool).await),
         "tickets_one_valid_per_seat"
@@ -167,10 +109,10 @@ async fn a_seat_cannot_have_two_valid_tickets() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_show_has_its_own_inventory_partition() {
-    let f = fixture().await;
+    let f = ShowFixture::spawn().await;
     let partition = origin::admin::inventory_partition(origin::domain::ShowId(f.show));
     let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {partition}"))
-        .fetch_one(&f.app.db.pool)
+        .fetch_one(f.pool())
         .await
         .unwrap();
     assert_eq!(rows, 20);

@@ -2,7 +2,7 @@
 
 use futures_util::StreamExt;
 use onsale_contract::snapshot::{self, field, Kind};
-use onsale_tests::{builder_config, create_catalog, eventually, redis_prefix, TcpGate, TestApp};
+use onsale_tests::{builder_config, eventually, redis_prefix, ShowFixture, TcpGate};
 use redis::AsyncCommands;
 use seatmap_builder::metrics::Metrics;
 use seatmap_builder::Builder;
@@ -11,38 +11,23 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
-use uuid::Uuid;
 
 struct Fixture {
-    app: TestApp,
-    show: Uuid,
+    inner: ShowFixture,
     prefix: String,
-    seats: Vec<i64>,
 }
 
 async fn fixture() -> Fixture {
-    let app = TestApp::spawn().await;
-    let (_, show) = create_catalog(
-        &app.organizer(),
-        "Jazz",
-        "Blue Notes",
-        "Lyon",
-        "2099-03-10T20:00:00Z",
-    )
-    .await;
-    let show = Uuid::parse_str(&show).unwrap();
-    let seats = sqlx::query_scalar(
-        "SELECT seat_id FROM seat_inventory WHERE show_id = $1 ORDER BY layout_idx",
-    )
-    .bind(show)
-    .fetch_all(&app.db.pool)
-    .await
-    .unwrap();
     Fixture {
-        app,
-        show,
+        inner: ShowFixture::spawn().await,
         prefix: redis_prefix(),
-        seats,
+    }
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = ShowFixture;
+    fn deref(&self) -> &ShowFixture {
+        &self.inner
     }
 }
 
@@ -63,66 +48,23 @@ impl Fixture {
     async fn document(&self, kind: Kind) -> Value {
         serde_json::from_slice(&self.snapshot(kind).await[field::IDENTITY]).unwrap()
     }
-
-    async fn exec(&self, sql: &str, seat: usize) {
-        sqlx::query(sql)
-            .bind(self.show)
-            .bind(self.seats[seat])
-            .execute(&self.app.db.pool)
-            .await
-            .unwrap();
-    }
-
-    async fn hold(&self, seat: usize, expires_in: &str) {
-        let hold = Uuid::new_v4();
-        sqlx::query(&format!(
-            "INSERT INTO holds (id, show_id, fan_id, status, seat_count, total_cents, currency, expires_at)
-             VALUES ($1, $2, 'fan', 'active', 1, 100, 'EUR', now() + interval '{expires_in}')"
-        ))
-        .bind(hold)
-        .bind(self.show)
-        .execute(&self.app.db.pool)
-        .await
-        .unwrap();
-        sqlx::query(&format!(
-            "UPDATE seat_inventory SET status = 'held', hold_id = $3, hold_expires_at = now() + interval '{expires_in}'
-             WHERE show_id = $1 AND seat_id = $2"
-        ))
-        .bind(self.show)
-        .bind(self.seats[seat])
-        .bind(hold)
-        .execute(&self.app.db.pool)
-        .await
-        .unwrap();
-    }
-
-    async fn sell(&self, seat: usize) {
-        let hold = Uuid::new_v4();
-        let order = Uuid::new_v4();
-        let pool = &self.app.db.pool;
-        sqlx::query("INSERT INTO holds (id, show_id, fan_id, status, seat_count, total_cents, currency, expires_at, ended_at)
-                     VALUES ($1, $2, 'fan', 'converted', 1, 100, 'EUR', now(), now())")
-            .bind(hold).bind(self.show).execute(pool).await.unwrap();
-        sqlx::query("INSERT INTO orders (id, show_id, hold_id, fan_id, status, total_cents, currency, expires_at)
-                     VALUES ($1, $2, $3, 'fan', 'confirmed', 100, 'EUR', now())")
-            .bind(order).bind(self.show).bind(hold).execute(pool).await.unwrap();
-        sqlx::query("UPDATE seat_inventory SET status = 'sold', order_id = $3 WHERE show_id = $1 AND seat_id = $2")
-            .bind(self.show).bind(self.seats[seat]).bind(order).execute(pool).await.unwrap();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn seat_states_appear_in_layout_order_with_section_counts() {
     let f = fixture().await;
-    f.hold(0, "10 minutes").await;
-    f.hold(1, "-1 second").await; // expired, not yet swept: available
-    f.sell(2).await;
-    f.exec(
+    f.hold_seat(0, "10 minutes").await;
+    f.hold_seat(1, "-1 second").await; // expired, not yet swept: available
+    f.sell_seat(2).await;
+    sqlx::query(
         "UPDATE seat_inventory SET status = 'unavailable' WHERE show_id = $1 AND seat_id = $2",
-        3,
     )
-    .await;
-    f.sell(15).await;
+    .bind(f.show)
+    .bind(f.seats[3])
+    .execute(f.pool())
+    .await
+    .unwrap();
+    f.sell_seat(15).await;
 
     let reports = f.builder().build_all(1_000).await.unwrap();
     assert_eq!(reports.len(), 1);
@@ -189,7 +131,7 @@ async fn unchanged_keeps_its_etag_changed_gets_a_new_one_and_is_announced() {
         "the next build moved on"
     );
 
-    f.hold(4, "10 minutes").await;
+    f.hold_seat(4, "10 minutes").await;
     let third = builder.build_all(61_000).await.unwrap().remove(0);
     assert!(third.availability_changed && !third.layout_changed);
     assert_ne!(third.availability_etag, first.availability_etag);
@@ -320,7 +262,7 @@ async fn postgres_gone_mid_run_keeps_the_last_snapshot_and_ages_it() {
     .await;
 
     gate.cut();
-    f.hold(0, "10 minutes").await; // a change the builder cannot see while Postgres is away
+    f.hold_seat(0, "10 minutes").await; // a change the builder cannot see while Postgres is away
     eventually(
         "the snapshot to age past 1 s",
         Duration::from_secs(10),
@@ -369,33 +311,22 @@ async fn redis_away_still_writes_the_directory() {
     let metrics = Arc::new(Metrics::new());
     let mut builder = Builder::new(config, metrics.clone()).unwrap();
 
+    let written = || {
+        let path = out_dir
+            .path()
+            .join(f.show.to_string())
+            .join("availability.json");
+        let doc: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        doc["seat_status"].as_str().unwrap().to_owned()
+    };
     let report = builder.build_all(1_000).await.unwrap().remove(0);
     assert!(report.availability_changed);
-    let written = std::fs::read(
-        out_dir
-            .path()
-            .join(f.show.to_string())
-            .join("availability.json"),
-    )
-    .unwrap();
-    let doc: Value = serde_json::from_slice(&written).unwrap();
-    assert_eq!(doc["seat_status"].as_str().unwrap().len(), 20);
+    assert_eq!(written(), "A".repeat(20));
     assert!(metrics.failures.with_label_values(&["redis_connect"]).get() > 0);
 
-    f.sell(0).await;
+    f.sell_seat(0).await;
     builder.build_all(31_000).await.unwrap();
-    let written = std::fs::read(
-        out_dir
-            .path()
-            .join(f.show.to_string())
-            .join("availability.json"),
-    )
-    .unwrap();
-    let doc: Value = serde_json::from_slice(&written).unwrap();
-    assert!(
-        doc["seat_status"].as_str().unwrap().starts_with('S'),
-        "{doc}"
-    );
+    assert!(written().starts_with('S'));
 }
 
 #[tokio::test(flavor = "multi_thread")]
