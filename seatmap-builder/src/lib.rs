@@ -192,7 +192,8 @@ impl Builder {
         Ok(reports)
     }
 
-    async fn build_show(
+    /// Builds and publishes one show: what a pass does per show, exposed for benchmarks.
+    pub async fn build_show(
         &mut self,
         show_id: Uuid,
         layout_version: i32,
@@ -309,14 +310,24 @@ impl Builder {
             .with_label_values(&[kind.name(), outcome])
             .inc();
 
-        let encoded = (outcome == "changed").then(|| {
-            let build = &self.config.build;
-            let quality = match kind {
-                Kind::Layout => build.layout_brotli_quality,
-                Kind::Availability => build.brotli_quality,
-            };
-            documents::encode(etag.to_owned(), identity(), build.gzip_level, quality)
-        });
+        let encoded = match outcome {
+            "changed" => {
+                let build = &self.config.build;
+                let quality = match kind {
+                    Kind::Layout => build.layout_brotli_quality,
+                    Kind::Availability => build.brotli_quality,
+                };
+                let (etag, identity, gzip_level) = (etag.to_owned(), identity(), build.gzip_level);
+                // Compression is CPU work: keep it off the async workers.
+                let encode = move || documents::encode(etag, identity, gzip_level, quality);
+                Some(
+                    tokio::task::spawn_blocking(encode)
+                        .await
+                        .expect("encoding does not panic"),
+                )
+            }
+            _ => None,
+        };
         if let Some(doc) = &encoded {
             self.record_sizes(&show, kind, doc);
         }
