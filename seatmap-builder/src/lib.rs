@@ -10,6 +10,7 @@ pub mod documents;
 pub mod lease;
 pub mod metrics;
 pub mod publish;
+pub mod status_brotli;
 
 use crate::config::Config;
 use crate::documents::{Encoded, Layout, SeatRow};
@@ -225,7 +226,7 @@ impl Builder {
             layout_version,
         };
         let layout_changed = self
-            .publish(show_id, Kind::Layout, layout_etag, stamp, || {
+            .publish(show_id, Kind::Layout, layout_etag, stamp, None, || {
                 layout.json.clone()
             })
             .await;
@@ -255,6 +256,7 @@ impl Builder {
                 Kind::Availability,
                 &availability.content_hash,
                 stamp,
+                Some(seat_status.len()),
                 || availability.json,
             )
             .await;
@@ -280,6 +282,7 @@ impl Builder {
         kind: Kind,
         etag: &str,
         stamp: Stamp,
+        status_len: Option<usize>,
         identity: impl FnOnce() -> Vec<u8>,
     ) -> bool {
         let show = show_id.to_string();
@@ -319,7 +322,8 @@ impl Builder {
                 };
                 let (etag, identity, gzip_level) = (etag.to_owned(), identity(), build.gzip_level);
                 // Compression is CPU work: keep it off the async workers.
-                let encode = move || documents::encode(etag, identity, gzip_level, quality);
+                let encode =
+                    move || documents::encode(etag, identity, gzip_level, quality, status_len);
                 Some(
                     tokio::task::spawn_blocking(encode)
                         .await
