@@ -4,6 +4,7 @@
 //!   so a client parses one shape whichever hop refused it.
 //! - [`logging`]: the same `tracing` setup in every binary.
 //! - [`metrics`]: one Prometheus registry per running server, with a shared naming scheme.
+//! - [`tokens`]: queue and admission JWTs (Ed25519), signed by the edge, verified everywhere.
 //! - [`snapshot`]: where seat-map snapshots live in Redis and on disk, and how they are announced.
 //! - [`config`]: strict TOML loading (unknown keys are errors that name the key), environment
 //!   overrides for addresses and secrets, and secrets that never print.
@@ -13,6 +14,7 @@ pub mod logging;
 pub mod metrics;
 pub mod problem;
 pub mod snapshot;
+pub mod tokens;
 
 #[cfg(feature = "testing")]
 pub mod testing;

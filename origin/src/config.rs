@@ -3,7 +3,7 @@
 use onsale_contract::config::{self, override_from_env, ConfigError, Secret};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -12,6 +12,41 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub admin: AdminConfig,
     pub catalog: CatalogConfig,
+    pub tokens: TokensConfig,
+    pub holds: HoldsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokensConfig {
+    pub verify_keys: Vec<PathBuf>,
+    pub issuer: String,
+    pub leeway_s: u64,
+    pub cache_entries: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldsConfig {
+    pub ttl_s: f64,
+    pub max_seats_per_hold: usize,
+    pub max_seats_per_fan: usize,
+    pub sweep_interval_ms: u64,
+    pub sweep_batch: i64,
+    pub idempotency_ttl_h: u32,
+    pub idempotency_in_flight_timeout_s: u32,
+}
+
+/// Comma-separated paths, for `ONSALE_VERIFY_KEYS`.
+struct PathList(Vec<PathBuf>);
+
+impl std::str::FromStr for PathList {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(PathList(
+            s.split(',').map(|p| PathBuf::from(p.trim())).collect(),
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,6 +87,9 @@ impl Config {
         override_from_env(&mut config.http.listen, "ONSALE_ORIGIN_LISTEN")?;
         override_from_env(&mut config.database.url, "DATABASE_URL")?;
         override_from_env(&mut config.admin.token, "ONSALE_ADMIN_TOKEN")?;
+        let mut keys = PathList(std::mem::take(&mut config.tokens.verify_keys));
+        override_from_env(&mut keys, "ONSALE_VERIFY_KEYS")?;
+        config.tokens.verify_keys = keys.0;
         config.validate(path)?;
         Ok(config)
     }
@@ -81,6 +119,28 @@ impl Config {
             return key(
                 "catalog.default_page_size",
                 "must be between 1 and catalog.max_page_size",
+            );
+        }
+        if self.tokens.verify_keys.is_empty() {
+            return key("tokens.verify_keys", "needs at least one public key");
+        }
+        let holds = &self.holds;
+        if !(0.1..=86_400.0).contains(&holds.ttl_s) {
+            return key("holds.ttl_s", "must be 0.1 to 86400 seconds");
+        }
+        if !(1..=100).contains(&holds.max_seats_per_hold) {
+            return key("holds.max_seats_per_hold", "must be 1 to 100");
+        }
+        if holds.max_seats_per_fan < holds.max_seats_per_hold {
+            return key(
+                "holds.max_seats_per_fan",
+                "must be at least holds.max_seats_per_hold",
+            );
+        }
+        if holds.sweep_interval_ms == 0 || holds.sweep_batch < 1 {
+            return key(
+                "holds",
+                "sweep_interval_ms and sweep_batch must be positive",
             );
         }
         Ok(())

@@ -5,6 +5,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use onsale_contract::problem::{self, Problem};
 
+/// Where a fan without admission goes: the waiting room's join endpoint.
+pub const WAITING_ROOM: &str = "/v1/waiting-room/sessions";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{what} not found")]
@@ -22,11 +25,31 @@ pub enum ApiError {
     Conflict(&'static str, String),
     #[error("missing or invalid admin token")]
     Unauthorized,
+    #[error("{0}")]
+    Unadmitted(&'static str),
+    #[error("the admission token is for another show")]
+    WrongShow,
+    #[error("{detail}")]
+    Problem {
+        detail: String,
+        problem: Box<Problem>,
+    },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
 
 impl ApiError {
+    /// A refusal with its own problem body (extension members such as `unavailable_seat_ids`).
+    pub fn problem(problem: Problem) -> Self {
+        ApiError::Problem {
+            detail: problem
+                .detail
+                .clone()
+                .unwrap_or_else(|| problem.title.clone()),
+            problem: Box::new(problem),
+        }
+    }
+
     pub fn invalid_query(param: &'static str, reason: impl Into<String>) -> Self {
         ApiError::InvalidQuery {
             param,
@@ -56,6 +79,15 @@ impl ApiError {
             }
             ApiError::Unauthorized => Problem::new(401, "unauthorized", "Unauthorized")
                 .with_detail("a valid bearer token is required"),
+            ApiError::Unadmitted(detail) => {
+                Problem::new(401, "admission_required", "Admission required")
+                    .with_detail(*detail)
+                    .with("join", WAITING_ROOM)
+            }
+            ApiError::WrongShow => Problem::new(403, "wrong_show", "Admission is for another show")
+                .with_detail("join the waiting room of this show")
+                .with("join", WAITING_ROOM),
+            ApiError::Problem { problem, .. } => (**problem).clone(),
             ApiError::Database(_) => Problem::new(503, "unavailable", "Service unavailable")
                 .with_detail("the database did not answer; retry shortly")
                 .with("retry_after_s", 1),

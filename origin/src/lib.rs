@@ -5,14 +5,18 @@
 //! real origins in-process on ephemeral ports.
 
 pub mod admin;
+pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod holds;
+pub mod idempotency;
 pub mod json;
 pub mod metrics;
 pub mod seed;
+pub mod sweeper;
 
 use crate::config::Config;
 use crate::error::{problem_response, ApiError};
@@ -27,7 +31,7 @@ use onsale_contract::problem::Problem;
 use sqlx::PgPool;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -39,6 +43,7 @@ pub struct AppState {
     pub pool: PgPool,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
+    pub tokens: Arc<auth::TokenCache>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +57,8 @@ pub enum StartError {
     Database(#[from] sqlx::Error),
     #[error("cannot migrate the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot load the token verify keys: {0}")]
+    Keys(#[from] onsale_contract::tokens::KeyError),
 }
 
 pub fn router(state: AppState) -> Router {
@@ -61,6 +68,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/{id}", get(catalog::get_event))
         .route("/v1/events/{id}/shows", get(catalog::list_event_shows))
         .route("/v1/shows/{id}", get(catalog::get_show))
+        .route("/v1/shows/{id}/holds", post(holds::post_hold))
+        .route(
+            "/v1/holds/{id}",
+            get(holds::get_hold).delete(holds::delete_hold),
+        )
         .layer(DefaultBodyLimit::max(config.body_limit_bytes));
     let organizer = Router::new()
         .route("/v1/admin/venues", post(admin::post_venue))
@@ -195,13 +207,41 @@ pub async fn start_with_pool(config: Config, pool: PgPool) -> Result<RunningOrig
     let addr = listener
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })?;
+    let metrics = Arc::new(Metrics::new());
+    let tokens = &config.tokens;
+    let verifier = onsale_contract::tokens::Verifier::from_files(
+        &tokens.verify_keys,
+        &tokens.issuer,
+        tokens.leeway_s,
+    )?;
+    let tokens = Arc::new(auth::TokenCache::new(
+        verifier,
+        tokens.cache_entries,
+        &metrics.registry,
+    ));
+    let holds = &config.holds;
+    let sweeper_settings = (
+        Duration::from_millis(holds.sweep_interval_ms),
+        holds.sweep_batch,
+        holds.idempotency_ttl_h,
+    );
     let state = AppState {
         pool,
         config: Arc::new(config),
-        metrics: Arc::new(Metrics::new()),
+        metrics,
+        tokens,
     };
     let app = router(state.clone());
     let (stop, mut stopped) = watch::channel(false);
+    let (interval, batch, ttl_h) = sweeper_settings;
+    tokio::spawn(sweeper::run(
+        state.pool.clone(),
+        state.metrics.clone(),
+        interval,
+        batch,
+        ttl_h,
+        stop.subscribe(),
+    ));
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {

@@ -1,13 +1,19 @@
 //! The origin's Prometheus metrics.
 
-use onsale_contract::metrics::{counter_vec, histogram_vec, int_gauge_vec, registry};
-use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec, Registry};
+use onsale_contract::metrics::{counter_vec, histogram_vec, int_gauge_vec, register, registry};
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Registry,
+};
 
 pub struct Metrics {
     pub registry: Registry,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub db_pool: IntGaugeVec,
+    pub holds: IntCounterVec,
+    pub hold_duration: Histogram,
+    pub holds_ended: IntCounterVec,
+    pub sweep_lag: Gauge,
 }
 
 const LATENCY_BUCKETS: [f64; 12] = [
@@ -36,6 +42,34 @@ impl Metrics {
                 "db_pool_connections",
                 "Database pool connections by state",
                 &["state"],
+            ),
+            holds: counter_vec(
+                &registry,
+                "holds_total",
+                "Hold attempts by outcome: created, conflict (seats taken), rejected (bad input or limit), error",
+                &["outcome"],
+            ),
+            hold_duration: register(
+                &registry,
+                &Histogram::with_opts(
+                    HistogramOpts::new("hold_duration_seconds", "Time to answer a hold attempt")
+                        .buckets(LATENCY_BUCKETS.to_vec()),
+                )
+                .expect("static metric"),
+            ),
+            holds_ended: counter_vec(
+                &registry,
+                "holds_ended_total",
+                "Holds ended, by reason: released, expired_swept, expired_lazily",
+                &["reason"],
+            ),
+            sweep_lag: register(
+                &registry,
+                &Gauge::new(
+                    "hold_sweep_lag_seconds",
+                    "How long after expiry the sweeper's latest batch freed its oldest seat",
+                )
+                .expect("static metric"),
             ),
             registry,
         }

@@ -159,6 +159,47 @@ pub fn redis_url() -> String {
     env("TEST_REDIS_URL")
 }
 
+/// The Ed25519 pair of this test process: the origin verifies with its public half.
+pub struct TestKeys {
+    pub signer: onsale_contract::tokens::Signer,
+    pub verify_pem: PathBuf,
+}
+
+pub fn keys() -> &'static TestKeys {
+    static KEYS: std::sync::OnceLock<TestKeys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let (private, public) = onsale_contract::tokens::generate_pem_pair();
+        let dir = std::env::temp_dir().join(format!("onsale-test-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("key directory");
+        let verify_pem = dir.join("verify.pem");
+        std::fs::write(&verify_pem, public).expect("write the public key");
+        TestKeys {
+            signer: onsale_contract::tokens::Signer::from_pem(&private, "onsale-edge")
+                .expect("a fresh key"),
+            verify_pem,
+        }
+    })
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64
+}
+
+/// A valid admission token for `fan` to `show`, for ten minutes.
+pub fn admission(fan: &str, show: &str) -> String {
+    keys().signer.issue(
+        onsale_contract::tokens::TokenType::Admit,
+        fan,
+        show,
+        unix_now(),
+        600,
+        None,
+    )
+}
+
 pub fn origin_config(db: &TestDb) -> origin::config::Config {
     let mut config: origin::config::Config =
         onsale_contract::config::load(&config_dir().join("origin.toml"))
@@ -168,6 +209,7 @@ pub fn origin_config(db: &TestDb) -> origin::config::Config {
     config.database.max_connections = 16;
     config.database.migrate_on_start = false;
     config.admin.token = onsale_contract::config::Secret::new(ADMIN_TOKEN);
+    config.tokens.verify_keys = vec![keys().verify_pem.clone()];
     config
 }
 
@@ -373,7 +415,7 @@ pub fn venue_body(
 }
 
 /// Creates a venue, an event and one show on sale now through the organizer API; returns
-/// (event id, show id).
+/// (event id, show id). Sections A (tier T1) and B (T2), 2 rows of 5 seats each.
 pub async fn create_catalog(
     organizer: &Client,
     event_name: &str,
@@ -381,18 +423,35 @@ pub async fn create_catalog(
     city: &str,
     starts_at: &str,
 ) -> (String, String) {
-    let venue = organizer
-        .post(
-            "/v1/admin/venues",
-            &venue_body(
-                &format!("{city} Hall"),
-                city,
-                &[("A", "T1"), ("B", "T2")],
-                2,
-                5,
-            ),
-        )
-        .await;
+    let layout = venue_body(
+        &format!("{city} Hall"),
+        city,
+        &[("A", "T1"), ("B", "T2")],
+        2,
+        5,
+    );
+    create_show(
+        organizer,
+        layout,
+        event_name,
+        performer,
+        starts_at,
+        "2020-01-01T00:00:00Z",
+    )
+    .await
+}
+
+/// Creates the venue `layout`, an event there and one show pricing the layout's tiers
+/// (T1 9000, T2 4000, any other 2500 cents); returns (event id, show id).
+pub async fn create_show(
+    organizer: &Client,
+    layout: Value,
+    event_name: &str,
+    performer: &str,
+    starts_at: &str,
+    on_sale_at: &str,
+) -> (String, String) {
+    let venue = organizer.post("/v1/admin/venues", &layout).await;
     assert_eq!(
         venue.status,
         201,
@@ -416,13 +475,29 @@ pub async fn create_catalog(
         String::from_utf8_lossy(&event.body)
     );
     let event_id = event.json()["id"].as_str().expect("event id").to_owned();
+    let mut tiers: Vec<&str> = layout["sections"]
+        .as_array()
+        .expect("sections")
+        .iter()
+        .filter_map(|s| s["price_tier"].as_str())
+        .collect();
+    tiers.sort_unstable();
+    tiers.dedup();
+    let tiers: Vec<Value> = tiers
+        .iter()
+        .map(|tier| {
+            let price = match *tier {
+                "T1" => 9000,
+                "T2" => 4000,
+                _ => 2500,
+            };
+            serde_json::json!({"tier": tier, "name": format!("Tier {tier}"), "price_cents": price})
+        })
+        .collect();
     let show = organizer
         .post(
             &format!("/v1/admin/events/{event_id}/shows"),
-            &serde_json::json!({
-                "starts_at": starts_at, "on_sale_at": "2020-01-01T00:00:00Z", "currency": "EUR",
-                "price_tiers": [{"tier": "T1", "name": "Front", "price_cents": 9000},
-                                {"tier": "T2", "name": "Back", "price_cents": 4000}]}),
+            &serde_json::json!({"starts_at": starts_at, "on_sale_at": on_sale_at, "currency": "EUR", "price_tiers": tiers}),
         )
         .await;
     assert_eq!(show.status, 201, "{}", String::from_utf8_lossy(&show.body));

@@ -38,6 +38,7 @@ macro_rules! resource_id {
 resource_id!(VenueId, "venue_not_found", "Venue");
 resource_id!(EventId, "event_not_found", "Event");
 resource_id!(ShowId, "show_not_found", "Show");
+resource_id!(HoldId, "hold_not_found", "Hold");
 
 #[cfg(test)]
 mod tests {

@@ -3,8 +3,10 @@
 
 pub mod catalog_query;
 pub mod drafts;
+pub mod hold_request;
 pub mod ids;
 
 pub use catalog_query::{EventCursor, EventFilter};
 pub use drafts::{EventDraft, SectionLayout, ShowDraft, VenueDraft};
-pub use ids::{EventId, ShowId, VenueId};
+pub use hold_request::{HoldRequest, IdempotencyKey};
+pub use ids::{EventId, HoldId, ShowId, VenueId};

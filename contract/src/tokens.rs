@@ -1,0 +1,350 @@
+//! Queue and admission tokens: JWTs signed with Ed25519 (`EdDSA`), so verifiers hold only
+//! public keys. The `kid` header is the key's RFC 7638 JWK thumbprint; a verifier holds the
+//! current and previous keys, so the signing key can rotate without failed requests.
+//! Verification pins the algorithm (no `none`, no HMAC-with-the-public-key confusion),
+//! checks `iss`, `exp` (with leeway) and the token type.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenType {
+    Queue,
+    Admit,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    /// The fan.
+    pub sub: String,
+    pub show: String,
+    pub typ: TokenType,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+    /// A queue token's place in the queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_no: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("{path}: {message}")]
+    Read { path: String, message: String },
+    #[error("not an Ed25519 key: {0}")]
+    NotEd25519(String),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token is signed with an algorithm other than EdDSA")]
+    WrongAlgorithm,
+    #[error("the token's key is not known here")]
+    UnknownKey,
+    #[error("the token's signature or claims are invalid")]
+    Invalid,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is a {0:?} token, not the kind this route needs")]
+    WrongType(TokenType),
+}
+
+/// RFC 7638 thumbprint of an Ed25519 public key: SHA-256 over the canonical JWK
+/// `{"crv":"Ed25519","kty":"OKP","x":...}`, base64url without padding.
+pub fn thumbprint(public_key: &[u8; 32]) -> String {
+    let jwk = format!(
+        r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+        URL_SAFE_NO_PAD.encode(public_key)
+    );
+    URL_SAFE_NO_PAD.encode(Sha256::digest(jwk.as_bytes()))
+}
+
+fn read(path: &Path) -> Result<String, KeyError> {
+    std::fs::read_to_string(path).map_err(|e| KeyError::Read {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Signs tokens with one private key (PKCS#8 PEM).
+pub struct Signer {
+    kid: String,
+    key: EncodingKey,
+    issuer: String,
+}
+
+impl Signer {
+    pub fn from_pem(pem: &str, issuer: &str) -> Result<Self, KeyError> {
+        let signing = ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
+            .map_err(|e| KeyError::NotEd25519(e.to_string()))?;
+        let key = EncodingKey::from_ed_pem(pem.as_bytes())
+            .map_err(|e| KeyError::NotEd25519(e.to_string()))?;
+        Ok(Signer {
+            kid: thumbprint(signing.verifying_key().as_bytes()),
+            key,
+            issuer: issuer.to_owned(),
+        })
+    }
+
+    pub fn from_file(path: &Path, issuer: &str) -> Result<Self, KeyError> {
+        Self::from_pem(&read(path)?, issuer)
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// A token for `fan` and `show`, valid for `ttl_s` from `now_s`.
+    pub fn issue(
+        &self,
+        typ: TokenType,
+        fan: &str,
+        show: &str,
+        now_s: i64,
+        ttl_s: i64,
+        queue_no: Option<u64>,
+    ) -> String {
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            sub: fan.to_owned(),
+            show: show.to_owned(),
+            typ,
+            iat: now_s,
+            exp: now_s + ttl_s,
+            jti: URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>()),
+            queue_no,
+        };
+        self.sign(&claims)
+    }
+
+    pub fn sign(&self, claims: &Claims) -> String {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.key).expect("Ed25519 signing cannot fail")
+    }
+}
+
+/// Verifies tokens against a set of public keys (SPKI PEM), by `kid`.
+pub struct Verifier {
+    keys: HashMap<String, DecodingKey>,
+    validation: Validation,
+}
+
+impl Verifier {
+    pub fn from_pems<'a>(
+        pems: impl IntoIterator<Item = &'a str>,
+        issuer: &str,
+        leeway_s: u64,
+    ) -> Result<Self, KeyError> {
+        let mut keys = HashMap::new();
+        for pem in pems {
+            let public = ed25519_dalek::VerifyingKey::from_public_key_pem(pem)
+                .map_err(|e| KeyError::NotEd25519(e.to_string()))?;
+            let key = DecodingKey::from_ed_pem(pem.as_bytes())
+                .map_err(|e| KeyError::NotEd25519(e.to_string()))?;
+            keys.insert(thumbprint(public.as_bytes()), key);
+        }
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.leeway = leeway_s;
+        Ok(Verifier { keys, validation })
+    }
+
+    pub fn from_files(
+        paths: &[impl AsRef<Path>],
+        issuer: &str,
+        leeway_s: u64,
+    ) -> Result<Self, KeyError> {
+        let pems = paths
+            .iter()
+            .map(|p| read(p.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::from_pems(pems.iter().map(String::as_str), issuer, leeway_s)
+    }
+
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
+    }
+
+    /// The claims of a valid token of type `typ`.
+    pub fn verify(&self, token: &str, typ: TokenType) -> Result<Claims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::WrongAlgorithm);
+        }
+        let key = header
+            .kid
+            .and_then(|kid| self.keys.get(&kid))
+            .ok_or(TokenError::UnknownKey)?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| {
+                match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                    _ => TokenError::Invalid,
+                }
+            })?;
+        if data.claims.typ != typ {
+            return Err(TokenError::WrongType(data.claims.typ));
+        }
+        Ok(data.claims)
+    }
+}
+
+/// A fresh Ed25519 pair as (PKCS#8 private PEM, SPKI public PEM): for tests and tooling.
+pub fn generate_pem_pair() -> (String, String) {
+    let signing = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+    let private = signing
+        .to_pkcs8_pem(Default::default())
+        .expect("PKCS#8 encoding cannot fail")
+        .to_string();
+    let public = signing
+        .verifying_key()
+        .to_public_key_pem(Default::default())
+        .expect("SPKI encoding cannot fail");
+    (private, public)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    }
+
+    fn pair() -> (Signer, Verifier) {
+        let (private, public) = generate_pem_pair();
+        let signer = Signer::from_pem(&private, "onsale-edge").unwrap();
+        let verifier = Verifier::from_pems([public.as_str()], "onsale-edge", 5).unwrap();
+        (signer, verifier)
+    }
+
+    #[test]
+    fn thumbprint_matches_rfc_8037_example() {
+        // RFC 8037 appendix A.3: the thumbprint of the example Ed25519 key.
+        let x = URL_SAFE_NO_PAD
+            .decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
+            .unwrap();
+        assert_eq!(
+            thumbprint(&x.try_into().unwrap()),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
+    }
+
+    #[test]
+    fn round_trips_and_checks_type() {
+        let (signer, verifier) = pair();
+        let token = signer.issue(TokenType::Admit, "fan-1", "show-1", now(), 600, None);
+        let claims = verifier.verify(&token, TokenType::Admit).unwrap();
+        assert_eq!(
+            (claims.sub.as_str(), claims.show.as_str()),
+            ("fan-1", "show-1")
+        );
+        assert_eq!(
+            verifier.verify(&token, TokenType::Queue),
+            Err(TokenError::WrongType(TokenType::Admit))
+        );
+        assert!(verifier.kids().any(|kid| kid == signer.kid()));
+    }
+
+    #[test]
+    fn refuses_expired_foreign_forged_and_confused_tokens() {
+        let (signer, verifier) = pair();
+        let expired = signer.issue(TokenType::Admit, "fan", "show", now() - 3600, 60, None);
+        assert_eq!(
+            verifier.verify(&expired, TokenType::Admit),
+            Err(TokenError::Expired)
+        );
+
+        let (other, _) = pair();
+        let foreign = other.issue(TokenType::Admit, "fan", "show", now(), 600, None);
+        assert_eq!(
+            verifier.verify(&foreign, TokenType::Admit),
+            Err(TokenError::UnknownKey)
+        );
+
+        let token = signer.issue(TokenType::Admit, "fan", "show", now(), 600, None);
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        let mut claims: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
+        claims["show"] = "another-show".into();
+        parts[1] = URL_SAFE_NO_PAD.encode(claims.to_string());
+        assert_eq!(
+            verifier.verify(&parts.join("."), TokenType::Admit),
+            Err(TokenError::Invalid)
+        );
+
+        let none_header =
+            URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","kid":"{}"}}"#, signer.kid()));
+        let none = format!("{none_header}.{}.", parts[1]);
+        assert!(verifier.verify(&none, TokenType::Admit).is_err());
+
+        let hs_header =
+            URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"HS256","kid":"{}"}}"#, signer.kid()));
+        let hs = format!("{hs_header}.{}.{}", parts[1], parts[2]);
+        assert_eq!(
+            verifier.verify(&hs, TokenType::Admit),
+            Err(TokenError::WrongAlgorithm)
+        );
+        assert_eq!(
+            verifier.verify("not a token", TokenType::Admit),
+            Err(TokenError::Malformed)
+        );
+    }
+
+    #[test]
+    fn verifies_with_current_and_previous_keys() {
+        let (old_private, old_public) = generate_pem_pair();
+        let (new_private, new_public) = generate_pem_pair();
+        let verifier =
+            Verifier::from_pems([old_public.as_str(), new_public.as_str()], "onsale-edge", 5)
+                .unwrap();
+        for private in [old_private, new_private] {
+            let token = Signer::from_pem(&private, "onsale-edge").unwrap().issue(
+                TokenType::Admit,
+                "f",
+                "s",
+                now(),
+                60,
+                None,
+            );
+            assert!(verifier.verify(&token, TokenType::Admit).is_ok());
+        }
+    }
+
+    #[test]
+    fn checks_the_issuer() {
+        let (private, public) = generate_pem_pair();
+        let token = Signer::from_pem(&private, "someone-else").unwrap().issue(
+            TokenType::Admit,
+            "f",
+            "s",
+            now(),
+            60,
+            None,
+        );
+        let verifier = Verifier::from_pems([public.as_str()], "onsale-edge", 5).unwrap();
+        assert_eq!(
+            verifier.verify(&token, TokenType::Admit),
+            Err(TokenError::Invalid)
+        );
+    }
+}
