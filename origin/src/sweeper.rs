@@ -73,7 +73,7 @@ pub async fn run(
             break;
         }
         ticks += 1;
-        if ticks % 60 == 0 {
+        if ticks.is_multiple_of(60) {
             if let Err(error) = crate::idempotency::purge(&pool, idempotency_ttl_h, 10_000).await {
                 tracing::warn!(%error, "idempotency purge failed");
             }
