@@ -350,8 +350,23 @@ impl Client {
         }
     }
 
+    /// A request builder for this server, with the client's bearer token if it has one.
     pub fn raw(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, format!("{}{path}", self.base))
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.bearer {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// A POST with an `Idempotency-Key`.
+    pub async fn post_idempotent(&self, path: &str, key: &str, body: &Value) -> Reply {
+        self.send(
+            self.raw(Method::POST, path)
+                .header("idempotency-key", key)
+                .json(body),
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -372,8 +387,13 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// The stack with the origin's configuration changed first (short hold TTLs, limits).
+    pub async fn spawn_with(change: impl FnOnce(&mut origin::config::Config)) -> TestApp {
         let db = db().await;
-        let origin = origin(&db).run().await;
+        let origin = origin(&db).config(change).run().await;
         let edge = edge().upstream(origin.addr()).run();
         TestApp { db, origin, edge }
     }
