@@ -205,6 +205,104 @@ impl Verifier {
     }
 }
 
+pub const ADMIT_COOKIE: &str = "onsale_admit";
+/// Where a fan without a valid admission token goes: the `join` link of 401/403 refusals.
+pub const WAITING_ROOM_PATH: &str = "/v1/waiting-room/sessions";
+pub const QUEUE_COOKIE: &str = "onsale_queue";
+
+/// The token a request presents: `Authorization: Bearer <jwt>`, else the named cookie.
+/// Takes header values as strings so any HTTP stack can use it.
+pub fn presented<'a>(
+    authorization: Option<&'a str>,
+    cookie_headers: impl IntoIterator<Item = &'a str>,
+    cookie: &str,
+) -> Option<&'a str> {
+    if let Some(bearer) = authorization.and_then(|v| v.strip_prefix("Bearer ")) {
+        return Some(bearer.trim());
+    }
+    cookie_headers
+        .into_iter()
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(cookie)?.strip_prefix('='))
+}
+
+/// Verified tokens of one type, cached by SHA-256 of the token until they expire, so a
+/// fan's repeated requests cost a hash and a map lookup instead of a signature check.
+/// Bounded: when full, expired entries go first, then everything.
+pub struct VerifiedCache {
+    verifier: Verifier,
+    typ: TokenType,
+    entries: std::sync::Mutex<HashMap<[u8; 32], Claims>>,
+    max_entries: usize,
+    pub hits: prometheus::IntCounter,
+    pub misses: prometheus::IntCounter,
+}
+
+impl VerifiedCache {
+    /// Registers `token_cache_hits_total` / `token_cache_misses_total` in `registry`.
+    pub fn new(
+        verifier: Verifier,
+        typ: TokenType,
+        max_entries: usize,
+        registry: &prometheus::Registry,
+    ) -> Self {
+        let counter = |name: &str, help: &str| {
+            crate::metrics::register(
+                registry,
+                &prometheus::IntCounter::new(name, help).expect("static metric"),
+            )
+        };
+        VerifiedCache {
+            verifier,
+            typ,
+            entries: std::sync::Mutex::new(HashMap::new()),
+            max_entries,
+            hits: counter("token_cache_hits_total", "Tokens answered from the cache"),
+            misses: counter(
+                "token_cache_misses_total",
+                "Tokens whose signature was checked",
+            ),
+        }
+    }
+
+    /// A cache with another verifier (after a key change), keeping the counters.
+    pub fn with_verifier(&self, verifier: Verifier) -> Self {
+        VerifiedCache {
+            verifier,
+            typ: self.typ,
+            entries: std::sync::Mutex::new(HashMap::new()),
+            max_entries: self.max_entries,
+            hits: self.hits.clone(),
+            misses: self.misses.clone(),
+        }
+    }
+
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    pub fn verify(&self, token: &str, now_s: i64) -> Result<Claims, TokenError> {
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(claims) = self.entries.lock().expect("cache lock").get(&hash) {
+            if claims.exp > now_s {
+                self.hits.inc();
+                return Ok(claims.clone());
+            }
+        }
+        self.misses.inc();
+        let claims = self.verifier.verify(token, self.typ)?;
+        let mut entries = self.entries.lock().expect("cache lock");
+        if entries.len() >= self.max_entries {
+            entries.retain(|_, c| c.exp > now_s);
+            if entries.len() >= self.max_entries {
+                entries.clear();
+            }
+        }
+        entries.insert(hash, claims.clone());
+        Ok(claims)
+    }
+}
+
 /// A fresh Ed25519 pair as (PKCS#8 private PEM, SPKI public PEM): for tests and tooling.
 pub fn generate_pem_pair() -> (String, String) {
     let signing = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());

@@ -1,19 +1,17 @@
-//! The operations listener: `/healthz` (the process answers), `/readyz` (an origin accepts
-//! connections, so proxied routes can work), `/metrics`.
+//! The operations listener: `/healthz` (the process answers), `/readyz` (an origin passes
+//! its health check, so proxied routes can work), `/metrics`, and `/admin/config` (the
+//! effective configuration and its version; behind the admin token when one is set).
 
-use crate::config::OriginConfig;
-use crate::metrics::Metrics;
+use crate::Shared;
 use async_trait::async_trait;
 use http::{Response, StatusCode};
 use onsale_contract::problem::{self, Problem};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use std::sync::Arc;
-use std::time::Duration;
 
 pub struct AdminApp {
-    pub origin: OriginConfig,
-    pub metrics: Arc<Metrics>,
+    pub shared: Arc<Shared>,
 }
 
 fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -21,6 +19,7 @@ fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<
         .status(status)
         .header(http::header::CONTENT_TYPE, content_type)
         .header(http::header::CONTENT_LENGTH, body.len())
+        .header(http::header::CACHE_CONTROL, "no-store")
         .body(body)
         .expect("static response parts are valid")
 }
@@ -31,34 +30,78 @@ fn problem_reply(problem: &Problem) -> Response<Vec<u8>> {
 }
 
 impl AdminApp {
-    async fn any_origin_accepts(&self) -> bool {
-        for addr in &self.origin.upstreams {
-            let connect = tokio::net::TcpStream::connect(addr);
-            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(250), connect).await {
-                return true;
-            }
-        }
-        false
+    fn authorized(&self, session: &ServerSession) -> bool {
+        let runtime = self.shared.live.load();
+        let Some(token) = &runtime.config.admin.token else {
+            return true;
+        };
+        let presented = session
+            .req_header()
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        constant_time_eq(presented.as_bytes(), token.expose().as_bytes())
     }
+
+    fn metrics(&self) -> Response<Vec<u8>> {
+        let metrics = &self.shared.metrics;
+        let now_ms = self.shared.clock.now_ms();
+        metrics.snapshot_age.reset();
+        for ((show, kind), snapshot) in self.shared.snapshots.all() {
+            metrics
+                .snapshot_age
+                .with_label_values(&[&show, kind.name()])
+                .set((now_ms - snapshot.built_at_ms).max(0) as f64 / 1000.0);
+        }
+        metrics
+            .config_version
+            .set(self.shared.live.load().version as i64);
+        reply(
+            StatusCode::OK,
+            onsale_contract::metrics::CONTENT_TYPE,
+            onsale_contract::metrics::render(&metrics.registry).into_bytes(),
+        )
+    }
+
+    fn config(&self) -> Response<Vec<u8>> {
+        let runtime = self.shared.live.load();
+        let body = serde_json::json!({
+            "version": runtime.version,
+            "config": runtime.config,
+        });
+        reply(
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_vec_pretty(&body).expect("config serializes"),
+        )
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        match session.req_header().uri.path() {
+        let path = session.req_header().uri.path().to_owned();
+        match path.as_str() {
             "/healthz" => reply(StatusCode::OK, "text/plain", b"ok".to_vec()),
-            "/readyz" if self.any_origin_accepts().await => {
+            "/readyz" if self.shared.pool_keeper.any_healthy() => {
                 reply(StatusCode::OK, "text/plain", b"ready".to_vec())
             }
             "/readyz" => problem_reply(
                 &Problem::new(503, "not_ready", "Not ready")
-                    .with_detail("no origin accepts connections"),
+                    .with_detail("no origin passes its health check"),
             ),
-            "/metrics" => reply(
-                StatusCode::OK,
-                onsale_contract::metrics::CONTENT_TYPE,
-                onsale_contract::metrics::render(&self.metrics.registry).into_bytes(),
+            "/metrics" => self.metrics(),
+            p if p.starts_with("/admin/") && !self.authorized(session) => problem_reply(
+                &Problem::new(401, "unauthorized", "Unauthorized")
+                    .with_detail("the admin API needs the admin bearer token"),
             ),
+            "/admin/config" => self.config(),
             _ => problem_reply(&Problem::new(404, "route_not_found", "No such route")),
         }
     }

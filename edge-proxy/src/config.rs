@@ -1,9 +1,11 @@
 //! `config/edge.toml`: every field is documented in that file.
+//!
+//! Everything but the listeners and thread count applies live: see [`crate::live`].
 
-use onsale_contract::config::{self, override_from_env, ConfigError};
+use onsale_contract::config::{self, override_from_env, ConfigError, Secret};
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
-use std::path::Path;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -11,6 +13,11 @@ pub struct Config {
     pub listen: ListenConfig,
     pub server: ServerConfig,
     pub origin: OriginConfig,
+    pub redis: RedisConfig,
+    pub snapshots: SnapshotConfig,
+    pub tokens: TokenConfig,
+    pub limits: LimitsConfig,
+    pub admin: AdminConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,6 +33,7 @@ pub struct ServerConfig {
     pub threads: usize,
     pub grace_period_s: u64,
     pub graceful_shutdown_timeout_s: u64,
+    pub reload_poll_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,6 +42,126 @@ pub struct OriginConfig {
     pub upstreams: Vec<SocketAddr>,
     pub connect_timeout_ms: u64,
     pub read_timeout_ms: u64,
+    pub idle_timeout_s: u64,
+    pub health_check_interval_ms: u64,
+    pub catalog_cache_ms: u64,
+    pub catalog_cache_entries: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    pub url: Secret,
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotConfig {
+    pub poll_interval_ms: u64,
+    pub retry_after_s: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub verify_keys: Vec<PathBuf>,
+    pub issuer: String,
+    pub leeway_s: u64,
+    pub cache_entries: usize,
+}
+
+/// A token bucket: `per_minute` cells refill evenly over a minute, at most `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_body_bytes: usize,
+    pub max_header_bytes: usize,
+    pub trusted_proxies: Vec<Cidr>,
+    pub retain_interval_ms: u64,
+    pub per_ip: Quota,
+    pub per_fan_purchase: Quota,
+    pub route_class: RouteClassQuotas,
+}
+
+/// One global bucket per route class on this node, shielding what sits behind it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteClassQuotas {
+    pub catalog: Quota,
+    pub snapshot: Quota,
+    pub purchase: Quota,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub token: Option<Secret>,
+}
+
+/// An IP network such as `10.0.0.0/8` or `2001:db8::/32`; a bare address is a /32 or /128.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl TryFrom<String> for Cidr {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (s.as_str(), None),
+        };
+        let network: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP network"))?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?} has a bad prefix length"))?,
+        };
+        Ok(Cidr { network, prefix })
+    }
+}
+
+impl From<Cidr> for String {
+    fn from(c: Cidr) -> String {
+        format!("{}/{}", c.network, c.prefix)
+    }
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        fn masked(bits: u128, prefix: u8, width: u8) -> u128 {
+            match prefix {
+                0 => 0,
+                p => bits >> (width - p),
+            }
+        }
+        match (self.network, ip.to_canonical()) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                masked(u32::from(n).into(), self.prefix, 32)
+                    == masked(u32::from(a).into(), self.prefix, 32)
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                masked(n.into(), self.prefix, 128) == masked(a.into(), self.prefix, 128)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Comma-separated socket addresses, for `ONSALE_ORIGIN_UPSTREAMS`.
@@ -49,36 +177,113 @@ impl std::str::FromStr for AddrList {
     }
 }
 
+/// Comma-separated paths, for `ONSALE_VERIFY_KEYS`.
+struct PathList(Vec<PathBuf>);
+
+impl std::str::FromStr for PathList {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(PathList(
+            s.split(',').map(|p| PathBuf::from(p.trim())).collect(),
+        ))
+    }
+}
+
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let mut config: Config = config::load(path)?;
         override_from_env(&mut config.listen.public, "ONSALE_EDGE_LISTEN")?;
         override_from_env(&mut config.listen.admin, "ONSALE_EDGE_ADMIN_LISTEN")?;
+        override_from_env(&mut config.redis.url, "REDIS_URL")?;
         let mut upstreams = AddrList(std::mem::take(&mut config.origin.upstreams));
         override_from_env(&mut upstreams, "ONSALE_ORIGIN_UPSTREAMS")?;
         config.origin.upstreams = upstreams.0;
+        let mut keys = PathList(std::mem::take(&mut config.tokens.verify_keys));
+        override_from_env(&mut keys, "ONSALE_VERIFY_KEYS")?;
+        config.tokens.verify_keys = keys.0;
+        if let Some(token) = std::env::var_os("ONSALE_EDGE_ADMIN_TOKEN") {
+            config.admin.token = Some(Secret::new(token.to_string_lossy().into_owned()));
+        }
         config.validate(path)?;
         Ok(config)
     }
 
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let fail = |key: &str, message: &str| Err(ConfigError::key(path, key, message));
         if !(1..=256).contains(&self.server.threads) {
-            return Err(ConfigError::key(path, "server.threads", "must be 1 to 256"));
+            return fail("server.threads", "must be 1 to 256");
         }
-        if self.origin.upstreams.is_empty() {
-            return Err(ConfigError::key(
-                path,
-                "origin.upstreams",
-                "needs at least one origin",
-            ));
+        if self.server.reload_poll_ms < 100 {
+            return fail("server.reload_poll_ms", "must be at least 100");
         }
-        if self.origin.connect_timeout_ms == 0 || self.origin.read_timeout_ms == 0 {
-            return Err(ConfigError::key(
-                path,
-                "origin",
-                "timeouts must be positive",
-            ));
+        let origin = &self.origin;
+        if origin.upstreams.is_empty() {
+            return fail("origin.upstreams", "needs at least one origin");
+        }
+        if origin.connect_timeout_ms == 0 || origin.read_timeout_ms == 0 {
+            return fail("origin", "timeouts must be positive");
+        }
+        if origin.health_check_interval_ms < 50 {
+            return fail("origin.health_check_interval_ms", "must be at least 50");
+        }
+        if self.snapshots.poll_interval_ms < 100 {
+            return fail("snapshots.poll_interval_ms", "must be at least 100");
+        }
+        if self.tokens.verify_keys.is_empty() {
+            return fail("tokens.verify_keys", "needs at least one key");
+        }
+        let limits = &self.limits;
+        if limits.max_body_bytes == 0 || limits.max_header_bytes < 1024 {
+            return fail(
+                "limits",
+                "max_body_bytes must be positive, max_header_bytes >= 1024",
+            );
+        }
+        if limits.retain_interval_ms < 100 {
+            return fail("limits.retain_interval_ms", "must be at least 100");
+        }
+        let classes = &limits.route_class;
+        for (key, quota) in [
+            ("limits.per_ip", limits.per_ip),
+            ("limits.per_fan_purchase", limits.per_fan_purchase),
+            ("limits.route_class.catalog", classes.catalog),
+            ("limits.route_class.snapshot", classes.snapshot),
+            ("limits.route_class.purchase", classes.purchase),
+        ] {
+            if quota.per_minute == 0 || quota.burst == 0 {
+                return fail(key, "per_minute and burst must be positive");
+            }
+        }
+        let loopback = self.listen.admin.ip().is_loopback();
+        let token_len = self.admin.token.as_ref().map_or(0, |t| t.expose().len());
+        if !loopback && token_len < 16 {
+            return fail(
+                "admin.token",
+                "needs at least 16 characters when the admin listener is not on loopback",
+            );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cidr(s: &str) -> Cidr {
+        Cidr::try_from(s.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn cidr_matching() {
+        assert!(cidr("10.0.0.0/8").contains("10.1.2.3".parse().unwrap()));
+        assert!(!cidr("10.0.0.0/8").contains("11.0.0.1".parse().unwrap()));
+        assert!(cidr("127.0.0.1").contains("127.0.0.1".parse().unwrap()));
+        assert!(cidr("127.0.0.1").contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(cidr("0.0.0.0/0").contains("8.8.8.8".parse().unwrap()));
+        assert!(cidr("2001:db8::/32").contains("2001:db8:1::1".parse().unwrap()));
+        assert!(!cidr("2001:db8::/32").contains("10.0.0.1".parse().unwrap()));
+        assert!(Cidr::try_from("10.0.0.0/33".to_owned()).is_err());
+        assert!(Cidr::try_from("nonsense".to_owned()).is_err());
     }
 }

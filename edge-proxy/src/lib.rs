@@ -5,19 +5,30 @@
 //! inside a tokio runtime) and returns once both listeners accept connections.
 
 pub mod admin;
+pub mod clock;
 pub mod config;
+pub mod limits;
+pub mod live;
 pub mod metrics;
+pub mod microcache;
+pub mod pool;
 pub mod proxy;
 pub mod respond;
 pub mod routes;
+pub mod shows;
+pub mod snapshots;
 
+use crate::clock::Clock;
 use crate::config::Config;
+use crate::live::{Live, ReloadError};
+use crate::snapshots::SnapshotStore;
 use async_trait::async_trait;
-use pingora::lb::LoadBalancer;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -25,15 +36,77 @@ use tokio::sync::watch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot build the origin pool: {0}")]
-    Pool(String),
+    #[error(transparent)]
+    Config(#[from] ReloadError),
     #[error("the edge did not accept connections on {0} in time")]
     NotListening(SocketAddr),
     #[error("cannot spawn the edge thread: {0}")]
     Thread(std::io::Error),
 }
 
-pub fn build_server(config: &Config) -> Result<Server, StartError> {
+/// What the public proxy, the admin listener and the background tasks share.
+pub struct Shared {
+    pub live: Arc<Live>,
+    pub clock: Clock,
+    pub metrics: Arc<metrics::Metrics>,
+    pub snapshots: Arc<SnapshotStore>,
+    pub pool: Arc<pool::Pool>,
+    pub pool_keeper: Arc<pool::PoolKeeper>,
+    pub catalog_cache: microcache::MicroCache,
+    pub shows: shows::ShowDirectory,
+}
+
+/// How an edge is built: from a config value, where to reload it from, and its clock.
+pub struct Options {
+    pub config: Config,
+    /// The file SIGHUP and file changes reload; `None`: no reloads.
+    pub config_path: Option<PathBuf>,
+    pub clock: Clock,
+}
+
+impl Options {
+    pub fn new(config: Config) -> Self {
+        Options {
+            config,
+            config_path: None,
+            clock: Clock::system(),
+        }
+    }
+}
+
+/// Drops idle rate-limit keys on the configured interval and publishes gauges.
+struct Housekeeping {
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl BackgroundService for Housekeeping {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            let runtime = self.shared.live.load();
+            runtime.limits.retain_recent();
+            for (limiter, keys) in runtime.limits.keys() {
+                self.shared
+                    .metrics
+                    .ratelimit_keys
+                    .with_label_values(&[limiter])
+                    .set(keys as i64);
+            }
+            let interval = Duration::from_millis(runtime.config.limits.retain_interval_ms);
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+pub fn build_server(options: Options) -> Result<(Server, Arc<Shared>), StartError> {
+    let Options {
+        config,
+        config_path,
+        clock,
+    } = options;
     let conf = ServerConf {
         threads: config.server.threads,
         grace_period_seconds: Some(config.server.grace_period_s),
@@ -43,29 +116,77 @@ pub fn build_server(config: &Config) -> Result<Server, StartError> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let upstreams = LoadBalancer::try_from_iter(config.origin.upstreams.iter().copied())
-        .map_err(|e| StartError::Pool(e.to_string()))?;
     let metrics = Arc::new(metrics::Metrics::new());
-    let edge = proxy::EdgeProxy {
-        upstreams: Arc::new(upstreams),
-        origin: config.origin.clone(),
+    let live = Arc::new(Live::new(
+        config.clone(),
+        config_path,
+        clock.clone(),
+        &metrics.registry,
+    )?);
+    let pool = Arc::new(pool::build(live.clone()));
+    let pool_keeper = Arc::new(pool::PoolKeeper {
+        pool: pool.clone(),
+        live: live.clone(),
+        healthy: metrics.upstream_healthy.clone(),
+    });
+    let snapshots = Arc::new(SnapshotStore::default());
+    let shared = Arc::new(Shared {
+        live: live.clone(),
+        clock: clock.clone(),
         metrics: metrics.clone(),
+        snapshots: snapshots.clone(),
+        pool,
+        pool_keeper: pool_keeper.clone(),
+        catalog_cache: Default::default(),
+        shows: Default::default(),
+    });
+
+    let edge = proxy::EdgeProxy {
+        shared: shared.clone(),
     };
     let mut public =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, edge, "public");
     public.add_tcp(&config.listen.public.to_string());
 
-    let admin_app = admin::AdminApp {
-        origin: config.origin.clone(),
-        metrics,
-    };
-    let mut admin = Service::new("admin".to_owned(), admin_app);
+    let mut admin = Service::new(
+        "admin".to_owned(),
+        admin::AdminApp {
+            shared: shared.clone(),
+        },
+    );
     admin.add_tcp(&config.listen.admin.to_string());
     admin.threads = Some(1);
 
     server.add_service(public);
     server.add_service(admin);
-    Ok(server)
+    server.add_service(background_service("origin pool", ArcService(pool_keeper)));
+    server.add_service(background_service(
+        "snapshots",
+        snapshots::SnapshotLoader {
+            store: snapshots,
+            live: live.clone(),
+            clock,
+            redis_up: metrics.redis_up.clone(),
+        },
+    ));
+    server.add_service(background_service("config", live::ConfigWatcher { live }));
+    server.add_service(background_service(
+        "housekeeping",
+        Housekeeping {
+            shared: shared.clone(),
+        },
+    ));
+    Ok((server, shared))
+}
+
+/// A background service shared with request handling.
+struct ArcService<T>(Arc<T>);
+
+#[async_trait]
+impl<T: BackgroundService + Send + Sync> BackgroundService for ArcService<T> {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        self.0.start(shutdown).await
+    }
 }
 
 /// Shutdown on demand, for edges started in-process.
@@ -84,6 +205,7 @@ impl ShutdownSignalWatch for StopSignal {
 pub struct RunningEdge {
     pub public: SocketAddr,
     pub admin: SocketAddr,
+    pub shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -107,8 +229,9 @@ impl Drop for RunningEdge {
     }
 }
 
-pub fn start(config: Config) -> Result<RunningEdge, StartError> {
-    let server = build_server(&config)?;
+pub fn start(options: Options) -> Result<RunningEdge, StartError> {
+    let listen = options.config.listen.clone();
+    let (server, shared) = build_server(options)?;
     let (stop, stopped) = watch::channel(false);
     let thread = std::thread::Builder::new()
         .name("edge".to_owned())
@@ -119,8 +242,9 @@ pub fn start(config: Config) -> Result<RunningEdge, StartError> {
         })
         .map_err(StartError::Thread)?;
     let running = RunningEdge {
-        public: config.listen.public,
-        admin: config.listen.admin,
+        public: listen.public,
+        admin: listen.admin,
+        shared,
         stop,
         thread: Some(thread),
     };

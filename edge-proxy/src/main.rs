@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
-    /// Configuration file.
+    /// Configuration file; re-read on SIGHUP and when it changes.
     #[arg(long, default_value = "config/edge.toml")]
     config: PathBuf,
     /// Validate the configuration, print the effective values and exit.
@@ -23,9 +23,12 @@ fn main() -> anyhow::Result<()> {
         print!("{}", onsale_contract::config::render(&config));
         return Ok(());
     }
-    let server = edge_proxy::build_server(&config)?;
     tracing::info!(public = %config.listen.public, admin = %config.listen.admin, "edge starting");
-    // SIGTERM drains gracefully; SIGINT (Ctrl-C) stops at once.
+    let (server, _) = edge_proxy::build_server(edge_proxy::Options {
+        config_path: Some(cli.config),
+        ..edge_proxy::Options::new(config)
+    })?;
+    // SIGTERM drains gracefully; SIGINT (Ctrl-C) stops at once; SIGHUP reloads the config.
     server.run(pingora::server::RunArgs::default());
     Ok(())
 }

@@ -1,12 +1,20 @@
 //! The edge's Prometheus metrics, served on the admin listener.
 
-use onsale_contract::metrics::{counter_vec, histogram_vec, registry};
-use prometheus::{HistogramVec, IntCounterVec, Registry};
+use onsale_contract::metrics::{counter_vec, gauge_vec, histogram_vec, int_gauge_vec, registry};
+use prometheus::{GaugeVec, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 pub struct Metrics {
     pub registry: Registry,
     pub requests: IntCounterVec,
     pub duration: HistogramVec,
+    pub upstream_healthy: IntGaugeVec,
+    pub rate_limited: IntCounterVec,
+    pub ratelimit_keys: IntGaugeVec,
+    pub snapshot_age: GaugeVec,
+    pub redis_up: IntGauge,
+    pub config_version: IntGauge,
+    pub catalog_cache: IntCounterVec,
+    pub retries: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -16,6 +24,12 @@ const LATENCY_BUCKETS: [f64; 14] = [
 impl Metrics {
     pub fn new() -> Self {
         let registry = registry("edge");
+        let gauge = |name: &str, help: &str| {
+            onsale_contract::metrics::register(
+                &registry,
+                &IntGauge::new(name, help).expect("static metric"),
+            )
+        };
         Metrics {
             requests: counter_vec(
                 &registry,
@@ -29,6 +43,47 @@ impl Metrics {
                 "Request latency by route class",
                 &["class"],
                 &LATENCY_BUCKETS,
+            ),
+            upstream_healthy: int_gauge_vec(
+                &registry,
+                "upstream_healthy",
+                "1 while an origin passes its health check",
+                &["upstream"],
+            ),
+            rate_limited: counter_vec(
+                &registry,
+                "rate_limited_total",
+                "Requests refused with 429, by the limit that refused them",
+                &["limiter"],
+            ),
+            ratelimit_keys: int_gauge_vec(
+                &registry,
+                "ratelimit_keys",
+                "Keys held by each keyed rate limiter",
+                &["limiter"],
+            ),
+            snapshot_age: gauge_vec(
+                &registry,
+                "snapshot_age_seconds",
+                "Age of the snapshot served, from its build time",
+                &["show", "kind"],
+            ),
+            redis_up: gauge(
+                "snapshot_feed_up",
+                "1 while the snapshot feed from Redis is connected",
+            ),
+            config_version: gauge("config_version", "Version of the running configuration"),
+            catalog_cache: counter_vec(
+                &registry,
+                "catalog_cache_total",
+                "Catalog reads by micro-cache outcome",
+                &["outcome"],
+            ),
+            retries: counter_vec(
+                &registry,
+                "upstream_retries_total",
+                "Requests retried on another origin, by cause",
+                &["cause"],
             ),
             registry,
         }

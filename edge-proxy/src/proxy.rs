@@ -1,35 +1,293 @@
-//! The public listener: classify, answer locally what the edge owns, proxy the rest to the
-//! origin pool.
+//! The public listener: classify, limit, answer locally what the edge owns (snapshots,
+//! cached catalog reads, refusals), gate the purchase path, proxy the rest to the pool.
 
-use crate::config::OriginConfig;
-use crate::metrics::Metrics;
-use crate::respond;
+use crate::limits::{client_ip, Limited};
+use crate::live::Runtime;
+use crate::microcache::{Capture, MicroCache};
 use crate::routes::{classify, Route, RouteClass};
+use crate::{respond, snapshots, Shared};
 use async_trait::async_trait;
+use bytes::Bytes;
+use http::{header, Method};
 use onsale_contract::problem::Problem;
-use pingora::lb::selection::RoundRobin;
-use pingora::lb::LoadBalancer;
+use onsale_contract::snapshot::Kind;
+use onsale_contract::tokens::{self, TokenError, WAITING_ROOM_PATH};
+use pingora::lb::Backend;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub struct EdgeProxy {
-    pub upstreams: Arc<LoadBalancer<RoundRobin>>,
-    pub origin: OriginConfig,
-    pub metrics: Arc<Metrics>,
+    pub shared: Arc<Shared>,
 }
 
 pub struct RequestCtx {
     route: Route,
     started: Instant,
+    runtime: Option<Arc<Runtime>>,
+    client: Option<IpAddr>,
+    /// Origins tried so far for this request.
+    tried: Vec<Backend>,
+    /// Whether a failure after sending may be retried on another origin.
+    replayable: bool,
+    body_bytes: usize,
+    cache_key: Option<String>,
+    capture: Option<Capture>,
+}
+
+/// What the edge does with a request after looking at it.
+enum Decision {
+    Proxy,
+    /// Answered locally already.
+    Served,
+    Refuse(Problem),
+}
+
+impl From<Problem> for Decision {
+    fn from(problem: Problem) -> Self {
+        Decision::Refuse(problem)
+    }
 }
 
 fn no_origin() -> Problem {
     Problem::new(503, "no_healthy_origin", "Service unavailable")
         .with_detail("no origin is available right now; retry shortly")
         .with("retry_after_s", 2)
+}
+
+fn rate_limited(limited: Limited) -> Problem {
+    Problem::new(429, "rate_limited", "Too many requests")
+        .with_detail(format!(
+            "over the {} rate limit; slow down",
+            limited.limiter
+        ))
+        .with("limit", limited.limiter)
+        .with("retry_after_s", limited.retry_after_s.max(1))
+}
+
+fn body_too_large(max: usize) -> Problem {
+    Problem::new(413, "body_too_large", "Request body too large")
+        .with_detail(format!("request bodies are limited to {max} bytes"))
+        .with("max_bytes", max)
+}
+
+fn admission_required(detail: &str, show: Option<&str>) -> Problem {
+    let problem = Problem::new(401, "admission_required", "Admission required")
+        .with_detail(detail)
+        .with("join", WAITING_ROOM_PATH);
+    match show {
+        Some(show) => problem.with("show_id", show),
+        None => problem,
+    }
+}
+
+fn header_bytes(session: &Session) -> usize {
+    let header = session.req_header();
+    let fields: usize = header
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    fields + header.uri.to_string().len()
+}
+
+impl EdgeProxy {
+    async fn decide(&self, session: &mut Session, ctx: &mut RequestCtx) -> Decision {
+        let shared = &self.shared;
+        let runtime = ctx.runtime.clone().expect("set in request_filter");
+        let limits = &runtime.config.limits;
+        if header_bytes(session) > limits.max_header_bytes {
+            return Problem::new(431, "headers_too_large", "Request headers too large")
+                .with_detail(format!(
+                    "headers are limited to {} bytes",
+                    limits.max_header_bytes
+                ))
+                .into();
+        }
+        let header = session.req_header();
+        ctx.route = classify(&header.method, header.uri.path());
+        match &ctx.route {
+            Route {
+                class: RouteClass::Unknown,
+                ..
+            } => return Problem::new(404, "route_not_found", "No such route").into(),
+            Route {
+                method_allowed: false,
+                ..
+            } => return Problem::new(405, "method_not_allowed", "Method not allowed").into(),
+            _ => {}
+        }
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+        let forwarded = header
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        let client = client_ip(peer, forwarded, &limits.trusted_proxies);
+        ctx.client = Some(client);
+        if let Err(limited) = runtime.limits.check_request(client, ctx.route.class) {
+            shared
+                .metrics
+                .rate_limited
+                .with_label_values(&[limited.limiter])
+                .inc();
+            return rate_limited(limited).into();
+        }
+        let declared = header
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > limits.max_body_bytes) {
+            return body_too_large(limits.max_body_bytes).into();
+        }
+        match ctx.route.class {
+            RouteClass::SeatMap(kind) => self.snapshot(session, ctx, kind).await,
+            RouteClass::Catalog => self.catalog(session, ctx, &runtime).await,
+            RouteClass::Purchase => self.gate(session, ctx, &runtime),
+            RouteClass::Unknown => unreachable!("refused above"),
+        }
+    }
+
+    /// Seat map or availability from memory.
+    async fn snapshot(&self, session: &mut Session, ctx: &mut RequestCtx, kind: Kind) -> Decision {
+        let shared = &self.shared;
+        let show = ctx.route.show.clone().unwrap_or_default();
+        let now_ms = shared.clock.now_ms();
+        if let Some(snapshot) = shared.snapshots.get(&show, kind) {
+            return match snapshots::respond(&snapshot, session.req_header(), now_ms) {
+                Ok((header, body)) => {
+                    if let Err(error) = respond::body(session, header, body).await {
+                        tracing::debug!(%error, "client went away");
+                    }
+                    Decision::Served
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot build a snapshot response");
+                    Problem::new(500, "internal", "Internal error").into()
+                }
+            };
+        }
+        let origin = shared
+            .pool
+            .select(b"", 256)
+            .and_then(|b| b.addr.as_inet().copied());
+        match shared.shows.exists(&show, origin, now_ms).await {
+            Some(false) => Problem::new(404, "show_not_found", "No such show")
+                .with_detail("there is no show with this id")
+                .into(),
+            _ => {
+                let retry = ctx
+                    .runtime
+                    .as_ref()
+                    .map_or(5, |r| r.config.snapshots.retry_after_s);
+                Problem::new(503, "snapshot_not_ready", "Seat map not ready")
+                    .with_detail("the first snapshot of this show is still being built")
+                    .with("retry_after_s", retry)
+                    .into()
+            }
+        }
+    }
+
+    /// A fresh micro-cached answer, or marks the request for capture.
+    async fn catalog(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        runtime: &Runtime,
+    ) -> Decision {
+        let origin = &runtime.config.origin;
+        if origin.catalog_cache_ms == 0 {
+            return Decision::Proxy;
+        }
+        let key = session
+            .req_header()
+            .uri
+            .path_and_query()
+            .map_or_else(String::new, |p| p.as_str().to_owned());
+        let now_ms = self.shared.clock.now_ms();
+        let metrics = &self.shared.metrics;
+        let Some(cached) = self
+            .shared
+            .catalog_cache
+            .fresh(&key, now_ms, origin.catalog_cache_ms)
+        else {
+            metrics.catalog_cache.with_label_values(&["miss"]).inc();
+            if session.req_header().method == Method::GET {
+                ctx.cache_key = Some(key);
+            }
+            return Decision::Proxy;
+        };
+        metrics.catalog_cache.with_label_values(&["hit"]).inc();
+        let mut header = cached.header.clone();
+        let age = ((now_ms - cached.stored_ms).max(0) / 1000).to_string();
+        if header.insert_header(header::AGE, age).is_err() {
+            return Decision::Proxy;
+        }
+        if let Err(error) = respond::body(session, header, cached.body.clone()).await {
+            tracing::debug!(%error, "client went away");
+        }
+        Decision::Served
+    }
+
+    /// The admission gate: a valid admission token for the show in the path, within the
+    /// fan's purchase rate.
+    fn gate(&self, session: &mut Session, ctx: &mut RequestCtx, runtime: &Runtime) -> Decision {
+        let header = session.req_header();
+        let show = ctx.route.show.as_deref();
+        let presented = tokens::presented(
+            header
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+            header
+                .headers
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+            tokens::ADMIT_COOKIE,
+        );
+        let Some(token) = presented else {
+            return admission_required("no admission token", show).into();
+        };
+        let claims = match runtime.tokens.verify(token, self.shared.clock.now_s()) {
+            Ok(claims) => claims,
+            Err(error) => {
+                let detail = match error {
+                    TokenError::Expired => "the admission token has expired",
+                    TokenError::WrongType(_) => "this is not an admission token",
+                    _ => "the admission token is not valid",
+                };
+                return admission_required(detail, show).into();
+            }
+        };
+        if show.is_some_and(|s| s != claims.show) {
+            return Problem::new(403, "wrong_show", "Admission is for another show")
+                .with_detail("join the waiting room of this show")
+                .with("join", WAITING_ROOM_PATH)
+                .with("show_id", show.unwrap_or_default())
+                .into();
+        }
+        if let Err(limited) = runtime.limits.check_fan(&claims.sub, &claims.show) {
+            self.shared
+                .metrics
+                .rate_limited
+                .with_label_values(&[limited.limiter])
+                .inc();
+            return rate_limited(limited).into();
+        }
+        ctx.replayable =
+            header.method.is_idempotent() || header.headers.contains_key("idempotency-key");
+        if ctx.replayable {
+            session.enable_retry_buffering();
+        }
+        Decision::Proxy
+    }
 }
 
 #[async_trait]
@@ -41,8 +299,16 @@ impl ProxyHttp for EdgeProxy {
             route: Route {
                 class: RouteClass::Unknown,
                 method_allowed: true,
+                show: None,
             },
             started: Instant::now(),
+            runtime: None,
+            client: None,
+            tried: Vec::new(),
+            replayable: false,
+            body_bytes: 0,
+            cache_key: None,
+            capture: None,
         }
     }
 
@@ -51,60 +317,183 @@ impl ProxyHttp for EdgeProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
-        let header = session.req_header();
-        ctx.route = classify(&header.method, header.uri.path());
-        let refusal = match ctx.route {
-            Route {
-                class: RouteClass::Unknown,
-                ..
-            } => Some(Problem::new(404, "route_not_found", "No such route")),
-            Route {
-                method_allowed: false,
-                ..
-            } => Some(Problem::new(
-                405,
-                "method_not_allowed",
-                "Method not allowed",
-            )),
-            _ => None,
-        };
-        match refusal {
-            Some(problem) => {
+        ctx.runtime = Some(self.shared.live.load());
+        match self.decide(session, ctx).await {
+            Decision::Proxy => Ok(false),
+            Decision::Served => Ok(true),
+            Decision::Refuse(problem) => {
                 respond::problem(session, &problem).await?;
                 Ok(true)
             }
-            None => Ok(false),
         }
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        ctx.body_bytes += body.as_ref().map_or(0, Bytes::len);
+        let max = ctx
+            .runtime
+            .as_ref()
+            .map_or(usize::MAX, |r| r.config.limits.max_body_bytes);
+        if ctx.body_bytes > max {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(413),
+                "request body too large",
+            ));
+        }
+        Ok(())
     }
 
     async fn upstream_peer(
         &self,
         _session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> pingora::Result<Box<HttpPeer>> {
+        let tried = &ctx.tried;
         let backend = self
-            .upstreams
-            .select(b"", 256)
+            .shared
+            .pool
+            .select_with(b"", 256, |b, healthy| healthy && !tried.contains(b))
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no healthy origin"))?;
-        let mut peer = HttpPeer::new(backend.addr, false, String::new());
-        peer.options.connection_timeout =
-            Some(Duration::from_millis(self.origin.connect_timeout_ms));
-        peer.options.read_timeout = Some(Duration::from_millis(self.origin.read_timeout_ms));
-        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        let origin = &ctx
+            .runtime
+            .as_ref()
+            .expect("set in request_filter")
+            .config
+            .origin;
+        let mut peer = HttpPeer::new(backend.addr.clone(), false, String::new());
+        peer.options.connection_timeout = Some(Duration::from_millis(origin.connect_timeout_ms));
+        peer.options.read_timeout = Some(Duration::from_millis(origin.read_timeout_ms));
+        peer.options.idle_timeout = Some(Duration::from_secs(origin.idle_timeout_s));
+        ctx.tried.push(backend);
         Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut pingora::http::RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        // Headers the origin trusts come from the edge only.
+        let internal: Vec<header::HeaderName> = upstream_request
+            .headers
+            .keys()
+            .filter(|name| name.as_str().starts_with("x-onsale-"))
+            .cloned()
+            .collect();
+        for name in internal {
+            upstream_request.remove_header(&name);
+        }
+        if let Some(client) = ctx.client {
+            upstream_request.insert_header("x-forwarded-for", client.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Nothing was sent: any request may go to another origin, once.
+        if ctx.tried.len() < 2 {
+            self.shared
+                .metrics
+                .retries
+                .with_label_values(&["connect"])
+                .inc();
+            e.set_retry(true);
+        }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("origin {peer}"));
+        let retry =
+            ctx.replayable && ctx.tried.len() < 2 && !session.as_ref().retry_buffer_truncated();
+        if retry {
+            self.shared
+                .metrics
+                .retries
+                .with_label_values(&["proxy"])
+                .inc();
+        }
+        e.set_retry(retry);
+        e
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut pingora::http::ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        if let Some(key) = ctx.cache_key.take() {
+            ctx.capture = MicroCache::capture(key, upstream_response);
+        }
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<Option<Duration>> {
+        if let Some(capture) = ctx.capture.as_mut() {
+            if !MicroCache::append(capture, body.as_deref().unwrap_or_default()) {
+                ctx.capture = None;
+            } else if end_of_stream {
+                let capture = ctx.capture.take().expect("checked above");
+                let origin = &ctx
+                    .runtime
+                    .as_ref()
+                    .expect("set in request_filter")
+                    .config
+                    .origin;
+                self.shared.catalog_cache.store(
+                    capture,
+                    self.shared.clock.now_ms(),
+                    origin.catalog_cache_ms,
+                    origin.catalog_cache_entries,
+                );
+            }
+        }
+        Ok(None)
     }
 
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
         e: &Error,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let problem = match e.etype() {
-            ErrorType::HTTPStatus(503) => no_origin(),
-            ErrorType::ConnectTimedout | ErrorType::ConnectRefused | ErrorType::ConnectError => {
-                no_origin()
-            }
+            ErrorType::HTTPStatus(413) => body_too_large(
+                ctx.runtime
+                    .as_ref()
+                    .map_or(0, |r| r.config.limits.max_body_bytes),
+            ),
+            ErrorType::HTTPStatus(503)
+            | ErrorType::ConnectTimedout
+            | ErrorType::ConnectRefused
+            | ErrorType::ConnectError => no_origin(),
             _ => Problem::new(502, "upstream_failed", "Bad gateway")
                 .with_detail("the origin did not answer properly"),
         };
@@ -122,14 +511,16 @@ impl ProxyHttp for EdgeProxy {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let class = ctx.route.class.label();
         let elapsed = ctx.started.elapsed();
-        self.metrics
+        let metrics = &self.shared.metrics;
+        metrics
             .requests
             .with_label_values(&[class, &status.to_string()])
             .inc();
-        self.metrics
+        metrics
             .duration
             .with_label_values(&[class])
             .observe(elapsed.as_secs_f64());
+        // The path only: no query string, no headers, so no tokens in the log.
         let header = session.req_header();
         tracing::info!(
             target: "edge::access",
@@ -138,7 +529,8 @@ impl ProxyHttp for EdgeProxy {
             status,
             class,
             micros = elapsed.as_micros() as u64,
-            client = ?session.client_addr().map(|a| a.to_string()),
+            client = ?ctx.client,
+            upstream = ?ctx.tried.last().map(|b| b.addr.to_string()),
             error = error.map(|e| e.to_string()),
         );
     }

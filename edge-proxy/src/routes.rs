@@ -2,11 +2,16 @@
 //! only, before any I/O, so every later decision (gate, limit, metric label) is a match.
 
 use http::Method;
+use onsale_contract::snapshot::Kind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteClass {
-    /// Public catalog reads, passed through to the origin.
+    /// Public catalog reads, passed through to the origin and micro-cached.
     Catalog,
+    /// Seat-map and availability snapshots, answered by the edge from memory.
+    SeatMap(Kind),
+    /// Holds, orders, payments: admitted fans only, proxied to the origin.
+    Purchase,
     /// Any other path: not part of the public contract.
     Unknown,
 }
@@ -16,16 +21,20 @@ impl RouteClass {
     pub fn label(self) -> &'static str {
         match self {
             RouteClass::Catalog => "catalog",
+            RouteClass::SeatMap(_) => "snapshot",
+            RouteClass::Purchase => "purchase",
             RouteClass::Unknown => "unknown",
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub class: RouteClass,
     /// Whether the method is one this route answers.
     pub method_allowed: bool,
+    /// The show named in the path, when the path names one.
+    pub show: Option<String>,
 }
 
 /// A path segment that could be a resource id: short and URL-safe. Anything else cannot name
@@ -39,19 +48,38 @@ fn is_id(segment: &str) -> bool {
 
 pub fn classify(method: &Method, path: &str) -> Route {
     let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
-    let class = match segments.as_slice() {
-        ["v1", "events"] => RouteClass::Catalog,
-        ["v1", "events", id] | ["v1", "shows", id] if is_id(id) => RouteClass::Catalog,
-        ["v1", "events", id, "shows"] if is_id(id) => RouteClass::Catalog,
-        _ => RouteClass::Unknown,
-    };
-    let method_allowed = match class {
-        RouteClass::Catalog => method == Method::GET || method == Method::HEAD,
-        RouteClass::Unknown => true,
+    let read = [Method::GET, Method::HEAD].as_slice();
+    let (class, methods, show): (_, &[Method], _) = match segments.as_slice() {
+        ["v1", "events"] => (RouteClass::Catalog, read, None),
+        ["v1", "events", id] | ["v1", "events", id, "shows"] if is_id(id) => {
+            (RouteClass::Catalog, read, None)
+        }
+        ["v1", "shows", id] if is_id(id) => (RouteClass::Catalog, read, Some(id)),
+        ["v1", "shows", id, "seat-map"] if is_id(id) => {
+            (RouteClass::SeatMap(Kind::Layout), read, Some(id))
+        }
+        ["v1", "shows", id, "availability"] if is_id(id) => {
+            (RouteClass::SeatMap(Kind::Availability), read, Some(id))
+        }
+        ["v1", "shows", id, "holds"] if is_id(id) => {
+            (RouteClass::Purchase, &[Method::POST][..], Some(id))
+        }
+        ["v1", "holds", id] if is_id(id) => (
+            RouteClass::Purchase,
+            &[Method::GET, Method::DELETE][..],
+            None,
+        ),
+        ["v1", "orders"] => (RouteClass::Purchase, &[Method::GET, Method::POST][..], None),
+        ["v1", "orders", id] if is_id(id) => (RouteClass::Purchase, &[Method::GET][..], None),
+        ["v1", "payments", id, "confirm"] if is_id(id) => {
+            (RouteClass::Purchase, &[Method::POST][..], None)
+        }
+        _ => (RouteClass::Unknown, &[][..], None),
     };
     Route {
         class,
-        method_allowed,
+        method_allowed: class == RouteClass::Unknown || methods.contains(method),
+        show: show.map(|s| s.to_string()),
     }
 }
 
@@ -72,6 +100,34 @@ mod tests {
             assert!(route.method_allowed);
         }
         assert!(!classify(&Method::POST, "/v1/events").method_allowed);
+    }
+
+    #[test]
+    fn snapshots_and_purchase_routes_name_their_show() {
+        let route = classify(&Method::GET, "/v1/shows/s1/availability");
+        assert_eq!(route.class, RouteClass::SeatMap(Kind::Availability));
+        assert_eq!(route.show.as_deref(), Some("s1"));
+        let route = classify(&Method::HEAD, "/v1/shows/s1/seat-map");
+        assert_eq!(route.class, RouteClass::SeatMap(Kind::Layout));
+        let route = classify(&Method::POST, "/v1/shows/s1/holds");
+        assert_eq!(
+            (route.class, route.show.as_deref()),
+            (RouteClass::Purchase, Some("s1"))
+        );
+        assert!(!classify(&Method::GET, "/v1/shows/s1/holds").method_allowed);
+        for (method, path) in [
+            (Method::GET, "/v1/holds/h1"),
+            (Method::DELETE, "/v1/holds/h1"),
+            (Method::POST, "/v1/orders"),
+            (Method::GET, "/v1/orders"),
+            (Method::GET, "/v1/orders/o1"),
+            (Method::POST, "/v1/payments/p1/confirm"),
+        ] {
+            let route = classify(&method, path);
+            assert_eq!(route.class, RouteClass::Purchase, "{path}");
+            assert!(route.method_allowed, "{method} {path}");
+            assert_eq!(route.show, None);
+        }
     }
 
     #[test]

@@ -4,9 +4,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use onsale_contract::problem::{self, Problem};
-
-/// Where a fan without admission goes: the waiting room's join endpoint.
-pub const WAITING_ROOM: &str = "/v1/waiting-room/sessions";
+use onsale_contract::tokens::WAITING_ROOM_PATH;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -82,11 +80,11 @@ impl ApiError {
             ApiError::Unadmitted(detail) => {
                 Problem::new(401, "admission_required", "Admission required")
                     .with_detail(*detail)
-                    .with("join", WAITING_ROOM)
+                    .with("join", WAITING_ROOM_PATH)
             }
             ApiError::WrongShow => Problem::new(403, "wrong_show", "Admission is for another show")
                 .with_detail("join the waiting room of this show")
-                .with("join", WAITING_ROOM),
+                .with("join", WAITING_ROOM_PATH),
             ApiError::Problem { problem, .. } => (**problem).clone(),
             ApiError::Database(_) => Problem::new(503, "unavailable", "Service unavailable")
                 .with_detail("the database did not answer; retry shortly")

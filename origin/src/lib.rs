@@ -43,7 +43,7 @@ pub struct AppState {
     pub pool: PgPool,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
-    pub tokens: Arc<auth::TokenCache>,
+    pub tokens: Arc<onsale_contract::tokens::VerifiedCache>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,8 +214,9 @@ pub async fn start_with_pool(config: Config, pool: PgPool) -> Result<RunningOrig
         &tokens.issuer,
         tokens.leeway_s,
     )?;
-    let tokens = Arc::new(auth::TokenCache::new(
+    let tokens = Arc::new(onsale_contract::tokens::VerifiedCache::new(
         verifier,
+        onsale_contract::tokens::TokenType::Admit,
         tokens.cache_entries,
         &metrics.registry,
     ));

@@ -236,8 +236,12 @@ impl OriginBuilder {
 
 pub struct EdgeBuilder {
     config: edge_proxy::config::Config,
+    config_path: Option<PathBuf>,
+    clock: edge_proxy::clock::Clock,
 }
 
+/// An edge on free ports with this process's test key, a Redis prefix of its own, no
+/// upstream yet, and per-IP limits high enough that only tests about limits meet them.
 pub fn edge() -> EdgeBuilder {
     let mut config: edge_proxy::config::Config =
         onsale_contract::config::load(&config_dir().join("edge.toml")).expect("config/edge.toml");
@@ -245,7 +249,20 @@ pub fn edge() -> EdgeBuilder {
     config.listen.admin = free_port();
     config.server.threads = 1;
     config.origin.upstreams.clear();
-    EdgeBuilder { config }
+    config.origin.health_check_interval_ms = 100;
+    config.redis.url = onsale_contract::config::Secret::new(redis_url());
+    config.redis.key_prefix = redis_prefix();
+    config.snapshots.poll_interval_ms = 200;
+    config.tokens.verify_keys = vec![keys().verify_pem.clone()];
+    config.limits.per_ip = edge_proxy::config::Quota {
+        per_minute: 1_000_000,
+        burst: 100_000,
+    };
+    EdgeBuilder {
+        config,
+        config_path: None,
+        clock: edge_proxy::clock::Clock::system(),
+    }
 }
 
 impl EdgeBuilder {
@@ -259,9 +276,38 @@ impl EdgeBuilder {
         self
     }
 
-    pub fn run(self) -> RunningEdge {
-        edge_proxy::start(self.config).expect("edge starts")
+    pub fn clock(mut self, clock: edge_proxy::clock::Clock) -> Self {
+        self.clock = clock;
+        self
     }
+
+    /// Writes the config to `path` and reloads from it (SIGHUP, file changes).
+    pub fn live_file(mut self, path: &std::path::Path) -> Self {
+        write_edge_config(path, &self.config);
+        self.config_path = Some(path.to_owned());
+        self
+    }
+
+    pub fn run(self) -> RunningEdge {
+        edge_proxy::start(edge_proxy::Options {
+            config: self.config,
+            config_path: self.config_path,
+            clock: self.clock,
+        })
+        .expect("edge starts")
+    }
+}
+
+/// Writes an edge config as TOML, secrets in the clear (the file is the test's own).
+pub fn write_edge_config(path: &std::path::Path, config: &edge_proxy::config::Config) {
+    let mut value = toml::Value::try_from(config).expect("config serializes");
+    value["redis"]["url"] = toml::Value::String(config.redis.url.expose().to_owned());
+    if let Some(token) = &config.admin.token {
+        value["admin"]["token"] = toml::Value::String(token.expose().to_owned());
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, toml::to_string(&value).expect("TOML")).expect("write config");
+    std::fs::rename(&tmp, path).expect("move config into place");
 }
 
 /// A JSON-over-HTTP client bound to one server.
@@ -396,6 +442,11 @@ impl TestApp {
         let origin = origin(&db).config(change).run().await;
         let edge = edge().upstream(origin.addr()).run();
         TestApp { db, origin, edge }
+    }
+
+    /// The Redis key prefix the edge reads snapshots under.
+    pub fn prefix(&self) -> String {
+        self.edge.shared.live.load().config.redis.key_prefix.clone()
     }
 
     /// A fan's view: through the edge.

@@ -1,0 +1,183 @@
+//! Live configuration. The running values are one immutable [`Runtime`] behind an
+//! `ArcSwap`: a request loads it once and sees one consistent version throughout. A reload
+//! (SIGHUP, or the file changing) parses and validates the whole file and builds the new
+//! token verifier before swapping; any failure leaves the running version in place.
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::limits::Limits;
+use arc_swap::ArcSwap;
+use onsale_contract::config::ConfigError;
+use onsale_contract::tokens::{KeyError, TokenType, VerifiedCache, Verifier};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// One version of the running configuration and what is built from it.
+pub struct Runtime {
+    pub version: u64,
+    pub config: Config,
+    pub tokens: Arc<VerifiedCache>,
+    pub limits: Arc<Limits>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("token keys: {0}")]
+    Keys(#[from] KeyError),
+}
+
+pub struct Live {
+    current: ArcSwap<Runtime>,
+    /// The file reloads read; `None` for an edge built from a value.
+    path: Option<PathBuf>,
+    clock: Clock,
+    pub reloads: prometheus::IntCounterVec,
+}
+
+fn verifier(config: &Config) -> Result<Verifier, KeyError> {
+    let tokens = &config.tokens;
+    Verifier::from_files(&tokens.verify_keys, &tokens.issuer, tokens.leeway_s)
+}
+
+impl Live {
+    pub fn new(
+        config: Config,
+        path: Option<PathBuf>,
+        clock: Clock,
+        registry: &prometheus::Registry,
+    ) -> Result<Self, ReloadError> {
+        let tokens = VerifiedCache::new(
+            verifier(&config)?,
+            TokenType::Admit,
+            config.tokens.cache_entries,
+            registry,
+        );
+        let runtime = Runtime {
+            version: 1,
+            limits: Arc::new(Limits::new(&config.limits, &clock)),
+            tokens: Arc::new(tokens),
+            config,
+        };
+        Ok(Live {
+            current: ArcSwap::from_pointee(runtime),
+            path,
+            clock,
+            reloads: onsale_contract::metrics::counter_vec(
+                registry,
+                "config_reloads_total",
+                "Configuration reloads by outcome",
+                &["outcome"],
+            ),
+        })
+    }
+
+    pub fn load(&self) -> Arc<Runtime> {
+        self.current.load_full()
+    }
+
+    /// Re-reads the file and applies it; returns the running version.
+    pub fn reload(&self) -> Result<u64, ReloadError> {
+        let Some(path) = &self.path else {
+            return Ok(self.load().version);
+        };
+        let result = Config::load(path)
+            .map_err(ReloadError::from)
+            .and_then(|c| self.apply(c));
+        match &result {
+            Ok(version) => {
+                self.reloads.with_label_values(&["applied"]).inc();
+                tracing::info!(version, path = %path.display(), "configuration applied");
+            }
+            Err(error) => {
+                self.reloads.with_label_values(&["refused"]).inc();
+                tracing::error!(%error, path = %path.display(), "configuration refused; the running one stays");
+            }
+        }
+        result
+    }
+
+    /// Applies `config` over the running one. Listeners and threads cannot move while
+    /// running: they keep their values (with a warning) until a restart. Limiters and the
+    /// token cache keep their state unless their part of the config changed.
+    pub fn apply(&self, mut config: Config) -> Result<u64, ReloadError> {
+        let running = self.load();
+        if config.listen != running.config.listen
+            || config.server.threads != running.config.server.threads
+        {
+            tracing::warn!("listen addresses and server.threads apply on restart only");
+            config.listen = running.config.listen.clone();
+            config.server.threads = running.config.server.threads;
+        }
+        let new_verifier = verifier(&config)?;
+        let same_keys = {
+            let mut old: Vec<&str> = running.tokens.verifier().kids().collect();
+            let mut new: Vec<&str> = new_verifier.kids().collect();
+            old.sort_unstable();
+            new.sort_unstable();
+            old == new && config.tokens == running.config.tokens
+        };
+        let tokens = match same_keys {
+            true => running.tokens.clone(),
+            false => Arc::new(running.tokens.with_verifier(new_verifier)),
+        };
+        let limits = match &config.limits == running.limits.config() {
+            true => running.limits.clone(),
+            false => Arc::new(Limits::new(&config.limits, &self.clock)),
+        };
+        let version = running.version + 1;
+        self.current.store(Arc::new(Runtime {
+            version,
+            config,
+            tokens,
+            limits,
+        }));
+        Ok(version)
+    }
+
+    fn modified(&self) -> Option<SystemTime> {
+        let path = self.path.as_ref()?;
+        std::fs::metadata(path).and_then(|m| m.modified()).ok()
+    }
+}
+
+/// Reloads on SIGHUP and when the file's modification time moves.
+pub struct ConfigWatcher {
+    pub live: Arc<Live>,
+}
+
+#[async_trait::async_trait]
+impl BackgroundService for ConfigWatcher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            Ok(signal) => Some(signal),
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGHUP; file changes still reload");
+                None
+            }
+        };
+        let mut seen = self.live.modified();
+        loop {
+            let poll = Duration::from_millis(self.live.load().config.server.reload_poll_ms);
+            tokio::select! {
+                _ = async { match hangup.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {
+                    seen = self.live.modified();
+                    let _ = self.live.reload();
+                }
+                _ = tokio::time::sleep(poll) => {
+                    let now = self.live.modified();
+                    if now != seen {
+                        seen = now;
+                        let _ = self.live.reload();
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! Seat-map and availability snapshots in memory: loaded from Redis at start, refreshed on
+//! the builder's announcement and by a periodic metadata poll, and still served when Redis
+//! is away. [`respond`] turns one into an HTTP answer (negotiated encoding, strong ETag per
+//! encoding, 304, `Cache-Control` running to the next build).
+
+use crate::clock::Clock;
+use crate::live::Live;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{header, StatusCode};
+use onsale_contract::snapshot::{self, field, Announcement, Kind};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use redis::AsyncCommands;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub etag: String,
+    pub built_at_ms: i64,
+    pub checked_at_ms: i64,
+    pub next_build_at_ms: i64,
+    pub identity: Bytes,
+    pub gzip: Bytes,
+    pub brotli: Bytes,
+}
+
+type Key = (String, Kind);
+
+#[derive(Default)]
+pub struct SnapshotStore {
+    snapshots: RwLock<HashMap<Key, Arc<Snapshot>>>,
+}
+
+impl SnapshotStore {
+    pub fn get(&self, show: &str, kind: Kind) -> Option<Arc<Snapshot>> {
+        let snapshots = self.snapshots.read().expect("snapshot lock");
+        snapshots.get(&(show.to_owned(), kind)).cloned()
+    }
+
+    fn put(&self, key: Key, snapshot: Snapshot) {
+        let mut snapshots = self.snapshots.write().expect("snapshot lock");
+        snapshots.insert(key, Arc::new(snapshot));
+    }
+
+    /// Every snapshot held: for the per-show age gauge.
+    pub fn all(&self) -> Vec<(Key, Arc<Snapshot>)> {
+        let snapshots = self.snapshots.read().expect("snapshot lock");
+        snapshots
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// `Accept-Encoding` negotiation: the acceptable coding with the highest q-value, brotli
+/// before gzip before identity on ties. Unlisted codings are unacceptable unless `*` says
+/// otherwise; identity stays acceptable unless refused outright.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Brotli,
+    Gzip,
+    Identity,
+}
+
+pub fn negotiate(accept_encoding: Option<&str>) -> Encoding {
+    let Some(accept) = accept_encoding else {
+        return Encoding::Identity;
+    };
+    let mut q = HashMap::new();
+    for item in accept.split(',') {
+        let mut parts = item.split(';');
+        let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let weight = parts
+            .find_map(|p| p.trim().strip_prefix("q=").or(p.trim().strip_prefix("Q=")))
+            .and_then(|w| w.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if !coding.is_empty() {
+            q.insert(coding, weight);
+        }
+    }
+    let star = q.get("*").copied();
+    let weight = |name: &str, default: f32| q.get(name).copied().or(star).unwrap_or(default);
+    let candidates = [
+        (Encoding::Brotli, weight("br", 0.0)),
+        (
+            Encoding::Gzip,
+            weight("gzip", 0.0).max(weight("x-gzip", 0.0)),
+        ),
+        (Encoding::Identity, weight("identity", 0.001)),
+    ];
+    candidates
+        .into_iter()
+        .filter(|(_, w)| *w > 0.0)
+        .fold(None, |best: Option<(Encoding, f32)>, (e, w)| match best {
+            Some((_, bw)) if bw >= w => best,
+            _ => Some((e, w)),
+        })
+        .map_or(Encoding::Identity, |(e, _)| e)
+}
+
+fn if_none_match(request: &RequestHeader, etag: &str) -> bool {
+    request
+        .headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim())
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+}
+
+/// The answer for `snapshot`: headers and the body (empty for 304; the caller drops it
+/// for HEAD).
+pub fn respond(
+    snapshot: &Snapshot,
+    request: &RequestHeader,
+    now_ms: i64,
+) -> pingora::Result<(ResponseHeader, Bytes)> {
+    let accept = request
+        .headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    let (body, coding, suffix) = match negotiate(accept) {
+        Encoding::Brotli => (&snapshot.brotli, Some("br"), ".br"),
+        Encoding::Gzip => (&snapshot.gzip, Some("gzip"), ".gz"),
+        Encoding::Identity => (&snapshot.identity, None, ""),
+    };
+    let etag = format!("\"{}{suffix}\"", snapshot.etag);
+    let max_age = ((snapshot.next_build_at_ms - now_ms).max(0) + 999) / 1000;
+    let interval = ((snapshot.next_build_at_ms - snapshot.checked_at_ms).max(1000) + 999) / 1000;
+    let not_modified = if_none_match(request, &etag);
+    let status = match not_modified {
+        true => StatusCode::NOT_MODIFIED,
+        false => StatusCode::OK,
+    };
+    let mut header = ResponseHeader::build(status, Some(8))?;
+    header.insert_header(header::CONTENT_TYPE, "application/json")?;
+    header.insert_header(header::VARY, "Accept-Encoding")?;
+    header.insert_header(header::ETAG, &etag)?;
+    header.insert_header(
+        header::CACHE_CONTROL,
+        format!("public, max-age={max_age}, stale-while-revalidate={interval}"),
+    )?;
+    if let Some(coding) = coding {
+        header.insert_header(header::CONTENT_ENCODING, coding)?;
+    }
+    let body = match not_modified {
+        true => Bytes::new(),
+        false => body.clone(),
+    };
+    Ok((header, body))
+}
+
+/// `{prefix}snapshot:{<show>}:<kind>` back to (show, kind).
+fn parse_key(prefix: &str, key: &str) -> Option<Key> {
+    let rest = key.strip_prefix(prefix)?.strip_prefix("snapshot:{")?;
+    let (show, kind) = rest.split_once("}:")?;
+    let kind = match kind {
+        "layout" => Kind::Layout,
+        "availability" => Kind::Availability,
+        _ => return None,
+    };
+    Some((show.to_owned(), kind))
+}
+
+/// Keeps the store in step with Redis, reconnecting with a backoff when Redis goes away;
+/// the store keeps what it has meanwhile.
+pub struct SnapshotLoader {
+    pub store: Arc<SnapshotStore>,
+    pub live: Arc<Live>,
+    pub clock: Clock,
+    pub redis_up: prometheus::IntGauge,
+}
+
+type Conn = redis::aio::MultiplexedConnection;
+
+impl SnapshotLoader {
+    /// Loads one snapshot if its content differs from the one held; else moves its times.
+    async fn sync_key(&self, conn: &mut Conn, redis_key: &str, key: Key) -> redis::RedisResult<()> {
+        let (etag, checked, next): (Option<String>, Option<i64>, Option<i64>) = redis::cmd("HMGET")
+            .arg(redis_key)
+            .arg(&[field::ETAG, field::CHECKED_AT_MS, field::NEXT_BUILD_AT_MS])
+            .query_async(conn)
+            .await?;
+        let (Some(etag), Some(checked), Some(next)) = (etag, checked, next) else {
+            return Ok(());
+        };
+        if let Some(held) = self.store.get(&key.0, key.1) {
+            if held.etag == etag {
+                if held.next_build_at_ms != next || held.checked_at_ms != checked {
+                    let mut moved = (*held).clone();
+                    moved.checked_at_ms = checked;
+                    moved.next_build_at_ms = next;
+                    self.store.put(key, moved);
+                }
+                return Ok(());
+            }
+        }
+        let fields: HashMap<String, Vec<u8>> = conn.hgetall(redis_key).await?;
+        let text = |name: &str| {
+            fields
+                .get(name)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map(str::to_owned)
+        };
+        let number = |name: &str| text(name).and_then(|v| v.parse::<i64>().ok());
+        let bytes = |name: &str| fields.get(name).map(|v| Bytes::copy_from_slice(v));
+        let loaded = (|| {
+            Some(Snapshot {
+                etag: text(field::ETAG)?,
+                built_at_ms: number(field::BUILT_AT_MS)?,
+                checked_at_ms: number(field::CHECKED_AT_MS)?,
+                next_build_at_ms: number(field::NEXT_BUILD_AT_MS)?,
+                identity: bytes(field::IDENTITY)?,
+                gzip: bytes(field::GZIP)?,
+                brotli: bytes(field::BROTLI)?,
+            })
+        })();
+        match loaded {
+            Some(snapshot) => {
+                tracing::debug!(show = %key.0, kind = key.1.name(), etag = %snapshot.etag, "snapshot loaded");
+                self.store.put(key, snapshot);
+            }
+            None => tracing::warn!(
+                key = redis_key,
+                "incomplete snapshot in Redis; keeping the one held"
+            ),
+        }
+        Ok(())
+    }
+
+    async fn sync_all(&self, conn: &mut Conn, prefix: &str) -> redis::RedisResult<()> {
+        let pattern = format!("{prefix}snapshot:*");
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(conn)
+                .await?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        for redis_key in keys {
+            if let Some(key) = parse_key(prefix, &redis_key) {
+                self.sync_key(conn, &redis_key, key).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One connected session: full sync, then announcements and polls until an error or
+    /// shutdown (`Ok(true)`).
+    async fn session(&self, shutdown: &mut ShutdownWatch) -> redis::RedisResult<bool> {
+        let config = self.live.load().config.clone();
+        let prefix = config.redis.key_prefix.clone();
+        let client = redis::Client::open(config.redis.url.expose())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(snapshot::channel(&prefix)).await?;
+        self.sync_all(&mut conn, &prefix).await?;
+        self.redis_up.set(1);
+        let mut messages = pubsub.on_message();
+        loop {
+            let poll = Duration::from_millis(self.live.load().config.snapshots.poll_interval_ms);
+            tokio::select! {
+                message = messages.next() => {
+                    let Some(message) = message else {
+                        return Err(redis::RedisError::from((redis::ErrorKind::IoError, "subscription closed")));
+                    };
+                    let announced = message
+                        .get_payload::<String>()
+                        .ok()
+                        .and_then(|p| serde_json::from_str::<Announcement>(&p).ok());
+                    if let Some(a) = announced {
+                        let redis_key = snapshot::key(&prefix, &a.show_id, a.kind);
+                        self.sync_key(&mut conn, &redis_key, (a.show_id, a.kind)).await?;
+                    }
+                }
+                _ = tokio::time::sleep(poll) => self.sync_all(&mut conn, &prefix).await?,
+                _ = shutdown.changed() => return Ok(true),
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl BackgroundService for SnapshotLoader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.session(&mut shutdown).await {
+                Ok(_) => return,
+                Err(error) => {
+                    self.redis_up.set(0);
+                    tracing::warn!(%error, "snapshot feed from Redis lost; serving the snapshots held");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation_follows_q_values() {
+        use Encoding::*;
+        assert_eq!(negotiate(None), Identity);
+        assert_eq!(negotiate(Some("gzip, deflate, br")), Brotli);
+        assert_eq!(negotiate(Some("gzip")), Gzip);
+        assert_eq!(negotiate(Some("br;q=0.5, gzip;q=0.9")), Gzip);
+        assert_eq!(negotiate(Some("br;q=0, gzip;q=0")), Identity);
+        assert_eq!(negotiate(Some("*")), Brotli);
+        assert_eq!(negotiate(Some("*;q=0.2, gzip")), Gzip);
+        assert_eq!(negotiate(Some("identity")), Identity);
+        assert_eq!(negotiate(Some("deflate")), Identity);
+        assert_eq!(negotiate(Some("GZIP;Q=1")), Gzip);
+    }
+
+    #[test]
+    fn keys_parse_back() {
+        assert_eq!(
+            parse_key("onsale:", "onsale:snapshot:{s1}:availability"),
+            Some(("s1".to_owned(), Kind::Availability))
+        );
+        assert_eq!(parse_key("onsale:", "other:snapshot:{s1}:layout"), None);
+        assert_eq!(parse_key("onsale:", "onsale:snapshot:{s1}:nope"), None);
+    }
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            etag: "abc".into(),
+            built_at_ms: 1_000,
+            checked_at_ms: 1_000,
+            next_build_at_ms: 31_000,
+            identity: Bytes::from_static(b"{}"),
+            gzip: Bytes::from_static(b"gz"),
+            brotli: Bytes::from_static(b"br"),
+        }
+    }
+
+    fn request(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        for (k, v) in headers {
+            req.append_header(k.to_string(), *v).unwrap();
+        }
+        req
+    }
+
+    #[test]
+    fn headers_track_the_next_build() {
+        let (header, body) =
+            respond(&snapshot(), &request(&[("accept-encoding", "br")]), 11_500).unwrap();
+        assert_eq!(header.status, 200);
+        assert_eq!(body, Bytes::from_static(b"br"));
+        let get = |n: &str| header.headers.get(n).unwrap().to_str().unwrap().to_owned();
+        assert_eq!(get("etag"), "\"abc.br\"");
+        assert_eq!(get("content-encoding"), "br");
+        assert_eq!(get("vary"), "Accept-Encoding");
+        assert_eq!(
+            get("cache-control"),
+            "public, max-age=20, stale-while-revalidate=30"
+        );
+        let (header, _) = respond(&snapshot(), &request(&[]), 40_000).unwrap();
+        assert!(header.headers.get("content-encoding").is_none());
+        assert_eq!(
+            header.headers.get("cache-control").unwrap(),
+            "public, max-age=0, stale-while-revalidate=30"
+        );
+    }
+
+    #[test]
+    fn if_none_match_gives_304_per_encoding() {
+        let req = request(&[
+            ("accept-encoding", "gzip"),
+            ("if-none-match", "\"x\", W/\"abc.gz\""),
+        ]);
+        let (header, body) = respond(&snapshot(), &req, 0).unwrap();
+        assert_eq!(header.status, 304);
+        assert!(body.is_empty());
+        // The brotli ETag does not validate the gzip representation.
+        let req = request(&[("accept-encoding", "gzip"), ("if-none-match", "\"abc.br\"")]);
+        assert_eq!(respond(&snapshot(), &req, 0).unwrap().0.status, 200);
+    }
+}
