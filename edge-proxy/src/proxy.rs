@@ -146,6 +146,11 @@ impl EdgeProxy {
         if declared.is_some_and(|n| n > limits.max_body_bytes) {
             return body_too_large(limits.max_body_bytes).into();
         }
+        ctx.replayable =
+            header.method.is_idempotent() || header.headers.contains_key("idempotency-key");
+        if ctx.replayable {
+            session.enable_retry_buffering();
+        }
         match ctx.route.class {
             RouteClass::SeatMap(kind) => self.snapshot(session, ctx, kind).await,
             RouteClass::Catalog => self.catalog(session, ctx, &runtime).await,

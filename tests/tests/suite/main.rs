@@ -1,6 +1,7 @@
 //! The end-to-end suite: one test binary, modules by capability.
 
 mod catalog;
+mod edge;
 mod holds;
 mod organizer;
 mod schema;
