@@ -82,6 +82,20 @@ where
     }
 }
 
+/// Comma-separated paths, for env overrides of path lists (`ONSALE_VERIFY_KEYS`).
+pub struct PathList(pub Vec<std::path::PathBuf>);
+
+impl std::str::FromStr for PathList {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(PathList(
+            s.split(',')
+                .map(|p| std::path::PathBuf::from(p.trim()))
+                .collect(),
+        ))
+    }
+}
+
 /// A secret (token, password-bearing URL) that prints as `<redacted>` in `--check` output,
 /// `Debug` and logs.
 #[derive(Clone, PartialEq, Eq)]

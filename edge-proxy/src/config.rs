@@ -2,7 +2,7 @@
 //!
 //! Everything but the listeners and thread count applies live: see [`crate::live`].
 
-use onsale_contract::config::{self, override_from_env, ConfigError, Secret};
+use onsale_contract::config::{self, override_from_env, ConfigError, PathList, Secret};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -174,18 +174,6 @@ impl std::str::FromStr for AddrList {
             .map(|a| a.trim().parse())
             .collect::<Result<_, _>>()
             .map(AddrList)
-    }
-}
-
-/// Comma-separated paths, for `ONSALE_VERIFY_KEYS`.
-struct PathList(Vec<PathBuf>);
-
-impl std::str::FromStr for PathList {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(PathList(
-            s.split(',').map(|p| PathBuf::from(p.trim())).collect(),
-        ))
     }
 }
 

@@ -38,6 +38,13 @@ pub struct RequestCtx {
     capture: Option<Capture>,
 }
 
+impl RequestCtx {
+    /// The configuration version this request runs under, loaded in `request_filter`.
+    fn runtime(&self) -> &Runtime {
+        self.runtime.as_deref().expect("set in request_filter")
+    }
+}
+
 /// What the edge does with a request after looking at it.
 enum Decision {
     Proxy,
@@ -365,12 +372,7 @@ impl ProxyHttp for EdgeProxy {
             .pool
             .select_with(b"", 256, |b, healthy| healthy && !tried.contains(b))
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no healthy origin"))?;
-        let origin = &ctx
-            .runtime
-            .as_ref()
-            .expect("set in request_filter")
-            .config
-            .origin;
+        let origin = &ctx.runtime().config.origin;
         let mut peer = HttpPeer::new(backend.addr.clone(), false, String::new());
         peer.options.connection_timeout = Some(Duration::from_millis(origin.connect_timeout_ms));
         peer.options.read_timeout = Some(Duration::from_millis(origin.read_timeout_ms));
@@ -466,12 +468,7 @@ impl ProxyHttp for EdgeProxy {
                 ctx.capture = None;
             } else if end_of_stream {
                 let capture = ctx.capture.take().expect("checked above");
-                let origin = &ctx
-                    .runtime
-                    .as_ref()
-                    .expect("set in request_filter")
-                    .config
-                    .origin;
+                let origin = &ctx.runtime().config.origin;
                 self.shared.catalog_cache.store(
                     capture,
                     self.shared.clock.now_ms(),

@@ -1,6 +1,6 @@
 //! `config/origin.toml`: every field is documented in that file.
 
-use onsale_contract::config::{self, override_from_env, ConfigError, Secret};
+use onsale_contract::config::{self, override_from_env, ConfigError, PathList, Secret};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,18 +35,6 @@ pub struct HoldsConfig {
     pub sweep_batch: i64,
     pub idempotency_ttl_h: u32,
     pub idempotency_in_flight_timeout_s: u32,
-}
-
-/// Comma-separated paths, for `ONSALE_VERIFY_KEYS`.
-struct PathList(Vec<PathBuf>);
-
-impl std::str::FromStr for PathList {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(PathList(
-            s.split(',').map(|p| PathBuf::from(p.trim())).collect(),
-        ))
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -26,8 +26,12 @@ pg_bindir() {
 }
 
 # Installs the system packages the stack needs and the machine lacks (Debian/Ubuntu).
+# install_missing [COMMAND:PACKAGE ...]: the stack's tools, plus any extra ones named.
 install_missing() {
-    local packages=()
+    local packages=() extra
+    for extra in "$@"; do
+        command -v "${extra%%:*}" >/dev/null || packages+=("${extra#*:}")
+    done
     command -v cmake >/dev/null || packages+=(cmake)
     command -v curl >/dev/null || packages+=(curl)
     command -v openssl >/dev/null || packages+=(openssl)

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Edge benchmark, in one run on this machine, wrk -t1 -c64 for DURATION (10 s) per
+# measurement, ROUNDS (3) rounds, medians reported:
+#   (a) availability of the 80,000-seat show from the edge's memory, gzip, vs
+#   (b) nginx serving the same gzip bytes with gzip_static and ETag;
+#   the same two with If-None-Match (the 304 path);
+#   (c) a gated purchase-path request through the edge (1,000 distinct admission tokens)
+#       to a trivial upstream, vs
+#   (d) nginx proxying the same request to the same upstream with keep-alive, no auth.
+# The edge and nginx each get one worker thread. Private PostgreSQL, Redis and nginx
+# under .onsale/bench/.
+set -euo pipefail
+source "$(dirname "$0")/../scripts/lib/stack.sh"
+cd "$ONSALE_ROOT"
+rounds=${ROUNDS:-3}
+duration=${DURATION:-10s}
+show=0193a6f0-0000-7000-8000-000000000201
+work=$ONSALE_ROOT/.onsale/bench/edge
+nginx_pid=
+edge_pid=
+
+install_missing nginx:nginx-light wrk:wrk
+cleanup() {
+    [ -n "$edge_pid" ] && kill "$edge_pid" 2>/dev/null || true
+    [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null || true
+    stop_postgres
+    stop_redis
+}
+trap cleanup EXIT
+rm -rf "$work" && mkdir -p "$work/snapshots" "$work/nginx"
+start_postgres "$ONSALE_ROOT/.onsale/bench/pg" 55436 test
+start_redis "$ONSALE_ROOT/.onsale/bench/redis" 56383 test
+DATABASE_URL=$(create_database "$PG_ADMIN_URL" onsale_bench)
+export DATABASE_URL REDIS_URL
+ensure_dev_keys "$ONSALE_ROOT/.onsale/bench/keys"
+cargo build --release --locked -p origin -p seatmap-builder -p edge-proxy --bins --examples >&2
+target/release/origin --config config/origin.toml seed >&2
+# Half the stadium held at random (seeded), so the document is the realistic mid-sale
+# size rather than a run of identical seats.
+psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 >/dev/null <<SQL
+SELECT setseed(0.42);
+INSERT INTO holds (id, show_id, fan_id, status, seat_count, total_cents, currency, expires_at)
+VALUES ('00000000-0000-4000-8000-00000000be01', '$show', 'bench', 'active', 40000, 0, 'GBP', now() + interval '1 day')
+ON CONFLICT DO NOTHING;
+UPDATE seat_inventory SET status = 'held', hold_id = '00000000-0000-4000-8000-00000000be01',
+       hold_expires_at = now() + interval '1 day'
+ WHERE show_id = '$show' AND status = 'available' AND random() < 0.5;
+SQL
+sed "s#^out_dir = .*#out_dir = \"$work/snapshots\"#" config/seatmap-builder.toml >"$work/builder.toml"
+target/release/seatmap-builder --config "$work/builder.toml" once >&2
+target/release/examples/admission_tokens .onsale/bench/keys/signing.pem "$show" 1000 >"$work/tokens"
+
+port() { usable_port "$1" any; }
+edge_port=$(port 58080); edge_admin=$(port 59180); nginx_static=$(port 58090)
+nginx_proxy=$(port 58091); trivial=$(port 58092)
+
+# nginx: the static snapshot server, the trivial upstream, and the plain proxy.
+cat >"$work/nginx/nginx.conf" <<CONF
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    default_type application/json;
+    client_body_temp_path $work/nginx/body;
+    proxy_temp_path $work/nginx/proxy;
+    fastcgi_temp_path $work/nginx/fastcgi;
+    uwsgi_temp_path $work/nginx/uwsgi;
+    scgi_temp_path $work/nginx/scgi;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$nginx_static;
+        root $work/snapshots;
+        gzip_static on;
+        etag on;
+        location / { add_header Vary Accept-Encoding; }
+    }
+    server {
+        listen 127.0.0.1:$trivial;
+        location / { return 200 '{"ok":true}'; }
+    }
+    upstream trivial { server 127.0.0.1:$trivial; keepalive 64; }
+    server {
+        listen 127.0.0.1:$nginx_proxy;
+        location / {
+            proxy_pass http://trivial;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+CONF
+nginx -c "$work/nginx/nginx.conf" -g 'daemon off;' &
+nginx_pid=$!
+
+# The edge: one worker, limits out of the way (every request comes from one address),
+# the trivial upstream as its origin pool.
+sed -e "s/^threads = .*/threads = 1/" \
+    -e "s/^per_ip = .*/per_ip = { per_minute = 600000000, burst = 10000000 }/" \
+    -e "s/^per_fan_purchase = .*/per_fan_purchase = { per_minute = 600000000, burst = 10000000 }/" \
+    -e "s/^\(catalog\|snapshot\|purchase\) = .*/\1 = { per_minute = 600000000, burst = 10000000 }/" \
+    config/edge.toml >"$work/edge.toml"
+ONSALE_EDGE_LISTEN=127.0.0.1:$edge_port ONSALE_EDGE_ADMIN_LISTEN=127.0.0.1:$edge_admin \
+ONSALE_ORIGIN_UPSTREAMS=127.0.0.1:$trivial ONSALE_VERIFY_KEYS=.onsale/bench/keys/verify.pem \
+RUST_LOG=warn target/release/edge-proxy --config "$work/edge.toml" >"$work/edge.log" 2>&1 &
+edge_pid=$!
+wait_http "http://127.0.0.1:$edge_admin/readyz" edge
+avail=/v1/shows/$show/availability
+edge_url=http://127.0.0.1:$edge_port
+wait_http "$edge_url$avail" "the edge's snapshot"
+nginx_file=/$show/availability.json
+
+etag() { curl -sS -o /dev/null -D - -H 'Accept-Encoding: gzip' "$1" | tr -d '\r' | sed -n 's/^[Ee][Tt]ag: //p'; }
+edge_etag=$(etag "$edge_url$avail")
+nginx_etag=$(etag "http://127.0.0.1:$nginx_static$nginx_file")
+edge_bytes=$(curl -sS -H 'Accept-Encoding: gzip' "$edge_url$avail" | wc -c)
+nginx_bytes=$(curl -sS -H 'Accept-Encoding: gzip' "http://127.0.0.1:$nginx_static$nginx_file" | wc -c)
+[ "$edge_bytes" = "$nginx_bytes" ] || die "edge ($edge_bytes B) and nginx ($nginx_bytes B) serve different gzip bytes"
+echo "gzip_bytes=$edge_bytes edge_etag=$edge_etag nginx_etag=$nginx_etag"
+
+export TOKENS=$work/tokens
+cat >"$work/tokens.lua" <<'LUA'
+local tokens, i = {}, 0
+for line in io.lines(os.getenv("TOKENS")) do tokens[#tokens + 1] = line end
+request = function()
+    i = i % #tokens + 1
+    return wrk.format("GET", nil, { ["Authorization"] = "Bearer " .. tokens[i] })
+end
+LUA
+
+# run NAME URL [wrk args...]: ROUNDS runs; prints the median req/s with its p50/p99.
+run() {
+    local name=$1 url=$2; shift 2
+    local results=()
+    for _ in $(seq "$rounds"); do
+        local out rps p50 p99 non2xx
+        out=$(wrk -t1 -c64 -d"$duration" --latency "$@" "$url")
+        non2xx=$(sed -n 's/.*Non-2xx or 3xx responses: \([0-9]*\).*/\1/p' <<<"$out")
+        [ -z "$non2xx" ] || die "$name: $non2xx responses were not 2xx/3xx"
+        rps=$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' <<<"$out")
+        p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+        p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+        results+=("$rps $p50 $p99")
+    done
+    printf '%s\n' "${results[@]}" | sort -n | sed -n "$(( (rounds + 1) / 2 ))p" \
+        | awk -v n="$name" '{printf "%s rps=%s p50=%s p99=%s\n", n, $1, $2, $3}'
+}
+
+{
+    run edge_200 "$edge_url$avail" -H 'Accept-Encoding: gzip'
+    run nginx_200 "http://127.0.0.1:$nginx_static$nginx_file" -H 'Accept-Encoding: gzip'
+    run edge_304 "$edge_url$avail" -H 'Accept-Encoding: gzip' -H "If-None-Match: $edge_etag"
+    run nginx_304 "http://127.0.0.1:$nginx_static$nginx_file" -H 'Accept-Encoding: gzip' -H "If-None-Match: $nginx_etag"
+    run edge_gated "$edge_url/v1/holds/0193a6f0-0000-7000-8000-00000000b001" -s "$work/tokens.lua"
+    run nginx_proxy "http://127.0.0.1:$nginx_proxy/v1/holds/0193a6f0-0000-7000-8000-00000000b001"
+} | tee "$work/results"
+
+rps() { sed -n "s/^$1 rps=\([0-9.]*\).*/\1/p" "$work/results"; }
+awk -v a="$(rps edge_200)" -v b="$(rps nginx_200)" -v c="$(rps edge_304)" -v d="$(rps nginx_304)" \
+    -v e="$(rps edge_gated)" -v f="$(rps nginx_proxy)" 'BEGIN {
+    printf "ratio_200=%.2f ratio_304=%.2f ratio_gated=%.2f\n", a / b, c / d, e / f }'
