@@ -35,17 +35,6 @@ export DATABASE_URL REDIS_URL
 ensure_dev_keys "$ONSALE_ROOT/.onsale/bench/keys"
 cargo build --release --locked -p origin -p seatmap-builder -p edge-proxy --bins --examples >&2
 target/release/origin --config config/origin.toml seed >&2
-# Half the stadium held at random (seeded), so the document is the realistic mid-sale
-# size rather than a run of identical seats.
-psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 >/dev/null <<SQL
-SELECT setseed(0.42);
-INSERT INTO holds (id, show_id, fan_id, status, seat_count, total_cents, currency, expires_at)
-VALUES ('00000000-0000-4000-8000-00000000be01', '$show', 'bench', 'active', 40000, 0, 'GBP', now() + interval '1 day')
-ON CONFLICT DO NOTHING;
-UPDATE seat_inventory SET status = 'held', hold_id = '00000000-0000-4000-8000-00000000be01',
-       hold_expires_at = now() + interval '1 day'
- WHERE show_id = '$show' AND status = 'available' AND random() < 0.5;
-SQL
 sed "s#^out_dir = .*#out_dir = \"$work/snapshots\"#" config/seatmap-builder.toml >"$work/builder.toml"
 target/release/seatmap-builder --config "$work/builder.toml" once >&2
 target/release/examples/admission_tokens .onsale/bench/keys/signing.pem "$show" 1000 >"$work/tokens"
