@@ -165,7 +165,6 @@ pub fn build_server(options: Options) -> Result<(Server, Arc<Shared>), StartErro
         snapshots::SnapshotLoader {
             store: snapshots,
             live: live.clone(),
-            clock,
             redis_up: metrics.redis_up.clone(),
         },
     ));

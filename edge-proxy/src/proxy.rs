@@ -98,7 +98,7 @@ fn header_bytes(session: &Session) -> usize {
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
-    fields + header.uri.to_string().len()
+    fields + header.uri.path_and_query().map_or(0, |p| p.as_str().len())
 }
 
 impl EdgeProxy {
@@ -194,10 +194,7 @@ impl EdgeProxy {
                 .with_detail("there is no show with this id")
                 .into(),
             _ => {
-                let retry = ctx
-                    .runtime
-                    .as_ref()
-                    .map_or(5, |r| r.config.snapshots.retry_after_s);
+                let retry = ctx.runtime().config.snapshots.retry_after_s;
                 Problem::new(503, "snapshot_not_ready", "Seat map not ready")
                     .with_detail("the first snapshot of this show is still being built")
                     .with("retry_after_s", retry)

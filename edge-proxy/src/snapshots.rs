@@ -3,7 +3,6 @@
 //! is away. [`respond`] turns one into an HTTP answer (negotiated encoding, strong ETag per
 //! encoding, 304, `Cache-Control` running to the next build).
 
-use crate::clock::Clock;
 use crate::live::Live;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -172,7 +171,6 @@ fn parse_key(prefix: &str, key: &str) -> Option<Key> {
 pub struct SnapshotLoader {
     pub store: Arc<SnapshotStore>,
     pub live: Arc<Live>,
-    pub clock: Clock,
     pub redis_up: prometheus::IntGauge,
 }
 

@@ -352,7 +352,7 @@ async fn the_gate_admits_only_valid_admission_tokens_for_the_show() {
         .unwrap();
     assert_eq!(held, 0, "nothing refused at the gate reached the origin");
 
-    // A valid token, as a cookie, with client-sent internal headers stripped.
+    // A valid token, as a cookie among others, reaches the origin.
     let reply = fan
         .send(
             fan.raw(Method::POST, &path)
