@@ -6,9 +6,10 @@
 #   the same two with If-None-Match (the 304 path);
 #   (c) a gated purchase-path request through the edge (1,000 distinct admission tokens)
 #       to a trivial upstream, vs
-#   (d) nginx proxying the same request to the same upstream with keep-alive, no auth.
-# The edge and nginx each get one worker thread. Private PostgreSQL, Redis and nginx
-# under .onsale/bench/.
+#   (d) nginx proxying the same request to the same upstream with keep-alive, no auth, and
+#   (e) bare Pingora (examples/bare_proxy.rs) doing the same: the floor under (c).
+# The edge, nginx and bare Pingora each get one worker thread. Private PostgreSQL, Redis
+# and nginx under .onsale/bench/.
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib/stack.sh"
 cd "$ONSALE_ROOT"
@@ -18,11 +19,13 @@ show=0193a6f0-0000-7000-8000-000000000201
 work=$ONSALE_ROOT/.onsale/bench/edge
 nginx_pid=
 edge_pid=
+bare_pid=
 
 install_missing nginx:nginx-light wrk:wrk
 cleanup() {
     [ -n "$edge_pid" ] && kill "$edge_pid" 2>/dev/null || true
     [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null || true
+    [ -n "$bare_pid" ] && kill "$bare_pid" 2>/dev/null || true
     stop_postgres
     stop_redis
 }
@@ -39,9 +42,15 @@ sed "s#^out_dir = .*#out_dir = \"$work/snapshots\"#" config/seatmap-builder.toml
 target/release/seatmap-builder --config "$work/builder.toml" once >&2
 target/release/examples/admission_tokens .onsale/bench/keys/signing.pem "$show" 1000 >"$work/tokens"
 
-port() { usable_port "$1" any; }
-edge_port=$(port 58080); edge_admin=$(port 59180); nginx_static=$(port 58090)
-nginx_proxy=$(port 58091); trivial=$(port 58092)
+# Six distinct free ports from 58080 up.
+ports=()
+next=58080
+for _ in 1 2 3 4 5 6; do
+    next=$(usable_port "$next" any)
+    ports+=("$next")
+    next=$((next + 1))
+done
+read -r edge_port edge_admin nginx_static nginx_proxy trivial bare <<<"${ports[*]}"
 
 # nginx: the static snapshot server, the trivial upstream, and the plain proxy.
 cat >"$work/nginx/nginx.conf" <<CONF
@@ -94,7 +103,10 @@ ONSALE_EDGE_LISTEN=127.0.0.1:$edge_port ONSALE_EDGE_ADMIN_LISTEN=127.0.0.1:$edge
 ONSALE_ORIGIN_UPSTREAMS=127.0.0.1:$trivial ONSALE_VERIFY_KEYS=.onsale/bench/keys/verify.pem \
 RUST_LOG=warn target/release/edge-proxy --config "$work/edge.toml" >"$work/edge.log" 2>&1 &
 edge_pid=$!
+target/release/examples/bare_proxy "127.0.0.1:$bare" "127.0.0.1:$trivial" >"$work/bare.log" 2>&1 &
+bare_pid=$!
 wait_http "http://127.0.0.1:$edge_admin/readyz" edge
+wait_http "http://127.0.0.1:$bare/" "bare Pingora"
 avail=/v1/shows/$show/availability
 edge_url=http://127.0.0.1:$edge_port
 wait_http "$edge_url$avail" "the edge's snapshot"
@@ -143,9 +155,11 @@ run() {
     run nginx_304 "http://127.0.0.1:$nginx_static$nginx_file" -H 'Accept-Encoding: gzip' -H "If-None-Match: $nginx_etag"
     run edge_gated "$edge_url/v1/holds/0193a6f0-0000-7000-8000-00000000b001" -s "$work/tokens.lua"
     run nginx_proxy "http://127.0.0.1:$nginx_proxy/v1/holds/0193a6f0-0000-7000-8000-00000000b001"
+    run bare_pingora "http://127.0.0.1:$bare/v1/holds/0193a6f0-0000-7000-8000-00000000b001"
 } | tee "$work/results"
 
 rps() { sed -n "s/^$1 rps=\([0-9.]*\).*/\1/p" "$work/results"; }
 awk -v a="$(rps edge_200)" -v b="$(rps nginx_200)" -v c="$(rps edge_304)" -v d="$(rps nginx_304)" \
-    -v e="$(rps edge_gated)" -v f="$(rps nginx_proxy)" 'BEGIN {
-    printf "ratio_200=%.2f ratio_304=%.2f ratio_gated=%.2f\n", a / b, c / d, e / f }'
+    -v e="$(rps edge_gated)" -v f="$(rps nginx_proxy)" -v g="$(rps bare_pingora)" 'BEGIN {
+    printf "ratio_200=%.2f ratio_304=%.2f ratio_gated=%.2f bare_pingora_vs_nginx=%.2f edge_vs_bare=%.2f\n",
+        a / b, c / d, e / f, g / f, e / g }'

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -232,7 +233,7 @@ pub fn presented<'a>(
 pub struct VerifiedCache {
     verifier: Verifier,
     typ: TokenType,
-    entries: std::sync::Mutex<HashMap<[u8; 32], Claims>>,
+    entries: std::sync::Mutex<HashMap<[u8; 32], Arc<Claims>>>,
     max_entries: usize,
     pub hits: prometheus::IntCounter,
     pub misses: prometheus::IntCounter,
@@ -281,7 +282,8 @@ impl VerifiedCache {
         &self.verifier
     }
 
-    pub fn verify(&self, token: &str, now_s: i64) -> Result<Claims, TokenError> {
+    /// The token's claims, shared: a hit costs a hash and a reference count, no copies.
+    pub fn verify(&self, token: &str, now_s: i64) -> Result<Arc<Claims>, TokenError> {
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(claims) = self.entries.lock().expect("cache lock").get(&hash) {
             if claims.exp > now_s {
@@ -290,7 +292,7 @@ impl VerifiedCache {
             }
         }
         self.misses.inc();
-        let claims = self.verifier.verify(token, self.typ)?;
+        let claims = Arc::new(self.verifier.verify(token, self.typ)?);
         let mut entries = self.entries.lock().expect("cache lock");
         if entries.len() >= self.max_entries {
             entries.retain(|_, c| c.exp > now_s);

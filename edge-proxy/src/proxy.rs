@@ -169,9 +169,10 @@ impl EdgeProxy {
     /// Seat map or availability from memory.
     async fn snapshot(&self, session: &mut Session, ctx: &mut RequestCtx, kind: Kind) -> Decision {
         let shared = &self.shared;
-        let show = ctx.route.show.clone().unwrap_or_default();
+        let header = session.req_header();
+        let show = ctx.route.show(header.uri.path()).unwrap_or_default();
         let now_ms = shared.clock.now_ms();
-        if let Some(snapshot) = shared.snapshots.get(&show, kind) {
+        if let Some(snapshot) = shared.snapshots.get(show, kind) {
             return match snapshots::respond(&snapshot, session.req_header(), now_ms) {
                 Ok((header, body)) => {
                     if let Err(error) = respond::body(session, header, body).await {
@@ -185,6 +186,7 @@ impl EdgeProxy {
                 }
             };
         }
+        let show = show.to_owned();
         let origin = shared
             .pool
             .select(b"", 256)
@@ -246,9 +248,9 @@ impl EdgeProxy {
 
     /// The admission gate: a valid admission token for the show in the path, within the
     /// fan's purchase rate.
-    fn gate(&self, session: &mut Session, ctx: &mut RequestCtx, runtime: &Runtime) -> Decision {
+    fn gate(&self, session: &Session, ctx: &RequestCtx, runtime: &Runtime) -> Decision {
         let header = session.req_header();
-        let show = ctx.route.show.as_deref();
+        let show = ctx.route.show(header.uri.path());
         let presented = tokens::presented(
             header
                 .headers
@@ -290,11 +292,6 @@ impl EdgeProxy {
                 .inc();
             return rate_limited(limited).into();
         }
-        ctx.replayable =
-            header.method.is_idempotent() || header.headers.contains_key("idempotency-key");
-        if ctx.replayable {
-            session.enable_retry_buffering();
-        }
         Decision::Proxy
     }
 }
@@ -305,11 +302,7 @@ impl ProxyHttp for EdgeProxy {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
-            route: Route {
-                class: RouteClass::Unknown,
-                method_allowed: true,
-                show: None,
-            },
+            route: Route::UNKNOWN,
             started: Instant::now(),
             runtime: None,
             client: None,
@@ -385,13 +378,9 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         // Headers the origin trusts come from the edge only.
-        let internal: Vec<header::HeaderName> = upstream_request
-            .headers
-            .keys()
-            .filter(|name| name.as_str().starts_with("x-onsale-"))
-            .cloned()
-            .collect();
-        for name in internal {
+        let is_internal = |name: &header::HeaderName| name.as_str().starts_with("x-onsale-");
+        while let Some(name) = upstream_request.headers.keys().find(|n| is_internal(n)) {
+            let name = name.clone();
             upstream_request.remove_header(&name);
         }
         if let Some(client) = ctx.client {
@@ -510,15 +499,7 @@ impl ProxyHttp for EdgeProxy {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let class = ctx.route.class.label();
         let elapsed = ctx.started.elapsed();
-        let metrics = &self.shared.metrics;
-        metrics
-            .requests
-            .with_label_values(&[class, &status.to_string()])
-            .inc();
-        metrics
-            .duration
-            .with_label_values(&[class])
-            .observe(elapsed.as_secs_f64());
+        self.shared.metrics.record(ctx.route.class, status, elapsed);
         // The path only: no query string, no headers, so no tokens in the log.
         let header = session.req_header();
         tracing::info!(

@@ -27,7 +27,10 @@ pub async fn body(
     mut header: ResponseHeader,
     body: Bytes,
 ) -> pingora::Result<()> {
-    header.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    header.insert_header(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from(body.len()),
+    )?;
     let head_only = session.req_header().method == Method::HEAD;
     session
         .write_response_header(Box::new(header), head_only)

@@ -3,6 +3,7 @@
 
 use http::Method;
 use onsale_contract::snapshot::Kind;
+use std::ops::Range;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteClass {
@@ -17,6 +18,24 @@ pub enum RouteClass {
 }
 
 impl RouteClass {
+    /// One of each class, in [`RouteClass::index`] order.
+    pub const ALL: [RouteClass; 4] = [
+        RouteClass::Catalog,
+        RouteClass::SeatMap(Kind::Layout),
+        RouteClass::Purchase,
+        RouteClass::Unknown,
+    ];
+
+    /// Position in [`RouteClass::ALL`]; both seat-map kinds share one.
+    pub fn index(self) -> usize {
+        match self {
+            RouteClass::Catalog => 0,
+            RouteClass::SeatMap(_) => 1,
+            RouteClass::Purchase => 2,
+            RouteClass::Unknown => 3,
+        }
+    }
+
     /// Metric label; bounded, never the raw path.
     pub fn label(self) -> &'static str {
         match self {
@@ -33,9 +52,26 @@ pub struct Route {
     pub class: RouteClass,
     /// Whether the method is one this route answers.
     pub method_allowed: bool,
-    /// The show named in the path, when the path names one.
-    pub show: Option<String>,
+    /// Where the path names a show, as a byte range of the path: the hot path copies
+    /// nothing out of the request.
+    show: Option<Range<usize>>,
 }
+
+impl Route {
+    pub const UNKNOWN: Route = Route {
+        class: RouteClass::Unknown,
+        method_allowed: true,
+        show: None,
+    };
+
+    /// The show named in `path`, the path this route was classified from.
+    pub fn show<'p>(&self, path: &'p str) -> Option<&'p str> {
+        self.show.clone().and_then(|range| path.get(range))
+    }
+}
+
+/// Most segments a known route has.
+const MAX_SEGMENTS: usize = 4;
 
 /// A path segment that could be a resource id: short and URL-safe. Anything else cannot name
 /// a resource, so it never reaches the origin.
@@ -47,9 +83,23 @@ fn is_id(segment: &str) -> bool {
 }
 
 pub fn classify(method: &Method, path: &str) -> Route {
-    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+    let mut buffer = [""; MAX_SEGMENTS];
+    let mut offsets = [0; MAX_SEGMENTS];
+    let mut count = 0;
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    let mut offset = path.len() - rest.len();
+    for segment in rest.split('/') {
+        if count == MAX_SEGMENTS {
+            return Route::UNKNOWN;
+        }
+        buffer[count] = segment;
+        offsets[count] = offset;
+        offset += segment.len() + 1;
+        count += 1;
+    }
+    let segments = &buffer[..count];
     let read = [Method::GET, Method::HEAD].as_slice();
-    let (class, methods, show): (_, &[Method], _) = match segments.as_slice() {
+    let (class, methods, show): (_, &[Method], _) = match segments {
         ["v1", "events"] => (RouteClass::Catalog, read, None),
         ["v1", "events", id] | ["v1", "events", id, "shows"] if is_id(id) => {
             (RouteClass::Catalog, read, None)
@@ -79,7 +129,8 @@ pub fn classify(method: &Method, path: &str) -> Route {
     Route {
         class,
         method_allowed: class == RouteClass::Unknown || methods.contains(method),
-        show: show.map(|s| s.to_string()),
+        // Every route that names a show names it in the third segment.
+        show: show.map(|id: &&str| offsets[2]..offsets[2] + id.len()),
     }
 }
 
@@ -104,14 +155,16 @@ mod tests {
 
     #[test]
     fn snapshots_and_purchase_routes_name_their_show() {
-        let route = classify(&Method::GET, "/v1/shows/s1/availability");
+        let path = "/v1/shows/s1/availability";
+        let route = classify(&Method::GET, path);
         assert_eq!(route.class, RouteClass::SeatMap(Kind::Availability));
-        assert_eq!(route.show.as_deref(), Some("s1"));
+        assert_eq!(route.show(path), Some("s1"));
         let route = classify(&Method::HEAD, "/v1/shows/s1/seat-map");
         assert_eq!(route.class, RouteClass::SeatMap(Kind::Layout));
-        let route = classify(&Method::POST, "/v1/shows/s1/holds");
+        let path = "/v1/shows/s1/holds";
+        let route = classify(&Method::POST, path);
         assert_eq!(
-            (route.class, route.show.as_deref()),
+            (route.class, route.show(path)),
             (RouteClass::Purchase, Some("s1"))
         );
         assert!(!classify(&Method::GET, "/v1/shows/s1/holds").method_allowed);
@@ -126,7 +179,7 @@ mod tests {
             let route = classify(&method, path);
             assert_eq!(route.class, RouteClass::Purchase, "{path}");
             assert!(route.method_allowed, "{method} {path}");
-            assert_eq!(route.show, None);
+            assert_eq!(route.show(path), None);
         }
     }
 
@@ -139,6 +192,7 @@ mod tests {
             "/v1/events/a%2Fb",
             "/v1/events//shows",
             "/v1/shows/abc/extra/segments",
+            "/v1/shows/abc/availability/",
         ] {
             assert_eq!(
                 classify(&Method::GET, path).class,

@@ -6,7 +6,7 @@
 use crate::live::Live;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::{header, StatusCode};
+use http::{header, HeaderValue, StatusCode};
 use onsale_contract::snapshot::{self, field, Announcement, Kind};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::server::ShutdownWatch;
@@ -19,6 +19,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     pub etag: String,
+    /// The quoted strong ETag of each representation, in [`Encoding`] order, built once.
+    etags: [HeaderValue; 3],
     pub built_at_ms: i64,
     pub checked_at_ms: i64,
     pub next_build_at_ms: i64,
@@ -27,31 +29,54 @@ pub struct Snapshot {
     pub brotli: Bytes,
 }
 
+/// The quoted ETags of the three representations of a document with content hash `etag`;
+/// `None` if the hash cannot be a header value.
+fn etag_values(etag: &str) -> Option<[HeaderValue; 3]> {
+    let value = |suffix: &str| HeaderValue::try_from(format!("\"{etag}{suffix}\"")).ok();
+    Some([value(".br")?, value(".gz")?, value("")?])
+}
+
 type Key = (String, Kind);
 
+/// A show's layout and availability, indexed by [`slot`].
+type Documents = [Option<Arc<Snapshot>>; 2];
+
+fn slot(kind: Kind) -> usize {
+    match kind {
+        Kind::Layout => 0,
+        Kind::Availability => 1,
+    }
+}
+
+/// Keyed by show, so a lookup borrows the id from the request path.
 #[derive(Default)]
 pub struct SnapshotStore {
-    snapshots: RwLock<HashMap<Key, Arc<Snapshot>>>,
+    snapshots: RwLock<HashMap<String, Documents>>,
 }
 
 impl SnapshotStore {
     pub fn get(&self, show: &str, kind: Kind) -> Option<Arc<Snapshot>> {
         let snapshots = self.snapshots.read().expect("snapshot lock");
-        snapshots.get(&(show.to_owned(), kind)).cloned()
+        snapshots.get(show)?[slot(kind)].clone()
     }
 
-    fn put(&self, key: Key, snapshot: Snapshot) {
+    fn put(&self, (show, kind): Key, snapshot: Snapshot) {
         let mut snapshots = self.snapshots.write().expect("snapshot lock");
-        snapshots.insert(key, Arc::new(snapshot));
+        snapshots.entry(show).or_default()[slot(kind)] = Some(Arc::new(snapshot));
     }
 
     /// Every snapshot held: for the per-show age gauge.
     pub fn all(&self) -> Vec<(Key, Arc<Snapshot>)> {
         let snapshots = self.snapshots.read().expect("snapshot lock");
-        snapshots
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        let mut all = Vec::new();
+        for (show, documents) in snapshots.iter() {
+            for kind in [Kind::Layout, Kind::Availability] {
+                if let Some(snapshot) = &documents[slot(kind)] {
+                    all.push(((show.clone(), kind), snapshot.clone()));
+                }
+            }
+        }
+        all
     }
 }
 
@@ -69,27 +94,30 @@ pub fn negotiate(accept_encoding: Option<&str>) -> Encoding {
     let Some(accept) = accept_encoding else {
         return Encoding::Identity;
     };
-    let mut q = HashMap::new();
+    // q-values of the codings the edge serves, and of `*`; the last listing wins.
+    let (mut br, mut gzip, mut x_gzip, mut identity, mut star) = (None, None, None, None, None);
     for item in accept.split(',') {
         let mut parts = item.split(';');
-        let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let coding = parts.next().unwrap_or("").trim();
         let weight = parts
             .find_map(|p| p.trim().strip_prefix("q=").or(p.trim().strip_prefix("Q=")))
             .and_then(|w| w.trim().parse::<f32>().ok())
             .unwrap_or(1.0);
-        if !coding.is_empty() {
-            q.insert(coding, weight);
-        }
+        let target = match coding {
+            c if c.eq_ignore_ascii_case("br") => &mut br,
+            c if c.eq_ignore_ascii_case("gzip") => &mut gzip,
+            c if c.eq_ignore_ascii_case("x-gzip") => &mut x_gzip,
+            c if c.eq_ignore_ascii_case("identity") => &mut identity,
+            "*" => &mut star,
+            _ => continue,
+        };
+        *target = Some(weight);
     }
-    let star = q.get("*").copied();
-    let weight = |name: &str, default: f32| q.get(name).copied().or(star).unwrap_or(default);
+    let weight = |q: Option<f32>, default: f32| q.or(star).unwrap_or(default);
     let candidates = [
-        (Encoding::Brotli, weight("br", 0.0)),
-        (
-            Encoding::Gzip,
-            weight("gzip", 0.0).max(weight("x-gzip", 0.0)),
-        ),
-        (Encoding::Identity, weight("identity", 0.001)),
+        (Encoding::Brotli, weight(br, 0.0)),
+        (Encoding::Gzip, weight(gzip, 0.0).max(weight(x_gzip, 0.0))),
+        (Encoding::Identity, weight(identity, 0.001)),
     ];
     candidates
         .into_iter()
@@ -101,7 +129,7 @@ pub fn negotiate(accept_encoding: Option<&str>) -> Encoding {
         .map_or(Encoding::Identity, |(e, _)| e)
 }
 
-fn if_none_match(request: &RequestHeader, etag: &str) -> bool {
+fn if_none_match(request: &RequestHeader, etag: &[u8]) -> bool {
     request
         .headers
         .get_all(header::IF_NONE_MATCH)
@@ -109,7 +137,7 @@ fn if_none_match(request: &RequestHeader, etag: &str) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|t| t.trim())
-        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t).as_bytes() == etag)
 }
 
 /// The answer for `snapshot`: headers and the body (empty for 304; the caller drops it
@@ -123,29 +151,31 @@ pub fn respond(
         .headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok());
-    let (body, coding, suffix) = match negotiate(accept) {
-        Encoding::Brotli => (&snapshot.brotli, Some("br"), ".br"),
-        Encoding::Gzip => (&snapshot.gzip, Some("gzip"), ".gz"),
-        Encoding::Identity => (&snapshot.identity, None, ""),
+    let (body, coding, etag) = match negotiate(accept) {
+        Encoding::Brotli => (&snapshot.brotli, Some("br"), &snapshot.etags[0]),
+        Encoding::Gzip => (&snapshot.gzip, Some("gzip"), &snapshot.etags[1]),
+        Encoding::Identity => (&snapshot.identity, None, &snapshot.etags[2]),
     };
-    let etag = format!("\"{}{suffix}\"", snapshot.etag);
     let max_age = ((snapshot.next_build_at_ms - now_ms).max(0) + 999) / 1000;
     let interval = ((snapshot.next_build_at_ms - snapshot.checked_at_ms).max(1000) + 999) / 1000;
-    let not_modified = if_none_match(request, &etag);
+    let not_modified = if_none_match(request, etag.as_bytes());
     let status = match not_modified {
         true => StatusCode::NOT_MODIFIED,
         false => StatusCode::OK,
     };
-    let mut header = ResponseHeader::build(status, Some(8))?;
-    header.insert_header(header::CONTENT_TYPE, "application/json")?;
-    header.insert_header(header::VARY, "Accept-Encoding")?;
-    header.insert_header(header::ETAG, &etag)?;
+    let mut header = ResponseHeader::build_no_case(status, Some(8))?;
+    header.insert_header(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    )?;
+    header.insert_header(header::VARY, HeaderValue::from_static("Accept-Encoding"))?;
+    header.insert_header(header::ETAG, etag.clone())?;
     header.insert_header(
         header::CACHE_CONTROL,
         format!("public, max-age={max_age}, stale-while-revalidate={interval}"),
     )?;
     if let Some(coding) = coding {
-        header.insert_header(header::CONTENT_ENCODING, coding)?;
+        header.insert_header(header::CONTENT_ENCODING, HeaderValue::from_static(coding))?;
     }
     let body = match not_modified {
         true => Bytes::new(),
@@ -208,8 +238,10 @@ impl SnapshotLoader {
         let number = |name: &str| text(name).and_then(|v| v.parse::<i64>().ok());
         let bytes = |name: &str| fields.get(name).map(|v| Bytes::copy_from_slice(v));
         let loaded = (|| {
+            let etag = text(field::ETAG)?;
             Some(Snapshot {
-                etag: text(field::ETAG)?,
+                etags: etag_values(&etag)?,
+                etag,
                 built_at_ms: number(field::BUILT_AT_MS)?,
                 checked_at_ms: number(field::CHECKED_AT_MS)?,
                 next_build_at_ms: number(field::NEXT_BUILD_AT_MS)?,
@@ -346,6 +378,7 @@ mod tests {
     fn snapshot() -> Snapshot {
         Snapshot {
             etag: "abc".into(),
+            etags: etag_values("abc").unwrap(),
             built_at_ms: 1_000,
             checked_at_ms: 1_000,
             next_build_at_ms: 31_000,

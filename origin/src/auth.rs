@@ -62,8 +62,8 @@ impl FromRequestParts<AppState> for Admission {
             })
         })?;
         Ok(Admission {
-            fan: claims.sub,
-            show: claims.show,
+            fan: claims.sub.clone(),
+            show: claims.show.clone(),
         })
     }
 }
