@@ -31,9 +31,21 @@ pub struct Claims {
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
-    /// A queue token's place in the queue.
+    /// A queue token's number in its lane; an admission token's place in the queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_no: Option<u64>,
+    /// Which numbering a queue token's `queue_no` is in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lane: Option<Lane>,
+}
+
+/// A queue token's lane: pre-queue numbers are join order before the sale opened (the fan's
+/// place is drawn at the opening); open numbers are places.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lane {
+    PreQueue,
+    Open,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -128,6 +140,7 @@ impl Signer {
             exp: now_s + ttl_s,
             jti: URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>()),
             queue_no,
+            lane: None,
         };
         self.sign(&claims)
     }
@@ -239,42 +252,50 @@ pub struct VerifiedCache {
     pub misses: prometheus::IntCounter,
 }
 
-impl VerifiedCache {
-    /// Registers `token_cache_hits_total` / `token_cache_misses_total` in `registry`.
-    pub fn new(
-        verifier: Verifier,
-        typ: TokenType,
-        max_entries: usize,
-        registry: &prometheus::Registry,
-    ) -> Self {
-        let counter = |name: &str, help: &str| {
-            crate::metrics::register(
-                registry,
-                &prometheus::IntCounter::new(name, help).expect("static metric"),
-            )
-        };
-        VerifiedCache {
-            verifier,
-            typ,
-            entries: std::sync::Mutex::new(HashMap::new()),
-            max_entries,
-            hits: counter("token_cache_hits_total", "Tokens answered from the cache"),
-            misses: counter(
+/// `token_cache_hits_total` / `token_cache_misses_total`, by token type.
+#[derive(Clone)]
+pub struct CacheCounters {
+    hits: prometheus::IntCounterVec,
+    misses: prometheus::IntCounterVec,
+}
+
+impl CacheCounters {
+    pub fn register(registry: &prometheus::Registry) -> Self {
+        let vec =
+            |name: &str, help: &str| crate::metrics::counter_vec(registry, name, help, &["typ"]);
+        CacheCounters {
+            hits: vec("token_cache_hits_total", "Tokens answered from the cache"),
+            misses: vec(
                 "token_cache_misses_total",
                 "Tokens whose signature was checked",
             ),
         }
     }
+}
 
-    /// A cache with another verifier (after a key change), keeping the counters.
-    pub fn with_verifier(&self, verifier: Verifier) -> Self {
+impl TokenType {
+    pub fn name(self) -> &'static str {
+        match self {
+            TokenType::Queue => "queue",
+            TokenType::Admit => "admit",
+        }
+    }
+}
+
+impl VerifiedCache {
+    pub fn new(
+        verifier: Verifier,
+        typ: TokenType,
+        max_entries: usize,
+        counters: &CacheCounters,
+    ) -> Self {
         VerifiedCache {
             verifier,
-            typ: self.typ,
+            typ,
             entries: std::sync::Mutex::new(HashMap::new()),
-            max_entries: self.max_entries,
-            hits: self.hits.clone(),
-            misses: self.misses.clone(),
+            max_entries,
+            hits: counters.hits.with_label_values(&[typ.name()]),
+            misses: counters.misses.with_label_values(&[typ.name()]),
         }
     }
 

@@ -1,6 +1,10 @@
 //! The operations listener: `/healthz` (the process answers), `/readyz` (an origin passes
 //! its health check, so proxied routes can work), `/metrics`, and `/admin/config` (the
-//! effective configuration and its version; behind the admin token when one is set).
+//! effective configuration and its version), and the waiting room's
+//! `/admin/shows/{id}/queue` (this node's view of a show's queue, the seed's commitment and,
+//! after the draw, the seed), `POST /admin/shows/{id}/pause` and `/resume` (every node stops
+//! or resumes admitting at its next step). `/admin/*` is behind the admin token when one is
+//! set.
 
 use crate::Shared;
 use async_trait::async_trait;
@@ -79,6 +83,65 @@ impl AdminApp {
     }
 }
 
+impl AdminApp {
+    async fn show(&self, session: &ServerSession, path: &str) -> Response<Vec<u8>> {
+        let rest = path.trim_start_matches("/admin/shows/");
+        let Some((show, action)) = rest.split_once('/') else {
+            return problem_reply(&Problem::new(404, "route_not_found", "No such route"));
+        };
+        let room = &self.shared.waiting_room;
+        let method = &session.req_header().method;
+        let not_found = || {
+            problem_reply(
+                &Problem::new(404, "show_not_found", "No such show")
+                    .with_detail("there is no waiting room for this show"),
+            )
+        };
+        let Some(_) = room.view(show) else {
+            return not_found();
+        };
+        match (method.as_str(), action) {
+            ("GET", "queue") => {
+                let view = room.admin_view(show, self.shared.clock.now_ms());
+                reply(
+                    StatusCode::OK,
+                    "application/json",
+                    serde_json::to_vec(&view).expect("JSON"),
+                )
+            }
+            ("POST", "pause" | "resume") => {
+                let paused = action == "pause";
+                let prefix = self.shared.live.load().config.redis.key_prefix.clone();
+                match room.set_paused(&prefix, show, paused).await {
+                    Ok(version) => {
+                        tracing::info!(%show, paused, version, "waiting-room admission paused/resumed");
+                        let body = serde_json::json!({
+                            "show_id": show,
+                            "paused": paused,
+                            "settings_version": version,
+                        });
+                        reply(
+                            StatusCode::OK,
+                            "application/json",
+                            serde_json::to_vec(&body).expect("JSON"),
+                        )
+                    }
+                    Err(error) => problem_reply(
+                        &Problem::new(503, "queue_unavailable", "Waiting room unavailable")
+                            .with_detail(error.to_string()),
+                    ),
+                }
+            }
+            (_, "queue" | "pause" | "resume") => problem_reply(&Problem::new(
+                405,
+                "method_not_allowed",
+                "Method not allowed",
+            )),
+            _ => problem_reply(&Problem::new(404, "route_not_found", "No such route")),
+        }
+    }
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -102,6 +165,7 @@ impl ServeHttp for AdminApp {
                     .with_detail("the admin API needs the admin bearer token"),
             ),
             "/admin/config" => self.config(),
+            p if p.starts_with("/admin/shows/") => self.show(session, p).await,
             _ => problem_reply(&Problem::new(404, "route_not_found", "No such route")),
         }
     }

@@ -2,8 +2,10 @@
 //!
 //! Everything but the listeners and thread count applies live: see [`crate::live`].
 
+use chrono::{DateTime, Utc};
 use onsale_contract::config::{self, override_from_env, ConfigError, PathList, Secret};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -18,6 +20,7 @@ pub struct Config {
     pub tokens: TokenConfig,
     pub limits: LimitsConfig,
     pub admin: AdminConfig,
+    pub waiting_room: WaitingRoomConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +68,8 @@ pub struct SnapshotConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
+    /// The private key (PKCS#8 PEM) the waiting room signs queue and admission tokens with.
+    pub signing_key: PathBuf,
     pub verify_keys: Vec<PathBuf>,
     pub issuer: String,
     pub leeway_s: u64,
@@ -87,6 +92,7 @@ pub struct LimitsConfig {
     pub trusted_proxies: Vec<Cidr>,
     pub retain_interval_ms: u64,
     pub per_ip: Quota,
+    pub per_ip_join: Quota,
     pub per_fan_purchase: Quota,
     pub route_class: RouteClassQuotas,
 }
@@ -98,12 +104,96 @@ pub struct RouteClassQuotas {
     pub catalog: Quota,
     pub snapshot: Quota,
     pub purchase: Quota,
+    pub waiting_room: Quota,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     pub token: Option<Secret>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitingRoomConfig {
+    pub queue_token_ttl_s: u64,
+    pub refresh_ms: u64,
+    pub max_steps_per_refresh: u32,
+    pub cookie_secure: bool,
+    /// Per show, by show id.
+    #[serde(default)]
+    pub shows: BTreeMap<String, QueueSettings>,
+}
+
+/// How a show's pre-queue is ordered at the opening.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrequeueOrder {
+    /// A uniformly random order drawn from a committed seed.
+    Random,
+    /// The order fans joined in.
+    JoinOrder,
+}
+
+/// One show's queue. Replicated through Redis: every node runs on the values there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    pub admit_per_minute: u32,
+    pub max_active: u32,
+    pub session_ttl_s: u64,
+    pub queue_opens_at: DateTime<Utc>,
+    pub sale_opens_at: DateTime<Utc>,
+    #[serde(default = "random_order")]
+    pub prequeue_order: PrequeueOrder,
+    #[serde(default = "default_grace")]
+    pub no_show_grace_s: u64,
+    #[serde(default)]
+    pub pow_difficulty: u8,
+    #[serde(default)]
+    pub paused: bool,
+}
+
+fn random_order() -> PrequeueOrder {
+    PrequeueOrder::Random
+}
+
+fn default_grace() -> u64 {
+    60
+}
+
+impl QueueSettings {
+    pub fn queue_opens_ms(&self) -> i64 {
+        self.queue_opens_at.timestamp_millis()
+    }
+
+    pub fn sale_opens_ms(&self) -> i64 {
+        self.sale_opens_at.timestamp_millis()
+    }
+
+    pub fn grace_ms(&self) -> i64 {
+        self.no_show_grace_s as i64 * 1000
+    }
+
+    /// The first problem with these values, if any.
+    pub fn problem(&self) -> Option<&'static str> {
+        if self.admit_per_minute == 0 || self.max_active == 0 {
+            return Some("admit_per_minute and max_active must be positive");
+        }
+        if !(10..=86_400).contains(&self.session_ttl_s) {
+            return Some("session_ttl_s must be 10 to 86400");
+        }
+        if self.sale_opens_at < self.queue_opens_at {
+            return Some("sale_opens_at must not be before queue_opens_at");
+        }
+        if !(4..=3_600).contains(&self.no_show_grace_s) {
+            return Some("no_show_grace_s must be 4 to 3600");
+        }
+        if self.pow_difficulty > 32 {
+            return Some("pow_difficulty must be 0 to 32 bits");
+        }
+        None
+    }
 }
 
 /// An IP network such as `10.0.0.0/8` or `2001:db8::/32`; a bare address is a /32 or /128.
@@ -186,6 +276,7 @@ impl Config {
         let mut upstreams = AddrList(std::mem::take(&mut config.origin.upstreams));
         override_from_env(&mut upstreams, "ONSALE_ORIGIN_UPSTREAMS")?;
         config.origin.upstreams = upstreams.0;
+        override_from_env(&mut config.tokens.signing_key, "ONSALE_SIGNING_KEY")?;
         let mut keys = PathList(std::mem::take(&mut config.tokens.verify_keys));
         override_from_env(&mut keys, "ONSALE_VERIFY_KEYS")?;
         config.tokens.verify_keys = keys.0;
@@ -233,6 +324,8 @@ impl Config {
         let classes = &limits.route_class;
         for (key, quota) in [
             ("limits.per_ip", limits.per_ip),
+            ("limits.per_ip_join", limits.per_ip_join),
+            ("limits.route_class.waiting_room", classes.waiting_room),
             ("limits.per_fan_purchase", limits.per_fan_purchase),
             ("limits.route_class.catalog", classes.catalog),
             ("limits.route_class.snapshot", classes.snapshot),
@@ -240,6 +333,30 @@ impl Config {
         ] {
             if quota.per_minute == 0 || quota.burst == 0 {
                 return fail(key, "per_minute and burst must be positive");
+            }
+        }
+        let room = &self.waiting_room;
+        if !(50..=1000).contains(&room.refresh_ms) {
+            return fail("waiting_room.refresh_ms", "must be 50 to 1000");
+        }
+        if room.queue_token_ttl_s < 60 || room.max_steps_per_refresh == 0 {
+            return fail(
+                "waiting_room",
+                "queue_token_ttl_s must be at least 60, max_steps_per_refresh positive",
+            );
+        }
+        if room.shows.len() > 1000 {
+            return fail("waiting_room.shows", "at most 1000 shows");
+        }
+        for (show, settings) in &room.shows {
+            if !crate::routes::is_id(show) {
+                return fail(
+                    "waiting_room.shows",
+                    "show ids are 1-64 URL-safe characters",
+                );
+            }
+            if let Some(problem) = settings.problem() {
+                return fail(&format!("waiting_room.shows.{show}"), problem);
             }
         }
         let loopback = self.listen.admin.ip().is_loopback();

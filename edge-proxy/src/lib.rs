@@ -17,6 +17,7 @@ pub mod respond;
 pub mod routes;
 pub mod shows;
 pub mod snapshots;
+pub mod waiting_room;
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -54,6 +55,7 @@ pub struct Shared {
     pub pool_keeper: Arc<pool::PoolKeeper>,
     pub catalog_cache: microcache::MicroCache,
     pub shows: shows::ShowDirectory,
+    pub waiting_room: waiting_room::WaitingRoom,
 }
 
 /// How an edge is built: from a config value, where to reload it from, and its clock.
@@ -101,6 +103,42 @@ impl BackgroundService for Housekeeping {
     }
 }
 
+/// Connects the waiting room to Redis (retrying), then runs one admission step per show
+/// every `waiting_room.refresh_ms`.
+struct RoomKeeper {
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl BackgroundService for RoomKeeper {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let room = &self.shared.waiting_room;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let url = self.shared.live.load().config.redis.url.clone();
+            match room.connect(url.expose()).await {
+                Ok(()) => break,
+                Err(error) => tracing::warn!(%error, "waiting room cannot reach Redis; retrying"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        loop {
+            let runtime = self.shared.live.load();
+            room.step(&runtime, &self.shared.snapshots, self.shared.clock.now_ms())
+                .await;
+            let interval = Duration::from_millis(runtime.config.waiting_room.refresh_ms);
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
 pub fn build_server(options: Options) -> Result<(Server, Arc<Shared>), StartError> {
     let Options {
         config,
@@ -139,6 +177,7 @@ pub fn build_server(options: Options) -> Result<(Server, Arc<Shared>), StartErro
         pool_keeper: pool_keeper.clone(),
         catalog_cache: Default::default(),
         shows: Default::default(),
+        waiting_room: waiting_room::WaitingRoom::new(&metrics.registry),
     });
 
     let edge = proxy::EdgeProxy {
@@ -169,6 +208,12 @@ pub fn build_server(options: Options) -> Result<(Server, Arc<Shared>), StartErro
         },
     ));
     server.add_service(background_service("config", live::ConfigWatcher { live }));
+    server.add_service(background_service(
+        "waiting room",
+        RoomKeeper {
+            shared: shared.clone(),
+        },
+    ));
     server.add_service(background_service(
         "housekeeping",
         Housekeeping {

@@ -27,10 +27,12 @@ pub struct Limits {
     config: LimitsConfig,
     clock: Clock,
     per_ip: Keyed<u128>,
+    per_ip_join: Keyed<u128>,
     per_fan: Keyed<(String, String)>,
     catalog: Direct,
     snapshot: Direct,
     purchase: Direct,
+    waiting_room: Direct,
 }
 
 fn quota(q: Quota) -> governor::Quota {
@@ -45,10 +47,15 @@ impl Limits {
             config: config.clone(),
             clock: clock.clone(),
             per_ip: RateLimiter::dashmap_with_clock(quota(config.per_ip), clock.clone()),
+            per_ip_join: RateLimiter::dashmap_with_clock(quota(config.per_ip_join), clock.clone()),
             per_fan: RateLimiter::dashmap_with_clock(quota(config.per_fan_purchase), clock.clone()),
             catalog: RateLimiter::direct_with_clock(quota(classes.catalog), clock.clone()),
             snapshot: RateLimiter::direct_with_clock(quota(classes.snapshot), clock.clone()),
             purchase: RateLimiter::direct_with_clock(quota(classes.purchase), clock.clone()),
+            waiting_room: RateLimiter::direct_with_clock(
+                quota(classes.waiting_room),
+                clock.clone(),
+            ),
         }
     }
 
@@ -74,6 +81,7 @@ impl Limits {
             RouteClass::Catalog => &self.catalog,
             RouteClass::SeatMap(_) => &self.snapshot,
             RouteClass::Purchase => &self.purchase,
+            RouteClass::WaitingRoom(_) => &self.waiting_room,
             RouteClass::Unknown => return Ok(()),
         };
         bucket.check().map_err(|n| self.refused(class.label(), n))
@@ -86,17 +94,30 @@ impl Limits {
             .map_err(|n| self.refused("fan", n))
     }
 
+    /// Charges one waiting-room join to `client`'s join bucket.
+    pub fn check_join(&self, client: IpAddr) -> Result<(), Limited> {
+        self.per_ip_join
+            .check_key(&ip_key(client))
+            .map_err(|n| self.refused("join", n))
+    }
+
     /// Drops keys whose buckets are full again (indistinguishable from new ones).
     pub fn retain_recent(&self) {
-        self.per_ip.retain_recent();
+        for keyed in [&self.per_ip, &self.per_ip_join] {
+            keyed.retain_recent();
+            keyed.shrink_to_fit();
+        }
         self.per_fan.retain_recent();
-        self.per_ip.shrink_to_fit();
         self.per_fan.shrink_to_fit();
     }
 
     /// Keys held, for the `ratelimit_keys` gauge.
-    pub fn keys(&self) -> [(&'static str, usize); 2] {
-        [("ip", self.per_ip.len()), ("fan", self.per_fan.len())]
+    pub fn keys(&self) -> [(&'static str, usize); 3] {
+        [
+            ("ip", self.per_ip.len()),
+            ("join", self.per_ip_join.len()),
+            ("fan", self.per_fan.len()),
+        ]
     }
 }
 
@@ -140,6 +161,7 @@ mod tests {
             trusted_proxies: vec![],
             retain_interval_ms: 1000,
             per_ip: q,
+            per_ip_join: q,
             per_fan_purchase: q,
             route_class: RouteClassQuotas {
                 catalog: Quota {
@@ -148,6 +170,7 @@ mod tests {
                 },
                 snapshot: q,
                 purchase: q,
+                waiting_room: q,
             },
         }
     }

@@ -8,9 +8,12 @@ use crate::config::Config;
 use crate::limits::Limits;
 use arc_swap::ArcSwap;
 use onsale_contract::config::ConfigError;
-use onsale_contract::tokens::{KeyError, TokenType, VerifiedCache, Verifier};
+use onsale_contract::tokens::{
+    CacheCounters, KeyError, Signer, TokenType, VerifiedCache, Verifier,
+};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -19,7 +22,15 @@ use std::time::{Duration, SystemTime};
 pub struct Runtime {
     pub version: u64,
     pub config: Config,
+    /// Admission tokens on the purchase path.
     pub tokens: Arc<VerifiedCache>,
+    /// Queue tokens on the waiting room's polls and re-joins.
+    pub queue_tokens: Arc<VerifiedCache>,
+    /// Signs the queue and admission tokens the waiting room issues.
+    pub signer: Arc<Signer>,
+    /// Authenticates proof-of-work challenges; derived from the signing key, so every node
+    /// holding that key accepts every node's challenges.
+    pub pow_secret: [u8; 32],
     pub limits: Arc<Limits>,
 }
 
@@ -36,12 +47,44 @@ pub struct Live {
     /// The file reloads read; `None` for an edge built from a value.
     path: Option<PathBuf>,
     clock: Clock,
+    counters: CacheCounters,
     pub reloads: prometheus::IntCounterVec,
 }
 
 fn verifier(config: &Config) -> Result<Verifier, KeyError> {
     let tokens = &config.tokens;
     Verifier::from_files(&tokens.verify_keys, &tokens.issuer, tokens.leeway_s)
+}
+
+fn signer(config: &Config) -> Result<(Arc<Signer>, [u8; 32]), KeyError> {
+    let path = &config.tokens.signing_key;
+    let pem = std::fs::read(path).map_err(|e| KeyError::Read {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let signer = Signer::from_file(path, &config.tokens.issuer)?;
+    let secret = Sha256::new()
+        .chain_update(b"onsale proof-of-work\0")
+        .chain_update(&pem)
+        .finalize()
+        .into();
+    Ok((Arc::new(signer), secret))
+}
+
+/// The admission and queue token caches for `config`'s keys.
+fn caches(
+    config: &Config,
+    counters: &CacheCounters,
+) -> Result<(Arc<VerifiedCache>, Arc<VerifiedCache>), KeyError> {
+    let cache = |typ| -> Result<_, KeyError> {
+        Ok(Arc::new(VerifiedCache::new(
+            verifier(config)?,
+            typ,
+            config.tokens.cache_entries,
+            counters,
+        )))
+    };
+    Ok((cache(TokenType::Admit)?, cache(TokenType::Queue)?))
 }
 
 impl Live {
@@ -51,22 +94,23 @@ impl Live {
         clock: Clock,
         registry: &prometheus::Registry,
     ) -> Result<Self, ReloadError> {
-        let tokens = VerifiedCache::new(
-            verifier(&config)?,
-            TokenType::Admit,
-            config.tokens.cache_entries,
-            registry,
-        );
+        let counters = CacheCounters::register(registry);
+        let (tokens, queue_tokens) = caches(&config, &counters)?;
+        let (signer, pow_secret) = signer(&config)?;
         let runtime = Runtime {
             version: 1,
             limits: Arc::new(Limits::new(&config.limits, &clock)),
-            tokens: Arc::new(tokens),
+            tokens,
+            queue_tokens,
+            signer,
+            pow_secret,
             config,
         };
         Ok(Live {
             current: ArcSwap::from_pointee(runtime),
             path,
             clock,
+            counters,
             reloads: onsale_contract::metrics::counter_vec(
                 registry,
                 "config_reloads_total",
@@ -121,9 +165,16 @@ impl Live {
             new.sort_unstable();
             old == new && config.tokens == running.config.tokens
         };
-        let tokens = match same_keys {
-            true => running.tokens.clone(),
-            false => Arc::new(running.tokens.with_verifier(new_verifier)),
+        let (tokens, queue_tokens, (signer, pow_secret)) = match same_keys {
+            true => (
+                running.tokens.clone(),
+                running.queue_tokens.clone(),
+                (running.signer.clone(), running.pow_secret),
+            ),
+            false => {
+                let (tokens, queue_tokens) = caches(&config, &self.counters)?;
+                (tokens, queue_tokens, signer(&config)?)
+            }
         };
         let limits = match &config.limits == running.limits.config() {
             true => running.limits.clone(),
@@ -134,6 +185,9 @@ impl Live {
             version,
             config,
             tokens,
+            queue_tokens,
+            signer,
+            pow_secret,
             limits,
         }));
         Ok(version)

@@ -4,14 +4,15 @@
 use crate::limits::{client_ip, Limited};
 use crate::live::Runtime;
 use crate::microcache::{Capture, MicroCache};
-use crate::routes::{classify, Route, RouteClass};
+use crate::routes::{classify, is_id, Room, Route, RouteClass};
+use crate::waiting_room::{JoinRequest, Reply};
 use crate::{respond, snapshots, Shared};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{header, Method};
 use onsale_contract::problem::Problem;
 use onsale_contract::snapshot::Kind;
-use onsale_contract::tokens::{self, TokenError, WAITING_ROOM_PATH};
+use onsale_contract::tokens::{self, Claims, TokenError, WAITING_ROOM_PATH};
 use pingora::lb::Backend;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -36,6 +37,8 @@ pub struct RequestCtx {
     body_bytes: usize,
     cache_key: Option<String>,
     capture: Option<Capture>,
+    /// The admission behind a purchase-path request, once the gate let it through.
+    admission: Option<Arc<Claims>>,
 }
 
 impl RequestCtx {
@@ -89,6 +92,67 @@ fn admission_required(detail: &str, show: Option<&str>) -> Problem {
         Some(show) => problem.with("show_id", show),
         None => problem,
     }
+}
+
+/// Longest join body read: `{"show_id", "pow"}` fits in far less.
+const MAX_JOIN_BODY: usize = 2048;
+
+fn invalid_body(detail: impl Into<String>) -> Problem {
+    Problem::new(400, "invalid_body", "Invalid request body").with_detail(detail)
+}
+
+async fn join_request(session: &mut Session) -> Result<JoinRequest, Box<Problem>> {
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_JOIN_BODY {
+                    return Err(body_too_large(MAX_JOIN_BODY).into());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(_) => return Err(invalid_body("the request body could not be read").into()),
+        }
+    }
+    let request: JoinRequest = serde_json::from_slice(&body)
+        .map_err(|e| invalid_body(format!("expected {{\"show_id\": \"...\"}}: {e}")))?;
+    if !is_id(&request.show_id) {
+        return Err(invalid_body("show_id must be 1-64 URL-safe characters").into());
+    }
+    if let Some(pow) = &request.pow {
+        if pow.challenge.len() > 256 || pow.solution.len() > 64 {
+            return Err(invalid_body("pow.challenge or pow.solution is too long").into());
+        }
+    }
+    Ok(request)
+}
+
+/// `show_id` from a query string, if present; `Err` if it cannot be an id.
+fn show_param(query: Option<&str>) -> Result<Option<&str>, ()> {
+    let Some(value) = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("show_id="))
+    else {
+        return Ok(None);
+    };
+    match is_id(value) {
+        true => Ok(Some(value)),
+        false => Err(()),
+    }
+}
+
+async fn write_reply(session: &mut Session, reply: Reply) -> pingora::Result<()> {
+    let mut header =
+        pingora::http::ResponseHeader::build(reply.status, Some(4 + reply.cookies.len()))?;
+    header.insert_header(header::CONTENT_TYPE, "application/json")?;
+    header.insert_header(header::CACHE_CONTROL, "no-store")?;
+    for cookie in reply.cookies {
+        header.append_header(header::SET_COOKIE, cookie)?;
+    }
+    let body = serde_json::to_vec(&reply.body).expect("JSON values serialize");
+    respond::body(session, header, Bytes::from(body)).await
 }
 
 fn header_bytes(session: &Session) -> usize {
@@ -162,6 +226,7 @@ impl EdgeProxy {
             RouteClass::SeatMap(kind) => self.snapshot(session, ctx, kind).await,
             RouteClass::Catalog => self.catalog(session, ctx, &runtime).await,
             RouteClass::Purchase => self.gate(session, ctx, &runtime),
+            RouteClass::WaitingRoom(room) => self.waiting_room(session, ctx, room, &runtime).await,
             RouteClass::Unknown => unreachable!("refused above"),
         }
     }
@@ -248,7 +313,7 @@ impl EdgeProxy {
 
     /// The admission gate: a valid admission token for the show in the path, within the
     /// fan's purchase rate.
-    fn gate(&self, session: &Session, ctx: &RequestCtx, runtime: &Runtime) -> Decision {
+    fn gate(&self, session: &Session, ctx: &mut RequestCtx, runtime: &Runtime) -> Decision {
         let header = session.req_header();
         let show = ctx.route.show(header.uri.path());
         let presented = tokens::presented(
@@ -292,7 +357,75 @@ impl EdgeProxy {
                 .inc();
             return rate_limited(limited).into();
         }
+        ctx.admission = Some(claims);
         Decision::Proxy
+    }
+
+    /// Joins, polls and challenges, answered from this node's view of the queue.
+    async fn waiting_room(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        room: Room,
+        runtime: &Runtime,
+    ) -> Decision {
+        let shared = &self.shared;
+        let now_ms = shared.clock.now_ms();
+        let header = session.req_header();
+        let Ok(show_param) = show_param(header.uri.query()) else {
+            return Problem::new(400, "invalid_query", "Invalid query")
+                .with_detail("show_id must be 1-64 URL-safe characters")
+                .into();
+        };
+        let show_param = show_param.map(str::to_owned);
+        let presented = tokens::presented(
+            header
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+            header
+                .headers
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+            tokens::QUEUE_COOKIE,
+        )
+        .map(str::to_owned);
+        let wr = &shared.waiting_room;
+        let answer = match room {
+            Room::Challenge => wr.challenge(runtime, show_param.as_deref(), now_ms),
+            Room::Poll => {
+                wr.poll(runtime, presented.as_deref(), show_param.as_deref(), now_ms)
+                    .await
+            }
+            Room::Join => {
+                let client = ctx.client.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+                if let Err(limited) = runtime.limits.check_join(client) {
+                    shared
+                        .metrics
+                        .rate_limited
+                        .with_label_values(&[limited.limiter])
+                        .inc();
+                    return rate_limited(limited).into();
+                }
+                match join_request(session).await {
+                    Ok(request) => {
+                        wr.join(runtime, request, presented.as_deref(), now_ms)
+                            .await
+                    }
+                    Err(problem) => return (*problem).into(),
+                }
+            }
+        };
+        match answer {
+            Ok(reply) => {
+                if let Err(error) = write_reply(session, reply).await {
+                    tracing::debug!(%error, "client went away");
+                }
+                Decision::Served
+            }
+            Err(refusal) => Problem::from(&refusal).into(),
+        }
     }
 }
 
@@ -311,6 +444,7 @@ impl ProxyHttp for EdgeProxy {
             body_bytes: 0,
             cache_key: None,
             capture: None,
+            admission: None,
         }
     }
 
@@ -432,12 +566,20 @@ impl ProxyHttp for EdgeProxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut pingora::http::ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         if let Some(key) = ctx.cache_key.take() {
             ctx.capture = MicroCache::capture(key, upstream_response);
+        }
+        // A confirmed order ends the fan's admission, freeing its place for the next fan.
+        let confirmed = upstream_response.status.is_success()
+            && session.req_header().uri.path().ends_with("/confirm");
+        if let (true, Some(claims)) = (confirmed, ctx.admission.take()) {
+            let shared = self.shared.clone();
+            let prefix = ctx.runtime().config.redis.key_prefix.clone();
+            tokio::spawn(async move { shared.waiting_room.end_session(&prefix, &claims).await });
         }
         Ok(())
     }

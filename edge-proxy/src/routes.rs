@@ -6,6 +6,13 @@ use onsale_contract::snapshot::Kind;
 use std::ops::Range;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Room {
+    Join,
+    Poll,
+    Challenge,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteClass {
     /// Public catalog reads, passed through to the origin and micro-cached.
     Catalog,
@@ -13,16 +20,19 @@ pub enum RouteClass {
     SeatMap(Kind),
     /// Holds, orders, payments: admitted fans only, proxied to the origin.
     Purchase,
+    /// The waiting room, answered by the edge.
+    WaitingRoom(Room),
     /// Any other path: not part of the public contract.
     Unknown,
 }
 
 impl RouteClass {
     /// One of each class, in [`RouteClass::index`] order.
-    pub const ALL: [RouteClass; 4] = [
+    pub const ALL: [RouteClass; 5] = [
         RouteClass::Catalog,
         RouteClass::SeatMap(Kind::Layout),
         RouteClass::Purchase,
+        RouteClass::WaitingRoom(Room::Join),
         RouteClass::Unknown,
     ];
 
@@ -32,7 +42,8 @@ impl RouteClass {
             RouteClass::Catalog => 0,
             RouteClass::SeatMap(_) => 1,
             RouteClass::Purchase => 2,
-            RouteClass::Unknown => 3,
+            RouteClass::WaitingRoom(_) => 3,
+            RouteClass::Unknown => 4,
         }
     }
 
@@ -42,6 +53,7 @@ impl RouteClass {
             RouteClass::Catalog => "catalog",
             RouteClass::SeatMap(_) => "snapshot",
             RouteClass::Purchase => "purchase",
+            RouteClass::WaitingRoom(_) => "waiting_room",
             RouteClass::Unknown => "unknown",
         }
     }
@@ -75,7 +87,7 @@ const MAX_SEGMENTS: usize = 4;
 
 /// A path segment that could be a resource id: short and URL-safe. Anything else cannot name
 /// a resource, so it never reaches the origin.
-fn is_id(segment: &str) -> bool {
+pub fn is_id(segment: &str) -> bool {
     (1..=64).contains(&segment.len())
         && segment
             .bytes()
@@ -123,6 +135,17 @@ pub fn classify(method: &Method, path: &str) -> Route {
         ["v1", "orders", id] if is_id(id) => (RouteClass::Purchase, &[Method::GET][..], None),
         ["v1", "payments", id, "confirm"] if is_id(id) => {
             (RouteClass::Purchase, &[Method::POST][..], None)
+        }
+        ["v1", "waiting-room", "sessions"] => (
+            RouteClass::WaitingRoom(Room::Join),
+            &[Method::POST][..],
+            None,
+        ),
+        ["v1", "waiting-room", "sessions", "current"] => {
+            (RouteClass::WaitingRoom(Room::Poll), read, None)
+        }
+        ["v1", "waiting-room", "challenge"] => {
+            (RouteClass::WaitingRoom(Room::Challenge), read, None)
         }
         _ => (RouteClass::Unknown, &[][..], None),
     };

@@ -27,6 +27,23 @@ pub struct Snapshot {
     pub identity: Bytes,
     pub gzip: Bytes,
     pub brotli: Bytes,
+    /// Seats available or held, all sections: an availability document's, else `None`.
+    pub open_seats: Option<u64>,
+}
+
+/// Seats available or held in an availability document (`sections[].available + held`).
+fn open_seats(identity: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Section {
+        available: u64,
+        held: u64,
+    }
+    #[derive(serde::Deserialize)]
+    struct Availability {
+        sections: Vec<Section>,
+    }
+    let document: Availability = serde_json::from_slice(identity).ok()?;
+    Some(document.sections.iter().map(|s| s.available + s.held).sum())
 }
 
 /// The quoted ETags of the three representations of a document with content hash `etag`;
@@ -239,13 +256,18 @@ impl SnapshotLoader {
         let bytes = |name: &str| fields.get(name).map(|v| Bytes::copy_from_slice(v));
         let loaded = (|| {
             let etag = text(field::ETAG)?;
+            let identity = bytes(field::IDENTITY)?;
             Some(Snapshot {
+                open_seats: match key.1 {
+                    Kind::Availability => open_seats(&identity),
+                    Kind::Layout => None,
+                },
+                identity,
                 etags: etag_values(&etag)?,
                 etag,
                 built_at_ms: number(field::BUILT_AT_MS)?,
                 checked_at_ms: number(field::CHECKED_AT_MS)?,
                 next_build_at_ms: number(field::NEXT_BUILD_AT_MS)?,
-                identity: bytes(field::IDENTITY)?,
                 gzip: bytes(field::GZIP)?,
                 brotli: bytes(field::BROTLI)?,
             })
@@ -366,6 +388,13 @@ mod tests {
     }
 
     #[test]
+    fn open_seats_count_available_and_held() {
+        let doc = br#"{"show_id":"s","sections":[{"section_id":"a","available":2,"held":1,"sold":5,"total":8},{"section_id":"b","available":0,"held":0,"sold":3,"total":3}],"seat_status":"AAH"}"#;
+        assert_eq!(open_seats(doc), Some(3));
+        assert_eq!(open_seats(b"not json"), None);
+    }
+
+    #[test]
     fn keys_parse_back() {
         assert_eq!(
             parse_key("onsale:", "onsale:snapshot:{s1}:availability"),
@@ -385,6 +414,7 @@ mod tests {
             identity: Bytes::from_static(b"{}"),
             gzip: Bytes::from_static(b"gz"),
             brotli: Bytes::from_static(b"br"),
+            open_seats: None,
         }
     }
 

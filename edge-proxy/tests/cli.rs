@@ -46,9 +46,11 @@ fn free_port() -> std::net::SocketAddr {
 fn sighup_reloads_the_file() {
     let dir = std::env::temp_dir().join(format!("onsale-edge-hup-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (_, public_pem) = onsale_contract::tokens::generate_pem_pair();
+    let (private_pem, public_pem) = onsale_contract::tokens::generate_pem_pair();
     let key = dir.join("verify.pem");
     std::fs::write(&key, public_pem).unwrap();
+    let signing = dir.join("signing.pem");
+    std::fs::write(&signing, private_pem).unwrap();
     let admin = free_port();
     let committed = std::fs::read_to_string(CONFIG).unwrap();
     let config = |burst: u32| {
@@ -57,6 +59,7 @@ fn sighup_reloads_the_file() {
             .replace("127.0.0.1:9180", &admin.to_string())
             .replace("reload_poll_ms = 1000", "reload_poll_ms = 3600000")
             .replace(".onsale/keys/verify.pem", key.to_str().unwrap())
+            .replace(".onsale/keys/signing.pem", signing.to_str().unwrap())
             .replace(
                 "per_ip = { per_minute = 1200, burst = 120 }",
                 &format!("per_ip = {{ per_minute = 1200, burst = {burst} }}"),

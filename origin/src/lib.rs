@@ -218,7 +218,7 @@ pub async fn start_with_pool(config: Config, pool: PgPool) -> Result<RunningOrig
         verifier,
         onsale_contract::tokens::TokenType::Admit,
         tokens.cache_entries,
-        &metrics.registry,
+        &onsale_contract::tokens::CacheCounters::register(&metrics.registry),
     ));
     let holds = &config.holds;
     let sweeper_settings = (

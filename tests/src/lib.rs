@@ -162,6 +162,7 @@ pub fn redis_url() -> String {
 /// The Ed25519 pair of this test process: the origin verifies with its public half.
 pub struct TestKeys {
     pub signer: onsale_contract::tokens::Signer,
+    pub signing_pem: PathBuf,
     pub verify_pem: PathBuf,
 }
 
@@ -173,7 +174,10 @@ pub fn keys() -> &'static TestKeys {
         std::fs::create_dir_all(&dir).expect("key directory");
         let verify_pem = dir.join("verify.pem");
         std::fs::write(&verify_pem, public).expect("write the public key");
+        let signing_pem = dir.join("signing.pem");
+        std::fs::write(&signing_pem, &private).expect("write the private key");
         TestKeys {
+            signing_pem,
             signer: onsale_contract::tokens::Signer::from_pem(&private, "onsale-edge")
                 .expect("a fresh key"),
             verify_pem,
@@ -253,7 +257,9 @@ pub fn edge() -> EdgeBuilder {
     config.redis.url = onsale_contract::config::Secret::new(redis_url());
     config.redis.key_prefix = redis_prefix();
     config.snapshots.poll_interval_ms = 200;
+    config.tokens.signing_key = keys().signing_pem.clone();
     config.tokens.verify_keys = vec![keys().verify_pem.clone()];
+    config.waiting_room.shows.clear();
     config.limits.per_ip = edge_proxy::config::Quota {
         per_minute: 1_000_000,
         burst: 100_000,

@@ -296,6 +296,7 @@ async fn the_gate_admits_only_valid_admission_tokens_for_the_show() {
             exp,
             jti: "j".into(),
             queue_no: Some(1),
+            lane: None,
         })
     };
     let refused = [

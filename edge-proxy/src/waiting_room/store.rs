@@ -1,0 +1,276 @@
+//! A show's waiting-room state in Redis: every key carries the show id as its hash tag, so
+//! one show lives on one Redis Cluster slot and its scripts run atomically there.
+//!
+//! Per fan, nothing is stored but one bit per presence bucket (at most two live): the
+//! queue is two counters (pre-queue joins, open joins), the serving counter, and bitmaps of
+//! which places were seen polling. Admitted sessions and unclaimed calls (bounded by
+//! `max_active`) are a sorted set.
+
+use crate::config::QueueSettings;
+use redis::aio::ConnectionManager;
+use redis::Script;
+use std::sync::LazyLock;
+
+static JOIN: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/join.lua")));
+static ADVANCE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/advance.lua")));
+static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/claim.lua")));
+static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/publish.lua")));
+
+/// The keys of one show.
+pub struct Keys {
+    base: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str, show: &str) -> Self {
+        Keys {
+            base: format!("{prefix}wr:{{{show}}}:"),
+        }
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.base)
+    }
+
+    pub fn state(&self) -> String {
+        self.key("state")
+    }
+
+    /// The presence bitmap of bucket `n` (time / grace).
+    pub fn seen(&self, bucket: i64) -> String {
+        self.key(&format!("seen:{bucket}"))
+    }
+
+    pub fn active(&self) -> String {
+        self.key("active")
+    }
+
+    fn calls(&self) -> String {
+        self.key("calls")
+    }
+
+    fn issues(&self) -> String {
+        self.key("issues")
+    }
+
+    pub fn pow(&self, nonce: &str) -> String {
+        self.key(&format!("pow:{nonce}"))
+    }
+}
+
+/// Presence bitmaps outlive their bucket by one more, then go.
+fn presence_ttl_ms(settings: &QueueSettings) -> i64 {
+    settings.grace_ms() * 3
+}
+
+fn bucket(settings: &QueueSettings, now_ms: i64) -> i64 {
+    now_ms.div_euclid(settings.grace_ms())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joined {
+    /// Pre-queue join number, placed by the draw at the opening.
+    PreQueue(u64),
+    /// A place behind the pre-queue.
+    Open(u64),
+}
+
+pub async fn join(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    settings: &QueueSettings,
+    seed_hex: &str,
+    now_ms: i64,
+) -> redis::RedisResult<Joined> {
+    let (lane, number): (String, u64) = JOIN
+        .key(keys.state())
+        .key(keys.seen(bucket(settings, now_ms)))
+        .arg(now_ms)
+        .arg(settings.sale_opens_ms())
+        .arg(seed_hex)
+        .arg(presence_ttl_ms(settings))
+        .invoke_async(conn)
+        .await?;
+    Ok(match lane.as_str() {
+        "pre" => Joined::PreQueue(number),
+        _ => Joined::Open(number),
+    })
+}
+
+/// What one admission step leaves behind, as every node caches it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Advanced {
+    pub serving: u64,
+    pub total: u64,
+    /// The pre-queue's size once drawn.
+    pub frozen: Option<u64>,
+    pub pre_count: u64,
+    pub active: u64,
+    pub called_last_minute: u64,
+    pub issued_last_minute: u64,
+    pub skipped: u64,
+    pub first_call_ms: Option<i64>,
+    pub seed_hex: String,
+    pub version: u64,
+    /// The settings in Redis, when their version differs from the one the caller knows.
+    pub settings_json: Option<String>,
+    pub paused: bool,
+    /// (block end place, fans present from the counter up to it).
+    pub blocks: Vec<(u64, u64)>,
+}
+
+pub struct Step<'a> {
+    pub settings: &'a QueueSettings,
+    pub now_ms: i64,
+    pub sold_out: bool,
+    pub max_steps: u32,
+    pub known_version: u64,
+    pub seen: &'a [u64],
+}
+
+type AdvanceReply = (
+    (u64, u64, i64, u64, u64, u64),
+    (u64, u64, i64, String, u64, String),
+    (String, Vec<u64>),
+);
+
+pub async fn advance(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    step: Step<'_>,
+) -> redis::RedisResult<Advanced> {
+    let settings = step.settings;
+    let now_bucket = bucket(settings, step.now_ms);
+    let mut invocation = ADVANCE.prepare_invoke();
+    invocation
+        .key(keys.state())
+        .key(keys.seen(now_bucket))
+        .key(keys.seen(now_bucket - 1))
+        .key(keys.active())
+        .key(keys.calls())
+        .key(keys.issues())
+        .key(keys.key("union"))
+        .arg(step.now_ms)
+        .arg(settings.sale_opens_ms())
+        .arg(settings.admit_per_minute)
+        .arg(settings.max_active)
+        .arg(settings.sale_opens_ms() + settings.grace_ms())
+        .arg(u8::from(step.sold_out))
+        .arg(step.max_steps)
+        .arg(settings.grace_ms())
+        .arg(presence_ttl_ms(settings))
+        .arg(step.known_version)
+        .arg(step.seen);
+    let (head, middle, (paused, blocks)): AdvanceReply = invocation.invoke_async(conn).await?;
+    let (serving, total, frozen, pre_count, active, called_last_minute) = head;
+    let (issued_last_minute, skipped, first_call_ms, seed_hex, version, settings_json) = middle;
+    Ok(Advanced {
+        serving,
+        total,
+        frozen: u64::try_from(frozen).ok(),
+        pre_count,
+        active,
+        called_last_minute,
+        issued_last_minute,
+        skipped,
+        first_call_ms: (first_call_ms >= 0).then_some(first_call_ms),
+        seed_hex,
+        version,
+        settings_json: (!settings_json.is_empty()).then_some(settings_json),
+        paused: paused == "1",
+        blocks: blocks.chunks_exact(2).map(|b| (b[0], b[1])).collect(),
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The fan's admission session, until this instant.
+    Admitted { expires_ms: i64 },
+    /// The fan's turn came and went: skipped as away, or its call or session ended.
+    Missed,
+}
+
+pub async fn claim(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    place: u64,
+    now_ms: i64,
+    session_ttl_ms: i64,
+) -> redis::RedisResult<Claim> {
+    let reply: Vec<String> = CLAIM
+        .key(keys.active())
+        .key(keys.issues())
+        .arg(place)
+        .arg(now_ms)
+        .arg(session_ttl_ms)
+        .invoke_async(conn)
+        .await?;
+    Ok(match reply.as_slice() {
+        [status, expires] if status == "admitted" => Claim::Admitted {
+            expires_ms: expires.parse::<f64>().unwrap_or(0.0) as i64,
+        },
+        _ => Claim::Missed,
+    })
+}
+
+/// Ends an admitted session at once (the fan's order confirmed), freeing its capacity.
+pub async fn end_session(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    place: u64,
+) -> redis::RedisResult<()> {
+    redis::cmd("ZREM")
+        .arg(keys.active())
+        .arg(format!("fan:{place}"))
+        .query_async(conn)
+        .await
+}
+
+/// Publishes a show's settings if they differ from those in Redis; returns the version.
+pub async fn publish(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    settings: &QueueSettings,
+) -> redis::RedisResult<u64> {
+    let json = serde_json::to_string(settings).expect("settings serialize");
+    PUBLISH
+        .key(keys.state())
+        .arg(json)
+        .arg(u8::from(settings.paused))
+        .invoke_async(conn)
+        .await
+}
+
+/// Pauses or resumes admission for every node at once.
+pub async fn set_paused(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    paused: bool,
+) -> redis::RedisResult<u64> {
+    let state = keys.state();
+    let (_, version): ((), u64) = redis::pipe()
+        .atomic()
+        .hset(&state, "paused", u8::from(paused))
+        .hincr(&state, "version", 1)
+        .query_async(conn)
+        .await?;
+    Ok(version)
+}
+
+/// Records a proof-of-work challenge as used until it expires; false if it already was.
+pub async fn spend_challenge(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    nonce: &str,
+    ttl_ms: i64,
+) -> redis::RedisResult<bool> {
+    let set: Option<String> = redis::cmd("SET")
+        .arg(keys.pow(nonce))
+        .arg(1)
+        .arg("NX")
+        .arg("PX")
+        .arg(ttl_ms.max(1))
+        .query_async(conn)
+        .await?;
+    Ok(set.is_some())
+}
