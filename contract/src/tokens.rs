@@ -314,6 +314,10 @@ impl VerifiedCache {
         }
         self.misses.inc();
         let claims = Arc::new(self.verifier.verify(token, self.typ)?);
+        // The signature check judges expiry by the system clock; the caller's clock rules.
+        if claims.exp <= now_s {
+            return Err(TokenError::Expired);
+        }
         let mut entries = self.entries.lock().expect("cache lock");
         if entries.len() >= self.max_entries {
             entries.retain(|_, c| c.exp > now_s);

@@ -7,3 +7,4 @@ mod organizer;
 mod schema;
 mod seed;
 mod snapshots;
+mod waiting_room;
