@@ -7,7 +7,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -92,18 +92,25 @@ fn read(path: &Path) -> Result<String, KeyError> {
 /// Signs tokens with one private key (PKCS#8 PEM).
 pub struct Signer {
     kid: String,
-    key: EncodingKey,
+    /// The expanded key, kept: a JWT library signer re-parses the PKCS#8 document and
+    /// re-derives the public key on every signature, doubling its cost.
+    key: ed25519_dalek::SigningKey,
+    /// `base64url(header) "."`, the same for every token this key signs.
+    header: String,
     issuer: String,
 }
 
 impl Signer {
     pub fn from_pem(pem: &str, issuer: &str) -> Result<Self, KeyError> {
-        let signing = ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
+        let key = ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
             .map_err(|e| KeyError::NotEd25519(e.to_string()))?;
-        let key = EncodingKey::from_ed_pem(pem.as_bytes())
-            .map_err(|e| KeyError::NotEd25519(e.to_string()))?;
+        let kid = thumbprint(key.verifying_key().as_bytes());
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.clone());
+        let header = serde_json::to_vec(&header).expect("a JWT header serializes");
         Ok(Signer {
-            kid: thumbprint(signing.verifying_key().as_bytes()),
+            header: format!("{}.", URL_SAFE_NO_PAD.encode(header)),
+            kid,
             key,
             issuer: issuer.to_owned(),
         })
@@ -145,10 +152,17 @@ impl Signer {
         self.sign(&claims)
     }
 
+    /// A compact JWS (RFC 7515) over `claims`, EdDSA, with this key's `kid`.
     pub fn sign(&self, claims: &Claims) -> String {
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.key).expect("Ed25519 signing cannot fail")
+        use ed25519_dalek::Signer as _;
+        let payload = serde_json::to_vec(claims).expect("claims serialize");
+        let mut token = String::with_capacity(self.header.len() + payload.len() * 4 / 3 + 90);
+        token.push_str(&self.header);
+        URL_SAFE_NO_PAD.encode_string(payload, &mut token);
+        let signature = self.key.sign(token.as_bytes());
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut token);
+        token
     }
 }
 

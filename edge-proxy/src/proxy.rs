@@ -151,8 +151,7 @@ async fn write_reply(session: &mut Session, reply: Reply) -> pingora::Result<()>
     for cookie in reply.cookies {
         header.append_header(header::SET_COOKIE, cookie)?;
     }
-    let body = serde_json::to_vec(&reply.body).expect("JSON values serialize");
-    respond::body(session, header, Bytes::from(body)).await
+    respond::body(session, header, Bytes::from(reply.body)).await
 }
 
 fn header_bytes(session: &Session) -> usize {

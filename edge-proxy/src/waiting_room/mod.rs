@@ -168,8 +168,39 @@ pub fn poll_after_ms(position: u64, grace_ms: i64, jitter: f64) -> i64 {
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
-    pub body: Value,
+    pub body: Vec<u8>,
     pub cookies: Vec<String>,
+}
+
+impl Reply {
+    fn json(status: u16, body: &Value) -> Reply {
+        Reply {
+            status,
+            body: serde_json::to_vec(body).expect("JSON values serialize"),
+            cookies: vec![],
+        }
+    }
+}
+
+/// The waiting-room response of DESIGN, serialized without building a JSON tree.
+#[derive(serde::Serialize)]
+struct RoomResponse<'a> {
+    status: &'static str,
+    show_id: &'a str,
+    queue_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    position: Option<u64>,
+    /// `null` while no honest estimate exists (admission stopped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    estimated_wait_s: Option<Option<u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    poll_after_ms: Option<i64>,
+    opens_at_ms: i64,
+    server_time_ms: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admission_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admission_expires_at_ms: Option<i64>,
 }
 
 /// A join's proof of work.
@@ -443,12 +474,14 @@ impl WaitingRoom {
             .get(show, Kind::Availability)
             .and_then(|s| s.open_seats)
             == Some(0);
-        let seen = self
+        let mut seen = self
             .seen
             .lock()
             .expect("lock")
             .remove(show)
             .unwrap_or_default();
+        seen.sort_unstable();
+        seen.dedup();
         let step = store::Step {
             settings,
             now_ms,
@@ -525,7 +558,12 @@ impl WaitingRoom {
 
     fn mark_seen(&self, show: &str, place: u64) {
         let mut seen = self.seen.lock().expect("lock");
-        seen.entry(show.to_owned()).or_default().push(place);
+        match seen.get_mut(show) {
+            Some(places) => places.push(place),
+            None => {
+                seen.insert(show.to_owned(), vec![place]);
+            }
+        }
     }
 
     /// The queue token's claims, if valid and for `show` (when given).
@@ -560,16 +598,15 @@ impl WaitingRoom {
         let show = request.show_id.as_str();
         let view = self.view(show).ok_or(Refusal::NoRoom)?;
         if now_ms < view.settings.queue_opens_ms() {
-            return Ok(Reply {
-                status: 200,
-                body: json!({
+            return Ok(Reply::json(
+                200,
+                &json!({
                     "status": "closed",
                     "show_id": show,
                     "opens_at_ms": view.settings.queue_opens_ms(),
                     "server_time_ms": now_ms,
                 }),
-                cookies: vec![],
-            });
+            ));
         }
         // The same place for a fan already in this show's queue, whatever it does.
         if let Some(claims) = presented
@@ -691,24 +728,31 @@ impl WaitingRoom {
             ));
         };
         let settings = &view.settings;
-        let mut body = json!({
-            "show_id": claims.show,
-            "queue_token": queue_token,
-            "server_time_ms": now_ms,
-            "opens_at_ms": settings.sale_opens_ms(),
-        });
+        let mut body = RoomResponse {
+            status: "queued",
+            show_id: &claims.show,
+            queue_token,
+            position: None,
+            estimated_wait_s: None,
+            poll_after_ms: None,
+            opens_at_ms: settings.sale_opens_ms(),
+            server_time_ms: now_ms,
+            admission_token: None,
+            admission_expires_at_ms: None,
+        };
         let mut cookies = Vec::new();
         let jitter = rand::random::<f64>();
+        let admission;
         match view.standing(lane, number, now_ms) {
             Standing::PreQueue => {
                 let until_open = (settings.sale_opens_ms() - now_ms).max(1_000);
-                body["status"] = json!("pre_queue");
-                body["poll_after_ms"] =
-                    json!(until_open.min(poll_after_ms(u64::MAX, settings.grace_ms(), jitter)));
+                body.status = "pre_queue";
+                body.poll_after_ms =
+                    Some(until_open.min(poll_after_ms(u64::MAX, settings.grace_ms(), jitter)));
             }
             Standing::SoldOut => {
-                body["status"] = json!("sold_out");
-                body["poll_after_ms"] = json!(poll_after_ms(u64::MAX, settings.grace_ms(), jitter));
+                body.status = "sold_out";
+                body.poll_after_ms = Some(poll_after_ms(u64::MAX, settings.grace_ms(), jitter));
             }
             Standing::Queued {
                 place,
@@ -719,10 +763,9 @@ impl WaitingRoom {
                 if let Some(eta) = eta_s {
                     self.sample_eta(&claims.show, place, eta, now_ms);
                 }
-                body["status"] = json!("queued");
-                body["position"] = json!(position);
-                body["estimated_wait_s"] = json!(eta_s);
-                body["poll_after_ms"] = json!(poll_after_ms(position, settings.grace_ms(), jitter));
+                body.position = Some(position);
+                body.estimated_wait_s = Some(eta_s);
+                body.poll_after_ms = Some(poll_after_ms(position, settings.grace_ms(), jitter));
             }
             Standing::Called { place } => {
                 let mut conn = self.connection()?;
@@ -733,7 +776,7 @@ impl WaitingRoom {
                     return Err(Refusal::TurnMissed);
                 };
                 let now_s = now_ms / 1000;
-                let admission = runtime.signer.sign(&Claims {
+                admission = runtime.signer.sign(&Claims {
                     iss: runtime.signer.issuer().to_owned(),
                     sub: claims.sub.clone(),
                     show: claims.show.clone(),
@@ -750,16 +793,16 @@ impl WaitingRoom {
                     (expires_ms - now_ms) / 1000,
                     runtime.config.waiting_room.cookie_secure,
                 ));
-                body["status"] = json!("admitted");
-                body["position"] = json!(0);
-                body["estimated_wait_s"] = json!(0);
-                body["admission_token"] = json!(admission);
-                body["admission_expires_at_ms"] = json!(expires_ms / 1000 * 1000);
+                body.status = "admitted";
+                body.position = Some(0);
+                body.estimated_wait_s = Some(Some(0));
+                body.admission_token = Some(&admission);
+                body.admission_expires_at_ms = Some(expires_ms / 1000 * 1000);
             }
         }
         Ok(Reply {
             status: 200,
-            body,
+            body: serde_json::to_vec(&body).expect("a response serializes"),
             cookies,
         })
     }
@@ -778,17 +821,16 @@ impl WaitingRoom {
             return Err(Refusal::NoChallenge);
         }
         let challenge = pow::challenge(&runtime.pow_secret, show, now_ms, rand::random());
-        Ok(Reply {
-            status: 200,
-            body: json!({
+        Ok(Reply::json(
+            200,
+            &json!({
                 "show_id": show,
                 "challenge": challenge,
                 "difficulty": difficulty,
                 "expires_at_ms": now_ms + pow::CHALLENGE_TTL_MS,
                 "server_time_ms": now_ms,
             }),
-            cookies: vec![],
-        })
+        ))
     }
 
     /// Ends the admitted session behind `claims` (its order confirmed).
