@@ -145,7 +145,7 @@ impl Signer {
             typ,
             iat: now_s,
             exp: now_s + ttl_s,
-            jti: URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>()),
+            jti: random_id(),
             queue_no,
             lane: None,
         };
@@ -164,6 +164,12 @@ impl Signer {
         URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut token);
         token
     }
+}
+
+/// 128 random bits, base64url: for fan ids and `jti`s (from the thread's CSPRNG, no
+/// system call per id).
+pub fn random_id() -> String {
+    URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
 }
 
 /// Verifies tokens against a set of public keys (SPKI PEM), by `kid`.

@@ -507,6 +507,11 @@ impl WaitingRoom {
         let seed = hex::decode(&state.seed_hex)
             .ok()
             .and_then(|b| draw::Seed::try_from(b).ok());
+        if let (Some(seed), None) = (&seed, previous.and_then(|v| v.seed)) {
+            // The commitment, in the log before the sale opens; the seed after the draw
+            // is on the admin listener.
+            tracing::info!(%show, seed_sha256 = %draw::commitment(seed), "pre-queue draw seed committed");
+        }
         Ok(ShowView {
             settings,
             state,
@@ -627,7 +632,8 @@ impl WaitingRoom {
         }
         let mut conn = self.connection()?;
         let keys = Keys::new(&runtime.config.redis.key_prefix, show);
-        let seed = hex::encode(rand::random::<draw::Seed>());
+        // The show's seed is set by its first join; later joins offer the same one.
+        let seed = hex::encode(view.seed.unwrap_or_else(rand::random));
         let joined = store::join(&mut conn, &keys, &view.settings, &seed, now_ms).await?;
         let (lane, number) = match joined {
             Joined::PreQueue(n) => (Lane::PreQueue, n),
@@ -644,12 +650,12 @@ impl WaitingRoom {
         let now_s = now_ms / 1000;
         let claims = Claims {
             iss: runtime.signer.issuer().to_owned(),
-            sub: uuid::Uuid::new_v4().to_string(),
+            sub: tokens::random_id(),
             show: show.to_owned(),
             typ: TokenType::Queue,
             iat: now_s,
             exp: now_s + runtime.config.waiting_room.queue_token_ttl_s as i64,
-            jti: uuid::Uuid::new_v4().simple().to_string(),
+            jti: tokens::random_id(),
             queue_no: Some(number),
             lane: Some(lane),
         };
@@ -783,7 +789,7 @@ impl WaitingRoom {
                     typ: TokenType::Admit,
                     iat: now_s,
                     exp: expires_ms / 1000,
-                    jti: uuid::Uuid::new_v4().simple().to_string(),
+                    jti: tokens::random_id(),
                     queue_no: Some(place),
                     lane: None,
                 });

@@ -160,6 +160,7 @@ pub async fn advance(
         .arg(settings.grace_ms())
         .arg(presence_ttl_ms(settings))
         .arg(step.known_version)
+        .arg(hex::encode(rand::random::<super::draw::Seed>()))
         .arg(step.seen);
     let (head, middle, (paused, blocks)): AdvanceReply = invocation.invoke_async(conn).await?;
     let (serving, total, frozen, pre_count, active, called_last_minute) = head;

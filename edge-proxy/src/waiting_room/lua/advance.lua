@@ -11,6 +11,7 @@
 --       per-second calls hash, per-second issues hash, presence union scratch key
 -- ARGV: now_ms, sale_opens_ms, admit_per_minute, max_active, protect_until_ms, sold out (0/1),
 --       max_steps, claim_window_ms, presence ttl ms, known settings version,
+--       a seed for the draw (kept only if the show has none yet),
 --       then the places seen polling since the last step
 local state, seen, seen_prev, active, calls, issues, union = unpack(KEYS)
 local now, sale_opens = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -18,10 +19,11 @@ local rate, max_active = tonumber(ARGV[3]), tonumber(ARGV[4])
 local protect_until, halt = tonumber(ARGV[5]), ARGV[6] == '1'
 local max_steps, claim_window = tonumber(ARGV[7]), tonumber(ARGV[8])
 
-for i = 11, #ARGV do
+redis.call('HSETNX', state, 'seed', ARGV[11])
+for i = 12, #ARGV do
     redis.call('SETBIT', seen, ARGV[i], 1)
 end
-if #ARGV > 10 then
+if #ARGV > 11 then
     redis.call('PEXPIRE', seen, ARGV[9])
 end
 
