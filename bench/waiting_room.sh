@@ -27,6 +27,8 @@ cleanup() {
 }
 trap cleanup EXIT
 rm -rf "$work" && mkdir -p "$work"
+# A fresh instance: a snapshot left by an earlier run would take seconds to load.
+rm -rf "$ONSALE_ROOT/.onsale/bench/wr-redis"
 start_redis "$ONSALE_ROOT/.onsale/bench/wr-redis" 56384 test
 export REDIS_URL
 redis_port=${REDIS_URL##*:}
