@@ -313,7 +313,17 @@ impl Builder {
             .with_label_values(&[kind.name(), outcome])
             .inc();
 
+        // Redis already holds this content and only the directory lags: the directory
+        // gets Redis's bytes, so one strong ETag never names two different bodies.
+        let held_in_redis = match (
+            redis_current && dir_wanted && !dir_current,
+            self.redis().await,
+        ) {
+            (true, Some(redis)) => redis.published(&show, kind, etag).await.ok().flatten(),
+            _ => None,
+        };
         let encoded = match outcome {
+            _ if held_in_redis.is_some() => held_in_redis,
             "changed" => {
                 let build = &self.config.build;
                 let quality = match kind {

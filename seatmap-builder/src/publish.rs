@@ -34,6 +34,37 @@ impl RedisTarget {
             .await
     }
 
+    /// The bytes published for (show, kind), if they carry `etag`.
+    pub async fn published(
+        &mut self,
+        show_id: &str,
+        kind: Kind,
+        etag: &str,
+    ) -> redis::RedisResult<Option<Encoded>> {
+        type Fields = (
+            Option<String>,
+            Option<Vec<u8>>,
+            Option<Vec<u8>>,
+            Option<Vec<u8>>,
+        );
+        let (published_etag, identity, gzip, brotli): Fields = redis::cmd("HMGET")
+            .arg(snapshot::key(&self.prefix, show_id, kind))
+            .arg(&[field::ETAG, field::IDENTITY, field::GZIP, field::BROTLI])
+            .query_async(&mut self.conn)
+            .await?;
+        Ok(match (published_etag, identity, gzip, brotli) {
+            (Some(published), Some(identity), Some(gzip), Some(brotli)) if published == etag => {
+                Some(Encoded {
+                    etag: published,
+                    identity,
+                    gzip,
+                    brotli,
+                })
+            }
+            _ => None,
+        })
+    }
+
     /// Replaces the whole snapshot in one `HSET` inside `MULTI`, then announces it.
     pub async fn publish(
         &mut self,

@@ -171,6 +171,37 @@ async fn unchanged_keeps_its_etag_changed_gets_a_new_one_and_is_announced() {
     assert!(dir.join("layout.json.br").exists());
 }
 
+/// A builder starting with an empty directory while Redis already holds the current content
+/// (a restart, a new CDN origin) writes Redis's bytes, not a rebuild stamped later: one
+/// strong ETag, one body, wherever it is served from.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_directory_catching_up_gets_the_bytes_redis_serves() {
+    let f = fixture().await;
+    f.builder().build_all(1_000).await.unwrap();
+    let published = f.snapshot(Kind::Availability).await;
+    let out_dir = tempfile::tempdir().unwrap();
+    let mut config = builder_config(&f.app.db, &f.prefix);
+    config.build.out_dir = out_dir.path().to_owned();
+    let mut later = Builder::new(config, Arc::new(Metrics::new())).unwrap();
+    later.build_all(31_000).await.unwrap();
+    let dir = out_dir.path().join(f.show.to_string());
+    for (file, field) in [
+        ("availability.json", field::IDENTITY),
+        ("availability.json.gz", field::GZIP),
+        ("availability.json.br", field::BROTLI),
+    ] {
+        assert_eq!(
+            std::fs::read(dir.join(file)).unwrap(),
+            published[field],
+            "{file}"
+        );
+    }
+    assert_eq!(
+        f.snapshot(Kind::Availability).await[field::BUILT_AT_MS],
+        b"1000"
+    );
+}
+
 async fn lease_holder(builder: &seatmap_builder::RunningBuilder) -> i64 {
     builder.metrics.lease_holder.get()
 }
