@@ -138,17 +138,26 @@ start_redis() {
         port=$(cat "$dir/port")
         log "Redis already running on $port"
     else
-        port=$(usable_port "$port" "$([ "$profile" = test ] && echo any || echo fixed)")
-        echo "$port" > "$dir/port"
-        log "starting Redis on 127.0.0.1:$port"
-        redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --daemonize yes \
-            --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save 60 1000 >/dev/null \
-            || die "Redis did not start"
-        local i
-        for i in $(seq 50); do
-            redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 && break
-            sleep 0.1
+        local mode attempt i
+        mode=$([ "$profile" = test ] && echo any || echo fixed)
+        # A free port can still be taken before Redis binds it (it is in the range the
+        # kernel hands out to outgoing connections): a test instance tries the next one.
+        for attempt in 1 2 3 4 5; do
+            port=$(usable_port "$port" "$mode")
+            echo "$port" > "$dir/port"
+            log "starting Redis on 127.0.0.1:$port"
+            redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --daemonize yes \
+                --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save 60 1000 >/dev/null \
+                || die "Redis did not start"
+            for i in $(seq 50); do
+                redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 && break 2
+                sleep 0.1
+            done
+            [ "$mode" = any ] || break
+            port=$((port + 1))
         done
+        redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 \
+            || { tail -n 5 "$dir/redis.log" >&2; die "Redis did not start"; }
         ONSALE_STARTED_REDIS=$port
     fi
     REDIS_URL="redis://127.0.0.1:$port"
