@@ -12,6 +12,7 @@
 # and nginx under .onsale/bench/.
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib/stack.sh"
+source "$(dirname "$0")/lib.sh"
 cd "$ONSALE_ROOT"
 rounds=${ROUNDS:-3}
 duration=${DURATION:-10s}
@@ -120,33 +121,7 @@ nginx_bytes=$(curl -sS -H 'Accept-Encoding: gzip' "http://127.0.0.1:$nginx_stati
 [ "$edge_bytes" = "$nginx_bytes" ] || die "edge ($edge_bytes B) and nginx ($nginx_bytes B) serve different gzip bytes"
 echo "gzip_bytes=$edge_bytes edge_etag=$edge_etag nginx_etag=$nginx_etag"
 
-export TOKENS=$work/tokens
-cat >"$work/tokens.lua" <<'LUA'
-local tokens, i = {}, 0
-for line in io.lines(os.getenv("TOKENS")) do tokens[#tokens + 1] = line end
-request = function()
-    i = i % #tokens + 1
-    return wrk.format("GET", nil, { ["Authorization"] = "Bearer " .. tokens[i] })
-end
-LUA
-
-# run NAME URL [wrk args...]: ROUNDS runs; prints the median req/s with its p50/p99.
-run() {
-    local name=$1 url=$2; shift 2
-    local results=()
-    for _ in $(seq "$rounds"); do
-        local out rps p50 p99 non2xx
-        out=$(wrk -t1 -c64 -d"$duration" --latency "$@" "$url")
-        non2xx=$(sed -n 's/.*Non-2xx or 3xx responses: \([0-9]*\).*/\1/p' <<<"$out")
-        [ -z "$non2xx" ] || die "$name: $non2xx responses were not 2xx/3xx"
-        rps=$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' <<<"$out")
-        p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
-        p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-        results+=("$rps $p50 $p99")
-    done
-    printf '%s\n' "${results[@]}" | sort -n | sed -n "$(( (rounds + 1) / 2 ))p" \
-        | awk -v n="$name" '{printf "%s rps=%s p50=%s p99=%s\n", n, $1, $2, $3}'
-}
+bearer_script "$work/tokens.lua" "$work/tokens"
 
 {
     run edge_200 "$edge_url$avail" -H 'Accept-Encoding: gzip'
@@ -158,8 +133,9 @@ run() {
     run bare_pingora "http://127.0.0.1:$bare/v1/holds/0193a6f0-0000-7000-8000-00000000b001"
 } | tee "$work/results"
 
-rps() { sed -n "s/^$1 rps=\([0-9.]*\).*/\1/p" "$work/results"; }
-awk -v a="$(rps edge_200)" -v b="$(rps nginx_200)" -v c="$(rps edge_304)" -v d="$(rps nginx_304)" \
-    -v e="$(rps edge_gated)" -v f="$(rps nginx_proxy)" -v g="$(rps bare_pingora)" 'BEGIN {
+r=$work/results
+awk -v a="$(rps edge_200 "$r")" -v b="$(rps nginx_200 "$r")" -v c="$(rps edge_304 "$r")" \
+    -v d="$(rps nginx_304 "$r")" -v e="$(rps edge_gated "$r")" -v f="$(rps nginx_proxy "$r")" \
+    -v g="$(rps bare_pingora "$r")" 'BEGIN {
     printf "ratio_200=%.2f ratio_304=%.2f ratio_gated=%.2f bare_pingora_vs_nginx=%.2f edge_vs_bare=%.2f\n",
         a / b, c / d, e / f, g / f, e / g }'

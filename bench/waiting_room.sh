@@ -12,6 +12,7 @@
 # Private Redis under .onsale/bench/.
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib/stack.sh"
+source "$(dirname "$0")/lib.sh"
 cd "$ONSALE_ROOT"
 rounds=${ROUNDS:-3}
 duration=${DURATION:-10s}
@@ -79,33 +80,7 @@ wrk.method = "POST"
 wrk.body = '$join_body'
 wrk.headers["Content-Type"] = "application/json"
 LUA
-export TOKENS=$work/tokens
-cat >"$work/poll.lua" <<'LUA'
-local tokens, i = {}, 0
-for line in io.lines(os.getenv("TOKENS")) do tokens[#tokens + 1] = line end
-request = function()
-    i = i % #tokens + 1
-    return wrk.format("GET", nil, { ["Authorization"] = "Bearer " .. tokens[i] })
-end
-LUA
-
-# run NAME URL [wrk args...]: ROUNDS runs; prints the median req/s with its p50/p99.
-run() {
-    local name=$1 url=$2; shift 2
-    local results=()
-    for _ in $(seq "$rounds"); do
-        local out rps p50 p99 non2xx
-        out=$(wrk -t1 -c64 -d"$duration" --latency "$@" "$url")
-        non2xx=$(sed -n 's/.*Non-2xx or 3xx responses: \([0-9]*\).*/\1/p' <<<"$out")
-        [ -z "$non2xx" ] || die "$name: $non2xx responses were not 2xx/3xx"
-        rps=$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' <<<"$out")
-        p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
-        p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-        results+=("$rps $p50 $p99")
-    done
-    printf '%s\n' "${results[@]}" | sort -n | sed -n "$(( (rounds + 1) / 2 ))p" \
-        | awk -v n="$name" '{printf "%s rps=%s p50=%s p99=%s\n", n, $1, $2, $3}'
-}
+bearer_script "$work/poll.lua" "$work/tokens"
 
 # redis_rate NAME [redis-benchmark args...]: requests per second, ROUNDS runs, median.
 redis_rate() {
@@ -115,8 +90,7 @@ redis_rate() {
         results+=("$(redis-benchmark -h 127.0.0.1 -p "$redis_port" -c 50 -P 1 -q "$@" \
             | tr '\r' '\n' | sed -n 's/.*: \([0-9.]*\) requests per second.*/\1/p' | tail -1)")
     done
-    printf '%s\n' "${results[@]}" | sort -n | sed -n "$(( (rounds + 1) / 2 ))p" \
-        | awk -v n="$name" '{printf "%s rps=%s\n", n, $1}'
+    printf '%s\n' "${results[@]}" | median | awk -v n="$name" '{printf "%s rps=%s\n", n, $1}'
 }
 
 # The join script with a join's keys and arguments, on a show of its own.
@@ -151,6 +125,7 @@ awk -v b="$before" -v a="$after" -v n="$joined" -v zb="$zbefore" -v za="$zafter"
     printf "memory joined=%d bytes=%d bytes_per_fan=%.2f zset_members=%d zset_bytes_per_member=%.1f\n",
         n, a - b, (a - b) / n, m, (za - zb) / m }' | tee -a "$work/results"
 
-rps() { sed -n "s/^$1 rps=\([0-9.]*\).*/\1/p" "$work/results"; }
-awk -v a="$(rps edge_join)" -v b="$(rps redis_join)" -v c="$(rps edge_poll)" -v d="$(rps redis_get)" 'BEGIN {
+r=$work/results
+awk -v a="$(rps edge_join "$r")" -v b="$(rps redis_join "$r")" -v c="$(rps edge_poll "$r")" \
+    -v d="$(rps redis_get "$r")" 'BEGIN {
     printf "ratio_join=%.2f ratio_poll=%.2f\n", a / b, c / d }'

@@ -245,17 +245,18 @@ pub const WAITING_ROOM_PATH: &str = "/v1/waiting-room/sessions";
 pub const QUEUE_COOKIE: &str = "onsale_queue";
 
 /// The token a request presents: `Authorization: Bearer <jwt>`, else the named cookie.
-/// Takes header values as strings so any HTTP stack can use it.
-pub fn presented<'a>(
-    authorization: Option<&'a str>,
-    cookie_headers: impl IntoIterator<Item = &'a str>,
-    cookie: &str,
-) -> Option<&'a str> {
+/// Any HTTP stack built on the `http` crate (axum, Pingora) passes its header map.
+pub fn presented<'a>(headers: &'a http::HeaderMap, cookie: &str) -> Option<&'a str> {
+    let authorization = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     if let Some(bearer) = authorization.and_then(|v| v.strip_prefix("Bearer ")) {
         return Some(bearer.trim());
     }
-    cookie_headers
-        .into_iter()
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .find_map(|pair| pair.trim().strip_prefix(cookie)?.strip_prefix('='))
 }

@@ -315,19 +315,7 @@ impl EdgeProxy {
     fn gate(&self, session: &Session, ctx: &mut RequestCtx, runtime: &Runtime) -> Decision {
         let header = session.req_header();
         let show = ctx.route.show(header.uri.path());
-        let presented = tokens::presented(
-            header
-                .headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
-            header
-                .headers
-                .get_all(header::COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok()),
-            tokens::ADMIT_COOKIE,
-        );
-        let Some(token) = presented else {
+        let Some(token) = tokens::presented(&header.headers, tokens::ADMIT_COOKIE) else {
             return admission_required("no admission token", show).into();
         };
         let claims = match runtime.tokens.verify(token, self.shared.clock.now_s()) {
@@ -377,19 +365,7 @@ impl EdgeProxy {
                 .into();
         };
         let show_param = show_param.map(str::to_owned);
-        let presented = tokens::presented(
-            header
-                .headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
-            header
-                .headers
-                .get_all(header::COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok()),
-            tokens::QUEUE_COOKIE,
-        )
-        .map(str::to_owned);
+        let presented = tokens::presented(&header.headers, tokens::QUEUE_COOKIE).map(str::to_owned);
         let wr = &shared.waiting_room;
         let answer = match room {
             Room::Challenge => wr.challenge(runtime, show_param.as_deref(), now_ms),

@@ -6,7 +6,6 @@
 use crate::error::ApiError;
 use crate::AppState;
 use axum::extract::FromRequestParts;
-use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
 use onsale_contract::tokens::{self, TokenError};
 
@@ -34,26 +33,12 @@ impl Admission {
     }
 }
 
-fn presented_token(parts: &Parts) -> Option<&str> {
-    tokens::presented(
-        parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-        parts
-            .headers
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok()),
-        tokens::ADMIT_COOKIE,
-    )
-}
-
 impl FromRequestParts<AppState> for Admission {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = presented_token(parts).ok_or(ApiError::Unadmitted("no admission token"))?;
+        let token = tokens::presented(&parts.headers, tokens::ADMIT_COOKIE)
+            .ok_or(ApiError::Unadmitted("no admission token"))?;
         let claims = state.tokens.verify(token, now_s()).map_err(|e| {
             ApiError::Unadmitted(match e {
                 TokenError::Expired => "the admission token has expired",

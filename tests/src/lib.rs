@@ -350,18 +350,23 @@ impl Reply {
         })
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// Asserts an RFC 9457 problem with this status and code, and returns its body.
-    pub fn problem(&self, status: u16, code: &str) -> Value {
+    /// Asserts the status, showing the body when it differs.
+    pub fn expect_status(&self, status: u16) {
         assert_eq!(
             self.status.as_u16(),
             status,
             "{}",
             String::from_utf8_lossy(&self.body)
         );
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts an RFC 9457 problem with this status and code, and returns its body.
+    pub fn problem(&self, status: u16, code: &str) -> Value {
+        self.expect_status(status);
         assert_eq!(
             self.header("content-type"),
             Some("application/problem+json")

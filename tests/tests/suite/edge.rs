@@ -366,12 +366,7 @@ async fn the_gate_admits_only_valid_admission_tokens_for_the_show() {
                 .json(&body),
         )
         .await;
-    assert_eq!(
-        reply.status,
-        201,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    reply.expect_status(201);
     assert_eq!(reply.json()["seat_ids"], json!([f.seats[0]]));
 }
 
@@ -396,12 +391,7 @@ async fn a_dead_origin_leaves_the_pool_and_comes_back() {
     // before the health check has noticed.
     for _ in 0..40 {
         let reply = fan.get("/v1/events").await;
-        assert_eq!(
-            reply.status,
-            200,
-            "{}",
-            String::from_utf8_lossy(&reply.body)
-        );
+        reply.expect_status(200);
     }
 
     second.shutdown().await.unwrap();

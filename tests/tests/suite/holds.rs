@@ -93,12 +93,7 @@ async fn a_hold_is_created_read_and_released() {
     let s = stadium().await;
     let fan = s.fan("ana");
     let reply = s.hold(&fan, &[0, 1, 10]).await;
-    assert_eq!(
-        reply.status,
-        201,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    reply.expect_status(201);
     let hold = reply.json();
     assert_eq!(hold["status"], "active");
     assert_eq!(hold["show_id"], s.show.as_str());
@@ -285,12 +280,7 @@ async fn an_expired_hold_frees_its_seats_at_once_and_the_sweeper_cleans_up() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     // Lazy: seat 1 is free before any sweep, and ana's hold is over.
     let second = s.hold(&s.fan("ben"), &[1, 2]).await;
-    assert_eq!(
-        second.status,
-        201,
-        "{}",
-        String::from_utf8_lossy(&second.body)
-    );
+    second.expect_status(201);
     let path = format!("/v1/holds/{}", first["hold_id"].as_str().unwrap());
     assert_eq!(s.fan("ana").get(&path).await.json()["status"], "expired");
     // Seat 0 still reads `held` (expired) until a sweep; it is claimable all the same.
@@ -361,12 +351,7 @@ async fn best_available_prefers_adjacent_seats_in_one_row() {
             &json!({"section_id": "A", "quantity": 4}),
         )
         .await;
-    assert_eq!(
-        reply.status,
-        201,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    reply.expect_status(201);
     let expected: Vec<i64> = (10..14).map(|i| s.seats[i]).collect();
     assert_eq!(
         reply.json()["seat_ids"],

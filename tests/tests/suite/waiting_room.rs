@@ -114,12 +114,7 @@ impl Room {
             .fan(node)
             .post(JOIN, &json!({ "show_id": self.show }))
             .await;
-        assert_eq!(
-            reply.status,
-            201,
-            "{}",
-            String::from_utf8_lossy(&reply.body)
-        );
+        reply.expect_status(201);
         reply.json()
     }
 
@@ -371,12 +366,7 @@ impl Crowd {
         .await;
         let mut admitted = 0;
         for (i, reply) in replies {
-            assert_eq!(
-                reply.status,
-                200,
-                "{}",
-                String::from_utf8_lossy(&reply.body)
-            );
+            reply.expect_status(200);
             let body = reply.json();
             match body["status"].as_str().unwrap() {
                 "admitted" => {
@@ -576,12 +566,7 @@ async fn settings_and_pause_reach_every_node() {
     let paused = admin
         .post(&format!("/admin/shows/{}/pause", room.show), &json!({}))
         .await;
-    assert_eq!(
-        paused.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&paused.body)
-    );
+    paused.expect_status(200);
     let serving = room.admin(1)["serving"].as_u64().unwrap();
     for _ in 0..20 {
         crowd.poll_due(&room).await;
@@ -696,12 +681,7 @@ async fn proof_of_work_guards_joins() {
         .await
         .problem(400, "pow_invalid");
     let joined = fan.post(JOIN, &join(solution.clone())).await;
-    assert_eq!(
-        joined.status,
-        201,
-        "{}",
-        String::from_utf8_lossy(&joined.body)
-    );
+    joined.expect_status(201);
     fan.post(JOIN, &join(solution))
         .await
         .problem(409, "pow_reused");
