@@ -116,9 +116,10 @@ nginx_file=/$show/availability.json
 etag() { curl -sS -o /dev/null -D - -H 'Accept-Encoding: gzip' "$1" | tr -d '\r' | sed -n 's/^[Ee][Tt]ag: //p'; }
 edge_etag=$(etag "$edge_url$avail")
 nginx_etag=$(etag "http://127.0.0.1:$nginx_static$nginx_file")
-edge_bytes=$(curl -sS -H 'Accept-Encoding: gzip' "$edge_url$avail" | wc -c)
-nginx_bytes=$(curl -sS -H 'Accept-Encoding: gzip' "http://127.0.0.1:$nginx_static$nginx_file" | wc -c)
-[ "$edge_bytes" = "$nginx_bytes" ] || die "edge ($edge_bytes B) and nginx ($nginx_bytes B) serve different gzip bytes"
+curl -sS -H 'Accept-Encoding: gzip' "$edge_url$avail" >"$work/edge.gz"
+curl -sS -H 'Accept-Encoding: gzip' "http://127.0.0.1:$nginx_static$nginx_file" >"$work/nginx.gz"
+cmp -s "$work/edge.gz" "$work/nginx.gz" || die "the edge and nginx serve different gzip bytes"
+edge_bytes=$(wc -c <"$work/edge.gz")
 echo "gzip_bytes=$edge_bytes edge_etag=$edge_etag nginx_etag=$nginx_etag"
 
 bearer_script "$work/tokens.lua" "$work/tokens"
