@@ -118,6 +118,7 @@ pub struct AdminConfig {
 pub struct WaitingRoomConfig {
     pub queue_token_ttl_s: u64,
     pub refresh_ms: u64,
+    pub redis_timeout_ms: u64,
     pub max_steps_per_refresh: u32,
     pub cookie_secure: bool,
     /// Per show, by show id.
@@ -338,6 +339,9 @@ impl Config {
         let room = &self.waiting_room;
         if !(50..=1000).contains(&room.refresh_ms) {
             return fail("waiting_room.refresh_ms", "must be 50 to 1000");
+        }
+        if !(10..=10_000).contains(&room.redis_timeout_ms) {
+            return fail("waiting_room.redis_timeout_ms", "must be 10 to 10000");
         }
         if room.queue_token_ttl_s < 60 || room.max_steps_per_refresh == 0 {
             return fail(

@@ -115,8 +115,9 @@ impl BackgroundService for RoomKeeper {
         let room = &self.shared.waiting_room;
         let mut backoff = Duration::from_millis(100);
         loop {
-            let url = self.shared.live.load().config.redis.url.clone();
-            match room.connect(url.expose()).await {
+            let config = self.shared.live.load().config.clone();
+            let timeout = Duration::from_millis(config.waiting_room.redis_timeout_ms);
+            match room.connect(config.redis.url.expose(), timeout).await {
                 Ok(()) => break,
                 Err(error) => tracing::warn!(%error, "waiting room cannot reach Redis; retrying"),
             }

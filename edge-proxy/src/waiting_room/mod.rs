@@ -21,7 +21,9 @@ use onsale_contract::tokens::{self, Claims, Lane, TokenError, TokenType};
 use redis::aio::ConnectionManager;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use store::{Claim, Joined, Keys};
 
 /// Sampled places whose predicted wait is checked when their turn comes, per show.
@@ -379,6 +381,8 @@ pub struct WaitingRoom {
     /// The settings this node last published per show (from its file).
     published: Mutex<HashMap<String, QueueSettings>>,
     eta_samples: Mutex<HashMap<String, EtaSamples>>,
+    /// Whether the last step failed, so an outage is logged once.
+    failing: AtomicBool,
     pub metrics: RoomMetrics,
 }
 
@@ -390,6 +394,7 @@ impl WaitingRoom {
             redis: ArcSwapOption::empty(),
             published: Mutex::default(),
             eta_samples: Mutex::default(),
+            failing: AtomicBool::new(false),
             metrics: RoomMetrics::new(registry),
         }
     }
@@ -406,8 +411,16 @@ impl WaitingRoom {
             .ok_or(StateError::NotConnected)
     }
 
-    pub async fn connect(&self, url: &str) -> Result<(), StateError> {
-        let manager = redis::Client::open(url)?.get_connection_manager().await?;
+    /// Connects to Redis; every call then fails after `timeout` rather than wait on a Redis
+    /// that is away, and reconnects back off to at most a second apart.
+    pub async fn connect(&self, url: &str, timeout: Duration) -> Result<(), StateError> {
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(timeout)
+            .set_response_timeout(timeout)
+            .set_max_delay(1_000);
+        let manager = redis::Client::open(url)?
+            .get_connection_manager_with_config(config)
+            .await?;
         self.redis.store(Some(Arc::new(manager)));
         Ok(())
     }
@@ -432,12 +445,18 @@ impl WaitingRoom {
                 .await;
             match result {
                 Ok(view) => {
+                    if self.failing.swap(false, Ordering::Relaxed) {
+                        tracing::info!("waiting-room steps succeed again");
+                    }
                     self.observe(show, &view, now_ms);
                     views.insert(show.clone(), Arc::new(view));
                 }
                 Err(error) => {
                     self.metrics.step_failures.inc();
-                    tracing::warn!(%show, %error, "waiting-room step failed; polls use the last view");
+                    // Once per outage, not every refresh; the counter keeps the rest.
+                    if !self.failing.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(%show, %error, "waiting-room steps failing; polls use the last view");
+                    }
                     if let Some(previous) = previous {
                         views.insert(show.clone(), previous);
                     }

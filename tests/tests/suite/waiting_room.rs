@@ -52,12 +52,23 @@ struct Room {
 
 /// `nodes` edges on one Redis prefix and one manual clock at T0, with `settings` for one show.
 async fn room(nodes: usize, settings: QueueSettings, upstream: Option<SocketAddr>) -> Room {
+    room_via(nodes, settings, upstream, onsale_tests::redis_url()).await
+}
+
+/// [`room`], reaching Redis at `redis_url`.
+async fn room_via(
+    nodes: usize,
+    settings: QueueSettings,
+    upstream: Option<SocketAddr>,
+    redis_url: String,
+) -> Room {
     let clock = Clock::manual(T0);
     let show = uuid::Uuid::new_v4().to_string();
     let prefix = onsale_tests::redis_prefix();
     let edges: Vec<RunningEdge> = (0..nodes)
         .map(|_| {
             let mut builder = edge().clock(clock.clone()).config(|c| {
+                c.redis.url = onsale_contract::config::Secret::new(redis_url.clone());
                 c.redis.key_prefix = prefix.clone();
                 c.waiting_room.shows.insert(show.clone(), settings.clone());
                 c.waiting_room.refresh_ms = 1000;
@@ -689,4 +700,45 @@ async fn proof_of_work_guards_joins() {
     fan.get("/v1/waiting-room/challenge?show_id=elsewhere")
         .await
         .problem(404, "show_not_found");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_redis_away_queued_fans_keep_polling_and_joins_say_so() {
+    let redis: SocketAddr = onsale_tests::redis_url()
+        .trim_start_matches("redis://")
+        .parse()
+        .expect("TEST_REDIS_URL is redis://ip:port");
+    let gate = onsale_tests::TcpGate::start(redis).await;
+    let mut s = settings();
+    s.paused = true;
+    let room = room_via(1, s, None, format!("redis://{}", gate.addr)).await;
+    let token = room.join(0).await["queue_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    room.join(0).await;
+    room.step().await;
+
+    gate.cut();
+    room.step().await;
+    // The view of the last good step answers polls; joins need Redis and say so.
+    let polled = room.poll(0, &token).await;
+    polled.expect_status(200);
+    assert_eq!(polled.json()["position"], 0);
+    let refused = room
+        .fan(0)
+        .post(JOIN, &json!({ "show_id": room.show }))
+        .await;
+    refused.problem(503, "queue_unavailable");
+    assert_eq!(refused.header("retry-after"), Some("2"));
+
+    gate.restore();
+    eventually("joins to work again", WITHIN, || async {
+        let reply = room
+            .fan(0)
+            .post(JOIN, &json!({ "show_id": room.show }))
+            .await;
+        (reply.status == 201).then(|| reply.json())
+    })
+    .await;
 }
