@@ -321,7 +321,8 @@ pub enum Refusal {
 
 impl From<redis::RedisError> for Refusal {
     fn from(error: redis::RedisError) -> Self {
-        tracing::warn!(%error, "waiting-room state unavailable");
+        // Debug only: in an outage every join would log; the step logs the outage once.
+        tracing::debug!(%error, "waiting-room state unavailable");
         Refusal::Unavailable(error.into())
     }
 }
