@@ -165,8 +165,17 @@ fn header_bytes(session: &Session) -> usize {
 }
 
 impl EdgeProxy {
+    /// A 429 for `limited`, counted by the limit that refused.
+    fn limited(&self, limited: Limited) -> Decision {
+        self.shared
+            .metrics
+            .rate_limited
+            .with_label_values(&[limited.limiter])
+            .inc();
+        rate_limited(limited).into()
+    }
+
     async fn decide(&self, session: &mut Session, ctx: &mut RequestCtx) -> Decision {
-        let shared = &self.shared;
         let runtime = ctx.runtime.clone().expect("set in request_filter");
         let limits = &runtime.config.limits;
         if header_bytes(session) > limits.max_header_bytes {
@@ -201,12 +210,7 @@ impl EdgeProxy {
         let client = client_ip(peer, forwarded, &limits.trusted_proxies);
         ctx.client = Some(client);
         if let Err(limited) = runtime.limits.check_request(client, ctx.route.class) {
-            shared
-                .metrics
-                .rate_limited
-                .with_label_values(&[limited.limiter])
-                .inc();
-            return rate_limited(limited).into();
+            return self.limited(limited);
         }
         let declared = header
             .headers
@@ -337,12 +341,7 @@ impl EdgeProxy {
                 .into();
         }
         if let Err(limited) = runtime.limits.check_fan(&claims.sub, &claims.show) {
-            self.shared
-                .metrics
-                .rate_limited
-                .with_label_values(&[limited.limiter])
-                .inc();
-            return rate_limited(limited).into();
+            return self.limited(limited);
         }
         ctx.admission = Some(claims);
         Decision::Proxy
@@ -376,12 +375,7 @@ impl EdgeProxy {
             Room::Join => {
                 let client = ctx.client.unwrap_or(IpAddr::from([0, 0, 0, 0]));
                 if let Err(limited) = runtime.limits.check_join(client) {
-                    shared
-                        .metrics
-                        .rate_limited
-                        .with_label_values(&[limited.limiter])
-                        .inc();
-                    return rate_limited(limited).into();
+                    return self.limited(limited);
                 }
                 match join_request(session).await {
                     Ok(request) => {
