@@ -429,19 +429,17 @@ impl WaitingRoom {
     /// One admission step for every configured show, and a fresh view of each.
     pub async fn step(&self, runtime: &Runtime, snapshots: &SnapshotStore, now_ms: i64) {
         let room = &runtime.config.waiting_room;
-        let prefix = &runtime.config.redis.key_prefix;
         let mut views = HashMap::with_capacity(room.shows.len());
         for (show, file_settings) in &room.shows {
             let previous = self.view(show);
             let result = self
                 .step_show(
+                    runtime,
                     show,
-                    prefix,
                     file_settings,
                     previous.as_deref(),
                     snapshots,
                     now_ms,
-                    room.max_steps_per_refresh,
                 )
                 .await;
             match result {
@@ -467,19 +465,17 @@ impl WaitingRoom {
         self.views.store(Arc::new(views));
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn step_show(
         &self,
+        runtime: &Runtime,
         show: &str,
-        prefix: &str,
         file_settings: &QueueSettings,
         previous: Option<&ShowView>,
         snapshots: &SnapshotStore,
         now_ms: i64,
-        max_steps: u32,
     ) -> Result<ShowView, StateError> {
         let mut conn = self.connection()?;
-        let keys = Keys::new(prefix, show);
+        let keys = Keys::new(&runtime.config.redis.key_prefix, show);
         let unpublished = self.published.lock().expect("lock").get(show) != Some(file_settings);
         if unpublished {
             let version = store::publish(&mut conn, &keys, file_settings).await?;
@@ -506,7 +502,7 @@ impl WaitingRoom {
             settings,
             now_ms,
             sold_out,
-            max_steps,
+            max_steps: runtime.config.waiting_room.max_steps_per_refresh,
             known_version: previous.map_or(0, |v| v.state.version),
             seen: &seen,
         };
