@@ -14,6 +14,13 @@ pub struct Config {
     pub catalog: CatalogConfig,
     pub tokens: TokensConfig,
     pub holds: HoldsConfig,
+    pub orders: OrdersConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrdersConfig {
+    pub payment_window_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -130,6 +137,9 @@ impl Config {
                 "holds",
                 "sweep_interval_ms and sweep_batch must be positive",
             );
+        }
+        if !(1.0..=86_400.0).contains(&self.orders.payment_window_s) {
+            return key("orders.payment_window_s", "must be 1 to 86400 seconds");
         }
         Ok(())
     }

@@ -38,11 +38,11 @@ pub struct HoldView {
     pub currency: String,
 }
 
-fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
-fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = (status, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -336,22 +336,40 @@ async fn lock_claimable(
         .into_iter()
         .collect();
     if !expired_holds.is_empty() {
-        let ended = sqlx::query(
-            "UPDATE holds SET status = 'expired', ended_at = now() WHERE id = ANY($1) AND status = 'active'",
-        )
-        .bind(&expired_holds)
-        .execute(&mut **tx)
-        .await?;
-        sqlx::query("UPDATE hold_seats SET released_at = now() WHERE hold_id = ANY($1) AND released_at IS NULL")
-            .bind(&expired_holds)
-            .execute(&mut **tx)
-            .await?;
+        let ended = end_expired(tx, &expired_holds).await?;
         metrics
             .holds_ended
             .with_label_values(&["expired_lazily"])
-            .inc_by(ended.rows_affected());
+            .inc_by(ended);
     }
     Ok(Vec::new())
+}
+
+/// Ends `holds` as expired (those still active), closes their seat rows, and cancels an
+/// order still awaiting payment for any of them (`hold_expired`, with an outbox event), in
+/// the caller's transaction, which has locked the holds' inventory rows. Returns how many
+/// holds it ended.
+pub async fn end_expired(tx: &mut PgConnection, holds: &[Uuid]) -> Result<u64, sqlx::Error> {
+    let ended = sqlx::query(
+        "UPDATE holds SET status = 'expired', ended_at = now() WHERE id = ANY($1) AND status = 'active'",
+    )
+    .bind(holds)
+    .execute(&mut *tx)
+    .await?;
+    close_hold_seats(tx, holds).await?;
+    sqlx::query(
+        "WITH cancelled AS (
+             UPDATE orders SET status = 'cancelled', cancel_reason = 'hold_expired'
+             WHERE hold_id = ANY($1) AND status = 'pending_payment'
+             RETURNING id, hold_id)
+         INSERT INTO outbox (aggregate_id, event_type, payload)
+         SELECT id, 'hold_expired', jsonb_build_object('order_id', id, 'hold_id', hold_id)
+         FROM cancelled",
+    )
+    .bind(holds)
+    .execute(&mut *tx)
+    .await?;
+    Ok(ended.rows_affected())
 }
 
 async fn insert_hold(
@@ -485,11 +503,22 @@ pub async fn delete_hold(
         .bind(hold.id)
         .fetch_one(&mut *tx)
         .await?;
+    let ordered: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM orders WHERE hold_id = $1)")
+            .bind(hold.id)
+            .fetch_one(&mut *tx)
+            .await?;
     match status.as_str() {
         "converted" => {
             return Err(ApiError::Conflict(
                 "hold_converted",
                 "the hold became an order; cancel the order instead".to_owned(),
+            ))
+        }
+        "active" if ordered => {
+            return Err(ApiError::Conflict(
+                "hold_ordered",
+                "the hold has an order awaiting payment; pay or let it expire".to_owned(),
             ))
         }
         "active" => {
@@ -515,6 +544,17 @@ pub async fn delete_hold(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Marks the seat rows of `holds` released (they stay as history).
+async fn close_hold_seats(tx: &mut PgConnection, holds: &[Uuid]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE hold_seats SET released_at = now() WHERE hold_id = ANY($1) AND released_at IS NULL",
+    )
+    .bind(holds)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 /// Returns the seats still held by `holds` to sale and closes their `hold_seats` rows.
 async fn free_seats(tx: &mut PgConnection, show: Uuid, holds: &[Uuid]) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -525,11 +565,6 @@ async fn free_seats(tx: &mut PgConnection, show: Uuid, holds: &[Uuid]) -> Result
     .bind(holds)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
-        "UPDATE hold_seats SET released_at = now() WHERE hold_id = ANY($1) AND released_at IS NULL",
-    )
-    .bind(holds)
-    .execute(&mut *tx)
-    .await?;
+    close_hold_seats(tx, holds).await?;
     Ok(())
 }

@@ -15,6 +15,7 @@ pub mod holds;
 pub mod idempotency;
 pub mod json;
 pub mod metrics;
+pub mod orders;
 pub mod seed;
 pub mod sweeper;
 
@@ -73,6 +74,8 @@ pub fn router(state: AppState) -> Router {
             "/v1/holds/{id}",
             get(holds::get_hold).delete(holds::delete_hold),
         )
+        .route("/v1/orders", post(orders::post_order))
+        .route("/v1/orders/{id}", get(orders::get_order))
         .layer(DefaultBodyLimit::max(config.body_limit_bytes));
     let organizer = Router::new()
         .route("/v1/admin/venues", post(admin::post_venue))

@@ -33,23 +33,14 @@ pub async fn sweep_once(pool: &PgPool, batch: i64, metrics: &Metrics) -> Result<
         return Ok(0);
     }
     let holds: Vec<Uuid> = swept.iter().map(|s| s.0).collect();
-    let expired = sqlx::query("UPDATE holds SET status = 'expired', ended_at = now() WHERE id = ANY($1) AND status = 'active'")
-        .bind(&holds)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "UPDATE hold_seats SET released_at = now() WHERE hold_id = ANY($1) AND released_at IS NULL",
-    )
-    .bind(&holds)
-    .execute(&mut *tx)
-    .await?;
+    let expired = crate::holds::end_expired(&mut tx, &holds).await?;
     tx.commit().await?;
     let lag = swept.iter().map(|s| s.1).fold(0.0, f64::max);
     metrics.sweep_lag.set(lag);
     metrics
         .holds_ended
         .with_label_values(&["expired_swept"])
-        .inc_by(expired.rows_affected());
+        .inc_by(expired);
     Ok(swept.iter().map(|s| s.2 as u64).sum())
 }
 

@@ -39,6 +39,7 @@ resource_id!(VenueId, "venue_not_found", "Venue");
 resource_id!(EventId, "event_not_found", "Event");
 resource_id!(ShowId, "show_not_found", "Show");
 resource_id!(HoldId, "hold_not_found", "Hold");
+resource_id!(OrderId, "order_not_found", "Order");
 
 #[cfg(test)]
 mod tests {

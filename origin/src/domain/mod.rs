@@ -5,8 +5,10 @@ pub mod catalog_query;
 pub mod drafts;
 pub mod hold_request;
 pub mod ids;
+pub mod order_request;
 
 pub use catalog_query::{EventCursor, EventFilter};
 pub use drafts::{EventDraft, SectionLayout, ShowDraft, VenueDraft};
 pub use hold_request::{HoldRequest, IdempotencyKey};
-pub use ids::{EventId, HoldId, ShowId, VenueId};
+pub use ids::{EventId, HoldId, OrderId, ShowId, VenueId};
+pub use order_request::OrderRequest;

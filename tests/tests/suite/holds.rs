@@ -10,13 +10,13 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// A show of 200 seats: sections A-D (tiers T1-T4), 5 rows of 10 seats each.
-struct Stadium {
-    app: TestApp,
-    show: String,
-    seats: Vec<i64>,
+pub(crate) struct Stadium {
+    pub(crate) app: TestApp,
+    pub(crate) show: String,
+    pub(crate) seats: Vec<i64>,
 }
 
-async fn stadium_with(change: impl FnOnce(&mut origin::config::Config)) -> Stadium {
+pub(crate) async fn stadium_with(change: impl FnOnce(&mut origin::config::Config)) -> Stadium {
     let app = TestApp::spawn_with(change).await;
     let layout = venue_body(
         "Arena",
@@ -44,12 +44,12 @@ async fn stadium_with(change: impl FnOnce(&mut origin::config::Config)) -> Stadi
     Stadium { app, show, seats }
 }
 
-async fn stadium() -> Stadium {
+pub(crate) async fn stadium() -> Stadium {
     stadium_with(|_| {}).await
 }
 
 impl Stadium {
-    fn fan(&self, name: &str) -> Client {
+    pub(crate) fn fan(&self, name: &str) -> Client {
         client(self.app.origin.addr()).bearer(&admission(name, &self.show))
     }
 
@@ -57,7 +57,7 @@ impl Stadium {
         format!("/v1/shows/{}/holds", self.show)
     }
 
-    async fn hold(&self, fan: &Client, seats: &[usize]) -> Reply {
+    pub(crate) async fn hold(&self, fan: &Client, seats: &[usize]) -> Reply {
         let ids: Vec<i64> = seats.iter().map(|&i| self.seats[i]).collect();
         fan.post_idempotent(
             &self.holds_path(),
@@ -67,7 +67,7 @@ impl Stadium {
         .await
     }
 
-    async fn count(&self, sql: &str) -> i64 {
+    pub(crate) async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql)
             .bind(&self.show)
             .fetch_one(&self.app.db.pool)

@@ -3,6 +3,7 @@
 mod catalog;
 mod edge;
 mod holds;
+mod orders;
 mod organizer;
 mod schema;
 mod seed;

@@ -1,0 +1,28 @@
+//! The body of `POST /v1/orders`, parsed.
+
+use crate::domain::HoldId;
+use crate::error::ApiError;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderBody {
+    hold_id: String,
+}
+
+/// An order for one hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct OrderRequest {
+    pub hold_id: HoldId,
+}
+
+impl OrderRequest {
+    pub fn parse(body: OrderBody) -> Result<Self, ApiError> {
+        // A malformed id names no hold: the same answer as an unknown one.
+        let hold_id = Uuid::parse_str(&body.hold_id).map_err(|_| HoldId::not_found())?;
+        Ok(OrderRequest {
+            hold_id: HoldId(hold_id),
+        })
+    }
+}

@@ -1,0 +1,280 @@
+//! Orders: a fan's active hold becomes an order awaiting payment, in one transaction that
+//! also extends the hold, once, to the payment window and creates the payment intent.
+//!
+//! Lock order: the hold's inventory rows, then the hold row; the sweeper and the lazy
+//! expiry of `holds::lock_claimable` take them in the same order. An order whose hold
+//! expires before payment is cancelled with it (`holds::end_expired`).
+
+use crate::auth::Admission;
+use crate::domain::order_request::OrderBody;
+use crate::domain::{HoldId, IdempotencyKey, OrderId, OrderRequest};
+use crate::error::ApiError;
+use crate::holds::{json_response, now_ms};
+use crate::idempotency::{self, Begin, Claimed};
+use crate::json::ApiJson;
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// The built-in payment provider; intents start in `requires_confirmation`.
+const SANDBOX: &str = "sandbox";
+
+#[derive(Debug, Serialize)]
+struct PaymentView {
+    payment_id: Uuid,
+    status: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ItemView {
+    seat_id: i64,
+    price_cents: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct OrderView {
+    order_id: Uuid,
+    show_id: Uuid,
+    hold_id: Uuid,
+    status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancel_reason: Option<String>,
+    total_cents: i64,
+    currency: String,
+    expires_at_ms: i64,
+    server_time_ms: i64,
+    items: Vec<ItemView>,
+    payment: PaymentView,
+}
+
+pub async fn post_order(
+    State(state): State<AppState>,
+    admission: Admission,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<OrderBody>,
+) -> Result<Response, ApiError> {
+    let key = IdempotencyKey::parse(headers.get("idempotency-key"))?;
+    let request = OrderRequest::parse(body)?;
+    let route = "POST /v1/orders";
+    let canonical = serde_json::to_vec(&request).expect("an order request serializes");
+    let fingerprint = idempotency::fingerprint(route, &canonical);
+    let begun = idempotency::begin(
+        &state.pool,
+        &admission.fan,
+        key.as_str(),
+        route,
+        &fingerprint,
+        state.config.holds.idempotency_in_flight_timeout_s,
+    )
+    .await?;
+    let claimed = match begun {
+        Begin::Replay(response) => return Ok(response),
+        Begin::Proceed(claimed) => claimed,
+    };
+    match create_order(&state, &admission, request.hold_id, &claimed).await {
+        Ok(body) => Ok(json_response(StatusCode::CREATED, body)),
+        Err(error) => {
+            idempotency::finish_failed(&state.pool, &claimed, &error).await;
+            Err(error)
+        }
+    }
+}
+
+async fn create_order(
+    state: &AppState,
+    admission: &Admission,
+    hold: HoldId,
+    claimed: &Claimed,
+) -> Result<Vec<u8>, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    let seen: Option<(Uuid, String, Vec<i64>)> = sqlx::query_as(
+        "SELECT show_id, fan_id,
+                array(SELECT seat_id FROM hold_seats WHERE hold_id = h.id AND released_at IS NULL ORDER BY seat_id)
+         FROM holds h WHERE id = $1",
+    )
+    .bind(hold)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((show, _, seats)) =
+        seen.filter(|(show, fan, _)| *fan == admission.fan && show.to_string() == admission.show)
+    else {
+        return Err(HoldId::not_found());
+    };
+    // Inventory rows first, by primary key (see the module docs), then the hold row.
+    sqlx::query(
+        "SELECT 1 FROM seat_inventory WHERE show_id = $1 AND seat_id = ANY($2) ORDER BY seat_id FOR UPDATE",
+    )
+    .bind(show)
+    .bind(&seats)
+    .execute(&mut *tx)
+    .await?;
+    let active: bool = sqlx::query_scalar(
+        "SELECT status = 'active' AND expires_at > now() FROM holds WHERE id = $1 FOR UPDATE",
+    )
+    .bind(hold)
+    .fetch_one(&mut *tx)
+    .await?;
+    let ordered: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM orders WHERE hold_id = $1)")
+            .bind(hold)
+            .fetch_one(&mut *tx)
+            .await?;
+    if ordered {
+        return Err(ApiError::Conflict(
+            "hold_already_ordered",
+            "this hold already has an order".to_owned(),
+        ));
+    }
+    if !active {
+        return Err(ApiError::Conflict(
+            "hold_not_active",
+            "the hold has expired or was released; hold the seats again".to_owned(),
+        ));
+    }
+    // The payment window, once: an order is made once per hold.
+    let (expires_at, total_cents, currency): (DateTime<Utc>, i64, String) = sqlx::query_as(
+        "UPDATE holds SET expires_at = greatest(expires_at, clock_timestamp() + make_interval(secs => $2))
+         WHERE id = $1 RETURNING expires_at, total_cents, currency",
+    )
+    .bind(hold)
+    .bind(state.config.orders.payment_window_s)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE seat_inventory SET hold_expires_at = $4, version = version + 1
+         WHERE show_id = $1 AND seat_id = ANY($2) AND hold_id = $3",
+    )
+    .bind(show)
+    .bind(&seats)
+    .bind(hold)
+    .bind(expires_at)
+    .execute(&mut *tx)
+    .await?;
+    let order = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO orders (id, show_id, hold_id, fan_id, status, total_cents, currency, expires_at)
+         VALUES ($1, $2, $3, $4, 'pending_payment', $5, $6, $7)",
+    )
+    .bind(order)
+    .bind(show)
+    .bind(hold)
+    .bind(&admission.fan)
+    .bind(total_cents)
+    .bind(&currency)
+    .bind(expires_at)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO order_items (order_id, show_id, seat_id, price_cents)
+         SELECT $1, i.show_id, i.seat_id, p.price_cents
+         FROM hold_seats h
+         JOIN seat_inventory i ON i.show_id = h.show_id AND i.seat_id = h.seat_id
+         JOIN show_price_tiers p ON p.show_id = i.show_id AND p.tier = i.price_tier
+         WHERE h.hold_id = $2 AND h.released_at IS NULL",
+    )
+    .bind(order)
+    .bind(hold)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO payments (id, order_id, provider, provider_ref, status, amount_cents, currency)
+         VALUES ($1, $2, $3, $4, 'requires_confirmation', $5, $6)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(order)
+    .bind(SANDBOX)
+    .bind(format!("pi_{}", Uuid::new_v4().simple()))
+    .bind(total_cents)
+    .bind(&currency)
+    .execute(&mut *tx)
+    .await?;
+    let view = load(&mut tx, OrderId(order)).await?;
+    let body = serde_json::to_vec(&view).expect("an order serializes");
+    idempotency::store_in(&mut tx, claimed, 201, &body).await?;
+    tx.commit().await?;
+    Ok(body)
+}
+
+type OrderRow = (
+    Uuid,
+    Uuid,
+    Uuid,
+    String,
+    Option<String>,
+    i64,
+    String,
+    DateTime<Utc>,
+);
+
+async fn load(tx: &mut sqlx::PgConnection, order: OrderId) -> Result<OrderView, ApiError> {
+    let (order_id, show_id, hold_id, status, cancel_reason, total_cents, currency, expires_at): OrderRow =
+        sqlx::query_as(
+            "SELECT id, show_id, hold_id, status, cancel_reason, total_cents, currency, expires_at
+             FROM orders WHERE id = $1",
+        )
+        .bind(order)
+        .fetch_one(&mut *tx)
+        .await?;
+    let items: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT seat_id, price_cents FROM order_items WHERE order_id = $1 ORDER BY seat_id",
+    )
+    .bind(order)
+    .fetch_all(&mut *tx)
+    .await?;
+    let (payment_id, payment_status): (Uuid, String) = sqlx::query_as(
+        "SELECT id, status FROM payments WHERE order_id = $1 ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(order)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(OrderView {
+        order_id,
+        show_id,
+        hold_id,
+        status,
+        cancel_reason,
+        total_cents,
+        currency,
+        expires_at_ms: expires_at.timestamp_millis(),
+        server_time_ms: now_ms(),
+        items: items
+            .into_iter()
+            .map(|(seat_id, price_cents)| ItemView {
+                seat_id,
+                price_cents,
+            })
+            .collect(),
+        payment: PaymentView {
+            payment_id,
+            status: payment_status,
+        },
+    })
+}
+
+/// `GET /v1/orders/{id}`: the fan's own order for the admitted show; anything else is 404.
+pub async fn get_order(
+    State(state): State<AppState>,
+    admission: Admission,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let order = OrderId::parse_path(&id)?;
+    let mut conn = state.pool.acquire().await?;
+    let owner: Option<(String, Uuid)> =
+        sqlx::query_as("SELECT fan_id, show_id FROM orders WHERE id = $1")
+            .bind(order)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if !owner.is_some_and(|(fan, show)| fan == admission.fan && show.to_string() == admission.show)
+    {
+        return Err(OrderId::not_found());
+    }
+    let view = load(&mut conn, order).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&view).expect("an order serializes"),
+    ))
+}

@@ -1,0 +1,172 @@
+//! Orders at the origin: one per active hold, idempotent, owned, extending the hold once to
+//! the payment window, and cancelled with the hold when it expires unpaid.
+
+use crate::holds::{stadium, stadium_with, Stadium};
+use onsale_tests::{Client, Reply};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::time::Duration;
+use uuid::Uuid;
+
+async fn order(fan: &Client, hold_id: &str, key: &str) -> Reply {
+    fan.post_idempotent("/v1/orders", key, &json!({ "hold_id": hold_id }))
+        .await
+}
+
+/// A hold of `seats` for `fan`, returned as its JSON.
+async fn held(s: &Stadium, fan: &Client, seats: &[usize]) -> Value {
+    let reply = s.hold(fan, seats).await;
+    reply.expect_status(201);
+    reply.json()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_order_takes_its_hold_once_and_extends_it_to_the_payment_window() {
+    let s = stadium().await;
+    let ana = s.fan("ana");
+    let hold = held(&s, &ana, &[0, 1]).await;
+    let hold_id = hold["hold_id"].as_str().unwrap();
+    let created = order(&ana, hold_id, "k1").await;
+    created.expect_status(201);
+    let body = created.json();
+    assert_eq!(body["status"], "pending_payment");
+    assert_eq!(body["total_cents"], hold["total_cents"]);
+    assert_eq!(body["currency"], hold["currency"]);
+    assert_eq!(body["payment"]["status"], "requires_confirmation");
+    assert_eq!(
+        body["items"].as_array().unwrap().len(),
+        2,
+        "one item per held seat"
+    );
+    let item_sum: i64 = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["price_cents"].as_i64().unwrap())
+        .sum();
+    assert_eq!(item_sum, body["total_cents"].as_i64().unwrap());
+    // Extended from the hold's 480 s to the 600 s payment window, on the seats too.
+    let expires = body["expires_at_ms"].as_i64().unwrap();
+    assert!(expires > hold["expires_at_ms"].as_i64().unwrap());
+    let window = expires - body["server_time_ms"].as_i64().unwrap();
+    assert!((590_000..=600_000).contains(&window), "{window} ms to pay");
+    assert_eq!(
+        s.count(
+            "SELECT count(*) FROM seat_inventory i JOIN orders o ON o.hold_id = i.hold_id
+             WHERE i.show_id = $1::uuid AND i.status = 'held' AND i.hold_expires_at = o.expires_at"
+        )
+        .await,
+        2,
+        "the seats' expiry moved with the hold's"
+    );
+
+    // A retry replays; another order for the same hold is refused and extends nothing.
+    let again = order(&ana, hold_id, "k1").await;
+    again.expect_status(201);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.json()["order_id"], body["order_id"]);
+    order(&ana, hold_id, "k2")
+        .await
+        .problem(409, "hold_already_ordered");
+    let order_id = body["order_id"].as_str().unwrap();
+    let read = ana.get(&format!("/v1/orders/{order_id}")).await;
+    read.expect_status(200);
+    assert_eq!(read.json()["expires_at_ms"], expires);
+    assert_eq!(read.json()["items"], body["items"]);
+
+    // Only its fan sees it; its hold can no longer be released from under it.
+    s.fan("bob")
+        .get(&format!("/v1/orders/{order_id}"))
+        .await
+        .problem(404, "order_not_found");
+    ana.get("/v1/orders/not-an-id")
+        .await
+        .problem(404, "order_not_found");
+    ana.request(Method::DELETE, &format!("/v1/holds/{hold_id}"), None)
+        .await
+        .problem(409, "hold_ordered");
+    assert_eq!(
+        s.count("SELECT count(*) FROM orders WHERE show_id = $1::uuid")
+            .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_holder_orders_an_active_hold() {
+    let s = stadium().await;
+    let ana = s.fan("ana");
+    let hold = held(&s, &ana, &[5]).await;
+    let hold_id = hold["hold_id"].as_str().unwrap();
+    order(&s.fan("bob"), hold_id, "k")
+        .await
+        .problem(404, "hold_not_found");
+    order(&ana, &Uuid::new_v4().to_string(), "k-unknown")
+        .await
+        .problem(404, "hold_not_found");
+    order(&ana, "nope", "k-malformed")
+        .await
+        .problem(404, "hold_not_found");
+    ana.post("/v1/orders", &json!({ "hold_id": hold_id }))
+        .await
+        .problem(400, "idempotency_key_required");
+    ana.post_idempotent(
+        "/v1/orders",
+        "k-extra",
+        &json!({ "hold_id": hold_id, "price": 1 }),
+    )
+    .await
+    .problem(400, "invalid_body");
+    let released = ana
+        .request(Method::DELETE, &format!("/v1/holds/{hold_id}"), None)
+        .await;
+    released.expect_status(204);
+    order(&ana, hold_id, "k-released")
+        .await
+        .problem(409, "hold_not_active");
+    assert_eq!(
+        s.count("SELECT count(*) FROM orders WHERE show_id = $1::uuid")
+            .await,
+        0,
+        "refusals change nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unpaid_order_expires_with_its_hold() {
+    let s = stadium_with(|c| {
+        c.holds.ttl_s = 0.5;
+        c.holds.sweep_interval_ms = 50;
+        c.orders.payment_window_s = 1.0;
+    })
+    .await;
+    let ana = s.fan("ana");
+    let hold = held(&s, &ana, &[7, 8]).await;
+    let created = order(&ana, hold["hold_id"].as_str().unwrap(), "k").await;
+    created.expect_status(201);
+    let order_id = created.json()["order_id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/orders/{order_id}");
+    let cancelled = onsale_tests::eventually(
+        "the unpaid order to be cancelled",
+        Duration::from_secs(10),
+        || async {
+            let body = ana.get(&path).await.json();
+            (body["status"] == "cancelled").then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(cancelled["cancel_reason"], "hold_expired");
+    assert_eq!(
+        s.count("SELECT count(*) FROM seat_inventory WHERE show_id = $1::uuid AND status <> 'available'")
+            .await,
+        0,
+        "its seats are back on sale"
+    );
+    let events: Vec<String> =
+        sqlx::query_scalar("SELECT event_type FROM outbox WHERE aggregate_id = $1::uuid")
+            .bind(&order_id)
+            .fetch_all(&s.app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(events, vec!["hold_expired".to_owned()]);
+}
