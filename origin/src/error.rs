@@ -34,6 +34,9 @@ pub enum ApiError {
     },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A state the schema and locks should rule out; the transaction is rolled back.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl ApiError {
@@ -89,14 +92,18 @@ impl ApiError {
             ApiError::Database(_) => Problem::new(503, "unavailable", "Service unavailable")
                 .with_detail("the database did not answer; retry shortly")
                 .with("retry_after_s", 1),
+            ApiError::Internal(_) => Problem::new(500, "internal", "Internal error")
+                .with_detail("nothing was changed; retry shortly"),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Database(error) = &self {
-            tracing::error!(%error, "database error");
+        match &self {
+            ApiError::Database(error) => tracing::error!(%error, "database error"),
+            ApiError::Internal(error) => tracing::error!(%error, "internal error"),
+            _ => {}
         }
         problem_response(&self.to_problem())
     }

@@ -65,17 +65,7 @@ pub async fn post_hold(
     let config = &state.config.holds;
     let request = HoldRequest::parse(body, config.max_seats_per_hold)?;
     let route = format!("POST /v1/shows/{show}/holds");
-    let canonical = serde_json::to_vec(&request).expect("a hold request serializes");
-    let fingerprint = idempotency::fingerprint(&route, &canonical);
-    let begun = idempotency::begin(
-        &state.pool,
-        &admission.fan,
-        key.as_str(),
-        &route,
-        &fingerprint,
-        config.idempotency_in_flight_timeout_s,
-    )
-    .await?;
+    let begun = idempotency::begin_request(&state, &admission.fan, &key, &route, &request).await?;
     let claimed = match begun {
         Begin::Replay(response) => return Ok(response),
         Begin::Proceed(claimed) => claimed,
@@ -544,8 +534,35 @@ pub async fn delete_hold(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Locks a hold for a write that follows it: its seats' inventory rows by primary key, then
+/// the hold row, the order every writer keeps (the sweeper and lazy expiry reach the hold
+/// through its seats too). Returns whether the hold is live: active and not yet expired.
+pub(crate) async fn lock_hold(
+    tx: &mut PgConnection,
+    show: Uuid,
+    seats: &[i64],
+    hold: Uuid,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query(
+        "SELECT 1 FROM seat_inventory WHERE show_id = $1 AND seat_id = ANY($2) ORDER BY seat_id FOR UPDATE",
+    )
+    .bind(show)
+    .bind(seats)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query_scalar(
+        "SELECT status = 'active' AND expires_at > now() FROM holds WHERE id = $1 FOR UPDATE",
+    )
+    .bind(hold)
+    .fetch_one(&mut *tx)
+    .await
+}
+
 /// Marks the seat rows of `holds` released (they stay as history).
-async fn close_hold_seats(tx: &mut PgConnection, holds: &[Uuid]) -> Result<(), sqlx::Error> {
+pub(crate) async fn close_hold_seats(
+    tx: &mut PgConnection,
+    holds: &[Uuid],
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE hold_seats SET released_at = now() WHERE hold_id = ANY($1) AND released_at IS NULL",
     )
@@ -556,7 +573,11 @@ async fn close_hold_seats(tx: &mut PgConnection, holds: &[Uuid]) -> Result<(), s
 }
 
 /// Returns the seats still held by `holds` to sale and closes their `hold_seats` rows.
-async fn free_seats(tx: &mut PgConnection, show: Uuid, holds: &[Uuid]) -> Result<(), sqlx::Error> {
+pub(crate) async fn free_seats(
+    tx: &mut PgConnection,
+    show: Uuid,
+    holds: &[Uuid],
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE seat_inventory SET status = 'available', hold_id = NULL, hold_expires_at = NULL, version = version + 1
          WHERE show_id = $1 AND hold_id = ANY($2) AND status = 'held'",

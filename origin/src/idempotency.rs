@@ -35,6 +35,27 @@ pub fn fingerprint(route: &str, canonical_request: &[u8]) -> Vec<u8> {
     hash.finalize().to_vec()
 }
 
+/// [`begin`] for a parsed `request` to `route` by `fan`, with the configured in-flight
+/// timeout.
+pub async fn begin_request(
+    state: &crate::AppState,
+    fan: &str,
+    key: &crate::domain::IdempotencyKey,
+    route: &str,
+    request: &impl serde::Serialize,
+) -> Result<Begin, ApiError> {
+    let canonical = serde_json::to_vec(request).expect("a parsed request serializes");
+    begin(
+        &state.pool,
+        fan,
+        key.as_str(),
+        route,
+        &fingerprint(route, &canonical),
+        state.config.holds.idempotency_in_flight_timeout_s,
+    )
+    .await
+}
+
 pub async fn begin(
     pool: &PgPool,
     fan: &str,

@@ -16,6 +16,7 @@ pub mod idempotency;
 pub mod json;
 pub mod metrics;
 pub mod orders;
+pub mod payments;
 pub mod seed;
 pub mod sweeper;
 
@@ -76,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/orders", post(orders::post_order))
         .route("/v1/orders/{id}", get(orders::get_order))
+        .route("/v1/payments/{id}/confirm", post(payments::post_confirm))
         .layer(DefaultBodyLimit::max(config.body_limit_bytes));
     let organizer = Router::new()
         .route("/v1/admin/venues", post(admin::post_venue))

@@ -9,7 +9,7 @@ use crate::auth::Admission;
 use crate::domain::order_request::OrderBody;
 use crate::domain::{HoldId, IdempotencyKey, OrderId, OrderRequest};
 use crate::error::ApiError;
-use crate::holds::{json_response, now_ms};
+use crate::holds::{json_response, lock_hold, now_ms};
 use crate::idempotency::{self, Begin, Claimed};
 use crate::json::ApiJson;
 use crate::AppState;
@@ -36,7 +36,14 @@ struct ItemView {
 }
 
 #[derive(Debug, Serialize)]
-struct OrderView {
+struct TicketView {
+    ticket_id: Uuid,
+    seat_id: i64,
+    status: String,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct OrderView {
     order_id: Uuid,
     show_id: Uuid,
     hold_id: Uuid,
@@ -48,6 +55,7 @@ struct OrderView {
     expires_at_ms: i64,
     server_time_ms: i64,
     items: Vec<ItemView>,
+    tickets: Vec<TicketView>,
     payment: PaymentView,
 }
 
@@ -60,17 +68,7 @@ pub async fn post_order(
     let key = IdempotencyKey::parse(headers.get("idempotency-key"))?;
     let request = OrderRequest::parse(body)?;
     let route = "POST /v1/orders";
-    let canonical = serde_json::to_vec(&request).expect("an order request serializes");
-    let fingerprint = idempotency::fingerprint(route, &canonical);
-    let begun = idempotency::begin(
-        &state.pool,
-        &admission.fan,
-        key.as_str(),
-        route,
-        &fingerprint,
-        state.config.holds.idempotency_in_flight_timeout_s,
-    )
-    .await?;
+    let begun = idempotency::begin_request(&state, &admission.fan, &key, route, &request).await?;
     let claimed = match begun {
         Begin::Replay(response) => return Ok(response),
         Begin::Proceed(claimed) => claimed,
@@ -104,20 +102,7 @@ async fn create_order(
     else {
         return Err(HoldId::not_found());
     };
-    // Inventory rows first, by primary key (see the module docs), then the hold row.
-    sqlx::query(
-        "SELECT 1 FROM seat_inventory WHERE show_id = $1 AND seat_id = ANY($2) ORDER BY seat_id FOR UPDATE",
-    )
-    .bind(show)
-    .bind(&seats)
-    .execute(&mut *tx)
-    .await?;
-    let active: bool = sqlx::query_scalar(
-        "SELECT status = 'active' AND expires_at > now() FROM holds WHERE id = $1 FOR UPDATE",
-    )
-    .bind(hold)
-    .fetch_one(&mut *tx)
-    .await?;
+    let active = lock_hold(&mut tx, show, &seats, hold.0).await?;
     let ordered: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM orders WHERE hold_id = $1)")
             .bind(hold)
@@ -210,7 +195,10 @@ type OrderRow = (
     DateTime<Utc>,
 );
 
-async fn load(tx: &mut sqlx::PgConnection, order: OrderId) -> Result<OrderView, ApiError> {
+pub(crate) async fn load(
+    tx: &mut sqlx::PgConnection,
+    order: OrderId,
+) -> Result<OrderView, ApiError> {
     let (order_id, show_id, hold_id, status, cancel_reason, total_cents, currency, expires_at): OrderRow =
         sqlx::query_as(
             "SELECT id, show_id, hold_id, status, cancel_reason, total_cents, currency, expires_at
@@ -221,6 +209,12 @@ async fn load(tx: &mut sqlx::PgConnection, order: OrderId) -> Result<OrderView, 
         .await?;
     let items: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT seat_id, price_cents FROM order_items WHERE order_id = $1 ORDER BY seat_id",
+    )
+    .bind(order)
+    .fetch_all(&mut *tx)
+    .await?;
+    let tickets: Vec<(Uuid, i64, String)> = sqlx::query_as(
+        "SELECT id, seat_id, status FROM tickets WHERE order_id = $1 ORDER BY seat_id",
     )
     .bind(order)
     .fetch_all(&mut *tx)
@@ -246,6 +240,14 @@ async fn load(tx: &mut sqlx::PgConnection, order: OrderId) -> Result<OrderView, 
             .map(|(seat_id, price_cents)| ItemView {
                 seat_id,
                 price_cents,
+            })
+            .collect(),
+        tickets: tickets
+            .into_iter()
+            .map(|(ticket_id, seat_id, status)| TicketView {
+                ticket_id,
+                seat_id,
+                status,
             })
             .collect(),
         payment: PaymentView {

@@ -40,6 +40,7 @@ resource_id!(EventId, "event_not_found", "Event");
 resource_id!(ShowId, "show_not_found", "Show");
 resource_id!(HoldId, "hold_not_found", "Hold");
 resource_id!(OrderId, "order_not_found", "Order");
+resource_id!(PaymentId, "payment_not_found", "Payment");
 
 #[cfg(test)]
 mod tests {

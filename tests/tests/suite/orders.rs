@@ -170,3 +170,182 @@ async fn an_unpaid_order_expires_with_its_hold() {
             .unwrap();
     assert_eq!(events, vec!["hold_expired".to_owned()]);
 }
+
+async fn confirm(fan: &Client, payment_id: &str, method: &str, key: &str) -> Reply {
+    fan.post_idempotent(
+        &format!("/v1/payments/{payment_id}/confirm"),
+        key,
+        &json!({ "payment_method": method }),
+    )
+    .await
+}
+
+/// An order for a fresh hold of `seats`: (order JSON, payment id).
+async fn ordered(s: &Stadium, fan: &Client, seats: &[usize]) -> (Value, String) {
+    let hold = held(s, fan, seats).await;
+    let created = order(
+        fan,
+        hold["hold_id"].as_str().unwrap(),
+        &Uuid::new_v4().to_string(),
+    )
+    .await;
+    created.expect_status(201);
+    let body = created.json();
+    let payment = body["payment"]["payment_id"].as_str().unwrap().to_owned();
+    (body, payment)
+}
+
+/// The checkout invariants, over the whole database: every confirmed order has one valid
+/// ticket per item, and every sold seat belongs to a confirmed order.
+async fn assert_invariants(s: &Stadium) {
+    let broken: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM orders o
+         WHERE o.status = 'confirmed'
+           AND (SELECT count(*) FROM order_items WHERE order_id = o.id)
+               <> (SELECT count(*) FROM tickets WHERE order_id = o.id AND status = 'valid')",
+    )
+    .fetch_one(&s.app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(broken, 0, "confirmed orders without one ticket per item");
+    let stray: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM seat_inventory i LEFT JOIN orders o ON o.id = i.order_id
+         WHERE i.status = 'sold' AND (o.status IS DISTINCT FROM 'confirmed')",
+    )
+    .fetch_one(&s.app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(stray, 0, "sold seats outside a confirmed order");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paid_order_sells_its_seats_and_issues_one_ticket_per_seat() {
+    let s = stadium().await;
+    let ana = s.fan("ana");
+    let (order_body, payment) = ordered(&s, &ana, &[10, 11, 12]).await;
+    let paid = confirm(&ana, &payment, "pm_card_ok", "c1").await;
+    paid.expect_status(200);
+    let body = paid.json();
+    assert_eq!(body["status"], "succeeded");
+    assert_eq!(body["order"]["status"], "confirmed");
+    assert_eq!(body["order"]["payment"]["status"], "succeeded");
+    let tickets = body["order"]["tickets"].as_array().unwrap();
+    assert_eq!(tickets.len(), 3);
+    assert!(tickets.iter().all(|t| t["status"] == "valid"));
+    assert_eq!(
+        s.count("SELECT count(*) FROM seat_inventory WHERE show_id = $1::uuid AND status = 'sold'")
+            .await,
+        3
+    );
+    assert_eq!(
+        s.count("SELECT count(*) FROM holds WHERE show_id = $1::uuid AND status = 'converted'")
+            .await,
+        1
+    );
+    let order_id = order_body["order_id"].as_str().unwrap();
+    let events: Vec<String> =
+        sqlx::query_scalar("SELECT event_type FROM outbox WHERE aggregate_id = $1::uuid")
+            .bind(order_id)
+            .fetch_all(&s.app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(events, vec!["order_confirmed".to_owned()]);
+
+    // A retry replays the same answer; a new confirmation is refused and sells nothing twice.
+    let again = confirm(&ana, &payment, "pm_card_ok", "c1").await;
+    again.expect_status(200);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.json(), body);
+    confirm(&ana, &payment, "pm_card_ok", "c2")
+        .await
+        .problem(409, "payment_not_confirmable");
+    let read = ana.get(&format!("/v1/orders/{order_id}")).await.json();
+    assert_eq!(read["tickets"], body["order"]["tickets"]);
+    assert_invariants(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_declined_payment_releases_the_seats_at_once() {
+    let s = stadium().await;
+    let ana = s.fan("ana");
+    let (_, payment) = ordered(&s, &ana, &[20, 21]).await;
+    let declined = confirm(&ana, &payment, "pm_card_declined", "c").await;
+    declined.expect_status(200);
+    let body = declined.json();
+    assert_eq!(body["status"], "failed");
+    assert_eq!(body["order"]["status"], "payment_failed");
+    assert!(body["order"]["tickets"].as_array().unwrap().is_empty());
+    assert_eq!(
+        s.count("SELECT count(*) FROM seat_inventory WHERE show_id = $1::uuid AND status <> 'available'")
+            .await,
+        0
+    );
+    // Another fan gets the seats straight away.
+    held(&s, &s.fan("bob"), &[20, 21]).await;
+    confirm(&ana, &payment, "pm_card_ok", "c-retry")
+        .await
+        .problem(409, "payment_not_confirmable");
+    assert_invariants(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_confirmations_issue_one_set_of_tickets() {
+    let s = stadium().await;
+    let ana = s.fan("ana");
+    let (_, payment) = ordered(&s, &ana, &[30, 31]).await;
+    let replies = futures_util::future::join_all((0..8).map(|i| {
+        let (ana, payment) = (ana.clone(), payment.clone());
+        tokio::spawn(async move { confirm(&ana, &payment, "pm_card_ok", &format!("k{i}")).await })
+    }))
+    .await;
+    let statuses: Vec<u16> = replies
+        .iter()
+        .map(|r| r.as_ref().unwrap().status.as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 409).count(),
+        7,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        s.count("SELECT count(*) FROM tickets WHERE show_id = $1::uuid")
+            .await,
+        2
+    );
+    assert_invariants(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn confirmation_refuses_bad_input_and_other_fans() {
+    let s = stadium().await;
+    let ana = s.fan("ana");
+    let (_, payment) = ordered(&s, &ana, &[40]).await;
+    confirm(&ana, &payment, "pm_card_gold", "c1")
+        .await
+        .problem(422, "unknown_payment_method");
+    confirm(&s.fan("bob"), &payment, "pm_card_ok", "c2")
+        .await
+        .problem(404, "payment_not_found");
+    confirm(&ana, &Uuid::new_v4().to_string(), "pm_card_ok", "c3")
+        .await
+        .problem(404, "payment_not_found");
+    ana.post(
+        &format!("/v1/payments/{payment}/confirm"),
+        &json!({ "payment_method": "pm_card_ok" }),
+    )
+    .await
+    .problem(400, "idempotency_key_required");
+    assert_eq!(
+        s.count(
+            "SELECT count(*) FROM orders WHERE show_id = $1::uuid AND status = 'pending_payment'"
+        )
+        .await,
+        1,
+        "nothing changed"
+    );
+}
