@@ -1,7 +1,7 @@
 //! Public catalog reads: events, an event's shows, a show. Served through the edge, which
 //! micro-caches them; `Cache-Control` here says for how long.
 
-use crate::domain::{EventCursor, EventFilter, EventId, ShowId};
+use crate::domain::{EventFilter, EventId, Keyset, ShowId};
 use crate::error::ApiError;
 use crate::AppState;
 use axum::extract::{Path, RawQuery, State};
@@ -105,7 +105,7 @@ pub async fn query_events(pool: &PgPool, filter: &EventFilter) -> Result<EventPa
         .bind(&filter.text_query)
         .bind(filter.from)
         .bind(filter.to)
-        .bind(filter.after.map(|c| c.first_show_at))
+        .bind(filter.after.map(|c| c.at))
         .bind(filter.after.map(|c| c.id))
         .bind(i64::from(filter.limit) + 1)
         .fetch_all(pool)
@@ -113,13 +113,8 @@ pub async fn query_events(pool: &PgPool, filter: &EventFilter) -> Result<EventPa
     let next_cursor = if items.len() > filter.limit as usize {
         items.truncate(filter.limit as usize);
         items.last().and_then(|last| {
-            last.first_show_at.map(|first_show_at| {
-                EventCursor {
-                    first_show_at,
-                    id: last.id,
-                }
-                .encode()
-            })
+            last.first_show_at
+                .map(|at| Keyset { at, id: last.id }.encode())
         })
     } else {
         None

@@ -75,7 +75,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/holds/{id}",
             get(holds::get_hold).delete(holds::delete_hold),
         )
-        .route("/v1/orders", post(orders::post_order))
+        .route(
+            "/v1/orders",
+            get(orders::list_orders).post(orders::post_order),
+        )
         .route("/v1/orders/{id}", get(orders::get_order))
         .route("/v1/payments/{id}/confirm", post(payments::post_confirm))
         .layer(DefaultBodyLimit::max(config.body_limit_bytes));

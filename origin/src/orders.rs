@@ -7,17 +7,17 @@
 
 use crate::auth::Admission;
 use crate::domain::order_request::OrderBody;
-use crate::domain::{HoldId, IdempotencyKey, OrderId, OrderRequest};
+use crate::domain::{HoldId, IdempotencyKey, Keyset, OrderId, OrderRequest, Page};
 use crate::error::ApiError;
 use crate::holds::{json_response, lock_hold, now_ms};
 use crate::idempotency::{self, Begin, Claimed};
 use crate::json::ApiJson;
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// The built-in payment provider; intents start in `requires_confirmation`.
@@ -278,5 +278,92 @@ pub async fn get_order(
     Ok(json_response(
         StatusCode::OK,
         serde_json::to_vec(&view).expect("an order serializes"),
+    ))
+}
+
+/// The history's query string: a page of it, nothing else.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct OrderSummary {
+    order_id: Uuid,
+    show_id: Uuid,
+    status: String,
+    total_cents: i64,
+    currency: String,
+    created_at_ms: i64,
+    tickets: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct History {
+    items: Vec<OrderSummary>,
+    next_cursor: Option<String>,
+}
+
+type SummaryRow = (Uuid, Uuid, String, i64, String, DateTime<Utc>, i64);
+
+/// `GET /v1/orders`: the fan's orders, newest first, a keyset page at a time.
+pub async fn list_orders(
+    State(state): State<AppState>,
+    admission: Admission,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let raw: HistoryQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::invalid_query("query", e.to_string()))?;
+    let catalog = &state.config.catalog;
+    let page = Page::parse(
+        raw.cursor,
+        raw.limit,
+        catalog.default_page_size,
+        catalog.max_page_size,
+    )?;
+    let mut rows: Vec<SummaryRow> = sqlx::query_as(
+        "SELECT o.id, o.show_id, o.status, o.total_cents, o.currency, o.created_at,
+                (SELECT count(*) FROM tickets t WHERE t.order_id = o.id AND t.status = 'valid')
+         FROM orders o
+         WHERE o.fan_id = $1 AND ($2::timestamptz IS NULL OR (o.created_at, o.id) < ($2, $3))
+         ORDER BY o.created_at DESC, o.id DESC LIMIT $4",
+    )
+    .bind(&admission.fan)
+    .bind(page.after.map(|c| c.at))
+    .bind(page.after.map(|c| c.id))
+    .bind(i64::from(page.limit) + 1)
+    .fetch_all(&state.pool)
+    .await?;
+    let next_cursor = (rows.len() > page.limit as usize).then(|| {
+        rows.truncate(page.limit as usize);
+        let last = rows.last().expect("a full page");
+        Keyset {
+            at: last.5,
+            id: last.0,
+        }
+        .encode()
+    });
+    let items = rows
+        .into_iter()
+        .map(
+            |(order_id, show_id, status, total_cents, currency, created_at, tickets)| {
+                OrderSummary {
+                    order_id,
+                    show_id,
+                    status,
+                    total_cents,
+                    currency,
+                    created_at_ms: created_at.timestamp_millis(),
+                    tickets,
+                }
+            },
+        )
+        .collect();
+    let body = History { items, next_cursor };
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&body).expect("a history serializes"),
     ))
 }

@@ -1,15 +1,13 @@
 //! The public event listing's query string, parsed once into an [`EventFilter`].
 
+use crate::domain::page::{Keyset, Page};
 use crate::error::ApiError;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
 const MAX_TEXT: usize = 200;
 const MAX_CITY: usize = 100;
-const MAX_CURSOR: usize = 128;
 
 /// What the query string may hold; anything else is rejected rather than ignored, so a
 /// misspelt filter never silently returns everything.
@@ -35,32 +33,8 @@ pub struct EventFilter {
     /// A `to_tsquery` expression: every word of `q` as a prefix, all required.
     pub text_query: Option<String>,
     pub venue_id: Option<Uuid>,
-    pub after: Option<EventCursor>,
+    pub after: Option<Keyset>,
     pub limit: u32,
-}
-
-/// Keyset position in the listing order `(first_show_at, id)`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EventCursor {
-    pub first_show_at: DateTime<Utc>,
-    pub id: Uuid,
-}
-
-impl EventCursor {
-    pub fn encode(&self) -> String {
-        let raw = format!("{}.{}", self.first_show_at.timestamp_micros(), self.id);
-        URL_SAFE_NO_PAD.encode(raw)
-    }
-
-    fn decode(raw: &str) -> Option<Self> {
-        let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
-        let text = std::str::from_utf8(&bytes).ok()?;
-        let (micros, id) = text.split_once('.')?;
-        Some(EventCursor {
-            first_show_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
-            id: Uuid::parse_str(id).ok()?,
-        })
-    }
 }
 
 impl EventFilter {
@@ -95,37 +69,15 @@ impl EventFilter {
                 Uuid::parse_str(&v).map_err(|_| ApiError::invalid_query("venue_id", "not a UUID"))
             })
             .transpose()?;
-        let after = raw
-            .cursor
-            .map(|v| {
-                (v.len() <= MAX_CURSOR)
-                    .then(|| EventCursor::decode(&v))
-                    .flatten()
-                    .ok_or_else(|| {
-                        ApiError::invalid_query("cursor", "not a cursor this API issued")
-                    })
-            })
-            .transpose()?;
-        let limit = match raw.limit {
-            None => default_limit,
-            Some(v) => match v.parse::<u32>() {
-                Ok(n) if (1..=max_limit).contains(&n) => n,
-                _ => {
-                    return Err(ApiError::invalid_query(
-                        "limit",
-                        format!("must be an integer from 1 to {max_limit}"),
-                    ))
-                }
-            },
-        };
+        let page = Page::parse(raw.cursor, raw.limit, default_limit, max_limit)?;
         Ok(EventFilter {
             city,
             from,
             to,
             text_query,
             venue_id,
-            after,
-            limit,
+            after: page.after,
+            limit: page.limit,
         })
     }
 }
@@ -241,8 +193,8 @@ mod tests {
 
     #[test]
     fn cursor_round_trips() {
-        let cursor = EventCursor {
-            first_show_at: DateTime::from_timestamp_micros(1_800_000_000_123_456).unwrap(),
+        let cursor = Keyset {
+            at: DateTime::from_timestamp_micros(1_800_000_000_123_456).unwrap(),
             id: Uuid::new_v4(),
         };
         let f = parse(&format!("cursor={}", cursor.encode())).unwrap();

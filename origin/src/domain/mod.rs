@@ -6,11 +6,13 @@ pub mod drafts;
 pub mod hold_request;
 pub mod ids;
 pub mod order_request;
+pub mod page;
 pub mod payment_method;
 
-pub use catalog_query::{EventCursor, EventFilter};
+pub use catalog_query::EventFilter;
 pub use drafts::{EventDraft, SectionLayout, ShowDraft, VenueDraft};
 pub use hold_request::{HoldRequest, IdempotencyKey};
 pub use ids::{EventId, HoldId, OrderId, PaymentId, ShowId, VenueId};
 pub use order_request::OrderRequest;
+pub use page::{Keyset, Page};
 pub use payment_method::PaymentMethod;

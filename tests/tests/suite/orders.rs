@@ -349,3 +349,47 @@ async fn confirmation_refuses_bad_input_and_other_fans() {
         "nothing changed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fan_pages_through_its_orders_newest_first() {
+    let s = stadium().await;
+    let ana = s.fan("ana");
+    let mut made = Vec::new();
+    for seat in [50, 51, 52] {
+        made.push(ordered(&s, &ana, &[seat]).await.0["order_id"].clone());
+    }
+    let (_, payment) = ordered(&s, &s.fan("bob"), &[60]).await;
+    assert!(!payment.is_empty());
+    let first = ana.get("/v1/orders?limit=2").await;
+    first.expect_status(200);
+    let first = first.json();
+    let ids = |page: &Value| -> Vec<Value> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["order_id"].clone())
+            .collect()
+    };
+    assert_eq!(ids(&first), vec![made[2].clone(), made[1].clone()]);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second = ana
+        .get(&format!("/v1/orders?limit=2&cursor={cursor}"))
+        .await
+        .json();
+    assert_eq!(ids(&second), vec![made[0].clone()]);
+    assert_eq!(second["next_cursor"], Value::Null);
+    assert_eq!(second["items"][0]["status"], "pending_payment");
+    assert_eq!(second["items"][0]["tickets"], 0);
+    ana.get("/v1/orders?cursor=forged")
+        .await
+        .problem(400, "invalid_query");
+    ana.get("/v1/orders?limit=0")
+        .await
+        .problem(400, "invalid_query");
+    ana.get("/v1/orders?status=paid")
+        .await
+        .problem(400, "invalid_query");
+    let carol = s.fan("carol").get("/v1/orders").await.json();
+    assert!(carol["items"].as_array().unwrap().is_empty());
+}
