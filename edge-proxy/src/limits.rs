@@ -82,7 +82,8 @@ impl Limits {
             RouteClass::SeatMap(_) => &self.snapshot,
             RouteClass::Purchase => &self.purchase,
             RouteClass::WaitingRoom(_) => &self.waiting_room,
-            RouteClass::Unknown => return Ok(()),
+            // Scanners are few and known; the per-IP limit covers them.
+            RouteClass::Scanner | RouteClass::Unknown => return Ok(()),
         };
         bucket.check().map_err(|n| self.refused(class.label(), n))
     }

@@ -230,6 +230,7 @@ impl EdgeProxy {
             RouteClass::Catalog => self.catalog(session, ctx, &runtime).await,
             RouteClass::Purchase => self.gate(session, ctx, &runtime),
             RouteClass::WaitingRoom(room) => self.waiting_room(session, ctx, room, &runtime).await,
+            RouteClass::Scanner => Decision::Proxy,
             RouteClass::Unknown => unreachable!("refused above"),
         }
     }

@@ -22,17 +22,21 @@ pub enum RouteClass {
     Purchase,
     /// The waiting room, answered by the edge.
     WaitingRoom(Room),
+    /// Venue scanners checking tickets: proxied without an admission token (the origin
+    /// checks the scanner's own).
+    Scanner,
     /// Any other path: not part of the public contract.
     Unknown,
 }
 
 impl RouteClass {
     /// One of each class, in [`RouteClass::index`] order.
-    pub const ALL: [RouteClass; 5] = [
+    pub const ALL: [RouteClass; 6] = [
         RouteClass::Catalog,
         RouteClass::SeatMap(Kind::Layout),
         RouteClass::Purchase,
         RouteClass::WaitingRoom(Room::Join),
+        RouteClass::Scanner,
         RouteClass::Unknown,
     ];
 
@@ -43,7 +47,8 @@ impl RouteClass {
             RouteClass::SeatMap(_) => 1,
             RouteClass::Purchase => 2,
             RouteClass::WaitingRoom(_) => 3,
-            RouteClass::Unknown => 4,
+            RouteClass::Scanner => 4,
+            RouteClass::Unknown => 5,
         }
     }
 
@@ -54,6 +59,7 @@ impl RouteClass {
             RouteClass::SeatMap(_) => "snapshot",
             RouteClass::Purchase => "purchase",
             RouteClass::WaitingRoom(_) => "waiting_room",
+            RouteClass::Scanner => "scanner",
             RouteClass::Unknown => "unknown",
         }
     }
@@ -136,6 +142,10 @@ pub fn classify(method: &Method, path: &str) -> Route {
         ["v1", "payments", id, "confirm"] if is_id(id) => {
             (RouteClass::Purchase, &[Method::POST][..], None)
         }
+        ["v1", "tickets", id, "qr.svg"] if is_id(id) => {
+            (RouteClass::Purchase, &[Method::GET][..], None)
+        }
+        ["v1", "tickets", "verify"] => (RouteClass::Scanner, &[Method::POST][..], None),
         ["v1", "waiting-room", "sessions"] => (
             RouteClass::WaitingRoom(Room::Join),
             &[Method::POST][..],
@@ -198,12 +208,21 @@ mod tests {
             (Method::GET, "/v1/orders"),
             (Method::GET, "/v1/orders/o1"),
             (Method::POST, "/v1/payments/p1/confirm"),
+            (Method::GET, "/v1/tickets/t1/qr.svg"),
         ] {
             let route = classify(&method, path);
             assert_eq!(route.class, RouteClass::Purchase, "{path}");
             assert!(route.method_allowed, "{method} {path}");
             assert_eq!(route.show(path), None);
         }
+    }
+
+    #[test]
+    fn scanners_reach_ticket_verification() {
+        let route = classify(&Method::POST, "/v1/tickets/verify");
+        assert_eq!(route.class, RouteClass::Scanner);
+        assert!(route.method_allowed);
+        assert!(!classify(&Method::GET, "/v1/tickets/verify").method_allowed);
     }
 
     #[test]

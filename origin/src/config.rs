@@ -15,6 +15,13 @@ pub struct Config {
     pub tokens: TokensConfig,
     pub holds: HoldsConfig,
     pub orders: OrdersConfig,
+    pub tickets: TicketsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketsConfig {
+    pub signing_key: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -82,6 +89,7 @@ impl Config {
         override_from_env(&mut config.http.listen, "ONSALE_ORIGIN_LISTEN")?;
         override_from_env(&mut config.database.url, "DATABASE_URL")?;
         override_from_env(&mut config.admin.token, "ONSALE_ADMIN_TOKEN")?;
+        override_from_env(&mut config.tickets.signing_key, "ONSALE_TICKET_SIGNING_KEY")?;
         let mut keys = PathList(std::mem::take(&mut config.tokens.verify_keys));
         override_from_env(&mut keys, "ONSALE_VERIFY_KEYS")?;
         config.tokens.verify_keys = keys.0;

@@ -19,6 +19,7 @@ pub mod orders;
 pub mod payments;
 pub mod seed;
 pub mod sweeper;
+pub mod tickets;
 
 use crate::config::Config;
 use crate::error::{problem_response, ApiError};
@@ -46,6 +47,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
     pub tokens: Arc<onsale_contract::tokens::VerifiedCache>,
+    pub tickets: Arc<tickets::TicketSigner>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +63,8 @@ pub enum StartError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot load the token verify keys: {0}")]
     Keys(#[from] onsale_contract::tokens::KeyError),
+    #[error(transparent)]
+    TicketKey(#[from] tickets::TicketKeyError),
 }
 
 pub fn router(state: AppState) -> Router {
@@ -81,11 +85,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/orders/{id}", get(orders::get_order))
         .route("/v1/payments/{id}/confirm", post(payments::post_confirm))
+        .route("/v1/tickets/{id}/qr.svg", get(tickets::get_qr))
         .layer(DefaultBodyLimit::max(config.body_limit_bytes));
     let organizer = Router::new()
         .route("/v1/admin/venues", post(admin::post_venue))
         .route("/v1/admin/events", post(admin::post_event))
         .route("/v1/admin/events/{id}/shows", post(admin::post_show))
+        .route("/v1/tickets/verify", post(tickets::post_verify))
         .layer(DefaultBodyLimit::max(config.admin_body_limit_bytes))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -234,11 +240,15 @@ pub async fn start_with_pool(config: Config, pool: PgPool) -> Result<RunningOrig
         holds.sweep_batch,
         holds.idempotency_ttl_h,
     );
+    let tickets = Arc::new(tickets::TicketSigner::from_file(
+        &config.tickets.signing_key,
+    )?);
     let state = AppState {
         pool,
         config: Arc::new(config),
         metrics,
         tokens,
+        tickets,
     };
     let app = router(state.clone());
     let (stop, mut stopped) = watch::channel(false);

@@ -214,6 +214,7 @@ pub fn origin_config(db: &TestDb) -> origin::config::Config {
     config.database.migrate_on_start = false;
     config.admin.token = onsale_contract::config::Secret::new(ADMIN_TOKEN);
     config.tokens.verify_keys = vec![keys().verify_pem.clone()];
+    config.tickets.signing_key = keys().signing_pem.clone();
     config
 }
 

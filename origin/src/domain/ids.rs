@@ -41,6 +41,7 @@ resource_id!(ShowId, "show_not_found", "Show");
 resource_id!(HoldId, "hold_not_found", "Hold");
 resource_id!(OrderId, "order_not_found", "Order");
 resource_id!(PaymentId, "payment_not_found", "Payment");
+resource_id!(TicketId, "ticket_not_found", "Ticket");
 
 #[cfg(test)]
 mod tests {

@@ -12,7 +12,7 @@ pub mod payment_method;
 pub use catalog_query::EventFilter;
 pub use drafts::{EventDraft, SectionLayout, ShowDraft, VenueDraft};
 pub use hold_request::{HoldRequest, IdempotencyKey};
-pub use ids::{EventId, HoldId, OrderId, PaymentId, ShowId, VenueId};
+pub use ids::{EventId, HoldId, OrderId, PaymentId, ShowId, TicketId, VenueId};
 pub use order_request::OrderRequest;
 pub use page::{Keyset, Page};
 pub use payment_method::PaymentMethod;

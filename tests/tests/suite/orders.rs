@@ -393,3 +393,127 @@ async fn a_fan_pages_through_its_orders_newest_first() {
     let carol = s.fan("carol").get("/v1/orders").await.json();
     assert!(carol["items"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tickets_show_a_signed_qr_and_scan_once() {
+    use origin::tickets::{qr_svg, TicketFacts, TicketSigner};
+    let s = stadium().await;
+    let ana = s.fan("ana");
+    let (_, payment) = ordered(&s, &ana, &[70]).await;
+    let paid = confirm(&ana, &payment, "pm_card_ok", "c").await.json();
+    let ticket = paid["order"]["tickets"][0]["ticket_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (show, seat, issued_at): (Uuid, i64, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as("SELECT show_id, seat_id, issued_at FROM tickets WHERE id = $1::uuid")
+            .bind(&ticket)
+            .fetch_one(&s.app.db.pool)
+            .await
+            .unwrap();
+    let signer = TicketSigner::from_file(&onsale_tests::keys().signing_pem).unwrap();
+    let payload = signer.sign(TicketFacts {
+        ticket: Uuid::parse_str(&ticket).unwrap(),
+        show,
+        seat,
+        issued_at_s: issued_at.timestamp(),
+    });
+
+    // The QR code encodes exactly that payload, for the ticket's owner only.
+    let qr = ana.get(&format!("/v1/tickets/{ticket}/qr.svg")).await;
+    qr.expect_status(200);
+    assert_eq!(qr.header("content-type"), Some("image/svg+xml"));
+    assert_eq!(
+        String::from_utf8(qr.body.clone()).unwrap(),
+        qr_svg(&payload).unwrap()
+    );
+    s.fan("bob")
+        .get(&format!("/v1/tickets/{ticket}/qr.svg"))
+        .await
+        .problem(404, "ticket_not_found");
+    // Through the edge too: the QR behind the admission gate, verification for scanners.
+    let through_edge =
+        onsale_tests::client(s.app.edge.public).bearer(&onsale_tests::admission("ana", &s.show));
+    let qr_path = format!("/v1/tickets/{ticket}/qr.svg");
+    let via_edge = onsale_tests::eventually(
+        "the edge to reach the origin",
+        Duration::from_secs(10),
+        || async {
+            let reply = through_edge.get(&qr_path).await;
+            (reply.status == 200).then_some(reply)
+        },
+    )
+    .await;
+    assert_eq!(via_edge.body, qr.body);
+    onsale_tests::client(s.app.edge.public)
+        .get(&qr_path)
+        .await
+        .problem(401, "admission_required");
+
+    let scanner = onsale_tests::client(s.app.origin.addr()).bearer(onsale_tests::ADMIN_TOKEN);
+    let scan = |payload: String| {
+        let scanner = scanner.clone();
+        async move {
+            let reply = scanner
+                .post("/v1/tickets/verify", &json!({ "payload": payload }))
+                .await;
+            reply.expect_status(200);
+            reply.json()
+        }
+    };
+    let first = scan(payload.clone()).await;
+    assert_eq!(first["result"], "valid");
+    assert_eq!(first["seat_id"], seat);
+    assert_eq!(scan(payload.clone()).await["result"], "already_scanned");
+    let mut tampered = payload.clone().into_bytes();
+    tampered[8] = if tampered[8] == b'A' { b'B' } else { b'A' };
+    assert_eq!(
+        scan(String::from_utf8(tampered).unwrap()).await["result"],
+        "forged"
+    );
+    let (stranger, _) = onsale_contract::tokens::generate_pem_pair();
+    let stranger_path = std::env::temp_dir().join(format!("stranger-{}.pem", Uuid::new_v4()));
+    std::fs::write(&stranger_path, stranger).unwrap();
+    let forged = TicketSigner::from_file(&stranger_path)
+        .unwrap()
+        .sign(TicketFacts {
+            ticket: Uuid::parse_str(&ticket).unwrap(),
+            show,
+            seat,
+            issued_at_s: issued_at.timestamp(),
+        });
+    std::fs::remove_file(&stranger_path).unwrap();
+    assert_eq!(scan(forged).await["result"], "forged");
+
+    // A revoked ticket says so; scanning needs the scanner's token.
+    let (_, payment) = ordered(&s, &ana, &[71]).await;
+    let paid = confirm(&ana, &payment, "pm_card_ok", "c2").await.json();
+    let second = paid["order"]["tickets"][0]["ticket_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (seat2, issued2): (i64, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
+        "UPDATE tickets SET status = 'revoked' WHERE id = $1::uuid RETURNING seat_id, issued_at",
+    )
+    .bind(&second)
+    .fetch_one(&s.app.db.pool)
+    .await
+    .unwrap();
+    let revoked = signer.sign(TicketFacts {
+        ticket: Uuid::parse_str(&second).unwrap(),
+        show,
+        seat: seat2,
+        issued_at_s: issued2.timestamp(),
+    });
+    assert_eq!(scan(revoked).await["result"], "revoked");
+    onsale_tests::client(s.app.origin.addr())
+        .post("/v1/tickets/verify", &json!({ "payload": payload }))
+        .await
+        .problem(401, "unauthorized");
+    let at_the_gate = onsale_tests::client(s.app.edge.public)
+        .bearer(onsale_tests::ADMIN_TOKEN)
+        .post("/v1/tickets/verify", &json!({ "payload": payload }))
+        .await;
+    at_the_gate.expect_status(200);
+    assert_eq!(at_the_gate.json()["result"], "already_scanned");
+}

@@ -1,0 +1,272 @@
+//! Tickets: one per sold seat, carrying a signed payload a venue scanner can check with the
+//! public key alone. The payload is `T1.<base64url(ticket id, show id, seat id, issued at)>.
+//! <base64url(Ed25519 signature over the first two parts)>`, shown as an SVG QR code. At
+//! the gate, `POST /v1/tickets/verify` checks the signature and the ticket, and records the
+//! first scan atomically: a second scan of the same ticket is `already_scanned`.
+
+use crate::auth::Admission;
+use crate::domain::TicketId;
+use crate::error::ApiError;
+use crate::json::ApiJson;
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use ed25519_dalek::pkcs8::DecodePrivateKey;
+use ed25519_dalek::{Signer as _, Verifier as _};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+const VERSION: &str = "T1";
+/// Ticket id, show id, seat id, issue time (Unix seconds).
+const FIELDS_LEN: usize = 16 + 16 + 8 + 8;
+/// Longest payload a scanner may send; a real one is about 160 characters.
+const MAX_PAYLOAD: usize = 512;
+
+/// What a ticket's payload states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TicketFacts {
+    pub ticket: Uuid,
+    pub show: Uuid,
+    pub seat: i64,
+    pub issued_at_s: i64,
+}
+
+pub struct TicketSigner {
+    key: ed25519_dalek::SigningKey,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("tickets.signing_key {path}: {message}")]
+pub struct TicketKeyError {
+    path: String,
+    message: String,
+}
+
+impl TicketSigner {
+    pub fn from_file(path: &std::path::Path) -> Result<Self, TicketKeyError> {
+        let failed = |message: String| TicketKeyError {
+            path: path.display().to_string(),
+            message,
+        };
+        let pem = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
+        let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem)
+            .map_err(|e| failed(format!("not an Ed25519 PKCS#8 key: {e}")))?;
+        Ok(TicketSigner { key })
+    }
+
+    pub fn sign(&self, facts: TicketFacts) -> String {
+        let mut fields = Vec::with_capacity(FIELDS_LEN);
+        fields.extend_from_slice(facts.ticket.as_bytes());
+        fields.extend_from_slice(facts.show.as_bytes());
+        fields.extend_from_slice(&facts.seat.to_be_bytes());
+        fields.extend_from_slice(&facts.issued_at_s.to_be_bytes());
+        let signed = format!("{VERSION}.{}", URL_SAFE_NO_PAD.encode(fields));
+        let signature = self.key.sign(signed.as_bytes());
+        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+    }
+
+    /// The facts of a payload this key signed; `None` for anything else.
+    pub fn verify(&self, payload: &str) -> Option<TicketFacts> {
+        let (signed, signature) = payload.rsplit_once('.')?;
+        let fields = signed.strip_prefix(VERSION)?.strip_prefix('.')?;
+        let signature: [u8; 64] = URL_SAFE_NO_PAD.decode(signature).ok()?.try_into().ok()?;
+        self.key
+            .verifying_key()
+            .verify(
+                signed.as_bytes(),
+                &ed25519_dalek::Signature::from_bytes(&signature),
+            )
+            .ok()?;
+        let fields = URL_SAFE_NO_PAD.decode(fields).ok()?;
+        if fields.len() != FIELDS_LEN {
+            return None;
+        }
+        let uuid = |at: usize| Uuid::from_slice(&fields[at..at + 16]).ok();
+        let int = |at: usize| i64::from_be_bytes(fields[at..at + 8].try_into().expect("8 bytes"));
+        Some(TicketFacts {
+            ticket: uuid(0)?,
+            show: uuid(16)?,
+            seat: int(32),
+            issued_at_s: int(40),
+        })
+    }
+}
+
+/// A payload as an SVG QR code (error correction M: survives a scratched phone screen).
+pub fn qr_svg(payload: &str) -> Result<String, qrcode::types::QrError> {
+    let code = qrcode::QrCode::with_error_correction_level(payload, qrcode::EcLevel::M)?;
+    Ok(code
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(256, 256)
+        .build())
+}
+
+/// `GET /v1/tickets/{id}/qr.svg`: the ticket's signed payload as a QR code, for its owner.
+pub async fn get_qr(
+    State(state): State<AppState>,
+    admission: Admission,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let ticket = TicketId::parse_path(&id)?;
+    let row: Option<(String, Uuid, i64, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT o.fan_id, t.show_id, t.seat_id, t.issued_at FROM tickets t
+         JOIN orders o ON o.id = t.order_id WHERE t.id = $1",
+    )
+    .bind(ticket)
+    .fetch_optional(&state.pool)
+    .await?;
+    let Some((_, show, seat, issued_at)) =
+        row.filter(|(fan, show, _, _)| *fan == admission.fan && show.to_string() == admission.show)
+    else {
+        return Err(TicketId::not_found());
+    };
+    let payload = state.tickets.sign(TicketFacts {
+        ticket: ticket.0,
+        show,
+        seat,
+        issued_at_s: issued_at.timestamp(),
+    });
+    let svg = qr_svg(&payload).map_err(|e| ApiError::Internal(format!("QR encoding: {e}")))?;
+    let mut response = (StatusCode::OK, svg).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("image/svg+xml"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyBody {
+    payload: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Verdict {
+    Valid,
+    AlreadyScanned,
+    Revoked,
+    Forged,
+}
+
+#[derive(Debug, Serialize)]
+struct VerifyView {
+    result: Verdict,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ticket_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    show_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seat_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scanned_at_ms: Option<i64>,
+}
+
+/// `POST /v1/tickets/verify` (scanner: the admin token): the gate's answer for a payload.
+pub async fn post_verify(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<VerifyBody>,
+) -> Result<Response, ApiError> {
+    if body.payload.len() > MAX_PAYLOAD {
+        return Err(ApiError::InvalidBody(format!(
+            "payload is at most {MAX_PAYLOAD} characters"
+        )));
+    }
+    let forged = VerifyView {
+        result: Verdict::Forged,
+        ticket_id: None,
+        show_id: None,
+        seat_id: None,
+        scanned_at_ms: None,
+    };
+    let view = match state.tickets.verify(&body.payload) {
+        None => forged,
+        Some(facts) => scan(&state, facts).await?.unwrap_or(forged),
+    };
+    Ok(crate::holds::json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&view).expect("a verdict serializes"),
+    ))
+}
+
+/// The verdict for a correctly signed payload; `None` if it names no such ticket.
+async fn scan(state: &AppState, facts: TicketFacts) -> Result<Option<VerifyView>, ApiError> {
+    // The first scan wins: one conditional update decides it.
+    let first: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "UPDATE tickets SET scanned_at = now()
+         WHERE id = $1 AND show_id = $2 AND seat_id = $3 AND status = 'valid' AND scanned_at IS NULL
+         RETURNING scanned_at",
+    )
+    .bind(facts.ticket)
+    .bind(facts.show)
+    .bind(facts.seat)
+    .fetch_optional(&state.pool)
+    .await?;
+    let (result, scanned_at) = match first {
+        Some(at) => (Verdict::Valid, Some(at)),
+        None => {
+            let row: Option<(String, Option<DateTime<Utc>>)> = sqlx::query_as(
+                "SELECT status, scanned_at FROM tickets WHERE id = $1 AND show_id = $2 AND seat_id = $3",
+            )
+            .bind(facts.ticket)
+            .bind(facts.show)
+            .bind(facts.seat)
+            .fetch_optional(&state.pool)
+            .await?;
+            match row {
+                None => return Ok(None),
+                Some((status, _)) if status == "revoked" => (Verdict::Revoked, None),
+                Some((_, at)) => (Verdict::AlreadyScanned, at),
+            }
+        }
+    };
+    Ok(Some(VerifyView {
+        result,
+        ticket_id: Some(facts.ticket),
+        show_id: Some(facts.show),
+        seat_id: Some(facts.seat),
+        scanned_at_ms: scanned_at.map(|at| at.timestamp_millis()),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_verify_only_untouched_and_with_their_key() {
+        let (private, _) = onsale_contract::tokens::generate_pem_pair();
+        let signer = TicketSigner {
+            key: ed25519_dalek::SigningKey::from_pkcs8_pem(&private).unwrap(),
+        };
+        let facts = TicketFacts {
+            ticket: Uuid::new_v4(),
+            show: Uuid::new_v4(),
+            seat: 42,
+            issued_at_s: 1_800_000_000,
+        };
+        let payload = signer.sign(facts);
+        assert_eq!(signer.verify(&payload), Some(facts));
+        let (other, _) = onsale_contract::tokens::generate_pem_pair();
+        let stranger = TicketSigner {
+            key: ed25519_dalek::SigningKey::from_pkcs8_pem(&other).unwrap(),
+        };
+        assert_eq!(stranger.verify(&payload), None);
+        // Any changed character of the fields breaks the signature.
+        let mut tampered = payload.clone().into_bytes();
+        tampered[5] = if tampered[5] == b'A' { b'B' } else { b'A' };
+        assert_eq!(signer.verify(std::str::from_utf8(&tampered).unwrap()), None);
+        assert_eq!(signer.verify("T1.nonsense"), None);
+        assert_eq!(signer.verify(""), None);
+    }
+}
