@@ -102,8 +102,18 @@ start_postgres() {
             options="$options -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         fi
         log "starting PostgreSQL on 127.0.0.1:$port"
-        pg_run "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 -o "$options" start >/dev/null \
-            || { tail -n 20 "$dir/server.log" >&2; die "PostgreSQL did not start"; }
+        local attempt
+        # Connections of a server stopped a moment ago linger in TIME_WAIT on its port and
+        # keep a new server from binding it for up to a minute: wait them out.
+        for attempt in $(seq 40); do
+            pg_run "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 -o "$options" start >/dev/null && break
+            if [ "$attempt" = 40 ] || ! tail -n 20 "$dir/server.log" | grep -q 'Address already in use'; then
+                tail -n 20 "$dir/server.log" >&2
+                die "PostgreSQL did not start"
+            fi
+            [ "$attempt" = 1 ] && log "port $port is still held by closed connections; waiting"
+            sleep 2
+        done
         ONSALE_STARTED_PG=$dir
     fi
     PG_ADMIN_URL="postgres://postgres@127.0.0.1:$port/postgres"
