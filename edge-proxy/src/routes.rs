@@ -139,6 +139,9 @@ pub fn classify(method: &Method, path: &str) -> Route {
         ),
         ["v1", "orders"] => (RouteClass::Purchase, &[Method::GET, Method::POST][..], None),
         ["v1", "orders", id] if is_id(id) => (RouteClass::Purchase, &[Method::GET][..], None),
+        ["v1", "orders", id, "cancel"] if is_id(id) => {
+            (RouteClass::Purchase, &[Method::POST][..], None)
+        }
         ["v1", "payments", id, "confirm"] if is_id(id) => {
             (RouteClass::Purchase, &[Method::POST][..], None)
         }
@@ -209,6 +212,7 @@ mod tests {
             (Method::GET, "/v1/orders/o1"),
             (Method::POST, "/v1/payments/p1/confirm"),
             (Method::GET, "/v1/tickets/t1/qr.svg"),
+            (Method::POST, "/v1/orders/o1/cancel"),
         ] {
             let route = classify(&method, path);
             assert_eq!(route.class, RouteClass::Purchase, "{path}");

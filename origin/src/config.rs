@@ -28,6 +28,48 @@ pub struct TicketsConfig {
 #[serde(deny_unknown_fields)]
 pub struct OrdersConfig {
     pub payment_window_s: f64,
+    /// Refunds on cancellation for every show without its own policy.
+    pub refund_policy: RefundPolicy,
+    /// Per show id, a policy of its own.
+    #[serde(default)]
+    pub show_refund_policies: std::collections::BTreeMap<String, RefundPolicy>,
+}
+
+/// Refund tiers: cancelling at least `days_before` days before the show refunds `percent`
+/// of the order; the first tier that applies, from the furthest out; none applies: nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RefundPolicy(pub Vec<RefundTier>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundTier {
+    pub days_before: u32,
+    pub percent: u8,
+}
+
+impl RefundPolicy {
+    /// Cents refunded of `total_cents` when cancelling `seconds_before` the show starts.
+    pub fn refund_cents(&self, total_cents: i64, seconds_before: i64) -> i64 {
+        let percent = self
+            .0
+            .iter()
+            .filter(|tier| seconds_before >= i64::from(tier.days_before) * 86_400)
+            .map(|tier| tier.percent)
+            .max()
+            .unwrap_or(0);
+        total_cents * i64::from(percent) / 100
+    }
+
+    fn problem(&self) -> Option<&'static str> {
+        if self.0.len() > 20 {
+            return Some("at most 20 tiers");
+        }
+        self.0
+            .iter()
+            .any(|t| t.percent > 100)
+            .then_some("percent must be 0 to 100")
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -146,9 +188,48 @@ impl Config {
                 "sweep_interval_ms and sweep_batch must be positive",
             );
         }
-        if !(1.0..=86_400.0).contains(&self.orders.payment_window_s) {
+        let orders = &self.orders;
+        if !(1.0..=86_400.0).contains(&orders.payment_window_s) {
             return key("orders.payment_window_s", "must be 1 to 86400 seconds");
         }
+        if let Some(problem) = orders.refund_policy.problem() {
+            return key("orders.refund_policy", problem);
+        }
+        for (show, policy) in &orders.show_refund_policies {
+            if uuid::Uuid::parse_str(show).is_err() {
+                return key("orders.show_refund_policies", "keys are show ids (UUIDs)");
+            }
+            if let Some(problem) = policy.problem() {
+                return key("orders.show_refund_policies", problem);
+            }
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refunds_follow_the_tiers_by_days_before_the_show() {
+        let policy = RefundPolicy(vec![
+            RefundTier {
+                days_before: 30,
+                percent: 100,
+            },
+            RefundTier {
+                days_before: 7,
+                percent: 50,
+            },
+        ]);
+        let day = 86_400;
+        assert_eq!(policy.refund_cents(10_000, 45 * day), 10_000);
+        assert_eq!(policy.refund_cents(10_000, 30 * day), 10_000);
+        assert_eq!(policy.refund_cents(10_000, 30 * day - 1), 5_000);
+        assert_eq!(policy.refund_cents(10_001, 7 * day), 5_000);
+        assert_eq!(policy.refund_cents(10_000, 7 * day - 1), 0);
+        assert_eq!(policy.refund_cents(10_000, -day), 0);
+        assert_eq!(RefundPolicy(vec![]).refund_cents(10_000, 90 * day), 0);
     }
 }

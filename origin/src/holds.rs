@@ -534,6 +534,23 @@ pub async fn delete_hold(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Locks seats' inventory rows by primary key, in seat order: the first lock every write
+/// to a hold or an order takes.
+pub(crate) async fn lock_seats(
+    tx: &mut PgConnection,
+    show: Uuid,
+    seats: &[i64],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT 1 FROM seat_inventory WHERE show_id = $1 AND seat_id = ANY($2) ORDER BY seat_id FOR UPDATE",
+    )
+    .bind(show)
+    .bind(seats)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 /// Locks a hold for a write that follows it: its seats' inventory rows by primary key, then
 /// the hold row, the order every writer keeps (the sweeper and lazy expiry reach the hold
 /// through its seats too). Returns whether the hold is live: active and not yet expired.
@@ -543,13 +560,7 @@ pub(crate) async fn lock_hold(
     seats: &[i64],
     hold: Uuid,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query(
-        "SELECT 1 FROM seat_inventory WHERE show_id = $1 AND seat_id = ANY($2) ORDER BY seat_id FOR UPDATE",
-    )
-    .bind(show)
-    .bind(seats)
-    .execute(&mut *tx)
-    .await?;
+    lock_seats(tx, show, seats).await?;
     sqlx::query_scalar(
         "SELECT status = 'active' AND expires_at > now() FROM holds WHERE id = $1 FOR UPDATE",
     )

@@ -84,6 +84,7 @@ pub fn router(state: AppState) -> Router {
             get(orders::list_orders).post(orders::post_order),
         )
         .route("/v1/orders/{id}", get(orders::get_order))
+        .route("/v1/orders/{id}/cancel", post(payments::post_cancel))
         .route("/v1/payments/{id}/confirm", post(payments::post_confirm))
         .route("/v1/tickets/{id}/qr.svg", get(tickets::get_qr))
         .layer(DefaultBodyLimit::max(config.body_limit_bytes));

@@ -14,7 +14,7 @@ use crate::auth::Admission;
 use crate::domain::payment_method::ConfirmBody;
 use crate::domain::{IdempotencyKey, OrderId, PaymentId, PaymentMethod};
 use crate::error::ApiError;
-use crate::holds::{close_hold_seats, free_seats, json_response, lock_hold};
+use crate::holds::{close_hold_seats, free_seats, json_response, lock_hold, lock_seats};
 use crate::idempotency::{self, Begin, Claimed};
 use crate::json::ApiJson;
 use crate::AppState;
@@ -222,4 +222,120 @@ async fn outbox(
         .execute(&mut *tx)
         .await?;
     Ok(())
+}
+
+#[derive(Serialize)]
+struct CancelView {
+    refund_cents: i64,
+    order: crate::orders::OrderView,
+}
+
+/// `POST /v1/orders/{id}/cancel` (`Idempotency-Key`): the fan's paid order is cancelled
+/// under the show's refund policy, in one transaction: the refund through the provider,
+/// tickets revoked, seats back on sale, a `refund_issued` outbox row.
+pub async fn post_cancel(
+    State(state): State<AppState>,
+    admission: Admission,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let order = OrderId::parse_path(&id)?;
+    let key = IdempotencyKey::parse(headers.get("idempotency-key"))?;
+    let route = format!("POST /v1/orders/{order}/cancel");
+    let begun = idempotency::begin_request(&state, &admission.fan, &key, &route, &order).await?;
+    let claimed = match begun {
+        Begin::Replay(response) => return Ok(response),
+        Begin::Proceed(claimed) => claimed,
+    };
+    match cancel(&state, &admission, order, &claimed).await {
+        Ok(body) => Ok(json_response(StatusCode::OK, body)),
+        Err(error) => {
+            idempotency::finish_failed(&state.pool, &claimed, &error).await;
+            Err(error)
+        }
+    }
+}
+
+async fn cancel(
+    state: &AppState,
+    admission: &Admission,
+    order: OrderId,
+    claimed: &Claimed,
+) -> Result<Vec<u8>, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    let seen: Option<(Uuid, String, Vec<i64>)> = sqlx::query_as(
+        "SELECT o.show_id, o.fan_id,
+                array(SELECT seat_id FROM order_items WHERE order_id = o.id ORDER BY seat_id)
+         FROM orders o WHERE o.id = $1",
+    )
+    .bind(order)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((show, _, seats)) =
+        seen.filter(|(show, fan, _)| *fan == admission.fan && show.to_string() == admission.show)
+    else {
+        return Err(OrderId::not_found());
+    };
+    // Inventory rows first, the order every writer keeps, then the order.
+    lock_seats(&mut tx, show, &seats).await?;
+    let (status, total_cents, seconds_before): (String, i64, f64) = sqlx::query_as(
+        "SELECT o.status, o.total_cents, extract(epoch FROM s.starts_at - now())::float8
+         FROM orders o JOIN shows s ON s.id = o.show_id WHERE o.id = $1 FOR UPDATE OF o",
+    )
+    .bind(order)
+    .fetch_one(&mut *tx)
+    .await?;
+    if status != "confirmed" {
+        return Err(ApiError::Conflict(
+            "order_not_cancellable",
+            format!("only a paid order can be cancelled; this one is {status}"),
+        ));
+    }
+    let orders = &state.config.orders;
+    let policy = orders
+        .show_refund_policies
+        .get(&show.to_string())
+        .unwrap_or(&orders.refund_policy);
+    let refund_cents = policy.refund_cents(total_cents, seconds_before as i64);
+    // The sandbox refunds at once; the payment records it.
+    sqlx::query(
+        "UPDATE payments SET status = 'refunded', updated_at = now() WHERE order_id = $1 AND status = 'succeeded'",
+    )
+    .bind(order)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE orders SET status = 'cancelled', cancel_reason = 'fan_cancelled' WHERE id = $1",
+    )
+    .bind(order)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE tickets SET status = 'revoked' WHERE order_id = $1 AND status = 'valid'")
+        .bind(order)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "UPDATE seat_inventory SET status = 'available', order_id = NULL, version = version + 1
+         WHERE show_id = $1 AND seat_id = ANY($2) AND order_id = $3",
+    )
+    .bind(show)
+    .bind(&seats)
+    .bind(order)
+    .execute(&mut *tx)
+    .await?;
+    outbox(
+        &mut tx,
+        order,
+        "refund_issued",
+        serde_json::json!({ "order_id": order.0, "refund_cents": refund_cents }),
+    )
+    .await?;
+    let view = CancelView {
+        refund_cents,
+        order: crate::orders::load(&mut tx, order).await?,
+    };
+    let body = serde_json::to_vec(&view).expect("a cancellation serializes");
+    idempotency::store_in(&mut tx, claimed, 200, &body).await?;
+    tx.commit().await?;
+    Ok(body)
 }

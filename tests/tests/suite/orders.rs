@@ -517,3 +517,68 @@ async fn tickets_show_a_signed_qr_and_scan_once() {
     at_the_gate.expect_status(200);
     assert_eq!(at_the_gate.json()["result"], "already_scanned");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_order_is_refunded_by_policy_and_its_seats_go_back_on_sale() {
+    // The show is in 2099: the default policy's 30-days tier refunds everything.
+    let s = stadium().await;
+    let ana = s.fan("ana");
+    let (order_body, payment) = ordered(&s, &ana, &[80, 81]).await;
+    confirm(&ana, &payment, "pm_card_ok", "c")
+        .await
+        .expect_status(200);
+    let order_id = order_body["order_id"].as_str().unwrap();
+    let cancel_path = format!("/v1/orders/{order_id}/cancel");
+    let cancelled = ana.post_idempotent(&cancel_path, "x1", &json!({})).await;
+    cancelled.expect_status(200);
+    let body = cancelled.json();
+    assert_eq!(body["refund_cents"], order_body["total_cents"]);
+    assert_eq!(body["order"]["status"], "cancelled");
+    assert_eq!(body["order"]["cancel_reason"], "fan_cancelled");
+    assert_eq!(body["order"]["payment"]["status"], "refunded");
+    assert!(body["order"]["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["status"] == "revoked"));
+    assert_eq!(
+        s.count("SELECT count(*) FROM seat_inventory WHERE show_id = $1::uuid AND status <> 'available'")
+            .await,
+        0
+    );
+    // A retry replays; a second cancellation is refused; the seats sell again.
+    let again = ana.post_idempotent(&cancel_path, "x1", &json!({})).await;
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    ana.post_idempotent(&cancel_path, "x2", &json!({}))
+        .await
+        .problem(409, "order_not_cancellable");
+    let (_, bob_payment) = ordered(&s, &s.fan("bob"), &[80, 81]).await;
+    confirm(&s.fan("bob"), &bob_payment, "pm_card_ok", "b")
+        .await
+        .expect_status(200);
+    let events: Vec<String> = sqlx::query_scalar(
+        "SELECT event_type FROM outbox WHERE aggregate_id = $1::uuid ORDER BY id",
+    )
+    .bind(order_id)
+    .fetch_all(&s.app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        events,
+        vec!["order_confirmed".to_owned(), "refund_issued".to_owned()]
+    );
+    assert_invariants(&s).await;
+    // Unpaid orders are not cancelled this way, and only their fan sees them.
+    let (pending, _) = ordered(&s, &ana, &[82]).await;
+    let pending_cancel = format!(
+        "/v1/orders/{}/cancel",
+        pending["order_id"].as_str().unwrap()
+    );
+    ana.post_idempotent(&pending_cancel, "x3", &json!({}))
+        .await
+        .problem(409, "order_not_cancellable");
+    s.fan("bob")
+        .post_idempotent(&pending_cancel, "x4", &json!({}))
+        .await
+        .problem(404, "order_not_found");
+}
