@@ -489,6 +489,8 @@ pub async fn delete_hold(
 ) -> Result<Response, ApiError> {
     let hold = owned_hold(&state, &admission, &id).await?;
     let mut tx = state.pool.begin().await?;
+    // The seats first, then the hold: the order the sweeper and orders lock them in.
+    lock_seats(&mut tx, hold.show_id, &hold.seat_ids).await?;
     let status: String = sqlx::query_scalar("SELECT status FROM holds WHERE id = $1 FOR UPDATE")
         .bind(hold.id)
         .fetch_one(&mut *tx)

@@ -140,6 +140,23 @@ pub async fn store_in(
     Ok(())
 }
 
+/// The answer of a claimed request whose effect returned `result`: the committed body with
+/// `status`, or the error after [`finish_failed`].
+pub async fn respond(
+    pool: &PgPool,
+    claimed: &Claimed,
+    status: StatusCode,
+    result: Result<Vec<u8>, ApiError>,
+) -> Result<Response, ApiError> {
+    match result {
+        Ok(body) => Ok(crate::holds::json_response(status, body)),
+        Err(error) => {
+            finish_failed(pool, claimed, &error).await;
+            Err(error)
+        }
+    }
+}
+
 /// Ends a claimed request that failed: client errors are stored for replay, server errors
 /// release the key so a retry can run.
 pub async fn finish_failed(pool: &PgPool, claimed: &Claimed, error: &ApiError) {

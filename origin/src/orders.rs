@@ -73,13 +73,8 @@ pub async fn post_order(
         Begin::Replay(response) => return Ok(response),
         Begin::Proceed(claimed) => claimed,
     };
-    match create_order(&state, &admission, request.hold_id, &claimed).await {
-        Ok(body) => Ok(json_response(StatusCode::CREATED, body)),
-        Err(error) => {
-            idempotency::finish_failed(&state.pool, &claimed, &error).await;
-            Err(error)
-        }
-    }
+    let result = create_order(&state, &admission, request.hold_id, &claimed).await;
+    idempotency::respond(&state.pool, &claimed, StatusCode::CREATED, result).await
 }
 
 async fn create_order(

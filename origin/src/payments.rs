@@ -14,7 +14,7 @@ use crate::auth::Admission;
 use crate::domain::payment_method::ConfirmBody;
 use crate::domain::{IdempotencyKey, OrderId, PaymentId, PaymentMethod};
 use crate::error::ApiError;
-use crate::holds::{close_hold_seats, free_seats, json_response, lock_hold, lock_seats};
+use crate::holds::{close_hold_seats, free_seats, lock_hold, lock_seats};
 use crate::idempotency::{self, Begin, Claimed};
 use crate::json::ApiJson;
 use crate::AppState;
@@ -47,13 +47,8 @@ pub async fn post_confirm(
         Begin::Replay(response) => return Ok(response),
         Begin::Proceed(claimed) => claimed,
     };
-    match confirm(&state, &admission, payment, method, &claimed).await {
-        Ok(body) => Ok(json_response(StatusCode::OK, body)),
-        Err(error) => {
-            idempotency::finish_failed(&state.pool, &claimed, &error).await;
-            Err(error)
-        }
-    }
+    let result = confirm(&state, &admission, payment, method, &claimed).await;
+    idempotency::respond(&state.pool, &claimed, StatusCode::OK, result).await
 }
 
 async fn confirm(
@@ -247,13 +242,8 @@ pub async fn post_cancel(
         Begin::Replay(response) => return Ok(response),
         Begin::Proceed(claimed) => claimed,
     };
-    match cancel(&state, &admission, order, &claimed).await {
-        Ok(body) => Ok(json_response(StatusCode::OK, body)),
-        Err(error) => {
-            idempotency::finish_failed(&state.pool, &claimed, &error).await;
-            Err(error)
-        }
-    }
+    let result = cancel(&state, &admission, order, &claimed).await;
+    idempotency::respond(&state.pool, &claimed, StatusCode::OK, result).await
 }
 
 async fn cancel(
