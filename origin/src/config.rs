@@ -16,6 +16,60 @@ pub struct Config {
     pub holds: HoldsConfig,
     pub orders: OrdersConfig,
     pub tickets: TicketsConfig,
+    pub payments: PaymentsConfig,
+    pub notifications: NotificationsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentsConfig {
+    /// The HMAC key webhooks are signed with, shared with the provider.
+    pub webhook_secret: Secret,
+    pub webhook_tolerance_s: u64,
+    /// How often the refund worker looks for refunds coming due.
+    pub refund_poll_ms: u64,
+    pub refund_retry_base_ms: u64,
+    pub refund_retry_max_ms: u64,
+    pub reconcile_interval_s: f64,
+    /// A payment `processing` for longer than this is asked of the provider.
+    pub stuck_after_s: f64,
+    pub sandbox: SandboxConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// Where the sandbox POSTs its webhooks; unset: the origin's own endpoint.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    pub slow_settle_ms: u64,
+    pub poll_ms: u64,
+    pub delivery_timeout_ms: u64,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    pub max_attempts: u32,
+    pub duplicate_percent: u8,
+    pub seed: u64,
+    pub refund_failures: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// Relay outbox rows to the Redis stream; off: they wait in PostgreSQL.
+    pub relay: bool,
+    pub redis_url: Secret,
+    pub key_prefix: String,
+    pub relay_interval_ms: u64,
+    pub relay_batch: i64,
+    /// Approximate length the stream is trimmed to.
+    pub stream_max_len: u64,
+    /// The built-in consumer: writes a message per event to `sink_path` (JSON lines).
+    pub consumer: bool,
+    pub consumer_group: String,
+    pub sink_path: PathBuf,
+    pub max_attempts: u32,
+    pub retry_base_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -132,6 +186,8 @@ impl Config {
         override_from_env(&mut config.database.url, "DATABASE_URL")?;
         override_from_env(&mut config.admin.token, "ONSALE_ADMIN_TOKEN")?;
         override_from_env(&mut config.tickets.signing_key, "ONSALE_TICKET_SIGNING_KEY")?;
+        override_from_env(&mut config.payments.webhook_secret, "ONSALE_WEBHOOK_SECRET")?;
+        override_from_env(&mut config.notifications.redis_url, "REDIS_URL")?;
         let mut keys = PathList(std::mem::take(&mut config.tokens.verify_keys));
         override_from_env(&mut keys, "ONSALE_VERIFY_KEYS")?;
         config.tokens.verify_keys = keys.0;
@@ -202,6 +258,42 @@ impl Config {
             if let Some(problem) = policy.problem() {
                 return key("orders.show_refund_policies", problem);
             }
+        }
+        let payments = &self.payments;
+        if payments.webhook_secret.expose().len() < 16 {
+            return key("payments.webhook_secret", "must be at least 16 characters");
+        }
+        if payments.refund_poll_ms == 0 || payments.refund_retry_base_ms == 0 {
+            return key(
+                "payments",
+                "refund_poll_ms and refund_retry_base_ms must be positive",
+            );
+        }
+        if payments.reconcile_interval_s <= 0.0 || payments.stuck_after_s < 0.0 {
+            return key(
+                "payments",
+                "reconcile_interval_s must be positive and stuck_after_s not negative",
+            );
+        }
+        let sandbox = &payments.sandbox;
+        if sandbox.duplicate_percent > 100 {
+            return key("payments.sandbox.duplicate_percent", "must be 0 to 100");
+        }
+        if sandbox.poll_ms == 0 || sandbox.max_attempts == 0 || sandbox.delivery_timeout_ms == 0 {
+            return key(
+                "payments.sandbox",
+                "poll_ms, delivery_timeout_ms and max_attempts must be positive",
+            );
+        }
+        let notifications = &self.notifications;
+        if notifications.relay_interval_ms == 0
+            || notifications.relay_batch < 1
+            || notifications.max_attempts == 0
+        {
+            return key(
+                "notifications",
+                "relay_interval_ms, relay_batch and max_attempts must be positive",
+            );
         }
         Ok(())
     }

@@ -34,6 +34,8 @@ pub enum ApiError {
     },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("payment provider: {0}")]
+    Provider(#[from] crate::provider::ProviderError),
     /// A state the schema and locks should rule out; the transaction is rolled back.
     #[error("internal error: {0}")]
     Internal(String),
@@ -92,6 +94,13 @@ impl ApiError {
             ApiError::Database(_) => Problem::new(503, "unavailable", "Service unavailable")
                 .with_detail("the database did not answer; retry shortly")
                 .with("retry_after_s", 1),
+            ApiError::Provider(_) => Problem::new(
+                502,
+                "payment_provider_unavailable",
+                "Payment provider unavailable",
+            )
+            .with_detail("the payment provider did not answer; retry shortly")
+            .with("retry_after_s", 2),
             ApiError::Internal(_) => Problem::new(500, "internal", "Internal error")
                 .with_detail("nothing was changed; retry shortly"),
         }
@@ -103,6 +112,7 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::Database(error) => tracing::error!(%error, "database error"),
             ApiError::Internal(error) => tracing::error!(%error, "internal error"),
+            ApiError::Provider(error) => tracing::warn!(%error, "payment provider error"),
             _ => {}
         }
         problem_response(&self.to_problem())

@@ -351,9 +351,10 @@ pub async fn end_expired(tx: &mut PgConnection, holds: &[Uuid]) -> Result<u64, s
         "WITH cancelled AS (
              UPDATE orders SET status = 'cancelled', cancel_reason = 'hold_expired'
              WHERE hold_id = ANY($1) AND status = 'pending_payment'
-             RETURNING id, hold_id)
+             RETURNING id, hold_id, fan_id, show_id)
          INSERT INTO outbox (aggregate_id, event_type, payload)
-         SELECT id, 'hold_expired', jsonb_build_object('order_id', id, 'hold_id', hold_id)
+         SELECT id, 'hold_expired',
+                jsonb_build_object('order_id', id, 'fan_id', fan_id, 'show_id', show_id, 'hold_id', hold_id)
          FROM cancelled",
     )
     .bind(holds)

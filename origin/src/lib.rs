@@ -16,10 +16,16 @@ pub mod idempotency;
 pub mod json;
 pub mod metrics;
 pub mod orders;
+pub mod outbox;
 pub mod payments;
+pub mod provider;
+pub mod reconcile;
+pub mod refunds;
 pub mod seed;
 pub mod sweeper;
 pub mod tickets;
+pub mod webhooks;
+pub mod workers;
 
 use crate::config::Config;
 use crate::error::{problem_response, ApiError};
@@ -48,6 +54,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub tokens: Arc<onsale_contract::tokens::VerifiedCache>,
     pub tickets: Arc<tickets::TicketSigner>,
+    pub provider: Arc<dyn provider::PaymentProvider>,
+    pub workers: Arc<workers::Workers>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +95,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders/{id}/cancel", post(payments::post_cancel))
         .route("/v1/payments/{id}/confirm", post(payments::post_confirm))
         .route("/v1/tickets/{id}/qr.svg", get(tickets::get_qr))
+        .route(
+            "/v1/webhooks/payments",
+            post(webhooks::post_payment_webhook),
+        )
         .layer(DefaultBodyLimit::max(config.body_limit_bytes));
     let organizer = Router::new()
         .route("/v1/admin/venues", post(admin::post_venue))
@@ -244,12 +256,26 @@ pub async fn start_with_pool(config: Config, pool: PgPool) -> Result<RunningOrig
     let tickets = Arc::new(tickets::TicketSigner::from_file(
         &config.tickets.signing_key,
     )?);
+    let payments = &config.payments;
+    let sandbox = Arc::new(provider::sandbox::Sandbox::new(
+        pool.clone(),
+        payments.sandbox.clone(),
+        payments.webhook_secret.expose().as_bytes(),
+        payments.webhook_tolerance_s,
+    ));
+    let webhook_url = payments
+        .sandbox
+        .webhook_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}/v1/webhooks/payments"));
     let state = AppState {
         pool,
         config: Arc::new(config),
         metrics,
         tokens,
         tickets,
+        provider: sandbox.clone(),
+        workers: Arc::default(),
     };
     let app = router(state.clone());
     let (stop, mut stopped) = watch::channel(false);
@@ -262,6 +288,23 @@ pub async fn start_with_pool(config: Config, pool: PgPool) -> Result<RunningOrig
         ttl_h,
         stop.subscribe(),
     ));
+    tokio::spawn(sandbox.run_deliveries(webhook_url, state.metrics.clone(), stop.subscribe()));
+    tokio::spawn(refunds::run(state.clone(), stop.subscribe()));
+    tokio::spawn(reconcile::run(state.clone(), stop.subscribe()));
+    let notifications = &state.config.notifications;
+    if notifications.relay {
+        tokio::spawn(outbox::run_relay(
+            state.pool.clone(),
+            notifications.clone(),
+            state.metrics.clone(),
+            stop.subscribe(),
+        ));
+    }
+    if notifications.consumer {
+        let sink = Arc::new(outbox::JsonLinesSink::new(notifications.sink_path.clone()));
+        let consumer = outbox::Consumer::new(notifications.clone(), sink, state.metrics.clone());
+        tokio::spawn(consumer.run(stop.subscribe()));
+    }
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {

@@ -2,7 +2,8 @@
 
 use onsale_contract::metrics::{counter_vec, histogram_vec, int_gauge_vec, register, registry};
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Registry,
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Registry,
 };
 
 pub struct Metrics {
@@ -14,6 +15,15 @@ pub struct Metrics {
     pub hold_duration: Histogram,
     pub holds_ended: IntCounterVec,
     pub sweep_lag: Gauge,
+    pub payments_settled: IntCounterVec,
+    pub webhooks_received: IntCounterVec,
+    pub webhook_deliveries: IntCounterVec,
+    pub refunds: IntCounterVec,
+    pub reconciled: IntCounterVec,
+    pub invariant_breaches: IntGaugeVec,
+    pub outbox_published: IntCounter,
+    pub outbox_unpublished: IntGauge,
+    pub notifications: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: [f64; 12] = [
@@ -70,6 +80,65 @@ impl Metrics {
                     "How long after expiry the sweeper's latest batch freed its oldest seat",
                 )
                 .expect("static metric"),
+            ),
+            payments_settled: counter_vec(
+                &registry,
+                "payments_settled_total",
+                "Payments moved by the provider, by new status",
+                &["status"],
+            ),
+            webhooks_received: counter_vec(
+                &registry,
+                "payment_webhooks_received_total",
+                "Payment webhooks by result: applied, stale, duplicate, unknown_payment, rejected",
+                &["result"],
+            ),
+            webhook_deliveries: counter_vec(
+                &registry,
+                "sandbox_webhook_deliveries_total",
+                "Sandbox webhook delivery attempts by result: delivered, failed, abandoned",
+                &["result"],
+            ),
+            refunds: counter_vec(
+                &registry,
+                "refund_attempts_total",
+                "Refund attempts through the provider by result: succeeded, failed",
+                &["result"],
+            ),
+            reconciled: counter_vec(
+                &registry,
+                "payments_reconciled_total",
+                "Stuck payments asked of the provider, by result: moved, unchanged, unavailable",
+                &["result"],
+            ),
+            invariant_breaches: int_gauge_vec(
+                &registry,
+                "reconcile_breaches",
+                "Rows breaking a money-or-seat invariant at the last reconciliation; must be 0: \
+                 orders_paid_without_tickets, seats_held_without_live_hold",
+                &["check"],
+            ),
+            outbox_published: register(
+                &registry,
+                &IntCounter::new(
+                    "outbox_published_total",
+                    "Outbox rows published to the event stream",
+                )
+                .expect("static metric"),
+            ),
+            outbox_unpublished: register(
+                &registry,
+                &IntGauge::new(
+                    "outbox_unpublished",
+                    "Outbox rows waiting for the relay at its last round",
+                )
+                .expect("static metric"),
+            ),
+            notifications: counter_vec(
+                &registry,
+                "notifications_total",
+                "Notification sink writes by result: delivered, failed, dead_lettered",
+                &["result"],
             ),
             registry,
         }

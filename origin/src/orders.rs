@@ -20,9 +20,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// The built-in payment provider; intents start in `requires_confirmation`.
-const SANDBOX: &str = "sandbox";
-
 #[derive(Debug, Serialize)]
 struct PaymentView {
     payment_id: Uuid,
@@ -57,6 +54,23 @@ pub(crate) struct OrderView {
     items: Vec<ItemView>,
     tickets: Vec<TicketView>,
     payment: PaymentView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refund: Option<RefundView>,
+}
+
+impl OrderView {
+    pub(crate) fn payment_status(&self) -> &str {
+        &self.payment.status
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct RefundView {
+    refund_id: Uuid,
+    amount_cents: i64,
+    reason: String,
+    /// `pending` until the provider has refunded it, then `succeeded`.
+    status: String,
 }
 
 pub async fn post_order(
@@ -83,20 +97,27 @@ async fn create_order(
     hold: HoldId,
     claimed: &Claimed,
 ) -> Result<Vec<u8>, ApiError> {
-    let mut tx = state.pool.begin().await?;
-    let seen: Option<(Uuid, String, Vec<i64>)> = sqlx::query_as(
+    let seen: Option<(Uuid, String, Vec<i64>, i64, String)> = sqlx::query_as(
         "SELECT show_id, fan_id,
-                array(SELECT seat_id FROM hold_seats WHERE hold_id = h.id AND released_at IS NULL ORDER BY seat_id)
+                array(SELECT seat_id FROM hold_seats WHERE hold_id = h.id AND released_at IS NULL ORDER BY seat_id),
+                total_cents, currency
          FROM holds h WHERE id = $1",
     )
     .bind(hold)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&state.pool)
     .await?;
-    let Some((show, _, seats)) =
-        seen.filter(|(show, fan, _)| *fan == admission.fan && show.to_string() == admission.show)
+    let Some((show, _, seats, total_cents, currency)) =
+        seen.filter(|(show, fan, ..)| *fan == admission.fan && show.to_string() == admission.show)
     else {
         return Err(HoldId::not_found());
     };
+    // The intent is made before the transaction, never inside it (no lock is held across a
+    // provider call). Its key is the hold, so retries and refusals reuse one intent.
+    let intent = state
+        .provider
+        .create_intent(total_cents, &currency, &format!("order:{hold}"))
+        .await?;
+    let mut tx = state.pool.begin().await?;
     let active = lock_hold(&mut tx, show, &seats, hold.0).await?;
     let ordered: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM orders WHERE hold_id = $1)")
@@ -116,9 +137,9 @@ async fn create_order(
         ));
     }
     // The payment window, once: an order is made once per hold.
-    let (expires_at, total_cents, currency): (DateTime<Utc>, i64, String) = sqlx::query_as(
+    let expires_at: DateTime<Utc> = sqlx::query_scalar(
         "UPDATE holds SET expires_at = greatest(expires_at, clock_timestamp() + make_interval(secs => $2))
-         WHERE id = $1 RETURNING expires_at, total_cents, currency",
+         WHERE id = $1 RETURNING expires_at",
     )
     .bind(hold)
     .bind(state.config.orders.payment_window_s)
@@ -161,13 +182,15 @@ async fn create_order(
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "INSERT INTO payments (id, order_id, provider, provider_ref, status, amount_cents, currency)
-         VALUES ($1, $2, $3, $4, 'requires_confirmation', $5, $6)",
+        "INSERT INTO payments (id, order_id, provider, provider_ref, status, provider_version, amount_cents, currency)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(Uuid::now_v7())
     .bind(order)
-    .bind(SANDBOX)
-    .bind(format!("pi_{}", Uuid::new_v4().simple()))
+    .bind(state.provider.name())
+    .bind(&intent.reference)
+    .bind(intent.status.as_str())
+    .bind(intent.version)
     .bind(total_cents)
     .bind(&currency)
     .execute(&mut *tx)
@@ -220,6 +243,11 @@ pub(crate) async fn load(
     .bind(order)
     .fetch_one(&mut *tx)
     .await?;
+    let refund: Option<(Uuid, i64, String, String)> =
+        sqlx::query_as("SELECT id, amount_cents, reason, status FROM refunds WHERE order_id = $1")
+            .bind(order)
+            .fetch_optional(&mut *tx)
+            .await?;
     Ok(OrderView {
         order_id,
         show_id,
@@ -249,6 +277,12 @@ pub(crate) async fn load(
             payment_id,
             status: payment_status,
         },
+        refund: refund.map(|(refund_id, amount_cents, reason, status)| RefundView {
+            refund_id,
+            amount_cents,
+            reason,
+            status,
+        }),
     })
 }
 

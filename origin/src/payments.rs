@@ -1,33 +1,52 @@
-//! Payment confirmation with the sandbox provider's test methods that settle at once
-//! (`pm_card_ok`, `pm_card_declined`). One transaction per outcome:
-//! - success: payment `succeeded`, order `confirmed`, hold `converted`, seats `sold` to the
-//!   order, one ticket per seat, an `order_confirmed` outbox row;
-//! - decline: payment `failed`, order `payment_failed`, hold released and its seats back on
-//!   sale at once, a `payment_failed` outbox row.
+//! Payments: confirmation by the fan, outcomes from the provider, cancellation with refunds.
 //!
-//! Locks are taken in the order every writer keeps: the seats' inventory rows, the hold,
-//! then the order and payment; a second confirmation waits, then finds the order settled.
-//! The sandbox decides inside the transaction; asynchronous outcomes (3-D Secure, slow
-//! payments settled by webhook) are not built yet.
+//! A confirmation is three steps, so no lock is held across the provider call:
+//! 1. a short transaction checks the order and marks its payment `processing` (a second
+//!    confirmation now finds nothing to confirm);
+//! 2. the provider is asked, outside any transaction;
+//! 3. its answer is applied by [`apply`], the one place a provider's word changes an order,
+//!    shared with webhooks and the reconciliation job.
+//!
+//! [`apply`] orders answers by the intent's version, so duplicates and webhooks that arrive
+//! out of order change nothing. Its outcomes, each in one transaction:
+//! - succeeded, hold live: order `confirmed`, hold `converted`, seats `sold`, one ticket per
+//!   seat, an `order_confirmed` outbox row;
+//! - succeeded, hold gone (the payment window passed): nothing is sold, the order is
+//!   `cancelled` with `hold_expired`, and a full refund is owed;
+//! - failed: order `payment_failed`, hold released and seats back on sale at once.
+//!
+//! Lock order, as every writer keeps it: the seats' inventory rows, the hold, then the
+//! order and payment.
 
 use crate::auth::Admission;
 use crate::domain::payment_method::ConfirmBody;
 use crate::domain::{IdempotencyKey, OrderId, PaymentId, PaymentMethod};
 use crate::error::ApiError;
-use crate::holds::{close_hold_seats, free_seats, lock_hold, lock_seats};
+use crate::holds::{close_hold_seats, end_expired, free_seats, lock_hold, lock_seats};
 use crate::idempotency::{self, Begin, Claimed};
 use crate::json::ApiJson;
+use crate::provider::{Intent, IntentStatus, ProviderError};
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Serialize;
+use sqlx::PgConnection;
 use uuid::Uuid;
+
+#[derive(Serialize)]
+struct NextAction {
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
 
 #[derive(Serialize)]
 struct ConfirmView {
     payment_id: Uuid,
-    status: &'static str,
+    status: String,
+    /// Present while the fan must authenticate and confirm again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_action: Option<NextAction>,
     order: crate::orders::OrderView,
 }
 
@@ -47,7 +66,7 @@ pub async fn post_confirm(
         Begin::Replay(response) => return Ok(response),
         Begin::Proceed(claimed) => claimed,
     };
-    let result = confirm(&state, &admission, payment, method, &claimed).await;
+    let result = confirm(&state, &admission, payment, &method, &claimed).await;
     idempotency::respond(&state.pool, &claimed, StatusCode::OK, result).await
 }
 
@@ -55,9 +74,62 @@ async fn confirm(
     state: &AppState,
     admission: &Admission,
     payment: PaymentId,
-    method: PaymentMethod,
+    method: &PaymentMethod,
     claimed: &Claimed,
 ) -> Result<Vec<u8>, ApiError> {
+    state
+        .provider
+        .check_method(method.as_str())
+        .map_err(|detail| ApiError::Unprocessable("unknown_payment_method", detail))?;
+    let (order, intent) = begin_confirmation(state, admission, payment).await?;
+    // The fan's key names this confirmation at the provider too, so a retry after a crash
+    // is answered from the first call.
+    let provider_key = format!("{payment}:{}", claimed.key);
+    let answer = match state
+        .provider
+        .confirm(&intent, method.as_str(), &provider_key)
+        .await
+    {
+        // The provider's state moved on without us (a crash between steps): take its word.
+        Err(ProviderError::Rejected(reason)) => {
+            tracing::warn!(%payment, %reason, "confirmation refused; reading the intent");
+            state.provider.retrieve(&intent).await
+        }
+        answer => answer,
+    };
+    let mut tx = state.pool.begin().await?;
+    match answer {
+        Ok(intent) => {
+            apply(&mut tx, state, payment.0, &intent, false).await?;
+        }
+        Err(error) => tracing::warn!(
+            %payment, %error,
+            "payment outcome unknown; it stays processing until a webhook or reconciliation"
+        ),
+    }
+    let order = crate::orders::load(&mut tx, order).await?;
+    let status = order.payment_status().to_owned();
+    let view = ConfirmView {
+        payment_id: payment.0,
+        next_action: (status == IntentStatus::RequiresAction.as_str()).then_some(NextAction {
+            kind: "authenticate",
+        }),
+        status,
+        order,
+    };
+    let body = serde_json::to_vec(&view).expect("a confirmation serializes");
+    idempotency::store_in(&mut tx, claimed, 200, &body).await?;
+    tx.commit().await?;
+    Ok(body)
+}
+
+/// Step 1: the fan's own order, awaiting payment with its hold live, has its payment marked
+/// `processing`. Returns the order and the provider's intent id.
+async fn begin_confirmation(
+    state: &AppState,
+    admission: &Admission,
+    payment: PaymentId,
+) -> Result<(OrderId, String), ApiError> {
     let mut tx = state.pool.begin().await?;
     let seen: Option<(Uuid, Uuid, Uuid, String, Vec<i64>)> = sqlx::query_as(
         "SELECT o.id, o.show_id, o.hold_id, o.fan_id,
@@ -73,14 +145,16 @@ async fn confirm(
         return Err(PaymentId::not_found());
     };
     let hold_live = lock_hold(&mut tx, show, &seats, hold).await?;
-    let (order_status, payment_status): (String, String) = sqlx::query_as(
-        "SELECT o.status, p.status FROM orders o JOIN payments p ON p.order_id = o.id
+    let (order_status, payment_status, intent): (String, String, String) = sqlx::query_as(
+        "SELECT o.status, p.status, p.provider_ref FROM orders o JOIN payments p ON p.order_id = o.id
          WHERE p.id = $1 FOR UPDATE OF o, p",
     )
     .bind(payment)
     .fetch_one(&mut *tx)
     .await?;
-    if order_status != "pending_payment" || payment_status != "requires_confirmation" {
+    let confirmable =
+        ["requires_confirmation", "requires_action"].contains(&payment_status.as_str());
+    if order_status != "pending_payment" || !confirmable {
         return Err(ApiError::Conflict(
             "payment_not_confirmable",
             format!("the order is {order_status} and its payment {payment_status}"),
@@ -92,39 +166,101 @@ async fn confirm(
             "the payment window has passed; the seats are no longer held".to_owned(),
         ));
     }
-    let status = match method {
-        PaymentMethod::CardOk => {
-            settle_paid(&mut tx, payment, OrderId(order), show, hold, &seats).await?;
-            "succeeded"
-        }
-        PaymentMethod::CardDeclined => {
-            settle_declined(&mut tx, payment, OrderId(order), show, hold).await?;
-            "failed"
-        }
-    };
-    let view = ConfirmView {
-        payment_id: payment.0,
-        status,
-        order: crate::orders::load(&mut tx, OrderId(order)).await?,
-    };
-    let body = serde_json::to_vec(&view).expect("a confirmation serializes");
-    idempotency::store_in(&mut tx, claimed, 200, &body).await?;
+    sqlx::query("UPDATE payments SET status = 'processing', updated_at = now() WHERE id = $1")
+        .bind(payment)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
-    Ok(body)
+    Ok((OrderId(order), intent))
 }
 
-async fn settle_paid(
-    tx: &mut sqlx::PgConnection,
-    payment: PaymentId,
+/// What [`apply`] made of a provider's word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The payment moved to the intent's status.
+    Moved,
+    /// Older than, or the same as, what the payment already shows; nothing changed.
+    Stale,
+}
+
+/// Applies the provider's view of `payment`'s intent, in the caller's transaction. An
+/// intent version newer than the payment's moves it; `resync` (the reconciliation job) also
+/// lets the current version replace a `processing` left by a confirmation that never heard
+/// back. A settled payment (`succeeded`, `failed`, `refunded`) never moves again here.
+pub(crate) async fn apply(
+    tx: &mut PgConnection,
+    state: &AppState,
+    payment: Uuid,
+    intent: &Intent,
+    resync: bool,
+) -> Result<Applied, ApiError> {
+    let (order, show, hold, seats): (Uuid, Uuid, Uuid, Vec<i64>) = sqlx::query_as(
+        "SELECT o.id, o.show_id, o.hold_id,
+                array(SELECT seat_id FROM order_items WHERE order_id = o.id ORDER BY seat_id)
+         FROM payments p JOIN orders o ON o.id = p.order_id WHERE p.id = $1",
+    )
+    .bind(payment)
+    .fetch_one(&mut *tx)
+    .await?;
+    let hold_live = lock_hold(tx, show, &seats, hold).await?;
+    let (order_status, payment_status, version, amount_cents): (String, String, i64, i64) =
+        sqlx::query_as(
+            "SELECT o.status, p.status, p.provider_version, p.amount_cents
+             FROM orders o JOIN payments p ON p.order_id = o.id WHERE p.id = $1 FOR UPDATE OF o, p",
+        )
+        .bind(payment)
+        .fetch_one(&mut *tx)
+        .await?;
+    let settled = ["succeeded", "failed", "refunded"].contains(&payment_status.as_str());
+    let newer = intent.version > version
+        || (resync && payment_status == "processing" && intent.version == version);
+    if settled || !newer {
+        return Ok(Applied::Stale);
+    }
+    sqlx::query(
+        "UPDATE payments SET status = $2, provider_version = $3, updated_at = now() WHERE id = $1",
+    )
+    .bind(payment)
+    .bind(intent.status.as_str())
+    .bind(intent.version)
+    .execute(&mut *tx)
+    .await?;
+    state
+        .metrics
+        .payments_settled
+        .with_label_values(&[intent.status.as_str()])
+        .inc();
+    let order = OrderId(order);
+    let pending = order_status == "pending_payment";
+    match intent.status {
+        IntentStatus::Succeeded if pending && hold_live => {
+            sell(tx, order, show, hold, &seats).await?
+        }
+        IntentStatus::Succeeded => {
+            // Paid after the window: the seats may be someone else's now. Nothing is sold;
+            // the order ends with its hold and the money goes back.
+            if pending {
+                end_expired(tx, &[hold]).await?;
+            }
+            tracing::info!(%order, "payment succeeded after its hold expired; refunding");
+            owe_refund(tx, order, payment, amount_cents, "hold_expired").await?;
+        }
+        IntentStatus::Failed if pending && hold_live => decline(tx, order, show, hold).await?,
+        IntentStatus::Failed if pending => {
+            end_expired(tx, &[hold]).await?;
+        }
+        _ => {}
+    }
+    Ok(Applied::Moved)
+}
+
+async fn sell(
+    tx: &mut PgConnection,
     order: OrderId,
     show: Uuid,
     hold: Uuid,
     seats: &[i64],
 ) -> Result<(), ApiError> {
-    sqlx::query("UPDATE payments SET status = 'succeeded', updated_at = now() WHERE id = $1")
-        .bind(payment)
-        .execute(&mut *tx)
-        .await?;
     sqlx::query("UPDATE orders SET status = 'confirmed', confirmed_at = now() WHERE id = $1")
         .bind(order)
         .execute(&mut *tx)
@@ -168,24 +304,18 @@ async fn settle_paid(
         tx,
         order,
         "order_confirmed",
-        serde_json::json!({
-            "order_id": order.0, "ticket_ids": tickets,
-        }),
+        serde_json::json!({ "ticket_ids": tickets }),
     )
-    .await
+    .await?;
+    Ok(())
 }
 
-async fn settle_declined(
-    tx: &mut sqlx::PgConnection,
-    payment: PaymentId,
+async fn decline(
+    tx: &mut PgConnection,
     order: OrderId,
     show: Uuid,
     hold: Uuid,
 ) -> Result<(), ApiError> {
-    sqlx::query("UPDATE payments SET status = 'failed', updated_at = now() WHERE id = $1")
-        .bind(payment)
-        .execute(&mut *tx)
-        .await?;
     sqlx::query("UPDATE orders SET status = 'payment_failed' WHERE id = $1")
         .bind(order)
         .execute(&mut *tx)
@@ -195,27 +325,50 @@ async fn settle_declined(
         .execute(&mut *tx)
         .await?;
     free_seats(tx, show, &[hold]).await?;
-    outbox(
-        tx,
-        order,
-        "payment_failed",
-        serde_json::json!({ "order_id": order.0 }),
-    )
-    .await
+    outbox(tx, order, "payment_failed", serde_json::json!({})).await?;
+    Ok(())
 }
 
-async fn outbox(
-    tx: &mut sqlx::PgConnection,
+/// Records a refund for the refund worker to carry out (`refunds::run`); one per payment.
+async fn owe_refund(
+    tx: &mut PgConnection,
+    order: OrderId,
+    payment: Uuid,
+    amount_cents: i64,
+    reason: &str,
+) -> Result<(), ApiError> {
+    sqlx::query(
+        "INSERT INTO refunds (id, order_id, payment_id, amount_cents, reason, status)
+         VALUES ($1, $2, $3, $4, $5, 'pending') ON CONFLICT (payment_id) DO NOTHING",
+    )
+    .bind(Uuid::now_v7())
+    .bind(order)
+    .bind(payment)
+    .bind(amount_cents)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// An event for notification consumers, committed with the change it reports. Every
+/// payload carries the order and its fan.
+pub(crate) async fn outbox(
+    tx: &mut PgConnection,
     order: OrderId,
     event: &str,
     payload: serde_json::Value,
-) -> Result<(), ApiError> {
-    sqlx::query("INSERT INTO outbox (aggregate_id, event_type, payload) VALUES ($1, $2, $3)")
-        .bind(order)
-        .bind(event)
-        .bind(payload)
-        .execute(&mut *tx)
-        .await?;
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO outbox (aggregate_id, event_type, payload)
+         SELECT id, $2, jsonb_build_object('order_id', id, 'fan_id', fan_id, 'show_id', show_id) || $3
+         FROM orders WHERE id = $1",
+    )
+    .bind(order)
+    .bind(event)
+    .bind(payload)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
@@ -226,8 +379,9 @@ struct CancelView {
 }
 
 /// `POST /v1/orders/{id}/cancel` (`Idempotency-Key`): the fan's paid order is cancelled
-/// under the show's refund policy, in one transaction: the refund through the provider,
-/// tickets revoked, seats back on sale, a `refund_issued` outbox row.
+/// under the show's refund policy, in one transaction: tickets revoked, seats back on sale,
+/// the refund owed (the refund worker carries it out through the provider, retrying until
+/// it succeeds), an `order_cancelled` outbox row.
 pub async fn post_cancel(
     State(state): State<AppState>,
     admission: Admission,
@@ -243,7 +397,9 @@ pub async fn post_cancel(
         Begin::Proceed(claimed) => claimed,
     };
     let result = cancel(&state, &admission, order, &claimed).await;
-    idempotency::respond(&state.pool, &claimed, StatusCode::OK, result).await
+    let response = idempotency::respond(&state.pool, &claimed, StatusCode::OK, result).await;
+    state.workers.refunds.notify_one();
+    response
 }
 
 async fn cancel(
@@ -266,11 +422,12 @@ async fn cancel(
     else {
         return Err(OrderId::not_found());
     };
-    // Inventory rows first, the order every writer keeps, then the order.
+    // Inventory rows first, the order every writer keeps, then the order and payment.
     lock_seats(&mut tx, show, &seats).await?;
-    let (status, total_cents, seconds_before): (String, i64, f64) = sqlx::query_as(
-        "SELECT o.status, o.total_cents, extract(epoch FROM s.starts_at - now())::float8
-         FROM orders o JOIN shows s ON s.id = o.show_id WHERE o.id = $1 FOR UPDATE OF o",
+    let (status, payment, total_cents, seconds_before): (String, Uuid, i64, f64) = sqlx::query_as(
+        "SELECT o.status, p.id, o.total_cents, extract(epoch FROM s.starts_at - now())::float8
+         FROM orders o JOIN shows s ON s.id = o.show_id JOIN payments p ON p.order_id = o.id
+         WHERE o.id = $1 FOR UPDATE OF o, p",
     )
     .bind(order)
     .fetch_one(&mut *tx)
@@ -287,13 +444,9 @@ async fn cancel(
         .get(&show.to_string())
         .unwrap_or(&orders.refund_policy);
     let refund_cents = policy.refund_cents(total_cents, seconds_before as i64);
-    // The sandbox refunds at once; the payment records it.
-    sqlx::query(
-        "UPDATE payments SET status = 'refunded', updated_at = now() WHERE order_id = $1 AND status = 'succeeded'",
-    )
-    .bind(order)
-    .execute(&mut *tx)
-    .await?;
+    if refund_cents > 0 {
+        owe_refund(&mut tx, order, payment, refund_cents, "fan_cancelled").await?;
+    }
     sqlx::query(
         "UPDATE orders SET status = 'cancelled', cancel_reason = 'fan_cancelled' WHERE id = $1",
     )
@@ -316,8 +469,8 @@ async fn cancel(
     outbox(
         &mut tx,
         order,
-        "refund_issued",
-        serde_json::json!({ "order_id": order.0, "refund_cents": refund_cents }),
+        "order_cancelled",
+        serde_json::json!({ "refund_cents": refund_cents }),
     )
     .await?;
     let view = CancelView {

@@ -215,7 +215,29 @@ pub fn origin_config(db: &TestDb) -> origin::config::Config {
     config.admin.token = onsale_contract::config::Secret::new(ADMIN_TOKEN);
     config.tokens.verify_keys = vec![keys().verify_pem.clone()];
     config.tickets.signing_key = keys().signing_pem.clone();
+    // Quick workers, so asynchronous outcomes arrive within a test's patience.
+    config.payments.refund_poll_ms = 50;
+    config.payments.refund_retry_base_ms = 20;
+    config.payments.sandbox.poll_ms = 20;
+    config.payments.sandbox.retry_base_ms = 20;
+    config.payments.sandbox.slow_settle_ms = 300;
+    config.notifications.relay = false;
+    config.notifications.consumer = false;
+    config.notifications.redis_url = onsale_contract::config::Secret::new(redis_url());
+    config.notifications.relay_interval_ms = 20;
+    config.notifications.retry_base_ms = 20;
     config
+}
+
+/// Warnings and errors of the servers under test go to the test's output (`RUST_LOG` for
+/// more), so a failing test shows what its servers complained about.
+fn log_warnings() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "warn,pingora=error".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
 }
 
 pub struct OriginBuilder {
@@ -235,6 +257,7 @@ impl OriginBuilder {
     }
 
     pub async fn run(self) -> RunningOrigin {
+        log_warnings();
         origin::start(self.config).await.expect("origin starts")
     }
 }

@@ -1,4 +1,6 @@
-//! The body of `POST /v1/payments/{id}/confirm`, parsed.
+//! The body of `POST /v1/payments/{id}/confirm`, parsed. Which methods exist is the
+//! provider's business (`PaymentProvider::check_method`); this type only knows the shape of
+//! a method id, so nothing malformed reaches a provider.
 
 use crate::error::ApiError;
 use serde::{Deserialize, Serialize};
@@ -9,27 +11,56 @@ pub struct ConfirmBody {
     payment_method: String,
 }
 
-/// The sandbox provider's test payment methods that settle at confirmation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PaymentMethod {
-    /// `pm_card_ok`: the charge succeeds.
-    CardOk,
-    /// `pm_card_declined`: the charge is declined.
-    CardDeclined,
-}
-
-const SUPPORTED: &str = "pm_card_ok, pm_card_declined";
+/// A payment method id: `pm_` and up to 100 ASCII letters, digits and underscores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct PaymentMethod(String);
 
 impl PaymentMethod {
     pub fn parse(body: ConfirmBody) -> Result<Self, ApiError> {
-        match body.payment_method.as_str() {
-            "pm_card_ok" => Ok(PaymentMethod::CardOk),
-            "pm_card_declined" => Ok(PaymentMethod::CardDeclined),
-            _ => Err(ApiError::Unprocessable(
+        let method = body.payment_method;
+        let well_formed = method.len() <= 103
+            && method.strip_prefix("pm_").is_some_and(|rest| {
+                !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            });
+        if well_formed {
+            Ok(PaymentMethod(method))
+        } else {
+            Err(ApiError::Unprocessable(
                 "unknown_payment_method",
-                format!("payment_method must be one of: {SUPPORTED}"),
-            )),
+                "payment_method is `pm_` and up to 100 letters, digits or underscores".to_owned(),
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(method: &str) -> Result<PaymentMethod, ApiError> {
+        PaymentMethod::parse(ConfirmBody {
+            payment_method: method.to_owned(),
+        })
+    }
+
+    #[test]
+    fn only_well_formed_method_ids_parse() {
+        assert_eq!(parse("pm_card_ok").unwrap().as_str(), "pm_card_ok");
+        assert!(parse(&format!("pm_{}", "a".repeat(100))).is_ok());
+        for bad in [
+            "",
+            "pm_",
+            "card_ok",
+            "pm_card ok",
+            "pm_é",
+            &format!("pm_{}", "a".repeat(101)),
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -2,19 +2,19 @@
 //! the payment window, and cancelled with the hold when it expires unpaid.
 
 use crate::holds::{stadium, stadium_with, Stadium};
-use onsale_tests::{Client, Reply};
+use onsale_tests::{eventually, Client, Reply};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
 use uuid::Uuid;
 
-async fn order(fan: &Client, hold_id: &str, key: &str) -> Reply {
+pub(crate) async fn order(fan: &Client, hold_id: &str, key: &str) -> Reply {
     fan.post_idempotent("/v1/orders", key, &json!({ "hold_id": hold_id }))
         .await
 }
 
 /// A hold of `seats` for `fan`, returned as its JSON.
-async fn held(s: &Stadium, fan: &Client, seats: &[usize]) -> Value {
+pub(crate) async fn held(s: &Stadium, fan: &Client, seats: &[usize]) -> Value {
     let reply = s.hold(fan, seats).await;
     reply.expect_status(201);
     reply.json()
@@ -171,7 +171,7 @@ async fn an_unpaid_order_expires_with_its_hold() {
     assert_eq!(events, vec!["hold_expired".to_owned()]);
 }
 
-async fn confirm(fan: &Client, payment_id: &str, method: &str, key: &str) -> Reply {
+pub(crate) async fn confirm(fan: &Client, payment_id: &str, method: &str, key: &str) -> Reply {
     fan.post_idempotent(
         &format!("/v1/payments/{payment_id}/confirm"),
         key,
@@ -181,7 +181,7 @@ async fn confirm(fan: &Client, payment_id: &str, method: &str, key: &str) -> Rep
 }
 
 /// An order for a fresh hold of `seats`: (order JSON, payment id).
-async fn ordered(s: &Stadium, fan: &Client, seats: &[usize]) -> (Value, String) {
+pub(crate) async fn ordered(s: &Stadium, fan: &Client, seats: &[usize]) -> (Value, String) {
     let hold = held(s, fan, seats).await;
     let created = order(
         fan,
@@ -195,27 +195,62 @@ async fn ordered(s: &Stadium, fan: &Client, seats: &[usize]) -> (Value, String) 
     (body, payment)
 }
 
-/// The checkout invariants, over the whole database: every confirmed order has one valid
-/// ticket per item, and every sold seat belongs to a confirmed order.
-async fn assert_invariants(s: &Stadium) {
-    let broken: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM orders o
-         WHERE o.status = 'confirmed'
-           AND (SELECT count(*) FROM order_items WHERE order_id = o.id)
-               <> (SELECT count(*) FROM tickets WHERE order_id = o.id AND status = 'valid')",
-    )
-    .fetch_one(&s.app.db.pool)
+/// The order once its refund has gone through the provider.
+pub(crate) async fn refund_settled(fan: &Client, order_id: &str) -> Value {
+    let path = format!("/v1/orders/{order_id}");
+    eventually("the refund", Duration::from_secs(10), || async {
+        let order = fan.get(&path).await.json();
+        (order["refund"]["status"] == "succeeded").then_some(order)
+    })
     .await
-    .unwrap();
-    assert_eq!(broken, 0, "confirmed orders without one ticket per item");
-    let stray: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM seat_inventory i LEFT JOIN orders o ON o.id = i.order_id
-         WHERE i.status = 'sold' AND (o.status IS DISTINCT FROM 'confirmed')",
-    )
-    .fetch_one(&s.app.db.pool)
-    .await
-    .unwrap();
-    assert_eq!(stray, 0, "sold seats outside a confirmed order");
+}
+
+/// The checkout invariants, over the whole database: no seat has two valid tickets, every
+/// confirmed order has one valid ticket per item, every sold seat belongs to a confirmed
+/// order, and the reconciliation job finds no money kept without tickets and no seat held
+/// without a live hold.
+pub(crate) async fn assert_invariants(s: &Stadium) {
+    let pool = &s.app.db.pool;
+    let count = |sql: &'static str| async move {
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM (SELECT 1 FROM tickets WHERE status = 'valid'
+             GROUP BY show_id, seat_id HAVING count(*) > 1) twice"
+        )
+        .await,
+        0,
+        "seats with two valid tickets"
+    );
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM orders o
+             WHERE o.status = 'confirmed'
+               AND (SELECT count(*) FROM order_items WHERE order_id = o.id)
+                   <> (SELECT count(*) FROM tickets WHERE order_id = o.id AND status = 'valid')"
+        )
+        .await,
+        0,
+        "confirmed orders without one ticket per item"
+    );
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM seat_inventory i LEFT JOIN orders o ON o.id = i.order_id
+             WHERE i.status = 'sold' AND (o.status IS DISTINCT FROM 'confirmed')"
+        )
+        .await,
+        0,
+        "sold seats outside a confirmed order"
+    );
+    let report = origin::reconcile::reconcile_once(&s.app.origin.state)
+        .await
+        .expect("reconciliation runs");
+    assert_eq!(report.orders_paid_without_tickets, 0, "{report:?}");
+    assert_eq!(report.seats_held_without_live_hold, 0, "{report:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -535,7 +570,13 @@ async fn a_cancelled_order_is_refunded_by_policy_and_its_seats_go_back_on_sale()
     assert_eq!(body["refund_cents"], order_body["total_cents"]);
     assert_eq!(body["order"]["status"], "cancelled");
     assert_eq!(body["order"]["cancel_reason"], "fan_cancelled");
-    assert_eq!(body["order"]["payment"]["status"], "refunded");
+    // The refund is owed with the cancellation and carried out by the refund worker.
+    assert_eq!(body["order"]["refund"]["status"], "pending");
+    assert_eq!(
+        body["order"]["refund"]["amount_cents"],
+        body["refund_cents"]
+    );
+    assert_eq!(body["order"]["refund"]["reason"], "fan_cancelled");
     assert!(body["order"]["tickets"]
         .as_array()
         .unwrap()
@@ -552,6 +593,12 @@ async fn a_cancelled_order_is_refunded_by_policy_and_its_seats_go_back_on_sale()
     ana.post_idempotent(&cancel_path, "x2", &json!({}))
         .await
         .problem(409, "order_not_cancellable");
+    let refunded = refund_settled(&ana, order_id).await;
+    assert_eq!(refunded["payment"]["status"], "refunded");
+    assert_eq!(
+        refunded["refund"]["amount_cents"],
+        order_body["total_cents"]
+    );
     let (_, bob_payment) = ordered(&s, &s.fan("bob"), &[80, 81]).await;
     confirm(&s.fan("bob"), &bob_payment, "pm_card_ok", "b")
         .await
@@ -565,7 +612,7 @@ async fn a_cancelled_order_is_refunded_by_policy_and_its_seats_go_back_on_sale()
     .unwrap();
     assert_eq!(
         events,
-        vec!["order_confirmed".to_owned(), "refund_issued".to_owned()]
+        ["order_confirmed", "order_cancelled", "refund_issued"]
     );
     assert_invariants(&s).await;
     // Unpaid orders are not cancelled this way, and only their fan sees them.

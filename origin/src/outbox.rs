@@ -1,0 +1,420 @@
+//! The outbox relay and the built-in notification consumer.
+//!
+//! Every change a fan should hear about commits an `outbox` row with it (`order_confirmed`,
+//! `payment_failed`, `hold_expired`, `order_cancelled`, `refund_issued`). The relay moves
+//! rows to the Redis stream `<prefix>orders:events`, at least once: it XADDs a batch, then
+//! marks the rows published; a crash between the two publishes them again, so consumers
+//! dedupe by `outbox_id`. One relay publishes at a time (a PostgreSQL advisory lock), in
+//! outbox id order; rows of one order come from transactions serialized on that order's
+//! locks, so each order's events reach the stream in the order they happened.
+//!
+//! The consumer reads the stream in a consumer group and writes one message per event
+//! through a [`Sink`] (by default [`JsonLinesSink`]). A failed write stays pending and is
+//! retried with exponential backoff; after `max_attempts` deliveries the event is moved to
+//! `<prefix>orders:events:dead` with its last error, and acknowledged.
+
+use crate::config::NotificationsConfig;
+use crate::metrics::Metrics;
+use chrono::{DateTime, Utc};
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// The advisory lock that makes one relay the publisher.
+const RELAY_LOCK: i64 = 0x6f6e_7361_6c65; // "onsale"
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn stream_key(config: &NotificationsConfig) -> String {
+    format!("{}orders:events", config.key_prefix)
+}
+
+pub fn dead_letter_key(config: &NotificationsConfig) -> String {
+    format!("{}orders:events:dead", config.key_prefix)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+pub async fn connect(url: &str) -> Result<ConnectionManager, redis::RedisError> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(REDIS_TIMEOUT)
+        .set_response_timeout(REDIS_TIMEOUT)
+        .set_max_delay(1_000);
+    redis::Client::open(url)?
+        .get_connection_manager_with_config(config)
+        .await
+}
+
+type OutboxRow = (i64, Uuid, String, serde_json::Value, DateTime<Utc>);
+
+/// Publishes one batch of unpublished rows; returns how many. Another relay holding the
+/// lock makes this a no-op.
+pub async fn relay_once(
+    pool: &PgPool,
+    redis: &mut ConnectionManager,
+    config: &NotificationsConfig,
+    metrics: &Metrics,
+) -> Result<usize, RelayError> {
+    let mut tx = pool.begin().await?;
+    let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(RELAY_LOCK)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !leader {
+        return Ok(0);
+    }
+    let rows: Vec<OutboxRow> = sqlx::query_as(
+        "SELECT id, aggregate_id, event_type, payload, created_at FROM outbox
+         WHERE published_at IS NULL ORDER BY id LIMIT $1",
+    )
+    .bind(config.relay_batch)
+    .fetch_all(&mut *tx)
+    .await?;
+    if !rows.is_empty() {
+        let stream = stream_key(config);
+        let mut pipe = redis::pipe();
+        for (id, order, kind, payload, created_at) in &rows {
+            pipe.cmd("XADD")
+                .arg(&stream)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(config.stream_max_len)
+                .arg("*")
+                .arg("outbox_id")
+                .arg(id)
+                .arg("type")
+                .arg(kind)
+                .arg("order_id")
+                .arg(order.to_string())
+                .arg("created_at_ms")
+                .arg(created_at.timestamp_millis())
+                .arg("payload")
+                .arg(payload.to_string())
+                .ignore();
+        }
+        pipe.query_async::<()>(redis).await?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    metrics.outbox_published.inc_by(rows.len() as u64);
+    metrics.outbox_unpublished.set(waiting - rows.len() as i64);
+    Ok(rows.len())
+}
+
+/// Relays until `stopped`, every `relay_interval_ms`. Redis being away only
+/// delays publication; rows wait in PostgreSQL.
+pub async fn run_relay(
+    pool: PgPool,
+    config: NotificationsConfig,
+    metrics: Arc<Metrics>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let interval = Duration::from_millis(config.relay_interval_ms);
+    let mut redis = None;
+    loop {
+        if redis.is_none() {
+            match connect(config.redis_url.expose()).await {
+                Ok(connection) => redis = Some(connection),
+                Err(error) => tracing::warn!(%error, "outbox relay cannot reach Redis yet"),
+            }
+        }
+        if let Some(connection) = redis.as_mut() {
+            match relay_once(&pool, connection, &config, &metrics).await {
+                Ok(n) if n as i64 >= config.relay_batch => continue,
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "outbox relay round failed; retrying"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// What a notification consumer is told about one event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Notification {
+    pub outbox_id: i64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub order_id: String,
+    pub fan_id: Option<String>,
+    pub message: String,
+    pub payload: serde_json::Value,
+}
+
+impl Notification {
+    fn from_fields(fields: &HashMap<String, String>) -> Option<Self> {
+        let payload: serde_json::Value = serde_json::from_str(fields.get("payload")?).ok()?;
+        let kind = fields.get("type")?.clone();
+        let order_id = fields.get("order_id")?.clone();
+        let message = match kind.as_str() {
+            "order_confirmed" => {
+                let tickets = payload["ticket_ids"].as_array().map_or(0, Vec::len);
+                format!("Order {order_id} is confirmed: {tickets} ticket(s) are ready.")
+            }
+            "payment_failed" => {
+                format!("The payment for order {order_id} failed; the seats were released.")
+            }
+            "hold_expired" => {
+                format!("Order {order_id} was not paid in time; the seats were released.")
+            }
+            "order_cancelled" => format!("Order {order_id} is cancelled; its tickets are void."),
+            "refund_issued" => format!(
+                "A refund of {} cents for order {order_id} is on its way.",
+                payload["amount_cents"]
+            ),
+            _ => format!("Order {order_id}: {kind}."),
+        };
+        Some(Notification {
+            outbox_id: fields.get("outbox_id")?.parse().ok()?,
+            fan_id: payload["fan_id"].as_str().map(str::to_owned),
+            kind,
+            order_id,
+            message,
+            payload,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SinkError(pub String);
+
+/// Where notifications go: email, push, a queue. The built-in one writes a file.
+#[async_trait::async_trait]
+pub trait Sink: Send + Sync {
+    async fn deliver(&self, notification: &Notification) -> Result<(), SinkError>;
+}
+
+/// Appends one JSON object per line to a file, flushed before the event is acknowledged.
+pub struct JsonLinesSink {
+    path: PathBuf,
+}
+
+impl JsonLinesSink {
+    pub fn new(path: PathBuf) -> Self {
+        JsonLinesSink { path }
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for JsonLinesSink {
+    async fn deliver(&self, notification: &Notification) -> Result<(), SinkError> {
+        let mut line = serde_json::to_vec(notification).expect("a notification serializes");
+        line.push(b'\n');
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
+            file.write_all(&line)?;
+            file.sync_data()
+        })
+        .await
+        .map_err(|e| SinkError(e.to_string()))?
+        .map_err(|e| SinkError(format!("{}: {e}", self.path.display())))
+    }
+}
+
+/// The consumer group reader; one per origin instance, each with its own consumer name.
+pub struct Consumer {
+    config: NotificationsConfig,
+    sink: Arc<dyn Sink>,
+    metrics: Arc<Metrics>,
+    name: String,
+}
+
+type StreamEntries = Vec<(String, Vec<(String, HashMap<String, String>)>)>;
+
+impl Consumer {
+    pub fn new(config: NotificationsConfig, sink: Arc<dyn Sink>, metrics: Arc<Metrics>) -> Self {
+        Consumer {
+            config,
+            sink,
+            metrics,
+            name: format!("origin-{}", Uuid::new_v4().simple()),
+        }
+    }
+
+    async fn ensure_group(&self, redis: &mut ConnectionManager) -> Result<(), redis::RedisError> {
+        let created: Result<(), _> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(stream_key(&self.config))
+            .arg(&self.config.consumer_group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(redis)
+            .await;
+        match created {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => other,
+        }
+    }
+
+    /// One round: retries what is due among failed deliveries (dead-lettering those out of
+    /// attempts), then reads new events. Returns how many events it handled.
+    pub async fn consume_once(
+        &self,
+        redis: &mut ConnectionManager,
+    ) -> Result<usize, redis::RedisError> {
+        self.ensure_group(redis).await?;
+        let stream = stream_key(&self.config);
+        let group = &self.config.consumer_group;
+        let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+            .arg(&stream)
+            .arg(group)
+            .arg("IDLE")
+            .arg(self.config.retry_base_ms)
+            .arg("-")
+            .arg("+")
+            .arg(100)
+            .query_async(redis)
+            .await?;
+        let mut handled = 0;
+        for (id, _, idle_ms, deliveries) in pending {
+            let wait = crate::workers::backoff(
+                deliveries as i32,
+                self.config.retry_base_ms,
+                self.config.retry_base_ms.saturating_mul(64),
+            );
+            if u128::from(idle_ms) < wait.as_millis() {
+                continue;
+            }
+            let claimed: Vec<(String, HashMap<String, String>)> = redis::cmd("XCLAIM")
+                .arg(&stream)
+                .arg(group)
+                .arg(&self.name)
+                .arg(wait.as_millis() as u64)
+                .arg(&id)
+                .query_async(redis)
+                .await?;
+            for (id, fields) in claimed {
+                // XCLAIM counted this delivery too.
+                let attempt = deliveries + 1;
+                handled += 1;
+                self.handle(redis, &id, &fields, attempt).await?;
+            }
+        }
+        let fresh: Option<StreamEntries> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(group)
+            .arg(&self.name)
+            .arg("COUNT")
+            .arg(100)
+            .arg("STREAMS")
+            .arg(&stream)
+            .arg(">")
+            .query_async(redis)
+            .await?;
+        for (_, entries) in fresh.unwrap_or_default() {
+            for (id, fields) in entries {
+                handled += 1;
+                self.handle(redis, &id, &fields, 1).await?;
+            }
+        }
+        Ok(handled)
+    }
+
+    async fn handle(
+        &self,
+        redis: &mut ConnectionManager,
+        id: &str,
+        fields: &HashMap<String, String>,
+        attempt: u64,
+    ) -> Result<(), redis::RedisError> {
+        let stream = stream_key(&self.config);
+        let metric = &self.metrics.notifications;
+        let error = match Notification::from_fields(fields) {
+            Some(notification) => match self.sink.deliver(&notification).await {
+                Ok(()) => None,
+                Err(error) => Some(error.0),
+            },
+            None => Some("malformed event".to_owned()),
+        };
+        let Some(error) = error else {
+            metric.with_label_values(&["delivered"]).inc();
+            return self.ack(redis, &stream, id).await;
+        };
+        if attempt < u64::from(self.config.max_attempts) {
+            metric.with_label_values(&["failed"]).inc();
+            tracing::warn!(event = id, attempt, %error, "notification failed; will retry");
+            return Ok(());
+        }
+        metric.with_label_values(&["dead_lettered"]).inc();
+        tracing::error!(event = id, attempt, %error, "notification dead-lettered");
+        let mut dead = redis::cmd("XADD");
+        dead.arg(dead_letter_key(&self.config))
+            .arg("*")
+            .arg("stream_id")
+            .arg(id)
+            .arg("attempts")
+            .arg(attempt)
+            .arg("error")
+            .arg(&error);
+        for (field, value) in fields {
+            dead.arg(field).arg(value);
+        }
+        dead.query_async::<()>(redis).await?;
+        self.ack(redis, &stream, id).await
+    }
+
+    async fn ack(
+        &self,
+        redis: &mut ConnectionManager,
+        stream: &str,
+        id: &str,
+    ) -> Result<(), redis::RedisError> {
+        redis::cmd("XACK")
+            .arg(stream)
+            .arg(&self.config.consumer_group)
+            .arg(id)
+            .query_async(redis)
+            .await
+    }
+
+    pub async fn run(self, mut stopped: watch::Receiver<bool>) {
+        let interval = Duration::from_millis(self.config.relay_interval_ms);
+        let mut redis = None;
+        loop {
+            if redis.is_none() {
+                match connect(self.config.redis_url.expose()).await {
+                    Ok(connection) => redis = Some(connection),
+                    Err(error) => {
+                        tracing::warn!(%error, "notification consumer cannot reach Redis yet")
+                    }
+                }
+            }
+            if let Some(connection) = redis.as_mut() {
+                if let Err(error) = self.consume_once(connection).await {
+                    tracing::warn!(%error, "notification round failed; retrying");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stopped.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The payment provider boundary. The origin speaks to a provider only through
+//! [`PaymentProvider`], modelled on Stripe's PaymentIntents, so a real provider replaces the
+//! built-in [`sandbox`] by implementing this trait.
+//!
+//! Every call is made outside any database transaction (no lock is held across a payment
+//! call); its answer is applied afterwards by `payments::apply`, which orders answers and
+//! webhooks by the intent's [`Intent::version`].
+
+pub mod sandbox;
+
+use axum::http::HeaderMap;
+
+/// Where a payment intent stands at the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntentStatus {
+    RequiresConfirmation,
+    /// The fan must authenticate (3-D Secure), then confirm again.
+    RequiresAction,
+    /// Accepted; the outcome arrives later, by webhook.
+    Processing,
+    Succeeded,
+    Failed,
+}
+
+impl IntentStatus {
+    /// The name the `payments.status` column stores.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntentStatus::RequiresConfirmation => "requires_confirmation",
+            IntentStatus::RequiresAction => "requires_action",
+            IntentStatus::Processing => "processing",
+            IntentStatus::Succeeded => "succeeded",
+            IntentStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(status: &str) -> Option<Self> {
+        Some(match status {
+            "requires_confirmation" => IntentStatus::RequiresConfirmation,
+            "requires_action" => IntentStatus::RequiresAction,
+            "processing" => IntentStatus::Processing,
+            "succeeded" => IntentStatus::Succeeded,
+            "failed" => IntentStatus::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// An intent as the provider last reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    /// The provider's id for it (`payments.provider_ref`).
+    pub reference: String,
+    pub status: IntentStatus,
+    /// Grows with every change at the provider; an answer or webhook carrying an older
+    /// version than the one applied is stale and changes nothing.
+    pub version: i64,
+}
+
+/// A webhook whose signature checked out.
+#[derive(Debug, Clone)]
+pub struct WebhookEvent {
+    /// The provider's event id: webhooks are deduplicated by it.
+    pub id: String,
+    pub kind: String,
+    pub intent: Intent,
+    pub payload: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The provider refused the request; retrying it unchanged will not help.
+    #[error("the provider refused: {0}")]
+    Rejected(String),
+    /// No answer, or a failure on the provider's side: the outcome is unknown, and the same
+    /// call (same idempotency key) may be retried.
+    #[error("the provider is unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("missing or malformed signature header")]
+    MissingSignature,
+    #[error("the signature does not match the body")]
+    BadSignature,
+    #[error("the signature's timestamp is outside the tolerance")]
+    Stale,
+    #[error("the event is malformed: {0}")]
+    Malformed(String),
+}
+
+#[async_trait::async_trait]
+pub trait PaymentProvider: Send + Sync {
+    /// The name stored in `payments.provider`.
+    fn name(&self) -> &'static str;
+
+    /// `Err(reason)` for a payment method this provider does not take.
+    fn check_method(&self, method: &str) -> Result<(), String>;
+
+    /// Creates (or, for a key seen before, returns) an intent for the amount.
+    async fn create_intent(
+        &self,
+        amount_cents: i64,
+        currency: &str,
+        idempotency_key: &str,
+    ) -> Result<Intent, ProviderError>;
+
+    /// Confirms the intent with a payment method; a retry with the same key is answered
+    /// from the first call.
+    async fn confirm(
+        &self,
+        intent: &str,
+        method: &str,
+        idempotency_key: &str,
+    ) -> Result<Intent, ProviderError>;
+
+    /// The intent as the provider sees it now.
+    async fn retrieve(&self, intent: &str) -> Result<Intent, ProviderError>;
+
+    /// Refunds part or all of a succeeded intent; returns the provider's refund id. A retry
+    /// with the same key refunds once.
+    async fn refund(
+        &self,
+        intent: &str,
+        amount_cents: i64,
+        idempotency_key: &str,
+    ) -> Result<String, ProviderError>;
+
+    /// Checks a webhook's signature against its exact bytes and parses it.
+    fn parse_webhook(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now_s: i64,
+    ) -> Result<WebhookEvent, WebhookError>;
+}

@@ -1,0 +1,110 @@
+//! The reconciliation job. Webhooks get lost and confirmations die mid-call, so every
+//! `reconcile_interval_s` it asks the provider about payments `processing` for longer than
+//! `stuck_after_s` and applies the answer (`payments::apply` with `resync`). Then it counts
+//! what must never exist and exports the counts as `onsale_origin_reconcile_breaches`:
+//! - `orders_paid_without_tickets`: money kept (a succeeded payment, no refund owed) for an
+//!   order that is neither confirmed with one valid ticket per seat nor cancelled by its fan;
+//! - `seats_held_without_live_hold`: seats `held` (and not yet past their expiry, which is
+//!   the sweeper's business) whose hold is not active or no longer holds them.
+
+use crate::payments::{apply, Applied};
+use crate::AppState;
+use std::time::Duration;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// Payments asked about per round.
+const BATCH: i64 = 100;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    pub stuck: usize,
+    pub moved: usize,
+    pub orders_paid_without_tickets: i64,
+    pub seats_held_without_live_hold: i64,
+}
+
+pub async fn reconcile_once(state: &AppState) -> Result<Report, crate::error::ApiError> {
+    let stuck: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT id, provider_ref FROM payments
+         WHERE status = 'processing' AND updated_at < now() - make_interval(secs => $1)
+         ORDER BY updated_at LIMIT $2",
+    )
+    .bind(state.config.payments.stuck_after_s)
+    .bind(BATCH)
+    .fetch_all(&state.pool)
+    .await?;
+    let mut report = Report {
+        stuck: stuck.len(),
+        ..Report::default()
+    };
+    let metric = &state.metrics.reconciled;
+    for (payment, intent) in &stuck {
+        let intent = match state.provider.retrieve(intent).await {
+            Ok(intent) => intent,
+            Err(error) => {
+                metric.with_label_values(&["unavailable"]).inc();
+                tracing::warn!(%payment, %error, "cannot reconcile a stuck payment yet");
+                continue;
+            }
+        };
+        let mut tx = state.pool.begin().await?;
+        let applied = apply(&mut tx, state, *payment, &intent, true).await?;
+        tx.commit().await?;
+        if applied == Applied::Moved {
+            report.moved += 1;
+            metric.with_label_values(&["moved"]).inc();
+            tracing::info!(%payment, status = intent.status.as_str(), "reconciled a stuck payment");
+        } else {
+            metric.with_label_values(&["unchanged"]).inc();
+        }
+    }
+    if report.moved > 0 {
+        state.workers.refunds.notify_one();
+    }
+    report.orders_paid_without_tickets = sqlx::query_scalar(
+        "SELECT count(*) FROM orders o JOIN payments p ON p.order_id = o.id
+         WHERE p.status = 'succeeded'
+           AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.payment_id = p.id)
+           AND o.cancel_reason IS DISTINCT FROM 'fan_cancelled'
+           AND NOT (o.status = 'confirmed'
+                    AND (SELECT count(*) FROM tickets t WHERE t.order_id = o.id AND t.status = 'valid')
+                      = (SELECT count(*) FROM order_items i WHERE i.order_id = o.id))",
+    )
+    .fetch_one(&state.pool)
+    .await?;
+    report.seats_held_without_live_hold = sqlx::query_scalar(
+        "SELECT count(*) FROM seat_inventory i
+         WHERE i.status = 'held' AND i.hold_expires_at > now()
+           AND NOT EXISTS (
+               SELECT 1 FROM hold_seats s JOIN holds h ON h.id = s.hold_id
+               WHERE s.hold_id = i.hold_id AND s.seat_id = i.seat_id AND s.released_at IS NULL
+                 AND h.status = 'active')",
+    )
+    .fetch_one(&state.pool)
+    .await?;
+    let breaches = &state.metrics.invariant_breaches;
+    breaches
+        .with_label_values(&["orders_paid_without_tickets"])
+        .set(report.orders_paid_without_tickets);
+    breaches
+        .with_label_values(&["seats_held_without_live_hold"])
+        .set(report.seats_held_without_live_hold);
+    if report.orders_paid_without_tickets > 0 || report.seats_held_without_live_hold > 0 {
+        tracing::error!(?report, "reconciliation found broken invariants");
+    }
+    Ok(report)
+}
+
+pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
+    let every = Duration::from_secs_f64(state.config.payments.reconcile_interval_s);
+    loop {
+        if let Err(error) = reconcile_once(&state).await {
+            tracing::warn!(%error, "reconciliation round failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
+    }
+}

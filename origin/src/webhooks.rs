@@ -1,0 +1,108 @@
+//! `POST /v1/webhooks/payments`: the provider reports changes to payment intents. The
+//! signature is checked over the exact bytes received; then, in one transaction, the event
+//! is applied and recorded by its provider id (`payment_events` primary key). A delivery
+//! seen before conflicts on that key and its transaction is rolled back, so it changes
+//! nothing; an event older than what the payment shows is recorded and changes nothing
+//! (`payments::apply`).
+
+use crate::error::ApiError;
+use crate::payments::{apply, Applied};
+use crate::provider::WebhookError;
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use onsale_contract::problem::Problem;
+use serde::Serialize;
+use uuid::Uuid;
+
+#[derive(Serialize)]
+struct Received {
+    event_id: String,
+    /// `applied`, `stale` (older than what the payment shows), `duplicate` or
+    /// `unknown_payment`.
+    result: &'static str,
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(error: WebhookError) -> Self {
+        let problem = match &error {
+            WebhookError::Malformed(detail) => {
+                Problem::new(400, "invalid_body", "Invalid webhook event")
+                    .with_detail(detail.clone())
+            }
+            signature => Problem::new(
+                400,
+                "webhook_signature_invalid",
+                "Invalid webhook signature",
+            )
+            .with_detail(signature.to_string()),
+        };
+        ApiError::problem(problem)
+    }
+}
+
+pub async fn post_payment_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let metrics = &state.metrics.webhooks_received;
+    let now_s = crate::holds::now_ms() / 1000;
+    let event = state
+        .provider
+        .parse_webhook(&headers, &body, now_s)
+        .inspect_err(|_| metrics.with_label_values(&["rejected"]).inc())?;
+    let provider = state.provider.name();
+    let mut tx = state.pool.begin().await?;
+    let payment: Option<Uuid> =
+        sqlx::query_scalar("SELECT id FROM payments WHERE provider = $1 AND provider_ref = $2")
+            .bind(provider)
+            .bind(&event.intent.reference)
+            .fetch_optional(&mut *tx)
+            .await?;
+    // The effect first, so its locks are taken in the order every writer keeps; then the
+    // event's key. A delivery of the same event racing this one waits on those locks, finds
+    // the key taken, and rolls its (stale) effect back.
+    let applied = match payment {
+        Some(payment) => Some(apply(&mut tx, &state, payment, &event.intent, false).await?),
+        None => None,
+    };
+    let recorded = sqlx::query(
+        "INSERT INTO payment_events (provider, event_id, payment_id, event_type, payload)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (provider, event_id) DO NOTHING",
+    )
+    .bind(provider)
+    .bind(&event.id)
+    .bind(payment)
+    .bind(&event.kind)
+    .bind(&event.payload)
+    .execute(&mut *tx)
+    .await?;
+    let result = if recorded.rows_affected() == 0 {
+        tx.rollback().await?;
+        "duplicate"
+    } else {
+        tx.commit().await?;
+        match applied {
+            Some(Applied::Moved) => "applied",
+            Some(Applied::Stale) => "stale",
+            // An intent without an order (its order was refused after the intent was made).
+            None => "unknown_payment",
+        }
+    };
+    metrics.with_label_values(&[result]).inc();
+    if result == "applied" {
+        state.workers.refunds.notify_one();
+    }
+    tracing::info!(event = %event.id, kind = %event.kind, result, "payment webhook");
+    let reply = Received {
+        event_id: event.id,
+        result,
+    };
+    Ok(crate::holds::json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&reply).expect("a receipt serializes"),
+    ))
+}
