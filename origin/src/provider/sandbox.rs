@@ -262,7 +262,8 @@ impl Sandbox {
         Ok(due.len())
     }
 
-    /// Marks a delivery done and, as real providers sometimes do, owes it once more.
+    /// Marks a delivery done and, as real providers sometimes do, owes it once more (a copy
+    /// is never copied again).
     async fn delivered(&self, id: i64) -> Result<(), sqlx::Error> {
         let again = {
             let mut rng = self.rng.lock().expect("rng lock");
@@ -277,7 +278,9 @@ impl Sandbox {
         if let Some(delay_ms) = again {
             sqlx::query(
                 "INSERT INTO sandbox_webhooks (event_id, body, next_attempt_at)
-                 SELECT event_id, body, now() + make_interval(secs => $2) FROM sandbox_webhooks WHERE id = $1",
+                 SELECT event_id, body, now() + make_interval(secs => $2) FROM sandbox_webhooks w
+                 WHERE id = $1
+                   AND NOT EXISTS (SELECT 1 FROM sandbox_webhooks c WHERE c.event_id = w.event_id AND c.id <> w.id)",
             )
             .bind(id)
             .bind(delay_ms as f64 / 1000.0)

@@ -5,6 +5,7 @@ mod edge;
 mod holds;
 mod orders;
 mod organizer;
+mod payments;
 mod schema;
 mod seed;
 mod snapshots;
