@@ -3,6 +3,7 @@
 mod catalog;
 mod edge;
 mod holds;
+mod notifications;
 mod orders;
 mod organizer;
 mod payments;
