@@ -80,10 +80,10 @@ impl Limits {
         let bucket = match class {
             RouteClass::Catalog => &self.catalog,
             RouteClass::SeatMap(_) => &self.snapshot,
-            RouteClass::Purchase => &self.purchase,
+            RouteClass::Purchase | RouteClass::Ticket => &self.purchase,
             RouteClass::WaitingRoom(_) => &self.waiting_room,
-            // Scanners are few and known; the per-IP limit covers them.
-            RouteClass::Scanner | RouteClass::Unknown => return Ok(()),
+            // Partners are few and known; the per-IP limit covers them.
+            RouteClass::Partner | RouteClass::Unknown => return Ok(()),
         };
         bucket.check().map_err(|n| self.refused(class.label(), n))
     }

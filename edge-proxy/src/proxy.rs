@@ -230,7 +230,8 @@ impl EdgeProxy {
             RouteClass::Catalog => self.catalog(session, ctx, &runtime).await,
             RouteClass::Purchase => self.gate(session, ctx, &runtime),
             RouteClass::WaitingRoom(room) => self.waiting_room(session, ctx, room, &runtime).await,
-            RouteClass::Scanner => Decision::Proxy,
+            RouteClass::Ticket => self.ticket_gate(session, ctx, &runtime),
+            RouteClass::Partner => Decision::Proxy,
             RouteClass::Unknown => unreachable!("refused above"),
         }
     }
@@ -341,6 +342,27 @@ impl EdgeProxy {
                 .with("show_id", show.unwrap_or_default())
                 .into();
         }
+        if let Err(limited) = runtime.limits.check_fan(&claims.sub, &claims.show) {
+            return self.limited(limited);
+        }
+        ctx.admission = Some(claims);
+        Decision::Proxy
+    }
+
+    /// A ticket's owner: an admission token, else the queue token of the same join (the
+    /// origin checks that the ticket is theirs).
+    fn ticket_gate(&self, session: &Session, ctx: &mut RequestCtx, runtime: &Runtime) -> Decision {
+        let headers = &session.req_header().headers;
+        let now_s = self.shared.clock.now_s();
+        let admitted = tokens::presented(headers, tokens::ADMIT_COOKIE)
+            .and_then(|token| runtime.tokens.verify(token, now_s).ok());
+        let queued = || {
+            tokens::presented(headers, tokens::QUEUE_COOKIE)
+                .and_then(|token| runtime.queue_tokens.verify(token, now_s).ok())
+        };
+        let Some(claims) = admitted.or_else(queued) else {
+            return admission_required("an admission or queue token is required", None).into();
+        };
         if let Err(limited) = runtime.limits.check_fan(&claims.sub, &claims.show) {
             return self.limited(limited);
         }

@@ -22,21 +22,26 @@ pub enum RouteClass {
     Purchase,
     /// The waiting room, answered by the edge.
     WaitingRoom(Room),
-    /// Venue scanners checking tickets: proxied without an admission token (the origin
-    /// checks the scanner's own).
-    Scanner,
+    /// A ticket's QR code: its owner, with an admission token or, once admission has
+    /// lapsed, the queue token of the same join.
+    Ticket,
+    /// Partners with credentials of their own, proxied without an admission token: venue
+    /// scanners (scanner token) and the payment provider (webhook signature). The origin
+    /// checks the credential.
+    Partner,
     /// Any other path: not part of the public contract.
     Unknown,
 }
 
 impl RouteClass {
     /// One of each class, in [`RouteClass::index`] order.
-    pub const ALL: [RouteClass; 6] = [
+    pub const ALL: [RouteClass; 7] = [
         RouteClass::Catalog,
         RouteClass::SeatMap(Kind::Layout),
         RouteClass::Purchase,
         RouteClass::WaitingRoom(Room::Join),
-        RouteClass::Scanner,
+        RouteClass::Ticket,
+        RouteClass::Partner,
         RouteClass::Unknown,
     ];
 
@@ -47,8 +52,9 @@ impl RouteClass {
             RouteClass::SeatMap(_) => 1,
             RouteClass::Purchase => 2,
             RouteClass::WaitingRoom(_) => 3,
-            RouteClass::Scanner => 4,
-            RouteClass::Unknown => 5,
+            RouteClass::Ticket => 4,
+            RouteClass::Partner => 5,
+            RouteClass::Unknown => 6,
         }
     }
 
@@ -59,7 +65,8 @@ impl RouteClass {
             RouteClass::SeatMap(_) => "snapshot",
             RouteClass::Purchase => "purchase",
             RouteClass::WaitingRoom(_) => "waiting_room",
-            RouteClass::Scanner => "scanner",
+            RouteClass::Ticket => "ticket",
+            RouteClass::Partner => "partner",
             RouteClass::Unknown => "unknown",
         }
     }
@@ -145,10 +152,10 @@ pub fn classify(method: &Method, path: &str) -> Route {
         ["v1", "payments", id, "confirm"] if is_id(id) => {
             (RouteClass::Purchase, &[Method::POST][..], None)
         }
-        ["v1", "tickets", id, "qr.svg"] if is_id(id) => {
-            (RouteClass::Purchase, &[Method::GET][..], None)
+        ["v1", "tickets", id, "qr.svg"] if is_id(id) => (RouteClass::Ticket, read, None),
+        ["v1", "tickets", "verify"] | ["v1", "webhooks", "payments"] => {
+            (RouteClass::Partner, &[Method::POST][..], None)
         }
-        ["v1", "tickets", "verify"] => (RouteClass::Scanner, &[Method::POST][..], None),
         ["v1", "waiting-room", "sessions"] => (
             RouteClass::WaitingRoom(Room::Join),
             &[Method::POST][..],
@@ -211,7 +218,6 @@ mod tests {
             (Method::GET, "/v1/orders"),
             (Method::GET, "/v1/orders/o1"),
             (Method::POST, "/v1/payments/p1/confirm"),
-            (Method::GET, "/v1/tickets/t1/qr.svg"),
             (Method::POST, "/v1/orders/o1/cancel"),
         ] {
             let route = classify(&method, path);
@@ -222,11 +228,16 @@ mod tests {
     }
 
     #[test]
-    fn scanners_reach_ticket_verification() {
-        let route = classify(&Method::POST, "/v1/tickets/verify");
-        assert_eq!(route.class, RouteClass::Scanner);
+    fn partners_and_ticket_owners_have_routes_of_their_own() {
+        for path in ["/v1/tickets/verify", "/v1/webhooks/payments"] {
+            let route = classify(&Method::POST, path);
+            assert_eq!(route.class, RouteClass::Partner, "{path}");
+            assert!(route.method_allowed);
+            assert!(!classify(&Method::GET, path).method_allowed);
+        }
+        let route = classify(&Method::GET, "/v1/tickets/t1/qr.svg");
+        assert_eq!(route.class, RouteClass::Ticket);
         assert!(route.method_allowed);
-        assert!(!classify(&Method::GET, "/v1/tickets/verify").method_allowed);
     }
 
     #[test]

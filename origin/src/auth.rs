@@ -33,6 +33,37 @@ impl Admission {
     }
 }
 
+/// The fan behind a ticket route: an admission token, or the queue token of the same
+/// waiting-room join (same `sub`), so a fan can show tickets after admission has lapsed.
+#[derive(Debug, Clone)]
+pub struct TicketHolder(pub Admission);
+
+impl FromRequestParts<AppState> for TicketHolder {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let headers = &parts.headers;
+        let admitted = tokens::presented(headers, tokens::ADMIT_COOKIE)
+            .and_then(|token| state.tokens.verify(token, now_s()).ok());
+        let claims = match admitted {
+            Some(claims) => claims,
+            // No admission (or a lapsed one): the queue token, as bearer or cookie.
+            None => {
+                let token = tokens::presented(headers, tokens::QUEUE_COOKIE)
+                    .ok_or(ApiError::Unadmitted("no admission or queue token"))?;
+                state
+                    .queue_tokens
+                    .verify(token, now_s())
+                    .map_err(|_| ApiError::Unadmitted("the token is not valid"))?
+            }
+        };
+        Ok(TicketHolder(Admission {
+            fan: claims.sub.clone(),
+            show: claims.show.clone(),
+        }))
+    }
+}
+
 impl FromRequestParts<AppState> for Admission {
     type Rejection = ApiError;
 

@@ -53,6 +53,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
     pub tokens: Arc<onsale_contract::tokens::VerifiedCache>,
+    /// Queue tokens, accepted only where a fan may act after admission ends (ticket QRs).
+    pub queue_tokens: Arc<onsale_contract::tokens::VerifiedCache>,
     pub tickets: Arc<tickets::TicketSigner>,
     pub provider: Arc<dyn provider::PaymentProvider>,
     pub workers: Arc<workers::Workers>,
@@ -236,17 +238,22 @@ pub async fn start_with_pool(config: Config, pool: PgPool) -> Result<RunningOrig
         .map_err(|source| StartError::Bind { addr, source })?;
     let metrics = Arc::new(Metrics::new());
     let tokens = &config.tokens;
-    let verifier = onsale_contract::tokens::Verifier::from_files(
-        &tokens.verify_keys,
-        &tokens.issuer,
-        tokens.leeway_s,
-    )?;
-    let tokens = Arc::new(onsale_contract::tokens::VerifiedCache::new(
-        verifier,
-        onsale_contract::tokens::TokenType::Admit,
-        tokens.cache_entries,
-        &onsale_contract::tokens::CacheCounters::register(&metrics.registry),
-    ));
+    let counters = onsale_contract::tokens::CacheCounters::register(&metrics.registry);
+    let cache = |typ| -> Result<_, StartError> {
+        let verifier = onsale_contract::tokens::Verifier::from_files(
+            &tokens.verify_keys,
+            &tokens.issuer,
+            tokens.leeway_s,
+        )?;
+        Ok(Arc::new(onsale_contract::tokens::VerifiedCache::new(
+            verifier,
+            typ,
+            tokens.cache_entries,
+            &counters,
+        )))
+    };
+    let admit_tokens = cache(onsale_contract::tokens::TokenType::Admit)?;
+    let queue_tokens = cache(onsale_contract::tokens::TokenType::Queue)?;
     let holds = &config.holds;
     let sweeper_settings = (
         Duration::from_millis(holds.sweep_interval_ms),
@@ -272,7 +279,8 @@ pub async fn start_with_pool(config: Config, pool: PgPool) -> Result<RunningOrig
         pool,
         config: Arc::new(config),
         metrics,
-        tokens,
+        tokens: admit_tokens,
+        queue_tokens,
         tickets,
         provider: sandbox.clone(),
         workers: Arc::default(),

@@ -4,7 +4,7 @@
 //! the gate, `POST /v1/tickets/verify` checks the signature and the ticket, and records the
 //! first scan atomically: a second scan of the same ticket is `already_scanned`.
 
-use crate::auth::Admission;
+use crate::auth::TicketHolder;
 use crate::domain::TicketId;
 use crate::error::ApiError;
 use crate::json::ApiJson;
@@ -108,7 +108,7 @@ pub fn qr_svg(payload: &str) -> Result<String, qrcode::types::QrError> {
 /// `GET /v1/tickets/{id}/qr.svg`: the ticket's signed payload as a QR code, for its owner.
 pub async fn get_qr(
     State(state): State<AppState>,
-    admission: Admission,
+    TicketHolder(admission): TicketHolder,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let ticket = TicketId::parse_path(&id)?;

@@ -193,6 +193,18 @@ pub fn unix_now() -> i64 {
 }
 
 /// A valid admission token for `fan` to `show`, for ten minutes.
+/// A queue token of the same join as `admission(fan, show)`: same fan, same show.
+pub fn queue_token(fan: &str, show: &str) -> String {
+    keys().signer.issue(
+        onsale_contract::tokens::TokenType::Queue,
+        fan,
+        show,
+        unix_now(),
+        600,
+        Some(1),
+    )
+}
+
 pub fn admission(fan: &str, show: &str) -> String {
     keys().signer.issue(
         onsale_contract::tokens::TokenType::Admit,
@@ -219,6 +231,8 @@ pub fn origin_config(db: &TestDb) -> origin::config::Config {
     config.payments.refund_poll_ms = 50;
     config.payments.refund_retry_base_ms = 20;
     config.payments.sandbox.poll_ms = 20;
+    // Webhooks go straight to the origin under test (its edge starts after it).
+    config.payments.sandbox.webhook_url = None;
     config.payments.sandbox.retry_base_ms = 20;
     config.payments.sandbox.slow_settle_ms = 300;
     config.notifications.relay = false;

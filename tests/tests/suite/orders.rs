@@ -484,6 +484,36 @@ async fn tickets_show_a_signed_qr_and_scan_once() {
         .get(&qr_path)
         .await
         .problem(401, "admission_required");
+    // After admission lapses, the queue token of the same join still shows the ticket, as a
+    // bearer or a cookie, at the edge and at the origin; another fan's does not.
+    let queued = onsale_tests::queue_token("ana", &s.show);
+    for addr in [s.app.edge.public, s.app.origin.addr()] {
+        let by_bearer = onsale_tests::client(addr)
+            .bearer(&queued)
+            .get(&qr_path)
+            .await;
+        by_bearer.expect_status(200);
+        assert_eq!(by_bearer.body, qr.body);
+        let http = onsale_tests::client(addr);
+        let by_cookie = http
+            .send(
+                http.raw(Method::GET, &qr_path)
+                    .header("cookie", format!("onsale_queue={queued}")),
+            )
+            .await;
+        by_cookie.expect_status(200);
+        onsale_tests::client(addr)
+            .bearer(&onsale_tests::queue_token("bob", &s.show))
+            .get(&qr_path)
+            .await
+            .problem(404, "ticket_not_found");
+    }
+    // A queue token buys nothing: the purchase path still wants admission.
+    onsale_tests::client(s.app.edge.public)
+        .bearer(&queued)
+        .get("/v1/orders")
+        .await
+        .problem(401, "admission_required");
 
     let scanner = onsale_tests::client(s.app.origin.addr()).bearer(onsale_tests::ADMIN_TOKEN);
     let scan = |payload: String| {

@@ -281,14 +281,27 @@ async fn webhooks_count_once_in_any_order_and_only_when_signed() {
         total(&s, "SELECT count(*) FROM payment_events").await,
         recorded_before
     );
+    // The public route is the edge's: no admission token, the signature is the credential.
     // An intent the origin never ordered is recorded and otherwise ignored.
-    let unknown = webhook(
-        &s,
-        &event("evt_unknown", "pi_unknown", "succeeded", 1),
-        now_s(),
-    )
+    let unknown = serde_json::to_vec(&event("evt_unknown", "pi_unknown", "succeeded", 1)).unwrap();
+    let signature = origin::provider::sandbox::sign(secret.as_bytes(), now_s(), &unknown);
+    let edge = client(s.app.edge.public);
+    let post = |signature: String| {
+        edge.raw(reqwest::Method::POST, "/v1/webhooks/payments")
+            .header("content-type", "application/json")
+            .header("onsale-signature", signature)
+            .body(unknown.clone())
+    };
+    let via_edge = eventually("the edge to reach the origin", PATIENCE, || async {
+        let reply = edge.send(post(signature.clone())).await;
+        (reply.status != 503).then_some(reply)
+    })
     .await;
-    assert_eq!(unknown.json()["result"], "unknown_payment");
+    via_edge.expect_status(200);
+    assert_eq!(via_edge.json()["result"], "unknown_payment");
+    edge.send(post(String::new()))
+        .await
+        .problem(400, "webhook_signature_invalid");
     assert_eq!(read_order(&ana, order_id).await["status"], "confirmed");
     assert_invariants(&s).await;
 }
