@@ -62,8 +62,19 @@ async fn room_via(
     upstream: Option<SocketAddr>,
     redis_url: String,
 ) -> Room {
-    let clock = Clock::manual(T0);
     let show = uuid::Uuid::new_v4().to_string();
+    room_for(nodes, settings, upstream, redis_url, show).await
+}
+
+/// [`room_via`] for a show of the caller's (one the origin knows).
+async fn room_for(
+    nodes: usize,
+    settings: QueueSettings,
+    upstream: Option<SocketAddr>,
+    redis_url: String,
+    show: String,
+) -> Room {
+    let clock = Clock::manual(T0);
     let prefix = onsale_tests::redis_prefix();
     let edges: Vec<RunningEdge> = (0..nodes)
         .map(|_| {
@@ -741,4 +752,76 @@ async fn with_redis_away_queued_fans_keep_polling_and_joins_say_so() {
         (reply.status == 201).then(|| reply.json())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fan_goes_from_the_queue_to_tickets_through_the_edge() {
+    let stadium = crate::holds::stadium().await;
+    let room = room_for(
+        1,
+        settings(),
+        Some(stadium.app.origin.addr()),
+        onsale_tests::redis_url(),
+        stadium.show.clone(),
+    )
+    .await;
+    eventually("the origin pool to be healthy", WITHIN, || async {
+        room.edges[0].shared.pool_keeper.any_healthy().then_some(())
+    })
+    .await;
+    let queued = room.join(0).await;
+    let queue_token = queued["queue_token"].as_str().unwrap().to_owned();
+    room.tick(Duration::from_secs(1)).await;
+    let admitted = room.poll(0, &queue_token).await.json();
+    assert_eq!(admitted["status"], "admitted");
+    let fan = room
+        .fan(0)
+        .bearer(admitted["admission_token"].as_str().unwrap());
+    // Without admission the purchase path is closed; with it, hold, order, pay.
+    room.fan(0)
+        .bearer(&queue_token)
+        .post_idempotent(
+            &format!("/v1/shows/{}/holds", stadium.show),
+            "h",
+            &json!({ "seat_ids": &stadium.seats[..2] }),
+        )
+        .await
+        .problem(401, "admission_required");
+    let hold = fan
+        .post_idempotent(
+            &format!("/v1/shows/{}/holds", stadium.show),
+            "h",
+            &json!({ "seat_ids": &stadium.seats[..2] }),
+        )
+        .await;
+    hold.expect_status(201);
+    let created = crate::orders::order(&fan, hold.json()["hold_id"].as_str().unwrap(), "o").await;
+    created.expect_status(201);
+    let created = created.json();
+    let payment = created["payment"]["payment_id"].as_str().unwrap();
+    let paid = crate::orders::confirm(&fan, payment, "pm_card_ok", "c").await;
+    paid.expect_status(200);
+    let paid = paid.json();
+    assert_eq!(paid["order"]["status"], "confirmed");
+    let tickets = paid["order"]["tickets"].as_array().unwrap().clone();
+    assert_eq!(tickets.len(), 2);
+    // Paying ended the waiting-room session; the queue token still shows the tickets.
+    room.step().await;
+    assert_eq!(room.admin(0)["active"], 0);
+    let history = fan.get("/v1/orders").await.json();
+    assert_eq!(history["items"][0]["order_id"], created["order_id"]);
+    assert_eq!(history["items"][0]["tickets"], 2);
+    for ticket in &tickets {
+        let qr = room
+            .fan(0)
+            .bearer(&queue_token)
+            .get(&format!(
+                "/v1/tickets/{}/qr.svg",
+                ticket["ticket_id"].as_str().unwrap()
+            ))
+            .await;
+        qr.expect_status(200);
+        assert!(String::from_utf8_lossy(&qr.body).starts_with("<?xml"));
+    }
+    crate::orders::assert_invariants(&stadium).await;
 }
