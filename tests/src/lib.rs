@@ -195,25 +195,18 @@ pub fn unix_now() -> i64 {
 /// A valid admission token for `fan` to `show`, for ten minutes.
 /// A queue token of the same join as `admission(fan, show)`: same fan, same show.
 pub fn queue_token(fan: &str, show: &str) -> String {
-    keys().signer.issue(
-        onsale_contract::tokens::TokenType::Queue,
-        fan,
-        show,
-        unix_now(),
-        600,
-        Some(1),
-    )
+    token(onsale_contract::tokens::TokenType::Queue, fan, show)
+}
+
+fn token(typ: onsale_contract::tokens::TokenType, fan: &str, show: &str) -> String {
+    let queue_no = (typ == onsale_contract::tokens::TokenType::Queue).then_some(1);
+    keys()
+        .signer
+        .issue(typ, fan, show, unix_now(), 600, queue_no)
 }
 
 pub fn admission(fan: &str, show: &str) -> String {
-    keys().signer.issue(
-        onsale_contract::tokens::TokenType::Admit,
-        fan,
-        show,
-        unix_now(),
-        600,
-        None,
-    )
+    token(onsale_contract::tokens::TokenType::Admit, fan, show)
 }
 
 pub fn origin_config(db: &TestDb) -> origin::config::Config {

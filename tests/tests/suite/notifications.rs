@@ -46,6 +46,15 @@ fn sink_lines(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// The sink's lines once it has any.
+async fn sink_written(path: &Path) -> Vec<Value> {
+    eventually("a line in the sink", PATIENCE, || async {
+        let lines = sink_lines(path);
+        (!lines.is_empty()).then_some(lines)
+    })
+    .await
+}
+
 /// A paid order, then cancelled and refunded: three events for one order.
 async fn paid_then_cancelled(fan: &Client, s: &Stadium, seats: &[usize]) -> String {
     let (body, payment) = ordered(s, fan, seats).await;
@@ -219,11 +228,7 @@ async fn a_sink_that_keeps_failing_dead_letters_the_event_after_its_attempts() {
     // The sink comes back: the next event goes through at once; the dead one stays dead.
     std::fs::create_dir(dir.path().join("missing")).unwrap();
     let second = one_confirmation(&s, "bob", 141).await;
-    let lines = eventually("the next event", PATIENCE, || async {
-        let lines = sink_lines(&sink);
-        (!lines.is_empty()).then_some(lines)
-    })
-    .await;
+    let lines = sink_written(&sink).await;
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["order_id"], second.as_str());
     assert_eq!(stream(&dead_key).await.len(), 1);
@@ -242,11 +247,7 @@ async fn a_sink_that_recovers_gets_the_event_on_a_retry() {
     })
     .await;
     std::fs::create_dir(dir.path().join("later")).unwrap();
-    let lines = eventually("the retried event", PATIENCE, || async {
-        let lines = sink_lines(&sink);
-        (!lines.is_empty()).then_some(lines)
-    })
-    .await;
+    let lines = sink_written(&sink).await;
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["order_id"], order_id.as_str());
     assert!(stream(&format!("{prefix}orders:events:dead"))

@@ -101,6 +101,19 @@ async fn webhook_raw(s: &Stadium, body: &[u8], signature: &str) -> Reply {
     .await
 }
 
+/// Ana's order for `seats`, confirmed with `pm_card_slow`: `processing` until the provider
+/// says more. Returns (ana, the order, its payment id).
+async fn processing_order(s: &Stadium, seats: &[usize]) -> (Client, Value, String) {
+    let ana = s.fan("ana");
+    let (order_body, payment) = ordered(s, &ana, seats).await;
+    let accepted = confirm(&ana, &payment, "pm_card_slow", "c").await;
+    accepted.expect_status(200);
+    let body = accepted.json();
+    assert_eq!(body["status"], "processing");
+    assert_eq!(body["order"]["status"], "pending_payment");
+    (ana, order_body, payment)
+}
+
 fn event(id: &str, intent: &str, status: &str, version: i64) -> Value {
     json!({
         "id": id,
@@ -163,14 +176,8 @@ async fn three_d_secure_needs_a_second_confirmation() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_payment_is_settled_only_by_its_webhook() {
     let s = stadium_with(|c| c.payments.sandbox.slow_settle_ms = NEVER_MS).await;
-    let ana = s.fan("ana");
-    let (order_body, payment) = ordered(&s, &ana, &[50]).await;
+    let (ana, order_body, payment) = processing_order(&s, &[50]).await;
     let order_id = order_body["order_id"].as_str().unwrap();
-    let accepted = confirm(&ana, &payment, "pm_card_slow", "c").await;
-    accepted.expect_status(200);
-    let body = accepted.json();
-    assert_eq!(body["status"], "processing");
-    assert_eq!(body["order"]["status"], "pending_payment");
     confirm(&ana, &payment, "pm_card_ok", "again")
         .await
         .problem(409, "payment_not_confirmable");
@@ -200,12 +207,8 @@ async fn a_slow_payment_is_settled_only_by_its_webhook() {
 #[tokio::test(flavor = "multi_thread")]
 async fn webhooks_count_once_in_any_order_and_only_when_signed() {
     let s = stadium_with(|c| c.payments.sandbox.slow_settle_ms = NEVER_MS).await;
-    let ana = s.fan("ana");
-    let (order_body, payment) = ordered(&s, &ana, &[60, 61]).await;
+    let (ana, order_body, payment) = processing_order(&s, &[60, 61]).await;
     let order_id = order_body["order_id"].as_str().unwrap();
-    confirm(&ana, &payment, "pm_card_slow", "c")
-        .await
-        .expect_status(200);
     let intent = provider_ref(&s, &payment).await;
     // Version 1 is `processing`, from the confirmation; 2 settles it.
     let succeeded = event("evt_succeeded", &intent, "succeeded", 2);
@@ -309,12 +312,8 @@ async fn webhooks_count_once_in_any_order_and_only_when_signed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_payment_after_the_hold_expired_is_refunded_and_sells_nothing() {
     let s = stadium_with(|c| c.payments.sandbox.slow_settle_ms = NEVER_MS).await;
-    let ana = s.fan("ana");
-    let (order_body, payment) = ordered(&s, &ana, &[70, 71]).await;
+    let (ana, order_body, payment) = processing_order(&s, &[70, 71]).await;
     let order_id = order_body["order_id"].as_str().unwrap();
-    confirm(&ana, &payment, "pm_card_slow", "c")
-        .await
-        .expect_status(200);
     expire_hold(&s, order_id).await;
     let lapsed = read_order(&ana, order_id).await;
     assert_eq!(lapsed["status"], "cancelled");
