@@ -3,7 +3,7 @@
 //! after the configured attempts, the dead-letter stream.
 
 use crate::holds::{stadium_with, Stadium};
-use crate::orders::{confirm, ordered, refund_settled};
+use crate::orders::{assert_invariants, confirm, ordered, refund_settled};
 use onsale_tests::{eventually, redis, redis_prefix, Client, TcpGate};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -138,6 +138,7 @@ async fn events_reach_the_stream_in_order_and_the_sink_once_each() {
         .await
         .unwrap();
     assert_eq!(pending[0], redis::Value::Int(0), "every event acknowledged");
+    assert_invariants(&s).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -170,6 +171,7 @@ async fn with_redis_away_events_wait_in_postgres_and_none_is_lost() {
         types_of(&entries, &order_id),
         ["order_confirmed", "order_cancelled", "refund_issued"]
     );
+    assert_invariants(&s).await;
 }
 
 async fn consumer_stadium(prefix: &str, sink: PathBuf, max_attempts: u32) -> Stadium {
@@ -232,6 +234,7 @@ async fn a_sink_that_keeps_failing_dead_letters_the_event_after_its_attempts() {
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["order_id"], second.as_str());
     assert_eq!(stream(&dead_key).await.len(), 1);
+    assert_invariants(&s).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -253,4 +256,5 @@ async fn a_sink_that_recovers_gets_the_event_on_a_retry() {
     assert!(stream(&format!("{prefix}orders:events:dead"))
         .await
         .is_empty());
+    assert_invariants(&s).await;
 }

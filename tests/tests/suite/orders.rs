@@ -90,6 +90,7 @@ async fn an_order_takes_its_hold_once_and_extends_it_to_the_payment_window() {
             .await,
         1
     );
+    assert_invariants(&s).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -130,6 +131,7 @@ async fn only_the_holder_orders_an_active_hold() {
         0,
         "refusals change nothing"
     );
+    assert_invariants(&s).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -169,6 +171,7 @@ async fn an_unpaid_order_expires_with_its_hold() {
             .await
             .unwrap();
     assert_eq!(events, vec!["hold_expired".to_owned()]);
+    assert_invariants(&s).await;
 }
 
 pub(crate) async fn confirm(fan: &Client, payment_id: &str, method: &str, key: &str) -> Reply {
@@ -383,6 +386,7 @@ async fn confirmation_refuses_bad_input_and_other_fans() {
         1,
         "nothing changed"
     );
+    assert_invariants(&s).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -427,6 +431,7 @@ async fn a_fan_pages_through_its_orders_newest_first() {
         .problem(400, "invalid_query");
     let carol = s.fan("carol").get("/v1/orders").await.json();
     assert!(carol["items"].as_array().unwrap().is_empty());
+    assert_invariants(&s).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -557,8 +562,13 @@ async fn tickets_show_a_signed_qr_and_scan_once() {
         .as_str()
         .unwrap()
         .to_owned();
+    // The fan cancels the order: its tickets are revoked.
+    let paid_order = paid["order"]["order_id"].as_str().unwrap();
+    ana.post_idempotent(&format!("/v1/orders/{paid_order}/cancel"), "x", &json!({}))
+        .await
+        .expect_status(200);
     let (seat2, issued2): (i64, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
-        "UPDATE tickets SET status = 'revoked' WHERE id = $1::uuid RETURNING seat_id, issued_at",
+        "SELECT seat_id, issued_at FROM tickets WHERE id = $1::uuid AND status = 'revoked'",
     )
     .bind(&second)
     .fetch_one(&s.app.db.pool)
@@ -581,6 +591,7 @@ async fn tickets_show_a_signed_qr_and_scan_once() {
         .await;
     at_the_gate.expect_status(200);
     assert_eq!(at_the_gate.json()["result"], "already_scanned");
+    assert_invariants(&s).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
