@@ -243,6 +243,10 @@ pub const ADMIT_COOKIE: &str = "onsale_admit";
 /// Where a fan without a valid admission token goes: the `join` link of 401/403 refusals.
 pub const WAITING_ROOM_PATH: &str = "/v1/waiting-room/sessions";
 pub const QUEUE_COOKIE: &str = "onsale_queue";
+/// Set by the origin on the answer that confirms an order: the fan's admission has done its
+/// job, so the edge ends the waiting-room session (freeing the place) and strips the header.
+/// A confirmation still awaiting 3-D Secure or a slow payment does not carry it.
+pub const ADMISSION_SPENT_HEADER: &str = "onsale-admission-spent";
 
 /// The token a request presents: `Authorization: Bearer <jwt>`, else the named cookie.
 /// Any HTTP stack built on the `http` crate (axum, Pingora) passes its header map.

@@ -558,7 +558,7 @@ impl ProxyHttp for EdgeProxy {
 
     async fn response_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         upstream_response: &mut pingora::http::ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
@@ -566,9 +566,10 @@ impl ProxyHttp for EdgeProxy {
             ctx.capture = MicroCache::capture(key, upstream_response);
         }
         // A confirmed order ends the fan's admission, freeing its place for the next fan.
-        let confirmed = upstream_response.status.is_success()
-            && session.req_header().uri.path().ends_with("/confirm");
-        if let (true, Some(claims)) = (confirmed, ctx.admission.take()) {
+        let spent = upstream_response
+            .remove_header(tokens::ADMISSION_SPENT_HEADER)
+            .is_some();
+        if let (true, Some(claims)) = (spent, ctx.admission.take()) {
             let shared = self.shared.clone();
             let prefix = ctx.runtime().config.redis.key_prefix.clone();
             tokio::spawn(async move { shared.waiting_room.end_session(&prefix, &claims).await });

@@ -62,6 +62,10 @@ impl OrderView {
     pub(crate) fn payment_status(&self) -> &str {
         &self.payment.status
     }
+
+    pub(crate) fn is_confirmed(&self) -> bool {
+        self.status == "confirmed"
+    }
 }
 
 #[derive(Debug, Serialize)]

@@ -66,8 +66,17 @@ pub async fn post_confirm(
         Begin::Replay(response) => return Ok(response),
         Begin::Proceed(claimed) => claimed,
     };
-    let result = confirm(&state, &admission, payment, &method, &claimed).await;
-    idempotency::respond(&state.pool, &claimed, StatusCode::OK, result).await
+    let outcome = confirm(&state, &admission, payment, &method, &claimed).await;
+    let confirmed = matches!(outcome, Ok((_, true)));
+    let result = outcome.map(|(body, _)| body);
+    let mut response = idempotency::respond(&state.pool, &claimed, StatusCode::OK, result).await?;
+    if confirmed {
+        response.headers_mut().insert(
+            onsale_contract::tokens::ADMISSION_SPENT_HEADER,
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    Ok(response)
 }
 
 async fn confirm(
@@ -76,7 +85,7 @@ async fn confirm(
     payment: PaymentId,
     method: &PaymentMethod,
     claimed: &Claimed,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<(Vec<u8>, bool), ApiError> {
     state
         .provider
         .check_method(method.as_str())
@@ -108,6 +117,7 @@ async fn confirm(
         ),
     }
     let order = crate::orders::load(&mut tx, order).await?;
+    let confirmed = order.is_confirmed();
     let status = order.payment_status().to_owned();
     let view = ConfirmView {
         payment_id: payment.0,
@@ -120,7 +130,7 @@ async fn confirm(
     let body = serde_json::to_vec(&view).expect("a confirmation serializes");
     idempotency::store_in(&mut tx, claimed, 200, &body).await?;
     tx.commit().await?;
-    Ok(body)
+    Ok((body, confirmed))
 }
 
 /// Step 1: the fan's own order, awaiting payment with its hold live, has its payment marked

@@ -141,6 +141,8 @@ async fn three_d_secure_needs_a_second_confirmation() {
     let body = challenged.json();
     assert_eq!(body["status"], "requires_action");
     assert_eq!(body["next_action"]["type"], "authenticate");
+    // Not paid yet: the fan keeps its admission (the edge ends it on this header).
+    assert_eq!(challenged.header("onsale-admission-spent"), None);
     assert_eq!(body["order"]["status"], "pending_payment");
     assert_eq!(
         s.count("SELECT count(*) FROM seat_inventory WHERE show_id = $1::uuid AND status = 'held'")
@@ -151,6 +153,7 @@ async fn three_d_secure_needs_a_second_confirmation() {
     // The fan authenticates and confirms again.
     let paid = confirm(&ana, &payment, "pm_card_3ds", "second").await;
     paid.expect_status(200);
+    assert_eq!(paid.header("onsale-admission-spent"), Some("true"));
     let body = paid.json();
     assert_eq!(body["status"], "succeeded");
     assert!(body.get("next_action").is_none());

@@ -496,7 +496,8 @@ async fn upstream() -> SocketAddr {
                     buffer.extend_from_slice(&chunk[..n]);
                     while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
                         buffer.drain(..end + 4);
-                        let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+                        // Every answer says the admission was spent, as a confirmed order's does.
+                        let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nonsale-admission-spent: true\r\ncontent-length: 2\r\n\r\n{}";
                         if stream.write_all(reply.as_bytes()).await.is_err() {
                             return;
                         }
@@ -801,13 +802,22 @@ async fn a_fan_goes_from_the_queue_to_tickets_through_the_edge() {
     let payment = created["payment"]["payment_id"].as_str().unwrap();
     let paid = crate::orders::confirm(&fan, payment, "pm_card_ok", "c").await;
     paid.expect_status(200);
+    assert_eq!(
+        paid.header("onsale-admission-spent"),
+        None,
+        "the edge's own"
+    );
     let paid = paid.json();
     assert_eq!(paid["order"]["status"], "confirmed");
     let tickets = paid["order"]["tickets"].as_array().unwrap().clone();
     assert_eq!(tickets.len(), 2);
-    // Paying ended the waiting-room session; the queue token still shows the tickets.
-    room.step().await;
-    assert_eq!(room.admin(0)["active"], 0);
+    // Paying ended the waiting-room session (the edge ends it after answering); the queue
+    // token still shows the tickets.
+    eventually("the session to end", WITHIN, || async {
+        room.step().await;
+        (room.admin(0)["active"] == 0).then_some(())
+    })
+    .await;
     let history = fan.get("/v1/orders").await.json();
     assert_eq!(history["items"][0]["order_id"], created["order_id"]);
     assert_eq!(history["items"][0]["tickets"], 2);
