@@ -273,13 +273,13 @@ impl Consumer {
         }
     }
 
-    /// One round: retries what is due among failed deliveries (dead-lettering those out of
-    /// attempts), then reads new events. Returns how many events it handled.
+    /// One round, once [`Consumer::run`] has made the group: retries what is due among failed
+    /// deliveries (dead-lettering those out of attempts), then reads new events. Returns how
+    /// many events it handled.
     pub async fn consume_once(
         &self,
         redis: &mut ConnectionManager,
     ) -> Result<usize, redis::RedisError> {
-        self.ensure_group(redis).await?;
         let stream = stream_key(&self.config);
         let group = &self.config.consumer_group;
         let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
@@ -399,8 +399,12 @@ impl Consumer {
         let mut redis = None;
         loop {
             if redis.is_none() {
+                // The group is made once per connection, not every round.
                 match connect(self.config.redis_url.expose()).await {
-                    Ok(connection) => redis = Some(connection),
+                    Ok(mut connection) => match self.ensure_group(&mut connection).await {
+                        Ok(()) => redis = Some(connection),
+                        Err(error) => tracing::warn!(%error, "cannot create the consumer group"),
+                    },
                     Err(error) => {
                         tracing::warn!(%error, "notification consumer cannot reach Redis yet")
                     }
@@ -408,7 +412,9 @@ impl Consumer {
             }
             if let Some(connection) = redis.as_mut() {
                 if let Err(error) = self.consume_once(connection).await {
-                    tracing::warn!(%error, "notification round failed; retrying");
+                    tracing::warn!(%error, "notification round failed; reconnecting");
+                    // Next round starts over, recreating the group if Redis lost it.
+                    redis = None;
                 }
             }
             tokio::select! {
