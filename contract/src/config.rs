@@ -109,6 +109,13 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Whether `presented` equals the secret, compared in constant time so the time of a
+    /// refusal says nothing about how much of a guess was right.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(self.0.as_bytes().ct_eq(presented))
+    }
 }
 
 impl fmt::Debug for Secret {

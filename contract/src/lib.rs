@@ -6,14 +6,22 @@
 //! - [`metrics`]: one Prometheus registry per running server, with a shared naming scheme.
 //! - [`tokens`]: queue and admission JWTs (Ed25519), signed by the edge, verified everywhere.
 //! - [`snapshot`]: where seat-map snapshots live in Redis and on disk, and how they are announced.
+//! - [`clock`]: wall-clock time, manual in tests so time-dependent behaviour is driven, not slept.
+//! - [`backoff`]: doubling retry delays with optional jitter.
+//! - [`redis`]: one way to open a reconnecting Redis connection with timeouts.
+//! - [`tasks`]: named, supervised background tasks that stop on shutdown and restart after a panic.
 //! - [`config`]: strict TOML loading (unknown keys are errors that name the key), environment
 //!   overrides for addresses and secrets, and secrets that never print.
 
+pub mod backoff;
+pub mod clock;
 pub mod config;
 pub mod logging;
 pub mod metrics;
 pub mod problem;
+pub mod redis;
 pub mod snapshot;
+pub mod tasks;
 pub mod tokens;
 
 #[cfg(feature = "testing")]

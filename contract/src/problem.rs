@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+/// The media type of every error body.
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
 /// Base of the `type` URI; the code is appended so each code documents itself.
@@ -24,8 +25,73 @@ pub struct Problem {
     pub extensions: Map<String, Value>,
 }
 
+/// A binary's closed set of problem codes: each binary declares one enum with
+/// [`problem_codes!`](crate::problem_codes), so a code is a variant, never a loose string.
+pub trait ProblemCode: Copy {
+    /// The stable wire form, `snake_case`.
+    fn as_str(self) -> &'static str;
+}
+
+// Transitional: lets crates move to their code enums one at a time.
+impl ProblemCode for &'static str {
+    fn as_str(self) -> &'static str {
+        self
+    }
+}
+
+/// Declares an enum of problem codes with their wire forms, `ALL` (every variant, for
+/// documentation and tests) and its [`ProblemCode`] impl.
+#[macro_export]
+macro_rules! problem_codes {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident {
+        $($(#[$vmeta:meta])* $variant:ident = $code:literal,)*
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        $vis enum $name {
+            $($(#[$vmeta])* $variant,)*
+        }
+
+        impl $name {
+            /// Every code, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            /// The stable wire form.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $code,)*
+                }
+            }
+        }
+
+        impl $crate::problem::ProblemCode for $name {
+            fn as_str(self) -> &'static str {
+                $name::as_str(self)
+            }
+        }
+    };
+}
+
+/// Checks a code set: unique, non-empty `snake_case` wire forms. For each binary's tests.
+pub fn assert_well_formed<C: ProblemCode + std::fmt::Debug>(codes: &[C]) {
+    let mut seen = std::collections::HashSet::new();
+    for code in codes {
+        let text = code.as_str();
+        assert!(
+            !text.is_empty()
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+            "{code:?}: {text:?} is not snake_case"
+        );
+        assert!(seen.insert(text), "{code:?}: {text:?} is used twice");
+    }
+}
+
 impl Problem {
-    pub fn new(status: u16, code: &str, title: &str) -> Self {
+    /// A problem with `status`, its stable `code` and a short human `title`.
+    pub fn new(status: u16, code: impl ProblemCode, title: &str) -> Self {
+        let code = code.as_str();
         Problem {
             type_uri: format!("{TYPE_BASE}{code}"),
             title: title.to_owned(),
@@ -36,16 +102,19 @@ impl Problem {
         }
     }
 
+    /// Adds the human explanation of this occurrence.
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
         self
     }
 
+    /// Adds an extension member.
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.extensions.insert(key.to_owned(), value.into());
         self
     }
 
+    /// The body as JSON bytes.
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a problem always serializes")
     }
@@ -55,9 +124,22 @@ impl Problem {
 mod tests {
     use super::*;
 
+    problem_codes! {
+        enum Code {
+            SeatsUnavailable = "seats_unavailable",
+            Other = "other",
+        }
+    }
+
+    #[test]
+    fn declared_codes_are_well_formed() {
+        assert_well_formed(Code::ALL);
+        assert_eq!(Code::Other.as_str(), "other");
+    }
+
     #[test]
     fn serializes_rfc9457_members_and_flattens_extensions() {
-        let problem = Problem::new(409, "seats_unavailable", "Seats are taken")
+        let problem = Problem::new(409, Code::SeatsUnavailable, "Seats are taken")
             .with_detail("2 of 3 seats are held by someone else")
             .with("unavailable_seat_ids", vec![4, 5]);
         let value: Value = serde_json::from_slice(&problem.to_json()).unwrap();

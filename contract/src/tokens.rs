@@ -72,6 +72,20 @@ pub enum TokenError {
     WrongType(TokenType),
 }
 
+impl TokenError {
+    /// What a fan is told when a token of type `wanted` is refused for this reason.
+    pub fn fan_detail(&self, wanted: TokenType) -> &'static str {
+        match (self, wanted) {
+            (TokenError::Expired, TokenType::Queue) => "the queue token has expired; join again",
+            (TokenError::Expired, TokenType::Admit) => "the admission token has expired",
+            (TokenError::WrongType(_), TokenType::Queue) => "this is not a queue token",
+            (TokenError::WrongType(_), TokenType::Admit) => "this is not an admission token",
+            (_, TokenType::Queue) => "the queue token is not valid",
+            (_, TokenType::Admit) => "the admission token is not valid",
+        }
+    }
+}
+
 /// RFC 7638 thumbprint of an Ed25519 public key: SHA-256 over the canonical JWK
 /// `{"crv":"Ed25519","kty":"OKP","x":...}`, base64url without padding.
 pub fn thumbprint(public_key: &[u8; 32]) -> String {
