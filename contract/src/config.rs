@@ -9,23 +9,43 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// Why a configuration could not be loaded; every variant names the file or variable at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The configuration file.
         path: PathBuf,
+        /// The I/O failure.
         source: std::io::Error,
     },
+    /// The file is not valid TOML.
     #[error("{path}: invalid TOML: {message}")]
-    Syntax { path: PathBuf, message: String },
-    #[error("{path}: key `{key}`: {message}")]
-    Key {
+    Syntax {
+        /// The configuration file.
         path: PathBuf,
-        key: String,
+        /// The parser's description of the error.
         message: String,
     },
+    /// One key is unknown, has the wrong type or an unacceptable value.
+    #[error("{path}: key `{key}`: {message}")]
+    Key {
+        /// The configuration file.
+        path: PathBuf,
+        /// The dotted path of the key, e.g. `http.listen`.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// An environment override is set but does not parse.
     #[error("environment variable {var}: {message}")]
-    Env { var: String, message: String },
+    Env {
+        /// The variable's name.
+        var: String,
+        /// Why its value was refused.
+        message: String,
+    },
 }
 
 impl ConfigError {
@@ -48,6 +68,7 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     parse(path, &text)
 }
 
+/// Parses `text` as `T` like [`load`]; `path` only names the source in errors.
 pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
     let deserializer = toml::Deserializer::new(text);
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
@@ -102,10 +123,12 @@ impl std::str::FromStr for PathList {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
     }
 
+    /// The plain value, for the one place that must use it (a connection, a comparison).
     pub fn expose(&self) -> &str {
         &self.0
     }

@@ -3,6 +3,8 @@
 
 use tracing_subscriber::EnvFilter;
 
+/// Installs the global `tracing` subscriber; `default_filter` applies when `RUST_LOG` is unset.
+/// Call once, at the start of `main`.
 pub fn init(default_filter: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter);

@@ -21,6 +21,7 @@ pub fn register<C: Collector + Clone + 'static>(registry: &Registry, collector: 
     collector.clone()
 }
 
+/// Registers an integer counter with `labels`.
 pub fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     register(
         registry,
@@ -28,6 +29,7 @@ pub fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str])
     )
 }
 
+/// Registers an integer gauge with `labels`.
 pub fn int_gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     register(
         registry,
@@ -35,6 +37,7 @@ pub fn int_gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str
     )
 }
 
+/// Registers a floating-point gauge with `labels`.
 pub fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
     register(
         registry,
@@ -42,6 +45,7 @@ pub fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -
     )
 }
 
+/// Registers a histogram with `labels` and the given bucket upper bounds.
 pub fn histogram_vec(
     registry: &Registry,
     name: &str,
@@ -65,4 +69,5 @@ pub fn render(registry: &Registry) -> String {
     String::from_utf8(buffer).expect("prometheus text is UTF-8")
 }
 
+/// The `Content-Type` of a `/metrics` answer: Prometheus text format 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";

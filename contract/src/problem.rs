@@ -13,11 +13,16 @@ const TYPE_BASE: &str = "https://onsale.dev/problems/";
 /// and may change wording.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Problem {
+    /// The `type` member: a URI ending in the code, documenting the kind of problem.
     #[serde(rename = "type")]
     pub type_uri: String,
+    /// A short human summary of the kind of problem.
     pub title: String,
+    /// The HTTP status code of the response.
     pub status: u16,
+    /// The stable machine-readable code clients branch on.
     pub code: String,
+    /// A human explanation of this particular occurrence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// Extension members, e.g. `unavailable_seat_ids` or `retry_after_s`.

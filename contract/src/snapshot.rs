@@ -17,14 +17,18 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Which of a show's two snapshot documents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
+    /// The venue's seat layout, which changes only with a new layout version.
     Layout,
+    /// Which seats can still be bought, rebuilt as sales and holds change.
     Availability,
 }
 
 impl Kind {
+    /// The kind's name in Redis keys and file names.
     pub fn name(self) -> &'static str {
         match self {
             Kind::Layout => "layout",
@@ -33,14 +37,23 @@ impl Kind {
     }
 }
 
+/// Field names of a snapshot's Redis hash (see the table above).
 pub mod field {
+    /// Content hash (hex) of the document.
     pub const ETAG: &str = "etag";
+    /// When the build that produced this content ran, in Unix milliseconds.
     pub const BUILT_AT_MS: &str = "built_at_ms";
+    /// When the latest build ran, even if it found the content unchanged, in Unix milliseconds.
     pub const CHECKED_AT_MS: &str = "checked_at_ms";
+    /// When the next build is due, in Unix milliseconds: the end of `Cache-Control: max-age`.
     pub const NEXT_BUILD_AT_MS: &str = "next_build_at_ms";
+    /// The venue layout version the document belongs to.
     pub const LAYOUT_VERSION: &str = "layout_version";
+    /// The document's uncompressed bytes.
     pub const IDENTITY: &str = "identity";
+    /// The document's gzip-compressed bytes.
     pub const GZIP: &str = "gzip";
+    /// The document's Brotli-compressed bytes.
     pub const BROTLI: &str = "br";
 }
 
@@ -55,10 +68,14 @@ pub fn channel(prefix: &str) -> String {
     format!("{prefix}snapshots")
 }
 
+/// The JSON message published on [`channel`] after a snapshot's content changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Announcement {
+    /// The show whose snapshot changed.
     pub show_id: String,
+    /// Which of its documents changed.
     pub kind: Kind,
+    /// The new content's [`field::ETAG`].
     pub etag: String,
 }
 

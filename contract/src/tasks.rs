@@ -144,6 +144,10 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), tasks.shutdown())
             .await
             .expect("shutdown waits for the task, which stops");
-        assert_eq!(rounds.load(Ordering::SeqCst), 3, "no restart after shutdown");
+        assert_eq!(
+            rounds.load(Ordering::SeqCst),
+            3,
+            "no restart after shutdown"
+        );
     }
 }

@@ -14,22 +14,32 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+/// What a token entitles its holder to; carried in the `typ` claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenType {
+    /// A place in a show's waiting room.
     Queue,
+    /// Admission past the waiting room, to buy tickets for the show.
     Admit,
 }
 
+/// The claims of a queue or admission token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
+    /// Issuer: who signed the token.
     pub iss: String,
     /// The fan.
     pub sub: String,
+    /// The show the token is for.
     pub show: String,
+    /// The token type.
     pub typ: TokenType,
+    /// Issued at, in Unix seconds.
     pub iat: i64,
+    /// Expires at, in Unix seconds.
     pub exp: i64,
+    /// The token's unique id.
     pub jti: String,
     /// A queue token's number in its lane; an admission token's place in the queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -44,30 +54,47 @@ pub struct Claims {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Lane {
+    /// Joined before the sale opened; the number is join order, not yet a place.
     PreQueue,
+    /// Joined after the opening; the number is the place in the queue.
     Open,
 }
 
+/// Why a signing or verifying key could not be loaded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
+    /// The key file could not be read.
     #[error("{path}: {message}")]
-    Read { path: String, message: String },
+    Read {
+        /// The key file.
+        path: String,
+        /// The I/O failure.
+        message: String,
+    },
+    /// The PEM does not hold an Ed25519 key of the expected form (PKCS#8 private, SPKI public).
     #[error("not an Ed25519 key: {0}")]
     NotEd25519(String),
 }
 
+/// Why a presented token was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
+    /// Not a parseable JWT.
     #[error("the token is malformed")]
     Malformed,
+    /// The header names an algorithm other than EdDSA.
     #[error("the token is signed with an algorithm other than EdDSA")]
     WrongAlgorithm,
+    /// The `kid` is missing or names no key this verifier holds.
     #[error("the token's key is not known here")]
     UnknownKey,
+    /// The signature does not verify, or a required claim is missing or wrong.
     #[error("the token's signature or claims are invalid")]
     Invalid,
+    /// The token is past its `exp`.
     #[error("the token has expired")]
     Expired,
+    /// A valid token of another type than the route needs; holds the type presented.
     #[error("the token is a {0:?} token, not the kind this route needs")]
     WrongType(TokenType),
 }
@@ -115,6 +142,7 @@ pub struct Signer {
 }
 
 impl Signer {
+    /// A signer from a PKCS#8 PEM private key, issuing tokens as `issuer`.
     pub fn from_pem(pem: &str, issuer: &str) -> Result<Self, KeyError> {
         let key = ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
             .map_err(|e| KeyError::NotEd25519(e.to_string()))?;
@@ -130,14 +158,17 @@ impl Signer {
         })
     }
 
+    /// A signer from a PKCS#8 PEM file, issuing tokens as `issuer`.
     pub fn from_file(path: &Path, issuer: &str) -> Result<Self, KeyError> {
         Self::from_pem(&read(path)?, issuer)
     }
 
+    /// The key id (RFC 7638 thumbprint) put in every token's header.
     pub fn kid(&self) -> &str {
         &self.kid
     }
 
+    /// The `iss` claim of the tokens this signer issues.
     pub fn issuer(&self) -> &str {
         &self.issuer
     }
@@ -193,6 +224,8 @@ pub struct Verifier {
 }
 
 impl Verifier {
+    /// A verifier for tokens from `issuer`, signed by any of the SPKI PEM public keys,
+    /// allowing `leeway_s` seconds of clock skew on expiry.
     pub fn from_pems<'a>(
         pems: impl IntoIterator<Item = &'a str>,
         issuer: &str,
@@ -213,6 +246,7 @@ impl Verifier {
         Ok(Verifier { keys, validation })
     }
 
+    /// Like [`Verifier::from_pems`], reading each public key from a PEM file.
     pub fn from_files(
         paths: &[impl AsRef<Path>],
         issuer: &str,
@@ -225,6 +259,7 @@ impl Verifier {
         Self::from_pems(pems.iter().map(String::as_str), issuer, leeway_s)
     }
 
+    /// The key ids (thumbprints) this verifier accepts.
     pub fn kids(&self) -> impl Iterator<Item = &str> {
         self.keys.keys().map(String::as_str)
     }
@@ -253,9 +288,11 @@ impl Verifier {
     }
 }
 
+/// The cookie that carries an admission token when there is no `Authorization` header.
 pub const ADMIT_COOKIE: &str = "onsale_admit";
 /// Where a fan without a valid admission token goes: the `join` link of 401/403 refusals.
 pub const WAITING_ROOM_PATH: &str = "/v1/waiting-room/sessions";
+/// The cookie that carries a queue token when there is no `Authorization` header.
 pub const QUEUE_COOKIE: &str = "onsale_queue";
 /// Set by the origin on the answer that confirms an order: the fan's admission has done its
 /// job, so the edge ends the waiting-room session (freeing the place) and strips the header.
@@ -287,7 +324,9 @@ pub struct VerifiedCache {
     typ: TokenType,
     entries: std::sync::Mutex<HashMap<[u8; 32], Arc<Claims>>>,
     max_entries: usize,
+    /// Tokens answered from the cache.
     pub hits: prometheus::IntCounter,
+    /// Tokens whose signature had to be checked.
     pub misses: prometheus::IntCounter,
 }
 
@@ -299,6 +338,7 @@ pub struct CacheCounters {
 }
 
 impl CacheCounters {
+    /// Registers both counters in `registry`; once per registry, shared by every cache.
     pub fn register(registry: &prometheus::Registry) -> Self {
         let vec =
             |name: &str, help: &str| crate::metrics::counter_vec(registry, name, help, &["typ"]);
@@ -313,6 +353,7 @@ impl CacheCounters {
 }
 
 impl TokenType {
+    /// The type's wire name, also its metric label.
     pub fn name(self) -> &'static str {
         match self {
             TokenType::Queue => "queue",
@@ -322,6 +363,7 @@ impl TokenType {
 }
 
 impl VerifiedCache {
+    /// A cache of tokens of type `typ` checked by `verifier`, holding at most `max_entries`.
     pub fn new(
         verifier: Verifier,
         typ: TokenType,
@@ -338,6 +380,7 @@ impl VerifiedCache {
         }
     }
 
+    /// The verifier behind the cache.
     pub fn verifier(&self) -> &Verifier {
         &self.verifier
     }
