@@ -4,7 +4,7 @@
 use crate::catalog::{find_event, find_show, EventView, ShowView};
 use crate::domain::drafts::{EventBody, SeatFlag, ShowBody, VenueBody};
 use crate::domain::{EventDraft, EventId, ShowDraft, ShowId, VenueDraft, VenueId};
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::json::ApiJson;
 use crate::AppState;
 use axum::extract::{Path, Request, State};
@@ -158,7 +158,7 @@ pub async fn create_event(
     .await?;
     if inserted.rows_affected() == 0 {
         return Err(ApiError::Unprocessable(
-            "unknown_venue",
+            Code::UnknownVenue,
             format!("venue {} does not exist", draft.venue_id),
         ));
     }
@@ -204,7 +204,7 @@ pub async fn create_show(
     .await?;
     if !unpriced.is_empty() {
         return Err(ApiError::Unprocessable(
-            "missing_price_tier",
+            Code::MissingPriceTier,
             format!("the venue's tiers {unpriced:?} have no price"),
         ));
     }

@@ -23,6 +23,12 @@ pub struct Admission {
 }
 
 impl Admission {
+    /// Whether a resource of `fan` for `show` belongs to this admission: the same fan, for
+    /// the admitted show. Anything else is answered as not found, so ids reveal nothing.
+    pub fn owns(&self, fan: &str, show: &uuid::Uuid) -> bool {
+        self.fan == fan && self.show == show.to_string()
+    }
+
     /// 403 unless this admission is for `show`.
     pub fn require_show(&self, show: &uuid::Uuid) -> Result<(), ApiError> {
         if self.show == show.to_string() {

@@ -52,7 +52,7 @@ pub struct ShowView {
     pub venue_id: Uuid,
     pub starts_at: DateTime<Utc>,
     pub on_sale_at: DateTime<Utc>,
-    pub status: String,
+    pub status: crate::status::ShowStatus,
     pub currency: String,
     pub seat_count: i32,
     pub layout_version: i32,

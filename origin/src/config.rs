@@ -14,6 +14,7 @@ pub struct Config {
     pub catalog: CatalogConfig,
     pub tokens: TokensConfig,
     pub holds: HoldsConfig,
+    pub idempotency: IdempotencyConfig,
     pub orders: OrdersConfig,
     pub tickets: TicketsConfig,
     pub payments: PaymentsConfig,
@@ -33,7 +34,19 @@ pub struct PaymentsConfig {
     pub reconcile_interval_s: f64,
     /// A payment `processing` for longer than this is asked of the provider.
     pub stuck_after_s: f64,
-    pub sandbox: SandboxConfig,
+    /// Which provider takes the payments.
+    pub provider: ProviderKind,
+    /// The sandbox's settings; required when `provider = "sandbox"`.
+    #[serde(default)]
+    pub sandbox: Option<SandboxConfig>,
+}
+
+/// The payment providers the origin can be wired to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// The built-in test provider: its own tables, test cards, signed webhooks over HTTP.
+    Sandbox,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -143,8 +156,16 @@ pub struct HoldsConfig {
     pub max_seats_per_fan: usize,
     pub sweep_interval_ms: u64,
     pub sweep_batch: i64,
-    pub idempotency_ttl_h: u32,
-    pub idempotency_in_flight_timeout_s: u32,
+}
+
+/// Idempotency records of every keyed write.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdempotencyConfig {
+    /// Hours a stored answer is kept.
+    pub ttl_h: u32,
+    /// Seconds after which an unfinished request may be taken over.
+    pub in_flight_timeout_s: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -238,6 +259,13 @@ impl Config {
                 "must be at least holds.max_seats_per_hold",
             );
         }
+        let idempotency = &self.idempotency;
+        if idempotency.ttl_h == 0 {
+            return key("idempotency.ttl_h", "must be at least 1");
+        }
+        if idempotency.in_flight_timeout_s == 0 {
+            return key("idempotency.in_flight_timeout_s", "must be at least 1");
+        }
         if holds.sweep_interval_ms == 0 || holds.sweep_batch < 1 {
             return key(
                 "holds",
@@ -275,7 +303,15 @@ impl Config {
                 "reconcile_interval_s must be positive and stuck_after_s not negative",
             );
         }
-        let sandbox = &payments.sandbox;
+        let sandbox = match (payments.provider, &payments.sandbox) {
+            (ProviderKind::Sandbox, Some(sandbox)) => sandbox,
+            (ProviderKind::Sandbox, None) => {
+                return key(
+                    "payments.sandbox",
+                    "required when payments.provider = \"sandbox\"",
+                )
+            }
+        };
         if sandbox.duplicate_percent > 100 {
             return key("payments.sandbox.duplicate_percent", "must be 0 to 100");
         }

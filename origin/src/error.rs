@@ -6,21 +6,75 @@ use axum::response::{IntoResponse, Response};
 use onsale_contract::problem::{self, Problem};
 use onsale_contract::tokens::WAITING_ROOM_PATH;
 
+onsale_contract::problem_codes! {
+    /// Every problem `code` the origin answers with.
+    pub enum Code {
+        AdmissionRequired = "admission_required",
+        BodyTooLarge = "body_too_large",
+        DuplicateSeats = "duplicate_seats",
+        EventNotFound = "event_not_found",
+        FanSeatLimit = "fan_seat_limit",
+        HoldAlreadyOrdered = "hold_already_ordered",
+        HoldConverted = "hold_converted",
+        HoldNotActive = "hold_not_active",
+        HoldNotFound = "hold_not_found",
+        HoldOrdered = "hold_ordered",
+        IdempotencyInFlight = "idempotency_in_flight",
+        IdempotencyKeyRequired = "idempotency_key_required",
+        IdempotencyKeyReused = "idempotency_key_reused",
+        Internal = "internal",
+        InvalidBody = "invalid_body",
+        InvalidField = "invalid_field",
+        InvalidQuery = "invalid_query",
+        MalformedJson = "malformed_json",
+        MethodNotAllowed = "method_not_allowed",
+        MissingPriceTier = "missing_price_tier",
+        NoSeats = "no_seats",
+        NotEnoughSeats = "not_enough_seats",
+        OrderExpired = "order_expired",
+        OrderNotCancellable = "order_not_cancellable",
+        OrderNotFound = "order_not_found",
+        PaymentNotConfirmable = "payment_not_confirmable",
+        PaymentNotFound = "payment_not_found",
+        PaymentProviderUnavailable = "payment_provider_unavailable",
+        RouteNotFound = "route_not_found",
+        SeatsUnavailable = "seats_unavailable",
+        ShowNotFound = "show_not_found",
+        ShowNotOnSale = "show_not_on_sale",
+        TicketNotFound = "ticket_not_found",
+        TooManySeats = "too_many_seats",
+        Unauthorized = "unauthorized",
+        Unavailable = "unavailable",
+        UnknownPaymentMethod = "unknown_payment_method",
+        UnknownSeats = "unknown_seats",
+        UnknownSection = "unknown_section",
+        UnknownVenue = "unknown_venue",
+        UnsupportedMediaType = "unsupported_media_type",
+        VenueNotFound = "venue_not_found",
+        WebhookSignatureInvalid = "webhook_signature_invalid",
+        WrongShow = "wrong_show",
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{what} not found")]
     NotFound {
-        code: &'static str,
+        /// The resource's own `*_not_found` code.
+        code: Code,
+        /// The resource, for the title.
         what: &'static str,
     },
     #[error("invalid query parameter `{param}`: {reason}")]
     InvalidQuery { param: &'static str, reason: String },
     #[error("invalid request body: {0}")]
     InvalidBody(String),
-    #[error("{0}")]
-    Unprocessable(&'static str, String),
-    #[error("{0}")]
-    Conflict(&'static str, String),
+    /// 422 with its code and detail.
+    #[error("{1}")]
+    Unprocessable(Code, String),
+    /// 409 with its code and detail.
+    #[error("{1}")]
+    Conflict(Code, String),
     #[error("missing or invalid admin token")]
     Unauthorized,
     #[error("{0}")]
@@ -63,45 +117,47 @@ impl ApiError {
     pub fn to_problem(&self) -> Problem {
         match self {
             ApiError::NotFound { code, what } => {
-                Problem::new(404, code, &format!("{what} not found"))
+                Problem::new(404, *code, &format!("{what} not found"))
             }
             ApiError::InvalidQuery { param, reason } => {
-                Problem::new(400, "invalid_query", "Invalid query parameter")
+                Problem::new(400, Code::InvalidQuery, "Invalid query parameter")
                     .with_detail(format!("`{param}`: {reason}"))
                     .with("param", *param)
             }
             ApiError::InvalidBody(reason) => {
-                Problem::new(400, "invalid_body", "Invalid request body")
+                Problem::new(400, Code::InvalidBody, "Invalid request body")
                     .with_detail(reason.clone())
             }
             ApiError::Unprocessable(code, detail) => {
-                Problem::new(422, code, "Request cannot be processed").with_detail(detail.clone())
+                Problem::new(422, *code, "Request cannot be processed").with_detail(detail.clone())
             }
             ApiError::Conflict(code, detail) => {
-                Problem::new(409, code, "Conflict").with_detail(detail.clone())
+                Problem::new(409, *code, "Conflict").with_detail(detail.clone())
             }
-            ApiError::Unauthorized => Problem::new(401, "unauthorized", "Unauthorized")
+            ApiError::Unauthorized => Problem::new(401, Code::Unauthorized, "Unauthorized")
                 .with_detail("a valid bearer token is required"),
             ApiError::Unadmitted(detail) => {
-                Problem::new(401, "admission_required", "Admission required")
+                Problem::new(401, Code::AdmissionRequired, "Admission required")
                     .with_detail(*detail)
                     .with("join", WAITING_ROOM_PATH)
             }
-            ApiError::WrongShow => Problem::new(403, "wrong_show", "Admission is for another show")
-                .with_detail("join the waiting room of this show")
-                .with("join", WAITING_ROOM_PATH),
+            ApiError::WrongShow => {
+                Problem::new(403, Code::WrongShow, "Admission is for another show")
+                    .with_detail("join the waiting room of this show")
+                    .with("join", WAITING_ROOM_PATH)
+            }
             ApiError::Problem { problem, .. } => (**problem).clone(),
-            ApiError::Database(_) => Problem::new(503, "unavailable", "Service unavailable")
+            ApiError::Database(_) => Problem::new(503, Code::Unavailable, "Service unavailable")
                 .with_detail("the database did not answer; retry shortly")
                 .with("retry_after_s", 1),
             ApiError::Provider(_) => Problem::new(
                 502,
-                "payment_provider_unavailable",
+                Code::PaymentProviderUnavailable,
                 "Payment provider unavailable",
             )
             .with_detail("the payment provider did not answer; retry shortly")
             .with("retry_after_s", 2),
-            ApiError::Internal(_) => Problem::new(500, "internal", "Internal error")
+            ApiError::Internal(_) => Problem::new(500, Code::Internal, "Internal error")
                 .with_detail("nothing was changed; retry shortly"),
         }
     }
@@ -135,4 +191,12 @@ pub fn problem_response(problem: &Problem) -> Response {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(retry));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn problem_codes_are_unique_snake_case() {
+        onsale_contract::problem::assert_well_formed(super::Code::ALL);
+    }
 }

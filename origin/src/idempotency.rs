@@ -8,22 +8,74 @@
 //! transaction as its effect ([`store_in`]), so a committed effect always has its replay.
 //! Client errors are stored too (a retry gets the same answer); server errors release the
 //! key ([`release`]) so the client can retry.
+//!
+//! A request still in flight after `idempotency.in_flight_timeout_s` may be taken over by a
+//! retry. Every claim carries a fresh token and storing or releasing checks it, so a slow
+//! original whose key was taken over cannot store its answer: its transaction fails with
+//! [`ClaimLost`] and rolls back, and only one of the two takes effect.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use onsale_contract::problem::Problem;
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
 
+/// A key this request holds: only the holder of the current `claim` may finish it.
+#[derive(Debug, Clone)]
 pub struct Claimed {
+    /// The fan the key belongs to.
     pub fan: String,
+    /// The key as sent.
     pub key: String,
+    /// This claim's fencing token; a takeover replaces it.
+    pub claim: Uuid,
 }
 
+/// What [`begin`] found.
 pub enum Begin {
+    /// The key is this request's: do the work, then store the answer.
     Proceed(Claimed),
+    /// The key was used for this request before: answer what was answered then.
     Replay(Response),
+}
+
+/// The key was taken over while this request was in flight; its effect must not commit.
+#[derive(Debug, thiserror::Error)]
+#[error("the idempotency key was taken over by a retry")]
+pub struct ClaimLost;
+
+impl From<ClaimLost> for ApiError {
+    fn from(_: ClaimLost) -> Self {
+        ApiError::problem(in_flight())
+    }
+}
+
+/// Errors of [`store_in`].
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// Another request holds the key now.
+    #[error(transparent)]
+    ClaimLost(#[from] ClaimLost),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Database(error) => error.into(),
+            StoreError::ClaimLost(lost) => lost.into(),
+        }
+    }
+}
+
+fn in_flight() -> Problem {
+    Problem::new(409, Code::IdempotencyInFlight, "Request in flight")
+        .with_detail("a request with this key is still being processed; retry shortly")
+        .with("retry_after_s", 1)
 }
 
 /// A stable fingerprint of what was asked: route and canonical request.
@@ -44,18 +96,19 @@ pub async fn begin_request(
     route: &str,
     request: &impl serde::Serialize,
 ) -> Result<Begin, ApiError> {
-    let canonical = serde_json::to_vec(request).expect("a parsed request serializes");
+    let canonical = crate::http::to_json(request)?;
     begin(
         &state.pool,
         fan,
         key.as_str(),
         route,
         &fingerprint(route, &canonical),
-        state.config.holds.idempotency_in_flight_timeout_s,
+        state.config.idempotency.in_flight_timeout_s,
     )
     .await
 }
 
+/// Claims `key` for `fan`'s request, or says how to answer a request seen before.
 pub async fn begin(
     pool: &PgPool,
     fan: &str,
@@ -65,25 +118,29 @@ pub async fn begin(
     in_flight_timeout_s: u32,
 ) -> Result<Begin, ApiError> {
     // Claim the key, or take over a claim whose request died in flight.
-    let claimed: Option<bool> = sqlx::query_scalar(
-        "INSERT INTO idempotency_keys (fan_id, key, route, request_hash) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (fan_id, key) DO UPDATE SET created_at = now()
+    let claim = Uuid::new_v4();
+    let claimed: Option<Uuid> = sqlx::query_scalar(
+        "INSERT INTO idempotency_keys (fan_id, key, route, request_hash, claim)
+         VALUES ($1, $2, $3, $4, $6)
+         ON CONFLICT (fan_id, key) DO UPDATE SET created_at = now(), claim = EXCLUDED.claim
            WHERE idempotency_keys.response_status IS NULL
              AND idempotency_keys.request_hash = EXCLUDED.request_hash
              AND idempotency_keys.created_at < now() - make_interval(secs => $5)
-         RETURNING true",
+         RETURNING claim",
     )
     .bind(fan)
     .bind(key)
     .bind(route)
     .bind(fingerprint)
     .bind(f64::from(in_flight_timeout_s))
+    .bind(claim)
     .fetch_optional(pool)
     .await?;
-    if claimed.is_some() {
+    if let Some(claim) = claimed {
         return Ok(Begin::Proceed(Claimed {
             fan: fan.to_owned(),
             key: key.to_owned(),
+            claim,
         }));
     }
     let (hash, status, body): (Vec<u8>, Option<i16>, Option<Vec<u8>>) = sqlx::query_as(
@@ -95,17 +152,13 @@ pub async fn begin(
     .await?;
     if hash != fingerprint {
         return Err(ApiError::problem(
-            Problem::new(422, "idempotency_key_reused", "Idempotency-Key reused")
+            Problem::new(422, Code::IdempotencyKeyReused, "Idempotency-Key reused")
                 .with_detail("this key was used with a different request; use a new key"),
         ));
     }
     match (status, body) {
         (Some(status), Some(body)) => Ok(Begin::Replay(replay(status, body))),
-        _ => Err(ApiError::problem(
-            Problem::new(409, "idempotency_in_flight", "Request in flight")
-                .with_detail("a request with this key is still being processed; retry shortly")
-                .with("retry_after_s", 1),
-        )),
+        _ => Err(ApiError::problem(in_flight())),
     }
 }
 
@@ -123,21 +176,30 @@ fn replay(status: i16, body: Vec<u8>) -> Response {
     response
 }
 
-/// Stores the response inside the transaction that made the effect.
+/// Stores the response inside the transaction that made the effect; fails with
+/// [`ClaimLost`] when a takeover holds the key now, so that transaction must roll back.
 pub async fn store_in(
     conn: &mut PgConnection,
     claimed: &Claimed,
     status: u16,
     body: &[u8],
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE idempotency_keys SET response_status = $3, response_body = $4 WHERE fan_id = $1 AND key = $2")
-        .bind(&claimed.fan)
-        .bind(&claimed.key)
-        .bind(status as i16)
-        .bind(body)
-        .execute(conn)
-        .await?;
-    Ok(())
+) -> Result<(), StoreError> {
+    let stored = sqlx::query(
+        "UPDATE idempotency_keys SET response_status = $3, response_body = $4
+         WHERE fan_id = $1 AND key = $2 AND claim = $5 AND response_status IS NULL",
+    )
+    .bind(&claimed.fan)
+    .bind(&claimed.key)
+    .bind(status as i16)
+    .bind(body)
+    .bind(claimed.claim)
+    .execute(conn)
+    .await?;
+    if stored.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(ClaimLost.into())
+    }
 }
 
 /// The answer of a claimed request whose effect returned `result`: the committed body with
@@ -149,7 +211,7 @@ pub async fn respond(
     result: Result<Vec<u8>, ApiError>,
 ) -> Result<Response, ApiError> {
     match result {
-        Ok(body) => Ok(crate::holds::json_response(status, body)),
+        Ok(body) => Ok(crate::http::json_response(status, body)),
         Err(error) => {
             finish_failed(pool, claimed, &error).await;
             Err(error)
@@ -168,19 +230,22 @@ pub async fn finish_failed(pool: &PgPool, claimed: &Claimed, error: &ApiError) {
         };
         store_in(&mut conn, claimed, problem.status, &problem.to_json()).await
     } else {
-        release(pool, claimed).await
+        release(pool, claimed).await.map_err(StoreError::from)
     };
     if let Err(e) = result {
         tracing::warn!(error = %e, "could not finish an idempotency record");
     }
 }
 
+/// Gives the key up so a retry can run; a no-op once a takeover holds it.
 pub async fn release(pool: &PgPool, claimed: &Claimed) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "DELETE FROM idempotency_keys WHERE fan_id = $1 AND key = $2 AND response_status IS NULL",
+        "DELETE FROM idempotency_keys
+         WHERE fan_id = $1 AND key = $2 AND claim = $3 AND response_status IS NULL",
     )
     .bind(&claimed.fan)
     .bind(&claimed.key)
+    .bind(claimed.claim)
     .execute(pool)
     .await?;
     Ok(())
@@ -197,4 +262,27 @@ pub async fn purge(pool: &PgPool, ttl_h: u32, batch: i64) -> Result<u64, sqlx::E
     .execute(pool)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// How often old records are purged.
+const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Purges records older than `ttl_h` hours once a minute until `stopped`.
+pub async fn run_purge(pool: PgPool, ttl_h: u32, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        loop {
+            match purge(&pool, ttl_h, 10_000).await {
+                Ok(10_000) => continue,
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "idempotency purge failed; retrying next round");
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PURGE_INTERVAL) => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
+    }
 }

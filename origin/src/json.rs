@@ -1,7 +1,7 @@
 //! `ApiJson`: axum's `Json` extractor with its rejections turned into problem+json, so a
 //! malformed, mistyped or oversized body gets the same error shape as everything else.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use onsale_contract::problem::Problem;
@@ -36,19 +36,18 @@ where
 fn rejection_problem(rejection: &JsonRejection) -> Problem {
     match rejection {
         JsonRejection::JsonSyntaxError(e) => {
-            Problem::new(400, "malformed_json", "Malformed JSON").with_detail(e.body_text())
+            Problem::new(400, Code::MalformedJson, "Malformed JSON").with_detail(e.body_text())
         }
         JsonRejection::JsonDataError(e) => ApiError::InvalidBody(e.body_text()).to_problem(),
         JsonRejection::MissingJsonContentType(_) => {
-            Problem::new(415, "unsupported_media_type", "Unsupported media type")
+            Problem::new(415, Code::UnsupportedMediaType, "Unsupported media type")
                 .with_detail("send the body as Content-Type: application/json")
         }
         JsonRejection::BytesRejection(e) if e.status().as_u16() == 413 => {
-            Problem::new(413, "body_too_large", "Request body too large")
+            Problem::new(413, Code::BodyTooLarge, "Request body too large")
                 .with_detail("the body exceeds this route's size limit")
         }
-        other => {
-            Problem::new(400, "invalid_body", "Invalid request body").with_detail(other.body_text())
-        }
+        other => Problem::new(400, Code::InvalidBody, "Invalid request body")
+            .with_detail(other.body_text()),
     }
 }

@@ -12,6 +12,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod holds;
+pub mod http;
 pub mod idempotency;
 pub mod json;
 pub mod metrics;
@@ -22,13 +23,14 @@ pub mod provider;
 pub mod reconcile;
 pub mod refunds;
 pub mod seed;
+pub mod status;
 pub mod sweeper;
 pub mod tickets;
 pub mod webhooks;
 pub mod workers;
 
-use crate::config::Config;
-use crate::error::{problem_response, ApiError};
+use crate::config::{Config, ProviderKind};
+use crate::error::{problem_response, ApiError, Code};
 use crate::metrics::Metrics;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue};
@@ -37,6 +39,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use onsale_contract::problem::Problem;
+use onsale_contract::tasks::Tasks;
 use sqlx::PgPool;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -75,6 +78,8 @@ pub enum StartError {
     Keys(#[from] onsale_contract::tokens::KeyError),
     #[error(transparent)]
     TicketKey(#[from] tickets::TicketKeyError),
+    #[error("payments.provider is \"sandbox\" but [payments.sandbox] is missing")]
+    SandboxUnconfigured,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -125,7 +130,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(|_| {
-            problem_response(&Problem::new(500, "internal", "Internal server error"))
+            problem_response(&Problem::new(500, Code::Internal, "Internal server error"))
         }))
         .with_state(state)
 }
@@ -157,13 +162,13 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
 }
 
 async fn route_not_found() -> Response {
-    problem_response(&Problem::new(404, "route_not_found", "No such route"))
+    problem_response(&Problem::new(404, Code::RouteNotFound, "No such route"))
 }
 
 async fn method_not_allowed() -> Response {
     problem_response(&Problem::new(
         405,
-        "method_not_allowed",
+        Code::MethodNotAllowed,
         "Method not allowed",
     ))
 }
@@ -196,20 +201,32 @@ pub struct RunningOrigin {
     addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
+    tasks: Tasks,
+    /// The origin's shared state, for tests that reach past HTTP.
     pub state: AppState,
 }
 
 impl RunningOrigin {
+    /// The address the origin listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// Stops accepting, drains in-flight requests, and waits for the server to finish.
+    /// The names of the background tasks running under supervision.
+    pub fn task_names(&self) -> Vec<&'static str> {
+        self.tasks.names()
+    }
+
+    /// Stops accepting, drains in-flight requests, stops every background task, and waits
+    /// for all of it to finish.
     pub async fn shutdown(self) -> std::io::Result<()> {
         let _ = self.stop.send(true);
-        self.task
+        let served = self
+            .task
             .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        self.tasks.shutdown().await;
+        served
     }
 
     /// Resolves when the server has stopped on its own (it does not, short of an I/O error).
@@ -220,14 +237,17 @@ impl RunningOrigin {
     }
 }
 
+/// Connects to the database, migrates it when configured to, and starts serving.
 pub async fn start(config: Config) -> Result<RunningOrigin, StartError> {
     let pool = db::connect(&config.database).await?;
     if config.database.migrate_on_start {
-        db::MIGRATOR.run(&pool).await?;
+        let mut conn = pool.acquire().await?;
+        db::migrate(&mut conn, db::wants_sandbox(&config)).await?;
     }
     start_with_pool(config, pool).await
 }
 
+/// Starts serving on an existing pool whose database is migrated.
 pub async fn start_with_pool(config: Config, pool: PgPool) -> Result<RunningOrigin, StartError> {
     let addr = config.http.listen;
     let listener = TcpListener::bind(addr)
@@ -254,26 +274,23 @@ pub async fn start_with_pool(config: Config, pool: PgPool) -> Result<RunningOrig
     };
     let admit_tokens = cache(onsale_contract::tokens::TokenType::Admit)?;
     let queue_tokens = cache(onsale_contract::tokens::TokenType::Queue)?;
-    let holds = &config.holds;
-    let sweeper_settings = (
-        Duration::from_millis(holds.sweep_interval_ms),
-        holds.sweep_batch,
-        holds.idempotency_ttl_h,
-    );
     let tickets = Arc::new(tickets::TicketSigner::from_file(
         &config.tickets.signing_key,
     )?);
     let payments = &config.payments;
-    let sandbox = Arc::new(provider::sandbox::Sandbox::new(
-        pool.clone(),
-        payments.sandbox.clone(),
-        payments.webhook_secret.expose().as_bytes(),
-        payments.webhook_tolerance_s,
-    ));
+    let sandbox = match (payments.provider, &payments.sandbox) {
+        (ProviderKind::Sandbox, Some(settings)) => Arc::new(provider::sandbox::Sandbox::new(
+            pool.clone(),
+            settings.clone(),
+            payments.webhook_secret.expose().as_bytes(),
+            payments.webhook_tolerance_s,
+        )),
+        (ProviderKind::Sandbox, None) => return Err(StartError::SandboxUnconfigured),
+    };
     let webhook_url = payments
         .sandbox
-        .webhook_url
-        .clone()
+        .as_ref()
+        .and_then(|settings| settings.webhook_url.clone())
         .unwrap_or_else(|| format!("http://{addr}/v1/webhooks/payments"));
     let state = AppState {
         pool,
@@ -286,33 +303,8 @@ pub async fn start_with_pool(config: Config, pool: PgPool) -> Result<RunningOrig
         workers: Arc::default(),
     };
     let app = router(state.clone());
+    let tasks = spawn_workers(&state, sandbox, webhook_url);
     let (stop, mut stopped) = watch::channel(false);
-    let (interval, batch, ttl_h) = sweeper_settings;
-    tokio::spawn(sweeper::run(
-        state.pool.clone(),
-        state.metrics.clone(),
-        interval,
-        batch,
-        ttl_h,
-        stop.subscribe(),
-    ));
-    tokio::spawn(sandbox.run_deliveries(webhook_url, state.metrics.clone(), stop.subscribe()));
-    tokio::spawn(refunds::run(state.clone(), stop.subscribe()));
-    tokio::spawn(reconcile::run(state.clone(), stop.subscribe()));
-    let notifications = &state.config.notifications;
-    if notifications.relay {
-        tokio::spawn(outbox::run_relay(
-            state.pool.clone(),
-            notifications.clone(),
-            state.metrics.clone(),
-            stop.subscribe(),
-        ));
-    }
-    if notifications.consumer {
-        let sink = Arc::new(outbox::JsonLinesSink::new(notifications.sink_path.clone()));
-        let consumer = outbox::Consumer::new(notifications.clone(), sink, state.metrics.clone());
-        tokio::spawn(consumer.run(stop.subscribe()));
-    }
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -320,11 +312,73 @@ pub async fn start_with_pool(config: Config, pool: PgPool) -> Result<RunningOrig
             })
             .await
     });
-    tracing::info!(%addr, "origin listening");
+    tracing::info!(%addr, tasks = ?tasks.names(), "origin listening");
     Ok(RunningOrigin {
         addr,
         stop,
         task,
+        tasks,
         state,
     })
+}
+
+/// Every background worker of the origin, named and supervised: a panic is logged, counted
+/// (`onsale_origin_task_restarts_total`) and the worker restarted; shutdown stops them all.
+fn spawn_workers(
+    state: &AppState,
+    sandbox: Arc<provider::sandbox::Sandbox>,
+    webhook_url: String,
+) -> Tasks {
+    let mut tasks = Tasks::new(&state.metrics.registry);
+    let config = &state.config;
+    let holds = &config.holds;
+    let (interval, batch) = (
+        Duration::from_millis(holds.sweep_interval_ms),
+        holds.sweep_batch,
+    );
+    let (pool, metrics) = (state.pool.clone(), state.metrics.clone());
+    tasks.spawn("hold-sweeper", move |stop| {
+        sweeper::run(pool.clone(), metrics.clone(), interval, batch, stop)
+    });
+    let (pool, ttl_h) = (state.pool.clone(), config.idempotency.ttl_h);
+    tasks.spawn("idempotency-purge", move |stop| {
+        idempotency::run_purge(pool.clone(), ttl_h, stop)
+    });
+    let metrics = state.metrics.clone();
+    tasks.spawn("sandbox-webhooks", move |stop| {
+        sandbox
+            .clone()
+            .run_deliveries(webhook_url.clone(), metrics.clone(), stop)
+    });
+    let worker_state = state.clone();
+    tasks.spawn("refunds", move |stop| {
+        refunds::run(worker_state.clone(), stop)
+    });
+    let worker_state = state.clone();
+    tasks.spawn("reconciliation", move |stop| {
+        reconcile::run(worker_state.clone(), stop)
+    });
+    let notifications = &config.notifications;
+    if notifications.relay {
+        let (pool, settings, metrics) = (
+            state.pool.clone(),
+            notifications.clone(),
+            state.metrics.clone(),
+        );
+        tasks.spawn("outbox-relay", move |stop| {
+            outbox::run_relay(pool.clone(), settings.clone(), metrics.clone(), stop)
+        });
+    }
+    if notifications.consumer {
+        let sink = Arc::new(outbox::JsonLinesSink::new(notifications.sink_path.clone()));
+        let consumer = Arc::new(outbox::Consumer::new(
+            notifications.clone(),
+            sink,
+            state.metrics.clone(),
+        ));
+        tasks.spawn("notification-consumer", move |stop| {
+            consumer.clone().run(stop)
+        });
+    }
+    tasks
 }

@@ -50,14 +50,17 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => serve(config).await,
         Command::Migrate => {
             let pool = origin::db::connect(&config.database).await?;
-            origin::db::MIGRATOR.run(&pool).await?;
+            let mut conn = pool.acquire().await?;
+            origin::db::migrate(&mut conn, origin::db::wants_sandbox(&config)).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
         Command::Seed { demo } => {
             let demo = DemoConfig::load(&demo)?;
             let pool = origin::db::connect(&config.database).await?;
-            origin::db::MIGRATOR.run(&pool).await?;
+            let mut conn = pool.acquire().await?;
+            origin::db::migrate(&mut conn, origin::db::wants_sandbox(&config)).await?;
+            drop(conn);
             let report = seed::seed(&pool, &demo, chrono::Utc::now()).await?;
             for line in &report.created {
                 tracing::info!("created {line}");

@@ -8,22 +8,25 @@
 use crate::auth::Admission;
 use crate::domain::order_request::OrderBody;
 use crate::domain::{HoldId, IdempotencyKey, Keyset, OrderId, OrderRequest, Page};
-use crate::error::ApiError;
-use crate::holds::{json_response, lock_hold, now_ms};
+use crate::error::{ApiError, Code};
+use crate::holds::lock_hold;
+use crate::http::json_response;
 use crate::idempotency::{self, Begin, Claimed};
 use crate::json::ApiJson;
+use crate::status::{OrderStatus, PaymentStatus, RefundStatus, TicketStatus};
 use crate::AppState;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
+use onsale_contract::clock::now_ms;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 #[derive(Debug, Serialize)]
 struct PaymentView {
     payment_id: Uuid,
-    status: String,
+    status: PaymentStatus,
 }
 
 #[derive(Debug, Serialize)]
@@ -36,7 +39,7 @@ struct ItemView {
 struct TicketView {
     ticket_id: Uuid,
     seat_id: i64,
-    status: String,
+    status: TicketStatus,
 }
 
 #[derive(Debug, Serialize)]
@@ -44,7 +47,7 @@ pub(crate) struct OrderView {
     order_id: Uuid,
     show_id: Uuid,
     hold_id: Uuid,
-    status: String,
+    status: OrderStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     cancel_reason: Option<String>,
     total_cents: i64,
@@ -59,12 +62,12 @@ pub(crate) struct OrderView {
 }
 
 impl OrderView {
-    pub(crate) fn payment_status(&self) -> &str {
-        &self.payment.status
+    pub(crate) fn payment_status(&self) -> PaymentStatus {
+        self.payment.status
     }
 
     pub(crate) fn is_confirmed(&self) -> bool {
-        self.status == "confirmed"
+        self.status == OrderStatus::Confirmed
     }
 }
 
@@ -74,7 +77,7 @@ struct RefundView {
     amount_cents: i64,
     reason: String,
     /// `pending` until the provider has refunded it, then `succeeded`.
-    status: String,
+    status: RefundStatus,
 }
 
 pub async fn post_order(
@@ -111,7 +114,7 @@ async fn create_order(
     .fetch_optional(&state.pool)
     .await?;
     let Some((show, _, seats, total_cents, currency)) =
-        seen.filter(|(show, fan, ..)| *fan == admission.fan && show.to_string() == admission.show)
+        seen.filter(|(show, fan, ..)| admission.owns(fan, show))
     else {
         return Err(HoldId::not_found());
     };
@@ -130,13 +133,13 @@ async fn create_order(
             .await?;
     if ordered {
         return Err(ApiError::Conflict(
-            "hold_already_ordered",
+            Code::HoldAlreadyOrdered,
             "this hold already has an order".to_owned(),
         ));
     }
     if !active {
         return Err(ApiError::Conflict(
-            "hold_not_active",
+            Code::HoldNotActive,
             "the hold has expired or was released; hold the seats again".to_owned(),
         ));
     }
@@ -210,7 +213,7 @@ type OrderRow = (
     Uuid,
     Uuid,
     Uuid,
-    String,
+    OrderStatus,
     Option<String>,
     i64,
     String,
@@ -235,19 +238,19 @@ pub(crate) async fn load(
     .bind(order)
     .fetch_all(&mut *tx)
     .await?;
-    let tickets: Vec<(Uuid, i64, String)> = sqlx::query_as(
+    let tickets: Vec<(Uuid, i64, TicketStatus)> = sqlx::query_as(
         "SELECT id, seat_id, status FROM tickets WHERE order_id = $1 ORDER BY seat_id",
     )
     .bind(order)
     .fetch_all(&mut *tx)
     .await?;
-    let (payment_id, payment_status): (Uuid, String) = sqlx::query_as(
+    let (payment_id, payment_status): (Uuid, PaymentStatus) = sqlx::query_as(
         "SELECT id, status FROM payments WHERE order_id = $1 ORDER BY created_at DESC LIMIT 1",
     )
     .bind(order)
     .fetch_one(&mut *tx)
     .await?;
-    let refund: Option<(Uuid, i64, String, String)> =
+    let refund: Option<(Uuid, i64, String, RefundStatus)> =
         sqlx::query_as("SELECT id, amount_cents, reason, status FROM refunds WHERE order_id = $1")
             .bind(order)
             .fetch_optional(&mut *tx)
@@ -303,8 +306,7 @@ pub async fn get_order(
             .bind(order)
             .fetch_optional(&mut *conn)
             .await?;
-    if !owner.is_some_and(|(fan, show)| fan == admission.fan && show.to_string() == admission.show)
-    {
+    if !owner.is_some_and(|(fan, show)| admission.owns(&fan, &show)) {
         return Err(OrderId::not_found());
     }
     let view = load(&mut conn, order).await?;
@@ -326,7 +328,7 @@ struct HistoryQuery {
 struct OrderSummary {
     order_id: Uuid,
     show_id: Uuid,
-    status: String,
+    status: OrderStatus,
     total_cents: i64,
     currency: String,
     created_at_ms: i64,
@@ -339,7 +341,7 @@ struct History {
     next_cursor: Option<String>,
 }
 
-type SummaryRow = (Uuid, Uuid, String, i64, String, DateTime<Utc>, i64);
+type SummaryRow = (Uuid, Uuid, OrderStatus, i64, String, DateTime<Utc>, i64);
 
 /// `GET /v1/orders`: the fan's orders, newest first, a keyset page at a time.
 pub async fn list_orders(

@@ -394,7 +394,7 @@ impl Consumer {
             .await
     }
 
-    pub async fn run(self, mut stopped: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
         let interval = Duration::from_millis(self.config.relay_interval_ms);
         let mut redis = None;
         loop {

@@ -21,11 +21,12 @@
 use crate::auth::Admission;
 use crate::domain::payment_method::ConfirmBody;
 use crate::domain::{IdempotencyKey, OrderId, PaymentId, PaymentMethod};
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::holds::{close_hold_seats, end_expired, free_seats, lock_hold, lock_seats};
 use crate::idempotency::{self, Begin, Claimed};
 use crate::json::ApiJson;
 use crate::provider::{Intent, IntentStatus, ProviderError};
+use crate::status::{OrderStatus, PaymentStatus};
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -43,7 +44,7 @@ struct NextAction {
 #[derive(Serialize)]
 struct ConfirmView {
     payment_id: Uuid,
-    status: String,
+    status: PaymentStatus,
     /// Present while the fan must authenticate and confirm again.
     #[serde(skip_serializing_if = "Option::is_none")]
     next_action: Option<NextAction>,
@@ -89,7 +90,7 @@ async fn confirm(
     state
         .provider
         .check_method(method.as_str())
-        .map_err(|detail| ApiError::Unprocessable("unknown_payment_method", detail))?;
+        .map_err(|detail| ApiError::Unprocessable(Code::UnknownPaymentMethod, detail))?;
     let (order, intent) = begin_confirmation(state, admission, payment).await?;
     // The fan's key names this confirmation at the provider too, so a retry after a crash
     // is answered from the first call.
@@ -118,10 +119,10 @@ async fn confirm(
     }
     let order = crate::orders::load(&mut tx, order).await?;
     let confirmed = order.is_confirmed();
-    let status = order.payment_status().to_owned();
+    let status = order.payment_status();
     let view = ConfirmView {
         payment_id: payment.0,
-        next_action: (status == IntentStatus::RequiresAction.as_str()).then_some(NextAction {
+        next_action: (status == PaymentStatus::RequiresAction).then_some(NextAction {
             kind: "authenticate",
         }),
         status,
@@ -149,30 +150,29 @@ async fn begin_confirmation(
     .bind(payment)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((order, show, hold, _, seats)) = seen
-        .filter(|(_, show, _, fan, _)| *fan == admission.fan && show.to_string() == admission.show)
+    let Some((order, show, hold, _, seats)) =
+        seen.filter(|(_, show, _, fan, _)| admission.owns(fan, show))
     else {
         return Err(PaymentId::not_found());
     };
     let hold_live = lock_hold(&mut tx, show, &seats, hold).await?;
-    let (order_status, payment_status, intent): (String, String, String) = sqlx::query_as(
+    let (order_status, payment_status, intent): (OrderStatus, PaymentStatus, String) =
+        sqlx::query_as(
         "SELECT o.status, p.status, p.provider_ref FROM orders o JOIN payments p ON p.order_id = o.id
          WHERE p.id = $1 FOR UPDATE OF o, p",
     )
     .bind(payment)
     .fetch_one(&mut *tx)
     .await?;
-    let confirmable =
-        ["requires_confirmation", "requires_action"].contains(&payment_status.as_str());
-    if order_status != "pending_payment" || !confirmable {
+    if order_status != OrderStatus::PendingPayment || !payment_status.confirmable() {
         return Err(ApiError::Conflict(
-            "payment_not_confirmable",
+            Code::PaymentNotConfirmable,
             format!("the order is {order_status} and its payment {payment_status}"),
         ));
     }
     if !hold_live {
         return Err(ApiError::Conflict(
-            "order_expired",
+            Code::OrderExpired,
             "the payment window has passed; the seats are no longer held".to_owned(),
         ));
     }
@@ -213,25 +213,28 @@ pub(crate) async fn apply(
     .fetch_one(&mut *tx)
     .await?;
     let hold_live = lock_hold(tx, show, &seats, hold).await?;
-    let (order_status, payment_status, version, amount_cents): (String, String, i64, i64) =
-        sqlx::query_as(
-            "SELECT o.status, p.status, p.provider_version, p.amount_cents
+    let (order_status, payment_status, version, amount_cents): (
+        OrderStatus,
+        PaymentStatus,
+        i64,
+        i64,
+    ) = sqlx::query_as(
+        "SELECT o.status, p.status, p.provider_version, p.amount_cents
              FROM orders o JOIN payments p ON p.order_id = o.id WHERE p.id = $1 FOR UPDATE OF o, p",
-        )
-        .bind(payment)
-        .fetch_one(&mut *tx)
-        .await?;
-    let settled = ["succeeded", "failed", "refunded"].contains(&payment_status.as_str());
+    )
+    .bind(payment)
+    .fetch_one(&mut *tx)
+    .await?;
     let newer = intent.version > version
-        || (resync && payment_status == "processing" && intent.version == version);
-    if settled || !newer {
+        || (resync && payment_status == PaymentStatus::Processing && intent.version == version);
+    if payment_status.settled() || !newer {
         return Ok(Applied::Stale);
     }
     sqlx::query(
         "UPDATE payments SET status = $2, provider_version = $3, updated_at = now() WHERE id = $1",
     )
     .bind(payment)
-    .bind(intent.status.as_str())
+    .bind(PaymentStatus::from(intent.status))
     .bind(intent.version)
     .execute(&mut *tx)
     .await?;
@@ -241,7 +244,7 @@ pub(crate) async fn apply(
         .with_label_values(&[intent.status.as_str()])
         .inc();
     let order = OrderId(order);
-    let pending = order_status == "pending_payment";
+    let pending = order_status == OrderStatus::PendingPayment;
     match intent.status {
         IntentStatus::Succeeded if pending && hold_live => {
             sell(tx, order, show, hold, &seats).await?
@@ -427,9 +430,7 @@ async fn cancel(
     .bind(order)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((show, _, seats)) =
-        seen.filter(|(show, fan, _)| *fan == admission.fan && show.to_string() == admission.show)
-    else {
+    let Some((show, _, seats)) = seen.filter(|(show, fan, _)| admission.owns(fan, show)) else {
         return Err(OrderId::not_found());
     };
     // Inventory rows first, the order every writer keeps, then the order and payment.
@@ -444,7 +445,7 @@ async fn cancel(
     .await?;
     if status != "confirmed" {
         return Err(ApiError::Conflict(
-            "order_not_cancellable",
+            Code::OrderNotCancellable,
             format!("only a paid order can be cancelled; this one is {status}"),
         ));
     }

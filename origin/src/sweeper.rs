@@ -49,10 +49,8 @@ pub async fn run(
     metrics: std::sync::Arc<Metrics>,
     interval: Duration,
     batch: i64,
-    idempotency_ttl_h: u32,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let mut ticks: u64 = 0;
     loop {
         // Drain a backlog in full batches, then wait for the next tick.
         loop {
@@ -62,12 +60,6 @@ pub async fn run(
                 Err(error) => tracing::warn!(%error, "hold sweep failed; retrying next tick"),
             }
             break;
-        }
-        ticks += 1;
-        if ticks.is_multiple_of(60) {
-            if let Err(error) = crate::idempotency::purge(&pool, idempotency_ttl_h, 10_000).await {
-                tracing::warn!(%error, "idempotency purge failed");
-            }
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}

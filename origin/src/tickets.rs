@@ -8,6 +8,7 @@ use crate::auth::TicketHolder;
 use crate::domain::TicketId;
 use crate::error::ApiError;
 use crate::json::ApiJson;
+use crate::status::TicketStatus;
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -120,7 +121,7 @@ pub async fn get_qr(
     .fetch_optional(&state.pool)
     .await?;
     let Some((_, show, seat, issued_at)) =
-        row.filter(|(fan, show, _, _)| *fan == admission.fan && show.to_string() == admission.show)
+        row.filter(|(fan, show, _, _)| admission.owns(fan, show))
     else {
         return Err(TicketId::not_found());
     };
@@ -193,7 +194,7 @@ pub async fn post_verify(
         None => forged,
         Some(facts) => scan(&state, facts).await?.unwrap_or(forged),
     };
-    Ok(crate::holds::json_response(
+    Ok(crate::http::json_response(
         StatusCode::OK,
         serde_json::to_vec(&view).expect("a verdict serializes"),
     ))
@@ -215,7 +216,7 @@ async fn scan(state: &AppState, facts: TicketFacts) -> Result<Option<VerifyView>
     let (result, scanned_at) = match first {
         Some(at) => (Verdict::Valid, Some(at)),
         None => {
-            let row: Option<(String, Option<DateTime<Utc>>)> = sqlx::query_as(
+            let row: Option<(TicketStatus, Option<DateTime<Utc>>)> = sqlx::query_as(
                 "SELECT status, scanned_at FROM tickets WHERE id = $1 AND show_id = $2 AND seat_id = $3",
             )
             .bind(facts.ticket)
@@ -225,8 +226,8 @@ async fn scan(state: &AppState, facts: TicketFacts) -> Result<Option<VerifyView>
             .await?;
             match row {
                 None => return Ok(None),
-                Some((status, _)) if status == "revoked" => (Verdict::Revoked, None),
-                Some((_, at)) => (Verdict::AlreadyScanned, at),
+                Some((TicketStatus::Revoked, _)) => (Verdict::Revoked, None),
+                Some((TicketStatus::Valid, at)) => (Verdict::AlreadyScanned, at),
             }
         }
     };

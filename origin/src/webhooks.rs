@@ -5,7 +5,7 @@
 //! nothing; an event older than what the payment shows is recorded and changes nothing
 //! (`payments::apply`).
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::payments::{apply, Applied};
 use crate::provider::WebhookError;
 use crate::AppState;
@@ -29,12 +29,12 @@ impl From<WebhookError> for ApiError {
     fn from(error: WebhookError) -> Self {
         let problem = match &error {
             WebhookError::Malformed(detail) => {
-                Problem::new(400, "invalid_body", "Invalid webhook event")
+                Problem::new(400, Code::InvalidBody, "Invalid webhook event")
                     .with_detail(detail.clone())
             }
             signature => Problem::new(
                 400,
-                "webhook_signature_invalid",
+                Code::WebhookSignatureInvalid,
                 "Invalid webhook signature",
             )
             .with_detail(signature.to_string()),
@@ -49,7 +49,7 @@ pub async fn post_payment_webhook(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let metrics = &state.metrics.webhooks_received;
-    let now_s = crate::holds::now_ms() / 1000;
+    let now_s = onsale_contract::clock::now_ms() / 1000;
     let event = state
         .provider
         .parse_webhook(&headers, &body, now_s)
@@ -101,7 +101,7 @@ pub async fn post_payment_webhook(
         event_id: event.id,
         result,
     };
-    Ok(crate::holds::json_response(
+    Ok(crate::http::json_response(
         StatusCode::OK,
         serde_json::to_vec(&reply).expect("a receipt serializes"),
     ))

@@ -86,7 +86,7 @@ fn with_database(url: &str, database: &str) -> String {
 /// The template's name changes with the migrations, so a schema change never reuses a stale one.
 fn template_name() -> String {
     let mut hash = Sha256::new();
-    for migration in origin::db::MIGRATOR.iter() {
+    for migration in origin::db::migrators(true).iter().flat_map(|m| m.iter()) {
         hash.update(&*migration.checksum);
     }
     let digest = hash.finalize();
@@ -119,8 +119,7 @@ pub async fn db() -> TestDb {
         let mut conn = PgConnection::connect(&with_database(&admin_url, &template))
             .await
             .expect("connect to template");
-        origin::db::MIGRATOR
-            .run(&mut conn)
+        origin::db::migrate(&mut conn, true)
             .await
             .expect("migrate template");
         conn.close().await.expect("close template connection");
@@ -223,11 +222,16 @@ pub fn origin_config(db: &TestDb) -> origin::config::Config {
     // Quick workers, so asynchronous outcomes arrive within a test's patience.
     config.payments.refund_poll_ms = 50;
     config.payments.refund_retry_base_ms = 20;
-    config.payments.sandbox.poll_ms = 20;
+    let sandbox = config
+        .payments
+        .sandbox
+        .as_mut()
+        .expect("config/origin.toml configures the sandbox");
+    sandbox.poll_ms = 20;
     // Webhooks go straight to the origin under test (its edge starts after it).
-    config.payments.sandbox.webhook_url = None;
-    config.payments.sandbox.retry_base_ms = 20;
-    config.payments.sandbox.slow_settle_ms = 300;
+    sandbox.webhook_url = None;
+    sandbox.retry_base_ms = 20;
+    sandbox.slow_settle_ms = 300;
     config.notifications.relay = false;
     config.notifications.consumer = false;
     config.notifications.redis_url = onsale_contract::config::Secret::new(redis_url());

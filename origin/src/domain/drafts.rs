@@ -1,7 +1,7 @@
 //! Organizer input: a venue with its seat map, an event, a show. Each `*Draft` is built only
 //! by parsing its request body, so a draft in hand is within every limit below.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -16,7 +16,7 @@ pub const MAX_PRICE_TIERS: usize = 64;
 pub const MAX_PRICE_CENTS: i64 = 100_000_000;
 
 fn invalid(detail: impl Into<String>) -> ApiError {
-    ApiError::Unprocessable("invalid_field", detail.into())
+    ApiError::Unprocessable(Code::InvalidField, detail.into())
 }
 
 fn text(field: &str, value: String, max: usize) -> Result<String, ApiError> {

@@ -1,6 +1,6 @@
 //! The body of `POST /v1/shows/{id}/holds` and the `Idempotency-Key` header, parsed.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
@@ -22,7 +22,7 @@ pub enum HoldRequest {
     BestAvailable { section_id: String, quantity: usize },
 }
 
-fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
+fn unprocessable(code: Code, detail: impl Into<String>) -> ApiError {
     ApiError::Unprocessable(code, detail.into())
 }
 
@@ -30,7 +30,7 @@ impl HoldRequest {
     pub fn parse(body: HoldBody, max_seats: usize) -> Result<Self, ApiError> {
         let too_many = || {
             ApiError::problem(
-                onsale_contract::problem::Problem::new(422, "too_many_seats", "Too many seats")
+                onsale_contract::problem::Problem::new(422, Code::TooManySeats, "Too many seats")
                     .with_detail(format!("a hold has at most {max_seats} seats"))
                     .with("max_seats_per_hold", max_seats),
             )
@@ -39,7 +39,7 @@ impl HoldRequest {
             (Some(seat_ids), None, None) => {
                 if seat_ids.is_empty() {
                     return Err(unprocessable(
-                        "no_seats",
+                        Code::NoSeats,
                         "`seat_ids` must name at least one seat",
                     ));
                 }
@@ -56,7 +56,7 @@ impl HoldRequest {
                     return Err(ApiError::problem(
                         onsale_contract::problem::Problem::new(
                             422,
-                            "duplicate_seats",
+                            Code::DuplicateSeats,
                             "Duplicate seats",
                         )
                         .with_detail("each seat may be asked for once")
@@ -73,10 +73,13 @@ impl HoldRequest {
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
                 if !valid_section {
-                    return Err(unprocessable("unknown_section", "no such section"));
+                    return Err(unprocessable(Code::UnknownSection, "no such section"));
                 }
                 if quantity < 1 {
-                    return Err(unprocessable("no_seats", "`quantity` must be at least 1"));
+                    return Err(unprocessable(
+                        Code::NoSeats,
+                        "`quantity` must be at least 1",
+                    ));
                 }
                 if quantity as usize > max_seats {
                     return Err(too_many());
@@ -97,36 +100,6 @@ impl HoldRequest {
             HoldRequest::Seats(seats) => seats.len(),
             HoldRequest::BestAvailable { quantity, .. } => *quantity,
         }
-    }
-}
-
-/// An `Idempotency-Key`: 1 to 255 visible ASCII characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdempotencyKey(String);
-
-impl IdempotencyKey {
-    pub fn parse(raw: Option<&axum::http::HeaderValue>) -> Result<Self, ApiError> {
-        let missing = || {
-            ApiError::problem(
-                onsale_contract::problem::Problem::new(
-                    400,
-                    "idempotency_key_required",
-                    "Idempotency-Key required",
-                )
-                .with_detail("send an Idempotency-Key header of 1 to 255 visible ASCII characters"),
-            )
-        };
-        let raw = raw.ok_or_else(missing)?.as_bytes();
-        if raw.is_empty() || raw.len() > 255 || !raw.iter().all(|b| (0x21..=0x7e).contains(b)) {
-            return Err(missing());
-        }
-        Ok(IdempotencyKey(
-            String::from_utf8(raw.to_vec()).expect("ASCII is UTF-8"),
-        ))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 
@@ -186,16 +159,5 @@ mod tests {
             "invalid_body"
         );
         assert_eq!(code(json!({})), "invalid_body");
-    }
-
-    #[test]
-    fn idempotency_keys_are_visible_ascii_up_to_255() {
-        let header = |s: &str| axum::http::HeaderValue::from_str(s).unwrap();
-        assert!(IdempotencyKey::parse(Some(&header("abc-123"))).is_ok());
-        assert!(IdempotencyKey::parse(None).is_err());
-        assert!(IdempotencyKey::parse(Some(&header(""))).is_err());
-        assert!(IdempotencyKey::parse(Some(&header("has space"))).is_err());
-        assert!(IdempotencyKey::parse(Some(&header(&"k".repeat(256)))).is_err());
-        assert!(IdempotencyKey::parse(Some(&header(&"k".repeat(255)))).is_ok());
     }
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 macro_rules! resource_id {
-    ($name:ident, $code:literal, $what:literal) => {
+    ($name:ident, $code:ident, $what:literal) => {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
         #[serde(transparent)]
         #[sqlx(transparent)]
@@ -21,7 +21,7 @@ macro_rules! resource_id {
 
             pub fn not_found() -> ApiError {
                 ApiError::NotFound {
-                    code: $code,
+                    code: crate::error::Code::$code,
                     what: $what,
                 }
             }
@@ -35,13 +35,13 @@ macro_rules! resource_id {
     };
 }
 
-resource_id!(VenueId, "venue_not_found", "Venue");
-resource_id!(EventId, "event_not_found", "Event");
-resource_id!(ShowId, "show_not_found", "Show");
-resource_id!(HoldId, "hold_not_found", "Hold");
-resource_id!(OrderId, "order_not_found", "Order");
-resource_id!(PaymentId, "payment_not_found", "Payment");
-resource_id!(TicketId, "ticket_not_found", "Ticket");
+resource_id!(VenueId, VenueNotFound, "Venue");
+resource_id!(EventId, EventNotFound, "Event");
+resource_id!(ShowId, ShowNotFound, "Show");
+resource_id!(HoldId, HoldNotFound, "Hold");
+resource_id!(OrderId, OrderNotFound, "Order");
+resource_id!(PaymentId, PaymentNotFound, "Payment");
+resource_id!(TicketId, TicketNotFound, "Ticket");
 
 #[cfg(test)]
 mod tests {

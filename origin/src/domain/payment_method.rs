@@ -2,7 +2,7 @@
 //! provider's business (`PaymentProvider::check_method`); this type only knows the shape of
 //! a method id, so nothing malformed reaches a provider.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
@@ -27,7 +27,7 @@ impl PaymentMethod {
             Ok(PaymentMethod(method))
         } else {
             Err(ApiError::Unprocessable(
-                "unknown_payment_method",
+                Code::UnknownPaymentMethod,
                 "payment_method is `pm_` and up to 100 letters, digits or underscores".to_owned(),
             ))
         }

@@ -46,6 +46,19 @@ impl IntentStatus {
     }
 }
 
+impl From<IntentStatus> for crate::status::PaymentStatus {
+    fn from(status: IntentStatus) -> Self {
+        use crate::status::PaymentStatus;
+        match status {
+            IntentStatus::RequiresConfirmation => PaymentStatus::RequiresConfirmation,
+            IntentStatus::RequiresAction => PaymentStatus::RequiresAction,
+            IntentStatus::Processing => PaymentStatus::Processing,
+            IntentStatus::Succeeded => PaymentStatus::Succeeded,
+            IntentStatus::Failed => PaymentStatus::Failed,
+        }
+    }
+}
+
 /// An intent as the provider last reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Intent {

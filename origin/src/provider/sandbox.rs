@@ -135,7 +135,7 @@ impl Sandbox {
         let event = EventBody {
             id: format!("evt_{}", Uuid::new_v4().simple()),
             kind: event_type(intent.status).to_owned(),
-            created_ms: crate::holds::now_ms(),
+            created_ms: onsale_contract::clock::now_ms(),
             data: EventData {
                 object: IntentObject {
                     id: row.0.clone(),
@@ -199,7 +199,7 @@ impl Sandbox {
         .await?;
         due.shuffle(&mut *self.rng.lock().expect("rng lock"));
         for (id, body, attempts) in &due {
-            let signature = sign(&self.secret, crate::holds::now_ms() / 1000, body);
+            let signature = sign(&self.secret, onsale_contract::clock::now_ms() / 1000, body);
             let sent = http
                 .post(url)
                 .header("content-type", "application/json")

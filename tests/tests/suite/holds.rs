@@ -199,6 +199,52 @@ async fn idempotency_replays_refuses_reuse_and_reports_in_flight() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_takeover_of_a_stale_claim_fences_out_the_slow_original() {
+    let s = stadium().await;
+    let fan = s.fan("ana");
+    let body = json!({"seat_ids": [s.seats[11]]});
+    let request = origin::domain::HoldRequest::Seats(vec![s.seats[11]]);
+    let route = format!("POST /v1/shows/{}/holds", s.show);
+    let fingerprint =
+        origin::idempotency::fingerprint(&route, &serde_json::to_vec(&request).unwrap());
+    // The original claimed the key long ago and is still working (a stalled connection).
+    let original = origin::idempotency::Claimed {
+        fan: "ana".into(),
+        key: "slow-key".into(),
+        claim: Uuid::new_v4(),
+    };
+    sqlx::query(
+        "INSERT INTO idempotency_keys (fan_id, key, route, request_hash, claim, created_at)
+         VALUES ('ana', 'slow-key', $1, $2, $3, now() - interval '1 hour')",
+    )
+    .bind(&route)
+    .bind(&fingerprint)
+    .bind(original.claim)
+    .execute(&s.app.db.pool)
+    .await
+    .unwrap();
+
+    // A retry after the in-flight timeout takes the key over and does the work.
+    let retry = fan.post_idempotent(&s.holds_path(), "slow-key", &body).await;
+    retry.expect_status(201);
+
+    // The slow original finishes now: it may not store its answer, so its effect rolls back.
+    let mut tx = s.app.db.pool.begin().await.unwrap();
+    let stored = origin::idempotency::store_in(&mut tx, &original, 201, b"{}").await;
+    assert!(
+        matches!(stored, Err(origin::idempotency::StoreError::ClaimLost(_))),
+        "the fenced-out original stored its answer: {stored:?}"
+    );
+    tx.rollback().await.unwrap();
+
+    // Clients see one answer: the takeover's.
+    let again = fan.post_idempotent(&s.holds_path(), "slow-key", &body).await;
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.body, retry.body);
+    assert_eq!(s.holds().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn concurrent_duplicates_hold_once() {
     let s = stadium().await;
     let fan = s.fan("ana");

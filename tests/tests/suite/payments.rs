@@ -178,7 +178,7 @@ async fn three_d_secure_needs_a_second_confirmation() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_payment_is_settled_only_by_its_webhook() {
-    let s = stadium_with(|c| c.payments.sandbox.slow_settle_ms = NEVER_MS).await;
+    let s = stadium_with(|c| c.payments.sandbox.as_mut().unwrap().slow_settle_ms = NEVER_MS).await;
     let (ana, order_body, payment) = processing_order(&s, &[50]).await;
     let order_id = order_body["order_id"].as_str().unwrap();
     confirm(&ana, &payment, "pm_card_ok", "again")
@@ -209,7 +209,7 @@ async fn a_slow_payment_is_settled_only_by_its_webhook() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn webhooks_count_once_in_any_order_and_only_when_signed() {
-    let s = stadium_with(|c| c.payments.sandbox.slow_settle_ms = NEVER_MS).await;
+    let s = stadium_with(|c| c.payments.sandbox.as_mut().unwrap().slow_settle_ms = NEVER_MS).await;
     let (ana, order_body, payment) = processing_order(&s, &[60, 61]).await;
     let order_id = order_body["order_id"].as_str().unwrap();
     let intent = provider_ref(&s, &payment).await;
@@ -314,7 +314,7 @@ async fn webhooks_count_once_in_any_order_and_only_when_signed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_payment_after_the_hold_expired_is_refunded_and_sells_nothing() {
-    let s = stadium_with(|c| c.payments.sandbox.slow_settle_ms = NEVER_MS).await;
+    let s = stadium_with(|c| c.payments.sandbox.as_mut().unwrap().slow_settle_ms = NEVER_MS).await;
     let (ana, order_body, payment) = processing_order(&s, &[70, 71]).await;
     let order_id = order_body["order_id"].as_str().unwrap();
     expire_hold(&s, order_id).await;
@@ -366,8 +366,8 @@ async fn a_payment_after_the_hold_expired_is_refunded_and_sells_nothing() {
 async fn reconciliation_settles_payments_whose_webhooks_never_came() {
     let dead_end = onsale_tests::free_port();
     let s = stadium_with(|c| {
-        c.payments.sandbox.webhook_url = Some(format!("http://{dead_end}/v1/webhooks/payments"));
-        c.payments.sandbox.slow_settle_ms = 0;
+        c.payments.sandbox.as_mut().unwrap().webhook_url = Some(format!("http://{dead_end}/v1/webhooks/payments"));
+        c.payments.sandbox.as_mut().unwrap().slow_settle_ms = 0;
         c.payments.stuck_after_s = 0.0;
     })
     .await;
@@ -409,7 +409,7 @@ async fn reconciliation_settles_payments_whose_webhooks_never_came() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_refund_is_retried_until_it_succeeds() {
-    let s = stadium_with(|c| c.payments.sandbox.refund_failures = 3).await;
+    let s = stadium_with(|c| c.payments.sandbox.as_mut().unwrap().refund_failures = 3).await;
     let ana = s.fan("ana");
     let (order_body, payment) = ordered(&s, &ana, &[100, 101]).await;
     let order_id = order_body["order_id"].as_str().unwrap();
@@ -511,11 +511,161 @@ async fn refunds_follow_the_policy_by_days_before_the_show() {
     assert_invariants(&s).await;
 }
 
+/// Scans `ticket` at the gate through the verify route, with the payload its QR code carries.
+async fn scan_at_the_gate(s: &Stadium, ticket: &str) -> Value {
+    use origin::tickets::{TicketFacts, TicketSigner};
+    let (show, seat, issued_at): (Uuid, i64, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as("SELECT show_id, seat_id, issued_at FROM tickets WHERE id = $1::uuid")
+            .bind(ticket)
+            .fetch_one(&s.app.db.pool)
+            .await
+            .unwrap();
+    let payload = TicketSigner::from_file(&onsale_tests::keys().signing_pem)
+        .unwrap()
+        .sign(TicketFacts {
+            ticket: Uuid::parse_str(ticket).unwrap(),
+            show,
+            seat,
+            issued_at_s: issued_at.timestamp(),
+        });
+    let reply = s
+        .app
+        .organizer()
+        .post("/v1/tickets/verify", &json!({ "payload": payload }))
+        .await;
+    reply.expect_status(200);
+    reply.json()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_order_with_a_scanned_ticket_is_cancelled_only_when_the_organizer_forces_it() {
+    // The show is in 2099: the default policy refunds everything.
+    let s = stadium().await;
+    let ana = s.fan("ana");
+    let (order_body, payment) = ordered(&s, &ana, &[110, 111]).await;
+    let paid = confirm(&ana, &payment, "pm_card_ok", "c").await.json();
+    let order_id = order_body["order_id"].as_str().unwrap();
+    let tickets: Vec<String> = paid["order"]["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["ticket_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(tickets.len(), 2);
+    assert_eq!(scan_at_the_gate(&s, &tickets[0]).await["result"], "valid");
+
+    // The fan's cancellation is refused, names the scanned ticket and changes nothing.
+    let refused = ana
+        .post_idempotent(&format!("/v1/orders/{order_id}/cancel"), "x1", &json!({}))
+        .await;
+    let problem = refused.problem(409, "tickets_scanned");
+    assert_eq!(problem["scanned_ticket_ids"], json!([tickets[0]]));
+    let read = read_order(&ana, order_id).await;
+    assert_eq!(read["status"], "confirmed");
+    assert!(read.get("refund").is_none(), "no refund owed");
+    assert!(read["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["status"] == "valid"));
+    let count = |sql: &'static str| scalar(&s, sql, order_id);
+    assert_eq!(
+        count("SELECT count(*) FROM tickets WHERE order_id = $1::uuid AND scanned_at IS NOT NULL")
+            .await,
+        1
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM refunds WHERE order_id = $1::uuid").await,
+        0
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM outbox WHERE aggregate_id = $1::uuid").await,
+        1,
+        "only order_confirmed"
+    );
+    assert_eq!(
+        s.count("SELECT count(*) FROM seat_inventory WHERE show_id = $1::uuid AND status = 'sold'")
+            .await,
+        2
+    );
+
+    // The organizer forces it, under the same policy: refund owed, tickets revoked.
+    let forced_path = format!("/v1/admin/orders/{order_id}/cancel");
+    client(s.app.origin.addr())
+        .post(&forced_path, &json!({}))
+        .await
+        .problem(401, "unauthorized");
+    ana.post(&forced_path, &json!({}))
+        .await
+        .problem(401, "unauthorized");
+    let organizer = s.app.organizer();
+    let forced = organizer
+        .post(&forced_path, &json!({ "reason": "refunded at the box office" }))
+        .await;
+    forced.expect_status(200);
+    let body = forced.json();
+    assert_eq!(body["refund_cents"], order_body["total_cents"]);
+    assert_eq!(body["order"]["status"], "cancelled");
+    assert_eq!(body["order"]["cancel_reason"], "organizer_cancelled");
+    assert_eq!(body["order"]["refund"]["reason"], "organizer_cancelled");
+    assert_eq!(body["order"]["refund"]["amount_cents"], body["refund_cents"]);
+    assert!(body["order"]["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["status"] == "revoked"));
+    assert_eq!(scan_at_the_gate(&s, &tickets[0]).await["result"], "revoked");
+    assert_eq!(scan_at_the_gate(&s, &tickets[1]).await["result"], "revoked");
+    assert_eq!(
+        s.count("SELECT count(*) FROM seat_inventory WHERE show_id = $1::uuid AND status <> 'available'")
+            .await,
+        0
+    );
+    let reason: String = sqlx::query_scalar(
+        "SELECT payload->>'reason' FROM outbox
+         WHERE aggregate_id = $1::uuid AND event_type = 'order_cancelled'",
+    )
+    .bind(order_id)
+    .fetch_one(&s.app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(reason, "refunded at the box office");
+    let refunded = refund_settled(&ana, order_id).await;
+    assert_eq!(refunded["payment"]["status"], "refunded");
+    assert_eq!(refunded["refund"]["amount_cents"], order_body["total_cents"]);
+
+    // Once only; the body is optional; an unknown order is not found.
+    organizer
+        .post(&forced_path, &json!({}))
+        .await
+        .problem(409, "order_not_cancellable");
+    let bob = s.fan("bob");
+    let (other, other_payment) = ordered(&s, &bob, &[112]).await;
+    confirm(&bob, &other_payment, "pm_card_ok", "c")
+        .await
+        .expect_status(200);
+    let other_id = other["order_id"].as_str().unwrap();
+    let bare = organizer
+        .request(
+            reqwest::Method::POST,
+            &format!("/v1/admin/orders/{other_id}/cancel"),
+            None,
+        )
+        .await;
+    bare.expect_status(200);
+    assert_eq!(bare.json()["order"]["cancel_reason"], "organizer_cancelled");
+    organizer
+        .post("/v1/admin/orders/not-an-id/cancel", &json!({}))
+        .await
+        .problem(404, "order_not_found");
+    assert_invariants(&s).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_webhook_delivered_twice_changes_nothing_twice() {
     let s = stadium_with(|c| {
-        c.payments.sandbox.duplicate_percent = 100;
-        c.payments.sandbox.seed = 7;
+        c.payments.sandbox.as_mut().unwrap().duplicate_percent = 100;
+        c.payments.sandbox.as_mut().unwrap().seed = 7;
     })
     .await;
     let fans: Vec<(Client, &str, usize)> = vec![

@@ -1,0 +1,328 @@
+//! The claim: a hold of every requested seat or of none, in one short transaction.
+//!
+//! The claim locks the requested seats in seat-id order with `FOR UPDATE SKIP LOCKED`: a
+//! seat another transaction is claiming right now counts as taken (fail fast, never a queue
+//! of blocked connections) and the fixed order rules out deadlocks. A seat whose hold has
+//! expired is claimable at once (lazy expiry); the sweeper returns the rest within seconds.
+
+use super::{end_expired, HoldView};
+use crate::catalog::EFFECTIVE_STATUS;
+use crate::domain::{HoldRequest, ShowId};
+use crate::error::{ApiError, Code};
+use crate::idempotency::{self, Claimed};
+use crate::status::{HoldStatus, SeatStatus, ShowStatus};
+use crate::AppState;
+use chrono::{DateTime, Utc};
+use onsale_contract::clock::now_ms;
+use onsale_contract::problem::Problem;
+use sqlx::{PgConnection, Postgres, Transaction};
+use std::collections::HashSet;
+use uuid::Uuid;
+
+fn unavailable(code: Code, seats: Vec<i64>) -> ApiError {
+    ApiError::problem(
+        Problem::new(409, code, "Seats unavailable")
+            .with_detail("some of the seats are held or sold; nothing was held")
+            .with("unavailable_seat_ids", seats),
+    )
+}
+
+/// Attempts for best-available requests whose chosen seats were taken between choosing and
+/// locking.
+const BEST_AVAILABLE_ATTEMPTS: usize = 3;
+
+pub(super) async fn create_hold(
+    state: &AppState,
+    show: ShowId,
+    fan: &str,
+    request: &HoldRequest,
+    claimed: &Claimed,
+) -> Result<Vec<u8>, ApiError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut tx = state.pool.begin().await?;
+        let currency = on_sale_currency(&mut tx, show).await?;
+        let seats = match request {
+            HoldRequest::Seats(seats) => {
+                require_known(&mut tx, show, seats).await?;
+                seats.clone()
+            }
+            HoldRequest::BestAvailable {
+                section_id,
+                quantity,
+            } => best_available(&mut tx, show, section_id, *quantity).await?,
+        };
+        check_fan_limit(
+            &mut tx,
+            show,
+            fan,
+            seats.len(),
+            state.config.holds.max_seats_per_fan,
+        )
+        .await?;
+        let taken = lock_claimable(&mut tx, show, &seats, &state.metrics).await?;
+        if !taken.is_empty() {
+            tx.rollback().await?;
+            match request {
+                HoldRequest::BestAvailable { .. } if attempt < BEST_AVAILABLE_ATTEMPTS => continue,
+                HoldRequest::BestAvailable { .. } => {
+                    return Err(unavailable(Code::NotEnoughSeats, taken))
+                }
+                HoldRequest::Seats(_) => return Err(unavailable(Code::SeatsUnavailable, taken)),
+            }
+        }
+        let view = insert_hold(
+            &mut tx,
+            show,
+            fan,
+            &seats,
+            currency,
+            state.config.holds.ttl_s,
+        )
+        .await?;
+        let body = serde_json::to_vec(&view).expect("a hold serializes");
+        idempotency::store_in(&mut tx, claimed, 201, &body).await?;
+        tx.commit().await?;
+        return Ok(body);
+    }
+}
+
+async fn on_sale_currency(tx: &mut PgConnection, show: ShowId) -> Result<String, ApiError> {
+    let row: Option<(ShowStatus, String)> = sqlx::query_as(&format!(
+        "SELECT {EFFECTIVE_STATUS}, s.currency FROM shows s WHERE s.id = $1"
+    ))
+    .bind(show)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match row {
+        None => Err(ShowId::not_found()),
+        Some((ShowStatus::OnSale, currency)) => Ok(currency),
+        Some((status, _)) => Err(ApiError::problem(
+            Problem::new(409, Code::ShowNotOnSale, "Show not on sale")
+                .with_detail(format!("the show is {status}"))
+                .with("show_status", status.as_str()),
+        )),
+    }
+}
+
+async fn require_known(tx: &mut PgConnection, show: ShowId, seats: &[i64]) -> Result<(), ApiError> {
+    let known: HashSet<i64> = sqlx::query_scalar(
+        "SELECT seat_id FROM seat_inventory WHERE show_id = $1 AND seat_id = ANY($2)",
+    )
+    .bind(show)
+    .bind(seats)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let unknown: Vec<i64> = seats
+        .iter()
+        .copied()
+        .filter(|s| !known.contains(s))
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::problem(
+            Problem::new(422, Code::UnknownSeats, "Unknown seats")
+                .with_detail("these seats are not part of the show")
+                .with("unknown_seat_ids", unknown),
+        ))
+    }
+}
+
+/// The best `quantity` claimable seats of a section: the front-most run of adjacent seats in
+/// one row, else the first seats in layout order. Chosen without locks; the claim that
+/// follows locks them and retries if someone was faster.
+async fn best_available(
+    tx: &mut PgConnection,
+    show: ShowId,
+    section: &str,
+    quantity: usize,
+) -> Result<Vec<i64>, ApiError> {
+    let candidates: Vec<(i64, String, i32)> = sqlx::query_as(
+        "SELECT i.seat_id, s.row_label, s.number FROM seat_inventory i JOIN seats s ON s.id = i.seat_id
+         WHERE i.show_id = $1 AND i.section_id = $2
+           AND (i.status = 'available' OR (i.status = 'held' AND i.hold_expires_at <= now()))
+         ORDER BY i.layout_idx",
+    )
+    .bind(show)
+    .bind(section)
+    .fetch_all(&mut *tx)
+    .await?;
+    if candidates.len() < quantity {
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM seat_inventory WHERE show_id = $1 AND section_id = $2)",
+        )
+        .bind(show)
+        .bind(section)
+        .fetch_one(&mut *tx)
+        .await?;
+        return Err(if exists {
+            unavailable(Code::NotEnoughSeats, Vec::new())
+        } else {
+            ApiError::Unprocessable(
+                Code::UnknownSection,
+                format!("the show has no section {section:?}"),
+            )
+        });
+    }
+    let adjacent = candidates.windows(quantity).find(|w| {
+        w.iter().all(|s| s.1 == w[0].1)
+            && w.iter().enumerate().all(|(k, s)| s.2 == w[0].2 + k as i32)
+    });
+    let chosen = adjacent.unwrap_or(&candidates[..quantity]);
+    let mut seats: Vec<i64> = chosen.iter().map(|s| s.0).collect();
+    seats.sort_unstable();
+    Ok(seats)
+}
+
+/// Seats one fan may hold or own per show, checked under a per-(show, fan) transaction lock
+/// so two concurrent holds of one fan cannot both pass.
+async fn check_fan_limit(
+    tx: &mut PgConnection,
+    show: ShowId,
+    fan: &str,
+    wanted: usize,
+    max: usize,
+) -> Result<(), ApiError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7215))")
+        .bind(format!("{show}:{fan}"))
+        .execute(&mut *tx)
+        .await?;
+    let current: i64 = sqlx::query_scalar(
+        "SELECT (SELECT coalesce(sum(seat_count), 0) FROM holds
+                 WHERE show_id = $1 AND fan_id = $2 AND status = 'active' AND expires_at > now())
+              + (SELECT count(*) FROM order_items oi JOIN orders o ON o.id = oi.order_id
+                 WHERE o.show_id = $1 AND o.fan_id = $2 AND o.status = 'confirmed')",
+    )
+    .bind(show)
+    .bind(fan)
+    .fetch_one(&mut *tx)
+    .await?;
+    if current as usize + wanted > max {
+        return Err(ApiError::problem(
+            Problem::new(422, Code::FanSeatLimit, "Seat limit reached")
+                .with_detail(format!(
+                    "at most {max} seats per fan for this show; you have {current}"
+                ))
+                .with("max_seats_per_fan", max)
+                .with("current_seats", current),
+        ));
+    }
+    Ok(())
+}
+
+/// Locks the seats that can be claimed now and returns the ones that cannot (held, sold,
+/// not for sale, or being claimed by another transaction). Seats of expired holds are taken
+/// from those holds here, before any sweeper runs.
+async fn lock_claimable(
+    tx: &mut Transaction<'_, Postgres>,
+    show: ShowId,
+    seats: &[i64],
+    metrics: &crate::metrics::Metrics,
+) -> Result<Vec<i64>, ApiError> {
+    let locked: Vec<(i64, SeatStatus, Option<Uuid>, bool)> = sqlx::query_as(
+        "SELECT seat_id, status, hold_id, coalesce(hold_expires_at <= now(), false)
+         FROM seat_inventory WHERE show_id = $1 AND seat_id = ANY($2)
+         ORDER BY seat_id FOR UPDATE SKIP LOCKED",
+    )
+    .bind(show)
+    .bind(seats)
+    .fetch_all(&mut **tx)
+    .await?;
+    let claimable: HashSet<i64> = locked
+        .iter()
+        .filter(|(_, status, _, expired)| match status {
+            SeatStatus::Available => true,
+            SeatStatus::Held => *expired,
+            SeatStatus::Sold | SeatStatus::Unavailable => false,
+        })
+        .map(|s| s.0)
+        .collect();
+    let taken: Vec<i64> = seats
+        .iter()
+        .copied()
+        .filter(|s| !claimable.contains(s))
+        .collect();
+    if !taken.is_empty() {
+        return Ok(taken);
+    }
+    let expired_holds: Vec<Uuid> = locked
+        .iter()
+        .filter_map(|s| s.2)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    if !expired_holds.is_empty() {
+        let ended = end_expired(tx, &expired_holds).await?;
+        metrics
+            .holds_ended
+            .with_label_values(&["expired_lazily"])
+            .inc_by(ended);
+    }
+    Ok(Vec::new())
+}
+
+async fn insert_hold(
+    tx: &mut PgConnection,
+    show: ShowId,
+    fan: &str,
+    seats: &[i64],
+    currency: String,
+    ttl_s: f64,
+) -> Result<HoldView, ApiError> {
+    let total_cents: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(p.price_cents), 0)::int8 FROM seat_inventory i
+         JOIN show_price_tiers p ON p.show_id = i.show_id AND p.tier = i.price_tier
+         WHERE i.show_id = $1 AND i.seat_id = ANY($2)",
+    )
+    .bind(show)
+    .bind(seats)
+    .fetch_one(&mut *tx)
+    .await?;
+    let hold_id = Uuid::now_v7();
+    let expires_at: DateTime<Utc> = sqlx::query_scalar(
+        "INSERT INTO holds (id, show_id, fan_id, status, seat_count, total_cents, currency, expires_at)
+         VALUES ($1, $2, $3, 'active', $4, $5, $6, clock_timestamp() + make_interval(secs => $7))
+         RETURNING expires_at",
+    )
+    .bind(hold_id)
+    .bind(show)
+    .bind(fan)
+    .bind(seats.len() as i32)
+    .bind(total_cents)
+    .bind(&currency)
+    .bind(ttl_s)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO hold_seats (hold_id, show_id, seat_id) SELECT $1, $2, unnest($3::int8[])",
+    )
+    .bind(hold_id)
+    .bind(show)
+    .bind(seats)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE seat_inventory SET status = 'held', hold_id = $3, hold_expires_at = $4, version = version + 1
+         WHERE show_id = $1 AND seat_id = ANY($2)",
+    )
+    .bind(show)
+    .bind(seats)
+    .bind(hold_id)
+    .bind(expires_at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(HoldView {
+        hold_id,
+        show_id: show.0,
+        seat_ids: seats.to_vec(),
+        status: HoldStatus::Active,
+        expires_at_ms: expires_at.timestamp_millis(),
+        server_time_ms: now_ms(),
+        total_cents,
+        currency,
+    })
+}

@@ -1,0 +1,101 @@
+//! Seat inventory writes shared by holds, orders, payments and the sweeper, and the one
+//! lock order they all keep: a hold's or order's inventory rows by primary key, in seat
+//! order, then the hold or order row. A fixed order leaves no cycle to deadlock on.
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// Ends `holds` as expired (those still active), closes their seat rows, and cancels an
+/// order still awaiting payment for any of them (`hold_expired`, with an outbox event), in
+/// the caller's transaction, which has locked the holds' inventory rows. Returns how many
+/// holds it ended.
+pub async fn end_expired(tx: &mut PgConnection, holds: &[Uuid]) -> Result<u64, sqlx::Error> {
+    let ended = sqlx::query(
+        "UPDATE holds SET status = 'expired', ended_at = now() WHERE id = ANY($1) AND status = 'active'",
+    )
+    .bind(holds)
+    .execute(&mut *tx)
+    .await?;
+    close_hold_seats(tx, holds).await?;
+    sqlx::query(
+        "WITH cancelled AS (
+             UPDATE orders SET status = 'cancelled', cancel_reason = 'hold_expired'
+             WHERE hold_id = ANY($1) AND status = 'pending_payment'
+             RETURNING id, hold_id, fan_id, show_id)
+         INSERT INTO outbox (aggregate_id, event_type, payload)
+         SELECT id, 'hold_expired',
+                jsonb_build_object('order_id', id, 'fan_id', fan_id, 'show_id', show_id, 'hold_id', hold_id)
+         FROM cancelled",
+    )
+    .bind(holds)
+    .execute(&mut *tx)
+    .await?;
+    Ok(ended.rows_affected())
+}
+
+/// Locks seats' inventory rows by primary key, in seat order: the first lock every write
+/// to a hold or an order takes.
+pub(crate) async fn lock_seats(
+    tx: &mut PgConnection,
+    show: Uuid,
+    seats: &[i64],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT 1 FROM seat_inventory WHERE show_id = $1 AND seat_id = ANY($2) ORDER BY seat_id FOR UPDATE",
+    )
+    .bind(show)
+    .bind(seats)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Locks a hold for a write that follows it: its seats' inventory rows by primary key, then
+/// the hold row, the order every writer keeps (the sweeper and lazy expiry reach the hold
+/// through its seats too). Returns whether the hold is live: active and not yet expired.
+pub(crate) async fn lock_hold(
+    tx: &mut PgConnection,
+    show: Uuid,
+    seats: &[i64],
+    hold: Uuid,
+) -> Result<bool, sqlx::Error> {
+    lock_seats(tx, show, seats).await?;
+    sqlx::query_scalar(
+        "SELECT status = 'active' AND expires_at > now() FROM holds WHERE id = $1 FOR UPDATE",
+    )
+    .bind(hold)
+    .fetch_one(&mut *tx)
+    .await
+}
+
+/// Marks the seat rows of `holds` released (they stay as history).
+pub(crate) async fn close_hold_seats(
+    tx: &mut PgConnection,
+    holds: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE hold_seats SET released_at = now() WHERE hold_id = ANY($1) AND released_at IS NULL",
+    )
+    .bind(holds)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Returns the seats still held by `holds` to sale and closes their `hold_seats` rows.
+pub(crate) async fn free_seats(
+    tx: &mut PgConnection,
+    show: Uuid,
+    holds: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE seat_inventory SET status = 'available', hold_id = NULL, hold_expires_at = NULL, version = version + 1
+         WHERE show_id = $1 AND hold_id = ANY($2) AND status = 'held'",
+    )
+    .bind(show)
+    .bind(holds)
+    .execute(&mut *tx)
+    .await?;
+    close_hold_seats(tx, holds).await?;
+    Ok(())
+}

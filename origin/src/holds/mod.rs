@@ -1,0 +1,201 @@
+//! Holds: a fan's claim on seats, all or none, in one short transaction.
+//!
+//! - this file: the HTTP handlers (`POST /v1/shows/{id}/holds`, `GET` and `DELETE
+//!   /v1/holds/{id}`) and the hold as a fan sees it;
+//! - [`claim`]: the claim transaction (sale state, known seats, best available, the fan's
+//!   limit, locking, writing the hold);
+//! - [`inventory`]: the lock order every writer of seats keeps, expiry and freeing of seats,
+//!   shared with orders, payments and the sweeper.
+//!
+//! PostgreSQL's constraints (see the schema) make an oversell impossible even if this code
+//! were wrong.
+
+mod claim;
+pub(crate) mod inventory;
+
+pub(crate) use inventory::{close_hold_seats, end_expired, free_seats, lock_hold, lock_seats};
+
+use crate::auth::Admission;
+use crate::domain::hold_request::HoldBody;
+use crate::domain::{HoldId, HoldRequest, IdempotencyKey, ShowId};
+use crate::error::{ApiError, Code};
+use crate::http::json_response;
+use crate::idempotency::{self, Begin};
+use crate::json::ApiJson;
+use crate::status::HoldStatus;
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use onsale_contract::clock::now_ms;
+use serde::Serialize;
+use std::time::Instant;
+use uuid::Uuid;
+
+#[derive(Debug, Serialize)]
+pub struct HoldView {
+    pub hold_id: Uuid,
+    pub show_id: Uuid,
+    pub seat_ids: Vec<i64>,
+    pub status: HoldStatus,
+    pub expires_at_ms: i64,
+    pub server_time_ms: i64,
+    pub total_cents: i64,
+    pub currency: String,
+}
+
+pub async fn post_hold(
+    State(state): State<AppState>,
+    admission: Admission,
+    Path(show): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<HoldBody>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let show = ShowId::parse_path(&show)?;
+    admission.require_show(&show.0)?;
+    let key = IdempotencyKey::parse(headers.get("idempotency-key"))?;
+    let config = &state.config.holds;
+    let request = HoldRequest::parse(body, config.max_seats_per_hold)?;
+    let route = format!("POST /v1/shows/{show}/holds");
+    let begun = idempotency::begin_request(&state, &admission.fan, &key, &route, &request).await?;
+    let claimed = match begun {
+        Begin::Replay(response) => return Ok(response),
+        Begin::Proceed(claimed) => claimed,
+    };
+    let result = claim::create_hold(&state, show, &admission.fan, &request, &claimed).await;
+    let metrics = &state.metrics;
+    metrics
+        .hold_duration
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(body) => {
+            metrics.holds.with_label_values(&["created"]).inc();
+            Ok(json_response(StatusCode::CREATED, body))
+        }
+        Err(error) => {
+            let outcome = match error.to_problem().status {
+                409 => "conflict",
+                500.. => "error",
+                _ => "rejected",
+            };
+            metrics.holds.with_label_values(&[outcome]).inc();
+            idempotency::finish_failed(&state.pool, &claimed, &error).await;
+            Err(error)
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct HoldRow {
+    id: Uuid,
+    show_id: Uuid,
+    fan_id: String,
+    status: HoldStatus,
+    expires_at: DateTime<Utc>,
+    total_cents: i64,
+    currency: String,
+    seat_ids: Vec<i64>,
+}
+
+/// The hold if `admission` may see it: its own, for the admitted show. Anything else is 404,
+/// so a hold id reveals nothing to other fans.
+async fn owned_hold(
+    state: &AppState,
+    admission: &Admission,
+    id: &str,
+) -> Result<HoldRow, ApiError> {
+    let id = HoldId::parse_path(id)?;
+    let row: Option<HoldRow> = sqlx::query_as(
+        "SELECT h.id, h.show_id, h.fan_id,
+                CASE WHEN h.status = 'active' AND h.expires_at <= now() THEN 'expired' ELSE h.status END AS status,
+                h.expires_at, h.total_cents, h.currency,
+                array(SELECT seat_id FROM hold_seats WHERE hold_id = h.id ORDER BY seat_id) AS seat_ids
+         FROM holds h WHERE h.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&state.pool)
+    .await?;
+    row.filter(|h| admission.owns(&h.fan_id, &h.show_id))
+        .ok_or_else(HoldId::not_found)
+}
+
+pub async fn get_hold(
+    State(state): State<AppState>,
+    admission: Admission,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let hold = owned_hold(&state, &admission, &id).await?;
+    let view = HoldView {
+        hold_id: hold.id,
+        show_id: hold.show_id,
+        seat_ids: hold.seat_ids,
+        status: hold.status,
+        expires_at_ms: hold.expires_at.timestamp_millis(),
+        server_time_ms: now_ms(),
+        total_cents: hold.total_cents,
+        currency: hold.currency,
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&view).expect("a hold serializes"),
+    ))
+}
+
+/// Releases a hold: its seats return to sale at once. Releasing a released or expired hold
+/// again is a no-op (204); a hold that became an order cannot be released (409).
+pub async fn delete_hold(
+    State(state): State<AppState>,
+    admission: Admission,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let hold = owned_hold(&state, &admission, &id).await?;
+    let mut tx = state.pool.begin().await?;
+    // The seats first, then the hold: the order the sweeper and orders lock them in.
+    lock_seats(&mut tx, hold.show_id, &hold.seat_ids).await?;
+    let status: HoldStatus =
+        sqlx::query_scalar("SELECT status FROM holds WHERE id = $1 FOR UPDATE")
+            .bind(hold.id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let ordered: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM orders WHERE hold_id = $1)")
+            .bind(hold.id)
+            .fetch_one(&mut *tx)
+            .await?;
+    match status {
+        HoldStatus::Converted => {
+            return Err(ApiError::Conflict(
+                Code::HoldConverted,
+                "the hold became an order; cancel the order instead".to_owned(),
+            ))
+        }
+        HoldStatus::Active if ordered => {
+            return Err(ApiError::Conflict(
+                Code::HoldOrdered,
+                "the hold has an order awaiting payment; pay or let it expire".to_owned(),
+            ))
+        }
+        HoldStatus::Active => {
+            let ended: HoldStatus = sqlx::query_scalar(
+                "UPDATE holds SET status = CASE WHEN expires_at <= now() THEN 'expired' ELSE 'released' END,
+                                  ended_at = now()
+                 WHERE id = $1 RETURNING status",
+            )
+            .bind(hold.id)
+            .fetch_one(&mut *tx)
+            .await?;
+            free_seats(&mut tx, hold.show_id, &[hold.id]).await?;
+            let reason = if ended == HoldStatus::Released {
+                "released"
+            } else {
+                "expired_lazily"
+            };
+            state.metrics.holds_ended.with_label_values(&[reason]).inc();
+        }
+        HoldStatus::Released | HoldStatus::Expired => {}
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
