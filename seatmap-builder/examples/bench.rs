@@ -8,11 +8,12 @@
 //! round really encodes and publishes. Then reports document sizes for that pattern and for
 //! a realistic one: blocks of 2-6 adjacent seats, front rows and lower levels selling best.
 
+use onsale_contract::clock::now_ms;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use seatmap_builder::config::Config;
 use seatmap_builder::metrics::Metrics;
-use seatmap_builder::{now_ms, Builder};
+use seatmap_builder::Builder;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -5,49 +5,72 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+/// The whole file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `[database]`: where seat states are read.
     pub database: DatabaseConfig,
+    /// `[redis]`: where snapshots are published and the lease is kept.
     pub redis: RedisConfig,
+    /// `[build]`: what is built, how often, how compressed.
     pub build: BuildConfig,
+    /// `[http]`: the operations listener.
     pub http: HttpConfig,
 }
 
+/// `[database]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
+    /// The primary, read only when no replica is set.
     pub url: Secret,
+    /// A streaming replica to read from; empty: the primary.
     pub replica_url: Secret,
+    /// The pool's size.
     pub max_connections: u32,
 }
 
+/// `[redis]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
+    /// Where snapshots are published for the edge.
     pub url: Secret,
+    /// Prefix of every key and channel; the edge must use the same.
     pub key_prefix: String,
+    /// A published snapshot disappears this long after its last build.
     pub snapshot_ttl_s: u64,
 }
 
+/// `[build]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BuildConfig {
+    /// Seconds between builds.
     pub interval_s: f64,
+    /// Shows are built from this many hours before they go on sale until they start.
     pub lookahead_hours: u32,
+    /// Also write every snapshot under this directory; empty: no files.
     pub out_dir: PathBuf,
+    /// gzip level, 0-9.
     pub gzip_level: u32,
+    /// Brotli quality of availability documents, 0-11.
     pub brotli_quality: u32,
+    /// Brotli quality of layout documents, 0-11.
     pub layout_brotli_quality: u32,
 }
 
+/// `[http]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
+    /// The address of `/healthz`, `/readyz` and `/metrics`.
     pub listen: SocketAddr,
 }
 
 impl Config {
+    /// Reads `path`, applies the environment overrides and validates the result.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let mut config: Config = config::load(path)?;
         override_from_env(&mut config.database.url, "DATABASE_URL")?;
@@ -58,6 +81,7 @@ impl Config {
         Ok(config)
     }
 
+    /// Checks the ranges TOML types cannot express; errors name `path` and the key.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let build = &self.build;
         if !(0.05..=3600.0).contains(&build.interval_s) {
@@ -109,6 +133,7 @@ impl Config {
         Ok(())
     }
 
+    /// The build interval.
     pub fn interval(&self) -> std::time::Duration {
         std::time::Duration::from_secs_f64(self.build.interval_s)
     }

@@ -155,10 +155,18 @@ pub struct SectionCounts<'a> {
     pub total: usize,
 }
 
+/// Seat states that do not fit the layout they are built against.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AvailabilityError {
+    /// The show has a different number of seats than the cached layout.
     #[error("seat_status has {got} seats but the layout has {expected}: the layout changed")]
-    LayoutMismatch { expected: usize, got: usize },
+    LayoutMismatch {
+        /// Seats in the layout.
+        expected: usize,
+        /// Seats in `seat_status`.
+        got: usize,
+    },
+    /// A character the seat-status query never produces.
     #[error("unknown seat status character {0:?}")]
     UnknownStatus(char),
 }

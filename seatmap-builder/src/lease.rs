@@ -5,7 +5,8 @@
 use redis::aio::ConnectionManager;
 use redis::Script;
 
-pub struct Lease {
+/// This builder's claim on the build lease.
+pub(crate) struct Lease {
     key: String,
     holder: String,
     ttl_ms: u64,
@@ -14,7 +15,8 @@ pub struct Lease {
 }
 
 impl Lease {
-    pub fn new(prefix: &str, holder: String, ttl_ms: u64) -> Self {
+    /// The lease under `prefix`, claimed as `holder` for `ttl_ms` at a time.
+    pub(crate) fn new(prefix: &str, holder: String, ttl_ms: u64) -> Self {
         Lease {
             key: format!("{prefix}seatmap-builder:lease"),
             holder,
@@ -35,12 +37,11 @@ impl Lease {
         }
     }
 
-    pub fn holder(&self) -> &str {
-        &self.holder
-    }
-
     /// True while this builder holds the lease.
-    pub async fn acquire_or_renew(&self, conn: &mut ConnectionManager) -> redis::RedisResult<bool> {
+    pub(crate) async fn acquire_or_renew(
+        &self,
+        conn: &mut ConnectionManager,
+    ) -> redis::RedisResult<bool> {
         let held: i32 = self
             .acquire
             .key(&self.key)
@@ -51,7 +52,8 @@ impl Lease {
         Ok(held == 1)
     }
 
-    pub async fn release(&self, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
+    /// Gives the lease up if this builder holds it, so a successor need not wait it out.
+    pub(crate) async fn release(&self, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
         let _: i32 = self
             .release
             .key(&self.key)

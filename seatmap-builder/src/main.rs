@@ -1,5 +1,8 @@
+//! `seatmap-builder`: builds every interval under a lease (`run`, the default) or once.
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use onsale_contract::clock::Clock;
 use seatmap_builder::config::Config;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Once => {
             let metrics = Arc::new(seatmap_builder::metrics::Metrics::new());
             let mut builder = seatmap_builder::Builder::new(config, metrics)?;
-            let reports = builder.build_all(seatmap_builder::now_ms()).await?;
+            let reports = builder.build_all(Clock::system().now_ms()).await?;
             for report in &reports {
                 tracing::info!(show = %report.show_id, availability = %report.availability_etag,
                     changed = report.availability_changed, "built");

@@ -5,17 +5,27 @@ use onsale_contract::metrics::{
 };
 use prometheus::{GaugeVec, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
+/// One builder's metrics, in a registry of its own.
 pub struct Metrics {
+    /// What `/metrics` renders.
     pub registry: Registry,
+    /// `build_duration_seconds{show}`: one show's build, query to publish.
     pub build_duration: HistogramVec,
+    /// `builds_total{kind, outcome}`: documents built, `changed` or `unchanged`.
     pub builds: IntCounterVec,
+    /// `failures_total{stage}`: `build`, `layout_mismatch`, `redis_connect`,
+    /// `redis_publish`, `dir_write`.
     pub failures: IntCounterVec,
+    /// `document_bytes{show, kind, encoding}`: the latest document's size.
     pub document_bytes: IntGaugeVec,
+    /// `snapshot_age_seconds{show}`: time since the show was last built.
     pub snapshot_age: GaugeVec,
+    /// `lease_holder`: 1 while this builder holds the build lease.
     pub lease_holder: IntGauge,
 }
 
 impl Metrics {
+    /// Registers every metric in a new `seatmap_builder` registry.
     pub fn new() -> Self {
         let registry = registry("seatmap_builder");
         Metrics {

@@ -255,7 +255,7 @@ async fn two_builders_make_one_build_per_interval_and_the_follower_takes_over() 
     );
     assert_eq!(builds(&follower), 0);
 
-    leader.crash();
+    leader.crash().await;
     let crashed_at = std::time::Instant::now();
     eventually(
         "the follower to take over",

@@ -1,0 +1,29 @@
+//! Every query the builder runs. All are reads: the builder never writes to the database,
+//! so it can point at a replica (`database.replica_url`).
+
+/// Seat states in layout order, one character each, built by Postgres in one query. An
+/// expired hold counts as available whether or not the sweeper has run.
+pub(crate) const SEAT_STATUS: &str = "SELECT string_agg(
+        CASE WHEN status = 'available' THEN 'A'
+             WHEN status = 'held' AND hold_expires_at <= now() THEN 'A'
+             WHEN status = 'held' THEN 'H'
+             WHEN status = 'sold' THEN 'S'
+             ELSE 'X' END, '' ORDER BY layout_idx)
+     FROM seat_inventory WHERE show_id = $1";
+
+/// A show's seats with their section, row and tier, in layout order (the order of
+/// [`SEAT_STATUS`]).
+pub(crate) const LAYOUT: &str =
+    "SELECT sec.id AS section_id, sec.name AS section_name, i.price_tier, s.row_label,
+            s.id AS seat_id, s.number, s.x, s.y, s.accessible, s.obstructed
+     FROM seat_inventory i
+     JOIN seats s ON s.id = i.seat_id
+     JOIN sections sec ON sec.venue_id = s.venue_id AND sec.id = s.section_id
+     WHERE i.show_id = $1 ORDER BY i.layout_idx";
+
+/// The shows in the build window (`$1` hours of lookahead) with their layout versions.
+pub(crate) const SHOWS: &str = "SELECT id, layout_version FROM shows
+     WHERE status IN ('scheduled', 'on_sale', 'sold_out')
+       AND on_sale_at <= now() + make_interval(hours => $1)
+       AND starts_at > now()
+     ORDER BY on_sale_at, id";
