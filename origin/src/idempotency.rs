@@ -1,4 +1,4 @@
-//! Idempotent writes (DESIGN truth 4), per fan and key:
+//! Idempotent writes, per fan and key:
 //! same key + same request -> the original status and body (`Idempotent-Replayed: true`);
 //! same key + another request -> 422 `idempotency_key_reused`;
 //! same key while the first is in flight -> 409 `idempotency_in_flight`.

@@ -294,11 +294,11 @@ impl Consumer {
             .await?;
         let mut handled = 0;
         for (id, _, idle_ms, deliveries) in pending {
-            let wait = crate::workers::backoff(
-                deliveries as i32,
-                self.config.retry_base_ms,
-                self.config.retry_base_ms.saturating_mul(64),
-            );
+            let wait = onsale_contract::backoff::Backoff::new(
+                std::time::Duration::from_millis(self.config.retry_base_ms),
+                std::time::Duration::from_millis(self.config.retry_base_ms.saturating_mul(64)),
+            )
+            .delay(u32::try_from(deliveries).unwrap_or(u32::MAX));
             if u128::from(idle_ms) < wait.as_millis() {
                 continue;
             }

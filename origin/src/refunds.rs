@@ -70,11 +70,11 @@ pub async fn refund_due(state: &AppState) -> Result<usize, sqlx::Error> {
             }
             Err(error) => {
                 metric.with_label_values(&["failed"]).inc();
-                let wait = crate::workers::backoff(
-                    *attempts,
-                    payments.refund_retry_base_ms,
-                    payments.refund_retry_max_ms,
-                );
+                let wait = onsale_contract::backoff::Backoff::new(
+                    std::time::Duration::from_millis(payments.refund_retry_base_ms),
+                    std::time::Duration::from_millis(payments.refund_retry_max_ms),
+                )
+                .delay(u32::try_from(*attempts).unwrap_or(0));
                 tracing::warn!(%refund, %order, attempts, %error, retry_in_ms = wait.as_millis() as u64, "refund failed");
                 sqlx::query(
                     "UPDATE refunds SET last_error = $2, next_attempt_at = now() + make_interval(secs => $3)

@@ -247,11 +247,11 @@ impl Sandbox {
                     .bind(id)
                     .bind(&error)
                     .bind(
-                        crate::workers::backoff(
-                            *attempts,
-                            self.config.retry_base_ms,
-                            self.config.retry_max_ms,
+                        onsale_contract::backoff::Backoff::new(
+                            std::time::Duration::from_millis(self.config.retry_base_ms),
+                            std::time::Duration::from_millis(self.config.retry_max_ms),
                         )
+                        .delay(u32::try_from(*attempts).unwrap_or(0))
                         .as_secs_f64(),
                     )
                     .execute(&self.pool)
