@@ -27,19 +27,11 @@ pub async fn require_admin(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if constant_time_eq(
-        presented.as_bytes(),
-        state.config.admin.token.expose().as_bytes(),
-    ) {
+    if state.config.admin.token.matches(presented.as_bytes()) {
         Ok(next.run(request).await)
     } else {
         Err(ApiError::Unauthorized)
     }
-}
-
-/// Compares without an early exit so the token cannot be guessed byte by byte from timing.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[derive(Debug, Serialize)]

@@ -7,12 +7,10 @@ use crate::error::ApiError;
 use crate::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use onsale_contract::tokens::{self, TokenError};
+use onsale_contract::tokens::{self, TokenType};
 
 fn now_s() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    onsale_contract::clock::now_ms() / 1000
 }
 
 /// A verified admission: the fan and the show it admits to.
@@ -76,13 +74,10 @@ impl FromRequestParts<AppState> for Admission {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = tokens::presented(&parts.headers, tokens::ADMIT_COOKIE)
             .ok_or(ApiError::Unadmitted("no admission token"))?;
-        let claims = state.tokens.verify(token, now_s()).map_err(|e| {
-            ApiError::Unadmitted(match e {
-                TokenError::Expired => "the admission token has expired",
-                TokenError::WrongType(_) => "this is not an admission token",
-                _ => "the admission token is not valid",
-            })
-        })?;
+        let claims = state
+            .tokens
+            .verify(token, now_s())
+            .map_err(|e| ApiError::Unadmitted(e.fan_detail(TokenType::Admit)))?;
         Ok(Admission {
             fan: claims.sub.clone(),
             show: claims.show.clone(),

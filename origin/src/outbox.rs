@@ -47,15 +47,6 @@ pub enum RelayError {
     Redis(#[from] redis::RedisError),
 }
 
-pub async fn connect(url: &str) -> Result<ConnectionManager, redis::RedisError> {
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(REDIS_TIMEOUT)
-        .set_response_timeout(REDIS_TIMEOUT)
-        .set_max_delay(1_000);
-    redis::Client::open(url)?
-        .get_connection_manager_with_config(config)
-        .await
-}
 
 type OutboxRow = (i64, Uuid, String, serde_json::Value, DateTime<Utc>);
 
@@ -132,7 +123,7 @@ pub async fn run_relay(
     let mut redis = None;
     loop {
         if redis.is_none() {
-            match connect(config.redis_url.expose()).await {
+            match onsale_contract::redis::connect(config.redis_url.expose(), REDIS_TIMEOUT).await {
                 Ok(connection) => redis = Some(connection),
                 Err(error) => tracing::warn!(%error, "outbox relay cannot reach Redis yet"),
             }
@@ -400,7 +391,7 @@ impl Consumer {
         loop {
             if redis.is_none() {
                 // The group is made once per connection, not every round.
-                match connect(self.config.redis_url.expose()).await {
+                match onsale_contract::redis::connect(self.config.redis_url.expose(), REDIS_TIMEOUT).await {
                     Ok(mut connection) => match self.ensure_group(&mut connection).await {
                         Ok(()) => redis = Some(connection),
                         Err(error) => tracing::warn!(%error, "cannot create the consumer group"),
