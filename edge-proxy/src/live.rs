@@ -6,6 +6,7 @@
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::limits::Limits;
+use crate::waiting_room::pow::PowKey;
 use arc_swap::ArcSwap;
 use onsale_contract::config::ConfigError;
 use onsale_contract::tokens::{
@@ -13,7 +14,6 @@ use onsale_contract::tokens::{
 };
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -30,7 +30,7 @@ pub struct Runtime {
     pub signer: Arc<Signer>,
     /// Authenticates proof-of-work challenges; derived from the signing key, so every node
     /// holding that key accepts every node's challenges.
-    pub pow_secret: [u8; 32],
+    pub pow_key: PowKey,
     pub limits: Arc<Limits>,
 }
 
@@ -56,19 +56,14 @@ fn verifier(config: &Config) -> Result<Verifier, KeyError> {
     Verifier::from_files(&tokens.verify_keys, &tokens.issuer, tokens.leeway_s)
 }
 
-fn signer(config: &Config) -> Result<(Arc<Signer>, [u8; 32]), KeyError> {
+fn signer(config: &Config) -> Result<(Arc<Signer>, PowKey), KeyError> {
     let path = &config.tokens.signing_key;
     let pem = std::fs::read(path).map_err(|e| KeyError::Read {
         path: path.display().to_string(),
         message: e.to_string(),
     })?;
     let signer = Signer::from_file(path, &config.tokens.issuer)?;
-    let secret = Sha256::new()
-        .chain_update(b"onsale proof-of-work\0")
-        .chain_update(&pem)
-        .finalize()
-        .into();
-    Ok((Arc::new(signer), secret))
+    Ok((Arc::new(signer), PowKey::from_signing_key(&pem)))
 }
 
 /// The admission and queue token caches for `config`'s keys.
@@ -96,14 +91,14 @@ impl Live {
     ) -> Result<Self, ReloadError> {
         let counters = CacheCounters::register(registry);
         let (tokens, queue_tokens) = caches(&config, &counters)?;
-        let (signer, pow_secret) = signer(&config)?;
+        let (signer, pow_key) = signer(&config)?;
         let runtime = Runtime {
             version: 1,
             limits: Arc::new(Limits::new(&config.limits, &clock)),
             tokens,
             queue_tokens,
             signer,
-            pow_secret,
+            pow_key,
             config,
         };
         Ok(Live {
@@ -165,11 +160,11 @@ impl Live {
             new.sort_unstable();
             old == new && config.tokens == running.config.tokens
         };
-        let (tokens, queue_tokens, (signer, pow_secret)) = match same_keys {
+        let (tokens, queue_tokens, (signer, pow_key)) = match same_keys {
             true => (
                 running.tokens.clone(),
                 running.queue_tokens.clone(),
-                (running.signer.clone(), running.pow_secret),
+                (running.signer.clone(), running.pow_key.clone()),
             ),
             false => {
                 let (tokens, queue_tokens) = caches(&config, &self.counters)?;
@@ -187,7 +182,7 @@ impl Live {
             tokens,
             queue_tokens,
             signer,
-            pow_secret,
+            pow_key,
             limits,
         }));
         Ok(version)

@@ -704,7 +704,7 @@ impl WaitingRoom {
             });
         };
         let (nonce, expires_ms) = pow::check(
-            &runtime.pow_secret,
+            &runtime.pow_key,
             show,
             &answer.challenge,
             &answer.solution,
@@ -842,7 +842,7 @@ impl WaitingRoom {
         if difficulty == 0 {
             return Err(Refusal::NoChallenge);
         }
-        let challenge = pow::challenge(&runtime.pow_secret, show, now_ms, rand::random());
+        let challenge = pow::challenge(&runtime.pow_key, show, now_ms, rand::random());
         Ok(Reply::json(
             200,
             &json!({

@@ -3,17 +3,24 @@
 //! signing key, so any node can check it without shared state), and a join must carry a
 //! `solution` such that SHA-256(`challenge` ":" `solution`) starts with `difficulty` zero
 //! bits. A challenge is spent on first use (recorded in Redis until it expires).
+//!
+//! A challenge is base64url (no padding) of `expiry || nonce || tag`: the expiry in Unix
+//! milliseconds as 8 big-endian bytes, a 16-byte random nonce, and the first 16 bytes of
+//! HMAC-SHA256 keyed with the secret over `show || 0x00 || expiry || nonce`.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 /// How long a challenge may be solved and used.
 pub const CHALLENGE_TTL_MS: i64 = 120_000;
 
+const EXPIRY: usize = 8;
 const NONCE: usize = 16;
-const MAC: usize = 16;
+const TAG: usize = 16;
 
+/// Why a join's proof of work is not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PowError {
     #[error("the challenge is malformed, or was not issued by this edge for this show")]
@@ -24,24 +31,49 @@ pub enum PowError {
     Unsolved,
 }
 
-fn mac(secret: &[u8; 32], show: &str, body: &[u8]) -> [u8; MAC] {
-    let digest = Sha256::new()
-        .chain_update(secret)
-        .chain_update(show.as_bytes())
-        .chain_update([0])
-        .chain_update(body)
-        .finalize();
-    digest[..MAC].try_into().expect("16 bytes")
+/// The key challenges are authenticated with, keyed once per configuration version.
+#[derive(Clone)]
+pub struct PowKey(Hmac<Sha256>);
+
+impl PowKey {
+    /// The key for a 32-byte secret.
+    pub fn new(secret: &[u8; 32]) -> Self {
+        PowKey(Mac::new_from_slice(secret).expect("HMAC-SHA256 takes a key of any length"))
+    }
+
+    /// The key every node holding the signing key `pem` derives alike.
+    pub fn from_signing_key(pem: &[u8]) -> Self {
+        let secret = Sha256::new()
+            .chain_update(b"onsale proof-of-work\0")
+            .chain_update(pem)
+            .finalize();
+        PowKey::new(&secret.into())
+    }
+
+    /// The MAC over `show` and `body` (expiry and nonce), before truncation.
+    fn mac(&self, show: &str, body: &[u8]) -> Hmac<Sha256> {
+        let mut mac = self.0.clone();
+        mac.update(show.as_bytes());
+        mac.update(&[0]);
+        mac.update(body);
+        mac
+    }
 }
 
-/// A fresh challenge for `show`: base64url of expiry (8 bytes), nonce, MAC.
-pub fn challenge(secret: &[u8; 32], show: &str, now_ms: i64, nonce: [u8; NONCE]) -> String {
-    let mut body = Vec::with_capacity(8 + NONCE + MAC);
-    body.extend_from_slice(&(now_ms + CHALLENGE_TTL_MS).to_be_bytes());
-    body.extend_from_slice(&nonce);
-    let tag = mac(secret, show, &body);
-    body.extend_from_slice(&tag);
-    URL_SAFE_NO_PAD.encode(body)
+impl std::fmt::Debug for PowKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PowKey(<redacted>)")
+    }
+}
+
+/// A fresh challenge for `show`, expiring [`CHALLENGE_TTL_MS`] after `now_ms`.
+pub fn challenge(key: &PowKey, show: &str, now_ms: i64, nonce: [u8; NONCE]) -> String {
+    let mut bytes = Vec::with_capacity(EXPIRY + NONCE + TAG);
+    bytes.extend_from_slice(&(now_ms + CHALLENGE_TTL_MS).to_be_bytes());
+    bytes.extend_from_slice(&nonce);
+    let tag = key.mac(show, &bytes).finalize().into_bytes();
+    bytes.extend(tag.iter().take(TAG));
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Leading zero bits of a digest.
@@ -56,6 +88,7 @@ fn zero_bits(digest: &[u8]) -> u32 {
     bits
 }
 
+/// Whether `solution` solves `challenge` at `difficulty`.
 pub fn solves(challenge: &str, solution: &str, difficulty: u8) -> bool {
     let digest = Sha256::new()
         .chain_update(challenge.as_bytes())
@@ -68,7 +101,7 @@ pub fn solves(challenge: &str, solution: &str, difficulty: u8) -> bool {
 /// Checks a challenge and its solution; returns the nonce (hex) to spend and the
 /// challenge's expiry.
 pub fn check(
-    secret: &[u8; 32],
+    key: &PowKey,
     show: &str,
     challenge: &str,
     solution: &str,
@@ -78,22 +111,23 @@ pub fn check(
     let bytes = URL_SAFE_NO_PAD
         .decode(challenge)
         .map_err(|_| PowError::Forged)?;
-    if bytes.len() != 8 + NONCE + MAC {
+    if bytes.len() != EXPIRY + NONCE + TAG {
         return Err(PowError::Forged);
     }
-    let (body, tag) = bytes.split_at(8 + NONCE);
+    let (body, tag) = bytes.split_at(EXPIRY + NONCE);
     // The show is under the MAC: a challenge for another show fails here too.
-    if mac(secret, show, body) != tag {
-        return Err(PowError::Forged);
-    }
-    let expires_ms = i64::from_be_bytes(body[..8].try_into().expect("8 bytes"));
+    key.mac(show, body)
+        .verify_truncated_left(tag)
+        .map_err(|_| PowError::Forged)?;
+    let (expiry, nonce) = body.split_first_chunk::<EXPIRY>().ok_or(PowError::Forged)?;
+    let expires_ms = i64::from_be_bytes(*expiry);
     if expires_ms <= now_ms {
         return Err(PowError::Expired);
     }
     if !solves(challenge, solution, difficulty) {
         return Err(PowError::Unsolved);
     }
-    Ok((hex::encode(&body[8..]), expires_ms))
+    Ok((hex::encode(nonce), expires_ms))
 }
 
 /// Finds a solution by counting up: for tests and clients' reference.
@@ -101,7 +135,7 @@ pub fn solve(challenge: &str, difficulty: u8) -> String {
     (0u64..)
         .map(|n| n.to_string())
         .find(|s| solves(challenge, s, difficulty))
-        .expect("some counter solves it")
+        .expect("some counter solves any difficulty up to 64 bits")
 }
 
 #[cfg(test)]
@@ -110,19 +144,23 @@ mod tests {
 
     const SECRET: [u8; 32] = [7; 32];
 
+    fn key() -> PowKey {
+        PowKey::new(&SECRET)
+    }
+
     #[test]
     fn a_solved_challenge_checks_once_per_show_until_it_expires() {
-        let c = challenge(&SECRET, "show-1", 1_000, [1; NONCE]);
+        let c = challenge(&key(), "show-1", 1_000, [1; NONCE]);
         let solution = solve(&c, 8);
-        let (nonce, expires) = check(&SECRET, "show-1", &c, &solution, 8, 2_000).unwrap();
+        let (nonce, expires) = check(&key(), "show-1", &c, &solution, 8, 2_000).unwrap();
         assert_eq!(nonce, hex::encode([1u8; NONCE]));
         assert_eq!(expires, 1_000 + CHALLENGE_TTL_MS);
         assert_eq!(
-            check(&SECRET, "show-2", &c, &solution, 8, 2_000),
+            check(&key(), "show-2", &c, &solution, 8, 2_000),
             Err(PowError::Forged)
         );
         assert_eq!(
-            check(&SECRET, "show-1", &c, &solution, 8, expires),
+            check(&key(), "show-1", &c, &solution, 8, expires),
             Err(PowError::Expired)
         );
         let wrong = (0u64..)
@@ -130,15 +168,47 @@ mod tests {
             .find(|s| !solves(&c, s, 8))
             .unwrap();
         assert_eq!(
-            check(&SECRET, "show-1", &c, &wrong, 8, 2_000),
+            check(&key(), "show-1", &c, &wrong, 8, 2_000),
             Err(PowError::Unsolved)
         );
         assert_eq!(
-            check(&[8; 32], "show-1", &c, &solution, 8, 2_000),
+            check(&PowKey::new(&[8; 32]), "show-1", &c, &solution, 8, 2_000),
             Err(PowError::Forged)
         );
         assert_eq!(
-            check(&SECRET, "show-1", "not base64!", &solution, 8, 2_000),
+            check(&key(), "show-1", "not base64!", &solution, 8, 2_000),
+            Err(PowError::Forged)
+        );
+    }
+
+    /// The tag is HMAC-SHA256 over the documented fields, computed here independently; a
+    /// tag made as SHA-256(secret || data), length extension's favourite, is refused.
+    #[test]
+    fn challenges_are_authenticated_with_hmac_sha256() {
+        let expires_ms: i64 = 1_000 + CHALLENGE_TTL_MS;
+        let nonce = [5u8; NONCE];
+        let issued = URL_SAFE_NO_PAD
+            .decode(challenge(&key(), "show-1", 1_000, nonce))
+            .unwrap();
+        let mut data = b"show-1\0".to_vec();
+        data.extend_from_slice(&expires_ms.to_be_bytes());
+        data.extend_from_slice(&nonce);
+        let mut expected = Hmac::<Sha256>::new_from_slice(&SECRET).unwrap();
+        expected.update(&data);
+        let expected = expected.finalize().into_bytes();
+        assert_eq!(&issued[..EXPIRY], &expires_ms.to_be_bytes());
+        assert_eq!(&issued[EXPIRY..EXPIRY + NONCE], &nonce);
+        assert_eq!(&issued[EXPIRY + NONCE..], &expected[..TAG]);
+
+        let keyed_hash = Sha256::new()
+            .chain_update(SECRET)
+            .chain_update(&data)
+            .finalize();
+        let mut old = issued[..EXPIRY + NONCE].to_vec();
+        old.extend_from_slice(&keyed_hash[..TAG]);
+        let old = URL_SAFE_NO_PAD.encode(old);
+        assert_eq!(
+            check(&key(), "show-1", &old, &solve(&old, 4), 4, 2_000),
             Err(PowError::Forged)
         );
     }
