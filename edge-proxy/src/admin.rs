@@ -46,7 +46,7 @@ impl AdminApp {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        constant_time_eq(presented.as_bytes(), token.expose().as_bytes())
+        token.matches(presented.as_bytes())
     }
 
     fn metrics(&self) -> Response<Vec<u8>> {
@@ -140,10 +140,6 @@ impl AdminApp {
             _ => problem_reply(&Problem::new(404, "route_not_found", "No such route")),
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[async_trait]

@@ -5,7 +5,6 @@
 //! inside a tokio runtime) and returns once both listeners accept connections.
 
 pub mod admin;
-pub mod clock;
 pub mod config;
 pub mod limits;
 pub mod live;
@@ -19,11 +18,12 @@ pub mod shows;
 pub mod snapshots;
 pub mod waiting_room;
 
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::live::{Live, ReloadError};
 use crate::snapshots::SnapshotStore;
 use async_trait::async_trait;
+use onsale_contract::backoff::Backoff;
+use onsale_contract::clock::Clock;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -113,7 +113,8 @@ struct RoomKeeper {
 impl BackgroundService for RoomKeeper {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let room = &self.shared.waiting_room;
-        let mut backoff = Duration::from_millis(100);
+        let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let mut attempt = 0;
         loop {
             let config = self.shared.live.load().config.clone();
             let timeout = Duration::from_millis(config.waiting_room.redis_timeout_ms);
@@ -121,11 +122,11 @@ impl BackgroundService for RoomKeeper {
                 Ok(()) => break,
                 Err(error) => tracing::warn!(%error, "waiting room cannot reach Redis; retrying"),
             }
+            attempt += 1;
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(backoff.delay(attempt)) => {}
                 _ = shutdown.changed() => return,
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
         loop {
             let runtime = self.shared.live.load();

@@ -2,7 +2,6 @@
 //! one bucket per route class. Keyed limiters hold a state per key until
 //! [`Limits::retain_recent`] drops the idle ones, which the edge does on a timer.
 
-use crate::clock::Clock;
 use crate::config::{Cidr, LimitsConfig, Quota};
 use crate::routes::RouteClass;
 use governor::middleware::NoOpMiddleware;
@@ -10,6 +9,7 @@ use governor::nanos::Nanos;
 use governor::state::keyed::DashMapStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::RateLimiter;
+use onsale_contract::clock::Clock;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 

@@ -3,11 +3,11 @@
 //! (SIGHUP, or the file changing) parses and validates the whole file and builds the new
 //! token verifier before swapping; any failure leaves the running version in place.
 
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::limits::Limits;
 use crate::waiting_room::pow::PowKey;
 use arc_swap::ArcSwap;
+use onsale_contract::clock::Clock;
 use onsale_contract::config::ConfigError;
 use onsale_contract::tokens::{
     CacheCounters, KeyError, Signer, TokenType, VerifiedCache, Verifier,

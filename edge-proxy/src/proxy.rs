@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::{header, Method};
 use onsale_contract::problem::Problem;
 use onsale_contract::snapshot::Kind;
-use onsale_contract::tokens::{self, Claims, TokenError, WAITING_ROOM_PATH};
+use onsale_contract::tokens::{self, Claims, TokenType, WAITING_ROOM_PATH};
 use pingora::lb::Backend;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -327,12 +327,7 @@ impl EdgeProxy {
         let claims = match runtime.tokens.verify(token, self.shared.clock.now_s()) {
             Ok(claims) => claims,
             Err(error) => {
-                let detail = match error {
-                    TokenError::Expired => "the admission token has expired",
-                    TokenError::WrongType(_) => "this is not an admission token",
-                    _ => "the admission token is not valid",
-                };
-                return admission_required(detail, show).into();
+                return admission_required(error.fan_detail(TokenType::Admit), show).into()
             }
         };
         if show.is_some_and(|s| s != claims.show) {

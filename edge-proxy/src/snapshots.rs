@@ -7,6 +7,7 @@ use crate::live::Live;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{header, HeaderValue, StatusCode};
+use onsale_contract::backoff::Backoff;
 use onsale_contract::snapshot::{self, field, Announcement, Kind};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::server::ShutdownWatch;
@@ -15,6 +16,9 @@ use redis::AsyncCommands;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+/// Reconnects to a Redis that went away.
+const RECONNECT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
@@ -350,7 +354,7 @@ impl SnapshotLoader {
 #[async_trait::async_trait]
 impl BackgroundService for SnapshotLoader {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut backoff = Duration::from_millis(100);
+        let mut failures = 0;
         loop {
             match self.session(&mut shutdown).await {
                 Ok(_) => return,
@@ -359,11 +363,11 @@ impl BackgroundService for SnapshotLoader {
                     tracing::warn!(%error, "snapshot feed from Redis lost; serving the snapshots held");
                 }
             }
+            failures += 1;
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(RECONNECT_BACKOFF.delay(failures)) => {}
                 _ = shutdown.changed() => return,
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 }

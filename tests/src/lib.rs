@@ -276,7 +276,7 @@ impl OriginBuilder {
 pub struct EdgeBuilder {
     config: edge_proxy::config::Config,
     config_path: Option<PathBuf>,
-    clock: edge_proxy::clock::Clock,
+    clock: onsale_contract::clock::Clock,
 }
 
 /// An edge on free ports with this process's test key, a Redis prefix of its own, no
@@ -304,7 +304,7 @@ pub fn edge() -> EdgeBuilder {
     EdgeBuilder {
         config,
         config_path: None,
-        clock: edge_proxy::clock::Clock::system(),
+        clock: onsale_contract::clock::Clock::system(),
     }
 }
 
@@ -319,7 +319,7 @@ impl EdgeBuilder {
         self
     }
 
-    pub fn clock(mut self, clock: edge_proxy::clock::Clock) -> Self {
+    pub fn clock(mut self, clock: onsale_contract::clock::Clock) -> Self {
         self.clock = clock;
         self
     }

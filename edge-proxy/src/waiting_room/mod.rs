@@ -17,7 +17,7 @@ use crate::snapshots::SnapshotStore;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use onsale_contract::problem::Problem;
 use onsale_contract::snapshot::Kind;
-use onsale_contract::tokens::{self, Claims, Lane, TokenError, TokenType};
+use onsale_contract::tokens::{self, Claims, Lane, TokenType};
 use redis::aio::ConnectionManager;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -413,15 +413,9 @@ impl WaitingRoom {
     }
 
     /// Connects to Redis; every call then fails after `timeout` rather than wait on a Redis
-    /// that is away, and reconnects back off to at most a second apart.
+    /// that is away.
     pub async fn connect(&self, url: &str, timeout: Duration) -> Result<(), StateError> {
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(timeout)
-            .set_response_timeout(timeout)
-            .set_max_delay(1_000);
-        let manager = redis::Client::open(url)?
-            .get_connection_manager_with_config(config)
-            .await?;
+        let manager = onsale_contract::redis::connect(url, timeout).await?;
         self.redis.store(Some(Arc::new(manager)));
         Ok(())
     }
@@ -599,13 +593,7 @@ impl WaitingRoom {
         runtime
             .queue_tokens
             .verify(token, now_ms / 1000)
-            .map_err(|error| {
-                Refusal::QueueTokenRequired(match error {
-                    TokenError::Expired => "the queue token has expired; join again",
-                    TokenError::WrongType(_) => "this is not a queue token",
-                    _ => "the queue token is not valid",
-                })
-            })
+            .map_err(|error| Refusal::QueueTokenRequired(error.fan_detail(TokenType::Queue)))
     }
 
     /// `POST /v1/waiting-room/sessions`.

@@ -1,6 +1,6 @@
 //! The Pingora edge against a real origin, real Redis and real snapshots.
 
-use edge_proxy::clock::Clock;
+use onsale_contract::clock::Clock;
 use onsale_contract::tokens::{Claims, Signer, TokenType};
 use onsale_tests::{
     admission, builder_config, client, db, edge, eventually, keys, origin, redis_url, unix_now,

@@ -5,11 +5,11 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{TimeZone, Utc};
-use edge_proxy::clock::Clock;
 use edge_proxy::config::{PrequeueOrder, QueueSettings};
 use edge_proxy::waiting_room::{draw, pow};
 use edge_proxy::RunningEdge;
 use futures_util::future::join_all;
+use onsale_contract::clock::Clock;
 use onsale_contract::snapshot::{self, field, Kind};
 use onsale_contract::tokens::{Claims, Lane, Signer, TokenType};
 use onsale_tests::{admission, client, edge, eventually, keys, redis, Client};
