@@ -5,6 +5,7 @@
 //! inside a tokio runtime) and returns once both listeners accept connections.
 
 pub mod admin;
+mod background;
 pub mod config;
 pub mod limits;
 pub mod live;
@@ -22,11 +23,9 @@ use crate::config::Config;
 use crate::live::{Live, ReloadError};
 use crate::snapshots::SnapshotStore;
 use async_trait::async_trait;
-use onsale_contract::backoff::Backoff;
 use onsale_contract::clock::Clock;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
-use pingora::services::background::{background_service, BackgroundService};
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -76,71 +75,6 @@ impl Options {
     }
 }
 
-/// Drops idle rate-limit keys on the configured interval and publishes gauges.
-struct Housekeeping {
-    shared: Arc<Shared>,
-}
-
-#[async_trait]
-impl BackgroundService for Housekeeping {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        loop {
-            let runtime = self.shared.live.load();
-            runtime.limits.retain_recent();
-            for (limiter, keys) in runtime.limits.keys() {
-                self.shared
-                    .metrics
-                    .ratelimit_keys
-                    .with_label_values(&[limiter])
-                    .set(keys as i64);
-            }
-            let interval = Duration::from_millis(runtime.config.limits.retain_interval_ms);
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
-    }
-}
-
-/// Connects the waiting room to Redis (retrying), then runs one admission step per show
-/// every `waiting_room.refresh_ms`.
-struct RoomKeeper {
-    shared: Arc<Shared>,
-}
-
-#[async_trait]
-impl BackgroundService for RoomKeeper {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let room = &self.shared.waiting_room;
-        let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        let mut attempt = 0;
-        loop {
-            let config = self.shared.live.load().config.clone();
-            let timeout = Duration::from_millis(config.waiting_room.redis_timeout_ms);
-            match room.connect(config.redis.url.expose(), timeout).await {
-                Ok(()) => break,
-                Err(error) => tracing::warn!(%error, "waiting room cannot reach Redis; retrying"),
-            }
-            attempt += 1;
-            tokio::select! {
-                _ = tokio::time::sleep(backoff.delay(attempt)) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
-        loop {
-            let runtime = self.shared.live.load();
-            room.step(&runtime, &self.shared.snapshots, self.shared.clock.now_ms())
-                .await;
-            let interval = Duration::from_millis(runtime.config.waiting_room.refresh_ms);
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
-    }
-}
-
 pub fn build_server(options: Options) -> Result<(Server, Arc<Shared>), StartError> {
     let Options {
         config,
@@ -169,14 +103,13 @@ pub fn build_server(options: Options) -> Result<(Server, Arc<Shared>), StartErro
         live: live.clone(),
         healthy: metrics.upstream_healthy.clone(),
     });
-    let snapshots = Arc::new(SnapshotStore::default());
     let shared = Arc::new(Shared {
-        live: live.clone(),
-        clock: clock.clone(),
+        live,
+        clock,
         metrics: metrics.clone(),
-        snapshots: snapshots.clone(),
+        snapshots: Arc::new(SnapshotStore::default()),
         pool,
-        pool_keeper: pool_keeper.clone(),
+        pool_keeper,
         catalog_cache: Default::default(),
         shows: Default::default(),
         waiting_room: waiting_room::WaitingRoom::new(&metrics.registry),
@@ -200,46 +133,15 @@ pub fn build_server(options: Options) -> Result<(Server, Arc<Shared>), StartErro
 
     server.add_service(public);
     server.add_service(admin);
-    server.add_service(background_service("origin pool", ArcService(pool_keeper)));
-    server.add_service(background_service(
-        "snapshots",
-        snapshots::SnapshotLoader {
-            store: snapshots,
-            live: live.clone(),
-            redis_up: metrics.redis_up.clone(),
-        },
-    ));
-    server.add_service(background_service("config", live::ConfigWatcher { live }));
-    server.add_service(background_service(
-        "waiting room",
-        RoomKeeper {
-            shared: shared.clone(),
-        },
-    ));
-    server.add_service(background_service(
-        "housekeeping",
-        Housekeeping {
-            shared: shared.clone(),
-        },
-    ));
+    server.add_services(background::services(&shared));
     Ok((server, shared))
 }
 
-/// A background service shared with request handling.
-struct ArcService<T>(Arc<T>);
-
-#[async_trait]
-impl<T: BackgroundService + Send + Sync> BackgroundService for ArcService<T> {
-    async fn start(&self, shutdown: ShutdownWatch) {
-        self.0.start(shutdown).await
-    }
-}
-
 /// Shutdown on demand, for edges started in-process.
-struct StopSignal(watch::Receiver<bool>);
+struct StopOnDemand(watch::Receiver<bool>);
 
 #[async_trait]
-impl ShutdownSignalWatch for StopSignal {
+impl ShutdownSignalWatch for StopOnDemand {
     async fn recv(&self) -> ShutdownSignal {
         let mut stop = self.0.clone();
         let _ = stop.wait_for(|stop| *stop).await;
@@ -283,7 +185,7 @@ pub fn start(options: Options) -> Result<RunningEdge, StartError> {
         .name("edge".to_owned())
         .spawn(move || {
             server.run(RunArgs {
-                shutdown_signal: Box::new(StopSignal(stopped)),
+                shutdown_signal: Box::new(StopOnDemand(stopped)),
             })
         })
         .map_err(StartError::Thread)?;

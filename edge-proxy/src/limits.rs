@@ -3,6 +3,7 @@
 //! [`Limits::retain_recent`] drops the idle ones, which the edge does on a timer.
 
 use crate::config::{Cidr, LimitsConfig, Quota};
+use crate::live::Live;
 use crate::routes::RouteClass;
 use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
@@ -10,8 +11,11 @@ use governor::state::keyed::DashMapStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::RateLimiter;
 use onsale_contract::clock::Clock;
+use onsale_contract::tasks::StopSignal;
+use prometheus::IntGaugeVec;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::time::Duration;
 
 type Keyed<K> = RateLimiter<K, DashMapStateStore<K>, Clock, NoOpMiddleware<Nanos>>;
 type Direct = RateLimiter<NotKeyed, InMemoryState, Clock, NoOpMiddleware<Nanos>>;
@@ -122,6 +126,23 @@ impl Limits {
     }
 }
 
+/// Drops idle keys every `limits.retain_interval_ms` (of the running configuration's
+/// limiters) and publishes how many each keyed limiter holds, until `stop`.
+pub async fn keep(live: &Live, held: &IntGaugeVec, mut stop: StopSignal) {
+    loop {
+        let runtime = live.load();
+        runtime.limits.retain_recent();
+        for (limiter, keys) in runtime.limits.keys() {
+            held.with_label_values(&[limiter]).set(keys as i64);
+        }
+        let interval = Duration::from_millis(runtime.config.limits.retain_interval_ms);
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 /// IPv4 addresses count one by one; IPv6 clients by /64, the block one subscriber gets.
 pub fn ip_key(ip: IpAddr) -> u128 {
     match ip.to_canonical() {
@@ -152,7 +173,6 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[Cidr]) ->
 mod tests {
     use super::*;
     use crate::config::RouteClassQuotas;
-    use std::time::Duration;
 
     fn config(per_minute: u32, burst: u32) -> LimitsConfig {
         let q = Quota { per_minute, burst };

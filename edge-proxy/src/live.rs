@@ -9,11 +9,10 @@ use crate::waiting_room::pow::PowKey;
 use arc_swap::ArcSwap;
 use onsale_contract::clock::Clock;
 use onsale_contract::config::ConfigError;
+use onsale_contract::tasks::StopSignal;
 use onsale_contract::tokens::{
     CacheCounters, KeyError, Signer, TokenType, VerifiedCache, Verifier,
 };
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -194,14 +193,9 @@ impl Live {
     }
 }
 
-/// Reloads on SIGHUP and when the file's modification time moves.
-pub struct ConfigWatcher {
-    pub live: Arc<Live>,
-}
-
-#[async_trait::async_trait]
-impl BackgroundService for ConfigWatcher {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
+impl Live {
+    /// Reloads on SIGHUP and when the file's modification time moves, until `stop`.
+    pub async fn watch(&self, mut stop: StopSignal) {
         let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         {
             Ok(signal) => Some(signal),
@@ -210,22 +204,22 @@ impl BackgroundService for ConfigWatcher {
                 None
             }
         };
-        let mut seen = self.live.modified();
+        let mut seen = self.modified();
         loop {
-            let poll = Duration::from_millis(self.live.load().config.server.reload_poll_ms);
+            let poll = Duration::from_millis(self.load().config.server.reload_poll_ms);
             tokio::select! {
                 _ = async { match hangup.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {
-                    seen = self.live.modified();
-                    let _ = self.live.reload();
+                    seen = self.modified();
+                    let _ = self.reload();
                 }
                 _ = tokio::time::sleep(poll) => {
-                    let now = self.live.modified();
+                    let now = self.modified();
                     if now != seen {
                         seen = now;
-                        let _ = self.live.reload();
+                        let _ = self.reload();
                     }
                 }
-                _ = shutdown.changed() => return,
+                _ = stop.changed() => return,
             }
         }
     }

@@ -19,6 +19,8 @@ pub struct Metrics {
     pub config_version: IntGauge,
     pub catalog_cache: IntCounterVec,
     pub retries: IntCounterVec,
+    /// Background tasks restarted after a panic, by task.
+    pub task_restarts: IntCounterVec,
 }
 
 /// Statuses the edge answers often; others are counted through a label lookup.
@@ -106,6 +108,12 @@ impl Metrics {
                 "upstream_retries_total",
                 "Requests retried on another origin, by cause",
                 &["cause"],
+            ),
+            task_restarts: counter_vec(
+                &registry,
+                "task_restarts_total",
+                "Background tasks restarted after a panic, by task",
+                &["task"],
             ),
             registry,
         }

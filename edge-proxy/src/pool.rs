@@ -5,12 +5,11 @@
 
 use crate::live::Live;
 use async_trait::async_trait;
+use onsale_contract::tasks::StopSignal;
 use pingora::lb::discovery::ServiceDiscovery;
 use pingora::lb::health_check::HttpHealthCheck;
 use pingora::lb::selection::RoundRobin;
 use pingora::lb::{Backend, Backends, LoadBalancer};
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,18 +90,16 @@ impl PoolKeeper {
         let backends = self.pool.backends();
         backends.get_backend().iter().any(|b| backends.ready(b))
     }
-}
 
-#[async_trait]
-impl BackgroundService for PoolKeeper {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
+    /// Ticks on the live `origin.health_check_interval_ms` until `stop`.
+    pub async fn run(&self, mut stop: StopSignal) {
         loop {
             self.tick().await;
             let interval =
                 Duration::from_millis(self.live.load().config.origin.health_check_interval_ms);
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
-                _ = shutdown.changed() => return,
+                _ = stop.changed() => return,
             }
         }
     }

@@ -9,9 +9,8 @@ use futures_util::StreamExt;
 use http::{header, HeaderValue, StatusCode};
 use onsale_contract::backoff::Backoff;
 use onsale_contract::snapshot::{self, field, Announcement, Kind};
+use onsale_contract::tasks::StopSignal;
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 use redis::AsyncCommands;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -317,8 +316,8 @@ impl SnapshotLoader {
     }
 
     /// One connected session: full sync, then announcements and polls until an error or
-    /// shutdown (`Ok(true)`).
-    async fn session(&self, shutdown: &mut ShutdownWatch) -> redis::RedisResult<bool> {
+    /// `stop` (`Ok(())`).
+    async fn session(&self, stop: &mut StopSignal) -> redis::RedisResult<()> {
         let config = self.live.load().config.clone();
         let prefix = config.redis.key_prefix.clone();
         let client = redis::Client::open(config.redis.url.expose())?;
@@ -345,19 +344,20 @@ impl SnapshotLoader {
                     }
                 }
                 _ = tokio::time::sleep(poll) => self.sync_all(&mut conn, &prefix).await?,
-                _ = shutdown.changed() => return Ok(true),
+                _ = stop.changed() => return Ok(()),
             }
         }
     }
 }
 
-#[async_trait::async_trait]
-impl BackgroundService for SnapshotLoader {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
+impl SnapshotLoader {
+    /// Sessions with Redis one after another, until `stop`; the store keeps serving what it
+    /// holds between them.
+    pub async fn run(&self, mut stop: StopSignal) {
         let mut failures = 0;
         loop {
-            match self.session(&mut shutdown).await {
-                Ok(_) => return,
+            match self.session(&mut stop).await {
+                Ok(()) => return,
                 Err(error) => {
                     self.redis_up.set(0);
                     tracing::warn!(%error, "snapshot feed from Redis lost; serving the snapshots held");
@@ -366,7 +366,7 @@ impl BackgroundService for SnapshotLoader {
             failures += 1;
             tokio::select! {
                 _ = tokio::time::sleep(RECONNECT_BACKOFF.delay(failures)) => {}
-                _ = shutdown.changed() => return,
+                _ = stop.changed() => return,
             }
         }
     }

@@ -12,11 +12,14 @@ pub mod pow;
 pub mod store;
 
 use crate::config::{PrequeueOrder, QueueSettings};
-use crate::live::Runtime;
+use crate::live::{Live, Runtime};
 use crate::snapshots::SnapshotStore;
 use arc_swap::{ArcSwap, ArcSwapOption};
+use onsale_contract::backoff::Backoff;
+use onsale_contract::clock::Clock;
 use onsale_contract::problem::Problem;
 use onsale_contract::snapshot::Kind;
+use onsale_contract::tasks::StopSignal;
 use onsale_contract::tokens::{self, Claims, Lane, TokenType};
 use redis::aio::ConnectionManager;
 use serde_json::{json, Value};
@@ -31,6 +34,8 @@ const ETA_SAMPLE_EVERY: u64 = 16;
 const MAX_ETA_SAMPLES: usize = 10_000;
 /// Seconds of call history before the measured outflow is trusted over the configured rate.
 const MIN_MEASURED_S: f64 = 5.0;
+/// Reconnects to a Redis that is away.
+const CONNECT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
 /// One show's queue as this node last saw it.
 #[derive(Debug, Clone)]
@@ -418,6 +423,39 @@ impl WaitingRoom {
         let manager = onsale_contract::redis::connect(url, timeout).await?;
         self.redis.store(Some(Arc::new(manager)));
         Ok(())
+    }
+
+    /// Connects to Redis (retrying), then steps every show every `waiting_room.refresh_ms`
+    /// until `stop`.
+    pub async fn run(
+        &self,
+        live: &Live,
+        snapshots: &SnapshotStore,
+        clock: &Clock,
+        mut stop: StopSignal,
+    ) {
+        let mut attempt = 0;
+        while self.redis.load().is_none() {
+            let config = live.load().config.clone();
+            let timeout = Duration::from_millis(config.waiting_room.redis_timeout_ms);
+            if let Err(error) = self.connect(config.redis.url.expose(), timeout).await {
+                tracing::warn!(%error, "waiting room cannot reach Redis; retrying");
+                attempt += 1;
+                tokio::select! {
+                    _ = tokio::time::sleep(CONNECT_BACKOFF.delay(attempt)) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+        loop {
+            let runtime = live.load();
+            self.step(&runtime, snapshots, clock.now_ms()).await;
+            let interval = Duration::from_millis(runtime.config.waiting_room.refresh_ms);
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.changed() => return,
+            }
+        }
     }
 
     /// One admission step for every configured show, and a fresh view of each.
