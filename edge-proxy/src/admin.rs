@@ -6,10 +6,11 @@
 //! or resumes admitting at its next step). `/admin/*` is behind the admin token when one is
 //! set.
 
+use crate::problem::{self, Code};
 use crate::Shared;
 use async_trait::async_trait;
 use http::{Response, StatusCode};
-use onsale_contract::problem::{self, Problem};
+use onsale_contract::problem::{Problem, CONTENT_TYPE as PROBLEM_JSON};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use std::sync::Arc;
@@ -30,7 +31,7 @@ fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<
 
 fn problem_reply(problem: &Problem) -> Response<Vec<u8>> {
     let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    reply(status, problem::CONTENT_TYPE, problem.to_json())
+    reply(status, PROBLEM_JSON, problem.to_json())
 }
 
 impl AdminApp {
@@ -87,15 +88,14 @@ impl AdminApp {
     async fn show(&self, session: &ServerSession, path: &str) -> Response<Vec<u8>> {
         let rest = path.trim_start_matches("/admin/shows/");
         let Some((show, action)) = rest.split_once('/') else {
-            return problem_reply(&Problem::new(404, "route_not_found", "No such route"));
+            return problem_reply(&problem::route_not_found());
         };
         let room = &self.shared.waiting_room;
         let method = &session.req_header().method;
         let not_found = || {
-            problem_reply(
-                &Problem::new(404, "show_not_found", "No such show")
-                    .with_detail("there is no waiting room for this show"),
-            )
+            problem_reply(&problem::show_not_found(
+                "there is no waiting room for this show",
+            ))
         };
         let Some(_) = room.view(show) else {
             return not_found();
@@ -127,17 +127,13 @@ impl AdminApp {
                         )
                     }
                     Err(error) => problem_reply(
-                        &Problem::new(503, "queue_unavailable", "Waiting room unavailable")
+                        &Problem::new(503, Code::QueueUnavailable, "Waiting room unavailable")
                             .with_detail(error.to_string()),
                     ),
                 }
             }
-            (_, "queue" | "pause" | "resume") => problem_reply(&Problem::new(
-                405,
-                "method_not_allowed",
-                "Method not allowed",
-            )),
-            _ => problem_reply(&Problem::new(404, "route_not_found", "No such route")),
+            (_, "queue" | "pause" | "resume") => problem_reply(&problem::method_not_allowed()),
+            _ => problem_reply(&problem::route_not_found()),
         }
     }
 }
@@ -152,17 +148,17 @@ impl ServeHttp for AdminApp {
                 reply(StatusCode::OK, "text/plain", b"ready".to_vec())
             }
             "/readyz" => problem_reply(
-                &Problem::new(503, "not_ready", "Not ready")
+                &Problem::new(503, Code::NotReady, "Not ready")
                     .with_detail("no origin passes its health check"),
             ),
             "/metrics" => self.metrics(),
             p if p.starts_with("/admin/") && !self.authorized(session) => problem_reply(
-                &Problem::new(401, "unauthorized", "Unauthorized")
+                &Problem::new(401, Code::Unauthorized, "Unauthorized")
                     .with_detail("the admin API needs the admin bearer token"),
             ),
             "/admin/config" => self.config(),
             p if p.starts_with("/admin/shows/") => self.show(session, p).await,
-            _ => problem_reply(&Problem::new(404, "route_not_found", "No such route")),
+            _ => problem_reply(&problem::route_not_found()),
         }
     }
 }

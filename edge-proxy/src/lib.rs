@@ -12,6 +12,7 @@ pub mod live;
 pub mod metrics;
 pub mod microcache;
 pub mod pool;
+mod problem;
 pub mod proxy;
 pub mod respond;
 pub mod routes;

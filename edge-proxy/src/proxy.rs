@@ -4,6 +4,7 @@
 use crate::limits::{client_ip, Limited};
 use crate::live::Runtime;
 use crate::microcache::{Capture, MicroCache};
+use crate::problem::{self, Code};
 use crate::routes::{classify, is_id, Room, Route, RouteClass};
 use crate::waiting_room::{JoinRequest, Reply};
 use crate::{respond, snapshots, Shared};
@@ -62,44 +63,8 @@ impl From<Problem> for Decision {
     }
 }
 
-fn no_origin() -> Problem {
-    Problem::new(503, "no_healthy_origin", "Service unavailable")
-        .with_detail("no origin is available right now; retry shortly")
-        .with("retry_after_s", 2)
-}
-
-fn rate_limited(limited: Limited) -> Problem {
-    Problem::new(429, "rate_limited", "Too many requests")
-        .with_detail(format!(
-            "over the {} rate limit; slow down",
-            limited.limiter
-        ))
-        .with("limit", limited.limiter)
-        .with("retry_after_s", limited.retry_after_s.max(1))
-}
-
-fn body_too_large(max: usize) -> Problem {
-    Problem::new(413, "body_too_large", "Request body too large")
-        .with_detail(format!("request bodies are limited to {max} bytes"))
-        .with("max_bytes", max)
-}
-
-fn admission_required(detail: &str, show: Option<&str>) -> Problem {
-    let problem = Problem::new(401, "admission_required", "Admission required")
-        .with_detail(detail)
-        .with("join", WAITING_ROOM_PATH);
-    match show {
-        Some(show) => problem.with("show_id", show),
-        None => problem,
-    }
-}
-
 /// Longest join body read: `{"show_id", "pow"}` fits in far less.
 const MAX_JOIN_BODY: usize = 2048;
-
-fn invalid_body(detail: impl Into<String>) -> Problem {
-    Problem::new(400, "invalid_body", "Invalid request body").with_detail(detail)
-}
 
 async fn join_request(session: &mut Session) -> Result<JoinRequest, Box<Problem>> {
     let mut body = Vec::new();
@@ -107,22 +72,24 @@ async fn join_request(session: &mut Session) -> Result<JoinRequest, Box<Problem>
         match session.read_request_body().await {
             Ok(Some(chunk)) => {
                 if body.len() + chunk.len() > MAX_JOIN_BODY {
-                    return Err(body_too_large(MAX_JOIN_BODY).into());
+                    return Err(problem::body_too_large(MAX_JOIN_BODY).into());
                 }
                 body.extend_from_slice(&chunk);
             }
             Ok(None) => break,
-            Err(_) => return Err(invalid_body("the request body could not be read").into()),
+            Err(_) => {
+                return Err(problem::invalid_body("the request body could not be read").into())
+            }
         }
     }
     let request: JoinRequest = serde_json::from_slice(&body)
-        .map_err(|e| invalid_body(format!("expected {{\"show_id\": \"...\"}}: {e}")))?;
+        .map_err(|e| problem::invalid_body(format!("expected {{\"show_id\": \"...\"}}: {e}")))?;
     if !is_id(&request.show_id) {
-        return Err(invalid_body("show_id must be 1-64 URL-safe characters").into());
+        return Err(problem::invalid_body("show_id must be 1-64 URL-safe characters").into());
     }
     if let Some(pow) = &request.pow {
         if pow.challenge.len() > 256 || pow.solution.len() > 64 {
-            return Err(invalid_body("pow.challenge or pow.solution is too long").into());
+            return Err(problem::invalid_body("pow.challenge or pow.solution is too long").into());
         }
     }
     Ok(request)
@@ -172,14 +139,14 @@ impl EdgeProxy {
             .rate_limited
             .with_label_values(&[limited.limiter])
             .inc();
-        rate_limited(limited).into()
+        problem::rate_limited(limited).into()
     }
 
     async fn decide(&self, session: &mut Session, ctx: &mut RequestCtx) -> Decision {
         let runtime = ctx.runtime.clone().expect("set in request_filter");
         let limits = &runtime.config.limits;
         if header_bytes(session) > limits.max_header_bytes {
-            return Problem::new(431, "headers_too_large", "Request headers too large")
+            return Problem::new(431, Code::HeadersTooLarge, "Request headers too large")
                 .with_detail(format!(
                     "headers are limited to {} bytes",
                     limits.max_header_bytes
@@ -192,11 +159,11 @@ impl EdgeProxy {
             Route {
                 class: RouteClass::Unknown,
                 ..
-            } => return Problem::new(404, "route_not_found", "No such route").into(),
+            } => return problem::route_not_found().into(),
             Route {
                 method_allowed: false,
                 ..
-            } => return Problem::new(405, "method_not_allowed", "Method not allowed").into(),
+            } => return problem::method_not_allowed().into(),
             _ => {}
         }
         let peer = session
@@ -218,7 +185,7 @@ impl EdgeProxy {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         if declared.is_some_and(|n| n > limits.max_body_bytes) {
-            return body_too_large(limits.max_body_bytes).into();
+            return problem::body_too_large(limits.max_body_bytes).into();
         }
         ctx.replayable =
             header.method.is_idempotent() || header.headers.contains_key("idempotency-key");
@@ -252,7 +219,7 @@ impl EdgeProxy {
                 }
                 Err(error) => {
                     tracing::error!(%error, "cannot build a snapshot response");
-                    Problem::new(500, "internal", "Internal error").into()
+                    problem::internal().into()
                 }
             };
         }
@@ -262,12 +229,10 @@ impl EdgeProxy {
             .select(b"", 256)
             .and_then(|b| b.addr.as_inet().copied());
         match shared.shows.exists(&show, origin, now_ms).await {
-            Some(false) => Problem::new(404, "show_not_found", "No such show")
-                .with_detail("there is no show with this id")
-                .into(),
+            Some(false) => problem::show_not_found("there is no show with this id").into(),
             _ => {
                 let retry = ctx.runtime().config.snapshots.retry_after_s;
-                Problem::new(503, "snapshot_not_ready", "Seat map not ready")
+                Problem::new(503, Code::SnapshotNotReady, "Seat map not ready")
                     .with_detail("the first snapshot of this show is still being built")
                     .with("retry_after_s", retry)
                     .into()
@@ -322,16 +287,16 @@ impl EdgeProxy {
         let header = session.req_header();
         let show = ctx.route.show(header.uri.path());
         let Some(token) = tokens::presented(&header.headers, tokens::ADMIT_COOKIE) else {
-            return admission_required("no admission token", show).into();
+            return problem::admission_required("no admission token", show).into();
         };
         let claims = match runtime.tokens.verify(token, self.shared.clock.now_s()) {
             Ok(claims) => claims,
             Err(error) => {
-                return admission_required(error.fan_detail(TokenType::Admit), show).into()
+                return problem::admission_required(error.fan_detail(TokenType::Admit), show).into()
             }
         };
         if show.is_some_and(|s| s != claims.show) {
-            return Problem::new(403, "wrong_show", "Admission is for another show")
+            return Problem::new(403, Code::WrongShow, "Admission is for another show")
                 .with_detail("join the waiting room of this show")
                 .with("join", WAITING_ROOM_PATH)
                 .with("show_id", show.unwrap_or_default())
@@ -356,7 +321,8 @@ impl EdgeProxy {
                 .and_then(|token| runtime.queue_tokens.verify(token, now_s).ok())
         };
         let Some(claims) = admitted.or_else(queued) else {
-            return admission_required("an admission or queue token is required", None).into();
+            return problem::admission_required("an admission or queue token is required", None)
+                .into();
         };
         if let Err(limited) = runtime.limits.check_fan(&claims.sub, &claims.show) {
             return self.limited(limited);
@@ -377,9 +343,7 @@ impl EdgeProxy {
         let now_ms = shared.clock.now_ms();
         let header = session.req_header();
         let Ok(show_param) = show_param(header.uri.query()) else {
-            return Problem::new(400, "invalid_query", "Invalid query")
-                .with_detail("show_id must be 1-64 URL-safe characters")
-                .into();
+            return problem::invalid_query("show_id must be 1-64 URL-safe characters").into();
         };
         let show_param = show_param.map(str::to_owned);
         let presented = tokens::presented(&header.headers, tokens::QUEUE_COOKIE).map(str::to_owned);
@@ -603,7 +567,7 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let problem = match e.etype() {
-            ErrorType::HTTPStatus(413) => body_too_large(
+            ErrorType::HTTPStatus(413) => problem::body_too_large(
                 ctx.runtime
                     .as_ref()
                     .map_or(0, |r| r.config.limits.max_body_bytes),
@@ -611,8 +575,8 @@ impl ProxyHttp for EdgeProxy {
             ErrorType::HTTPStatus(503)
             | ErrorType::ConnectTimedout
             | ErrorType::ConnectRefused
-            | ErrorType::ConnectError => no_origin(),
-            _ => Problem::new(502, "upstream_failed", "Bad gateway")
+            | ErrorType::ConnectError => problem::no_origin(),
+            _ => Problem::new(502, Code::UpstreamFailed, "Bad gateway")
                 .with_detail("the origin did not answer properly"),
         };
         let status = problem.status;

@@ -13,6 +13,7 @@ pub mod store;
 
 use crate::config::{PrequeueOrder, QueueSettings};
 use crate::live::{Live, Runtime};
+use crate::problem::{self, Code};
 use crate::snapshots::SnapshotStore;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use onsale_contract::backoff::Backoff;
@@ -335,25 +336,29 @@ impl From<redis::RedisError> for Refusal {
 impl From<&Refusal> for Problem {
     fn from(refusal: &Refusal) -> Problem {
         let join = |p: Problem| p.with("join", tokens::WAITING_ROOM_PATH);
+        let detail = refusal.to_string();
         let problem = match refusal {
-            Refusal::NoRoom => Problem::new(404, "show_not_found", "No such show"),
+            Refusal::NoRoom => return problem::show_not_found(detail),
+            Refusal::ShowIdRequired => return problem::invalid_query(detail),
             Refusal::Unavailable(_) => {
-                Problem::new(503, "queue_unavailable", "Waiting room unavailable")
+                Problem::new(503, Code::QueueUnavailable, "Waiting room unavailable")
                     .with("retry_after_s", 2)
             }
             Refusal::QueueTokenRequired(_) => join(Problem::new(
                 401,
-                "queue_token_required",
+                Code::QueueTokenRequired,
                 "Queue token required",
             )),
             Refusal::WrongShow => join(Problem::new(
                 403,
-                "wrong_show",
+                Code::WrongShow,
                 "Queue token is for another show",
             )),
-            Refusal::TurnMissed => join(Problem::new(410, "turn_missed", "Your turn has passed")),
+            Refusal::TurnMissed => {
+                join(Problem::new(410, Code::TurnMissed, "Your turn has passed"))
+            }
             Refusal::PowRequired { show, difficulty } => {
-                Problem::new(400, "pow_required", "Proof of work required")
+                Problem::new(400, Code::PowRequired, "Proof of work required")
                     .with(
                         "challenge",
                         format!("/v1/waiting-room/challenge?show_id={show}"),
@@ -361,13 +366,12 @@ impl From<&Refusal> for Problem {
                     .with("difficulty", *difficulty)
             }
             Refusal::PowInvalid(_) => {
-                Problem::new(400, "pow_invalid", "Proof of work not accepted")
+                Problem::new(400, Code::PowInvalid, "Proof of work not accepted")
             }
-            Refusal::PowReused => Problem::new(409, "pow_reused", "Challenge already used"),
-            Refusal::NoChallenge => Problem::new(404, "no_challenge", "No proof of work here"),
-            Refusal::ShowIdRequired => Problem::new(400, "invalid_query", "Invalid query"),
+            Refusal::PowReused => Problem::new(409, Code::PowReused, "Challenge already used"),
+            Refusal::NoChallenge => Problem::new(404, Code::NoChallenge, "No proof of work here"),
         };
-        problem.with_detail(refusal.to_string())
+        problem.with_detail(detail)
     }
 }
 

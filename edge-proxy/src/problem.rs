@@ -1,0 +1,134 @@
+//! Every problem `code` the edge answers with, and the refusals built in more than one place.
+//! The wire strings are the contract: clients match on them.
+
+use crate::limits::Limited;
+use onsale_contract::problem::Problem;
+use onsale_contract::tokens::WAITING_ROOM_PATH;
+
+onsale_contract::problem_codes! {
+    /// The edge's problem codes.
+    pub enum Code {
+        /// The path is not part of the public contract.
+        RouteNotFound = "route_not_found",
+        /// The route exists, not with this method.
+        MethodNotAllowed = "method_not_allowed",
+        /// Request headers over `limits.max_header_bytes`.
+        HeadersTooLarge = "headers_too_large",
+        /// A declared or streamed body over its limit.
+        BodyTooLarge = "body_too_large",
+        /// A body the edge reads (a join) that does not parse.
+        InvalidBody = "invalid_body",
+        /// A query parameter that cannot be what it names.
+        InvalidQuery = "invalid_query",
+        /// A rate limit refused the request.
+        RateLimited = "rate_limited",
+        /// The purchase path without a valid admission token.
+        AdmissionRequired = "admission_required",
+        /// A token for another show than the one in the request.
+        WrongShow = "wrong_show",
+        /// No such show, or no waiting room for it.
+        ShowNotFound = "show_not_found",
+        /// A known show whose first snapshot has not landed.
+        SnapshotNotReady = "snapshot_not_ready",
+        /// No origin passes its health check.
+        NoHealthyOrigin = "no_healthy_origin",
+        /// The origin did not answer properly.
+        UpstreamFailed = "upstream_failed",
+        /// The edge failed to build its own answer.
+        Internal = "internal",
+        /// The waiting room cannot reach its state in Redis.
+        QueueUnavailable = "queue_unavailable",
+        /// A waiting-room poll without a valid queue token.
+        QueueTokenRequired = "queue_token_required",
+        /// The fan's turn came and went.
+        TurnMissed = "turn_missed",
+        /// The show's joins need proof of work.
+        PowRequired = "pow_required",
+        /// A proof of work that is forged, expired or unsolved.
+        PowInvalid = "pow_invalid",
+        /// A challenge already spent on a join.
+        PowReused = "pow_reused",
+        /// The show's waiting room hands out no challenges.
+        NoChallenge = "no_challenge",
+        /// `/readyz`: no origin passes its health check.
+        NotReady = "not_ready",
+        /// The admin API without the admin bearer token.
+        Unauthorized = "unauthorized",
+    }
+}
+
+/// 404 `route_not_found`.
+pub(crate) fn route_not_found() -> Problem {
+    Problem::new(404, Code::RouteNotFound, "No such route")
+}
+
+/// 405 `method_not_allowed`.
+pub(crate) fn method_not_allowed() -> Problem {
+    Problem::new(405, Code::MethodNotAllowed, "Method not allowed")
+}
+
+/// 404 `show_not_found`, saying what was looked for.
+pub(crate) fn show_not_found(detail: impl Into<String>) -> Problem {
+    Problem::new(404, Code::ShowNotFound, "No such show").with_detail(detail)
+}
+
+/// 400 `invalid_query`.
+pub(crate) fn invalid_query(detail: impl Into<String>) -> Problem {
+    Problem::new(400, Code::InvalidQuery, "Invalid query").with_detail(detail)
+}
+
+/// 400 `invalid_body`.
+pub(crate) fn invalid_body(detail: impl Into<String>) -> Problem {
+    Problem::new(400, Code::InvalidBody, "Invalid request body").with_detail(detail)
+}
+
+/// 413 `body_too_large` for bodies over `max` bytes.
+pub(crate) fn body_too_large(max: usize) -> Problem {
+    Problem::new(413, Code::BodyTooLarge, "Request body too large")
+        .with_detail(format!("request bodies are limited to {max} bytes"))
+        .with("max_bytes", max)
+}
+
+/// 429 `rate_limited`, naming the limit and when to come back.
+pub(crate) fn rate_limited(limited: Limited) -> Problem {
+    Problem::new(429, Code::RateLimited, "Too many requests")
+        .with_detail(format!(
+            "over the {} rate limit; slow down",
+            limited.limiter
+        ))
+        .with("limit", limited.limiter)
+        .with("retry_after_s", limited.retry_after_s.max(1))
+}
+
+/// 401 `admission_required`, with the way in and the show asked for when known.
+pub(crate) fn admission_required(detail: &str, show: Option<&str>) -> Problem {
+    let problem = Problem::new(401, Code::AdmissionRequired, "Admission required")
+        .with_detail(detail)
+        .with("join", WAITING_ROOM_PATH);
+    match show {
+        Some(show) => problem.with("show_id", show),
+        None => problem,
+    }
+}
+
+/// 503 `no_healthy_origin`.
+pub(crate) fn no_origin() -> Problem {
+    Problem::new(503, Code::NoHealthyOrigin, "Service unavailable")
+        .with_detail("no origin is available right now; retry shortly")
+        .with("retry_after_s", 2)
+}
+
+/// 500 `internal`: the edge could not build its own answer.
+pub(crate) fn internal() -> Problem {
+    Problem::new(500, Code::Internal, "Internal error")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_codes_are_well_formed() {
+        onsale_contract::problem::assert_well_formed(Code::ALL);
+    }
+}
