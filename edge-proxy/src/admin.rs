@@ -9,29 +9,58 @@
 use crate::problem::{self, Code};
 use crate::Shared;
 use async_trait::async_trait;
-use http::{Response, StatusCode};
+use http::{header, HeaderValue, Response, StatusCode};
 use onsale_contract::problem::{Problem, CONTENT_TYPE as PROBLEM_JSON};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+use serde::Serialize;
 use std::sync::Arc;
 
-pub struct AdminApp {
-    pub shared: Arc<Shared>,
+/// The operations listener's application.
+pub(crate) struct AdminApp {
+    pub(crate) shared: Arc<Shared>,
 }
 
-fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
-    Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, content_type)
-        .header(http::header::CONTENT_LENGTH, body.len())
-        .header(http::header::CACHE_CONTROL, "no-store")
-        .body(body)
-        .expect("static response parts are valid")
+fn reply(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Vec<u8>> {
+    let length = body.len();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 fn problem_reply(problem: &Problem) -> Response<Vec<u8>> {
     let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     reply(status, PROBLEM_JSON, problem.to_json())
+}
+
+/// A serialized value as a 200 JSON answer; a value that did not serialize is a 500.
+fn json_reply(serialized: serde_json::Result<Vec<u8>>) -> Response<Vec<u8>> {
+    match serialized {
+        Ok(body) => reply(StatusCode::OK, "application/json", body),
+        Err(error) => {
+            tracing::error!(%error, "cannot serialize an admin answer");
+            problem_reply(&problem::internal())
+        }
+    }
+}
+
+/// The answer to pausing or resuming a show's admission.
+#[derive(Serialize)]
+struct Paused<'a> {
+    paused: bool,
+    settings_version: u64,
+    show_id: &'a str,
+}
+
+/// `/admin/config`.
+#[derive(Serialize)]
+struct EffectiveConfig<'a> {
+    config: &'a crate::config::Config,
+    version: u64,
 }
 
 impl AdminApp {
@@ -43,7 +72,7 @@ impl AdminApp {
         let presented = session
             .req_header()
             .headers
-            .get(http::header::AUTHORIZATION)
+            .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
@@ -72,59 +101,36 @@ impl AdminApp {
 
     fn config(&self) -> Response<Vec<u8>> {
         let runtime = self.shared.live.load();
-        let body = serde_json::json!({
-            "version": runtime.version,
-            "config": runtime.config,
-        });
-        reply(
-            StatusCode::OK,
-            "application/json",
-            serde_json::to_vec_pretty(&body).expect("config serializes"),
-        )
+        json_reply(serde_json::to_vec_pretty(&EffectiveConfig {
+            config: &runtime.config,
+            version: runtime.version,
+        }))
     }
-}
 
-impl AdminApp {
     async fn show(&self, session: &ServerSession, path: &str) -> Response<Vec<u8>> {
         let rest = path.trim_start_matches("/admin/shows/");
         let Some((show, action)) = rest.split_once('/') else {
             return problem_reply(&problem::route_not_found());
         };
         let room = &self.shared.waiting_room;
-        let method = &session.req_header().method;
-        let not_found = || {
-            problem_reply(&problem::show_not_found(
+        let Some(report) = room.admin_view(show, self.shared.clock.now_ms()) else {
+            return problem_reply(&problem::show_not_found(
                 "there is no waiting room for this show",
-            ))
+            ));
         };
-        let Some(_) = room.view(show) else {
-            return not_found();
-        };
-        match (method.as_str(), action) {
-            ("GET", "queue") => {
-                let view = room.admin_view(show, self.shared.clock.now_ms());
-                reply(
-                    StatusCode::OK,
-                    "application/json",
-                    serde_json::to_vec(&view).expect("JSON"),
-                )
-            }
+        match (session.req_header().method.as_str(), action) {
+            ("GET", "queue") => json_reply(serde_json::to_vec(&report)),
             ("POST", "pause" | "resume") => {
                 let paused = action == "pause";
                 let prefix = self.shared.live.load().config.redis.key_prefix.clone();
                 match room.set_paused(&prefix, show, paused).await {
                     Ok(version) => {
                         tracing::info!(%show, paused, version, "waiting-room admission paused/resumed");
-                        let body = serde_json::json!({
-                            "show_id": show,
-                            "paused": paused,
-                            "settings_version": version,
-                        });
-                        reply(
-                            StatusCode::OK,
-                            "application/json",
-                            serde_json::to_vec(&body).expect("JSON"),
-                        )
+                        json_reply(serde_json::to_vec(&Paused {
+                            paused,
+                            settings_version: version,
+                            show_id: show,
+                        }))
                     }
                     Err(error) => problem_reply(
                         &Problem::new(503, Code::QueueUnavailable, "Waiting room unavailable")

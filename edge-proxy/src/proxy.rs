@@ -18,6 +18,7 @@ use pingora::lb::Backend;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType};
+use serde::Serialize;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -110,15 +111,12 @@ fn show_param(query: Option<&str>) -> Result<Option<&str>, ()> {
     }
 }
 
-async fn write_reply(session: &mut Session, reply: Reply) -> pingora::Result<()> {
-    let mut header =
-        pingora::http::ResponseHeader::build(reply.status, Some(4 + reply.cookies.len()))?;
-    header.insert_header(header::CONTENT_TYPE, "application/json")?;
-    header.insert_header(header::CACHE_CONTROL, "no-store")?;
-    for cookie in reply.cookies {
-        header.append_header(header::SET_COOKIE, cookie)?;
+/// Writes a waiting-room answer; the request is served whether or not the client stayed.
+async fn write<B: Serialize>(session: &mut Session, reply: Reply<B>) -> Decision {
+    if let Err(error) = respond::json(session, reply.status, &reply.body, reply.cookies).await {
+        tracing::debug!(%error, "client went away");
     }
-    respond::body(session, header, Bytes::from(reply.body)).await
+    Decision::Served
 }
 
 fn header_bytes(session: &Session) -> usize {
@@ -196,7 +194,9 @@ impl EdgeProxy {
             RouteClass::SeatMap(kind) => self.snapshot(session, ctx, kind).await,
             RouteClass::Catalog => self.catalog(session, ctx, &runtime).await,
             RouteClass::Purchase => self.gate(session, ctx, &runtime),
-            RouteClass::WaitingRoom(room) => self.waiting_room(session, ctx, room, &runtime).await,
+            RouteClass::WaitingRoom(room) => {
+                self.waiting_room(session, client, room, &runtime).await
+            }
             RouteClass::Ticket => self.ticket_gate(session, ctx, &runtime),
             RouteClass::Partner => Decision::Proxy,
             RouteClass::Unknown => unreachable!("refused above"),
@@ -331,52 +331,55 @@ impl EdgeProxy {
         Decision::Proxy
     }
 
-    /// Joins, polls and challenges, answered from this node's view of the queue.
+    /// Joins, polls and challenges, answered from this node's view of the queue; a join
+    /// also spends the client's join rate (429).
     async fn waiting_room(
         &self,
         session: &mut Session,
-        ctx: &RequestCtx,
+        client: IpAddr,
         room: Room,
         runtime: &Runtime,
     ) -> Decision {
-        let shared = &self.shared;
-        let now_ms = shared.clock.now_ms();
+        let now_ms = self.shared.clock.now_ms();
         let header = session.req_header();
         let Ok(show_param) = show_param(header.uri.query()) else {
             return problem::invalid_query("show_id must be 1-64 URL-safe characters").into();
         };
         let show_param = show_param.map(str::to_owned);
         let presented = tokens::presented(&header.headers, tokens::QUEUE_COOKIE).map(str::to_owned);
-        let wr = &shared.waiting_room;
-        let answer = match room {
-            Room::Challenge => wr.challenge(runtime, show_param.as_deref(), now_ms),
+        let wr = &self.shared.waiting_room;
+        let refusal = match room {
+            Room::Challenge => match wr.challenge(runtime, show_param.as_deref(), now_ms) {
+                Ok(reply) => return write(session, reply).await,
+                Err(refusal) => refusal,
+            },
             Room::Poll => {
-                wr.poll(runtime, presented.as_deref(), show_param.as_deref(), now_ms)
-                    .await
+                let polled = wr
+                    .poll(runtime, presented.as_deref(), show_param.as_deref(), now_ms)
+                    .await;
+                match polled {
+                    Ok(reply) => return write(session, reply).await,
+                    Err(refusal) => refusal,
+                }
             }
             Room::Join => {
-                let client = ctx.client.unwrap_or(IpAddr::from([0, 0, 0, 0]));
                 if let Err(limited) = runtime.limits.check_join(client) {
                     return self.limited(limited);
                 }
-                match join_request(session).await {
-                    Ok(request) => {
-                        wr.join(runtime, request, presented.as_deref(), now_ms)
-                            .await
-                    }
+                let request = match join_request(session).await {
+                    Ok(request) => request,
                     Err(problem) => return (*problem).into(),
+                };
+                match wr
+                    .join(runtime, request, presented.as_deref(), now_ms)
+                    .await
+                {
+                    Ok(reply) => return write(session, reply).await,
+                    Err(refusal) => refusal,
                 }
             }
         };
-        match answer {
-            Ok(reply) => {
-                if let Err(error) = write_reply(session, reply).await {
-                    tracing::debug!(%error, "client went away");
-                }
-                Decision::Served
-            }
-            Err(refusal) => Problem::from(&refusal).into(),
-        }
+        Problem::from(&refusal).into()
     }
 }
 

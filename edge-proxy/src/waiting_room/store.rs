@@ -227,17 +227,18 @@ pub async fn end_session(
         .await
 }
 
-/// Publishes a show's settings if they differ from those in Redis; returns the version.
+/// Publishes a show's settings (`settings_json`, with `paused` as given) if they differ from
+/// those in Redis; returns the version.
 pub async fn publish(
     conn: &mut ConnectionManager,
     keys: &Keys,
-    settings: &QueueSettings,
+    settings_json: &str,
+    paused: bool,
 ) -> redis::RedisResult<u64> {
-    let json = serde_json::to_string(settings).expect("settings serialize");
     PUBLISH
         .key(keys.state())
-        .arg(json)
-        .arg(u8::from(settings.paused))
+        .arg(settings_json)
+        .arg(u8::from(paused))
         .invoke_async(conn)
         .await
 }

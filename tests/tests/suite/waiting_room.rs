@@ -148,11 +148,12 @@ impl Room {
     }
 
     fn admin(&self, node: usize) -> Value {
-        self.edges[node]
+        let report = self.edges[node]
             .shared
             .waiting_room
             .admin_view(&self.show, self.clock.now_ms())
-            .expect("a view of the show")
+            .expect("a view of the show");
+        serde_json::to_value(report).unwrap()
     }
 }
 
