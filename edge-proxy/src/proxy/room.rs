@@ -1,0 +1,127 @@
+//! The waiting room's routes over HTTP: reads what the request carries (the queue token,
+//! `show_id`, a join's body), asks the [`WaitingRoom`](crate::waiting_room::WaitingRoom)
+//! and writes its typed answer, or its refusal as problem+json.
+
+use super::decide::Decision;
+use super::EdgeProxy;
+use crate::live::Runtime;
+use crate::problem;
+use crate::respond;
+use crate::routes::{is_id, Room};
+use crate::waiting_room::{JoinRequest, Reply};
+use onsale_contract::problem::Problem;
+use onsale_contract::tokens;
+use pingora::proxy::Session;
+use serde::Serialize;
+use std::net::IpAddr;
+
+/// Longest join body read: `{"show_id", "pow"}` fits in far less.
+const MAX_JOIN_BODY: usize = 2048;
+
+/// A join's body, read to its end (at most [`MAX_JOIN_BODY`]) and checked.
+async fn join_request(session: &mut Session) -> Result<JoinRequest, Problem> {
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_JOIN_BODY {
+                    return Err(problem::body_too_large(MAX_JOIN_BODY));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(_) => return Err(problem::invalid_body("the request body could not be read")),
+        }
+    }
+    let request: JoinRequest = serde_json::from_slice(&body)
+        .map_err(|e| problem::invalid_body(format!("expected {{\"show_id\": \"...\"}}: {e}")))?;
+    if !is_id(&request.show_id) {
+        return Err(problem::invalid_body(
+            "show_id must be 1-64 URL-safe characters",
+        ));
+    }
+    if let Some(pow) = &request.pow {
+        if pow.challenge.len() > 256 || pow.solution.len() > 64 {
+            return Err(problem::invalid_body(
+                "pow.challenge or pow.solution is too long",
+            ));
+        }
+    }
+    Ok(request)
+}
+
+/// `show_id` from a query string, if present; `Err` if it cannot be an id.
+fn show_param(query: Option<&str>) -> Result<Option<&str>, ()> {
+    let Some(value) = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("show_id="))
+    else {
+        return Ok(None);
+    };
+    match is_id(value) {
+        true => Ok(Some(value)),
+        false => Err(()),
+    }
+}
+
+/// Writes a waiting-room answer; the request is served whether or not the client stayed.
+async fn write<B: Serialize>(session: &mut Session, reply: Reply<B>) -> Decision {
+    if let Err(error) = respond::json(session, reply.status, &reply.body, reply.cookies).await {
+        tracing::debug!(%error, "client went away");
+    }
+    Decision::Served
+}
+
+impl EdgeProxy {
+    /// Joins, polls and challenges, answered from this node's view of the queue; a join
+    /// also spends the client's join rate (429).
+    pub(super) async fn waiting_room(
+        &self,
+        session: &mut Session,
+        client: IpAddr,
+        room: Room,
+        runtime: &Runtime,
+    ) -> Decision {
+        let now_ms = self.shared.clock.now_ms();
+        let header = session.req_header();
+        let Ok(show_param) = show_param(header.uri.query()) else {
+            return problem::invalid_query("show_id must be 1-64 URL-safe characters").into();
+        };
+        let show_param = show_param.map(str::to_owned);
+        let presented = tokens::presented(&header.headers, tokens::QUEUE_COOKIE).map(str::to_owned);
+        let wr = &self.shared.waiting_room;
+        let refusal = match room {
+            Room::Challenge => match wr.challenge(runtime, show_param.as_deref(), now_ms) {
+                Ok(reply) => return write(session, reply).await,
+                Err(refusal) => refusal,
+            },
+            Room::Poll => {
+                let polled = wr
+                    .poll(runtime, presented.as_deref(), show_param.as_deref(), now_ms)
+                    .await;
+                match polled {
+                    Ok(reply) => return write(session, reply).await,
+                    Err(refusal) => refusal,
+                }
+            }
+            Room::Join => {
+                if let Err(limited) = runtime.limits.check_join(client) {
+                    return self.limited(limited);
+                }
+                let request = match join_request(session).await {
+                    Ok(request) => request,
+                    Err(problem) => return problem.into(),
+                };
+                match wr
+                    .join(runtime, request, presented.as_deref(), now_ms)
+                    .await
+                {
+                    Ok(reply) => return write(session, reply).await,
+                    Err(refusal) => refusal,
+                }
+            }
+        };
+        Problem::from(&refusal).into()
+    }
+}
