@@ -9,70 +9,107 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+/// The whole file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `[listen]`.
     pub listen: ListenConfig,
+    /// `[server]`.
     pub server: ServerConfig,
+    /// `[origin]`.
     pub origin: OriginConfig,
+    /// `[redis]`.
     pub redis: RedisConfig,
+    /// `[snapshots]`.
     pub snapshots: SnapshotConfig,
+    /// `[tokens]`.
     pub tokens: TokenConfig,
+    /// `[limits]`.
     pub limits: LimitsConfig,
+    /// `[admin]`.
     pub admin: AdminConfig,
+    /// `[waiting_room]`.
     pub waiting_room: WaitingRoomConfig,
 }
 
+/// Where the edge listens; applies on restart only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenConfig {
+    /// The public listener fans reach.
     pub public: SocketAddr,
+    /// The operations listener.
     pub admin: SocketAddr,
 }
 
+/// The Pingora server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
+    /// Worker threads of the public listener; applies on restart only.
     pub threads: usize,
+    /// Time requests in flight get to finish after SIGTERM.
     pub grace_period_s: u64,
+    /// Time the runtimes get to stop after that.
     pub graceful_shutdown_timeout_s: u64,
+    /// How often the file is checked for changes.
     pub reload_poll_ms: u64,
 }
 
+/// The origin pool.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OriginConfig {
+    /// The origins, round-robin over the healthy ones.
     pub upstreams: Vec<SocketAddr>,
+    /// Connecting to an origin.
     pub connect_timeout_ms: u64,
+    /// Waiting on an origin's answer.
     pub read_timeout_ms: u64,
+    /// Idle keep-alive connections to an origin are kept this long.
     pub idle_timeout_s: u64,
+    /// How often every origin's `/readyz` is checked.
     pub health_check_interval_ms: u64,
+    /// How long catalog reads are micro-cached; 0: not at all.
     pub catalog_cache_ms: u64,
+    /// Most catalog answers micro-cached.
     pub catalog_cache_entries: usize,
 }
 
+/// Where snapshots and the waiting room's state live.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
+    /// The Redis URL.
     pub url: Secret,
+    /// Every key's prefix; the builder's must match.
     pub key_prefix: String,
 }
 
+/// The snapshot feed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotConfig {
+    /// How often snapshot metadata is polled, for missed announcements.
     pub poll_interval_ms: u64,
+    /// `Retry-After` on 503 `snapshot_not_ready`.
     pub retry_after_s: u64,
 }
 
+/// Token keys and checks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     /// The private key (PKCS#8 PEM) the waiting room signs queue and admission tokens with.
     pub signing_key: PathBuf,
+    /// Public keys (SPKI PEM) tokens may be signed with, found by `kid`.
     pub verify_keys: Vec<PathBuf>,
+    /// `iss` of the tokens issued and accepted.
     pub issuer: String,
+    /// Seconds of clock skew tolerated on `exp`.
     pub leeway_s: u64,
+    /// Most verified tokens cached.
     pub cache_entries: usize,
 }
 
@@ -80,20 +117,31 @@ pub struct TokenConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quota {
+    /// Cells refilled per minute.
     pub per_minute: u32,
+    /// Most cells held at once.
     pub burst: u32,
 }
 
+/// Sizes and rates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
+    /// Larger request bodies are refused with 413.
     pub max_body_bytes: usize,
+    /// Larger request headers are refused with 431.
     pub max_header_bytes: usize,
+    /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<Cidr>,
+    /// How often idle rate-limit keys are dropped.
     pub retain_interval_ms: u64,
+    /// Per client IP (IPv6 by /64), every public route.
     pub per_ip: Quota,
+    /// Per client IP, waiting-room joins.
     pub per_ip_join: Quota,
+    /// Per fan and show on the purchase path.
     pub per_fan_purchase: Quota,
+    /// One bucket per route class on this node.
     pub route_class: RouteClassQuotas,
 }
 
@@ -101,25 +149,37 @@ pub struct LimitsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteClassQuotas {
+    /// Catalog reads.
     pub catalog: Quota,
+    /// Seat maps and availability.
     pub snapshot: Quota,
+    /// The purchase path and tickets.
     pub purchase: Quota,
+    /// Joins, polls and challenges.
     pub waiting_room: Quota,
 }
 
+/// The admin API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
+    /// Bearer token for `/admin/*`; `None`: open (loopback only).
     pub token: Option<Secret>,
 }
 
+/// The waiting room, node-wide.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WaitingRoomConfig {
+    /// Queue tokens are valid this long.
     pub queue_token_ttl_s: u64,
+    /// How often each show's admission step runs.
     pub refresh_ms: u64,
+    /// A Redis call fails after this long; applies at start.
     pub redis_timeout_ms: u64,
+    /// Most places stepped over per show per step.
     pub max_steps_per_refresh: u32,
+    /// Whether the cookies carry `Secure`.
     pub cookie_secure: bool,
     /// Per show, by show id.
     #[serde(default)]
@@ -140,17 +200,26 @@ pub enum PrequeueOrder {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueSettings {
+    /// Fans called per minute, across all nodes.
     pub admit_per_minute: u32,
+    /// Most admitted sessions and unclaimed calls open at once.
     pub max_active: u32,
+    /// How long an admission lasts.
     pub session_ttl_s: u64,
+    /// Joins before this are told when the queue opens.
     pub queue_opens_at: DateTime<Utc>,
+    /// Joins before this form the pre-queue, drawn at this instant.
     pub sale_opens_at: DateTime<Utc>,
+    /// How the pre-queue is ordered.
     #[serde(default = "random_order")]
     pub prequeue_order: PrequeueOrder,
+    /// A fan silent this long is skipped when its turn comes.
     #[serde(default = "default_grace")]
     pub no_show_grace_s: u64,
+    /// Leading zero bits a join's proof of work needs; 0: none.
     #[serde(default)]
     pub pow_difficulty: u8,
+    /// No admissions while true.
     #[serde(default)]
     pub paused: bool,
 }
@@ -164,14 +233,17 @@ fn default_grace() -> u64 {
 }
 
 impl QueueSettings {
+    /// `queue_opens_at` in Unix milliseconds.
     pub fn queue_opens_ms(&self) -> i64 {
         self.queue_opens_at.timestamp_millis()
     }
 
+    /// `sale_opens_at` in Unix milliseconds.
     pub fn sale_opens_ms(&self) -> i64 {
         self.sale_opens_at.timestamp_millis()
     }
 
+    /// `no_show_grace_s` in milliseconds.
     pub fn grace_ms(&self) -> i64 {
         self.no_show_grace_s as i64 * 1000
     }
@@ -235,6 +307,7 @@ impl From<Cidr> for String {
 }
 
 impl Cidr {
+    /// Whether `ip` is in this network (an IPv4-mapped IPv6 address counts as IPv4).
     pub fn contains(&self, ip: IpAddr) -> bool {
         fn masked(bits: u128, prefix: u8, width: u8) -> u128 {
             match prefix {
@@ -269,6 +342,7 @@ impl std::str::FromStr for AddrList {
 }
 
 impl Config {
+    /// Reads, overrides from the environment, and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let mut config: Config = config::load(path)?;
         override_from_env(&mut config.listen.public, "ONSALE_EDGE_LISTEN")?;
@@ -288,6 +362,7 @@ impl Config {
         Ok(config)
     }
 
+    /// The first value out of range, named by its key.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let fail = |key: &str, message: &str| Err(ConfigError::key(path, key, message));
         if !(1..=256).contains(&self.server.threads) {

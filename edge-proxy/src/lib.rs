@@ -1,22 +1,23 @@
 //! The onsale edge: a Pingora gateway in front of the origin pool.
 //!
-//! [`build_server`] assembles the Pingora server (public proxy + operations listener);
-//! [`start`] runs it on its own `std::thread` (Pingora owns its runtimes and must not run
-//! inside a tokio runtime) and returns once both listeners accept connections.
+//! [`build_server`] assembles the Pingora server (public proxy, operations listener and the
+//! supervised background services); [`start`] runs it on its own `std::thread` (Pingora owns
+//! its runtimes and must not run inside a tokio runtime) and returns once both listeners
+//! accept connections.
 
-pub mod admin;
+mod admin;
 mod background;
 pub mod config;
-pub mod limits;
+mod limits;
 pub mod live;
-pub mod metrics;
-pub mod microcache;
+mod metrics;
+mod microcache;
 pub mod pool;
 mod problem;
-pub mod proxy;
-pub mod respond;
-pub mod routes;
-pub mod shows;
+mod proxy;
+mod respond;
+mod routes;
+mod shows;
 pub mod snapshots;
 pub mod waiting_room;
 
@@ -35,38 +36,50 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+/// Why an edge did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The configuration or its keys were refused.
     #[error(transparent)]
     Config(#[from] ReloadError),
+    /// A listener did not come up.
     #[error("the edge did not accept connections on {0} in time")]
     NotListening(SocketAddr),
+    /// The edge's thread could not be spawned.
     #[error("cannot spawn the edge thread: {0}")]
     Thread(std::io::Error),
 }
 
 /// What the public proxy, the admin listener and the background tasks share.
 pub struct Shared {
+    /// The running configuration.
     pub live: Arc<Live>,
+    /// The edge's time: limits, caches, token expiry, the waiting room.
     pub clock: Clock,
-    pub metrics: Arc<metrics::Metrics>,
+    pub(crate) metrics: Arc<metrics::Metrics>,
+    /// Seat maps and availability, in memory.
     pub snapshots: Arc<SnapshotStore>,
-    pub pool: Arc<pool::Pool>,
+    pub(crate) pool: Arc<pool::Pool>,
+    /// The origin pool's health.
     pub pool_keeper: Arc<pool::PoolKeeper>,
-    pub catalog_cache: microcache::MicroCache,
-    pub shows: shows::ShowDirectory,
+    pub(crate) catalog_cache: microcache::MicroCache,
+    pub(crate) shows: shows::ShowDirectory,
+    /// The waiting rooms.
     pub waiting_room: waiting_room::WaitingRoom,
 }
 
 /// How an edge is built: from a config value, where to reload it from, and its clock.
 pub struct Options {
+    /// The starting configuration.
     pub config: Config,
     /// The file SIGHUP and file changes reload; `None`: no reloads.
     pub config_path: Option<PathBuf>,
+    /// The system clock, or a manual one in tests.
     pub clock: Clock,
 }
 
 impl Options {
+    /// `config` on the system clock, without reloads.
     pub fn new(config: Config) -> Self {
         Options {
             config,
@@ -76,6 +89,7 @@ impl Options {
     }
 }
 
+/// The Pingora server of one edge, and what its parts share.
 pub fn build_server(options: Options) -> Result<(Server, Arc<Shared>), StartError> {
     let Options {
         config,
@@ -152,14 +166,18 @@ impl ShutdownSignalWatch for StopOnDemand {
 
 /// An edge running on its own thread. [`RunningEdge::shutdown`] stops it and joins the thread.
 pub struct RunningEdge {
+    /// The public listener.
     pub public: SocketAddr,
+    /// The operations listener.
     pub admin: SocketAddr,
+    /// The running edge's state.
     pub shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl RunningEdge {
+    /// Stops the edge at once and waits for its thread.
     pub fn shutdown(mut self) {
         self.stop_and_join();
     }
@@ -178,6 +196,7 @@ impl Drop for RunningEdge {
     }
 }
 
+/// Builds an edge and runs it on its own thread; returns once both listeners accept.
 pub fn start(options: Options) -> Result<RunningEdge, StartError> {
     let listen = options.config.listen.clone();
     let (server, shared) = build_server(options)?;

@@ -22,12 +22,14 @@ type Direct = RateLimiter<NotKeyed, InMemoryState, Clock, NoOpMiddleware<Nanos>>
 
 /// Which limit refused a request, and when to come back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limited {
-    pub limiter: &'static str,
-    pub retry_after_s: u64,
+pub(crate) struct Limited {
+    /// The limit's name, as in the `limit` member and the metric label.
+    pub(crate) limiter: &'static str,
+    pub(crate) retry_after_s: u64,
 }
 
-pub struct Limits {
+/// Every limiter of one configuration version.
+pub(crate) struct Limits {
     config: LimitsConfig,
     clock: Clock,
     per_ip: Keyed<u128>,
@@ -40,12 +42,13 @@ pub struct Limits {
 }
 
 fn quota(q: Quota) -> governor::Quota {
-    let nonzero = |n: u32| NonZeroU32::new(n).expect("validated positive");
+    let nonzero = |n: u32| NonZeroU32::new(n).expect("config validation refuses zero quotas");
     governor::Quota::per_minute(nonzero(q.per_minute)).allow_burst(nonzero(q.burst))
 }
 
 impl Limits {
-    pub fn new(config: &LimitsConfig, clock: &Clock) -> Self {
+    /// Fresh limiters for `config`, on `clock`.
+    pub(crate) fn new(config: &LimitsConfig, clock: &Clock) -> Self {
         let classes = &config.route_class;
         Limits {
             config: config.clone(),
@@ -64,7 +67,7 @@ impl Limits {
     }
 
     /// The configuration these limiters were built from.
-    pub fn config(&self) -> &LimitsConfig {
+    pub(crate) fn config(&self) -> &LimitsConfig {
         &self.config
     }
 
@@ -77,7 +80,7 @@ impl Limits {
     }
 
     /// Charges one request from `client` to its IP bucket and its route class's bucket.
-    pub fn check_request(&self, client: IpAddr, class: RouteClass) -> Result<(), Limited> {
+    pub(crate) fn check_request(&self, client: IpAddr, class: RouteClass) -> Result<(), Limited> {
         self.per_ip
             .check_key(&ip_key(client))
             .map_err(|n| self.refused("ip", n))?;
@@ -93,21 +96,21 @@ impl Limits {
     }
 
     /// Charges one purchase-path request to the fan's bucket for the show.
-    pub fn check_fan(&self, fan: &str, show: &str) -> Result<(), Limited> {
+    pub(crate) fn check_fan(&self, fan: &str, show: &str) -> Result<(), Limited> {
         self.per_fan
             .check_key(&(fan.to_owned(), show.to_owned()))
             .map_err(|n| self.refused("fan", n))
     }
 
     /// Charges one waiting-room join to `client`'s join bucket.
-    pub fn check_join(&self, client: IpAddr) -> Result<(), Limited> {
+    pub(crate) fn check_join(&self, client: IpAddr) -> Result<(), Limited> {
         self.per_ip_join
             .check_key(&ip_key(client))
             .map_err(|n| self.refused("join", n))
     }
 
     /// Drops keys whose buckets are full again (indistinguishable from new ones).
-    pub fn retain_recent(&self) {
+    pub(crate) fn retain_recent(&self) {
         for keyed in [&self.per_ip, &self.per_ip_join] {
             keyed.retain_recent();
             keyed.shrink_to_fit();
@@ -117,7 +120,7 @@ impl Limits {
     }
 
     /// Keys held, for the `ratelimit_keys` gauge.
-    pub fn keys(&self) -> [(&'static str, usize); 3] {
+    pub(crate) fn keys(&self) -> [(&'static str, usize); 3] {
         [
             ("ip", self.per_ip.len()),
             ("join", self.per_ip_join.len()),
@@ -128,7 +131,7 @@ impl Limits {
 
 /// Drops idle keys every `limits.retain_interval_ms` (of the running configuration's
 /// limiters) and publishes how many each keyed limiter holds, until `stop`.
-pub async fn keep(live: &Live, held: &IntGaugeVec, mut stop: StopSignal) {
+pub(crate) async fn keep(live: &Live, held: &IntGaugeVec, mut stop: StopSignal) {
     loop {
         let runtime = live.load();
         runtime.limits.retain_recent();
@@ -144,7 +147,7 @@ pub async fn keep(live: &Live, held: &IntGaugeVec, mut stop: StopSignal) {
 }
 
 /// IPv4 addresses count one by one; IPv6 clients by /64, the block one subscriber gets.
-pub fn ip_key(ip: IpAddr) -> u128 {
+pub(crate) fn ip_key(ip: IpAddr) -> u128 {
     match ip.to_canonical() {
         IpAddr::V4(v4) => u128::from(u32::from(v4)),
         IpAddr::V6(v6) => (u128::from(v6) >> 64) << 64 | 1,
@@ -153,7 +156,7 @@ pub fn ip_key(ip: IpAddr) -> u128 {
 
 /// The client: the peer, unless the peer is a trusted proxy; then the last address in
 /// `X-Forwarded-For` that is not a trusted proxy (the ones before it could be forged).
-pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[Cidr]) -> IpAddr {
+pub(crate) fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[Cidr]) -> IpAddr {
     let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
     if !is_trusted(peer) {
         return peer;

@@ -19,35 +19,41 @@ use std::time::{Duration, SystemTime};
 
 /// One version of the running configuration and what is built from it.
 pub struct Runtime {
+    /// Counts applied configurations, from 1 at start.
     pub version: u64,
+    /// The configuration itself.
     pub config: Config,
     /// Admission tokens on the purchase path.
-    pub tokens: Arc<VerifiedCache>,
+    pub(crate) tokens: Arc<VerifiedCache>,
     /// Queue tokens on the waiting room's polls and re-joins.
-    pub queue_tokens: Arc<VerifiedCache>,
+    pub(crate) queue_tokens: Arc<VerifiedCache>,
     /// Signs the queue and admission tokens the waiting room issues.
-    pub signer: Arc<Signer>,
+    pub(crate) signer: Arc<Signer>,
     /// Authenticates proof-of-work challenges; derived from the signing key, so every node
     /// holding that key accepts every node's challenges.
-    pub pow_key: PowKey,
-    pub limits: Arc<Limits>,
+    pub(crate) pow_key: PowKey,
+    pub(crate) limits: Arc<Limits>,
 }
 
+/// Why a configuration was not applied.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
+    /// The file does not parse or validate.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A token key cannot be read or used.
     #[error("token keys: {0}")]
     Keys(#[from] KeyError),
 }
 
+/// The running configuration, swapped whole on reload.
 pub struct Live {
     current: ArcSwap<Runtime>,
     /// The file reloads read; `None` for an edge built from a value.
     path: Option<PathBuf>,
     clock: Clock,
     counters: CacheCounters,
-    pub reloads: prometheus::IntCounterVec,
+    reloads: prometheus::IntCounterVec,
 }
 
 fn verifier(config: &Config) -> Result<Verifier, KeyError> {
@@ -82,7 +88,8 @@ fn caches(
 }
 
 impl Live {
-    pub fn new(
+    /// The first version, from `config`; `path` is the file reloads read.
+    pub(crate) fn new(
         config: Config,
         path: Option<PathBuf>,
         clock: Clock,
@@ -114,12 +121,13 @@ impl Live {
         })
     }
 
+    /// The running version.
     pub fn load(&self) -> Arc<Runtime> {
         self.current.load_full()
     }
 
     /// Re-reads the file and applies it; returns the running version.
-    pub fn reload(&self) -> Result<u64, ReloadError> {
+    pub(crate) fn reload(&self) -> Result<u64, ReloadError> {
         let Some(path) = &self.path else {
             return Ok(self.load().version);
         };
@@ -195,7 +203,7 @@ impl Live {
 
 impl Live {
     /// Reloads on SIGHUP and when the file's modification time moves, until `stop`.
-    pub async fn watch(&self, mut stop: StopSignal) {
+    pub(crate) async fn watch(&self, mut stop: StopSignal) {
         let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         {
             Ok(signal) => Some(signal),

@@ -1,3 +1,5 @@
+//! `edge-proxy`: runs the edge from its configuration file, or checks that file.
+
 use clap::Parser;
 use edge_proxy::config::Config;
 use std::path::PathBuf;

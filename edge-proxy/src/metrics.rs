@@ -5,22 +5,23 @@ use onsale_contract::metrics::{counter_vec, gauge_vec, histogram_vec, int_gauge_
 use prometheus::{GaugeVec, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 use std::time::Duration;
 
-pub struct Metrics {
-    pub registry: Registry,
+/// Every metric of one edge, in its own registry.
+pub(crate) struct Metrics {
+    pub(crate) registry: Registry,
     requests: IntCounterVec,
     /// Per route class: the latency histogram and the counters of [`COMMON_STATUSES`],
     /// resolved once so a request's accounting is two atomic adds, no label lookup.
     classes: Vec<(Histogram, Vec<IntCounter>)>,
-    pub upstream_healthy: IntGaugeVec,
-    pub rate_limited: IntCounterVec,
-    pub ratelimit_keys: IntGaugeVec,
-    pub snapshot_age: GaugeVec,
-    pub redis_up: IntGauge,
-    pub config_version: IntGauge,
-    pub catalog_cache: IntCounterVec,
-    pub retries: IntCounterVec,
+    pub(crate) upstream_healthy: IntGaugeVec,
+    pub(crate) rate_limited: IntCounterVec,
+    pub(crate) ratelimit_keys: IntGaugeVec,
+    pub(crate) snapshot_age: GaugeVec,
+    pub(crate) redis_up: IntGauge,
+    pub(crate) config_version: IntGauge,
+    pub(crate) catalog_cache: IntCounterVec,
+    pub(crate) retries: IntCounterVec,
     /// Background tasks restarted after a panic, by task.
-    pub task_restarts: IntCounterVec,
+    pub(crate) task_restarts: IntCounterVec,
 }
 
 /// Statuses the edge answers often; others are counted through a label lookup.
@@ -33,12 +34,13 @@ const LATENCY_BUCKETS: [f64; 14] = [
 ];
 
 impl Metrics {
-    pub fn new() -> Self {
+    /// Registers every edge metric in a fresh registry.
+    pub(crate) fn new() -> Self {
         let registry = registry("edge");
         let gauge = |name: &str, help: &str| {
             onsale_contract::metrics::register(
                 &registry,
-                &IntGauge::new(name, help).expect("static metric"),
+                &IntGauge::new(name, help).expect("a static metric is valid"),
             )
         };
         let requests = counter_vec(
@@ -122,7 +124,7 @@ impl Metrics {
 
 impl Metrics {
     /// Counts one answered request and its latency.
-    pub fn record(&self, class: RouteClass, status: u16, elapsed: Duration) {
+    pub(crate) fn record(&self, class: RouteClass, status: u16, elapsed: Duration) {
         let (duration, statuses) = &self.classes[class.index()];
         duration.observe(elapsed.as_secs_f64());
         match COMMON_STATUSES.iter().position(|&s| s == status) {

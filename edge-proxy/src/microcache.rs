@@ -5,7 +5,7 @@
 use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 pub const MAX_BODY: usize = 1 << 20;
 
@@ -29,7 +29,7 @@ pub struct Capture {
 
 impl MicroCache {
     pub fn fresh(&self, key: &str, now_ms: i64, ttl_ms: u64) -> Option<Arc<Cached>> {
-        let entries = self.entries.lock().expect("cache lock");
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         entries
             .get(key)
             .filter(|c| now_ms - c.stored_ms < ttl_ms as i64)
@@ -59,7 +59,7 @@ impl MicroCache {
     }
 
     pub fn store(&self, capture: Capture, now_ms: i64, ttl_ms: u64, max_entries: usize) {
-        let mut entries = self.entries.lock().expect("cache lock");
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= max_entries {
             entries.retain(|_, c| now_ms - c.stored_ms < ttl_ms as i64);
             if entries.len() >= max_entries {

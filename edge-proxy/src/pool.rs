@@ -14,7 +14,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub type Pool = LoadBalancer<RoundRobin>;
+/// The origins, chosen round-robin among those passing their check.
+pub(crate) type Pool = LoadBalancer<RoundRobin>;
 
 struct ConfiguredUpstreams(Arc<Live>);
 
@@ -53,11 +54,12 @@ fn health_check(live: &Live) -> HttpHealthCheck {
 
 /// The pool with its backends discovered; unchecked backends count as healthy, so the
 /// first requests need not wait for the first round of checks.
-pub fn build(live: Arc<Live>) -> Pool {
+pub(crate) fn build(live: Arc<Live>) -> Pool {
     let mut backends = Backends::new(Box::new(ConfiguredUpstreams(live.clone())));
     backends.set_health_check(Box::new(health_check(&live)));
     let pool = LoadBalancer::from_backends(backends);
     use futures_util::FutureExt;
+    // Discovery reads the config in memory: it neither waits nor fails.
     pool.update()
         .now_or_never()
         .expect("discovery from config does not wait")
@@ -65,14 +67,17 @@ pub fn build(live: Arc<Live>) -> Pool {
     pool
 }
 
+/// Keeps the pool's membership and health current.
 pub struct PoolKeeper {
-    pub pool: Arc<Pool>,
-    pub live: Arc<Live>,
-    pub healthy: prometheus::IntGaugeVec,
+    pub(crate) pool: Arc<Pool>,
+    pub(crate) live: Arc<Live>,
+    /// `upstream_healthy{upstream}`.
+    pub(crate) healthy: prometheus::IntGaugeVec,
 }
 
 impl PoolKeeper {
-    pub async fn tick(&self) {
+    /// Rediscovers the origins and checks each once.
+    async fn tick(&self) {
         if let Err(error) = self.pool.update().await {
             tracing::warn!(%error, "origin pool update failed");
         }
@@ -86,13 +91,14 @@ impl PoolKeeper {
         }
     }
 
+    /// Whether some origin passes its health check.
     pub fn any_healthy(&self) -> bool {
         let backends = self.pool.backends();
         backends.get_backend().iter().any(|b| backends.ready(b))
     }
 
     /// Ticks on the live `origin.health_check_interval_ms` until `stop`.
-    pub async fn run(&self, mut stop: StopSignal) {
+    pub(crate) async fn run(&self, mut stop: StopSignal) {
         loop {
             self.tick().await;
             let interval =

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 const KNOWN_MS: i64 = 60_000;
@@ -23,7 +23,7 @@ impl Default for ShowDirectory {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(2))
                 .build()
-                .expect("a plain HTTP client builds"),
+                .expect("a client without TLS settings builds"),
             remembered: Mutex::new(HashMap::new()),
         }
     }
@@ -37,7 +37,12 @@ impl ShowDirectory {
         origin: Option<SocketAddr>,
         now_ms: i64,
     ) -> Option<bool> {
-        if let Some((exists, until)) = self.remembered.lock().expect("lock").get(show) {
+        if let Some((exists, until)) = self
+            .remembered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(show)
+        {
             if *until > now_ms {
                 return Some(*exists);
             }
@@ -49,7 +54,10 @@ impl ShowDirectory {
             404 => false,
             _ => return None,
         };
-        let mut remembered = self.remembered.lock().expect("lock");
+        let mut remembered = self
+            .remembered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if remembered.len() >= MAX_REMEMBERED {
             remembered.retain(|_, (_, until)| *until > now_ms);
         }

@@ -13,23 +13,28 @@ use onsale_contract::tasks::StopSignal;
 use pingora::http::{RequestHeader, ResponseHeader};
 use redis::AsyncCommands;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 /// Reconnects to a Redis that went away.
 const RECONNECT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
+/// One published document, in all its encodings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
+    /// The content hash the builder published.
     pub etag: String,
     /// The quoted strong ETag of each representation, in [`Encoding`] order, built once.
     etags: [HeaderValue; 3],
+    /// When the content was built.
     pub built_at_ms: i64,
+    /// When the builder last confirmed the content unchanged.
     pub checked_at_ms: i64,
+    /// When the builder plans its next build: `Cache-Control` runs to it.
     pub next_build_at_ms: i64,
-    pub identity: Bytes,
-    pub gzip: Bytes,
-    pub brotli: Bytes,
+    identity: Bytes,
+    gzip: Bytes,
+    brotli: Bytes,
     /// Seats available or held, all sections: an availability document's, else `None`.
     pub open_seats: Option<u64>,
 }
@@ -68,26 +73,37 @@ fn slot(kind: Kind) -> usize {
     }
 }
 
-/// Keyed by show, so a lookup borrows the id from the request path.
+/// The latest snapshot of each show and kind. Keyed by show, so a lookup borrows the id
+/// from the request path.
 #[derive(Default)]
 pub struct SnapshotStore {
     snapshots: RwLock<HashMap<String, Documents>>,
 }
 
 impl SnapshotStore {
+    /// The snapshot of `show`'s `kind` held, if any.
     pub fn get(&self, show: &str, kind: Kind) -> Option<Arc<Snapshot>> {
-        let snapshots = self.snapshots.read().expect("snapshot lock");
+        let snapshots = self
+            .snapshots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         snapshots.get(show)?[slot(kind)].clone()
     }
 
     fn put(&self, (show, kind): Key, snapshot: Snapshot) {
-        let mut snapshots = self.snapshots.write().expect("snapshot lock");
+        let mut snapshots = self
+            .snapshots
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         snapshots.entry(show).or_default()[slot(kind)] = Some(Arc::new(snapshot));
     }
 
     /// Every snapshot held: for the per-show age gauge.
-    pub fn all(&self) -> Vec<(Key, Arc<Snapshot>)> {
-        let snapshots = self.snapshots.read().expect("snapshot lock");
+    pub(crate) fn all(&self) -> Vec<(Key, Arc<Snapshot>)> {
+        let snapshots = self
+            .snapshots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         let mut all = Vec::new();
         for (show, documents) in snapshots.iter() {
             for kind in [Kind::Layout, Kind::Availability] {
@@ -104,13 +120,13 @@ impl SnapshotStore {
 /// before gzip before identity on ties. Unlisted codings are unacceptable unless `*` says
 /// otherwise; identity stays acceptable unless refused outright.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
+pub(crate) enum Encoding {
     Brotli,
     Gzip,
     Identity,
 }
 
-pub fn negotiate(accept_encoding: Option<&str>) -> Encoding {
+pub(crate) fn negotiate(accept_encoding: Option<&str>) -> Encoding {
     let Some(accept) = accept_encoding else {
         return Encoding::Identity;
     };
@@ -162,7 +178,7 @@ fn if_none_match(request: &RequestHeader, etag: &[u8]) -> bool {
 
 /// The answer for `snapshot`: headers and the body (empty for 304; the caller drops it
 /// for HEAD).
-pub fn respond(
+pub(crate) fn respond(
     snapshot: &Snapshot,
     request: &RequestHeader,
     now_ms: i64,
@@ -218,10 +234,11 @@ fn parse_key(prefix: &str, key: &str) -> Option<Key> {
 
 /// Keeps the store in step with Redis, reconnecting with a backoff when Redis goes away;
 /// the store keeps what it has meanwhile.
-pub struct SnapshotLoader {
-    pub store: Arc<SnapshotStore>,
-    pub live: Arc<Live>,
-    pub redis_up: prometheus::IntGauge,
+pub(crate) struct SnapshotLoader {
+    pub(crate) store: Arc<SnapshotStore>,
+    pub(crate) live: Arc<Live>,
+    /// `snapshot_feed_up`.
+    pub(crate) redis_up: prometheus::IntGauge,
 }
 
 type Conn = redis::aio::MultiplexedConnection;
@@ -353,7 +370,7 @@ impl SnapshotLoader {
 impl SnapshotLoader {
     /// Sessions with Redis one after another, until `stop`; the store keeps serving what it
     /// holds between them.
-    pub async fn run(&self, mut stop: StopSignal) {
+    pub(crate) async fn run(&self, mut stop: StopSignal) {
         let mut failures = 0;
         loop {
             match self.session(&mut stop).await {

@@ -65,21 +65,27 @@ struct EdgeProcess {
 impl EdgeProcess {
     fn start(name: &str, edit: &dyn Fn(String) -> String) -> EdgeProcess {
         let dir = std::env::temp_dir().join(format!("onsale-edge-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
         let (private_pem, public_pem) = onsale_contract::tokens::generate_pem_pair();
         let key = dir.join("verify.pem");
-        std::fs::write(&key, public_pem).unwrap();
+        std::fs::write(&key, public_pem).expect("write the verify key");
         let signing = dir.join("signing.pem");
-        std::fs::write(&signing, private_pem).unwrap();
+        std::fs::write(&signing, private_pem).expect("write the signing key");
         let (public, admin) = (free_port(), free_port());
         let committed = std::fs::read_to_string(CONFIG)
-            .unwrap()
+            .expect("the committed config")
             .replace("0.0.0.0:8080", &public.to_string())
             .replace("127.0.0.1:9180", &admin.to_string())
-            .replace(".onsale/keys/verify.pem", key.to_str().unwrap())
-            .replace(".onsale/keys/signing.pem", signing.to_str().unwrap());
+            .replace(
+                ".onsale/keys/verify.pem",
+                key.to_str().expect("a UTF-8 path"),
+            )
+            .replace(
+                ".onsale/keys/signing.pem",
+                signing.to_str().expect("a UTF-8 path"),
+            );
         let config = dir.join("edge.toml");
-        std::fs::write(&config, edit(committed)).unwrap();
+        std::fs::write(&config, edit(committed)).expect("write the config");
         let child = std::process::Command::new(BINARY)
             .arg("--config")
             .arg(&config)
@@ -109,14 +115,14 @@ impl EdgeProcess {
         let sent = std::process::Command::new("kill")
             .args([signal, &self.child.id().to_string()])
             .status()
-            .unwrap();
+            .expect("run kill");
         assert!(sent.success());
     }
 
     /// SIGTERM, then the exit status.
     fn terminate(mut self) -> std::process::ExitStatus {
         self.signal("-TERM");
-        self.child.wait().unwrap()
+        self.child.wait().expect("the edge exits")
     }
 }
 
@@ -161,14 +167,14 @@ fn slow_origin(
     delay: std::time::Duration,
 ) -> (std::net::SocketAddr, std::sync::mpsc::Receiver<()>) {
     use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    let addr = listener.local_addr().expect("a bound address");
     let (arrived, arrivals) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let arrived = arrived.clone();
             std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut reader = BufReader::new(stream.try_clone().expect("a second handle"));
                 let mut stream = stream;
                 loop {
                     let mut request_line = String::new();

@@ -11,6 +11,7 @@
 
 use sha2::{Digest, Sha256};
 
+/// The 32 bytes that fix a pre-queue's order.
 pub type Seed = [u8; 32];
 
 const ROUNDS: u8 = 8;
@@ -46,11 +47,12 @@ fn round_function(seed: &Seed, round: u8, value: u64) -> u64 {
         .chain_update([round])
         .chain_update(value.to_le_bytes())
         .finalize();
-    u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+    let [a, b, c, d, e, f, g, h, ..]: [u8; 32] = digest.into();
+    u64::from_le_bytes([a, b, c, d, e, f, g, h])
 }
 
 /// The published commitment to a seed.
-pub fn commitment(seed: &Seed) -> String {
+pub(crate) fn commitment(seed: &Seed) -> String {
     hex::encode(Sha256::digest(seed))
 }
 

@@ -14,7 +14,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 /// How long a challenge may be solved and used.
-pub const CHALLENGE_TTL_MS: i64 = 120_000;
+pub(crate) const CHALLENGE_TTL_MS: i64 = 120_000;
 
 const EXPIRY: usize = 8;
 const NONCE: usize = 16;
@@ -22,7 +22,7 @@ const TAG: usize = 16;
 
 /// Why a join's proof of work is not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum PowError {
+pub(crate) enum PowError {
     #[error("the challenge is malformed, or was not issued by this edge for this show")]
     Forged,
     #[error("the challenge has expired; get a new one")]
@@ -33,16 +33,16 @@ pub enum PowError {
 
 /// The key challenges are authenticated with, keyed once per configuration version.
 #[derive(Clone)]
-pub struct PowKey(Hmac<Sha256>);
+pub(crate) struct PowKey(Hmac<Sha256>);
 
 impl PowKey {
     /// The key for a 32-byte secret.
-    pub fn new(secret: &[u8; 32]) -> Self {
+    pub(crate) fn new(secret: &[u8; 32]) -> Self {
         PowKey(Mac::new_from_slice(secret).expect("HMAC-SHA256 takes a key of any length"))
     }
 
     /// The key every node holding the signing key `pem` derives alike.
-    pub fn from_signing_key(pem: &[u8]) -> Self {
+    pub(crate) fn from_signing_key(pem: &[u8]) -> Self {
         let secret = Sha256::new()
             .chain_update(b"onsale proof-of-work\0")
             .chain_update(pem)
@@ -67,7 +67,7 @@ impl std::fmt::Debug for PowKey {
 }
 
 /// A fresh challenge for `show`, expiring [`CHALLENGE_TTL_MS`] after `now_ms`.
-pub fn challenge(key: &PowKey, show: &str, now_ms: i64, nonce: [u8; NONCE]) -> String {
+pub(crate) fn challenge(key: &PowKey, show: &str, now_ms: i64, nonce: [u8; NONCE]) -> String {
     let mut bytes = Vec::with_capacity(EXPIRY + NONCE + TAG);
     bytes.extend_from_slice(&(now_ms + CHALLENGE_TTL_MS).to_be_bytes());
     bytes.extend_from_slice(&nonce);
@@ -100,7 +100,7 @@ pub fn solves(challenge: &str, solution: &str, difficulty: u8) -> bool {
 
 /// Checks a challenge and its solution; returns the nonce (hex) to spend and the
 /// challenge's expiry.
-pub fn check(
+pub(crate) fn check(
     key: &PowKey,
     show: &str,
     challenge: &str,
