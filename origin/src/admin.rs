@@ -16,7 +16,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-pub async fn require_admin(
+pub(crate) async fn require_admin(
     State(state): State<AppState>,
     request: Request,
     next: Next,
@@ -35,13 +35,13 @@ pub async fn require_admin(
 }
 
 #[derive(Debug, Serialize)]
-pub struct VenueCreated {
+pub(crate) struct VenueCreated {
     pub venue_id: Uuid,
     pub sections: usize,
     pub seat_count: usize,
 }
 
-pub async fn post_venue(
+pub(crate) async fn post_venue(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<VenueBody>,
 ) -> Result<Response, ApiError> {
@@ -58,7 +58,7 @@ pub async fn post_venue(
 
 /// Inserts the venue, its sections and its seats in one transaction; seats go in as arrays
 /// so an 80,000-seat stadium is three statements, not 80,000.
-pub async fn create_venue(
+pub(crate) async fn create_venue(
     pool: &PgPool,
     id: VenueId,
     draft: &VenueDraft,
@@ -122,7 +122,7 @@ pub async fn create_venue(
     tx.commit().await
 }
 
-pub async fn post_event(
+pub(crate) async fn post_event(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<EventBody>,
 ) -> Result<Response, ApiError> {
@@ -132,7 +132,7 @@ pub async fn post_event(
     Ok((StatusCode::CREATED, Json(event)).into_response())
 }
 
-pub async fn create_event(
+pub(crate) async fn create_event(
     pool: &PgPool,
     id: EventId,
     draft: &EventDraft,
@@ -157,7 +157,7 @@ pub async fn create_event(
     Ok(find_event(pool, id).await?.expect("inserted above"))
 }
 
-pub async fn post_show(
+pub(crate) async fn post_show(
     State(state): State<AppState>,
     Path(event_id): Path<String>,
     ApiJson(body): ApiJson<ShowBody>,
@@ -170,7 +170,7 @@ pub async fn post_show(
 
 /// Creates the show, its prices, its own inventory partition, and copies the venue layout
 /// into that partition, all in one transaction: a show exists with all its seats or not at all.
-pub async fn create_show(
+pub(crate) async fn create_show(
     pool: &PgPool,
     id: ShowId,
     event_id: EventId,
@@ -275,9 +275,10 @@ mod tests {
 
     #[test]
     fn compares_tokens_exactly() {
-        assert!(constant_time_eq(b"secret-token", b"secret-token"));
-        assert!(!constant_time_eq(b"secret-token", b"secret-tokex"));
-        assert!(!constant_time_eq(b"secret", b"secret-token"));
+        use onsale_contract::config::Secret;
+        assert!(Secret::new("secret-token").matches(b"secret-token"));
+        assert!(!Secret::new("secret-token").matches(b"secret-tokex"));
+        assert!(!Secret::new("secret").matches(b"secret-token"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ fn now_s() -> i64 {
 
 /// A verified admission: the fan and the show it admits to.
 #[derive(Debug, Clone)]
-pub struct Admission {
+pub(crate) struct Admission {
     pub fan: String,
     pub show: String,
 }
@@ -23,12 +23,12 @@ pub struct Admission {
 impl Admission {
     /// Whether a resource of `fan` for `show` belongs to this admission: the same fan, for
     /// the admitted show. Anything else is answered as not found, so ids reveal nothing.
-    pub fn owns(&self, fan: &str, show: &uuid::Uuid) -> bool {
+    pub(crate) fn owns(&self, fan: &str, show: &uuid::Uuid) -> bool {
         self.fan == fan && self.show == show.to_string()
     }
 
     /// 403 unless this admission is for `show`.
-    pub fn require_show(&self, show: &uuid::Uuid) -> Result<(), ApiError> {
+    pub(crate) fn require_show(&self, show: &uuid::Uuid) -> Result<(), ApiError> {
         if self.show == show.to_string() {
             Ok(())
         } else {
@@ -40,7 +40,7 @@ impl Admission {
 /// The fan behind a ticket route: an admission token, or the queue token of the same
 /// waiting-room join (same `sub`), so a fan can show tickets after admission has lapsed.
 #[derive(Debug, Clone)]
-pub struct TicketHolder(pub Admission);
+pub(crate) struct TicketHolder(pub Admission);
 
 impl FromRequestParts<AppState> for TicketHolder {
     type Rejection = ApiError;

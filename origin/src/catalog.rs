@@ -19,7 +19,7 @@ pub(crate) const EFFECTIVE_STATUS: &str =
     "CASE WHEN s.status = 'scheduled' AND s.on_sale_at <= now() THEN 'on_sale' ELSE s.status END";
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
-pub struct VenueSummary {
+pub(crate) struct VenueSummary {
     #[sqlx(rename = "venue_id")]
     pub id: Uuid,
     #[sqlx(rename = "venue_name")]
@@ -29,7 +29,7 @@ pub struct VenueSummary {
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
-pub struct EventView {
+pub(crate) struct EventView {
     pub id: Uuid,
     pub name: String,
     pub performer: String,
@@ -40,13 +40,13 @@ pub struct EventView {
 }
 
 #[derive(Debug, Serialize)]
-pub struct EventPage {
+pub(crate) struct EventPage {
     pub items: Vec<EventView>,
     pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
-pub struct ShowView {
+pub(crate) struct ShowView {
     pub id: Uuid,
     pub event_id: Uuid,
     pub venue_id: Uuid,
@@ -61,7 +61,7 @@ pub struct ShowView {
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
-pub struct PriceTierView {
+pub(crate) struct PriceTierView {
     pub tier: String,
     pub name: String,
     pub price_cents: i64,
@@ -70,7 +70,7 @@ pub struct PriceTierView {
 const EVENT_COLUMNS: &str = "e.id, e.name, e.performer, e.description, e.first_show_at, \
      v.id AS venue_id, v.name AS venue_name, v.city, v.timezone";
 
-pub async fn list_events(
+pub(crate) async fn list_events(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -84,7 +84,10 @@ pub async fn list_events(
     Ok(cached(&state, Json(page)))
 }
 
-pub async fn query_events(pool: &PgPool, filter: &EventFilter) -> Result<EventPage, sqlx::Error> {
+pub(crate) async fn query_events(
+    pool: &PgPool,
+    filter: &EventFilter,
+) -> Result<EventPage, sqlx::Error> {
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events e JOIN venues v ON v.id = e.venue_id
          WHERE e.first_show_at IS NOT NULL
@@ -122,7 +125,7 @@ pub async fn query_events(pool: &PgPool, filter: &EventFilter) -> Result<EventPa
     Ok(EventPage { items, next_cursor })
 }
 
-pub async fn get_event(
+pub(crate) async fn get_event(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -133,7 +136,10 @@ pub async fn get_event(
     Ok(cached(&state, Json(event)))
 }
 
-pub async fn find_event(pool: &PgPool, id: EventId) -> Result<Option<EventView>, sqlx::Error> {
+pub(crate) async fn find_event(
+    pool: &PgPool,
+    id: EventId,
+) -> Result<Option<EventView>, sqlx::Error> {
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events e JOIN venues v ON v.id = e.venue_id WHERE e.id = $1"
     );
@@ -141,12 +147,12 @@ pub async fn find_event(pool: &PgPool, id: EventId) -> Result<Option<EventView>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct ShowList {
+pub(crate) struct ShowList {
     pub event_id: Uuid,
     pub items: Vec<ShowView>,
 }
 
-pub async fn list_event_shows(
+pub(crate) async fn list_event_shows(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -171,7 +177,7 @@ pub async fn list_event_shows(
     ))
 }
 
-pub async fn get_show(
+pub(crate) async fn get_show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -182,7 +188,7 @@ pub async fn get_show(
     Ok(cached(&state, Json(show)))
 }
 
-pub async fn find_show(pool: &PgPool, id: ShowId) -> Result<Option<ShowView>, sqlx::Error> {
+pub(crate) async fn find_show(pool: &PgPool, id: ShowId) -> Result<Option<ShowView>, sqlx::Error> {
     let sql = format!("{} WHERE s.id = $1", show_select());
     let show: Option<ShowView> = sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?;
     match show {

@@ -5,32 +5,49 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+/// The whole of `config/origin.toml`, one field per section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `[http]`: the listener and body limits.
     pub http: HttpConfig,
+    /// `[database]`: PostgreSQL, the system of record.
     pub database: DatabaseConfig,
+    /// `[admin]`: the organizer API's credential.
     pub admin: AdminConfig,
+    /// `[catalog]`: public catalog paging and caching.
     pub catalog: CatalogConfig,
+    /// `[tokens]`: how admission tokens are verified.
     pub tokens: TokensConfig,
+    /// `[holds]`: hold lifetime, seat limits and the expiry sweeper.
     pub holds: HoldsConfig,
+    /// `[idempotency]`: how long answers to keyed writes are kept.
     pub idempotency: IdempotencyConfig,
+    /// `[orders]`: the payment window and refund policies.
     pub orders: OrdersConfig,
+    /// `[tickets]`: the key ticket QR payloads are signed with.
     pub tickets: TicketsConfig,
+    /// `[payments]`: the provider, webhooks, refunds and reconciliation.
     pub payments: PaymentsConfig,
+    /// `[notifications]`: the outbox relay and the built-in consumer.
     pub notifications: NotificationsConfig,
 }
 
+/// `[payments]`: the provider, webhooks, refunds and reconciliation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentsConfig {
     /// The HMAC key webhooks are signed with, shared with the provider.
     pub webhook_secret: Secret,
+    /// A webhook signed longer ago than this (or this far in the future) is refused.
     pub webhook_tolerance_s: u64,
     /// How often the refund worker looks for refunds coming due.
     pub refund_poll_ms: u64,
+    /// First delay before a failed refund is tried again; doubles per attempt.
     pub refund_retry_base_ms: u64,
+    /// Longest delay between refund attempts.
     pub refund_retry_max_ms: u64,
+    /// How often the reconciliation job runs.
     pub reconcile_interval_s: f64,
     /// A payment `processing` for longer than this is asked of the provider.
     pub stuck_after_s: f64,
@@ -49,51 +66,74 @@ pub enum ProviderKind {
     Sandbox,
 }
 
+/// `[payments.sandbox]`: the built-in test provider.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SandboxConfig {
     /// Where the sandbox POSTs its webhooks; unset: the origin's own endpoint.
     #[serde(default)]
     pub webhook_url: Option<String>,
+    /// How long after confirmation `pm_card_slow` succeeds, by webhook only.
     pub slow_settle_ms: u64,
+    /// How often the sandbox looks for webhooks and slow payments coming due.
     pub poll_ms: u64,
+    /// A delivery that gets no answer within this long counts as failed.
     pub delivery_timeout_ms: u64,
+    /// First delay before a failed delivery is retried; doubles per attempt.
     pub retry_base_ms: u64,
+    /// Longest delay between delivery attempts.
     pub retry_max_ms: u64,
+    /// Delivery attempts before a webhook is abandoned.
     pub max_attempts: u32,
+    /// Percentage of events delivered twice.
     pub duplicate_percent: u8,
+    /// Seed of the generator that picks duplicates and shuffles batches.
     pub seed: u64,
+    /// Refund attempts of `pm_card_refund_fails` that fail before one succeeds.
     pub refund_failures: u32,
 }
 
+/// `[notifications]`: the outbox relay and the built-in consumer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationsConfig {
     /// Relay outbox rows to the Redis stream; off: they wait in PostgreSQL.
     pub relay: bool,
+    /// The Redis the events stream lives in.
     pub redis_url: Secret,
+    /// Prefix of the stream keys (`<key_prefix>orders:events` and its dead letters).
     pub key_prefix: String,
+    /// How often the relay publishes and the consumer reads.
     pub relay_interval_ms: u64,
+    /// Outbox rows published per relay round.
     pub relay_batch: i64,
     /// Approximate length the stream is trimmed to.
     pub stream_max_len: u64,
     /// The built-in consumer: writes a message per event to `sink_path` (JSON lines).
     pub consumer: bool,
+    /// The consumer group the built-in consumer reads in.
     pub consumer_group: String,
+    /// The file the built-in consumer appends to.
     pub sink_path: PathBuf,
+    /// Deliveries of an event before it goes to the dead-letter stream.
     pub max_attempts: u32,
+    /// First delay before a failed write is retried; doubles per attempt.
     pub retry_base_ms: u64,
 }
 
+/// `[tickets]`: the key ticket QR payloads are signed with.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TicketsConfig {
+    /// The Ed25519 private key (PKCS#8 PEM) that signs ticket payloads.
     pub signing_key: PathBuf,
 }
 
+/// `[orders]`: the payment window and refund policies.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrdersConfig {
+    /// Creating an order extends its hold, once, to at least this long: the time to pay.
     pub payment_window_s: f64,
     /// Refunds on cancellation for every show without its own policy.
     pub refund_policy: RefundPolicy,
@@ -108,16 +148,19 @@ pub struct OrdersConfig {
 #[serde(transparent)]
 pub struct RefundPolicy(pub Vec<RefundTier>);
 
+/// One tier of a [`RefundPolicy`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefundTier {
+    /// Days before the show a cancellation must be made at least for this tier.
     pub days_before: u32,
+    /// Percentage of the order refunded, 0 to 100.
     pub percent: u8,
 }
 
 impl RefundPolicy {
     /// Cents refunded of `total_cents` when cancelling `seconds_before` the show starts.
-    pub fn refund_cents(&self, total_cents: i64, seconds_before: i64) -> i64 {
+    pub(crate) fn refund_cents(&self, total_cents: i64, seconds_before: i64) -> i64 {
         let percent = self
             .0
             .iter()
@@ -139,22 +182,34 @@ impl RefundPolicy {
     }
 }
 
+/// `[tokens]`: how admission tokens are verified.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokensConfig {
+    /// Public keys (SPKI PEM) tokens may be signed with: the current one and, during a
+    /// rotation, the previous one.
     pub verify_keys: Vec<PathBuf>,
+    /// The `iss` every token must carry.
     pub issuer: String,
+    /// Seconds of clock skew tolerated on `exp`.
     pub leeway_s: u64,
+    /// Most verified tokens kept in the cache.
     pub cache_entries: usize,
 }
 
+/// `[holds]`: hold lifetime, seat limits and the expiry sweeper.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HoldsConfig {
+    /// How long a hold keeps its seats before they return to sale.
     pub ttl_s: f64,
+    /// Most seats in one hold.
     pub max_seats_per_hold: usize,
+    /// Most seats one fan may have per show across active holds and orders.
     pub max_seats_per_fan: usize,
+    /// How often the sweeper returns seats of expired holds.
     pub sweep_interval_ms: u64,
+    /// Seats the sweeper frees per statement.
     pub sweep_batch: i64,
 }
 
@@ -168,34 +223,49 @@ pub struct IdempotencyConfig {
     pub in_flight_timeout_s: u32,
 }
 
+/// `[http]`: the listener and body limits.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
+    /// Where the origin listens; only the edge and operators should reach it.
     pub listen: SocketAddr,
+    /// Largest request body on fan-facing routes; larger ones get 413.
     pub body_limit_bytes: usize,
+    /// Largest request body on the organizer API (seat maps are large).
     pub admin_body_limit_bytes: usize,
 }
 
+/// `[database]`: PostgreSQL, the system of record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
+    /// The PostgreSQL connection URL.
     pub url: Secret,
+    /// Pool size per origin instance.
     pub max_connections: u32,
+    /// How long a request waits for a pooled connection before it fails with 503.
     pub acquire_timeout_ms: u64,
+    /// Apply pending migrations when the origin starts.
     pub migrate_on_start: bool,
 }
 
+/// `[admin]`: the organizer API's credential.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
+    /// Bearer token for the organizer API; at least 16 characters.
     pub token: Secret,
 }
 
+/// `[catalog]`: public catalog paging and caching.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogConfig {
+    /// Events per page when the client sends no `limit`.
     pub default_page_size: u32,
+    /// Largest `limit` a client may ask for.
     pub max_page_size: u32,
+    /// `Cache-Control` max-age on public catalog reads; the edge micro-caches as long.
     pub public_cache_max_age_s: u32,
 }
 

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 /// `body` (already JSON) with `status` and `Content-Type: application/json`.
-pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = (status, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -16,11 +16,11 @@ pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
 }
 
 /// `value` as JSON bytes; a value that cannot serialize is an internal error, not a panic.
-pub fn to_json(value: &impl Serialize) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn to_json(value: &impl Serialize) -> Result<Vec<u8>, ApiError> {
     serde_json::to_vec(value).map_err(|error| ApiError::Internal(error.to_string()))
 }
 
 /// `value` as a JSON answer with `status`.
-pub fn json(status: StatusCode, value: &impl Serialize) -> Result<Response, ApiError> {
+pub(crate) fn json(status: StatusCode, value: &impl Serialize) -> Result<Response, ApiError> {
     Ok(json_response(status, to_json(value)?))
 }

@@ -34,7 +34,7 @@ pub struct Claimed {
 }
 
 /// What [`begin`] found.
-pub enum Begin {
+pub(crate) enum Begin {
     /// The key is this request's: do the work, then store the answer.
     Proceed(Claimed),
     /// The key was used for this request before: answer what was answered then.
@@ -89,7 +89,7 @@ pub fn fingerprint(route: &str, canonical_request: &[u8]) -> Vec<u8> {
 
 /// [`begin`] for a parsed `request` to `route` by `fan`, with the configured in-flight
 /// timeout.
-pub async fn begin_request(
+pub(crate) async fn begin_request(
     state: &crate::AppState,
     fan: &str,
     key: &crate::domain::IdempotencyKey,
@@ -109,7 +109,7 @@ pub async fn begin_request(
 }
 
 /// Claims `key` for `fan`'s request, or says how to answer a request seen before.
-pub async fn begin(
+pub(crate) async fn begin(
     pool: &PgPool,
     fan: &str,
     key: &str,
@@ -204,7 +204,7 @@ pub async fn store_in(
 
 /// The answer of a claimed request whose effect returned `result`: the committed body with
 /// `status`, or the error after [`finish_failed`].
-pub async fn respond(
+pub(crate) async fn respond(
     pool: &PgPool,
     claimed: &Claimed,
     status: StatusCode,
@@ -221,7 +221,7 @@ pub async fn respond(
 
 /// Ends a claimed request that failed: client errors are stored for replay, server errors
 /// release the key so a retry can run.
-pub async fn finish_failed(pool: &PgPool, claimed: &Claimed, error: &ApiError) {
+pub(crate) async fn finish_failed(pool: &PgPool, claimed: &Claimed, error: &ApiError) {
     let problem = error.to_problem();
     let result = if problem.status < 500 {
         let mut conn = match pool.acquire().await {
@@ -238,7 +238,7 @@ pub async fn finish_failed(pool: &PgPool, claimed: &Claimed, error: &ApiError) {
 }
 
 /// Gives the key up so a retry can run; a no-op once a takeover holds it.
-pub async fn release(pool: &PgPool, claimed: &Claimed) -> Result<(), sqlx::Error> {
+pub(crate) async fn release(pool: &PgPool, claimed: &Claimed) -> Result<(), sqlx::Error> {
     sqlx::query(
         "DELETE FROM idempotency_keys
          WHERE fan_id = $1 AND key = $2 AND claim = $3 AND response_status IS NULL",
@@ -252,7 +252,7 @@ pub async fn release(pool: &PgPool, claimed: &Claimed) -> Result<(), sqlx::Error
 }
 
 /// Deletes records older than `ttl_h` hours; returns how many.
-pub async fn purge(pool: &PgPool, ttl_h: u32, batch: i64) -> Result<u64, sqlx::Error> {
+pub(crate) async fn purge(pool: &PgPool, ttl_h: u32, batch: i64) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         "DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
            SELECT ctid FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1) LIMIT $2))",
@@ -268,7 +268,11 @@ pub async fn purge(pool: &PgPool, ttl_h: u32, batch: i64) -> Result<u64, sqlx::E
 const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Purges records older than `ttl_h` hours once a minute until `stopped`.
-pub async fn run_purge(pool: PgPool, ttl_h: u32, mut stopped: tokio::sync::watch::Receiver<bool>) {
+pub(crate) async fn run_purge(
+    pool: PgPool,
+    ttl_h: u32,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         loop {
             match purge(&pool, ttl_h, 10_000).await {

@@ -7,10 +7,10 @@ use axum::extract::{FromRequest, Request};
 use onsale_contract::problem::Problem;
 use serde::de::DeserializeOwned;
 
-pub struct ApiJson<T>(pub T);
+pub(crate) struct ApiJson<T>(pub T);
 
 #[derive(Debug)]
-pub struct BodyRejection(Problem);
+pub(crate) struct BodyRejection(Problem);
 
 impl axum::response::IntoResponse for BodyRejection {
     fn into_response(self) -> axum::response::Response {

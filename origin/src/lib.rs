@@ -5,29 +5,29 @@
 //! real origins in-process on ephemeral ports.
 
 pub mod admin;
-pub mod auth;
-pub mod catalog;
+mod auth;
+mod catalog;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
-pub mod holds;
-pub mod http;
+mod holds;
+mod http;
 pub mod idempotency;
-pub mod json;
+mod json;
 pub mod metrics;
-pub mod orders;
+mod orders;
 pub mod outbox;
-pub mod payments;
+mod payments;
 pub mod provider;
 pub mod reconcile;
-pub mod refunds;
+mod refunds;
 pub mod seed;
-pub mod status;
+mod status;
 pub mod sweeper;
 pub mod tickets;
-pub mod webhooks;
-pub mod workers;
+mod webhooks;
+mod workers;
 
 use crate::config::{Config, ProviderKind};
 use crate::error::{problem_response, ApiError, Code};
@@ -50,39 +50,53 @@ use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
+/// What every handler and worker of one origin shares.
 #[derive(Clone)]
 pub struct AppState {
+    /// The database pool.
     pub pool: PgPool,
+    /// The configuration the origin started with.
     pub config: Arc<Config>,
+    /// The origin's metrics.
     pub metrics: Arc<Metrics>,
-    pub tokens: Arc<onsale_contract::tokens::VerifiedCache>,
+    pub(crate) tokens: Arc<onsale_contract::tokens::VerifiedCache>,
     /// Queue tokens, accepted only where a fan may act after admission ends (ticket QRs).
-    pub queue_tokens: Arc<onsale_contract::tokens::VerifiedCache>,
-    pub tickets: Arc<tickets::TicketSigner>,
-    pub provider: Arc<dyn provider::PaymentProvider>,
-    pub workers: Arc<workers::Workers>,
+    pub(crate) queue_tokens: Arc<onsale_contract::tokens::VerifiedCache>,
+    pub(crate) tickets: Arc<tickets::TicketSigner>,
+    pub(crate) provider: Arc<dyn provider::PaymentProvider>,
+    pub(crate) workers: Arc<workers::Workers>,
 }
 
+/// Why the origin could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address from `http.listen`.
         addr: SocketAddr,
+        /// Why binding failed.
         source: std::io::Error,
     },
+    /// The database cannot be reached.
     #[error("cannot connect to the database: {0}")]
     Database(#[from] sqlx::Error),
+    /// A migration failed.
     #[error("cannot migrate the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A key of `tokens.verify_keys` cannot be loaded.
     #[error("cannot load the token verify keys: {0}")]
     Keys(#[from] onsale_contract::tokens::KeyError),
+    /// The ticket signing key cannot be loaded.
     #[error(transparent)]
     TicketKey(#[from] tickets::TicketKeyError),
+    /// The sandbox is the provider but has no settings.
     #[error("payments.provider is \"sandbox\" but [payments.sandbox] is missing")]
     SandboxUnconfigured,
 }
 
-pub fn router(state: AppState) -> Router {
+/// Every route of the origin, with its body limits, admin guard, metrics and panic guard.
+fn router(state: AppState) -> Router {
     let config = &state.config.http;
     let public = Router::new()
         .route("/v1/events", get(catalog::list_events))
@@ -248,7 +262,10 @@ pub async fn start(config: Config) -> Result<RunningOrigin, StartError> {
 }
 
 /// Starts serving on an existing pool whose database is migrated.
-pub async fn start_with_pool(config: Config, pool: PgPool) -> Result<RunningOrigin, StartError> {
+pub(crate) async fn start_with_pool(
+    config: Config,
+    pool: PgPool,
+) -> Result<RunningOrigin, StartError> {
     let addr = config.http.listen;
     let listener = TcpListener::bind(addr)
         .await

@@ -1,3 +1,6 @@
+//! The `origin` binary: serves the origin (the default), applies migrations, or seeds the
+//! demo on-sale, configured by `config/origin.toml`.
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use origin::config::Config;

@@ -6,23 +6,28 @@ use prometheus::{
     IntGaugeVec, Registry,
 };
 
+/// Every metric of one origin, registered in its own registry (served at `/metrics`).
 pub struct Metrics {
-    pub registry: Registry,
-    pub http_requests: IntCounterVec,
-    pub http_duration: HistogramVec,
-    pub db_pool: IntGaugeVec,
-    pub holds: IntCounterVec,
-    pub hold_duration: Histogram,
-    pub holds_ended: IntCounterVec,
-    pub sweep_lag: Gauge,
-    pub payments_settled: IntCounterVec,
+    pub(crate) registry: Registry,
+    pub(crate) http_requests: IntCounterVec,
+    pub(crate) http_duration: HistogramVec,
+    pub(crate) db_pool: IntGaugeVec,
+    pub(crate) holds: IntCounterVec,
+    pub(crate) hold_duration: Histogram,
+    pub(crate) holds_ended: IntCounterVec,
+    pub(crate) sweep_lag: Gauge,
+    pub(crate) payments_settled: IntCounterVec,
+    /// `payment_webhooks_received_total` by `result`: applied, stale, duplicate,
+    /// unknown_payment, rejected.
     pub webhooks_received: IntCounterVec,
+    /// `sandbox_webhook_deliveries_total` by `result`: delivered, failed, abandoned.
     pub webhook_deliveries: IntCounterVec,
-    pub refunds: IntCounterVec,
-    pub reconciled: IntCounterVec,
-    pub invariant_breaches: IntGaugeVec,
-    pub outbox_published: IntCounter,
-    pub outbox_unpublished: IntGauge,
+    pub(crate) refunds: IntCounterVec,
+    pub(crate) reconciled: IntCounterVec,
+    pub(crate) invariant_breaches: IntGaugeVec,
+    pub(crate) outbox_published: IntCounter,
+    pub(crate) outbox_unpublished: IntGauge,
+    /// `notifications_total` by `result`: delivered, failed, dead_lettered.
     pub notifications: IntCounterVec,
 }
 
@@ -31,7 +36,8 @@ const LATENCY_BUCKETS: [f64; 12] = [
 ];
 
 impl Metrics {
-    pub fn new() -> Self {
+    /// Creates and registers every metric in a fresh `origin` registry.
+    pub(crate) fn new() -> Self {
         let registry = registry("origin");
         Metrics {
             http_requests: counter_vec(

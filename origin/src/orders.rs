@@ -10,7 +10,6 @@ use crate::domain::order_request::OrderBody;
 use crate::domain::{HoldId, IdempotencyKey, Keyset, OrderId, OrderRequest, Page};
 use crate::error::{ApiError, Code};
 use crate::holds::lock_hold;
-use crate::http::json_response;
 use crate::idempotency::{self, Begin, Claimed};
 use crate::json::ApiJson;
 use crate::status::{OrderStatus, PaymentStatus, RefundStatus, TicketStatus};
@@ -80,7 +79,7 @@ struct RefundView {
     status: RefundStatus,
 }
 
-pub async fn post_order(
+pub(crate) async fn post_order(
     State(state): State<AppState>,
     admission: Admission,
     headers: HeaderMap,
@@ -203,7 +202,7 @@ async fn create_order(
     .execute(&mut *tx)
     .await?;
     let view = load(&mut tx, OrderId(order)).await?;
-    let body = serde_json::to_vec(&view).expect("an order serializes");
+    let body = crate::http::to_json(&view)?;
     idempotency::store_in(&mut tx, claimed, 201, &body).await?;
     tx.commit().await?;
     Ok(body)
@@ -294,7 +293,7 @@ pub(crate) async fn load(
 }
 
 /// `GET /v1/orders/{id}`: the fan's own order for the admitted show; anything else is 404.
-pub async fn get_order(
+pub(crate) async fn get_order(
     State(state): State<AppState>,
     admission: Admission,
     Path(id): Path<String>,
@@ -310,10 +309,7 @@ pub async fn get_order(
         return Err(OrderId::not_found());
     }
     let view = load(&mut conn, order).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        serde_json::to_vec(&view).expect("an order serializes"),
-    ))
+    crate::http::json(StatusCode::OK, &view)
 }
 
 /// The history's query string: a page of it, nothing else.
@@ -344,7 +340,7 @@ struct History {
 type SummaryRow = (Uuid, Uuid, OrderStatus, i64, String, DateTime<Utc>, i64);
 
 /// `GET /v1/orders`: the fan's orders, newest first, a keyset page at a time.
-pub async fn list_orders(
+pub(crate) async fn list_orders(
     State(state): State<AppState>,
     admission: Admission,
     RawQuery(query): RawQuery,
@@ -397,8 +393,5 @@ pub async fn list_orders(
         )
         .collect();
     let body = History { items, next_cursor };
-    Ok(json_response(
-        StatusCode::OK,
-        serde_json::to_vec(&body).expect("a history serializes"),
-    ))
+    crate::http::json(StatusCode::OK, &body)
 }

@@ -31,22 +31,24 @@ use uuid::Uuid;
 const RELAY_LOCK: i64 = 0x6f6e_7361_6c65; // "onsale"
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub fn stream_key(config: &NotificationsConfig) -> String {
+pub(crate) fn stream_key(config: &NotificationsConfig) -> String {
     format!("{}orders:events", config.key_prefix)
 }
 
-pub fn dead_letter_key(config: &NotificationsConfig) -> String {
+pub(crate) fn dead_letter_key(config: &NotificationsConfig) -> String {
     format!("{}orders:events:dead", config.key_prefix)
 }
 
+/// Why a relay round failed; its rows stay unpublished for the next one.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
+    /// PostgreSQL failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// Redis failed.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
 }
-
 
 type OutboxRow = (i64, Uuid, String, serde_json::Value, DateTime<Utc>);
 
@@ -113,7 +115,7 @@ pub async fn relay_once(
 
 /// Relays until `stopped`, every `relay_interval_ms`. Redis being away only
 /// delays publication; rows wait in PostgreSQL.
-pub async fn run_relay(
+pub(crate) async fn run_relay(
     pool: PgPool,
     config: NotificationsConfig,
     metrics: Arc<Metrics>,
@@ -144,7 +146,7 @@ pub async fn run_relay(
 
 /// What a notification consumer is told about one event.
 #[derive(Debug, Clone, Serialize)]
-pub struct Notification {
+pub(crate) struct Notification {
     pub outbox_id: i64,
     #[serde(rename = "type")]
     pub kind: String,
@@ -190,21 +192,21 @@ impl Notification {
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct SinkError(pub String);
+pub(crate) struct SinkError(pub String);
 
 /// Where notifications go: email, push, a queue. The built-in one writes a file.
 #[async_trait::async_trait]
-pub trait Sink: Send + Sync {
+pub(crate) trait Sink: Send + Sync {
     async fn deliver(&self, notification: &Notification) -> Result<(), SinkError>;
 }
 
 /// Appends one JSON object per line to a file, flushed before the event is acknowledged.
-pub struct JsonLinesSink {
+pub(crate) struct JsonLinesSink {
     path: PathBuf,
 }
 
 impl JsonLinesSink {
-    pub fn new(path: PathBuf) -> Self {
+    pub(crate) fn new(path: PathBuf) -> Self {
         JsonLinesSink { path }
     }
 }
@@ -230,7 +232,7 @@ impl Sink for JsonLinesSink {
 }
 
 /// The consumer group reader; one per origin instance, each with its own consumer name.
-pub struct Consumer {
+pub(crate) struct Consumer {
     config: NotificationsConfig,
     sink: Arc<dyn Sink>,
     metrics: Arc<Metrics>,
@@ -240,7 +242,11 @@ pub struct Consumer {
 type StreamEntries = Vec<(String, Vec<(String, HashMap<String, String>)>)>;
 
 impl Consumer {
-    pub fn new(config: NotificationsConfig, sink: Arc<dyn Sink>, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        config: NotificationsConfig,
+        sink: Arc<dyn Sink>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Consumer {
             config,
             sink,
@@ -267,7 +273,7 @@ impl Consumer {
     /// One round, once [`Consumer::run`] has made the group: retries what is due among failed
     /// deliveries (dead-lettering those out of attempts), then reads new events. Returns how
     /// many events it handled.
-    pub async fn consume_once(
+    pub(crate) async fn consume_once(
         &self,
         redis: &mut ConnectionManager,
     ) -> Result<usize, redis::RedisError> {
@@ -385,13 +391,17 @@ impl Consumer {
             .await
     }
 
-    pub async fn run(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
+    /// Consumes every `relay_interval_ms` until `stopped`, reconnecting (and making the
+    /// group again) after a failed round.
+    pub(crate) async fn run(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
         let interval = Duration::from_millis(self.config.relay_interval_ms);
         let mut redis = None;
         loop {
             if redis.is_none() {
                 // The group is made once per connection, not every round.
-                match onsale_contract::redis::connect(self.config.redis_url.expose(), REDIS_TIMEOUT).await {
+                match onsale_contract::redis::connect(self.config.redis_url.expose(), REDIS_TIMEOUT)
+                    .await
+                {
                     Ok(mut connection) => match self.ensure_group(&mut connection).await {
                         Ok(()) => redis = Some(connection),
                         Err(error) => tracing::warn!(%error, "cannot create the consumer group"),

@@ -51,7 +51,7 @@ struct ConfirmView {
     order: crate::orders::OrderView,
 }
 
-pub async fn post_confirm(
+pub(crate) async fn post_confirm(
     State(state): State<AppState>,
     admission: Admission,
     Path(id): Path<String>,
@@ -128,7 +128,7 @@ async fn confirm(
         status,
         order,
     };
-    let body = serde_json::to_vec(&view).expect("a confirmation serializes");
+    let body = crate::http::to_json(&view)?;
     idempotency::store_in(&mut tx, claimed, 200, &body).await?;
     tx.commit().await?;
     Ok((body, confirmed))
@@ -186,7 +186,7 @@ async fn begin_confirmation(
 
 /// What [`apply`] made of a provider's word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Applied {
+pub(crate) enum Applied {
     /// The payment moved to the intent's status.
     Moved,
     /// Older than, or the same as, what the payment already shows; nothing changed.
@@ -395,7 +395,7 @@ struct CancelView {
 /// under the show's refund policy, in one transaction: tickets revoked, seats back on sale,
 /// the refund owed (the refund worker carries it out through the provider, retrying until
 /// it succeeds), an `order_cancelled` outbox row.
-pub async fn post_cancel(
+pub(crate) async fn post_cancel(
     State(state): State<AppState>,
     admission: Admission,
     Path(id): Path<String>,
@@ -488,7 +488,7 @@ async fn cancel(
         refund_cents,
         order: crate::orders::load(&mut tx, order).await?,
     };
-    let body = serde_json::to_vec(&view).expect("a cancellation serializes");
+    let body = crate::http::to_json(&view)?;
     idempotency::store_in(&mut tx, claimed, 200, &body).await?;
     tx.commit().await?;
     Ok(body)

@@ -16,14 +16,21 @@ use uuid::Uuid;
 /// Payments asked about per round.
 const BATCH: i64 = 100;
 
+/// What one reconciliation round found and did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Report {
+    /// Payments `processing` for longer than `stuck_after_s` (at most one batch).
     pub stuck: usize,
+    /// How many of them the provider's answer moved.
     pub moved: usize,
+    /// Breaches of the `orders_paid_without_tickets` invariant; must be 0.
     pub orders_paid_without_tickets: i64,
+    /// Breaches of the `seats_held_without_live_hold` invariant; must be 0.
     pub seats_held_without_live_hold: i64,
 }
 
+/// One round: asks the provider about stuck payments and applies its answers, then counts
+/// the invariant breaches and exports them as metrics.
 pub async fn reconcile_once(state: &AppState) -> Result<Report, crate::error::ApiError> {
     let stuck: Vec<(Uuid, String)> = sqlx::query_as(
         "SELECT id, provider_ref FROM payments
@@ -96,7 +103,8 @@ pub async fn reconcile_once(state: &AppState) -> Result<Report, crate::error::Ap
     Ok(report)
 }
 
-pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
+/// Reconciles every `reconcile_interval_s` until `stopped`.
+pub(crate) async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     let every = Duration::from_secs_f64(state.config.payments.reconcile_interval_s);
     loop {
         if let Err(error) = reconcile_once(&state).await {

@@ -18,7 +18,7 @@ const BATCH: i64 = 32;
 const LEASE_S: f64 = 60.0;
 
 /// One round: every refund that is due gets one attempt. Returns how many were tried.
-pub async fn refund_due(state: &AppState) -> Result<usize, sqlx::Error> {
+pub(crate) async fn refund_due(state: &AppState) -> Result<usize, sqlx::Error> {
     let due: Vec<(Uuid, Uuid, Uuid, i64, String, String, i32)> = sqlx::query_as(
         "UPDATE refunds r SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => $2)
          FROM payments p
@@ -93,7 +93,7 @@ pub async fn refund_due(state: &AppState) -> Result<usize, sqlx::Error> {
 
 /// Runs rounds until `stopped`: when woken (a refund was just owed) or every
 /// `refund_poll_ms`.
-pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
+pub(crate) async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     let poll = Duration::from_millis(state.config.payments.refund_poll_ms);
     loop {
         match refund_due(&state).await {

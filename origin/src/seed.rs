@@ -14,74 +14,117 @@ use std::f32::consts::TAU;
 use std::path::Path;
 use uuid::Uuid;
 
+/// `config/demo.toml`: the demo on-sale, a stadium and a theatre with one show each.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DemoConfig {
+    /// `[stadium]`: the large venue, generated from its dimensions.
     pub stadium: StadiumConfig,
+    /// `[theater]`: the small venue, section by section.
     pub theater: TheaterConfig,
 }
 
+/// A stadium of `levels` rings of `sections_per_level` sections; level N is price tier P<N>.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StadiumConfig {
+    /// The venue's fixed id.
     pub venue_id: Uuid,
+    /// The venue's name.
     pub name: String,
+    /// The venue's city.
     pub city: String,
+    /// The venue's IANA time zone.
     pub timezone: String,
+    /// Rings of sections; one price tier each.
     pub levels: u32,
+    /// Sections in each ring.
     pub sections_per_level: u32,
+    /// Rows in each section.
     pub rows_per_section: u32,
+    /// Seats in each row.
     pub seats_per_row: u32,
+    /// Wheelchair places at each end of every section's front row.
     pub accessible_per_row_end: u32,
+    /// Back rows of the first and middle section of each level with an obstructed view.
     pub obstructed_back_rows: u32,
+    /// Obstructed seats in each of those rows.
     pub obstructed_seats_per_row: u32,
+    /// `[stadium.event]`: its event and show.
     pub event: StadiumEvent,
 }
 
+/// The stadium's event: a [`DemoEvent`] with one price per level.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StadiumEvent {
+    /// The event and its show.
     #[serde(flatten)]
     pub event: DemoEvent,
+    /// Price of tier P1, P2, ... in cents; one entry per level.
     pub prices_cents: Vec<i64>,
 }
 
+/// A demo event with its one show, timed relative to the first seed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DemoEvent {
+    /// The event's fixed id.
     pub event_id: Uuid,
+    /// The show's fixed id.
     pub show_id: Uuid,
+    /// The event's name.
     pub name: String,
+    /// Who performs.
     pub performer: String,
+    /// The event's description.
     pub description: String,
+    /// The show's currency code.
     pub currency: String,
+    /// Seconds after the seed the show goes on sale; negative: already on sale.
     pub on_sale_offset_s: i64,
+    /// Days after the seed the show starts.
     pub starts_in_days: i64,
 }
 
+/// A theatre of sections one behind the other.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TheaterConfig {
+    /// The venue's fixed id.
     pub venue_id: Uuid,
+    /// The venue's name.
     pub name: String,
+    /// The venue's city.
     pub city: String,
+    /// The venue's IANA time zone.
     pub timezone: String,
+    /// `[[theater.sections]]`, front to back.
     pub sections: Vec<TheaterSection>,
+    /// `[theater.event]`: its event and show.
     pub event: DemoEvent,
 }
 
+/// One theatre section, with its own price tier.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TheaterSection {
+    /// The section's code.
     pub section_id: String,
+    /// The section's name.
     pub name: String,
+    /// Rows in the section.
     pub rows: u32,
+    /// Seats in each row.
     pub seats_per_row: u32,
+    /// The section's price tier.
     pub price_tier: String,
+    /// The tier's price in cents.
     pub price_cents: i64,
 }
 
 impl DemoConfig {
+    /// Reads the file and checks that the stadium's dimensions and prices fit.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let demo: DemoConfig = config::load(path)?;
         let stadium = &demo.stadium;
@@ -103,10 +146,13 @@ impl DemoConfig {
     }
 }
 
+/// Why a seed run failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
+    /// The demo configuration breaks a catalog rule (the organizer API would refuse it).
     #[error("the demo configuration is not a valid catalog: {0}")]
     Invalid(ApiError),
+    /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -123,10 +169,13 @@ impl From<ApiError> for SeedError {
 /// What a seed run did, for the operator.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct SeedReport {
+    /// What this run created, one line each.
     pub created: Vec<String>,
+    /// What already existed and was left as it is.
     pub existing: Vec<String>,
 }
 
+/// Creates whatever of `demo` does not exist yet, with show times relative to `now`.
 pub async fn seed(
     pool: &PgPool,
     demo: &DemoConfig,
@@ -245,7 +294,7 @@ fn row_label(index: u32, rows: u32) -> String {
 }
 
 /// Rings of sections around a pitch; seat coordinates are in metres from its centre.
-pub fn stadium_layout(config: &StadiumConfig) -> VenueDraft {
+pub(crate) fn stadium_layout(config: &StadiumConfig) -> VenueDraft {
     let per_level = config.sections_per_level;
     let seats_per_row = config.seats_per_row;
     let mut sections = Vec::new();
@@ -303,7 +352,7 @@ pub fn stadium_layout(config: &StadiumConfig) -> VenueDraft {
 }
 
 /// Sections one behind the other facing a stage at y = 0, one metre per row and seat.
-pub fn theater_layout(config: &TheaterConfig) -> VenueDraft {
+pub(crate) fn theater_layout(config: &TheaterConfig) -> VenueDraft {
     let mut depth = 0.0f32;
     let sections = config
         .sections

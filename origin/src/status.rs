@@ -10,25 +10,25 @@ use sqlx::{Decode, Encode, Postgres, Type};
 /// Declares a state enum stored as text: its wire and column names, serde, and sqlx
 /// encoding and decoding (an unknown name in the database is a decode error, never a guess).
 macro_rules! text_states {
-    ($(#[$meta:meta])* pub enum $name:ident {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident {
         $($(#[$vmeta:meta])* $variant:ident = $text:literal,)*
     }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-        pub enum $name {
+        $vis enum $name {
             $($(#[$vmeta])* #[serde(rename = $text)] $variant,)*
         }
 
         impl $name {
             /// The name stored in the database and shown in responses.
-            pub const fn as_str(self) -> &'static str {
+            pub(crate) const fn as_str(self) -> &'static str {
                 match self {
                     $($name::$variant => $text,)*
                 }
             }
 
             /// The state stored as `text`, if it is one.
-            pub fn parse(text: &str) -> Option<Self> {
+            pub(crate) fn parse(text: &str) -> Option<Self> {
                 match text {
                     $($text => Some($name::$variant),)*
                     _ => None,
@@ -71,7 +71,7 @@ macro_rules! text_states {
 
 text_states! {
     /// A hold's state (`holds.status`).
-    pub enum HoldStatus {
+    pub(crate) enum HoldStatus {
         /// Holds its seats until `expires_at`.
         Active = "active",
         /// Given up by its fan or by a failed payment.
@@ -85,7 +85,7 @@ text_states! {
 
 text_states! {
     /// An order's state (`orders.status`).
-    pub enum OrderStatus {
+    pub(crate) enum OrderStatus {
         /// Waiting for its payment within the payment window.
         PendingPayment = "pending_payment",
         /// Paid, with one ticket per seat.
@@ -99,7 +99,7 @@ text_states! {
 
 text_states! {
     /// A payment's state (`payments.status`), following the provider's intent.
-    pub enum PaymentStatus {
+    pub(crate) enum PaymentStatus {
         /// Created; the fan has not confirmed yet.
         RequiresConfirmation = "requires_confirmation",
         /// Confirmed; the outcome arrives later.
@@ -117,7 +117,7 @@ text_states! {
 
 impl PaymentStatus {
     /// Whether a confirmation may start from this state.
-    pub fn confirmable(self) -> bool {
+    pub(crate) fn confirmable(self) -> bool {
         matches!(
             self,
             PaymentStatus::RequiresConfirmation | PaymentStatus::RequiresAction
@@ -125,7 +125,7 @@ impl PaymentStatus {
     }
 
     /// Whether the payment is settled for good: no provider answer moves it again.
-    pub fn settled(self) -> bool {
+    pub(crate) fn settled(self) -> bool {
         matches!(
             self,
             PaymentStatus::Succeeded | PaymentStatus::Failed | PaymentStatus::Refunded
@@ -135,7 +135,7 @@ impl PaymentStatus {
 
 text_states! {
     /// A ticket's state (`tickets.status`).
-    pub enum TicketStatus {
+    pub(crate) enum TicketStatus {
         /// Lets its holder in.
         Valid = "valid",
         /// Void: its order was cancelled.
@@ -145,7 +145,7 @@ text_states! {
 
 text_states! {
     /// A refund's state (`refunds.status`).
-    pub enum RefundStatus {
+    pub(crate) enum RefundStatus {
         /// Owed; the refund worker is asking the provider.
         Pending = "pending",
         /// The provider gave the money back.
@@ -155,7 +155,7 @@ text_states! {
 
 text_states! {
     /// A seat's state for one show (`seat_inventory.status`).
-    pub enum SeatStatus {
+    pub(crate) enum SeatStatus {
         /// Free to hold.
         Available = "available",
         /// Held until `hold_expires_at`.
@@ -170,7 +170,7 @@ text_states! {
 text_states! {
     /// A show's state as fans see it (`shows.status`, with `on_sale` derived from
     /// `on_sale_at`).
-    pub enum ShowStatus {
+    pub(crate) enum ShowStatus {
         /// Announced; not on sale yet.
         Scheduled = "scheduled",
         /// Selling.

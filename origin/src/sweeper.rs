@@ -44,7 +44,8 @@ pub async fn sweep_once(pool: &PgPool, batch: i64, metrics: &Metrics) -> Result<
     Ok(swept.iter().map(|s| s.2 as u64).sum())
 }
 
-pub async fn run(
+/// Sweeps every `interval` until `stopped`, draining a backlog in full batches first.
+pub(crate) async fn run(
     pool: PgPool,
     metrics: std::sync::Arc<Metrics>,
     interval: Duration,

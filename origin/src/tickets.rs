@@ -30,16 +30,22 @@ const MAX_PAYLOAD: usize = 512;
 /// What a ticket's payload states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TicketFacts {
+    /// The ticket's id.
     pub ticket: Uuid,
+    /// The show it admits to.
     pub show: Uuid,
+    /// The seat it is for.
     pub seat: i64,
+    /// When it was issued, in Unix seconds.
     pub issued_at_s: i64,
 }
 
+/// Signs ticket payloads with the Ed25519 key of `tickets.signing_key`, and checks them.
 pub struct TicketSigner {
     key: ed25519_dalek::SigningKey,
 }
 
+/// The ticket signing key cannot be read or is not an Ed25519 PKCS#8 key.
 #[derive(Debug, thiserror::Error)]
 #[error("tickets.signing_key {path}: {message}")]
 pub struct TicketKeyError {
@@ -48,6 +54,7 @@ pub struct TicketKeyError {
 }
 
 impl TicketSigner {
+    /// Loads the private key from the PKCS#8 PEM file at `path`.
     pub fn from_file(path: &std::path::Path) -> Result<Self, TicketKeyError> {
         let failed = |message: String| TicketKeyError {
             path: path.display().to_string(),
@@ -59,6 +66,7 @@ impl TicketSigner {
         Ok(TicketSigner { key })
     }
 
+    /// The signed payload stating `facts`: `T1.<fields>.<signature>`.
     pub fn sign(&self, facts: TicketFacts) -> String {
         let mut fields = Vec::with_capacity(FIELDS_LEN);
         fields.extend_from_slice(facts.ticket.as_bytes());
@@ -71,7 +79,7 @@ impl TicketSigner {
     }
 
     /// The facts of a payload this key signed; `None` for anything else.
-    pub fn verify(&self, payload: &str) -> Option<TicketFacts> {
+    pub(crate) fn verify(&self, payload: &str) -> Option<TicketFacts> {
         let (signed, signature) = payload.rsplit_once('.')?;
         let fields = signed.strip_prefix(VERSION)?.strip_prefix('.')?;
         let signature: [u8; 64] = URL_SAFE_NO_PAD.decode(signature).ok()?.try_into().ok()?;
@@ -107,7 +115,7 @@ pub fn qr_svg(payload: &str) -> Result<String, qrcode::types::QrError> {
 }
 
 /// `GET /v1/tickets/{id}/qr.svg`: the ticket's signed payload as a QR code, for its owner.
-pub async fn get_qr(
+pub(crate) async fn get_qr(
     State(state): State<AppState>,
     TicketHolder(admission): TicketHolder,
     Path(id): Path<String>,
@@ -147,7 +155,7 @@ pub async fn get_qr(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct VerifyBody {
+pub(crate) struct VerifyBody {
     payload: String,
 }
 
@@ -174,7 +182,7 @@ struct VerifyView {
 }
 
 /// `POST /v1/tickets/verify` (scanner: the admin token): the gate's answer for a payload.
-pub async fn post_verify(
+pub(crate) async fn post_verify(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<VerifyBody>,
 ) -> Result<Response, ApiError> {
@@ -194,10 +202,7 @@ pub async fn post_verify(
         None => forged,
         Some(facts) => scan(&state, facts).await?.unwrap_or(forged),
     };
-    Ok(crate::http::json_response(
-        StatusCode::OK,
-        serde_json::to_vec(&view).expect("a verdict serializes"),
-    ))
+    crate::http::json(StatusCode::OK, &view)
 }
 
 /// The verdict for a correctly signed payload; `None` if it names no such ticket.

@@ -43,7 +43,7 @@ impl From<WebhookError> for ApiError {
     }
 }
 
-pub async fn post_payment_webhook(
+pub(crate) async fn post_payment_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
@@ -101,8 +101,5 @@ pub async fn post_payment_webhook(
         event_id: event.id,
         result,
     };
-    Ok(crate::http::json_response(
-        StatusCode::OK,
-        serde_json::to_vec(&reply).expect("a receipt serializes"),
-    ))
+    crate::http::json(StatusCode::OK, &reply)
 }

@@ -4,6 +4,6 @@ use tokio::sync::Notify;
 
 /// Wakes a worker as soon as there is work for it, rather than at its next poll.
 #[derive(Default)]
-pub struct Workers {
+pub(crate) struct Workers {
     pub refunds: Notify,
 }

@@ -24,7 +24,7 @@ struct RawEventQuery {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct EventFilter {
+pub(crate) struct EventFilter {
     pub city: Option<String>,
     /// Events with a show starting at or after this instant.
     pub from: Option<DateTime<Utc>>,
@@ -38,7 +38,7 @@ pub struct EventFilter {
 }
 
 impl EventFilter {
-    pub fn parse(
+    pub(crate) fn parse(
         query: Option<&str>,
         default_limit: u32,
         max_limit: u32,

@@ -7,13 +7,13 @@ use serde::Deserialize;
 use std::collections::HashSet;
 use uuid::Uuid;
 
-pub const MAX_SECTIONS: usize = 1_000;
-pub const MAX_SEATS: usize = 200_000;
-pub const MAX_ROWS_PER_SECTION: usize = 500;
-pub const MAX_SEATS_PER_ROW: usize = 1_000;
-pub const MAX_PRICE_TIERS: usize = 64;
+pub(crate) const MAX_SECTIONS: usize = 1_000;
+pub(crate) const MAX_SEATS: usize = 200_000;
+pub(crate) const MAX_ROWS_PER_SECTION: usize = 500;
+pub(crate) const MAX_SEATS_PER_ROW: usize = 1_000;
+pub(crate) const MAX_PRICE_TIERS: usize = 64;
 /// Far beyond any real ticket, far below where cents overflow when summed over a hold.
-pub const MAX_PRICE_CENTS: i64 = 100_000_000;
+pub(crate) const MAX_PRICE_CENTS: i64 = 100_000_000;
 
 fn invalid(detail: impl Into<String>) -> ApiError {
     ApiError::Unprocessable(Code::InvalidField, detail.into())
@@ -48,7 +48,7 @@ fn code(field: &str, value: String) -> Result<String, ApiError> {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct VenueBody {
+pub(crate) struct VenueBody {
     pub name: String,
     pub city: String,
     #[serde(default = "utc")]
@@ -62,7 +62,7 @@ fn utc() -> String {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SectionBody {
+pub(crate) struct SectionBody {
     pub section_id: String,
     pub name: String,
     pub price_tier: String,
@@ -71,14 +71,14 @@ pub struct SectionBody {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RowBody {
+pub(crate) struct RowBody {
     pub row: String,
     pub seats: Vec<SeatBody>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SeatBody {
+pub(crate) struct SeatBody {
     pub number: i32,
     pub x: f32,
     pub y: f32,
@@ -88,7 +88,7 @@ pub struct SeatBody {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum SeatFlag {
+pub(crate) enum SeatFlag {
     Accessible,
     Obstructed,
 }
@@ -96,7 +96,7 @@ pub enum SeatFlag {
 /// A venue's seat map in layout order: sections as given, rows as given, seats as given.
 /// That order is the order of the layout document and of `seat_status`.
 #[derive(Debug, Clone)]
-pub struct VenueDraft {
+pub(crate) struct VenueDraft {
     pub name: String,
     pub city: String,
     pub timezone: String,
@@ -104,7 +104,7 @@ pub struct VenueDraft {
 }
 
 #[derive(Debug, Clone)]
-pub struct SectionLayout {
+pub(crate) struct SectionLayout {
     pub section_id: String,
     pub name: String,
     pub price_tier: String,
@@ -112,7 +112,7 @@ pub struct SectionLayout {
 }
 
 impl VenueDraft {
-    pub fn parse(body: VenueBody) -> Result<Self, ApiError> {
+    pub(crate) fn parse(body: VenueBody) -> Result<Self, ApiError> {
         let name = text("name", body.name, 200)?;
         let city = text("city", body.city, 100)?;
         let timezone = text("timezone", body.timezone, 64)?;
@@ -183,7 +183,7 @@ impl VenueDraft {
         })
     }
 
-    pub fn seat_count(&self) -> usize {
+    pub(crate) fn seat_count(&self) -> usize {
         self.sections
             .iter()
             .flat_map(|s| &s.rows)
@@ -194,7 +194,7 @@ impl VenueDraft {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EventBody {
+pub(crate) struct EventBody {
     pub venue_id: Uuid,
     pub name: String,
     pub performer: String,
@@ -203,7 +203,7 @@ pub struct EventBody {
 }
 
 #[derive(Debug, Clone)]
-pub struct EventDraft {
+pub(crate) struct EventDraft {
     pub venue_id: Uuid,
     pub name: String,
     pub performer: String,
@@ -211,7 +211,7 @@ pub struct EventDraft {
 }
 
 impl EventDraft {
-    pub fn parse(body: EventBody) -> Result<Self, ApiError> {
+    pub(crate) fn parse(body: EventBody) -> Result<Self, ApiError> {
         let description = body.description.trim().to_owned();
         if description.chars().count() > 4000 {
             return Err(invalid("`description` must be at most 4000 characters"));
@@ -227,7 +227,7 @@ impl EventDraft {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ShowBody {
+pub(crate) struct ShowBody {
     pub starts_at: DateTime<Utc>,
     pub on_sale_at: DateTime<Utc>,
     pub currency: String,
@@ -236,14 +236,14 @@ pub struct ShowBody {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PriceTierBody {
+pub(crate) struct PriceTierBody {
     pub tier: String,
     pub name: String,
     pub price_cents: i64,
 }
 
 #[derive(Debug, Clone)]
-pub struct ShowDraft {
+pub(crate) struct ShowDraft {
     pub starts_at: DateTime<Utc>,
     pub on_sale_at: DateTime<Utc>,
     pub currency: String,
@@ -251,7 +251,7 @@ pub struct ShowDraft {
 }
 
 impl ShowDraft {
-    pub fn parse(body: ShowBody) -> Result<Self, ApiError> {
+    pub(crate) fn parse(body: ShowBody) -> Result<Self, ApiError> {
         if body.on_sale_at > body.starts_at {
             return Err(invalid("`on_sale_at` must not be after `starts_at`"));
         }

@@ -7,19 +7,26 @@ use std::collections::HashSet;
 /// Exactly one of the two shapes; anything else (both, neither, extra fields) is refused.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HoldBody {
+pub(crate) struct HoldBody {
     seat_ids: Option<Vec<i64>>,
     section_id: Option<String>,
     quantity: Option<i64>,
 }
 
+/// A hold request, parsed; serialized, it is the canonical request an `Idempotency-Key`
+/// is fingerprinted with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HoldRequest {
     /// These seats, all or none; sorted, so equal requests are equal values.
     Seats(Vec<i64>),
     /// The best `quantity` seats of a section: adjacent in one row when possible.
-    BestAvailable { section_id: String, quantity: usize },
+    BestAvailable {
+        /// The section's code.
+        section_id: String,
+        /// How many seats.
+        quantity: usize,
+    },
 }
 
 fn unprocessable(code: Code, detail: impl Into<String>) -> ApiError {
@@ -27,7 +34,7 @@ fn unprocessable(code: Code, detail: impl Into<String>) -> ApiError {
 }
 
 impl HoldRequest {
-    pub fn parse(body: HoldBody, max_seats: usize) -> Result<Self, ApiError> {
+    pub(crate) fn parse(body: HoldBody, max_seats: usize) -> Result<Self, ApiError> {
         let too_many = || {
             ApiError::problem(
                 onsale_contract::problem::Problem::new(422, Code::TooManySeats, "Too many seats")
@@ -92,13 +99,6 @@ impl HoldRequest {
             _ => Err(ApiError::InvalidBody(
                 "send either `seat_ids`, or `section_id` with `quantity`".to_owned(),
             )),
-        }
-    }
-
-    pub fn seat_count(&self) -> usize {
-        match self {
-            HoldRequest::Seats(seats) => seats.len(),
-            HoldRequest::BestAvailable { quantity, .. } => *quantity,
         }
     }
 }

@@ -7,11 +7,11 @@ use onsale_contract::problem::Problem;
 
 /// An `Idempotency-Key`: 1 to 255 visible ASCII characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdempotencyKey(String);
+pub(crate) struct IdempotencyKey(String);
 
 impl IdempotencyKey {
     /// The header's value, or 400 `idempotency_key_required` when it is missing or malformed.
-    pub fn parse(raw: Option<&axum::http::HeaderValue>) -> Result<Self, ApiError> {
+    pub(crate) fn parse(raw: Option<&axum::http::HeaderValue>) -> Result<Self, ApiError> {
         let missing = || {
             ApiError::problem(
                 Problem::new(
@@ -32,7 +32,7 @@ impl IdempotencyKey {
     }
 
     /// The key as sent.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }

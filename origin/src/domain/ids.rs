@@ -6,20 +6,24 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 macro_rules! resource_id {
-    ($name:ident, $code:ident, $what:literal) => {
+    ($vis:vis $name:ident, $code:ident, $what:literal) => {
+        #[doc = concat!("Names one ", $what, " by its UUID.")]
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
         #[serde(transparent)]
         #[sqlx(transparent)]
-        pub struct $name(pub Uuid);
+        $vis struct $name(pub Uuid);
 
+        #[allow(dead_code, reason = "not every resource is named in a path")]
         impl $name {
-            pub fn parse_path(raw: &str) -> Result<Self, ApiError> {
+            /// The id in a path segment; a malformed one is this resource's 404.
+            pub(crate) fn parse_path(raw: &str) -> Result<Self, ApiError> {
                 Uuid::parse_str(raw)
                     .map($name)
                     .map_err(|_| Self::not_found())
             }
 
-            pub fn not_found() -> ApiError {
+            /// This resource's 404.
+            pub(crate) fn not_found() -> ApiError {
                 ApiError::NotFound {
                     code: crate::error::Code::$code,
                     what: $what,
@@ -35,13 +39,13 @@ macro_rules! resource_id {
     };
 }
 
-resource_id!(VenueId, VenueNotFound, "Venue");
-resource_id!(EventId, EventNotFound, "Event");
-resource_id!(ShowId, ShowNotFound, "Show");
-resource_id!(HoldId, HoldNotFound, "Hold");
-resource_id!(OrderId, OrderNotFound, "Order");
-resource_id!(PaymentId, PaymentNotFound, "Payment");
-resource_id!(TicketId, TicketNotFound, "Ticket");
+resource_id!(pub(crate) VenueId, VenueNotFound, "Venue");
+resource_id!(pub(crate) EventId, EventNotFound, "Event");
+resource_id!(pub ShowId, ShowNotFound, "Show");
+resource_id!(pub(crate) HoldId, HoldNotFound, "Hold");
+resource_id!(pub(crate) OrderId, OrderNotFound, "Order");
+resource_id!(pub(crate) PaymentId, PaymentNotFound, "Payment");
+resource_id!(pub(crate) TicketId, TicketNotFound, "Ticket");
 
 #[cfg(test)]
 mod tests {

@@ -7,18 +7,18 @@ use uuid::Uuid;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OrderBody {
+pub(crate) struct OrderBody {
     hold_id: String,
 }
 
 /// An order for one hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct OrderRequest {
+pub(crate) struct OrderRequest {
     pub hold_id: HoldId,
 }
 
 impl OrderRequest {
-    pub fn parse(body: OrderBody) -> Result<Self, ApiError> {
+    pub(crate) fn parse(body: OrderBody) -> Result<Self, ApiError> {
         // A malformed id names no hold: the same answer as an unknown one.
         let hold_id = Uuid::parse_str(&body.hold_id).map_err(|_| HoldId::not_found())?;
         Ok(OrderRequest {

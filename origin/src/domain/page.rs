@@ -11,13 +11,13 @@ const MAX_CURSOR: usize = 128;
 
 /// Keyset position in a listing ordered by `(at, id)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Keyset {
+pub(crate) struct Keyset {
     pub at: DateTime<Utc>,
     pub id: Uuid,
 }
 
 impl Keyset {
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let raw = format!("{}.{}", self.at.timestamp_micros(), self.id);
         URL_SAFE_NO_PAD.encode(raw)
     }
@@ -35,14 +35,14 @@ impl Keyset {
 
 /// Where a page starts and how long it is.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Page {
+pub(crate) struct Page {
     pub after: Option<Keyset>,
     pub limit: u32,
 }
 
 impl Page {
     /// From the `cursor` and `limit` query parameters.
-    pub fn parse(
+    pub(crate) fn parse(
         cursor: Option<String>,
         limit: Option<String>,
         default_limit: u32,

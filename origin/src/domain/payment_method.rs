@@ -7,17 +7,17 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ConfirmBody {
+pub(crate) struct ConfirmBody {
     payment_method: String,
 }
 
 /// A payment method id: `pm_` and up to 100 ASCII letters, digits and underscores.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
-pub struct PaymentMethod(String);
+pub(crate) struct PaymentMethod(String);
 
 impl PaymentMethod {
-    pub fn parse(body: ConfirmBody) -> Result<Self, ApiError> {
+    pub(crate) fn parse(body: ConfirmBody) -> Result<Self, ApiError> {
         let method = body.payment_method;
         let well_formed = method.len() <= 103
             && method.strip_prefix("pm_").is_some_and(|rest| {
@@ -33,7 +33,7 @@ impl PaymentMethod {
         }
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }

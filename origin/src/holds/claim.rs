@@ -81,7 +81,7 @@ pub(super) async fn create_hold(
             state.config.holds.ttl_s,
         )
         .await?;
-        let body = serde_json::to_vec(&view).expect("a hold serializes");
+        let body = crate::http::to_json(&view)?;
         idempotency::store_in(&mut tx, claimed, 201, &body).await?;
         tx.commit().await?;
         return Ok(body);

@@ -9,7 +9,7 @@ use uuid::Uuid;
 /// order still awaiting payment for any of them (`hold_expired`, with an outbox event), in
 /// the caller's transaction, which has locked the holds' inventory rows. Returns how many
 /// holds it ended.
-pub async fn end_expired(tx: &mut PgConnection, holds: &[Uuid]) -> Result<u64, sqlx::Error> {
+pub(crate) async fn end_expired(tx: &mut PgConnection, holds: &[Uuid]) -> Result<u64, sqlx::Error> {
     let ended = sqlx::query(
         "UPDATE holds SET status = 'expired', ended_at = now() WHERE id = ANY($1) AND status = 'active'",
     )

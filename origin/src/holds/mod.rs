@@ -34,7 +34,7 @@ use std::time::Instant;
 use uuid::Uuid;
 
 #[derive(Debug, Serialize)]
-pub struct HoldView {
+pub(crate) struct HoldView {
     pub hold_id: Uuid,
     pub show_id: Uuid,
     pub seat_ids: Vec<i64>,
@@ -45,7 +45,7 @@ pub struct HoldView {
     pub currency: String,
 }
 
-pub async fn post_hold(
+pub(crate) async fn post_hold(
     State(state): State<AppState>,
     admission: Admission,
     Path(show): Path<String>,
@@ -121,7 +121,7 @@ async fn owned_hold(
         .ok_or_else(HoldId::not_found)
 }
 
-pub async fn get_hold(
+pub(crate) async fn get_hold(
     State(state): State<AppState>,
     admission: Admission,
     Path(id): Path<String>,
@@ -137,15 +137,12 @@ pub async fn get_hold(
         total_cents: hold.total_cents,
         currency: hold.currency,
     };
-    Ok(json_response(
-        StatusCode::OK,
-        serde_json::to_vec(&view).expect("a hold serializes"),
-    ))
+    crate::http::json(StatusCode::OK, &view)
 }
 
 /// Releases a hold: its seats return to sale at once. Releasing a released or expired hold
 /// again is a no-op (204); a hold that became an order cannot be released (409).
-pub async fn delete_hold(
+pub(crate) async fn delete_hold(
     State(state): State<AppState>,
     admission: Admission,
     Path(id): Path<String>,

@@ -12,7 +12,7 @@ use axum::http::HeaderMap;
 
 /// Where a payment intent stands at the provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IntentStatus {
+pub(crate) enum IntentStatus {
     RequiresConfirmation,
     /// The fan must authenticate (3-D Secure), then confirm again.
     RequiresAction,
@@ -24,7 +24,7 @@ pub enum IntentStatus {
 
 impl IntentStatus {
     /// The name the `payments.status` column stores.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             IntentStatus::RequiresConfirmation => "requires_confirmation",
             IntentStatus::RequiresAction => "requires_action",
@@ -34,7 +34,7 @@ impl IntentStatus {
         }
     }
 
-    pub fn parse(status: &str) -> Option<Self> {
+    pub(crate) fn parse(status: &str) -> Option<Self> {
         Some(match status {
             "requires_confirmation" => IntentStatus::RequiresConfirmation,
             "requires_action" => IntentStatus::RequiresAction,
@@ -61,7 +61,7 @@ impl From<IntentStatus> for crate::status::PaymentStatus {
 
 /// An intent as the provider last reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Intent {
+pub(crate) struct Intent {
     /// The provider's id for it (`payments.provider_ref`).
     pub reference: String,
     pub status: IntentStatus,
@@ -72,7 +72,7 @@ pub struct Intent {
 
 /// A webhook whose signature checked out.
 #[derive(Debug, Clone)]
-pub struct WebhookEvent {
+pub(crate) struct WebhookEvent {
     /// The provider's event id: webhooks are deduplicated by it.
     pub id: String,
     pub kind: String,
@@ -80,6 +80,7 @@ pub struct WebhookEvent {
     pub payload: serde_json::Value,
 }
 
+/// A provider call that did not succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     /// The provider refused the request; retrying it unchanged will not help.
@@ -92,7 +93,7 @@ pub enum ProviderError {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum WebhookError {
+pub(crate) enum WebhookError {
     #[error("missing or malformed signature header")]
     MissingSignature,
     #[error("the signature does not match the body")]
@@ -104,7 +105,7 @@ pub enum WebhookError {
 }
 
 #[async_trait::async_trait]
-pub trait PaymentProvider: Send + Sync {
+pub(crate) trait PaymentProvider: Send + Sync {
     /// The name stored in `payments.provider`.
     fn name(&self) -> &'static str;
 

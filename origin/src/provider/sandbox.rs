@@ -31,7 +31,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
-pub const SIGNATURE_HEADER: &str = "onsale-signature";
+pub(crate) const SIGNATURE_HEADER: &str = "onsale-signature";
 const METHODS: [&str; 5] = [
     "pm_card_ok",
     "pm_card_declined",
@@ -44,7 +44,7 @@ const DELIVERY_BATCH: i64 = 32;
 /// A claimed delivery that was never finished (the process died) is tried again after this.
 const DELIVERY_LEASE_S: f64 = 30.0;
 
-pub struct Sandbox {
+pub(crate) struct Sandbox {
     pool: PgPool,
     config: SandboxConfig,
     secret: Vec<u8>,
@@ -115,7 +115,12 @@ pub fn sign(secret: &[u8], t: i64, body: &[u8]) -> String {
 }
 
 impl Sandbox {
-    pub fn new(pool: PgPool, config: SandboxConfig, secret: &[u8], tolerance_s: u64) -> Self {
+    pub(crate) fn new(
+        pool: PgPool,
+        config: SandboxConfig,
+        secret: &[u8],
+        tolerance_s: u64,
+    ) -> Self {
         let rng = StdRng::seed_from_u64(config.seed);
         Sandbox {
             pool,
@@ -148,7 +153,7 @@ impl Sandbox {
         };
         sqlx::query("INSERT INTO sandbox_webhooks (event_id, body) VALUES ($1, $2)")
             .bind(&event.id)
-            .bind(serde_json::to_vec(&event).expect("an event serializes"))
+            .bind(serde_json::to_vec(&event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
             .execute(&mut *tx)
             .await?;
         Ok(())
@@ -178,7 +183,7 @@ impl Sandbox {
 
     /// One delivery round: settles due slow intents, then POSTs the webhooks that are due.
     /// Returns how many deliveries it tried.
-    pub async fn deliver_due(
+    pub(crate) async fn deliver_due(
         &self,
         http: &reqwest::Client,
         url: &str,
@@ -292,7 +297,7 @@ impl Sandbox {
 
     /// Delivers webhooks until `stopped`: at once when one is owed, else every `poll_ms`
     /// (which also finds retries and slow payments coming due).
-    pub async fn run_deliveries(
+    pub(crate) async fn run_deliveries(
         self: Arc<Self>,
         url: String,
         metrics: Arc<Metrics>,
