@@ -104,12 +104,13 @@ pub async fn relay_once(
             .execute(&mut *tx)
             .await?;
     }
+    // Counted after this batch was marked published, so it already excludes the batch.
     let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
     metrics.outbox_published.inc_by(rows.len() as u64);
-    metrics.outbox_unpublished.set(waiting - rows.len() as i64);
+    metrics.outbox_unpublished.set(waiting);
     Ok(rows.len())
 }
 

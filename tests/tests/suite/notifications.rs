@@ -4,7 +4,7 @@
 
 use crate::holds::{stadium_with, Stadium};
 use crate::orders::{assert_invariants, confirm, ordered, refund_settled};
-use onsale_tests::{eventually, redis, redis_prefix, Client, TcpGate};
+use onsale_tests::{client, eventually, redis, redis_prefix, Client, TcpGate};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -256,5 +256,52 @@ async fn a_sink_that_recovers_gets_the_event_on_a_retry() {
     assert!(stream(&format!("{prefix}orders:events:dead"))
         .await
         .is_empty());
+    assert_invariants(&s).await;
+}
+
+/// The relay's `outbox_unpublished` gauge as the origin's `/metrics` shows it.
+async fn unpublished_gauge(s: &Stadium) -> i64 {
+    let metrics =
+        String::from_utf8(client(s.app.origin.addr()).get("/metrics").await.body).unwrap();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("onsale_origin_outbox_unpublished "))
+        .unwrap_or_else(|| panic!("no outbox_unpublished gauge in {metrics}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_unpublished_gauge_counts_the_rows_still_waiting_after_each_round() {
+    // The origin's own relay stays off: the test runs the rounds, with a batch smaller than
+    // the backlog, on the origin's metrics.
+    let prefix = redis_prefix();
+    let relay_prefix = prefix.clone();
+    let s = stadium_with(move |c| c.notifications.key_prefix = relay_prefix).await;
+    paid_then_cancelled(&s.fan("ana"), &s, &[160, 161]).await;
+    one_confirmation(&s, "bob", 162).await;
+    assert_eq!(unpublished(&s).await, 4);
+    let state = &s.app.origin.state;
+    let mut config = state.config.notifications.clone();
+    config.relay_batch = 3;
+    let mut redis = onsale_contract::redis::connect(
+        config.redis_url.expose(),
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    for (published, waiting) in [(3, 1), (1, 0), (0, 0)] {
+        let relayed = origin::outbox::relay_once(&state.pool, &mut redis, &config, &state.metrics)
+            .await
+            .unwrap();
+        assert_eq!(relayed, published);
+        assert_eq!(unpublished(&s).await, waiting);
+        assert_eq!(
+            unpublished_gauge(&s).await,
+            waiting,
+            "the gauge after publishing {published}"
+        );
+    }
+    assert_eq!(stream(&format!("{prefix}orders:events")).await.len(), 4);
     assert_invariants(&s).await;
 }
