@@ -75,11 +75,22 @@ impl RunningBuilder {
         self.build_loop.abandon();
         self.tasks.shutdown().await;
     }
+
+    /// Waits until the loop has done everything due at its clock's current time: after
+    /// moving a manual clock, the point at which the effects of that time can be checked.
+    pub async fn settled(&self) {
+        self.build_loop.settled().await;
+    }
 }
 
 /// Starts the leased build loop and its HTTP listener. `holder` names this builder in the
-/// lease (hostname + pid in production).
-pub async fn start(config: Config, holder: String) -> Result<RunningBuilder, StartError> {
+/// lease (hostname + pid in production); `clock` drives the lease, the build schedule and
+/// the documents' timestamps.
+pub async fn start(
+    config: Config,
+    holder: String,
+    clock: Clock,
+) -> Result<RunningBuilder, StartError> {
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
     let listen = config.http.listen;
@@ -101,7 +112,7 @@ pub async fn start(config: Config, holder: String) -> Result<RunningBuilder, Sta
     tasks.spawn("http", move |stop| {
         http::serve(listener.clone(), router.clone(), stop)
     });
-    let build_loop = run::spawn(&mut tasks, builder, holder, Clock::system(), ready);
+    let build_loop = run::spawn(&mut tasks, builder, holder, clock, ready);
     tracing::info!(%addr, "seat-map builder running");
     Ok(RunningBuilder {
         addr,

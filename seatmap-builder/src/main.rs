@@ -57,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
                     .trim(),
                 std::process::id()
             );
-            let running = seatmap_builder::start(config, holder).await?;
+            let running = seatmap_builder::start(config, holder, Clock::system()).await?;
             let mut terminate =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                     .context("installing the SIGTERM handler")?;

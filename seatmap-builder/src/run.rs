@@ -18,13 +18,24 @@ const RETRY_BASE: Duration = Duration::from_millis(250);
 
 /// The running loop, seen from its owner.
 pub(crate) struct LoopHandle {
+    clock: Clock,
     abandon: watch::Sender<bool>,
+    asleep_until: watch::Receiver<i64>,
 }
 
 impl LoopHandle {
     /// Makes the loop stop where it waits without releasing its lease, as a crash would.
     pub(crate) fn abandon(&self) {
         self.abandon.send_replace(true);
+    }
+
+    /// Waits until the loop has done everything due at the clock's current time and sleeps
+    /// until a later one (or has ended).
+    pub(crate) async fn settled(&self) {
+        let mut asleep_until = self.asleep_until.clone();
+        let _ = asleep_until
+            .wait_for(|until| *until > self.clock.now_ms())
+            .await;
     }
 }
 
@@ -35,6 +46,7 @@ struct BuildLoop {
     clock: Clock,
     interval_ms: i64,
     ready: Arc<AtomicBool>,
+    asleep_until: watch::Sender<i64>,
     abandon: watch::Receiver<bool>,
 }
 
@@ -53,19 +65,25 @@ pub(crate) fn spawn(
     let lease = Lease::new(
         &builder.config().redis.key_prefix,
         holder,
-        (interval_ms * 2 / 3) as u64,
+        interval_ms * 2 / 3,
     );
     let (abandon, abandoned) = watch::channel(false);
+    let (asleep_until, asleep) = watch::channel(i64::MIN);
     let build_loop = Arc::new(BuildLoop {
         seed: builder,
         lease,
-        clock,
+        clock: clock.clone(),
         interval_ms,
         ready,
+        asleep_until,
         abandon: abandoned,
     });
     tasks.spawn("build_loop", move |stop| build_loop.clone().run(stop));
-    LoopHandle { abandon }
+    LoopHandle {
+        clock,
+        abandon,
+        asleep_until: asleep,
+    }
 }
 
 impl BuildLoop {
@@ -106,7 +124,14 @@ impl BuildLoop {
             }
             let now_ms = self.clock.now_ms();
             builder.update_ages(now_ms);
-            let wake_ms = next_build_ms.min(now_ms + tick_ms);
+            // A leader wakes to renew every tick and to build when due; a follower looks
+            // at the lease again in a tick.
+            let wake_ms = match leader {
+                true => next_build_ms.min(now_ms + tick_ms),
+                false => now_ms + tick_ms,
+            }
+            .max(now_ms + 1);
+            self.asleep_until.send_replace(wake_ms);
             tokio::select! {
                 // A crash wins over a stop that arrives with it: the lease stays behind.
                 biased;
@@ -125,7 +150,7 @@ impl BuildLoop {
     /// Whether this builder leads at `now_ms`.
     async fn lead(&self, builder: &mut Builder, now_ms: i64) -> bool {
         match builder.redis(now_ms).await {
-            Some(redis) => match self.lease.acquire_or_renew(&mut redis.conn).await {
+            Some(redis) => match self.lease.acquire_or_renew(&mut redis.conn, now_ms).await {
                 Ok(held) => held,
                 Err(error) => {
                     tracing::warn!(%error, "lease check failed; building alone for the directory output");

@@ -1,11 +1,12 @@
 //! The seat-map builder against real Postgres and Redis.
 
 use futures_util::StreamExt;
+use onsale_contract::clock::{self, Clock};
 use onsale_contract::snapshot::{self, field, Kind};
-use onsale_tests::{builder_config, eventually, redis_prefix, ShowFixture, TcpGate};
+use onsale_tests::{builder_config, redis_prefix, ShowFixture, TcpGate};
 use redis::AsyncCommands;
 use seatmap_builder::metrics::Metrics;
-use seatmap_builder::Builder;
+use seatmap_builder::{Builder, RunningBuilder};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::Read;
@@ -202,11 +203,32 @@ async fn a_directory_catching_up_gets_the_bytes_redis_serves() {
     );
 }
 
-async fn lease_holder(builder: &seatmap_builder::RunningBuilder) -> i64 {
+/// The loop tests' interval. On a manual clock its length costs no time; whole seconds
+/// keep the tick (a third of it) exact.
+const INTERVAL: Duration = Duration::from_secs(30);
+const TICK: Duration = Duration::from_secs(10);
+
+fn loop_config(f: &Fixture) -> seatmap_builder::config::Config {
+    let mut config = builder_config(&f.app.db, &f.prefix);
+    config.build.interval_s = INTERVAL.as_secs_f64();
+    config
+}
+
+/// Waits until each builder has done everything due at the clock's current time. The
+/// deadline only bounds a failure: a pass against an unreachable database takes seconds.
+async fn settle(builders: &[&RunningBuilder]) {
+    for builder in builders {
+        tokio::time::timeout(Duration::from_secs(30), builder.settled())
+            .await
+            .expect("the builder settles");
+    }
+}
+
+fn lease_holder(builder: &RunningBuilder) -> i64 {
     builder.metrics.lease_holder.get()
 }
 
-fn builds(builder: &seatmap_builder::RunningBuilder) -> u64 {
+fn builds(builder: &RunningBuilder) -> u64 {
     ["changed", "unchanged"]
         .iter()
         .map(|outcome| {
@@ -219,89 +241,126 @@ fn builds(builder: &seatmap_builder::RunningBuilder) -> u64 {
         .sum()
 }
 
+/// Two builders on one clock: `a` starts first and leads from its first round (one build);
+/// `b` finds the lease taken.
+async fn leader_and_follower(f: &Fixture, clock: &Clock) -> (RunningBuilder, RunningBuilder) {
+    let a = seatmap_builder::start(loop_config(f), "a".into(), clock.clone())
+        .await
+        .unwrap();
+    settle(&[&a]).await;
+    let b = seatmap_builder::start(loop_config(f), "b".into(), clock.clone())
+        .await
+        .unwrap();
+    settle(&[&a, &b]).await;
+    assert_eq!((lease_holder(&a), lease_holder(&b)), (1, 0));
+    assert_eq!((builds(&a), builds(&b)), (1, 0));
+    (a, b)
+}
+
+/// Both builders run on one manual clock, moved a tick (a third of the interval) at a time;
+/// after each move both finish their round before anything is checked, so every interval's
+/// builds are exact.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_builders_make_one_build_per_interval_and_the_follower_takes_over() {
     let f = fixture().await;
-    let config = || {
-        let mut config = builder_config(&f.app.db, &f.prefix);
-        config.build.interval_s = 0.3;
-        config
-    };
-    let a = seatmap_builder::start(config(), "a".into()).await.unwrap();
-    let b = seatmap_builder::start(config(), "b".into()).await.unwrap();
-    eventually("one builder to lead", Duration::from_secs(5), || async {
-        (builds(&a) + builds(&b) >= 3).then_some(())
-    })
-    .await;
-    let (leader, follower) = if lease_holder(&a).await == 1 {
-        (a, b)
-    } else {
-        (b, a)
-    };
-    assert_eq!(lease_holder(&follower).await, 0);
+    let clock = Clock::manual(clock::now_ms());
+    let t0 = clock.now_ms();
+    let (a, b) = leader_and_follower(&f, &clock).await;
+
+    // The leader renews every tick and builds every third; the follower never builds.
+    for tick in 1..=9 {
+        clock.advance(TICK);
+        settle(&[&a, &b]).await;
+        assert_eq!((lease_holder(&a), lease_holder(&b)), (1, 0), "tick {tick}");
+        assert_eq!((builds(&a), builds(&b)), (1 + tick / 3, 0), "tick {tick}");
+    }
+
+    // The leader renewed and built at tick 9 and dies; its lease runs two ticks more.
+    a.crash().await;
+    clock.advance(TICK);
+    settle(&[&b]).await;
     assert_eq!(
-        builds(&follower),
-        0,
-        "the follower never builds while the leader lives"
+        (lease_holder(&b), builds(&b)),
+        (0, 0),
+        "the dead leader's lease still runs"
+    );
+    clock.advance(TICK);
+    settle(&[&b]).await;
+    assert_eq!(
+        (lease_holder(&b), builds(&b)),
+        (1, 1),
+        "the follower builds within one interval of the last build"
+    );
+    let checked_at = t0 + 11 * TICK.as_millis() as i64;
+    assert_eq!(
+        f.snapshot(Kind::Availability).await[field::CHECKED_AT_MS],
+        checked_at.to_string().as_bytes(),
+        "stamped with the builders' clock"
     );
 
-    // Over ~2 s the leader builds about once per 0.3 s interval, not once per 0.1 s tick.
-    let start = builds(&leader);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let during = builds(&leader) - start;
-    assert!(
-        (4..=9).contains(&during),
-        "{during} builds in 2 s at a 0.3 s interval"
-    );
-    assert_eq!(builds(&follower), 0);
+    // The new leader keeps the same pace.
+    for tick in 1..=3 {
+        clock.advance(TICK);
+        settle(&[&b]).await;
+        assert_eq!(builds(&b), 1 + tick / 3, "tick {tick} after the takeover");
+    }
+    b.shutdown().await;
+}
 
-    leader.crash().await;
-    let crashed_at = std::time::Instant::now();
-    eventually(
-        "the follower to take over",
-        Duration::from_secs(5),
-        || async { (builds(&follower) > 0).then_some(()) },
-    )
-    .await;
-    // The lease lapses within 2/3 of an interval and a follower checks every 1/3: one
-    // interval by design; the bound leaves room for a loaded machine.
-    assert!(
-        crashed_at.elapsed() < Duration::from_millis(2 * 300 + 200),
-        "took over in {:?}",
-        crashed_at.elapsed()
-    );
-    follower.shutdown().await;
+/// A leader that stops releases the lease: a follower takes over at its next tick, without
+/// waiting for the lease to lapse.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopping_leader_hands_over_at_the_next_tick() {
+    let f = fixture().await;
+    let clock = Clock::manual(clock::now_ms());
+    let (a, b) = leader_and_follower(&f, &clock).await;
+
+    a.shutdown().await;
+    clock.advance(TICK);
+    settle(&[&b]).await;
+    assert_eq!((lease_holder(&b), builds(&b)), (1, 1));
+    b.shutdown().await;
+    let lease: Option<String> = onsale_tests::redis()
+        .await
+        .get(format!("{}seatmap-builder:lease", f.prefix))
+        .await
+        .unwrap();
+    assert_eq!(lease, None, "released on shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_gone_mid_run_keeps_the_last_snapshot_and_ages_it() {
     let f = fixture().await;
     let gate = TcpGate::start(onsale_tests::pg_addr(&f.app.db.url)).await;
-    let mut config = builder_config(&f.app.db, &f.prefix);
+    let mut config = loop_config(&f);
     config.database.url =
         onsale_contract::config::Secret::new(onsale_tests::via(&f.app.db.url, gate.addr));
-    config.build.interval_s = 0.2;
-    let builder = seatmap_builder::start(config, "solo".into()).await.unwrap();
+    let clock = Clock::manual(clock::now_ms());
+    let builder = seatmap_builder::start(config, "solo".into(), clock.clone())
+        .await
+        .unwrap();
     let show = f.show.to_string();
-    let age = |b: &seatmap_builder::RunningBuilder| {
-        b.metrics.snapshot_age.with_label_values(&[&show]).get()
+    let age = || {
+        builder
+            .metrics
+            .snapshot_age
+            .with_label_values(&[&show])
+            .get()
     };
-    let published = eventually("a first snapshot", Duration::from_secs(5), || async {
-        let snapshot = f.snapshot(Kind::Availability).await;
-        snapshot.contains_key(field::ETAG).then_some(snapshot)
-    })
-    .await;
+    let failures = || builder.metrics.failures.with_label_values(&["build"]).get();
+    settle(&[&builder]).await;
+    let published = f.snapshot(Kind::Availability).await;
+    assert!(published.contains_key(field::ETAG), "a first snapshot");
 
     gate.cut();
     f.hold_seat(0, "10 minutes").await; // a change the builder cannot see while Postgres is away
-    eventually(
-        "the snapshot to age past 1 s",
-        Duration::from_secs(10),
-        || async { (age(&builder) > 1.0).then_some(()) },
-    )
-    .await;
-    let failures = builder.metrics.failures.with_label_values(&["build"]).get();
-    assert!(failures > 0);
+    clock.advance(INTERVAL);
+    settle(&[&builder]).await;
+    assert_eq!((failures(), age()), (1, 30.0));
+    // The retry is due well within a tick, and fails again; the snapshot keeps aging.
+    clock.advance(TICK);
+    settle(&[&builder]).await;
+    assert_eq!((failures(), age()), (2, 40.0));
     let during = f.snapshot(Kind::Availability).await;
     assert_eq!(
         during[field::ETAG],
@@ -311,23 +370,14 @@ async fn postgres_gone_mid_run_keeps_the_last_snapshot_and_ages_it() {
     assert_eq!(during[field::IDENTITY], published[field::IDENTITY]);
 
     gate.restore();
-    eventually(
-        "recovery with the new seat state",
-        Duration::from_secs(10),
-        || async {
-            let doc = f.document(Kind::Availability).await;
-            doc["seat_status"]
-                .as_str()
-                .unwrap()
-                .starts_with('H')
-                .then_some(())
-        },
-    )
-    .await;
-    eventually("the age to fall back", Duration::from_secs(5), || async {
-        (age(&builder) < 1.0).then_some(())
-    })
-    .await;
+    clock.advance(TICK);
+    settle(&[&builder]).await;
+    let doc = f.document(Kind::Availability).await;
+    assert!(
+        doc["seat_status"].as_str().unwrap().starts_with('H'),
+        "recovered with the new seat state"
+    );
+    assert_eq!((failures(), age()), (2, 0.0));
     builder.shutdown().await;
 }
 
