@@ -645,6 +645,8 @@ where
     }
 }
 
+/// The committed builder configuration pointed at `db`, the test Redis under `prefix`, and an
+/// ephemeral HTTP port.
 pub fn builder_config(db: &TestDb, prefix: &str) -> seatmap_builder::config::Config {
     let mut config: seatmap_builder::config::Config =
         onsale_contract::config::load(&config_dir().join("seatmap-builder.toml"))
