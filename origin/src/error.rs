@@ -75,6 +75,9 @@ onsale_contract::problem_codes! {
         ShowNotOnSale = "show_not_on_sale",
         /// 404: no such ticket (for this fan).
         TicketNotFound = "ticket_not_found",
+        /// 409: the fan cannot cancel an order with a ticket scanned at the door
+        /// (`scanned_ticket_ids`); only an organizer can.
+        TicketsScanned = "tickets_scanned",
         /// 422: a hold asks for more seats than one hold may have.
         TooManySeats = "too_many_seats",
         /// 401: missing or invalid admin token.

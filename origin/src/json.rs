@@ -33,6 +33,25 @@ where
     }
 }
 
+/// `Option<ApiJson<T>>`: a request without `Content-Type` is taken to have no body (`None`);
+/// any other is parsed and refused like `ApiJson<T>`.
+impl<S, T> axum::extract::OptionalFromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = BodyRejection;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
+        match <axum::Json<T> as axum::extract::OptionalFromRequest<S>>::from_request(req, state)
+            .await
+        {
+            Ok(value) => Ok(value.map(|axum::Json(value)| ApiJson(value))),
+            Err(rejection) => Err(BodyRejection(rejection_problem(&rejection))),
+        }
+    }
+}
+
 fn rejection_problem(rejection: &JsonRejection) -> Problem {
     match rejection {
         JsonRejection::JsonSyntaxError(e) => {

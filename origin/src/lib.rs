@@ -125,6 +125,10 @@ fn router(state: AppState) -> Router {
         .route("/v1/admin/venues", post(admin::post_venue))
         .route("/v1/admin/events", post(admin::post_event))
         .route("/v1/admin/events/{id}/shows", post(admin::post_show))
+        .route(
+            "/v1/admin/orders/{id}/cancel",
+            post(payments::post_forced_cancel),
+        )
         .route("/v1/tickets/verify", post(tickets::post_verify))
         .layer(DefaultBodyLimit::max(config.admin_body_limit_bytes))
         .route_layer(middleware::from_fn_with_state(

@@ -31,7 +31,8 @@ use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use serde::Serialize;
+use onsale_contract::problem::Problem;
+use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -409,18 +410,82 @@ pub(crate) async fn post_cancel(
         Begin::Replay(response) => return Ok(response),
         Begin::Proceed(claimed) => claimed,
     };
-    let result = cancel(&state, &admission, order, &claimed).await;
+    let by = Canceller::Fan {
+        admission: &admission,
+        claimed: &claimed,
+    };
+    let result = cancel(&state, order, by).await;
     let response = idempotency::respond(&state.pool, &claimed, StatusCode::OK, result).await;
     state.workers.refunds.notify_one();
     response
 }
 
-async fn cancel(
-    state: &AppState,
-    admission: &Admission,
-    order: OrderId,
-    claimed: &Claimed,
-) -> Result<Vec<u8>, ApiError> {
+/// The organizer's body for a forced cancellation; it may be `{}` or absent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ForcedCancelBody {
+    /// Why, in the organizer's words; it goes out with the `order_cancelled` event.
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// A reason is a note for the fan, not a document.
+const MAX_REASON_CHARS: usize = 500;
+
+/// `POST /v1/admin/orders/{id}/cancel` (organizer): cancels a paid order under the same
+/// refund policy and in the same transaction as its fan's cancellation, even when tickets
+/// were scanned; the optional `reason` goes out with the `order_cancelled` event. It takes
+/// no `Idempotency-Key`: a repeat is refused as `order_not_cancellable` and changes nothing.
+pub(crate) async fn post_forced_cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Option<ApiJson<ForcedCancelBody>>,
+) -> Result<Response, ApiError> {
+    let order = OrderId::parse_path(&id)?;
+    let reason = body
+        .and_then(|ApiJson(body)| body.reason)
+        .filter(|reason| !reason.trim().is_empty());
+    if reason
+        .as_ref()
+        .is_some_and(|reason| reason.chars().count() > MAX_REASON_CHARS)
+    {
+        return Err(ApiError::Unprocessable(
+            Code::InvalidField,
+            format!("`reason` must be at most {MAX_REASON_CHARS} characters"),
+        ));
+    }
+    let by = Canceller::Organizer {
+        reason: reason.as_deref(),
+    };
+    let body = cancel(&state, order, by).await?;
+    state.workers.refunds.notify_one();
+    Ok(crate::http::json_response(StatusCode::OK, body))
+}
+
+/// Who cancels a paid order. Both go through [`cancel`]; this decides whose orders it
+/// reaches, whether a scanned ticket stops it, and the reason recorded.
+enum Canceller<'a> {
+    /// The order's own fan: never an order with a ticket scanned at the door, which is not
+    /// refundable by policy. The answer is stored under the fan's idempotency key.
+    Fan {
+        admission: &'a Admission,
+        claimed: &'a Claimed,
+    },
+    /// An organizer: any paid order, scanned tickets included.
+    Organizer { reason: Option<&'a str> },
+}
+
+impl Canceller<'_> {
+    /// `orders.cancel_reason` and `refunds.reason`.
+    fn cancel_reason(&self) -> &'static str {
+        match self {
+            Canceller::Fan { .. } => "fan_cancelled",
+            Canceller::Organizer { .. } => "organizer_cancelled",
+        }
+    }
+}
+
+async fn cancel(state: &AppState, order: OrderId, by: Canceller<'_>) -> Result<Vec<u8>, ApiError> {
     let mut tx = state.pool.begin().await?;
     let seen: Option<(Uuid, String, Vec<i64>)> = sqlx::query_as(
         "SELECT o.show_id, o.fan_id,
@@ -430,10 +495,14 @@ async fn cancel(
     .bind(order)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((show, _, seats)) = seen.filter(|(show, fan, _)| admission.owns(fan, show)) else {
+    let Some((show, _, seats)) = seen.filter(|(show, fan, _)| match &by {
+        Canceller::Fan { admission, .. } => admission.owns(fan, show),
+        Canceller::Organizer { .. } => true,
+    }) else {
         return Err(OrderId::not_found());
     };
-    // Inventory rows first, the order every writer keeps, then the order and payment.
+    // Inventory rows first, the order every writer keeps, then the order and payment, then
+    // its tickets.
     lock_seats(&mut tx, show, &seats).await?;
     let (status, payment, total_cents, seconds_before): (String, Uuid, i64, f64) = sqlx::query_as(
         "SELECT o.status, p.id, o.total_cents, extract(epoch FROM s.starts_at - now())::float8
@@ -449,21 +518,44 @@ async fn cancel(
             format!("only a paid order can be cancelled; this one is {status}"),
         ));
     }
+    // Locked, so that no gate scans a ticket between this check and its revocation.
+    let tickets: Vec<(Uuid, bool)> = sqlx::query_as(
+        "SELECT id, scanned_at IS NOT NULL FROM tickets
+         WHERE order_id = $1 AND status = 'valid' ORDER BY id FOR UPDATE",
+    )
+    .bind(order)
+    .fetch_all(&mut *tx)
+    .await?;
+    let scanned: Vec<String> = tickets
+        .iter()
+        .filter(|(_, scanned)| *scanned)
+        .map(|(id, _)| id.to_string())
+        .collect();
+    if matches!(by, Canceller::Fan { .. }) && !scanned.is_empty() {
+        return Err(ApiError::problem(
+            Problem::new(409, Code::TicketsScanned, "Tickets already scanned")
+                .with_detail(
+                    "a ticket of this order was scanned at the door and is not refundable; \
+                     only the organizer can cancel the order",
+                )
+                .with("scanned_ticket_ids", scanned),
+        ));
+    }
     let orders = &state.config.orders;
     let policy = orders
         .show_refund_policies
         .get(&show.to_string())
         .unwrap_or(&orders.refund_policy);
     let refund_cents = policy.refund_cents(total_cents, seconds_before as i64);
+    let reason = by.cancel_reason();
     if refund_cents > 0 {
-        owe_refund(&mut tx, order, payment, refund_cents, "fan_cancelled").await?;
+        owe_refund(&mut tx, order, payment, refund_cents, reason).await?;
     }
-    sqlx::query(
-        "UPDATE orders SET status = 'cancelled', cancel_reason = 'fan_cancelled' WHERE id = $1",
-    )
-    .bind(order)
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query("UPDATE orders SET status = 'cancelled', cancel_reason = $2 WHERE id = $1")
+        .bind(order)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("UPDATE tickets SET status = 'revoked' WHERE order_id = $1 AND status = 'valid'")
         .bind(order)
         .execute(&mut *tx)
@@ -477,19 +569,19 @@ async fn cancel(
     .bind(order)
     .execute(&mut *tx)
     .await?;
-    outbox(
-        &mut tx,
-        order,
-        "order_cancelled",
-        serde_json::json!({ "refund_cents": refund_cents }),
-    )
-    .await?;
+    let mut event = serde_json::json!({ "refund_cents": refund_cents, "cancel_reason": reason });
+    if let Canceller::Organizer { reason: Some(note) } = by {
+        event["reason"] = note.into();
+    }
+    outbox(&mut tx, order, "order_cancelled", event).await?;
     let view = CancelView {
         refund_cents,
         order: crate::orders::load(&mut tx, order).await?,
     };
     let body = crate::http::to_json(&view)?;
-    idempotency::store_in(&mut tx, claimed, 200, &body).await?;
+    if let Canceller::Fan { claimed, .. } = by {
+        idempotency::store_in(&mut tx, claimed, 200, &body).await?;
+    }
     tx.commit().await?;
     Ok(body)
 }

@@ -69,11 +69,12 @@ pub async fn reconcile_once(state: &AppState) -> Result<Report, crate::error::Ap
     if report.moved > 0 {
         state.workers.refunds.notify_one();
     }
+    // A cancellation under the refund policy (by the fan or an organizer) may owe nothing.
     report.orders_paid_without_tickets = sqlx::query_scalar(
         "SELECT count(*) FROM orders o JOIN payments p ON p.order_id = o.id
          WHERE p.status = 'succeeded'
            AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.payment_id = p.id)
-           AND o.cancel_reason IS DISTINCT FROM 'fan_cancelled'
+           AND coalesce(o.cancel_reason, '') NOT IN ('fan_cancelled', 'organizer_cancelled')
            AND NOT (o.status = 'confirmed'
                     AND (SELECT count(*) FROM tickets t WHERE t.order_id = o.id AND t.status = 'valid')
                       = (SELECT count(*) FROM order_items i WHERE i.order_id = o.id))",
