@@ -18,25 +18,53 @@ use uuid::Uuid;
 pub(crate) const EFFECTIVE_STATUS: &str =
     "CASE WHEN s.status = 'scheduled' AND s.on_sale_at <= now() THEN 'on_sale' ELSE s.status END";
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize)]
 pub(crate) struct VenueSummary {
-    #[sqlx(rename = "venue_id")]
     pub id: Uuid,
-    #[sqlx(rename = "venue_name")]
     pub name: String,
     pub city: String,
     pub timezone: String,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize)]
 pub(crate) struct EventView {
     pub id: Uuid,
     pub name: String,
     pub performer: String,
     pub description: String,
     pub first_show_at: Option<DateTime<Utc>>,
-    #[sqlx(flatten)]
     pub venue: VenueSummary,
+}
+
+/// An event as the event queries select it: its venue's columns flat beside its own.
+struct EventRow {
+    id: Uuid,
+    name: String,
+    performer: String,
+    description: String,
+    first_show_at: Option<DateTime<Utc>>,
+    venue_id: Uuid,
+    venue_name: String,
+    city: String,
+    timezone: String,
+}
+
+impl From<EventRow> for EventView {
+    fn from(row: EventRow) -> Self {
+        EventView {
+            id: row.id,
+            name: row.name,
+            performer: row.performer,
+            description: row.description,
+            first_show_at: row.first_show_at,
+            venue: VenueSummary {
+                id: row.venue_id,
+                name: row.venue_name,
+                city: row.city,
+                timezone: row.timezone,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -60,15 +88,12 @@ pub(crate) struct ShowView {
     pub price_tiers: Vec<PriceTierView>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize)]
 pub(crate) struct PriceTierView {
     pub tier: String,
     pub name: String,
     pub price_cents: i64,
 }
-
-const EVENT_COLUMNS: &str = "e.id, e.name, e.performer, e.description, e.first_show_at, \
-     v.id AS venue_id, v.name AS venue_name, v.city, v.timezone";
 
 pub(crate) async fn list_events(
     State(state): State<AppState>,
@@ -88,8 +113,11 @@ pub(crate) async fn query_events(
     pool: &PgPool,
     filter: &EventFilter,
 ) -> Result<EventPage, sqlx::Error> {
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events e JOIN venues v ON v.id = e.venue_id
+    let rows = sqlx::query_as!(
+        EventRow,
+        "SELECT e.id, e.name, e.performer, e.description, e.first_show_at,
+                v.id AS venue_id, v.name AS venue_name, v.city, v.timezone
+         FROM events e JOIN venues v ON v.id = e.venue_id
          WHERE e.first_show_at IS NOT NULL
            AND ($1::text IS NULL OR lower(v.city) = lower($1))
            AND ($2::uuid IS NULL OR e.venue_id = $2)
@@ -100,19 +128,19 @@ pub(crate) async fn query_events(
                    AND ($5::timestamptz IS NULL OR s.starts_at < $5)))
            AND ($6::timestamptz IS NULL OR (e.first_show_at, e.id) > ($6, $7::uuid))
          ORDER BY e.first_show_at, e.id
-         LIMIT $8"
-    );
-    let mut items: Vec<EventView> = sqlx::query_as(&sql)
-        .bind(&filter.city)
-        .bind(filter.venue_id)
-        .bind(&filter.text_query)
-        .bind(filter.from)
-        .bind(filter.to)
-        .bind(filter.after.map(|c| c.at))
-        .bind(filter.after.map(|c| c.id))
-        .bind(i64::from(filter.limit) + 1)
-        .fetch_all(pool)
-        .await?;
+         LIMIT $8",
+        filter.city.as_deref(),
+        filter.venue_id,
+        filter.text_query.as_deref(),
+        filter.from,
+        filter.to,
+        filter.after.map(|c| c.at),
+        filter.after.map(|c| c.id),
+        i64::from(filter.limit) + 1,
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut items: Vec<EventView> = rows.into_iter().map(EventView::from).collect();
     let next_cursor = if items.len() > filter.limit as usize {
         items.truncate(filter.limit as usize);
         items.last().and_then(|last| {
@@ -140,10 +168,16 @@ pub(crate) async fn find_event(
     pool: &PgPool,
     id: EventId,
 ) -> Result<Option<EventView>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events e JOIN venues v ON v.id = e.venue_id WHERE e.id = $1"
-    );
-    sqlx::query_as(&sql).bind(id).fetch_optional(pool).await
+    let row = sqlx::query_as!(
+        EventRow,
+        "SELECT e.id, e.name, e.performer, e.description, e.first_show_at,
+                v.id AS venue_id, v.name AS venue_name, v.city, v.timezone
+         FROM events e JOIN venues v ON v.id = e.venue_id WHERE e.id = $1",
+        id.0,
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(EventView::from))
 }
 
 #[derive(Debug, Serialize)]
@@ -209,10 +243,11 @@ fn show_select() -> String {
 }
 
 async fn price_tiers(pool: &PgPool, show_id: Uuid) -> Result<Vec<PriceTierView>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        PriceTierView,
         "SELECT tier, name, price_cents FROM show_price_tiers WHERE show_id = $1 ORDER BY price_cents DESC, tier",
+        show_id,
     )
-    .bind(show_id)
     .fetch_all(pool)
     .await
 }

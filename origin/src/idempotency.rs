@@ -119,7 +119,7 @@ pub(crate) async fn begin(
 ) -> Result<Begin, ApiError> {
     // Claim the key, or take over a claim whose request died in flight.
     let claim = Uuid::new_v4();
-    let claimed: Option<Uuid> = sqlx::query_scalar(
+    let claimed = sqlx::query_scalar!(
         "INSERT INTO idempotency_keys (fan_id, key, route, request_hash, claim)
          VALUES ($1, $2, $3, $4, $6)
          ON CONFLICT (fan_id, key) DO UPDATE SET created_at = now(), claim = EXCLUDED.claim
@@ -127,13 +127,13 @@ pub(crate) async fn begin(
              AND idempotency_keys.request_hash = EXCLUDED.request_hash
              AND idempotency_keys.created_at < now() - make_interval(secs => $5)
          RETURNING claim",
+        fan,
+        key,
+        route,
+        fingerprint,
+        f64::from(in_flight_timeout_s),
+        claim,
     )
-    .bind(fan)
-    .bind(key)
-    .bind(route)
-    .bind(fingerprint)
-    .bind(f64::from(in_flight_timeout_s))
-    .bind(claim)
     .fetch_optional(pool)
     .await?;
     if let Some(claim) = claimed {
@@ -143,20 +143,20 @@ pub(crate) async fn begin(
             claim,
         }));
     }
-    let (hash, status, body): (Vec<u8>, Option<i16>, Option<Vec<u8>>) = sqlx::query_as(
+    let seen = sqlx::query!(
         "SELECT request_hash, response_status, response_body FROM idempotency_keys WHERE fan_id = $1 AND key = $2",
+        fan,
+        key,
     )
-    .bind(fan)
-    .bind(key)
     .fetch_one(pool)
     .await?;
-    if hash != fingerprint {
+    if seen.request_hash != fingerprint {
         return Err(ApiError::problem(
             Problem::new(422, Code::IdempotencyKeyReused, "Idempotency-Key reused")
                 .with_detail("this key was used with a different request; use a new key"),
         ));
     }
-    match (status, body) {
+    match (seen.response_status, seen.response_body) {
         (Some(status), Some(body)) => Ok(Begin::Replay(replay(status, body))),
         _ => Err(ApiError::problem(in_flight())),
     }
@@ -184,15 +184,15 @@ pub async fn store_in(
     status: u16,
     body: &[u8],
 ) -> Result<(), StoreError> {
-    let stored = sqlx::query(
+    let stored = sqlx::query!(
         "UPDATE idempotency_keys SET response_status = $3, response_body = $4
          WHERE fan_id = $1 AND key = $2 AND claim = $5 AND response_status IS NULL",
+        claimed.fan,
+        claimed.key,
+        status as i16,
+        body,
+        claimed.claim,
     )
-    .bind(&claimed.fan)
-    .bind(&claimed.key)
-    .bind(status as i16)
-    .bind(body)
-    .bind(claimed.claim)
     .execute(conn)
     .await?;
     if stored.rows_affected() == 1 {
@@ -239,13 +239,13 @@ pub(crate) async fn finish_failed(pool: &PgPool, claimed: &Claimed, error: &ApiE
 
 /// Gives the key up so a retry can run; a no-op once a takeover holds it.
 pub(crate) async fn release(pool: &PgPool, claimed: &Claimed) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "DELETE FROM idempotency_keys
          WHERE fan_id = $1 AND key = $2 AND claim = $3 AND response_status IS NULL",
+        claimed.fan,
+        claimed.key,
+        claimed.claim,
     )
-    .bind(&claimed.fan)
-    .bind(&claimed.key)
-    .bind(claimed.claim)
     .execute(pool)
     .await?;
     Ok(())
@@ -253,12 +253,12 @@ pub(crate) async fn release(pool: &PgPool, claimed: &Claimed) -> Result<(), sqlx
 
 /// Deletes records older than `ttl_h` hours; returns how many.
 pub(crate) async fn purge(pool: &PgPool, ttl_h: u32, batch: i64) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
            SELECT ctid FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1) LIMIT $2))",
+        ttl_h as i32,
+        batch,
     )
-    .bind(ttl_h as i32)
-    .bind(batch)
     .execute(pool)
     .await?;
     Ok(done.rows_affected())

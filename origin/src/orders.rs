@@ -103,20 +103,21 @@ async fn create_order(
     hold: HoldId,
     claimed: &Claimed,
 ) -> Result<Vec<u8>, ApiError> {
-    let seen: Option<(Uuid, String, Vec<i64>, i64, String)> = sqlx::query_as(
-        "SELECT show_id, fan_id,
-                array(SELECT seat_id FROM hold_seats WHERE hold_id = h.id AND released_at IS NULL ORDER BY seat_id),
+    let seen = sqlx::query!(
+        r#"SELECT show_id, fan_id,
+                array(SELECT seat_id FROM hold_seats WHERE hold_id = h.id AND released_at IS NULL ORDER BY seat_id)
+                  AS "seats!",
                 total_cents, currency
-         FROM holds h WHERE id = $1",
+         FROM holds h WHERE id = $1"#,
+        hold.0,
     )
-    .bind(hold)
     .fetch_optional(&state.pool)
     .await?;
-    let Some((show, _, seats, total_cents, currency)) =
-        seen.filter(|(show, fan, ..)| admission.owns(fan, show))
-    else {
+    let Some(seen) = seen.filter(|h| admission.owns(&h.fan_id, &h.show_id)) else {
         return Err(HoldId::not_found());
     };
+    let (show, seats, total_cents, currency) =
+        (seen.show_id, seen.seats, seen.total_cents, seen.currency);
     // The intent is made before the transaction, never inside it (no lock is held across a
     // provider call). Its key is the hold, so retries and refusals reuse one intent.
     let intent = state
@@ -125,11 +126,12 @@ async fn create_order(
         .await?;
     let mut tx = state.pool.begin().await?;
     let active = lock_hold(&mut tx, show, &seats, hold.0).await?;
-    let ordered: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM orders WHERE hold_id = $1)")
-            .bind(hold)
-            .fetch_one(&mut *tx)
-            .await?;
+    let ordered = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM orders WHERE hold_id = $1) AS "ordered!""#,
+        hold.0,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     if ordered {
         return Err(ApiError::Conflict(
             Code::HoldAlreadyOrdered,
@@ -143,62 +145,62 @@ async fn create_order(
         ));
     }
     // The payment window, once: an order is made once per hold.
-    let expires_at: DateTime<Utc> = sqlx::query_scalar(
+    let expires_at: DateTime<Utc> = sqlx::query_scalar!(
         "UPDATE holds SET expires_at = greatest(expires_at, clock_timestamp() + make_interval(secs => $2))
          WHERE id = $1 RETURNING expires_at",
+        hold.0,
+        state.config.orders.payment_window_s,
     )
-    .bind(hold)
-    .bind(state.config.orders.payment_window_s)
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "UPDATE seat_inventory SET hold_expires_at = $4, version = version + 1
          WHERE show_id = $1 AND seat_id = ANY($2) AND hold_id = $3",
+        show,
+        &seats,
+        hold.0,
+        expires_at,
     )
-    .bind(show)
-    .bind(&seats)
-    .bind(hold)
-    .bind(expires_at)
     .execute(&mut *tx)
     .await?;
     let order = Uuid::now_v7();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO orders (id, show_id, hold_id, fan_id, status, total_cents, currency, expires_at)
          VALUES ($1, $2, $3, $4, 'pending_payment', $5, $6, $7)",
+        order,
+        show,
+        hold.0,
+        admission.fan,
+        total_cents,
+        currency,
+        expires_at,
     )
-    .bind(order)
-    .bind(show)
-    .bind(hold)
-    .bind(&admission.fan)
-    .bind(total_cents)
-    .bind(&currency)
-    .bind(expires_at)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO order_items (order_id, show_id, seat_id, price_cents)
          SELECT $1, i.show_id, i.seat_id, p.price_cents
          FROM hold_seats h
          JOIN seat_inventory i ON i.show_id = h.show_id AND i.seat_id = h.seat_id
          JOIN show_price_tiers p ON p.show_id = i.show_id AND p.tier = i.price_tier
          WHERE h.hold_id = $2 AND h.released_at IS NULL",
+        order,
+        hold.0,
     )
-    .bind(order)
-    .bind(hold)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO payments (id, order_id, provider, provider_ref, status, provider_version, amount_cents, currency)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        Uuid::now_v7(),
+        order,
+        state.provider.name(),
+        intent.reference,
+        intent.status.as_str(),
+        intent.version,
+        total_cents,
+        currency,
     )
-    .bind(Uuid::now_v7())
-    .bind(order)
-    .bind(state.provider.name())
-    .bind(&intent.reference)
-    .bind(intent.status.as_str())
-    .bind(intent.version)
-    .bind(total_cents)
-    .bind(&currency)
     .execute(&mut *tx)
     .await?;
     let view = load(&mut tx, OrderId(order)).await?;
@@ -208,87 +210,63 @@ async fn create_order(
     Ok(body)
 }
 
-type OrderRow = (
-    Uuid,
-    Uuid,
-    Uuid,
-    OrderStatus,
-    Option<String>,
-    i64,
-    String,
-    DateTime<Utc>,
-);
-
 pub(crate) async fn load(
     tx: &mut sqlx::PgConnection,
     order: OrderId,
 ) -> Result<OrderView, ApiError> {
-    let (order_id, show_id, hold_id, status, cancel_reason, total_cents, currency, expires_at): OrderRow =
-        sqlx::query_as(
-            "SELECT id, show_id, hold_id, status, cancel_reason, total_cents, currency, expires_at
-             FROM orders WHERE id = $1",
-        )
-        .bind(order)
-        .fetch_one(&mut *tx)
-        .await?;
-    let items: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT seat_id, price_cents FROM order_items WHERE order_id = $1 ORDER BY seat_id",
+    let row = sqlx::query!(
+        r#"SELECT id, show_id, hold_id, status AS "status: OrderStatus", cancel_reason, total_cents,
+                  currency, expires_at
+           FROM orders WHERE id = $1"#,
+        order.0,
     )
-    .bind(order)
-    .fetch_all(&mut *tx)
-    .await?;
-    let tickets: Vec<(Uuid, i64, TicketStatus)> = sqlx::query_as(
-        "SELECT id, seat_id, status FROM tickets WHERE order_id = $1 ORDER BY seat_id",
-    )
-    .bind(order)
-    .fetch_all(&mut *tx)
-    .await?;
-    let (payment_id, payment_status): (Uuid, PaymentStatus) = sqlx::query_as(
-        "SELECT id, status FROM payments WHERE order_id = $1 ORDER BY created_at DESC LIMIT 1",
-    )
-    .bind(order)
     .fetch_one(&mut *tx)
     .await?;
-    let refund: Option<(Uuid, i64, String, RefundStatus)> =
-        sqlx::query_as("SELECT id, amount_cents, reason, status FROM refunds WHERE order_id = $1")
-            .bind(order)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let items = sqlx::query_as!(
+        ItemView,
+        "SELECT seat_id, price_cents FROM order_items WHERE order_id = $1 ORDER BY seat_id",
+        order.0,
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let tickets = sqlx::query_as!(
+        TicketView,
+        r#"SELECT id AS ticket_id, seat_id, status AS "status: TicketStatus"
+           FROM tickets WHERE order_id = $1 ORDER BY seat_id"#,
+        order.0,
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let payment = sqlx::query_as!(
+        PaymentView,
+        r#"SELECT id AS payment_id, status AS "status: PaymentStatus"
+           FROM payments WHERE order_id = $1 ORDER BY created_at DESC LIMIT 1"#,
+        order.0,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let refund = sqlx::query_as!(
+        RefundView,
+        r#"SELECT id AS refund_id, amount_cents, reason, status AS "status: RefundStatus"
+           FROM refunds WHERE order_id = $1"#,
+        order.0,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
     Ok(OrderView {
-        order_id,
-        show_id,
-        hold_id,
-        status,
-        cancel_reason,
-        total_cents,
-        currency,
-        expires_at_ms: expires_at.timestamp_millis(),
+        order_id: row.id,
+        show_id: row.show_id,
+        hold_id: row.hold_id,
+        status: row.status,
+        cancel_reason: row.cancel_reason,
+        total_cents: row.total_cents,
+        currency: row.currency,
+        expires_at_ms: row.expires_at.timestamp_millis(),
         server_time_ms: now_ms(),
-        items: items
-            .into_iter()
-            .map(|(seat_id, price_cents)| ItemView {
-                seat_id,
-                price_cents,
-            })
-            .collect(),
-        tickets: tickets
-            .into_iter()
-            .map(|(ticket_id, seat_id, status)| TicketView {
-                ticket_id,
-                seat_id,
-                status,
-            })
-            .collect(),
-        payment: PaymentView {
-            payment_id,
-            status: payment_status,
-        },
-        refund: refund.map(|(refund_id, amount_cents, reason, status)| RefundView {
-            refund_id,
-            amount_cents,
-            reason,
-            status,
-        }),
+        items,
+        tickets,
+        payment,
+        refund,
     })
 }
 
@@ -300,12 +278,10 @@ pub(crate) async fn get_order(
 ) -> Result<Response, ApiError> {
     let order = OrderId::parse_path(&id)?;
     let mut conn = state.pool.acquire().await?;
-    let owner: Option<(String, Uuid)> =
-        sqlx::query_as("SELECT fan_id, show_id FROM orders WHERE id = $1")
-            .bind(order)
-            .fetch_optional(&mut *conn)
-            .await?;
-    if !owner.is_some_and(|(fan, show)| admission.owns(&fan, &show)) {
+    let owner = sqlx::query!("SELECT fan_id, show_id FROM orders WHERE id = $1", order.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if !owner.is_some_and(|o| admission.owns(&o.fan_id, &o.show_id)) {
         return Err(OrderId::not_found());
     }
     let view = load(&mut conn, order).await?;
@@ -337,8 +313,6 @@ struct History {
     next_cursor: Option<String>,
 }
 
-type SummaryRow = (Uuid, Uuid, OrderStatus, i64, String, DateTime<Utc>, i64);
-
 /// `GET /v1/orders`: the fan's orders, newest first, a keyset page at a time.
 pub(crate) async fn list_orders(
     State(state): State<AppState>,
@@ -354,43 +328,39 @@ pub(crate) async fn list_orders(
         catalog.default_page_size,
         catalog.max_page_size,
     )?;
-    let mut rows: Vec<SummaryRow> = sqlx::query_as(
-        "SELECT o.id, o.show_id, o.status, o.total_cents, o.currency, o.created_at,
-                (SELECT count(*) FROM tickets t WHERE t.order_id = o.id AND t.status = 'valid')
+    let mut rows = sqlx::query!(
+        r#"SELECT o.id, o.show_id, o.status AS "status: OrderStatus", o.total_cents, o.currency, o.created_at,
+                (SELECT count(*) FROM tickets t WHERE t.order_id = o.id AND t.status = 'valid') AS "tickets!"
          FROM orders o
          WHERE o.fan_id = $1 AND ($2::timestamptz IS NULL OR (o.created_at, o.id) < ($2, $3))
-         ORDER BY o.created_at DESC, o.id DESC LIMIT $4",
+         ORDER BY o.created_at DESC, o.id DESC LIMIT $4"#,
+        admission.fan,
+        page.after.map(|c| c.at),
+        page.after.map(|c| c.id),
+        i64::from(page.limit) + 1,
     )
-    .bind(&admission.fan)
-    .bind(page.after.map(|c| c.at))
-    .bind(page.after.map(|c| c.id))
-    .bind(i64::from(page.limit) + 1)
     .fetch_all(&state.pool)
     .await?;
     let next_cursor = (rows.len() > page.limit as usize).then(|| {
         rows.truncate(page.limit as usize);
         let last = rows.last().expect("a full page");
         Keyset {
-            at: last.5,
-            id: last.0,
+            at: last.created_at,
+            id: last.id,
         }
         .encode()
     });
     let items = rows
         .into_iter()
-        .map(
-            |(order_id, show_id, status, total_cents, currency, created_at, tickets)| {
-                OrderSummary {
-                    order_id,
-                    show_id,
-                    status,
-                    total_cents,
-                    currency,
-                    created_at_ms: created_at.timestamp_millis(),
-                    tickets,
-                }
-            },
-        )
+        .map(|row| OrderSummary {
+            order_id: row.id,
+            show_id: row.show_id,
+            status: row.status,
+            total_cents: row.total_cents,
+            currency: row.currency,
+            created_at_ms: row.created_at.timestamp_millis(),
+            tickets: row.tickets,
+        })
         .collect();
     let body = History { items, next_cursor };
     crate::http::json(StatusCode::OK, &body)

@@ -15,7 +15,6 @@
 
 use crate::config::NotificationsConfig;
 use crate::metrics::Metrics;
-use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
 use serde::Serialize;
 use sqlx::PgPool;
@@ -50,8 +49,6 @@ pub enum RelayError {
     Redis(#[from] redis::RedisError),
 }
 
-type OutboxRow = (i64, Uuid, String, serde_json::Value, DateTime<Utc>);
-
 /// Publishes one batch of unpublished rows; returns how many. Another relay holding the
 /// lock makes this a no-op.
 pub async fn relay_once(
@@ -61,24 +58,26 @@ pub async fn relay_once(
     metrics: &Metrics,
 ) -> Result<usize, RelayError> {
     let mut tx = pool.begin().await?;
-    let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-        .bind(RELAY_LOCK)
-        .fetch_one(&mut *tx)
-        .await?;
+    let leader = sqlx::query_scalar!(
+        r#"SELECT pg_try_advisory_xact_lock($1) AS "leader!""#,
+        RELAY_LOCK,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     if !leader {
         return Ok(0);
     }
-    let rows: Vec<OutboxRow> = sqlx::query_as(
+    let rows = sqlx::query!(
         "SELECT id, aggregate_id, event_type, payload, created_at FROM outbox
          WHERE published_at IS NULL ORDER BY id LIMIT $1",
+        config.relay_batch,
     )
-    .bind(config.relay_batch)
     .fetch_all(&mut *tx)
     .await?;
     if !rows.is_empty() {
         let stream = stream_key(config);
         let mut pipe = redis::pipe();
-        for (id, order, kind, payload, created_at) in &rows {
+        for row in &rows {
             pipe.cmd("XADD")
                 .arg(&stream)
                 .arg("MAXLEN")
@@ -86,28 +85,32 @@ pub async fn relay_once(
                 .arg(config.stream_max_len)
                 .arg("*")
                 .arg("outbox_id")
-                .arg(id)
+                .arg(row.id)
                 .arg("type")
-                .arg(kind)
+                .arg(&row.event_type)
                 .arg("order_id")
-                .arg(order.to_string())
+                .arg(row.aggregate_id.to_string())
                 .arg("created_at_ms")
-                .arg(created_at.timestamp_millis())
+                .arg(row.created_at.timestamp_millis())
                 .arg("payload")
-                .arg(payload.to_string())
+                .arg(row.payload.to_string())
                 .ignore();
         }
         pipe.query_async::<()>(redis).await?;
-        let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
-        sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        sqlx::query!(
+            "UPDATE outbox SET published_at = now() WHERE id = ANY($1)",
+            &ids
+        )
+        .execute(&mut *tx)
+        .await?;
     }
     // Counted after this batch was marked published, so it already excludes the batch.
-    let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-        .fetch_one(&mut *tx)
-        .await?;
+    let waiting = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "waiting!" FROM outbox WHERE published_at IS NULL"#
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     tx.commit().await?;
     metrics.outbox_published.inc_by(rows.len() as u64);
     metrics.outbox_unpublished.set(waiting);

@@ -12,57 +12,59 @@ use crate::payments::outbox;
 use crate::AppState;
 use std::time::Duration;
 use tokio::sync::watch;
-use uuid::Uuid;
 
 const BATCH: i64 = 32;
 const LEASE_S: f64 = 60.0;
 
 /// One round: every refund that is due gets one attempt. Returns how many were tried.
 pub(crate) async fn refund_due(state: &AppState) -> Result<usize, sqlx::Error> {
-    let due: Vec<(Uuid, Uuid, Uuid, i64, String, String, i32)> = sqlx::query_as(
+    let due = sqlx::query!(
         "UPDATE refunds r SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => $2)
          FROM payments p
          WHERE p.id = r.payment_id AND r.id IN (
              SELECT id FROM refunds WHERE status = 'pending' AND next_attempt_at <= now()
              ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
          RETURNING r.id, r.order_id, r.payment_id, r.amount_cents, r.reason, p.provider_ref, r.attempts",
+        BATCH,
+        LEASE_S,
     )
-    .bind(BATCH)
-    .bind(LEASE_S)
     .fetch_all(&state.pool)
     .await?;
     let payments = &state.config.payments;
-    for (refund, order, payment, amount_cents, reason, intent, attempts) in &due {
+    for row in &due {
+        let (refund, order, payment) = (row.id, row.order_id, row.payment_id);
+        let (amount_cents, attempts) = (row.amount_cents, row.attempts);
+        let (reason, intent) = (&row.reason, &row.provider_ref);
         let metric = &state.metrics.refunds;
         match state
             .provider
-            .refund(intent, *amount_cents, &refund.to_string())
+            .refund(intent, amount_cents, &refund.to_string())
             .await
         {
             Ok(reference) => {
                 let mut tx = state.pool.begin().await?;
-                let done = sqlx::query(
+                let done = sqlx::query!(
                     "UPDATE refunds SET status = 'succeeded', provider_ref = $2, completed_at = now(), last_error = NULL
                      WHERE id = $1 AND status = 'pending'",
+                    refund,
+                    reference,
                 )
-                .bind(refund)
-                .bind(&reference)
                 .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() == 1 {
-                    sqlx::query(
+                    sqlx::query!(
                         "UPDATE payments SET refunded_cents = refunded_cents + $2, updated_at = now(),
                                 status = CASE WHEN refunded_cents + $2 >= amount_cents THEN 'refunded' ELSE status END
                          WHERE id = $1",
+                        payment,
+                        amount_cents,
                     )
-                    .bind(payment)
-                    .bind(amount_cents)
                     .execute(&mut *tx)
                     .await?;
                     let payload = serde_json::json!({
                         "refund_id": refund, "amount_cents": amount_cents, "reason": reason,
                     });
-                    outbox(&mut tx, OrderId(*order), "refund_issued", payload).await?;
+                    outbox(&mut tx, OrderId(order), "refund_issued", payload).await?;
                 }
                 tx.commit().await?;
                 metric.with_label_values(&["succeeded"]).inc();
@@ -74,15 +76,15 @@ pub(crate) async fn refund_due(state: &AppState) -> Result<usize, sqlx::Error> {
                     std::time::Duration::from_millis(payments.refund_retry_base_ms),
                     std::time::Duration::from_millis(payments.refund_retry_max_ms),
                 )
-                .delay(u32::try_from(*attempts).unwrap_or(0));
+                .delay(u32::try_from(attempts).unwrap_or(0));
                 tracing::warn!(%refund, %order, attempts, %error, retry_in_ms = wait.as_millis() as u64, "refund failed");
-                sqlx::query(
+                sqlx::query!(
                     "UPDATE refunds SET last_error = $2, next_attempt_at = now() + make_interval(secs => $3)
                      WHERE id = $1 AND status = 'pending'",
+                    refund,
+                    error.to_string(),
+                    wait.as_secs_f64(),
                 )
-                .bind(refund)
-                .bind(error.to_string())
-                .bind(wait.as_secs_f64())
                 .execute(&state.pool)
                 .await?;
             }

@@ -13,8 +13,8 @@ use uuid::Uuid;
 /// One batch; returns how many seats it freed.
 pub async fn sweep_once(pool: &PgPool, batch: i64, metrics: &Metrics) -> Result<u64, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let swept: Vec<(Uuid, f64, i64)> = sqlx::query_as(
-        "WITH due AS (
+    let swept = sqlx::query!(
+        r#"WITH due AS (
              SELECT show_id, seat_id, hold_id, hold_expires_at FROM seat_inventory
              WHERE status = 'held' AND hold_expires_at <= now()
              ORDER BY hold_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED),
@@ -23,25 +23,27 @@ pub async fn sweep_once(pool: &PgPool, batch: i64, metrics: &Metrics) -> Result<
              SET status = 'available', hold_id = NULL, hold_expires_at = NULL, version = i.version + 1
              FROM due WHERE i.show_id = due.show_id AND i.seat_id = due.seat_id
              RETURNING due.hold_id, due.hold_expires_at)
-         SELECT hold_id, extract(epoch FROM now() - min(hold_expires_at))::float8, count(*) FROM freed GROUP BY hold_id",
+         SELECT hold_id AS "hold_id!", extract(epoch FROM now() - min(hold_expires_at))::float8 AS "lag_s!",
+                count(*) AS "seats!"
+         FROM freed GROUP BY hold_id"#,
+        batch,
     )
-    .bind(batch)
     .fetch_all(&mut *tx)
     .await?;
     if swept.is_empty() {
         tx.commit().await?;
         return Ok(0);
     }
-    let holds: Vec<Uuid> = swept.iter().map(|s| s.0).collect();
+    let holds: Vec<Uuid> = swept.iter().map(|s| s.hold_id).collect();
     let expired = crate::holds::end_expired(&mut tx, &holds).await?;
     tx.commit().await?;
-    let lag = swept.iter().map(|s| s.1).fold(0.0, f64::max);
+    let lag = swept.iter().map(|s| s.lag_s).fold(0.0, f64::max);
     metrics.sweep_lag.set(lag);
     metrics
         .holds_ended
         .with_label_values(&["expired_swept"])
         .inc_by(expired);
-    Ok(swept.iter().map(|s| s.2 as u64).sum())
+    Ok(swept.iter().map(|s| s.seats as u64).sum())
 }
 
 /// Sweeps every `interval` until `stopped`, draining a backlog in full batches first.

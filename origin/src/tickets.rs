@@ -121,23 +121,21 @@ pub(crate) async fn get_qr(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let ticket = TicketId::parse_path(&id)?;
-    let row: Option<(String, Uuid, i64, DateTime<Utc>)> = sqlx::query_as(
+    let row = sqlx::query!(
         "SELECT o.fan_id, t.show_id, t.seat_id, t.issued_at FROM tickets t
          JOIN orders o ON o.id = t.order_id WHERE t.id = $1",
+        ticket.0,
     )
-    .bind(ticket)
     .fetch_optional(&state.pool)
     .await?;
-    let Some((_, show, seat, issued_at)) =
-        row.filter(|(fan, show, _, _)| admission.owns(fan, show))
-    else {
+    let Some(row) = row.filter(|t| admission.owns(&t.fan_id, &t.show_id)) else {
         return Err(TicketId::not_found());
     };
     let payload = state.tickets.sign(TicketFacts {
         ticket: ticket.0,
-        show,
-        seat,
-        issued_at_s: issued_at.timestamp(),
+        show: row.show_id,
+        seat: row.seat_id,
+        issued_at_s: row.issued_at.timestamp(),
     });
     let svg = qr_svg(&payload).map_err(|e| ApiError::Internal(format!("QR encoding: {e}")))?;
     let mut response = (StatusCode::OK, svg).into_response();
@@ -208,31 +206,34 @@ pub(crate) async fn post_verify(
 /// The verdict for a correctly signed payload; `None` if it names no such ticket.
 async fn scan(state: &AppState, facts: TicketFacts) -> Result<Option<VerifyView>, ApiError> {
     // The first scan wins: one conditional update decides it.
-    let first: Option<DateTime<Utc>> = sqlx::query_scalar(
-        "UPDATE tickets SET scanned_at = now()
+    let first: Option<DateTime<Utc>> = sqlx::query_scalar!(
+        r#"UPDATE tickets SET scanned_at = now()
          WHERE id = $1 AND show_id = $2 AND seat_id = $3 AND status = 'valid' AND scanned_at IS NULL
-         RETURNING scanned_at",
+         RETURNING scanned_at AS "scanned_at!""#,
+        facts.ticket,
+        facts.show,
+        facts.seat,
     )
-    .bind(facts.ticket)
-    .bind(facts.show)
-    .bind(facts.seat)
     .fetch_optional(&state.pool)
     .await?;
     let (result, scanned_at) = match first {
         Some(at) => (Verdict::Valid, Some(at)),
         None => {
-            let row: Option<(TicketStatus, Option<DateTime<Utc>>)> = sqlx::query_as(
-                "SELECT status, scanned_at FROM tickets WHERE id = $1 AND show_id = $2 AND seat_id = $3",
+            let row = sqlx::query!(
+                r#"SELECT status AS "status: TicketStatus", scanned_at
+                   FROM tickets WHERE id = $1 AND show_id = $2 AND seat_id = $3"#,
+                facts.ticket,
+                facts.show,
+                facts.seat,
             )
-            .bind(facts.ticket)
-            .bind(facts.show)
-            .bind(facts.seat)
             .fetch_optional(&state.pool)
             .await?;
             match row {
                 None => return Ok(None),
-                Some((TicketStatus::Revoked, _)) => (Verdict::Revoked, None),
-                Some((TicketStatus::Valid, at)) => (Verdict::AlreadyScanned, at),
+                Some(row) => match row.status {
+                    TicketStatus::Revoked => (Verdict::Revoked, None),
+                    TicketStatus::Valid => (Verdict::AlreadyScanned, row.scanned_at),
+                },
             }
         }
     };

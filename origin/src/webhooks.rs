@@ -56,12 +56,13 @@ pub(crate) async fn post_payment_webhook(
         .inspect_err(|_| metrics.with_label_values(&["rejected"]).inc())?;
     let provider = state.provider.name();
     let mut tx = state.pool.begin().await?;
-    let payment: Option<Uuid> =
-        sqlx::query_scalar("SELECT id FROM payments WHERE provider = $1 AND provider_ref = $2")
-            .bind(provider)
-            .bind(&event.intent.reference)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let payment: Option<Uuid> = sqlx::query_scalar!(
+        "SELECT id FROM payments WHERE provider = $1 AND provider_ref = $2",
+        provider,
+        event.intent.reference,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
     // The effect first, so its locks are taken in the order every writer keeps; then the
     // event's key. A delivery of the same event racing this one waits on those locks, finds
     // the key taken, and rolls its (stale) effect back.
@@ -69,15 +70,15 @@ pub(crate) async fn post_payment_webhook(
         Some(payment) => Some(apply(&mut tx, &state, payment, &event.intent, false).await?),
         None => None,
     };
-    let recorded = sqlx::query(
+    let recorded = sqlx::query!(
         "INSERT INTO payment_events (provider, event_id, payment_id, event_type, payload)
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (provider, event_id) DO NOTHING",
+        provider,
+        event.id,
+        payment,
+        event.kind,
+        event.payload,
     )
-    .bind(provider)
-    .bind(&event.id)
-    .bind(payment)
-    .bind(&event.kind)
-    .bind(&event.payload)
     .execute(&mut *tx)
     .await?;
     let result = if recorded.rows_affected() == 0 {

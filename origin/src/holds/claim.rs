@@ -107,11 +107,11 @@ async fn on_sale_currency(tx: &mut PgConnection, show: ShowId) -> Result<String,
 }
 
 async fn require_known(tx: &mut PgConnection, show: ShowId, seats: &[i64]) -> Result<(), ApiError> {
-    let known: HashSet<i64> = sqlx::query_scalar(
+    let known: HashSet<i64> = sqlx::query_scalar!(
         "SELECT seat_id FROM seat_inventory WHERE show_id = $1 AND seat_id = ANY($2)",
+        show.0,
+        seats,
     )
-    .bind(show)
-    .bind(seats)
     .fetch_all(&mut *tx)
     .await?
     .into_iter()
@@ -141,22 +141,22 @@ async fn best_available(
     section: &str,
     quantity: usize,
 ) -> Result<Vec<i64>, ApiError> {
-    let candidates: Vec<(i64, String, i32)> = sqlx::query_as(
+    let candidates = sqlx::query!(
         "SELECT i.seat_id, s.row_label, s.number FROM seat_inventory i JOIN seats s ON s.id = i.seat_id
          WHERE i.show_id = $1 AND i.section_id = $2
            AND (i.status = 'available' OR (i.status = 'held' AND i.hold_expires_at <= now()))
          ORDER BY i.layout_idx",
+        show.0,
+        section,
     )
-    .bind(show)
-    .bind(section)
     .fetch_all(&mut *tx)
     .await?;
     if candidates.len() < quantity {
-        let exists: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM seat_inventory WHERE show_id = $1 AND section_id = $2)",
+        let exists = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM seat_inventory WHERE show_id = $1 AND section_id = $2) AS "exists!""#,
+            show.0,
+            section,
         )
-        .bind(show)
-        .bind(section)
         .fetch_one(&mut *tx)
         .await?;
         return Err(if exists {
@@ -169,11 +169,13 @@ async fn best_available(
         });
     }
     let adjacent = candidates.windows(quantity).find(|w| {
-        w.iter().all(|s| s.1 == w[0].1)
-            && w.iter().enumerate().all(|(k, s)| s.2 == w[0].2 + k as i32)
+        w.iter().all(|s| s.row_label == w[0].row_label)
+            && w.iter()
+                .enumerate()
+                .all(|(k, s)| s.number == w[0].number + k as i32)
     });
     let chosen = adjacent.unwrap_or(&candidates[..quantity]);
-    let mut seats: Vec<i64> = chosen.iter().map(|s| s.0).collect();
+    let mut seats: Vec<i64> = chosen.iter().map(|s| s.seat_id).collect();
     seats.sort_unstable();
     Ok(seats)
 }
@@ -187,18 +189,20 @@ async fn check_fan_limit(
     wanted: usize,
     max: usize,
 ) -> Result<(), ApiError> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7215))")
-        .bind(format!("{show}:{fan}"))
-        .execute(&mut *tx)
-        .await?;
-    let current: i64 = sqlx::query_scalar(
-        "SELECT (SELECT coalesce(sum(seat_count), 0) FROM holds
+    sqlx::query_scalar!(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 7215))",
+        format!("{show}:{fan}"),
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let current = sqlx::query_scalar!(
+        r#"SELECT (SELECT coalesce(sum(seat_count), 0) FROM holds
                  WHERE show_id = $1 AND fan_id = $2 AND status = 'active' AND expires_at > now())
               + (SELECT count(*) FROM order_items oi JOIN orders o ON o.id = oi.order_id
-                 WHERE o.show_id = $1 AND o.fan_id = $2 AND o.status = 'confirmed')",
+                 WHERE o.show_id = $1 AND o.fan_id = $2 AND o.status = 'confirmed') AS "current!""#,
+        show.0,
+        fan,
     )
-    .bind(show)
-    .bind(fan)
     .fetch_one(&mut *tx)
     .await?;
     if current as usize + wanted > max {
@@ -223,23 +227,24 @@ async fn lock_claimable(
     seats: &[i64],
     metrics: &crate::metrics::Metrics,
 ) -> Result<Vec<i64>, ApiError> {
-    let locked: Vec<(i64, SeatStatus, Option<Uuid>, bool)> = sqlx::query_as(
-        "SELECT seat_id, status, hold_id, coalesce(hold_expires_at <= now(), false)
+    let locked = sqlx::query!(
+        r#"SELECT seat_id, status AS "status: SeatStatus", hold_id,
+                  coalesce(hold_expires_at <= now(), false) AS "expired!"
          FROM seat_inventory WHERE show_id = $1 AND seat_id = ANY($2)
-         ORDER BY seat_id FOR UPDATE SKIP LOCKED",
+         ORDER BY seat_id FOR UPDATE SKIP LOCKED"#,
+        show.0,
+        seats,
     )
-    .bind(show)
-    .bind(seats)
     .fetch_all(&mut **tx)
     .await?;
     let claimable: HashSet<i64> = locked
         .iter()
-        .filter(|(_, status, _, expired)| match status {
+        .filter(|seat| match seat.status {
             SeatStatus::Available => true,
-            SeatStatus::Held => *expired,
+            SeatStatus::Held => seat.expired,
             SeatStatus::Sold | SeatStatus::Unavailable => false,
         })
-        .map(|s| s.0)
+        .map(|seat| seat.seat_id)
         .collect();
     let taken: Vec<i64> = seats
         .iter()
@@ -251,7 +256,7 @@ async fn lock_claimable(
     }
     let expired_holds: Vec<Uuid> = locked
         .iter()
-        .filter_map(|s| s.2)
+        .filter_map(|seat| seat.hold_id)
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
@@ -273,46 +278,46 @@ async fn insert_hold(
     currency: String,
     ttl_s: f64,
 ) -> Result<HoldView, ApiError> {
-    let total_cents: i64 = sqlx::query_scalar(
-        "SELECT coalesce(sum(p.price_cents), 0)::int8 FROM seat_inventory i
+    let total_cents = sqlx::query_scalar!(
+        r#"SELECT coalesce(sum(p.price_cents), 0)::int8 AS "total_cents!" FROM seat_inventory i
          JOIN show_price_tiers p ON p.show_id = i.show_id AND p.tier = i.price_tier
-         WHERE i.show_id = $1 AND i.seat_id = ANY($2)",
+         WHERE i.show_id = $1 AND i.seat_id = ANY($2)"#,
+        show.0,
+        seats,
     )
-    .bind(show)
-    .bind(seats)
     .fetch_one(&mut *tx)
     .await?;
     let hold_id = Uuid::now_v7();
-    let expires_at: DateTime<Utc> = sqlx::query_scalar(
+    let expires_at: DateTime<Utc> = sqlx::query_scalar!(
         "INSERT INTO holds (id, show_id, fan_id, status, seat_count, total_cents, currency, expires_at)
          VALUES ($1, $2, $3, 'active', $4, $5, $6, clock_timestamp() + make_interval(secs => $7))
          RETURNING expires_at",
+        hold_id,
+        show.0,
+        fan,
+        seats.len() as i32,
+        total_cents,
+        currency,
+        ttl_s,
     )
-    .bind(hold_id)
-    .bind(show)
-    .bind(fan)
-    .bind(seats.len() as i32)
-    .bind(total_cents)
-    .bind(&currency)
-    .bind(ttl_s)
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO hold_seats (hold_id, show_id, seat_id) SELECT $1, $2, unnest($3::int8[])",
+        hold_id,
+        show.0,
+        seats,
     )
-    .bind(hold_id)
-    .bind(show)
-    .bind(seats)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "UPDATE seat_inventory SET status = 'held', hold_id = $3, hold_expires_at = $4, version = version + 1
          WHERE show_id = $1 AND seat_id = ANY($2)",
+        show.0,
+        seats,
+        hold_id,
+        expires_at,
     )
-    .bind(show)
-    .bind(seats)
-    .bind(hold_id)
-    .bind(expires_at)
     .execute(&mut *tx)
     .await?;
     Ok(HoldView {

@@ -10,14 +10,14 @@ use uuid::Uuid;
 /// the caller's transaction, which has locked the holds' inventory rows. Returns how many
 /// holds it ended.
 pub(crate) async fn end_expired(tx: &mut PgConnection, holds: &[Uuid]) -> Result<u64, sqlx::Error> {
-    let ended = sqlx::query(
+    let ended = sqlx::query!(
         "UPDATE holds SET status = 'expired', ended_at = now() WHERE id = ANY($1) AND status = 'active'",
+        holds,
     )
-    .bind(holds)
     .execute(&mut *tx)
     .await?;
     close_hold_seats(tx, holds).await?;
-    sqlx::query(
+    sqlx::query!(
         "WITH cancelled AS (
              UPDATE orders SET status = 'cancelled', cancel_reason = 'hold_expired'
              WHERE hold_id = ANY($1) AND status = 'pending_payment'
@@ -26,8 +26,8 @@ pub(crate) async fn end_expired(tx: &mut PgConnection, holds: &[Uuid]) -> Result
          SELECT id, 'hold_expired',
                 jsonb_build_object('order_id', id, 'fan_id', fan_id, 'show_id', show_id, 'hold_id', hold_id)
          FROM cancelled",
+        holds,
     )
-    .bind(holds)
     .execute(&mut *tx)
     .await?;
     Ok(ended.rows_affected())
@@ -40,12 +40,12 @@ pub(crate) async fn lock_seats(
     show: Uuid,
     seats: &[i64],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "SELECT 1 FROM seat_inventory WHERE show_id = $1 AND seat_id = ANY($2) ORDER BY seat_id FOR UPDATE",
+    sqlx::query!(
+        "SELECT 1 AS locked FROM seat_inventory WHERE show_id = $1 AND seat_id = ANY($2) ORDER BY seat_id FOR UPDATE",
+        show,
+        seats,
     )
-    .bind(show)
-    .bind(seats)
-    .execute(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
     Ok(())
 }
@@ -60,10 +60,10 @@ pub(crate) async fn lock_hold(
     hold: Uuid,
 ) -> Result<bool, sqlx::Error> {
     lock_seats(tx, show, seats).await?;
-    sqlx::query_scalar(
-        "SELECT status = 'active' AND expires_at > now() FROM holds WHERE id = $1 FOR UPDATE",
+    sqlx::query_scalar!(
+        r#"SELECT status = 'active' AND expires_at > now() AS "live!" FROM holds WHERE id = $1 FOR UPDATE"#,
+        hold,
     )
-    .bind(hold)
     .fetch_one(&mut *tx)
     .await
 }
@@ -73,10 +73,10 @@ pub(crate) async fn close_hold_seats(
     tx: &mut PgConnection,
     holds: &[Uuid],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE hold_seats SET released_at = now() WHERE hold_id = ANY($1) AND released_at IS NULL",
+        holds,
     )
-    .bind(holds)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -88,12 +88,12 @@ pub(crate) async fn free_seats(
     show: Uuid,
     holds: &[Uuid],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE seat_inventory SET status = 'available', hold_id = NULL, hold_expires_at = NULL, version = version + 1
          WHERE show_id = $1 AND hold_id = ANY($2) AND status = 'held'",
+        show,
+        holds,
     )
-    .bind(show)
-    .bind(holds)
     .execute(&mut *tx)
     .await?;
     close_hold_seats(tx, holds).await?;

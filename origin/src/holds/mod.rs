@@ -87,7 +87,6 @@ pub(crate) async fn post_hold(
     }
 }
 
-#[derive(sqlx::FromRow)]
 struct HoldRow {
     id: Uuid,
     show_id: Uuid,
@@ -107,14 +106,16 @@ async fn owned_hold(
     id: &str,
 ) -> Result<HoldRow, ApiError> {
     let id = HoldId::parse_path(id)?;
-    let row: Option<HoldRow> = sqlx::query_as(
-        "SELECT h.id, h.show_id, h.fan_id,
-                CASE WHEN h.status = 'active' AND h.expires_at <= now() THEN 'expired' ELSE h.status END AS status,
+    let row = sqlx::query_as!(
+        HoldRow,
+        r#"SELECT h.id, h.show_id, h.fan_id,
+                CASE WHEN h.status = 'active' AND h.expires_at <= now() THEN 'expired' ELSE h.status END
+                  AS "status!: HoldStatus",
                 h.expires_at, h.total_cents, h.currency,
-                array(SELECT seat_id FROM hold_seats WHERE hold_id = h.id ORDER BY seat_id) AS seat_ids
-         FROM holds h WHERE h.id = $1",
+                array(SELECT seat_id FROM hold_seats WHERE hold_id = h.id ORDER BY seat_id) AS "seat_ids!"
+         FROM holds h WHERE h.id = $1"#,
+        id.0,
     )
-    .bind(id)
     .fetch_optional(&state.pool)
     .await?;
     row.filter(|h| admission.owns(&h.fan_id, &h.show_id))
@@ -151,16 +152,18 @@ pub(crate) async fn delete_hold(
     let mut tx = state.pool.begin().await?;
     // The seats first, then the hold: the order the sweeper and orders lock them in.
     lock_seats(&mut tx, hold.show_id, &hold.seat_ids).await?;
-    let status: HoldStatus =
-        sqlx::query_scalar("SELECT status FROM holds WHERE id = $1 FOR UPDATE")
-            .bind(hold.id)
-            .fetch_one(&mut *tx)
-            .await?;
-    let ordered: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM orders WHERE hold_id = $1)")
-            .bind(hold.id)
-            .fetch_one(&mut *tx)
-            .await?;
+    let status = sqlx::query_scalar!(
+        r#"SELECT status AS "status: HoldStatus" FROM holds WHERE id = $1 FOR UPDATE"#,
+        hold.id,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let ordered = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM orders WHERE hold_id = $1) AS "ordered!""#,
+        hold.id,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     match status {
         HoldStatus::Converted => {
             return Err(ApiError::Conflict(
@@ -175,12 +178,12 @@ pub(crate) async fn delete_hold(
             ))
         }
         HoldStatus::Active => {
-            let ended: HoldStatus = sqlx::query_scalar(
-                "UPDATE holds SET status = CASE WHEN expires_at <= now() THEN 'expired' ELSE 'released' END,
+            let ended = sqlx::query_scalar!(
+                r#"UPDATE holds SET status = CASE WHEN expires_at <= now() THEN 'expired' ELSE 'released' END,
                                   ended_at = now()
-                 WHERE id = $1 RETURNING status",
+                 WHERE id = $1 RETURNING status AS "status: HoldStatus""#,
+                hold.id,
             )
-            .bind(hold.id)
             .fetch_one(&mut *tx)
             .await?;
             free_seats(&mut tx, hold.show_id, &[hold.id]).await?;

@@ -81,13 +81,20 @@ struct IntentObject {
     currency: String,
 }
 
-type IntentRow = (String, String, i64, i64, String);
+/// An intent as the sandbox stores it (`ref` is selected as `reference`).
+struct IntentRow {
+    reference: String,
+    status: String,
+    version: i64,
+    amount_cents: i64,
+    currency: String,
+}
 
 fn intent_of(row: &IntentRow) -> Intent {
     Intent {
-        reference: row.0.clone(),
-        status: IntentStatus::parse(&row.1).expect("the sandbox stores known statuses"),
-        version: row.2,
+        reference: row.reference.clone(),
+        status: IntentStatus::parse(&row.status).expect("the sandbox stores known statuses"),
+        version: row.version,
     }
 }
 
@@ -132,8 +139,6 @@ impl Sandbox {
         }
     }
 
-    const COLUMNS: &'static str = "ref, status, version, amount_cents, currency";
-
     /// Records a change of `intent` and the webhook that reports it, in `tx`.
     async fn owe_webhook(tx: &mut PgConnection, row: &IntentRow) -> Result<(), sqlx::Error> {
         let intent = intent_of(row);
@@ -143,32 +148,35 @@ impl Sandbox {
             created_ms: onsale_contract::clock::now_ms(),
             data: EventData {
                 object: IntentObject {
-                    id: row.0.clone(),
-                    status: row.1.clone(),
-                    version: row.2,
-                    amount_cents: row.3,
-                    currency: row.4.clone(),
+                    id: row.reference.clone(),
+                    status: row.status.clone(),
+                    version: row.version,
+                    amount_cents: row.amount_cents,
+                    currency: row.currency.clone(),
                 },
             },
         };
-        sqlx::query("INSERT INTO sandbox_webhooks (event_id, body) VALUES ($1, $2)")
-            .bind(&event.id)
-            .bind(serde_json::to_vec(&event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
-            .execute(&mut *tx)
-            .await?;
+        let body = serde_json::to_vec(&event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        sqlx::query!(
+            "INSERT INTO sandbox_webhooks (event_id, body) VALUES ($1, $2)",
+            event.id,
+            body,
+        )
+        .execute(&mut *tx)
+        .await?;
         Ok(())
     }
 
     /// Succeeds slow intents whose time has come (all of them, or just `only`).
     async fn settle_due(&self, only: Option<&str>) -> Result<u64, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let settled: Vec<IntentRow> = sqlx::query_as(&format!(
+        let settled = sqlx::query_as!(
+            IntentRow,
             "UPDATE sandbox_intents SET status = 'succeeded', version = version + 1, settles_at = NULL
              WHERE status = 'processing' AND settles_at <= now() AND ($1::text IS NULL OR ref = $1)
-             RETURNING {}",
-            Self::COLUMNS
-        ))
-        .bind(only)
+             RETURNING ref AS reference, status, version, amount_cents, currency",
+            only,
+        )
         .fetch_all(&mut *tx)
         .await?;
         for row in &settled {
@@ -190,20 +198,21 @@ impl Sandbox {
         metrics: &Metrics,
     ) -> Result<usize, sqlx::Error> {
         self.settle_due(None).await?;
-        let mut due: Vec<(i64, Vec<u8>, i32)> = sqlx::query_as(
+        let mut due = sqlx::query!(
             "UPDATE sandbox_webhooks SET attempts = attempts + 1,
                     next_attempt_at = now() + make_interval(secs => $2)
              WHERE id IN (SELECT id FROM sandbox_webhooks
                           WHERE delivered_at IS NULL AND abandoned_at IS NULL AND next_attempt_at <= now()
                           ORDER BY next_attempt_at, id LIMIT $1 FOR UPDATE SKIP LOCKED)
              RETURNING id, body, attempts",
+            DELIVERY_BATCH,
+            DELIVERY_LEASE_S,
         )
-        .bind(DELIVERY_BATCH)
-        .bind(DELIVERY_LEASE_S)
         .fetch_all(&self.pool)
         .await?;
         due.shuffle(&mut *self.rng.lock().expect("rng lock"));
-        for (id, body, attempts) in &due {
+        for webhook in &due {
+            let (id, body, attempts) = (webhook.id, &webhook.body, webhook.attempts);
             let signature = sign(&self.secret, onsale_contract::clock::now_ms() / 1000, body);
             let sent = http
                 .post(url)
@@ -223,19 +232,19 @@ impl Sandbox {
                         .webhook_deliveries
                         .with_label_values(&["delivered"])
                         .inc();
-                    self.delivered(*id).await?;
+                    self.delivered(id).await?;
                 }
-                Some(error) if *attempts >= self.config.max_attempts as i32 => {
+                Some(error) if attempts >= self.config.max_attempts as i32 => {
                     metrics
                         .webhook_deliveries
                         .with_label_values(&["abandoned"])
                         .inc();
                     tracing::warn!(%error, webhook = id, "sandbox webhook abandoned");
-                    sqlx::query(
+                    sqlx::query!(
                         "UPDATE sandbox_webhooks SET abandoned_at = now(), last_error = $2 WHERE id = $1",
+                        id,
+                        error,
                     )
-                    .bind(id)
-                    .bind(&error)
                     .execute(&self.pool)
                     .await?;
                 }
@@ -244,20 +253,18 @@ impl Sandbox {
                         .webhook_deliveries
                         .with_label_values(&["failed"])
                         .inc();
-                    sqlx::query(
+                    let retry_in = onsale_contract::backoff::Backoff::new(
+                        std::time::Duration::from_millis(self.config.retry_base_ms),
+                        std::time::Duration::from_millis(self.config.retry_max_ms),
+                    )
+                    .delay(u32::try_from(attempts).unwrap_or(0));
+                    sqlx::query!(
                         "UPDATE sandbox_webhooks SET last_error = $2,
                                 next_attempt_at = now() + make_interval(secs => $3)
                          WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(&error)
-                    .bind(
-                        onsale_contract::backoff::Backoff::new(
-                            std::time::Duration::from_millis(self.config.retry_base_ms),
-                            std::time::Duration::from_millis(self.config.retry_max_ms),
-                        )
-                        .delay(u32::try_from(*attempts).unwrap_or(0))
-                        .as_secs_f64(),
+                        id,
+                        error,
+                        retry_in.as_secs_f64(),
                     )
                     .execute(&self.pool)
                     .await?;
@@ -276,19 +283,21 @@ impl Sandbox {
                 .then(|| rng.random_range(0..=self.config.retry_base_ms))
         };
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE sandbox_webhooks SET delivered_at = now() WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "UPDATE sandbox_webhooks SET delivered_at = now() WHERE id = $1",
+            id,
+        )
+        .execute(&mut *tx)
+        .await?;
         if let Some(delay_ms) = again {
-            sqlx::query(
+            sqlx::query!(
                 "INSERT INTO sandbox_webhooks (event_id, body, next_attempt_at)
                  SELECT event_id, body, now() + make_interval(secs => $2) FROM sandbox_webhooks w
                  WHERE id = $1
                    AND NOT EXISTS (SELECT 1 FROM sandbox_webhooks c WHERE c.event_id = w.event_id AND c.id <> w.id)",
+                id,
+                delay_ms as f64 / 1000.0,
             )
-            .bind(id)
-            .bind(delay_ms as f64 / 1000.0)
             .execute(&mut *tx)
             .await?;
         }
@@ -323,11 +332,12 @@ impl Sandbox {
     }
 
     async fn load(&self, reference: &str) -> Result<Intent, ProviderError> {
-        let row: Option<IntentRow> = sqlx::query_as(&format!(
-            "SELECT {} FROM sandbox_intents WHERE ref = $1",
-            Self::COLUMNS
-        ))
-        .bind(reference)
+        let row = sqlx::query_as!(
+            IntentRow,
+            "SELECT ref AS reference, status, version, amount_cents, currency
+             FROM sandbox_intents WHERE ref = $1",
+            reference,
+        )
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
@@ -362,13 +372,13 @@ impl PaymentProvider for Sandbox {
         // The key names the intent, so a retry finds the one it made.
         let digest = Sha256::digest(idempotency_key.as_bytes());
         let reference = format!("pi_{}", &hex::encode(digest)[..24]);
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO sandbox_intents (ref, amount_cents, currency, status, version)
              VALUES ($1, $2, $3, 'requires_confirmation', 0) ON CONFLICT (ref) DO NOTHING",
+            reference,
+            amount_cents,
+            currency,
         )
-        .bind(&reference)
-        .bind(amount_cents)
-        .bind(currency)
         .execute(&self.pool)
         .await
         .map_err(unavailable)?;
@@ -382,16 +392,18 @@ impl PaymentProvider for Sandbox {
         idempotency_key: &str,
     ) -> Result<Intent, ProviderError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let current: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
+        let current = sqlx::query!(
             "SELECT status, payment_method, confirm_key FROM sandbox_intents WHERE ref = $1 FOR UPDATE",
+            intent,
         )
-        .bind(intent)
         .fetch_optional(&mut *tx)
         .await
         .map_err(unavailable)?;
-        let Some((status, previous_method, confirm_key)) = current else {
+        let Some(current) = current else {
             return Err(ProviderError::Rejected(format!("no such intent {intent}")));
         };
+        let (status, previous_method, confirm_key) =
+            (current.status, current.payment_method, current.confirm_key);
         if confirm_key.as_deref() == Some(idempotency_key) {
             drop(tx);
             return self.load(intent).await;
@@ -417,19 +429,19 @@ impl PaymentProvider for Sandbox {
         } else {
             0
         };
-        let row: IntentRow = sqlx::query_as(&format!(
+        let row = sqlx::query_as!(
+            IntentRow,
             "UPDATE sandbox_intents SET status = $2, version = version + 1, payment_method = $3,
                     confirm_key = $4, refund_failures_left = $5,
                     settles_at = CASE WHEN $2 = 'processing' THEN now() + make_interval(secs => $6) END
-             WHERE ref = $1 RETURNING {}",
-            Self::COLUMNS
-        ))
-        .bind(intent)
-        .bind(next)
-        .bind(method)
-        .bind(idempotency_key)
-        .bind(refund_failures)
-        .bind(self.config.slow_settle_ms as f64 / 1000.0)
+             WHERE ref = $1 RETURNING ref AS reference, status, version, amount_cents, currency",
+            intent,
+            next,
+            method,
+            idempotency_key,
+            refund_failures,
+            self.config.slow_settle_ms as f64 / 1000.0,
+        )
         .fetch_one(&mut *tx)
         .await
         .map_err(unavailable)?;
@@ -453,29 +465,36 @@ impl PaymentProvider for Sandbox {
         idempotency_key: &str,
     ) -> Result<String, ProviderError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let (status, amount, refunded, failures_left): (String, i64, i64, i32) = sqlx::query_as(
+        let current = sqlx::query!(
             "SELECT status, amount_cents, refunded_cents, refund_failures_left
              FROM sandbox_intents WHERE ref = $1 FOR UPDATE",
+            intent,
         )
-        .bind(intent)
         .fetch_optional(&mut *tx)
         .await
         .map_err(unavailable)?
         .ok_or_else(|| ProviderError::Rejected(format!("no such intent {intent}")))?;
-        let done: Option<String> =
-            sqlx::query_scalar("SELECT ref FROM sandbox_refunds WHERE idempotency_key = $1")
-                .bind(idempotency_key)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+        let (status, amount, refunded, failures_left) = (
+            current.status,
+            current.amount_cents,
+            current.refunded_cents,
+            current.refund_failures_left,
+        );
+        let done = sqlx::query_scalar!(
+            "SELECT ref FROM sandbox_refunds WHERE idempotency_key = $1",
+            idempotency_key,
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
         if let Some(reference) = done {
             return Ok(reference);
         }
         if failures_left > 0 {
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE sandbox_intents SET refund_failures_left = refund_failures_left - 1 WHERE ref = $1",
+                intent,
             )
-            .bind(intent)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
@@ -490,21 +509,21 @@ impl PaymentProvider for Sandbox {
             )));
         }
         let reference = format!("re_{}", Uuid::new_v4().simple());
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO sandbox_refunds (idempotency_key, ref, intent_ref, amount_cents) VALUES ($1, $2, $3, $4)",
+            idempotency_key,
+            reference,
+            intent,
+            amount_cents,
         )
-        .bind(idempotency_key)
-        .bind(&reference)
-        .bind(intent)
-        .bind(amount_cents)
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
-        sqlx::query(
+        sqlx::query!(
             "UPDATE sandbox_intents SET refunded_cents = refunded_cents + $2 WHERE ref = $1",
+            intent,
+            amount_cents,
         )
-        .bind(intent)
-        .bind(amount_cents)
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
