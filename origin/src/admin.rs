@@ -85,38 +85,53 @@ pub(crate) async fn create_venue(
         }
     }
     let mut tx = pool.begin().await?;
-    sqlx::query("INSERT INTO venues (id, name, city, timezone) VALUES ($1, $2, $3, $4)")
-        .bind(id)
-        .bind(&draft.name)
-        .bind(&draft.city)
-        .bind(&draft.timezone)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
+    sqlx::query!(
+        "INSERT INTO venues (id, name, city, timezone) VALUES ($1, $2, $3, $4)",
+        id.0,
+        draft.name,
+        draft.city,
+        draft.timezone,
+    )
+    .execute(&mut *tx)
+    .await?;
+    // Borrowed text arrays (`Vec<&str>`) bind as `text[]`; `as _` takes them as they are,
+    // where the macro would ask for `&[String]`.
+    let ids: Vec<&str> = draft
+        .sections
+        .iter()
+        .map(|s| s.section_id.as_str())
+        .collect();
+    let names: Vec<&str> = draft.sections.iter().map(|s| s.name.as_str()).collect();
+    let tiers: Vec<&str> = draft
+        .sections
+        .iter()
+        .map(|s| s.price_tier.as_str())
+        .collect();
+    sqlx::query!(
         "INSERT INTO sections (venue_id, id, name, price_tier, position)
          SELECT $1, id, name, tier, position - 1
          FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS t(id, name, tier, position)",
+        id.0,
+        ids as _,
+        names as _,
+        tiers as _,
     )
-    .bind(id)
-    .bind(draft.sections.iter().map(|s| s.section_id.as_str()).collect::<Vec<_>>())
-    .bind(draft.sections.iter().map(|s| s.name.as_str()).collect::<Vec<_>>())
-    .bind(draft.sections.iter().map(|s| s.price_tier.as_str()).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO seats (venue_id, section_id, row_label, number, x, y, accessible, obstructed, layout_idx)
          SELECT $1, section_id, row_label, number, x, y, accessible, obstructed, idx - 1
          FROM unnest($2::text[], $3::text[], $4::int4[], $5::float4[], $6::float4[], $7::bool[], $8::bool[])
               WITH ORDINALITY AS t(section_id, row_label, number, x, y, accessible, obstructed, idx)",
+        id.0,
+        section_ids as _,
+        rows as _,
+        &numbers,
+        &xs,
+        &ys,
+        &accessible,
+        &obstructed,
     )
-    .bind(id)
-    .bind(section_ids)
-    .bind(rows)
-    .bind(numbers)
-    .bind(xs)
-    .bind(ys)
-    .bind(accessible)
-    .bind(obstructed)
     .execute(&mut *tx)
     .await?;
     tx.commit().await
@@ -137,15 +152,15 @@ pub(crate) async fn create_event(
     id: EventId,
     draft: &EventDraft,
 ) -> Result<EventView, ApiError> {
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO events (id, venue_id, name, performer, description)
          SELECT $1, v.id, $3, $4, $5 FROM venues v WHERE v.id = $2",
+        id.0,
+        draft.venue_id,
+        draft.name,
+        draft.performer,
+        draft.description,
     )
-    .bind(id)
-    .bind(draft.venue_id)
-    .bind(&draft.name)
-    .bind(&draft.performer)
-    .bind(&draft.description)
     .execute(pool)
     .await?;
     if inserted.rows_affected() == 0 {
@@ -177,21 +192,23 @@ pub(crate) async fn create_show(
     draft: &ShowDraft,
 ) -> Result<ShowView, ApiError> {
     let mut tx = pool.begin().await?;
-    let venue: Option<(Uuid, i32)> = sqlx::query_as(
+    let venue = sqlx::query!(
         "SELECT v.id, v.layout_version FROM events e JOIN venues v ON v.id = e.venue_id
          WHERE e.id = $1 FOR SHARE OF e",
+        event_id.0,
     )
-    .bind(event_id)
     .fetch_optional(&mut *tx)
-    .await?;
-    let (venue_id, layout_version) = venue.ok_or_else(EventId::not_found)?;
+    .await?
+    .ok_or_else(EventId::not_found)?;
+    let (venue_id, layout_version) = (venue.id, venue.layout_version);
 
+    // `Vec<&str>` binds as `text[]` through `as _` (see `create_venue`).
     let tiers: Vec<&str> = draft.price_tiers.iter().map(|t| t.tier.as_str()).collect();
-    let unpriced: Vec<String> = sqlx::query_scalar(
+    let unpriced: Vec<String> = sqlx::query_scalar!(
         "SELECT DISTINCT price_tier FROM sections WHERE venue_id = $1 AND price_tier <> ALL($2) ORDER BY 1",
+        venue_id,
+        &tiers as _,
     )
-    .bind(venue_id)
-    .bind(&tiers)
     .fetch_all(&mut *tx)
     .await?;
     if !unpriced.is_empty() {
@@ -201,38 +218,28 @@ pub(crate) async fn create_show(
         ));
     }
 
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO shows (id, event_id, starts_at, on_sale_at, currency, seat_count, layout_version)
          SELECT $1, $2, $3, $4, $5, count(*), $6 FROM seats WHERE venue_id = $7",
+        id.0,
+        event_id.0,
+        draft.starts_at,
+        draft.on_sale_at,
+        draft.currency,
+        layout_version,
+        venue_id,
     )
-    .bind(id)
-    .bind(event_id)
-    .bind(draft.starts_at)
-    .bind(draft.on_sale_at)
-    .bind(&draft.currency)
-    .bind(layout_version)
-    .bind(venue_id)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
+    let tier_names: Vec<&str> = draft.price_tiers.iter().map(|t| t.name.as_str()).collect();
+    let prices: Vec<i64> = draft.price_tiers.iter().map(|t| t.price_cents).collect();
+    sqlx::query!(
         "INSERT INTO show_price_tiers (show_id, tier, name, price_cents)
          SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int8[])",
-    )
-    .bind(id)
-    .bind(&tiers)
-    .bind(
-        draft
-            .price_tiers
-            .iter()
-            .map(|t| t.name.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        draft
-            .price_tiers
-            .iter()
-            .map(|t| t.price_cents)
-            .collect::<Vec<_>>(),
+        id.0,
+        &tiers as _,
+        tier_names as _,
+        &prices,
     )
     .execute(&mut *tx)
     .await?;
@@ -244,22 +251,24 @@ pub(crate) async fn create_show(
     ))
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO seat_inventory (show_id, seat_id, section_id, price_tier, layout_idx)
          SELECT $1, s.id, s.section_id, sec.price_tier, s.layout_idx
          FROM seats s JOIN sections sec ON sec.venue_id = s.venue_id AND sec.id = s.section_id
          WHERE s.venue_id = $2",
+        id.0,
+        venue_id,
     )
-    .bind(id)
-    .bind(venue_id)
     .execute(&mut *tx)
     .await?;
     // LEAST ignores NULL: the first show sets it, later shows can only move it earlier.
-    sqlx::query("UPDATE events SET first_show_at = LEAST(first_show_at, $2) WHERE id = $1")
-        .bind(event_id)
-        .bind(draft.starts_at)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE events SET first_show_at = LEAST(first_show_at, $2) WHERE id = $1",
+        event_id.0,
+        draft.starts_at,
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(find_show(pool, id).await?.expect("committed above"))
 }

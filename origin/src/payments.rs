@@ -143,28 +143,28 @@ async fn begin_confirmation(
     payment: PaymentId,
 ) -> Result<(OrderId, String), ApiError> {
     let mut tx = state.pool.begin().await?;
-    let seen: Option<(Uuid, Uuid, Uuid, String, Vec<i64>)> = sqlx::query_as(
-        "SELECT o.id, o.show_id, o.hold_id, o.fan_id,
-                array(SELECT seat_id FROM order_items WHERE order_id = o.id ORDER BY seat_id)
-         FROM payments p JOIN orders o ON o.id = p.order_id WHERE p.id = $1",
+    let seen = sqlx::query!(
+        r#"SELECT o.id, o.show_id, o.hold_id, o.fan_id,
+                array(SELECT seat_id FROM order_items WHERE order_id = o.id ORDER BY seat_id) AS "seats!"
+         FROM payments p JOIN orders o ON o.id = p.order_id WHERE p.id = $1"#,
+        payment.0,
     )
-    .bind(payment)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((order, show, hold, _, seats)) =
-        seen.filter(|(_, show, _, fan, _)| admission.owns(fan, show))
-    else {
+    let Some(seen) = seen.filter(|o| admission.owns(&o.fan_id, &o.show_id)) else {
         return Err(PaymentId::not_found());
     };
-    let hold_live = lock_hold(&mut tx, show, &seats, hold).await?;
-    let (order_status, payment_status, intent): (OrderStatus, PaymentStatus, String) =
-        sqlx::query_as(
-        "SELECT o.status, p.status, p.provider_ref FROM orders o JOIN payments p ON p.order_id = o.id
-         WHERE p.id = $1 FOR UPDATE OF o, p",
+    let hold_live = lock_hold(&mut tx, seen.show_id, &seen.seats, seen.hold_id).await?;
+    let locked = sqlx::query!(
+        r#"SELECT o.status AS "order_status: OrderStatus", p.status AS "payment_status: PaymentStatus",
+                  p.provider_ref
+           FROM orders o JOIN payments p ON p.order_id = o.id
+           WHERE p.id = $1 FOR UPDATE OF o, p"#,
+        payment.0,
     )
-    .bind(payment)
     .fetch_one(&mut *tx)
     .await?;
+    let (order_status, payment_status) = (locked.order_status, locked.payment_status);
     if order_status != OrderStatus::PendingPayment || !payment_status.confirmable() {
         return Err(ApiError::Conflict(
             Code::PaymentNotConfirmable,
@@ -177,12 +177,14 @@ async fn begin_confirmation(
             "the payment window has passed; the seats are no longer held".to_owned(),
         ));
     }
-    sqlx::query("UPDATE payments SET status = 'processing', updated_at = now() WHERE id = $1")
-        .bind(payment)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE payments SET status = 'processing', updated_at = now() WHERE id = $1",
+        payment.0,
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
-    Ok((OrderId(order), intent))
+    Ok((OrderId(seen.id), locked.provider_ref))
 }
 
 /// What [`apply`] made of a provider's word.
@@ -205,38 +207,37 @@ pub(crate) async fn apply(
     intent: &Intent,
     resync: bool,
 ) -> Result<Applied, ApiError> {
-    let (order, show, hold, seats): (Uuid, Uuid, Uuid, Vec<i64>) = sqlx::query_as(
-        "SELECT o.id, o.show_id, o.hold_id,
-                array(SELECT seat_id FROM order_items WHERE order_id = o.id ORDER BY seat_id)
-         FROM payments p JOIN orders o ON o.id = p.order_id WHERE p.id = $1",
+    let seen = sqlx::query!(
+        r#"SELECT o.id, o.show_id, o.hold_id,
+                array(SELECT seat_id FROM order_items WHERE order_id = o.id ORDER BY seat_id) AS "seats!"
+         FROM payments p JOIN orders o ON o.id = p.order_id WHERE p.id = $1"#,
+        payment,
     )
-    .bind(payment)
     .fetch_one(&mut *tx)
     .await?;
+    let (order, show, hold, seats) = (seen.id, seen.show_id, seen.hold_id, seen.seats);
     let hold_live = lock_hold(tx, show, &seats, hold).await?;
-    let (order_status, payment_status, version, amount_cents): (
-        OrderStatus,
-        PaymentStatus,
-        i64,
-        i64,
-    ) = sqlx::query_as(
-        "SELECT o.status, p.status, p.provider_version, p.amount_cents
-             FROM orders o JOIN payments p ON p.order_id = o.id WHERE p.id = $1 FOR UPDATE OF o, p",
+    let locked = sqlx::query!(
+        r#"SELECT o.status AS "order_status: OrderStatus", p.status AS "payment_status: PaymentStatus",
+                  p.provider_version, p.amount_cents
+           FROM orders o JOIN payments p ON p.order_id = o.id WHERE p.id = $1 FOR UPDATE OF o, p"#,
+        payment,
     )
-    .bind(payment)
     .fetch_one(&mut *tx)
     .await?;
+    let (order_status, payment_status) = (locked.order_status, locked.payment_status);
+    let (version, amount_cents) = (locked.provider_version, locked.amount_cents);
     let newer = intent.version > version
         || (resync && payment_status == PaymentStatus::Processing && intent.version == version);
     if payment_status.settled() || !newer {
         return Ok(Applied::Stale);
     }
-    sqlx::query(
+    sqlx::query!(
         "UPDATE payments SET status = $2, provider_version = $3, updated_at = now() WHERE id = $1",
+        payment,
+        PaymentStatus::from(intent.status).as_str(),
+        intent.version,
     )
-    .bind(payment)
-    .bind(PaymentStatus::from(intent.status))
-    .bind(intent.version)
     .execute(&mut *tx)
     .await?;
     state
@@ -275,24 +276,28 @@ async fn sell(
     hold: Uuid,
     seats: &[i64],
 ) -> Result<(), ApiError> {
-    sqlx::query("UPDATE orders SET status = 'confirmed', confirmed_at = now() WHERE id = $1")
-        .bind(order)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE holds SET status = 'converted', ended_at = now() WHERE id = $1")
-        .bind(hold)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE orders SET status = 'confirmed', confirmed_at = now() WHERE id = $1",
+        order.0,
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "UPDATE holds SET status = 'converted', ended_at = now() WHERE id = $1",
+        hold,
+    )
+    .execute(&mut *tx)
+    .await?;
     close_hold_seats(tx, &[hold]).await?;
-    let sold = sqlx::query(
+    let sold = sqlx::query!(
         "UPDATE seat_inventory SET status = 'sold', order_id = $4, hold_id = NULL, hold_expires_at = NULL,
                                    version = version + 1
          WHERE show_id = $1 AND seat_id = ANY($2) AND hold_id = $3 AND status = 'held'",
+        show,
+        seats,
+        hold,
+        order.0,
     )
-    .bind(show)
-    .bind(seats)
-    .bind(hold)
-    .bind(order)
     .execute(&mut *tx)
     .await?;
     // The live hold was locked above, so all its seats are still its own.
@@ -304,14 +309,14 @@ async fn sell(
         )));
     }
     let tickets: Vec<Uuid> = seats.iter().map(|_| Uuid::now_v7()).collect();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO tickets (id, order_id, show_id, seat_id, status)
          SELECT unnest($1::uuid[]), $2, $3, unnest($4::int8[]), 'valid'",
+        &tickets,
+        order.0,
+        show,
+        seats,
     )
-    .bind(&tickets)
-    .bind(order)
-    .bind(show)
-    .bind(seats)
     .execute(&mut *tx)
     .await?;
     outbox(
@@ -330,14 +335,18 @@ async fn decline(
     show: Uuid,
     hold: Uuid,
 ) -> Result<(), ApiError> {
-    sqlx::query("UPDATE orders SET status = 'payment_failed' WHERE id = $1")
-        .bind(order)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE holds SET status = 'released', ended_at = now() WHERE id = $1")
-        .bind(hold)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE orders SET status = 'payment_failed' WHERE id = $1",
+        order.0,
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "UPDATE holds SET status = 'released', ended_at = now() WHERE id = $1",
+        hold,
+    )
+    .execute(&mut *tx)
+    .await?;
     free_seats(tx, show, &[hold]).await?;
     outbox(tx, order, "payment_failed", serde_json::json!({})).await?;
     Ok(())
@@ -351,15 +360,15 @@ async fn owe_refund(
     amount_cents: i64,
     reason: &str,
 ) -> Result<(), ApiError> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO refunds (id, order_id, payment_id, amount_cents, reason, status)
          VALUES ($1, $2, $3, $4, $5, 'pending') ON CONFLICT (payment_id) DO NOTHING",
+        Uuid::now_v7(),
+        order.0,
+        payment,
+        amount_cents,
+        reason,
     )
-    .bind(Uuid::now_v7())
-    .bind(order)
-    .bind(payment)
-    .bind(amount_cents)
-    .bind(reason)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -373,14 +382,14 @@ pub(crate) async fn outbox(
     event: &str,
     payload: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO outbox (aggregate_id, event_type, payload)
          SELECT id, $2, jsonb_build_object('order_id', id, 'fan_id', fan_id, 'show_id', show_id) || $3
          FROM orders WHERE id = $1",
+        order.0,
+        event,
+        payload,
     )
-    .bind(order)
-    .bind(event)
-    .bind(payload)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -487,31 +496,35 @@ impl Canceller<'_> {
 
 async fn cancel(state: &AppState, order: OrderId, by: Canceller<'_>) -> Result<Vec<u8>, ApiError> {
     let mut tx = state.pool.begin().await?;
-    let seen: Option<(Uuid, String, Vec<i64>)> = sqlx::query_as(
-        "SELECT o.show_id, o.fan_id,
-                array(SELECT seat_id FROM order_items WHERE order_id = o.id ORDER BY seat_id)
-         FROM orders o WHERE o.id = $1",
+    let seen = sqlx::query!(
+        r#"SELECT o.show_id, o.fan_id,
+                array(SELECT seat_id FROM order_items WHERE order_id = o.id ORDER BY seat_id) AS "seats!"
+         FROM orders o WHERE o.id = $1"#,
+        order.0,
     )
-    .bind(order)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((show, _, seats)) = seen.filter(|(show, fan, _)| match &by {
-        Canceller::Fan { admission, .. } => admission.owns(fan, show),
+    let Some(seen) = seen.filter(|o| match &by {
+        Canceller::Fan { admission, .. } => admission.owns(&o.fan_id, &o.show_id),
         Canceller::Organizer { .. } => true,
     }) else {
         return Err(OrderId::not_found());
     };
+    let (show, seats) = (seen.show_id, seen.seats);
     // Inventory rows first, the order every writer keeps, then the order and payment, then
     // its tickets.
     lock_seats(&mut tx, show, &seats).await?;
-    let (status, payment, total_cents, seconds_before): (String, Uuid, i64, f64) = sqlx::query_as(
-        "SELECT o.status, p.id, o.total_cents, extract(epoch FROM s.starts_at - now())::float8
-         FROM orders o JOIN shows s ON s.id = o.show_id JOIN payments p ON p.order_id = o.id
-         WHERE o.id = $1 FOR UPDATE OF o, p",
+    let locked = sqlx::query!(
+        r#"SELECT o.status, p.id AS payment, o.total_cents,
+                  extract(epoch FROM s.starts_at - now())::float8 AS "seconds_before!"
+           FROM orders o JOIN shows s ON s.id = o.show_id JOIN payments p ON p.order_id = o.id
+           WHERE o.id = $1 FOR UPDATE OF o, p"#,
+        order.0,
     )
-    .bind(order)
     .fetch_one(&mut *tx)
     .await?;
+    let (status, payment) = (locked.status, locked.payment);
+    let (total_cents, seconds_before) = (locked.total_cents, locked.seconds_before);
     if status != "confirmed" {
         return Err(ApiError::Conflict(
             Code::OrderNotCancellable,
@@ -519,17 +532,17 @@ async fn cancel(state: &AppState, order: OrderId, by: Canceller<'_>) -> Result<V
         ));
     }
     // Locked, so that no gate scans a ticket between this check and its revocation.
-    let tickets: Vec<(Uuid, bool)> = sqlx::query_as(
-        "SELECT id, scanned_at IS NOT NULL FROM tickets
-         WHERE order_id = $1 AND status = 'valid' ORDER BY id FOR UPDATE",
+    let tickets = sqlx::query!(
+        r#"SELECT id, scanned_at IS NOT NULL AS "scanned!" FROM tickets
+           WHERE order_id = $1 AND status = 'valid' ORDER BY id FOR UPDATE"#,
+        order.0,
     )
-    .bind(order)
     .fetch_all(&mut *tx)
     .await?;
     let scanned: Vec<String> = tickets
         .iter()
-        .filter(|(_, scanned)| *scanned)
-        .map(|(id, _)| id.to_string())
+        .filter(|ticket| ticket.scanned)
+        .map(|ticket| ticket.id.to_string())
         .collect();
     if matches!(by, Canceller::Fan { .. }) && !scanned.is_empty() {
         return Err(ApiError::problem(
@@ -551,22 +564,26 @@ async fn cancel(state: &AppState, order: OrderId, by: Canceller<'_>) -> Result<V
     if refund_cents > 0 {
         owe_refund(&mut tx, order, payment, refund_cents, reason).await?;
     }
-    sqlx::query("UPDATE orders SET status = 'cancelled', cancel_reason = $2 WHERE id = $1")
-        .bind(order)
-        .bind(reason)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE tickets SET status = 'revoked' WHERE order_id = $1 AND status = 'valid'")
-        .bind(order)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
+    sqlx::query!(
+        "UPDATE orders SET status = 'cancelled', cancel_reason = $2 WHERE id = $1",
+        order.0,
+        reason,
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "UPDATE tickets SET status = 'revoked' WHERE order_id = $1 AND status = 'valid'",
+        order.0,
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
         "UPDATE seat_inventory SET status = 'available', order_id = NULL, version = version + 1
          WHERE show_id = $1 AND seat_id = ANY($2) AND order_id = $3",
+        show,
+        &seats,
+        order.0,
     )
-    .bind(show)
-    .bind(&seats)
-    .bind(order)
     .execute(&mut *tx)
     .await?;
     let mut event = serde_json::json!({ "refund_cents": refund_cents, "cancel_reason": reason });

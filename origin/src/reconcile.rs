@@ -11,7 +11,6 @@ use crate::payments::{apply, Applied};
 use crate::AppState;
 use std::time::Duration;
 use tokio::sync::watch;
-use uuid::Uuid;
 
 /// Payments asked about per round.
 const BATCH: i64 = 100;
@@ -32,13 +31,13 @@ pub struct Report {
 /// One round: asks the provider about stuck payments and applies its answers, then counts
 /// the invariant breaches and exports them as metrics.
 pub async fn reconcile_once(state: &AppState) -> Result<Report, crate::error::ApiError> {
-    let stuck: Vec<(Uuid, String)> = sqlx::query_as(
+    let stuck = sqlx::query!(
         "SELECT id, provider_ref FROM payments
          WHERE status = 'processing' AND updated_at < now() - make_interval(secs => $1)
          ORDER BY updated_at LIMIT $2",
+        state.config.payments.stuck_after_s,
+        BATCH,
     )
-    .bind(state.config.payments.stuck_after_s)
-    .bind(BATCH)
     .fetch_all(&state.pool)
     .await?;
     let mut report = Report {
@@ -46,7 +45,8 @@ pub async fn reconcile_once(state: &AppState) -> Result<Report, crate::error::Ap
         ..Report::default()
     };
     let metric = &state.metrics.reconciled;
-    for (payment, intent) in &stuck {
+    for row in &stuck {
+        let (payment, intent) = (row.id, &row.provider_ref);
         let intent = match state.provider.retrieve(intent).await {
             Ok(intent) => intent,
             Err(error) => {
@@ -56,7 +56,7 @@ pub async fn reconcile_once(state: &AppState) -> Result<Report, crate::error::Ap
             }
         };
         let mut tx = state.pool.begin().await?;
-        let applied = apply(&mut tx, state, *payment, &intent, true).await?;
+        let applied = apply(&mut tx, state, payment, &intent, true).await?;
         tx.commit().await?;
         if applied == Applied::Moved {
             report.moved += 1;
@@ -70,24 +70,24 @@ pub async fn reconcile_once(state: &AppState) -> Result<Report, crate::error::Ap
         state.workers.refunds.notify_one();
     }
     // A cancellation under the refund policy (by the fan or an organizer) may owe nothing.
-    report.orders_paid_without_tickets = sqlx::query_scalar(
-        "SELECT count(*) FROM orders o JOIN payments p ON p.order_id = o.id
+    report.orders_paid_without_tickets = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "breaches!" FROM orders o JOIN payments p ON p.order_id = o.id
          WHERE p.status = 'succeeded'
            AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.payment_id = p.id)
            AND coalesce(o.cancel_reason, '') NOT IN ('fan_cancelled', 'organizer_cancelled')
            AND NOT (o.status = 'confirmed'
                     AND (SELECT count(*) FROM tickets t WHERE t.order_id = o.id AND t.status = 'valid')
-                      = (SELECT count(*) FROM order_items i WHERE i.order_id = o.id))",
+                      = (SELECT count(*) FROM order_items i WHERE i.order_id = o.id))"#
     )
     .fetch_one(&state.pool)
     .await?;
-    report.seats_held_without_live_hold = sqlx::query_scalar(
-        "SELECT count(*) FROM seat_inventory i
+    report.seats_held_without_live_hold = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "breaches!" FROM seat_inventory i
          WHERE i.status = 'held' AND i.hold_expires_at > now()
            AND NOT EXISTS (
                SELECT 1 FROM hold_seats s JOIN holds h ON h.id = s.hold_id
                WHERE s.hold_id = i.hold_id AND s.seat_id = i.seat_id AND s.released_at IS NULL
-                 AND h.status = 'active')",
+                 AND h.status = 'active')"#
     )
     .fetch_one(&state.pool)
     .await?;
