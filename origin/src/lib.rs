@@ -154,7 +154,9 @@ fn router(state: AppState) -> Router {
 }
 
 async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
-    sqlx::query("SELECT 1").execute(&state.pool).await?;
+    sqlx::query_scalar!(r#"SELECT 1 AS "ready!""#)
+        .fetch_one(&state.pool)
+        .await?;
     Ok("ready")
 }
 
