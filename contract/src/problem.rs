@@ -37,13 +37,6 @@ pub trait ProblemCode: Copy {
     fn as_str(self) -> &'static str;
 }
 
-// Transitional: lets crates move to their code enums one at a time.
-impl ProblemCode for &'static str {
-    fn as_str(self) -> &'static str {
-        self
-    }
-}
-
 /// Declares an enum of problem codes with their wire forms, `ALL` (every variant, for
 /// documentation and tests) and its [`ProblemCode`] impl.
 #[macro_export]

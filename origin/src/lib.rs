@@ -232,11 +232,6 @@ impl RunningOrigin {
         self.addr
     }
 
-    /// The names of the background tasks running under supervision.
-    pub fn task_names(&self) -> Vec<&'static str> {
-        self.tasks.names()
-    }
-
     /// Stops accepting, drains in-flight requests, stops every background task, and waits
     /// for all of it to finish.
     pub async fn shutdown(self) -> std::io::Result<()> {

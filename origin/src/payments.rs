@@ -515,7 +515,7 @@ async fn cancel(state: &AppState, order: OrderId, by: Canceller<'_>) -> Result<V
     // its tickets.
     lock_seats(&mut tx, show, &seats).await?;
     let locked = sqlx::query!(
-        r#"SELECT o.status, p.id AS payment, o.total_cents,
+        r#"SELECT o.status AS "status: OrderStatus", p.id AS payment, o.total_cents,
                   extract(epoch FROM s.starts_at - now())::float8 AS "seconds_before!"
            FROM orders o JOIN shows s ON s.id = o.show_id JOIN payments p ON p.order_id = o.id
            WHERE o.id = $1 FOR UPDATE OF o, p"#,
@@ -525,7 +525,7 @@ async fn cancel(state: &AppState, order: OrderId, by: Canceller<'_>) -> Result<V
     .await?;
     let (status, payment) = (locked.status, locked.payment);
     let (total_cents, seconds_before) = (locked.total_cents, locked.seconds_before);
-    if status != "confirmed" {
+    if status != OrderStatus::Confirmed {
         return Err(ApiError::Conflict(
             Code::OrderNotCancellable,
             format!("only a paid order can be cancelled; this one is {status}"),
