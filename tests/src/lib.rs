@@ -27,6 +27,7 @@ use uuid::Uuid;
 pub use edge_proxy::RunningEdge;
 pub use origin::RunningOrigin;
 
+/// The organizer token every test origin is configured with.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 fn env(var: &str) -> String {
@@ -49,7 +50,9 @@ pub fn free_port() -> SocketAddr {
 
 /// A database of its own, dropped when the value is.
 pub struct TestDb {
+    /// The database's URL.
     pub url: String,
+    /// A pool on it.
     pub pool: PgPool,
     name: String,
     admin_url: String,
@@ -94,6 +97,7 @@ fn template_name() -> String {
     format!("onsale_template_{hex}")
 }
 
+/// A fresh database of its own, cloned from the migrated template.
 pub async fn db() -> TestDb {
     let admin_url = env("TEST_DATABASE_URL");
     let mut admin = PgConnection::connect(&admin_url)
@@ -154,17 +158,22 @@ pub fn redis_prefix() -> String {
     format!("test:{}:", Uuid::new_v4().simple())
 }
 
+/// `TEST_REDIS_URL`: the Redis every test shares, each under its own key prefix.
 pub fn redis_url() -> String {
     env("TEST_REDIS_URL")
 }
 
 /// The Ed25519 pair of this test process: the origin verifies with its public half.
 pub struct TestKeys {
+    /// Signs admission and queue tokens like the edge.
     pub signer: onsale_contract::tokens::Signer,
+    /// The Ed25519 private key file (PKCS#8).
     pub signing_pem: PathBuf,
+    /// The public key file (SPKI).
     pub verify_pem: PathBuf,
 }
 
+/// The key pair of the test process, generated once.
 pub fn keys() -> &'static TestKeys {
     static KEYS: std::sync::OnceLock<TestKeys> = std::sync::OnceLock::new();
     KEYS.get_or_init(|| {
@@ -184,6 +193,7 @@ pub fn keys() -> &'static TestKeys {
     })
 }
 
+/// Seconds since the Unix epoch.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -204,10 +214,12 @@ fn token(typ: onsale_contract::tokens::TokenType, fan: &str, show: &str) -> Stri
         .issue(typ, fan, show, unix_now(), 600, queue_no)
 }
 
+/// An admission token for `fan` to `show`, signed with the test key.
 pub fn admission(fan: &str, show: &str) -> String {
     token(onsale_contract::tokens::TokenType::Admit, fan, show)
 }
 
+/// The committed origin configuration pointed at `db`, with quick workers and test keys.
 pub fn origin_config(db: &TestDb) -> origin::config::Config {
     let mut config: origin::config::Config =
         onsale_contract::config::load(&config_dir().join("origin.toml"))
@@ -251,10 +263,12 @@ fn log_warnings() {
         .try_init();
 }
 
+/// Builds an in-process origin for a test.
 pub struct OriginBuilder {
     config: origin::config::Config,
 }
 
+/// An origin on `db`, configured like `origin_config`.
 pub fn origin(db: &TestDb) -> OriginBuilder {
     OriginBuilder {
         config: origin_config(db),
@@ -262,17 +276,20 @@ pub fn origin(db: &TestDb) -> OriginBuilder {
 }
 
 impl OriginBuilder {
+    /// Changes the configuration before start.
     pub fn config(mut self, change: impl FnOnce(&mut origin::config::Config)) -> Self {
         change(&mut self.config);
         self
     }
 
+    /// Starts the origin on an ephemeral port.
     pub async fn run(self) -> RunningOrigin {
         log_warnings();
         origin::start(self.config).await.expect("origin starts")
     }
 }
 
+/// Builds an in-process edge for a test.
 pub struct EdgeBuilder {
     config: edge_proxy::config::Config,
     config_path: Option<PathBuf>,
@@ -309,16 +326,19 @@ pub fn edge() -> EdgeBuilder {
 }
 
 impl EdgeBuilder {
+    /// Proxies to the origin at `addr`.
     pub fn upstream(mut self, addr: SocketAddr) -> Self {
         self.config.origin.upstreams.push(addr);
         self
     }
 
+    /// Changes the configuration before start.
     pub fn config(mut self, change: impl FnOnce(&mut edge_proxy::config::Config)) -> Self {
         change(&mut self.config);
         self
     }
 
+    /// Runs the edge on `clock` (manual in time-driven tests).
     pub fn clock(mut self, clock: onsale_contract::clock::Clock) -> Self {
         self.clock = clock;
         self
@@ -331,6 +351,7 @@ impl EdgeBuilder {
         self
     }
 
+    /// Starts the edge on ephemeral ports; returns once both accept connections.
     pub fn run(self) -> RunningEdge {
         edge_proxy::start(edge_proxy::Options {
             config: self.config,
@@ -361,6 +382,7 @@ pub struct Client {
     bearer: Option<String>,
 }
 
+/// An HTTP client of the server at `addr`.
 pub fn client(addr: SocketAddr) -> Client {
     Client {
         base: format!("http://{addr}"),
@@ -372,12 +394,16 @@ pub fn client(addr: SocketAddr) -> Client {
 /// A response with its body read and, when JSON, parsed.
 #[derive(Debug)]
 pub struct Reply {
+    /// The status code.
     pub status: StatusCode,
+    /// The response headers.
     pub headers: reqwest::header::HeaderMap,
+    /// The whole body.
     pub body: Vec<u8>,
 }
 
 impl Reply {
+    /// The body parsed as JSON; panics with the body when it is not.
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
@@ -397,6 +423,7 @@ impl Reply {
         );
     }
 
+    /// A header's value, if present and text.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -416,11 +443,13 @@ impl Reply {
 }
 
 impl Client {
+    /// Sends `Authorization: Bearer <token>` from now on.
     pub fn bearer(mut self, token: &str) -> Self {
         self.bearer = Some(token.to_owned());
         self
     }
 
+    /// Sends `method path` with an optional JSON body.
     pub async fn request(&self, method: Method, path: &str, body: Option<&Value>) -> Reply {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = &self.bearer {
@@ -432,6 +461,7 @@ impl Client {
         self.send(request).await
     }
 
+    /// Sends a prepared request and reads the whole reply.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
         let response = request.send().await.expect("request reaches the server");
         let status = response.status();
@@ -463,10 +493,12 @@ impl Client {
         .await
     }
 
+    /// `GET path`.
     pub async fn get(&self, path: &str) -> Reply {
         self.request(Method::GET, path, None).await
     }
 
+    /// `POST path` with a JSON body.
     pub async fn post(&self, path: &str, body: &Value) -> Reply {
         self.request(Method::POST, path, Some(body)).await
     }
@@ -474,12 +506,16 @@ impl Client {
 
 /// The whole stack for one test: its own database, an origin and an edge in front of it.
 pub struct TestApp {
+    /// The test's own database.
     pub db: TestDb,
+    /// The origin on it.
     pub origin: RunningOrigin,
+    /// The edge in front of the origin.
     pub edge: RunningEdge,
 }
 
 impl TestApp {
+    /// A database, an origin and an edge in front of it.
     pub async fn spawn() -> TestApp {
         Self::spawn_with(|_| {}).await
     }
@@ -658,6 +694,7 @@ pub fn builder_config(db: &TestDb, prefix: &str) -> seatmap_builder::config::Con
     config
 }
 
+/// A connection to the test Redis.
 pub async fn redis() -> redis::aio::MultiplexedConnection {
     redis::Client::open(redis_url())
         .expect("TEST_REDIS_URL parses")
@@ -669,6 +706,7 @@ pub async fn redis() -> redis::aio::MultiplexedConnection {
 /// A TCP forwarder between a client and a real server that a test can cut and restore, to
 /// take a dependency away mid-run (the server itself keeps running for other tests).
 pub struct TcpGate {
+    /// Where clients connect: the gate's own address.
     pub addr: SocketAddr,
     open: std::sync::Arc<std::sync::atomic::AtomicBool>,
     generation: tokio::sync::watch::Sender<u64>,
@@ -676,6 +714,7 @@ pub struct TcpGate {
 }
 
 impl TcpGate {
+    /// A gate in front of `target`, open.
     pub async fn start(target: SocketAddr) -> TcpGate {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -719,6 +758,7 @@ impl TcpGate {
         self.generation.send_modify(|g| *g += 1);
     }
 
+    /// Lets connections through again.
     pub fn restore(&self) {
         self.open.store(true, std::sync::atomic::Ordering::SeqCst);
     }
@@ -755,12 +795,16 @@ pub fn via(url: &str, addr: SocketAddr) -> String {
 /// A [`TestApp`] with one small show on sale (sections A and B, 2 rows of 5 seats each) and
 /// its seat ids in layout order, plus direct-SQL helpers to put seats in any state.
 pub struct ShowFixture {
+    /// The stack the show lives on.
     pub app: TestApp,
+    /// The show's id.
     pub show: Uuid,
+    /// Its seats, in layout order.
     pub seats: Vec<i64>,
 }
 
 impl ShowFixture {
+    /// A stack with one on-sale show.
     pub async fn spawn() -> ShowFixture {
         let app = TestApp::spawn().await;
         let (_, show) = create_catalog(
@@ -782,6 +826,7 @@ impl ShowFixture {
         ShowFixture { app, show, seats }
     }
 
+    /// The test database's pool.
     pub fn pool(&self) -> &PgPool {
         &self.app.db.pool
     }

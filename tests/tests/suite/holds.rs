@@ -225,7 +225,9 @@ async fn a_takeover_of_a_stale_claim_fences_out_the_slow_original() {
     .unwrap();
 
     // A retry after the in-flight timeout takes the key over and does the work.
-    let retry = fan.post_idempotent(&s.holds_path(), "slow-key", &body).await;
+    let retry = fan
+        .post_idempotent(&s.holds_path(), "slow-key", &body)
+        .await;
     retry.expect_status(201);
 
     // The slow original finishes now: it may not store its answer, so its effect rolls back.
@@ -238,7 +240,9 @@ async fn a_takeover_of_a_stale_claim_fences_out_the_slow_original() {
     tx.rollback().await.unwrap();
 
     // Clients see one answer: the takeover's.
-    let again = fan.post_idempotent(&s.holds_path(), "slow-key", &body).await;
+    let again = fan
+        .post_idempotent(&s.holds_path(), "slow-key", &body)
+        .await;
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(again.body, retry.body);
     assert_eq!(s.holds().await, 1);

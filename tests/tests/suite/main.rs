@@ -1,5 +1,8 @@
 //! The end-to-end suite: one test binary, modules by capability.
 
+// Test code: a panic is the failure report, so helpers may unwrap like tests do.
+#![allow(clippy::unwrap_used)]
+
 mod catalog;
 mod edge;
 mod holds;

@@ -293,12 +293,10 @@ async fn the_unpublished_gauge_counts_the_rows_still_waiting_after_each_round() 
     let state = &s.app.origin.state;
     let mut config = state.config.notifications.clone();
     config.relay_batch = 3;
-    let mut redis = onsale_contract::redis::connect(
-        config.redis_url.expose(),
-        Duration::from_secs(2),
-    )
-    .await
-    .unwrap();
+    let mut redis =
+        onsale_contract::redis::connect(config.redis_url.expose(), Duration::from_secs(2))
+            .await
+            .unwrap();
     for (published, waiting) in [(3, 1), (1, 0), (0, 0)] {
         let relayed = origin::outbox::relay_once(&state.pool, &mut redis, &config, &state.metrics)
             .await

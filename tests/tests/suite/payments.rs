@@ -366,7 +366,8 @@ async fn a_payment_after_the_hold_expired_is_refunded_and_sells_nothing() {
 async fn reconciliation_settles_payments_whose_webhooks_never_came() {
     let dead_end = onsale_tests::free_port();
     let s = stadium_with(|c| {
-        c.payments.sandbox.as_mut().unwrap().webhook_url = Some(format!("http://{dead_end}/v1/webhooks/payments"));
+        c.payments.sandbox.as_mut().unwrap().webhook_url =
+            Some(format!("http://{dead_end}/v1/webhooks/payments"));
         c.payments.sandbox.as_mut().unwrap().slow_settle_ms = 0;
         c.payments.stuck_after_s = 0.0;
     })
@@ -600,7 +601,10 @@ async fn an_order_with_a_scanned_ticket_is_cancelled_only_when_the_organizer_for
         .problem(401, "unauthorized");
     let organizer = s.app.organizer();
     let forced = organizer
-        .post(&forced_path, &json!({ "reason": "refunded at the box office" }))
+        .post(
+            &forced_path,
+            &json!({ "reason": "refunded at the box office" }),
+        )
         .await;
     forced.expect_status(200);
     let body = forced.json();
@@ -608,7 +612,10 @@ async fn an_order_with_a_scanned_ticket_is_cancelled_only_when_the_organizer_for
     assert_eq!(body["order"]["status"], "cancelled");
     assert_eq!(body["order"]["cancel_reason"], "organizer_cancelled");
     assert_eq!(body["order"]["refund"]["reason"], "organizer_cancelled");
-    assert_eq!(body["order"]["refund"]["amount_cents"], body["refund_cents"]);
+    assert_eq!(
+        body["order"]["refund"]["amount_cents"],
+        body["refund_cents"]
+    );
     assert!(body["order"]["tickets"]
         .as_array()
         .unwrap()
@@ -632,7 +639,10 @@ async fn an_order_with_a_scanned_ticket_is_cancelled_only_when_the_organizer_for
     assert_eq!(reason, "refunded at the box office");
     let refunded = refund_settled(&ana, order_id).await;
     assert_eq!(refunded["payment"]["status"], "refunded");
-    assert_eq!(refunded["refund"]["amount_cents"], order_body["total_cents"]);
+    assert_eq!(
+        refunded["refund"]["amount_cents"],
+        order_body["total_cents"]
+    );
 
     // Once only; the body is optional; an unknown order is not found.
     organizer
