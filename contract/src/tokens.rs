@@ -299,21 +299,46 @@ pub const QUEUE_COOKIE: &str = "onsale_queue";
 /// A confirmation still awaiting 3-D Secure or a slow payment does not carry it.
 pub const ADMISSION_SPENT_HEADER: &str = "onsale-admission-spent";
 
-/// The token a request presents: `Authorization: Bearer <jwt>`, else the named cookie.
-/// Any HTTP stack built on the `http` crate (axum, Pingora) passes its header map.
-pub fn presented<'a>(headers: &'a http::HeaderMap, cookie: &str) -> Option<&'a str> {
-    let authorization = headers
+/// The cookie that carries a fan's session (an opaque token issued at sign-in).
+pub const SESSION_COOKIE: &str = "onsale_session";
+/// Every session token starts with this; queue and admission JWTs never do, so one
+/// `Authorization: Bearer` header is never mistaken for the other kind.
+pub const SESSION_PREFIX: &str = "ses_";
+
+fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    headers
         .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if let Some(bearer) = authorization.and_then(|v| v.strip_prefix("Bearer ")) {
-        return Some(bearer.trim());
-    }
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(cookie)?.strip_prefix('='))
+        .find_map(|pair| pair.trim().strip_prefix(name)?.strip_prefix('='))
+}
+
+/// The JWT a request presents: `Authorization: Bearer <jwt>` (a session token there is
+/// not one), else the named cookie. Any HTTP stack built on the `http` crate (axum,
+/// Pingora) passes its header map.
+pub fn presented<'a>(headers: &'a http::HeaderMap, cookie_name: &str) -> Option<&'a str> {
+    match bearer(headers) {
+        Some(token) if !token.starts_with(SESSION_PREFIX) => Some(token),
+        _ => cookie(headers, cookie_name),
+    }
+}
+
+/// The session a request presents: a bearer token with [`SESSION_PREFIX`], else the
+/// [`SESSION_COOKIE`].
+pub fn presented_session(headers: &http::HeaderMap) -> Option<&str> {
+    match bearer(headers) {
+        Some(token) if token.starts_with(SESSION_PREFIX) => Some(token),
+        _ => cookie(headers, SESSION_COOKIE),
+    }
 }
 
 /// Verified tokens of one type, cached by SHA-256 of the token until they expire, so a
@@ -429,6 +454,29 @@ pub fn generate_pem_pair() -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_and_a_jwt_are_told_apart_whichever_travels_as_bearer() {
+        let headers = |bearer: Option<&str>, cookies: &str| {
+            let mut map = http::HeaderMap::new();
+            if let Some(token) = bearer {
+                map.insert(
+                    http::header::AUTHORIZATION,
+                    format!("Bearer {token}").parse().unwrap(),
+                );
+            }
+            map.insert(http::header::COOKIE, cookies.parse().unwrap());
+            map
+        };
+        let cookies = "onsale_admit=jwt-cookie; onsale_session=ses_cookie";
+        let session_bearer = headers(Some("ses_bearer"), cookies);
+        assert_eq!(presented_session(&session_bearer), Some("ses_bearer"));
+        assert_eq!(presented(&session_bearer, ADMIT_COOKIE), Some("jwt-cookie"));
+        let jwt_bearer = headers(Some("a.b.c"), cookies);
+        assert_eq!(presented(&jwt_bearer, ADMIT_COOKIE), Some("a.b.c"));
+        assert_eq!(presented_session(&jwt_bearer), Some("ses_cookie"));
+        assert_eq!(presented_session(&headers(None, "onsale_admit=x")), None);
+    }
 
     fn now() -> i64 {
         std::time::SystemTime::now()
