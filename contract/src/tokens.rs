@@ -1,12 +1,22 @@
-//! Queue and admission tokens: JWTs signed with Ed25519 (`EdDSA`), so verifiers hold only
-//! public keys. The `kid` header is the key's RFC 7638 JWK thumbprint; a verifier holds the
-//! current and previous keys, so the signing key can rotate without failed requests.
-//! Verification pins the algorithm (no `none`, no HMAC-with-the-public-key confusion),
-//! checks `iss`, `exp` (with leeway) and the token type.
+//! Queue and admission tokens.
+//!
+//! Admission tokens are JWTs signed with Ed25519 (`EdDSA`), so verifiers (the edge and the
+//! origin) hold only public keys. The `kid` header is the key's RFC 7638 JWK thumbprint; a
+//! verifier holds the current and previous keys, so the signing key can rotate without
+//! failed requests. Verification pins the algorithm (no `none`, no HMAC-with-the-public-key
+//! confusion), checks `iss`, `exp` (with leeway) and the token type.
+//!
+//! Queue tokens are read only by the edge nodes that issue them, so they are HS256 JWTs
+//! ([`QueueKeys`]) MACed with secrets every node holds: a join costs an HMAC instead of an
+//! Ed25519 signature. The `kid` is the first 16 hex characters of the key's SHA-256; the
+//! first key signs, every key verifies, so the secret rotates like the signing key.
+//! Verification pins HS256 and the queue type: an EdDSA token or `alg: none` is refused.
 
+use base64::engine::general_purpose::STANDARD;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -74,6 +84,10 @@ pub enum KeyError {
     /// The PEM does not hold an Ed25519 key of the expected form (PKCS#8 private, SPKI public).
     #[error("not an Ed25519 key: {0}")]
     NotEd25519(String),
+    /// A queue key file does not hold base64 of at least [`MIN_QUEUE_KEY_BYTES`] bytes, or
+    /// no queue key was given.
+    #[error("not a queue key: {0}")]
+    NotQueueKey(String),
 }
 
 /// Why a presented token was refused.
@@ -82,8 +96,9 @@ pub enum TokenError {
     /// Not a parseable JWT.
     #[error("the token is malformed")]
     Malformed,
-    /// The header names an algorithm other than EdDSA.
-    #[error("the token is signed with an algorithm other than EdDSA")]
+    /// The header names another algorithm than the one this kind of token is signed with
+    /// (EdDSA for admission, HS256 for queue tokens).
+    #[error("the token is signed with an algorithm not accepted for it")]
     WrongAlgorithm,
     /// The `kid` is missing or names no key this verifier holds.
     #[error("the token's key is not known here")]
@@ -285,6 +300,181 @@ impl Verifier {
             return Err(TokenError::WrongType(data.claims.typ));
         }
         Ok(data.claims)
+    }
+}
+
+/// The shortest queue key accepted, in bytes (the HMAC-SHA256 block's worth of entropy
+/// RFC 7518 asks of an HS256 key).
+pub const MIN_QUEUE_KEY_BYTES: usize = 32;
+
+/// A queue key's id: the first 16 hex characters of the key's SHA-256.
+pub fn queue_kid(secret: &[u8]) -> String {
+    Sha256::digest(secret)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A fresh queue key, base64 as a key file holds it: for tests and tooling.
+pub fn generate_queue_key() -> String {
+    STANDARD.encode(rand::random::<[u8; 32]>())
+}
+
+/// One HS256 key: its id, the header every token it MACs carries, and the MAC keyed once.
+struct QueueKey {
+    kid: String,
+    /// `base64url({"alg":"HS256","kid":...}) "."`.
+    header: String,
+    mac: Hmac<Sha256>,
+}
+
+impl QueueKey {
+    fn new(secret: &[u8]) -> Result<Self, KeyError> {
+        if secret.len() < MIN_QUEUE_KEY_BYTES {
+            return Err(KeyError::NotQueueKey(format!(
+                "{} bytes; at least {MIN_QUEUE_KEY_BYTES} are needed",
+                secret.len()
+            )));
+        }
+        let kid = queue_kid(secret);
+        let header = format!(r#"{{"alg":"HS256","typ":"JWT","kid":"{kid}"}}"#);
+        let mac = Hmac::<Sha256>::new_from_slice(secret)
+            .map_err(|e| KeyError::NotQueueKey(e.to_string()))?;
+        Ok(QueueKey {
+            header: format!("{}.", URL_SAFE_NO_PAD.encode(header)),
+            kid,
+            mac,
+        })
+    }
+}
+
+/// The header fields a queue token's verification looks at.
+#[derive(Deserialize)]
+struct JwsHeader<'a> {
+    #[serde(borrow)]
+    alg: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    kid: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Signs and verifies queue tokens: HS256 JWTs MACed with secrets shared by the edge
+/// nodes. The first key signs; every key verifies, found by `kid`.
+pub struct QueueKeys {
+    signing: QueueKey,
+    verifying: HashMap<String, Hmac<Sha256>>,
+    issuer: String,
+}
+
+impl QueueKeys {
+    /// Keys from raw secrets, the first of which signs; tokens are issued as `issuer`.
+    pub fn from_secrets<'a>(
+        secrets: impl IntoIterator<Item = &'a [u8]>,
+        issuer: &str,
+    ) -> Result<Self, KeyError> {
+        let keys = secrets
+            .into_iter()
+            .map(QueueKey::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut keys = keys.into_iter();
+        let signing = keys
+            .next()
+            .ok_or_else(|| KeyError::NotQueueKey("no queue key given".to_owned()))?;
+        let mut verifying: HashMap<String, Hmac<Sha256>> =
+            keys.map(|key| (key.kid, key.mac)).collect();
+        verifying.insert(signing.kid.clone(), signing.mac.clone());
+        Ok(QueueKeys {
+            signing,
+            verifying,
+            issuer: issuer.to_owned(),
+        })
+    }
+
+    /// Keys from files each holding one base64 secret (surrounding whitespace ignored);
+    /// the first file's key signs.
+    pub fn from_files(paths: &[impl AsRef<Path>], issuer: &str) -> Result<Self, KeyError> {
+        let secrets = paths
+            .iter()
+            .map(|path| {
+                let path = path.as_ref();
+                STANDARD.decode(read(path)?.trim()).map_err(|e| {
+                    KeyError::NotQueueKey(format!("{}: not base64: {e}", path.display()))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::from_secrets(secrets.iter().map(Vec::as_slice), issuer)
+    }
+
+    /// The id of the key that signs.
+    pub fn kid(&self) -> &str {
+        &self.signing.kid
+    }
+
+    /// The ids of every key that verifies.
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.verifying.keys().map(String::as_str)
+    }
+
+    /// The `iss` claim of the tokens these keys issue and accept.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// A compact JWS over `claims`, HS256, with the signing key's `kid`.
+    pub fn sign(&self, claims: &Claims) -> serde_json::Result<String> {
+        let payload = serde_json::to_vec(claims)?;
+        let key = &self.signing;
+        let mut token = String::with_capacity(key.header.len() + payload.len() * 4 / 3 + 48);
+        token.push_str(&key.header);
+        URL_SAFE_NO_PAD.encode_string(payload, &mut token);
+        let mut mac = key.mac.clone();
+        mac.update(token.as_bytes());
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), &mut token);
+        Ok(token)
+    }
+
+    /// The claims of a valid queue token, judged by the caller's clock (`now_s`): HS256
+    /// with a known `kid`, a MAC that verifies, this issuer, the queue type, unexpired.
+    pub fn verify(&self, token: &str, now_s: i64) -> Result<Claims, TokenError> {
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        let header_json = URL_SAFE_NO_PAD
+            .decode(header)
+            .map_err(|_| TokenError::Malformed)?;
+        let header_fields: JwsHeader<'_> =
+            serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed)?;
+        if header_fields.alg != "HS256" {
+            return Err(TokenError::WrongAlgorithm);
+        }
+        let mut mac = header_fields
+            .kid
+            .and_then(|kid| self.verifying.get(kid.as_ref()))
+            .ok_or(TokenError::UnknownKey)?
+            .clone();
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| TokenError::Invalid)?;
+        mac.update(&token.as_bytes()[..header.len() + 1 + payload.len()]);
+        mac.verify_slice(&signature)
+            .map_err(|_| TokenError::Invalid)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| TokenError::Invalid)?;
+        let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Invalid)?;
+        if claims.iss != self.issuer {
+            return Err(TokenError::Invalid);
+        }
+        if claims.typ != TokenType::Queue {
+            return Err(TokenError::WrongType(claims.typ));
+        }
+        if claims.exp <= now_s {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
     }
 }
 
@@ -583,6 +773,173 @@ mod tests {
             );
             assert!(verifier.verify(&token, TokenType::Admit).is_ok());
         }
+    }
+
+    fn queue_claims(typ: TokenType, exp: i64) -> Claims {
+        Claims {
+            iss: "onsale-edge".into(),
+            sub: "0193a6f0-0000-7000-8000-000000000001".into(),
+            show: "show-1".into(),
+            typ,
+            iat: now(),
+            exp,
+            jti: random_id(),
+            queue_no: Some(7),
+            lane: Some(Lane::Open),
+        }
+    }
+
+    fn queue_keys(secrets: &[&[u8]]) -> QueueKeys {
+        QueueKeys::from_secrets(secrets.iter().copied(), "onsale-edge").unwrap()
+    }
+
+    #[test]
+    fn queue_tokens_round_trip_under_a_sha256_kid() {
+        let keys = queue_keys(&[&[7u8; 32]]);
+        assert_eq!(keys.kid().len(), 16);
+        assert!(keys.kid().bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(keys.kid(), queue_kid(&[7u8; 32]));
+        let claims = queue_claims(TokenType::Queue, now() + 60);
+        let token = keys.sign(&claims).unwrap();
+        let header: serde_json::Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(token.split('.').next().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(header["alg"], "HS256");
+        assert_eq!(header["kid"], keys.kid());
+        assert_eq!(keys.verify(&token, now()), Ok(claims));
+    }
+
+    #[test]
+    fn queue_keys_refuse_other_algorithms_types_keys_and_forgeries() {
+        let keys = queue_keys(&[&[1u8; 32]]);
+        let now = now();
+        let token = keys
+            .sign(&queue_claims(TokenType::Queue, now + 60))
+            .unwrap();
+        let parts: Vec<&str> = token.split('.').collect();
+
+        // `alg: none`, with and without the key's kid.
+        for header in [
+            format!(r#"{{"alg":"none","kid":"{}"}}"#, keys.kid()),
+            r#"{"alg":"none"}"#.to_owned(),
+        ] {
+            let none = format!("{}.{}.", URL_SAFE_NO_PAD.encode(header), parts[1]);
+            assert_eq!(keys.verify(&none, now), Err(TokenError::WrongAlgorithm));
+        }
+        // An EdDSA token, even one with queue claims, is not a queue token.
+        let (private, _) = generate_pem_pair();
+        let eddsa = Signer::from_pem(&private, "onsale-edge")
+            .unwrap()
+            .sign(&queue_claims(TokenType::Queue, now + 60));
+        assert_eq!(keys.verify(&eddsa, now), Err(TokenError::WrongAlgorithm));
+        // HS256 under a key this node does not hold.
+        let stranger = queue_keys(&[&[2u8; 32]]);
+        let foreign = stranger
+            .sign(&queue_claims(TokenType::Queue, now + 60))
+            .unwrap();
+        assert_eq!(keys.verify(&foreign, now), Err(TokenError::UnknownKey));
+        // The stranger's MAC under our kid.
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            parts[1],
+            foreign.split('.').nth(2).unwrap()
+        );
+        assert_eq!(keys.verify(&forged, now), Err(TokenError::Invalid));
+        // Claims changed after MACing.
+        let mut claims = queue_claims(TokenType::Queue, now + 60);
+        claims.queue_no = Some(0);
+        let tampered = format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap()),
+            parts[2]
+        );
+        assert_eq!(keys.verify(&tampered, now), Err(TokenError::Invalid));
+        // Right key, wrong type, issuer or time.
+        let admit = keys
+            .sign(&queue_claims(TokenType::Admit, now + 60))
+            .unwrap();
+        assert_eq!(
+            keys.verify(&admit, now),
+            Err(TokenError::WrongType(TokenType::Admit))
+        );
+        let mut elsewhere = queue_claims(TokenType::Queue, now + 60);
+        elsewhere.iss = "someone-else".into();
+        let elsewhere = keys.sign(&elsewhere).unwrap();
+        assert_eq!(keys.verify(&elsewhere, now), Err(TokenError::Invalid));
+        assert_eq!(keys.verify(&token, now + 60), Err(TokenError::Expired));
+        for garbage in ["", "a.b", "a.b.c.d", "not a token"] {
+            assert!(keys.verify(garbage, now).is_err(), "{garbage}");
+        }
+    }
+
+    #[test]
+    fn an_hs256_token_is_never_an_admission() {
+        let (private, public) = generate_pem_pair();
+        let verifier = Verifier::from_pems([public.as_str()], "onsale-edge", 5).unwrap();
+        let signer = Signer::from_pem(&private, "onsale-edge").unwrap();
+        // MACed with the queue key, and with the public key's bytes, under the signer's kid.
+        for secret in [&[3u8; 32][..], public.as_bytes()] {
+            let keys = queue_keys(&[secret]);
+            let token = keys
+                .sign(&queue_claims(TokenType::Admit, now() + 60))
+                .unwrap();
+            let parts: Vec<&str> = token.split('.').collect();
+            let header =
+                URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"HS256","kid":"{}"}}"#, signer.kid()));
+            for token in [token.clone(), format!("{header}.{}.{}", parts[1], parts[2])] {
+                assert_eq!(
+                    verifier.verify(&token, TokenType::Admit),
+                    Err(TokenError::WrongAlgorithm)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn queue_keys_rotate_and_refuse_short_or_missing_keys() {
+        let old = [4u8; 32];
+        let new = [5u8; 40];
+        let before = queue_keys(&[&old]);
+        let during = queue_keys(&[&new, &old]);
+        let after = queue_keys(&[&new]);
+        let claims = queue_claims(TokenType::Queue, now() + 60);
+        let old_token = before.sign(&claims).unwrap();
+        let new_token = during.sign(&claims).unwrap();
+        assert_eq!(during.kid(), after.kid());
+        assert!(during.verify(&old_token, now()).is_ok());
+        assert!(during.verify(&new_token, now()).is_ok());
+        assert_eq!(after.verify(&old_token, now()), Err(TokenError::UnknownKey));
+        let mut kids: Vec<&str> = during.kids().collect();
+        kids.sort_unstable();
+        let mut want = vec![before.kid(), after.kid()];
+        want.sort_unstable();
+        assert_eq!(kids, want);
+
+        assert!(matches!(
+            QueueKeys::from_secrets([&[6u8; 31][..]], "onsale-edge"),
+            Err(KeyError::NotQueueKey(_))
+        ));
+        assert!(matches!(
+            QueueKeys::from_secrets(std::iter::empty::<&[u8]>(), "onsale-edge"),
+            Err(KeyError::NotQueueKey(_))
+        ));
+        let dir = std::env::temp_dir().join(format!("onsale-queue-key-{}", random_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("queue.key");
+        std::fs::write(&good, format!("{}\n", generate_queue_key())).unwrap();
+        let bad = dir.join("bad.key");
+        std::fs::write(&bad, "not base64!").unwrap();
+        assert!(QueueKeys::from_files(&[&good], "onsale-edge").is_ok());
+        assert!(matches!(
+            QueueKeys::from_files(&[&good, &bad], "onsale-edge"),
+            Err(KeyError::NotQueueKey(_))
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
