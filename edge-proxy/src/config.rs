@@ -31,6 +31,9 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[waiting_room]`.
     pub waiting_room: WaitingRoomConfig,
+    /// `[accounts]`.
+    #[serde(default)]
+    pub accounts: AccountsConfig,
 }
 
 /// Where the edge listens; applies on restart only.
@@ -103,8 +106,11 @@ pub struct SnapshotConfig {
 pub struct TokenConfig {
     /// The private key (PKCS#8 PEM) the waiting room signs queue and admission tokens with.
     pub signing_key: PathBuf,
-    /// Public keys (SPKI PEM) tokens may be signed with, found by `kid`.
+    /// Public keys (SPKI PEM) admission tokens may be signed with, found by `kid`.
     pub verify_keys: Vec<PathBuf>,
+    /// Files of base64 secrets queue tokens are MACed with (HS256): the first signs, all
+    /// verify, found by `kid`.
+    pub queue_keys: Vec<PathBuf>,
     /// `iss` of the tokens issued and accepted.
     pub issuer: String,
     /// Seconds of clock skew tolerated on `exp`.
@@ -139,6 +145,8 @@ pub struct LimitsConfig {
     pub per_ip: Quota,
     /// Per client IP, waiting-room joins.
     pub per_ip_join: Quota,
+    /// Per client IP, sign-ups and sign-ins.
+    pub per_ip_sign_in: Quota,
     /// Per fan and show on the purchase path.
     pub per_fan_purchase: Quota,
     /// One bucket per route class on this node.
@@ -157,6 +165,8 @@ pub struct RouteClassQuotas {
     pub purchase: Quota,
     /// Joins, polls and challenges.
     pub waiting_room: Quota,
+    /// Account pages, sign-up and sign-in.
+    pub account: Quota,
 }
 
 /// The admin API.
@@ -184,6 +194,44 @@ pub struct WaitingRoomConfig {
     /// Per show, by show id.
     #[serde(default)]
     pub shows: BTreeMap<String, QueueSettings>,
+}
+
+/// Fans' accounts: how the edge learns whose session a join carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsConfig {
+    /// How long a session the origin vouched for is believed without asking again; a
+    /// revoked session still joins at the edge for at most this long. 0 to 60.
+    #[serde(default = "default_session_cache_s")]
+    pub session_cache_s: u64,
+    /// Most sessions remembered at once.
+    #[serde(default = "default_session_cache_entries")]
+    pub session_cache_entries: usize,
+    /// Asking an origin about a session fails after this long.
+    #[serde(default = "default_lookup_timeout_ms")]
+    pub lookup_timeout_ms: u64,
+}
+
+fn default_session_cache_s() -> u64 {
+    30
+}
+
+fn default_session_cache_entries() -> usize {
+    500_000
+}
+
+fn default_lookup_timeout_ms() -> u64 {
+    2_000
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        AccountsConfig {
+            session_cache_s: default_session_cache_s(),
+            session_cache_entries: default_session_cache_entries(),
+            lookup_timeout_ms: default_lookup_timeout_ms(),
+        }
+    }
 }
 
 /// How a show's pre-queue is ordered at the opening.
@@ -355,6 +403,9 @@ impl Config {
         let mut keys = PathList(std::mem::take(&mut config.tokens.verify_keys));
         override_from_env(&mut keys, "ONSALE_VERIFY_KEYS")?;
         config.tokens.verify_keys = keys.0;
+        let mut queue_keys = PathList(std::mem::take(&mut config.tokens.queue_keys));
+        override_from_env(&mut queue_keys, "ONSALE_QUEUE_KEYS")?;
+        config.tokens.queue_keys = queue_keys.0;
         if let Some(token) = std::env::var_os("ONSALE_EDGE_ADMIN_TOKEN") {
             config.admin.token = Some(Secret::new(token.to_string_lossy().into_owned()));
         }
@@ -387,6 +438,19 @@ impl Config {
         if self.tokens.verify_keys.is_empty() {
             return fail("tokens.verify_keys", "needs at least one key");
         }
+        if self.tokens.queue_keys.is_empty() {
+            return fail("tokens.queue_keys", "needs at least one key");
+        }
+        let accounts = &self.accounts;
+        if accounts.session_cache_s > 60 {
+            return fail("accounts.session_cache_s", "must be 0 to 60");
+        }
+        if accounts.session_cache_entries == 0 {
+            return fail("accounts.session_cache_entries", "must be positive");
+        }
+        if !(10..=10_000).contains(&accounts.lookup_timeout_ms) {
+            return fail("accounts.lookup_timeout_ms", "must be 10 to 10000");
+        }
         let limits = &self.limits;
         if limits.max_body_bytes == 0 || limits.max_header_bytes < 1024 {
             return fail(
@@ -401,6 +465,8 @@ impl Config {
         for (key, quota) in [
             ("limits.per_ip", limits.per_ip),
             ("limits.per_ip_join", limits.per_ip_join),
+            ("limits.per_ip_sign_in", limits.per_ip_sign_in),
+            ("limits.route_class.account", classes.account),
             ("limits.route_class.waiting_room", classes.waiting_room),
             ("limits.per_fan_purchase", limits.per_fan_purchase),
             ("limits.route_class.catalog", classes.catalog),

@@ -5,6 +5,7 @@
 //! its runtimes and must not run inside a tokio runtime) and returns once both listeners
 //! accept connections.
 
+mod accounts;
 mod admin;
 mod background;
 pub mod config;
@@ -64,6 +65,8 @@ pub struct Shared {
     pub pool_keeper: Arc<pool::PoolKeeper>,
     pub(crate) catalog_cache: microcache::MicroCache,
     pub(crate) shows: shows::ShowDirectory,
+    /// Whose sessions joins carry, as the origin said.
+    pub(crate) sessions: accounts::Sessions,
     /// The waiting rooms.
     pub waiting_room: waiting_room::WaitingRoom,
 }
@@ -127,6 +130,7 @@ pub fn build_server(options: Options) -> Result<(Server, Arc<Shared>), StartErro
         pool_keeper,
         catalog_cache: Default::default(),
         shows: Default::default(),
+        sessions: accounts::Sessions::new(&metrics.registry),
         waiting_room: waiting_room::WaitingRoom::new(&metrics.registry),
     });
 

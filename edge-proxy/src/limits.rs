@@ -1,5 +1,5 @@
-//! Rate limits (governor, GCRA): per client IP, per fan and show on the purchase path, and
-//! one bucket per route class. Keyed limiters hold a state per key until
+//! Rate limits (governor, GCRA): per client IP (all routes, joins, sign-ins), per account
+//! and show on the purchase path, and one bucket per route class. Keyed limiters hold a state per key until
 //! [`Limits::retain_recent`] drops the idle ones, which the edge does on a timer.
 
 use crate::config::{Cidr, LimitsConfig, Quota};
@@ -34,11 +34,13 @@ pub(crate) struct Limits {
     clock: Clock,
     per_ip: Keyed<u128>,
     per_ip_join: Keyed<u128>,
+    per_ip_sign_in: Keyed<u128>,
     per_fan: Keyed<(String, String)>,
     catalog: Direct,
     snapshot: Direct,
     purchase: Direct,
     waiting_room: Direct,
+    account: Direct,
 }
 
 fn quota(q: Quota) -> governor::Quota {
@@ -55,6 +57,10 @@ impl Limits {
             clock: clock.clone(),
             per_ip: RateLimiter::dashmap_with_clock(quota(config.per_ip), clock.clone()),
             per_ip_join: RateLimiter::dashmap_with_clock(quota(config.per_ip_join), clock.clone()),
+            per_ip_sign_in: RateLimiter::dashmap_with_clock(
+                quota(config.per_ip_sign_in),
+                clock.clone(),
+            ),
             per_fan: RateLimiter::dashmap_with_clock(quota(config.per_fan_purchase), clock.clone()),
             catalog: RateLimiter::direct_with_clock(quota(classes.catalog), clock.clone()),
             snapshot: RateLimiter::direct_with_clock(quota(classes.snapshot), clock.clone()),
@@ -63,6 +69,7 @@ impl Limits {
                 quota(classes.waiting_room),
                 clock.clone(),
             ),
+            account: RateLimiter::direct_with_clock(quota(classes.account), clock.clone()),
         }
     }
 
@@ -87,12 +94,20 @@ impl Limits {
         let bucket = match class {
             RouteClass::Catalog => &self.catalog,
             RouteClass::SeatMap(_) => &self.snapshot,
-            RouteClass::Purchase | RouteClass::Ticket => &self.purchase,
+            RouteClass::Purchase => &self.purchase,
             RouteClass::WaitingRoom(_) => &self.waiting_room,
+            RouteClass::Account(_) => &self.account,
             // Partners are few and known; the per-IP limit covers them.
             RouteClass::Partner | RouteClass::Unknown => return Ok(()),
         };
         bucket.check().map_err(|n| self.refused(class.label(), n))
+    }
+
+    /// Charges one sign-up or sign-in to `client`'s bucket for those.
+    pub(crate) fn check_sign_in(&self, client: IpAddr) -> Result<(), Limited> {
+        self.per_ip_sign_in
+            .check_key(&ip_key(client))
+            .map_err(|n| self.refused("sign_in", n))
     }
 
     /// Charges one purchase-path request to the fan's bucket for the show.
@@ -111,7 +126,7 @@ impl Limits {
 
     /// Drops keys whose buckets are full again (indistinguishable from new ones).
     pub(crate) fn retain_recent(&self) {
-        for keyed in [&self.per_ip, &self.per_ip_join] {
+        for keyed in [&self.per_ip, &self.per_ip_join, &self.per_ip_sign_in] {
             keyed.retain_recent();
             keyed.shrink_to_fit();
         }
@@ -120,10 +135,11 @@ impl Limits {
     }
 
     /// Keys held, for the `ratelimit_keys` gauge.
-    pub(crate) fn keys(&self) -> [(&'static str, usize); 3] {
+    pub(crate) fn keys(&self) -> [(&'static str, usize); 4] {
         [
             ("ip", self.per_ip.len()),
             ("join", self.per_ip_join.len()),
+            ("sign_in", self.per_ip_sign_in.len()),
             ("fan", self.per_fan.len()),
         ]
     }
@@ -186,6 +202,7 @@ mod tests {
             retain_interval_ms: 1000,
             per_ip: q,
             per_ip_join: q,
+            per_ip_sign_in: q,
             per_fan_purchase: q,
             route_class: RouteClassQuotas {
                 catalog: Quota {
@@ -195,6 +212,7 @@ mod tests {
                 snapshot: q,
                 purchase: q,
                 waiting_room: q,
+                account: q,
             },
         }
     }

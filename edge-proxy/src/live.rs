@@ -1,7 +1,7 @@
 //! Live configuration. The running values are one immutable [`Runtime`] behind an
 //! `ArcSwap`: a request loads it once and sees one consistent version throughout. A reload
-//! (SIGHUP, or the file changing) parses and validates the whole file and builds the new
-//! token verifier before swapping; any failure leaves the running version in place.
+//! (SIGHUP, or the file changing) parses and validates the whole file and loads every token
+//! key before swapping; any failure leaves the running version in place.
 
 use crate::config::Config;
 use crate::limits::Limits;
@@ -11,7 +11,7 @@ use onsale_contract::clock::Clock;
 use onsale_contract::config::ConfigError;
 use onsale_contract::tasks::StopSignal;
 use onsale_contract::tokens::{
-    CacheCounters, KeyError, Signer, TokenType, VerifiedCache, Verifier,
+    CacheCounters, KeyError, QueueKeys, Signer, TokenType, VerifiedCache, Verifier,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,9 +25,9 @@ pub struct Runtime {
     pub config: Config,
     /// Admission tokens on the purchase path.
     pub(crate) tokens: Arc<VerifiedCache>,
-    /// Queue tokens on the waiting room's polls and re-joins.
-    pub(crate) queue_tokens: Arc<VerifiedCache>,
-    /// Signs the queue and admission tokens the waiting room issues.
+    /// Sign and verify the waiting room's queue tokens (HS256).
+    pub(crate) queue_keys: Arc<QueueKeys>,
+    /// Signs the admission tokens the waiting room issues (EdDSA).
     pub(crate) signer: Arc<Signer>,
     /// Authenticates proof-of-work challenges; derived from the signing key, so every node
     /// holding that key accepts every node's challenges.
@@ -71,20 +71,22 @@ fn signer(config: &Config) -> Result<(Arc<Signer>, PowKey), KeyError> {
     Ok((Arc::new(signer), PowKey::from_signing_key(&pem)))
 }
 
-/// The admission and queue token caches for `config`'s keys.
-fn caches(
-    config: &Config,
-    counters: &CacheCounters,
-) -> Result<(Arc<VerifiedCache>, Arc<VerifiedCache>), KeyError> {
-    let cache = |typ| -> Result<_, KeyError> {
-        Ok(Arc::new(VerifiedCache::new(
-            verifier(config)?,
-            typ,
-            config.tokens.cache_entries,
-            counters,
-        )))
-    };
-    Ok((cache(TokenType::Admit)?, cache(TokenType::Queue)?))
+/// The admission token cache for `config`'s keys.
+fn cache(config: &Config, counters: &CacheCounters) -> Result<Arc<VerifiedCache>, KeyError> {
+    Ok(Arc::new(VerifiedCache::new(
+        verifier(config)?,
+        TokenType::Admit,
+        config.tokens.cache_entries,
+        counters,
+    )))
+}
+
+fn queue_keys(config: &Config) -> Result<Arc<QueueKeys>, KeyError> {
+    let tokens = &config.tokens;
+    Ok(Arc::new(QueueKeys::from_files(
+        &tokens.queue_keys,
+        &tokens.issuer,
+    )?))
 }
 
 impl Live {
@@ -96,13 +98,14 @@ impl Live {
         registry: &prometheus::Registry,
     ) -> Result<Self, ReloadError> {
         let counters = CacheCounters::register(registry);
-        let (tokens, queue_tokens) = caches(&config, &counters)?;
+        let tokens = cache(&config, &counters)?;
+        let queue_keys = queue_keys(&config)?;
         let (signer, pow_key) = signer(&config)?;
         let runtime = Runtime {
             version: 1,
             limits: Arc::new(Limits::new(&config.limits, &clock)),
             tokens,
-            queue_tokens,
+            queue_keys,
             signer,
             pow_key,
             config,
@@ -149,7 +152,8 @@ impl Live {
 
     /// Applies `config` over the running one. Listeners and threads cannot move while
     /// running: they keep their values (with a warning) until a restart. Limiters and the
-    /// token cache keep their state unless their part of the config changed.
+    /// admission token cache keep their state unless their part of the config changed;
+    /// queue keys, which hold none, are read again every time.
     pub fn apply(&self, mut config: Config) -> Result<u64, ReloadError> {
         let running = self.load();
         if config.listen != running.config.listen
@@ -167,16 +171,13 @@ impl Live {
             new.sort_unstable();
             old == new && config.tokens == running.config.tokens
         };
-        let (tokens, queue_tokens, (signer, pow_key)) = match same_keys {
+        let queue_keys = queue_keys(&config)?;
+        let (tokens, (signer, pow_key)) = match same_keys {
             true => (
                 running.tokens.clone(),
-                running.queue_tokens.clone(),
                 (running.signer.clone(), running.pow_key.clone()),
             ),
-            false => {
-                let (tokens, queue_tokens) = caches(&config, &self.counters)?;
-                (tokens, queue_tokens, signer(&config)?)
-            }
+            false => (cache(&config, &self.counters)?, signer(&config)?),
         };
         let limits = match &config.limits == running.limits.config() {
             true => running.limits.clone(),
@@ -187,7 +188,7 @@ impl Live {
             version,
             config,
             tokens,
-            queue_tokens,
+            queue_keys,
             signer,
             pow_key,
             limits,

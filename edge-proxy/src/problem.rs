@@ -5,6 +5,9 @@ use crate::limits::Limited;
 use onsale_contract::problem::Problem;
 use onsale_contract::tokens::WAITING_ROOM_PATH;
 
+/// Where a fan signs in: the `sign_in` link of 401 `sign_in_required`.
+pub(crate) const SIGN_IN_PATH: &str = "/v1/sessions";
+
 onsale_contract::problem_codes! {
     /// The edge's problem codes.
     pub enum Code {
@@ -24,6 +27,12 @@ onsale_contract::problem_codes! {
         RateLimited = "rate_limited",
         /// The purchase path without a valid admission token.
         AdmissionRequired = "admission_required",
+        /// An admission token whose order is paid: it has done its job.
+        AdmissionSpent = "admission_spent",
+        /// A join without a valid session: the fan must sign in first.
+        SignInRequired = "sign_in_required",
+        /// No origin could say whose session a join carries.
+        SessionUnavailable = "session_unavailable",
         /// A token for another show than the one in the request.
         WrongShow = "wrong_show",
         /// No such show, or no waiting room for it.
@@ -109,6 +118,27 @@ pub(crate) fn admission_required(detail: &str, show: Option<&str>) -> Problem {
         Some(show) => problem.with("show_id", show),
         None => problem,
     }
+}
+
+/// 401 `admission_spent`: the order this admission was for is paid.
+pub(crate) fn admission_spent() -> Problem {
+    Problem::new(401, Code::AdmissionSpent, "Admission spent")
+        .with_detail("this admission's order is paid; join the waiting room again to buy more")
+        .with("join", WAITING_ROOM_PATH)
+}
+
+/// 401 `sign_in_required`, with the way to sign in.
+pub(crate) fn sign_in_required(detail: &str) -> Problem {
+    Problem::new(401, Code::SignInRequired, "Sign-in required")
+        .with_detail(detail)
+        .with("sign_in", SIGN_IN_PATH)
+}
+
+/// 503 `session_unavailable`: no origin could check the session right now.
+pub(crate) fn session_unavailable() -> Problem {
+    Problem::new(503, Code::SessionUnavailable, "Service unavailable")
+        .with_detail("the session cannot be checked right now; retry shortly")
+        .with("retry_after_s", 2)
 }
 
 /// 503 `no_healthy_origin`.

@@ -12,19 +12,29 @@ pub enum Room {
     Challenge,
 }
 
+/// An account route: sign-up and sign-in spend a tighter per-IP quota than the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Account {
+    /// `POST /v1/accounts`, `POST /v1/sessions`: where passwords are tried.
+    SignIn,
+    /// The signed-in fan's own pages: the session, password changes and resets, order
+    /// history, tickets and their QR codes.
+    Pages,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteClass {
     /// Public catalog reads, passed through to the origin and micro-cached.
     Catalog,
     /// Seat-map and availability snapshots, answered by the edge from memory.
     SeatMap(Kind),
-    /// Holds, orders, payments: admitted fans only, proxied to the origin.
+    /// Holds, creating orders, payments: admitted fans only, proxied to the origin.
     Purchase,
     /// The waiting room, answered by the edge.
     WaitingRoom(Room),
-    /// A ticket's QR code: its owner, with an admission token or, once admission has
-    /// lapsed, the queue token of the same join.
-    Ticket,
+    /// Accounts and what belongs to them, proxied without an admission token: the origin
+    /// checks the session, and answers only with the account's own data.
+    Account(Account),
     /// Partners with credentials of their own, proxied without an admission token: venue
     /// scanners (scanner token) and the payment provider (webhook signature). The origin
     /// checks the credential.
@@ -40,19 +50,20 @@ impl RouteClass {
         RouteClass::SeatMap(Kind::Layout),
         RouteClass::Purchase,
         RouteClass::WaitingRoom(Room::Join),
-        RouteClass::Ticket,
+        RouteClass::Account(Account::Pages),
         RouteClass::Partner,
         RouteClass::Unknown,
     ];
 
-    /// Position in [`RouteClass::ALL`]; both seat-map kinds share one.
+    /// Position in [`RouteClass::ALL`]; both seat-map kinds share one, so do the
+    /// waiting room's routes and the account routes.
     pub fn index(self) -> usize {
         match self {
             RouteClass::Catalog => 0,
             RouteClass::SeatMap(_) => 1,
             RouteClass::Purchase => 2,
             RouteClass::WaitingRoom(_) => 3,
-            RouteClass::Ticket => 4,
+            RouteClass::Account(_) => 4,
             RouteClass::Partner => 5,
             RouteClass::Unknown => 6,
         }
@@ -65,7 +76,7 @@ impl RouteClass {
             RouteClass::SeatMap(_) => "snapshot",
             RouteClass::Purchase => "purchase",
             RouteClass::WaitingRoom(_) => "waiting_room",
-            RouteClass::Ticket => "ticket",
+            RouteClass::Account(_) => "account",
             RouteClass::Partner => "partner",
             RouteClass::Unknown => "unknown",
         }
@@ -144,15 +155,51 @@ pub fn classify(method: &Method, path: &str) -> Route {
             &[Method::GET, Method::DELETE][..],
             None,
         ),
-        ["v1", "orders"] => (RouteClass::Purchase, &[Method::GET, Method::POST][..], None),
-        ["v1", "orders", id] if is_id(id) => (RouteClass::Purchase, &[Method::GET][..], None),
+        // Creating an order spends an admission; reading orders is the account's history.
+        ["v1", "orders"] if method == Method::POST => {
+            (RouteClass::Purchase, &[Method::POST][..], None)
+        }
+        ["v1", "orders"] => (
+            RouteClass::Account(Account::Pages),
+            &[Method::GET][..],
+            None,
+        ),
+        ["v1", "orders", id] if is_id(id) => (
+            RouteClass::Account(Account::Pages),
+            &[Method::GET][..],
+            None,
+        ),
         ["v1", "orders", id, "cancel"] if is_id(id) => {
             (RouteClass::Purchase, &[Method::POST][..], None)
         }
         ["v1", "payments", id, "confirm"] if is_id(id) => {
             (RouteClass::Purchase, &[Method::POST][..], None)
         }
-        ["v1", "tickets", id, "qr.svg"] if is_id(id) => (RouteClass::Ticket, read, None),
+        ["v1", "tickets", id, "qr.svg"] if is_id(id) => {
+            (RouteClass::Account(Account::Pages), read, None)
+        }
+        ["v1", "accounts"] | ["v1", "sessions"] => (
+            RouteClass::Account(Account::SignIn),
+            &[Method::POST][..],
+            None,
+        ),
+        ["v1", "sessions", "current"] => (
+            RouteClass::Account(Account::Pages),
+            &[Method::DELETE][..],
+            None,
+        ),
+        ["v1", "me"] | ["v1", "me", "tickets"] => (
+            RouteClass::Account(Account::Pages),
+            &[Method::GET][..],
+            None,
+        ),
+        ["v1", "me", "password"]
+        | ["v1", "password-resets"]
+        | ["v1", "password-resets", "confirm"] => (
+            RouteClass::Account(Account::Pages),
+            &[Method::POST][..],
+            None,
+        ),
         ["v1", "tickets", "verify"] | ["v1", "webhooks", "payments"] => {
             (RouteClass::Partner, &[Method::POST][..], None)
         }
@@ -215,8 +262,6 @@ mod tests {
             (Method::GET, "/v1/holds/h1"),
             (Method::DELETE, "/v1/holds/h1"),
             (Method::POST, "/v1/orders"),
-            (Method::GET, "/v1/orders"),
-            (Method::GET, "/v1/orders/o1"),
             (Method::POST, "/v1/payments/p1/confirm"),
             (Method::POST, "/v1/orders/o1/cancel"),
         ] {
@@ -228,16 +273,67 @@ mod tests {
     }
 
     #[test]
-    fn partners_and_ticket_owners_have_routes_of_their_own() {
+    fn partners_have_routes_of_their_own() {
         for path in ["/v1/tickets/verify", "/v1/webhooks/payments"] {
             let route = classify(&Method::POST, path);
             assert_eq!(route.class, RouteClass::Partner, "{path}");
             assert!(route.method_allowed);
             assert!(!classify(&Method::GET, path).method_allowed);
         }
-        let route = classify(&Method::GET, "/v1/tickets/t1/qr.svg");
-        assert_eq!(route.class, RouteClass::Ticket);
-        assert!(route.method_allowed);
+    }
+
+    #[test]
+    fn account_pages_are_not_behind_the_queue() {
+        let pages = RouteClass::Account(Account::Pages);
+        for (method, path, class) in [
+            (
+                Method::POST,
+                "/v1/accounts",
+                RouteClass::Account(Account::SignIn),
+            ),
+            (
+                Method::POST,
+                "/v1/sessions",
+                RouteClass::Account(Account::SignIn),
+            ),
+            (Method::DELETE, "/v1/sessions/current", pages),
+            (Method::GET, "/v1/me", pages),
+            (Method::POST, "/v1/me/password", pages),
+            (Method::GET, "/v1/me/tickets", pages),
+            (Method::POST, "/v1/password-resets", pages),
+            (Method::POST, "/v1/password-resets/confirm", pages),
+            (Method::GET, "/v1/orders", pages),
+            (Method::GET, "/v1/orders/o1", pages),
+            (Method::GET, "/v1/tickets/t1/qr.svg", pages),
+            (Method::HEAD, "/v1/tickets/t1/qr.svg", pages),
+        ] {
+            let route = classify(&method, path);
+            assert_eq!(route.class, class, "{method} {path}");
+            assert!(route.method_allowed, "{method} {path}");
+            assert_eq!(route.class.label(), "account");
+        }
+        // Creating an order stays on the purchase path; other methods are not routes.
+        assert_eq!(
+            classify(&Method::POST, "/v1/orders").class,
+            RouteClass::Purchase
+        );
+        for (method, path) in [
+            (Method::GET, "/v1/sessions"),
+            (Method::GET, "/v1/accounts"),
+            (Method::POST, "/v1/me"),
+            (Method::DELETE, "/v1/orders"),
+            (Method::POST, "/v1/orders/o1"),
+            (Method::GET, "/v1/password-resets"),
+        ] {
+            assert!(!classify(&method, path).method_allowed, "{method} {path}");
+        }
+        for path in ["/v1/sessions/other", "/v1/me/orders", "/v1/accounts/a1"] {
+            assert_eq!(
+                classify(&Method::GET, path).class,
+                RouteClass::Unknown,
+                "{path}"
+            );
+        }
     }
 
     #[test]

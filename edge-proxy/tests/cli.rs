@@ -71,6 +71,9 @@ impl EdgeProcess {
         std::fs::write(&key, public_pem).expect("write the verify key");
         let signing = dir.join("signing.pem");
         std::fs::write(&signing, private_pem).expect("write the signing key");
+        let queue = dir.join("queue.key");
+        std::fs::write(&queue, onsale_contract::tokens::generate_queue_key())
+            .expect("write the queue key");
         let (public, admin) = (free_port(), free_port());
         let committed = std::fs::read_to_string(CONFIG)
             .expect("the committed config")
@@ -83,6 +86,10 @@ impl EdgeProcess {
             .replace(
                 ".onsale/keys/signing.pem",
                 signing.to_str().expect("a UTF-8 path"),
+            )
+            .replace(
+                ".onsale/keys/queue.key",
+                queue.to_str().expect("a UTF-8 path"),
             );
         let config = dir.join("edge.toml");
         std::fs::write(&config, edit(committed)).expect("write the config");

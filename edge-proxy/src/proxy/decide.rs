@@ -5,7 +5,7 @@
 use super::{EdgeProxy, RequestCtx};
 use crate::limits::{client_ip, Limited};
 use crate::problem::{self, Code};
-use crate::routes::{classify, RouteClass};
+use crate::routes::{classify, Account, RouteClass};
 use http::header;
 use onsale_contract::problem::Problem;
 use pingora::proxy::Session;
@@ -102,8 +102,12 @@ impl EdgeProxy {
             RouteClass::WaitingRoom(room) => {
                 self.waiting_room(session, client, room, &runtime).await
             }
-            RouteClass::Ticket => self.ticket_gate(session, ctx),
-            RouteClass::Partner => Decision::Proxy,
+            RouteClass::Account(Account::SignIn) => match runtime.limits.check_sign_in(client) {
+                Ok(()) => Decision::Proxy,
+                Err(limited) => self.limited(limited),
+            },
+            // The origin checks the session and answers with the account's own data only.
+            RouteClass::Account(Account::Pages) | RouteClass::Partner => Decision::Proxy,
             // Refused at the top already; never proxied whatever happens above.
             RouteClass::Unknown => problem::route_not_found().into(),
         }

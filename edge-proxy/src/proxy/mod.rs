@@ -201,8 +201,9 @@ impl ProxyHttp for EdgeProxy {
     }
 
     /// Starts capturing a catalog answer for the micro-cache, and when the origin says
-    /// the fan's order is confirmed (`onsale-admission-spent`, stripped here) ends the
-    /// fan's admission, freeing its place for the next fan.
+    /// the fan's order is confirmed (`onsale-admission-spent`, stripped here) spends the
+    /// fan's admission: refused here at once, at every node after its next step, and its
+    /// session ended, freeing its place for the next fan.
     async fn response_filter(
         &self,
         _session: &mut Session,
@@ -216,9 +217,14 @@ impl ProxyHttp for EdgeProxy {
             .remove_header(tokens::ADMISSION_SPENT_HEADER)
             .is_some();
         if let (true, Some(claims)) = (spent, ctx.admission.take()) {
+            self.shared.waiting_room.spend(&claims);
             let shared = self.shared.clone();
             let prefix = ctx.runtime.config.redis.key_prefix.clone();
-            tokio::spawn(async move { shared.waiting_room.end_session(&prefix, &claims).await });
+            let now_ms = shared.clock.now_ms();
+            tokio::spawn(async move {
+                let room = &shared.waiting_room;
+                room.record_spent(&prefix, &claims, now_ms).await
+            });
         }
         Ok(())
     }

@@ -1,9 +1,11 @@
 //! The waiting room's routes over HTTP: reads what the request carries (the queue token,
-//! `show_id`, a join's body), asks the [`WaitingRoom`](crate::waiting_room::WaitingRoom)
-//! and writes its typed answer, or its refusal as problem+json.
+//! `show_id`, a join's body and session), asks the
+//! [`WaitingRoom`](crate::waiting_room::WaitingRoom) and writes its typed answer, or its
+//! refusal as problem+json.
 
 use super::decide::Decision;
 use super::EdgeProxy;
+use crate::accounts::{Account, SessionError};
 use crate::live::Runtime;
 use crate::problem;
 use crate::respond;
@@ -14,6 +16,7 @@ use onsale_contract::tokens;
 use pingora::proxy::Session;
 use serde::Serialize;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Longest join body read: `{"show_id", "pow"}` fits in far less.
 const MAX_JOIN_BODY: usize = 2048;
@@ -74,8 +77,34 @@ async fn write<B: Serialize>(session: &mut Session, reply: Reply<B>) -> Decision
 }
 
 impl EdgeProxy {
+    /// The account whose session `token` is (401 `sign_in_required` without one the origin
+    /// vouches for, 503 `session_unavailable` when no origin can say).
+    async fn account(
+        &self,
+        token: Option<&str>,
+        runtime: &Runtime,
+    ) -> Result<Arc<Account>, Problem> {
+        let token =
+            token.ok_or_else(|| problem::sign_in_required("sign in to join the waiting room"))?;
+        let shared = &self.shared;
+        let origin = shared
+            .pool
+            .select(b"", 256)
+            .and_then(|b| b.addr.as_inet().copied());
+        let now_ms = shared.clock.now_ms();
+        match shared
+            .sessions
+            .resolve(token, origin, &runtime.config.accounts, now_ms)
+            .await
+        {
+            Ok(account) => Ok(account),
+            Err(SessionError::SignInRequired(detail)) => Err(problem::sign_in_required(detail)),
+            Err(SessionError::Unavailable) => Err(problem::session_unavailable()),
+        }
+    }
+
     /// Joins, polls and challenges, answered from this node's view of the queue; a join
-    /// also spends the client's join rate (429).
+    /// also spends the client's join rate (429) and needs a session (401).
     pub(super) async fn waiting_room(
         &self,
         session: &mut Session,
@@ -90,6 +119,10 @@ impl EdgeProxy {
         };
         let show_param = show_param.map(str::to_owned);
         let presented = tokens::presented(&header.headers, tokens::QUEUE_COOKIE).map(str::to_owned);
+        let session_token = match room {
+            Room::Join => tokens::presented_session(&header.headers).map(str::to_owned),
+            Room::Poll | Room::Challenge => None,
+        };
         let wr = &self.shared.waiting_room;
         let refusal = match room {
             Room::Challenge => match wr.challenge(runtime, show_param.as_deref(), now_ms) {
@@ -113,8 +146,12 @@ impl EdgeProxy {
                     Ok(request) => request,
                     Err(problem) => return problem.into(),
                 };
+                let account = match self.account(session_token.as_deref(), runtime).await {
+                    Ok(account) => account,
+                    Err(problem) => return problem.into(),
+                };
                 match wr
-                    .join(runtime, request, presented.as_deref(), now_ms)
+                    .join(runtime, request, &account, presented.as_deref(), now_ms)
                     .await
                 {
                     Ok(reply) => return write(session, reply).await,

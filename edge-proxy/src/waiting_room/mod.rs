@@ -1,12 +1,16 @@
 //! The virtual waiting room: joins, polls and admissions, answered by the edge.
 //!
-//! A fan's place is fixed by its signed queue token: an open-lane token carries the place
-//! itself, a pre-queue token its join number, placed by the [`draw`] at the opening. Redis
-//! holds the queue's counters (`store`); every node runs one admission step per show every
-//! `refresh_ms` (`step`) and caches the result as a [`ShowView`], so a poll is answered from
-//! memory (`poll`, with the arithmetic in `standing`). Places seen polling are batched into
-//! the next step. Only a fan whose turn has come touches Redis, once, to turn its call into
-//! an admission session (`session`).
+//! Joining takes a signed-in account (the origin vouches for its session, see
+//! [`crate::accounts`]), and an account has one place per show: a second join, from any
+//! device or session, gets the same place back. A fan's place is in its queue token (an
+//! HS256 JWT whose `sub` is the account): an open-lane token carries the place itself, a
+//! pre-queue token its join number, placed by the [`draw`] at the opening. Redis holds the
+//! queue's counters and each account's place (`store`); every node runs one admission step
+//! per show every `refresh_ms` (`step`) and caches the result as a [`ShowView`], so a poll
+//! is answered from memory (`poll`, with the arithmetic in `standing`). Places seen polling
+//! are batched into the next step. Only a fan whose turn has come touches Redis, once, to
+//! turn its call into an admission session (`session`). An admission whose order is paid
+//! is spent: refused at every node's gate until it expires.
 //!
 //! The rest, one job per file: `join` (a new place, or the same one again), `challenge`
 //! (proof of work handed out and checked; the puzzle itself in [`pow`]), `admin` (the
@@ -40,7 +44,7 @@ use redis::aio::ConnectionManager;
 use refusal::StateError;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 /// Sampled places -> (when the wait was predicted, ms; the predicted wait, s).
@@ -55,6 +59,11 @@ pub struct WaitingRoom {
     /// The settings this node last published per show (from its file).
     published: Mutex<HashMap<String, QueueSettings>>,
     eta_samples: Mutex<HashMap<String, EtaSamples>>,
+    /// Spent admission tokens, by `jti`, until their expiry (Unix s): this node's own at
+    /// once, every node's from Redis at each step.
+    spent: RwLock<HashMap<String, i64>>,
+    /// Per show, the id of the last spent admission read from Redis.
+    spent_read: Mutex<HashMap<String, String>>,
     /// Whether the last step failed, so an outage is logged once.
     failing: AtomicBool,
     metrics: RoomMetrics,
@@ -69,6 +78,8 @@ impl WaitingRoom {
             redis: ArcSwapOption::empty(),
             published: Mutex::default(),
             eta_samples: Mutex::default(),
+            spent: RwLock::default(),
+            spent_read: Mutex::default(),
             failing: AtomicBool::new(false),
             metrics: RoomMetrics::new(registry),
         }
@@ -78,6 +89,14 @@ impl WaitingRoom {
     /// waiting room (or before its first step).
     pub fn view(&self, show: &str) -> Option<Arc<ShowView>> {
         self.views.load().get(show).cloned()
+    }
+
+    /// Whether the admission token `jti` is spent (its order paid).
+    pub(crate) fn is_spent(&self, jti: &str) -> bool {
+        self.spent
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(jti)
     }
 
     fn connection(&self) -> Result<ConnectionManager, StateError> {

@@ -40,6 +40,8 @@ pub(crate) enum Refusal {
     NoChallenge,
     #[error("show_id is required")]
     ShowIdRequired,
+    #[error("the edge could not build its answer")]
+    Internal,
 }
 
 impl From<redis::RedisError> for Refusal {
@@ -57,6 +59,7 @@ impl From<&Refusal> for Problem {
         let problem = match refusal {
             Refusal::NoRoom => return problem::show_not_found(detail),
             Refusal::ShowIdRequired => return problem::invalid_query(detail),
+            Refusal::Internal => return problem::internal(),
             Refusal::Unavailable(_) => {
                 Problem::new(503, Code::QueueUnavailable, "Waiting room unavailable")
                     .with("retry_after_s", 2)

@@ -1,13 +1,24 @@
 //! Admission sessions: a called fan's first poll claims its call in Redis (`claim.lua`)
 //! and gets an admission token for the session's lifetime; a confirmed order ends the
-//! session at once, freeing its capacity for the next fan.
+//! session at once, freeing its capacity for the next fan, and spends its admission.
 
 use super::cookies::cookie;
-use super::store::{self, Claim, Keys};
+use super::store::{self, Claim, Keys, Spent};
 use super::wire::FanStatus;
 use super::{Refusal, ShowView, WaitingRoom};
 use crate::live::Runtime;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use onsale_contract::tokens::{self, Claims, TokenType};
+use sha2::{Digest, Sha256};
+use std::sync::PoisonError;
+
+/// The `jti` of every admission token of one session (show, place, session end): a fan
+/// polling twice, or from two devices, holds copies of one admission, spent together.
+fn session_jti(show: &str, place: u64, expires_ms: i64) -> String {
+    let digest = Sha256::digest(format!("admit\n{show}\n{place}\n{expires_ms}"));
+    URL_SAFE_NO_PAD.encode(&digest[..16])
+}
 
 impl WaitingRoom {
     /// Claims the call at `place` for the fan holding `queue`: its admission and the cookie
@@ -35,7 +46,7 @@ impl WaitingRoom {
             typ: TokenType::Admit,
             iat: now_ms / 1000,
             exp: expires_ms / 1000,
-            jti: tokens::random_id(),
+            jti: session_jti(&queue.show, place, expires_ms),
             queue_no: Some(place),
             lane: None,
         });
@@ -52,14 +63,84 @@ impl WaitingRoom {
         Ok((admitted, cookie))
     }
 
-    /// Ends the admitted session behind `claims` (its order confirmed).
-    pub(crate) async fn end_session(&self, prefix: &str, claims: &Claims) {
-        let (Some(place), Ok(mut conn)) = (claims.queue_no, self.connection()) else {
+    /// The admission behind `claims` is spent (its order confirmed): refused by this node
+    /// from now on. The rest, ending the session and telling the other nodes, is
+    /// [`WaitingRoom::record_spent`].
+    pub(crate) fn spend(&self, claims: &Claims) {
+        self.spent
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(claims.jti.clone(), claims.exp);
+    }
+
+    /// Ends the admitted session behind `claims` and records its admission as spent in
+    /// Redis, where every node's next step finds it.
+    pub(crate) async fn record_spent(&self, prefix: &str, claims: &Claims, now_ms: i64) {
+        let Ok(mut conn) = self.connection() else {
+            tracing::warn!(show = %claims.show, "no Redis to record a spent admission in");
             return;
         };
         let keys = Keys::new(prefix, &claims.show);
-        if let Err(error) = store::end_session(&mut conn, &keys, place).await {
-            tracing::warn!(%error, show = %claims.show, "could not end an admitted session");
+        let spent = Spent {
+            jti: claims.jti.clone(),
+            exp_s: claims.exp,
+        };
+        if let Err(error) = store::spend(&mut conn, &keys, claims.queue_no, &spent, now_ms).await {
+            tracing::warn!(%error, show = %claims.show, "could not record a spent admission");
+        }
+    }
+
+    /// Reads `show`'s spent admissions recorded since the last read.
+    pub(super) async fn read_spent(
+        &self,
+        conn: &mut redis::aio::ConnectionManager,
+        keys: &Keys,
+        show: &str,
+    ) -> redis::RedisResult<()> {
+        let after = self
+            .spent_read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(show)
+            .cloned();
+        let (spent, last) = store::spent_since(conn, keys, after.as_deref()).await?;
+        if let Some(last) = last {
+            self.spent
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(spent.into_iter().map(|s| (s.jti, s.exp_s)));
+            self.spent_read
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(show.to_owned(), last);
+        }
+        Ok(())
+    }
+
+    /// Forgets spent admissions that have expired (the token check refuses them anyway).
+    pub(super) fn forget_expired_spent(&self, now_s: i64) {
+        self.spent
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, exp| *exp > now_s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_session_one_jti() {
+        let jti = session_jti("s1", 7, 1_000);
+        assert_eq!(jti, session_jti("s1", 7, 1_000));
+        assert_eq!(jti.len(), 22);
+        for other in [
+            session_jti("s2", 7, 1_000),
+            session_jti("s1", 8, 1_000),
+            session_jti("s1", 7, 2_000),
+        ] {
+            assert_ne!(jti, other);
         }
     }
 }

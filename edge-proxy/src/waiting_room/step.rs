@@ -1,7 +1,8 @@
 //! The admission step: every `refresh_ms` this node publishes its file's settings when they
 //! changed, hands Redis the places seen polling since the last step, advances each show's
-//! serving counter (`advance.lua`) and keeps the result as the show's [`ShowView`]. When a
-//! step fails, polls keep the last view and the outage is logged once.
+//! serving counter (`advance.lua`) and keeps the result as the show's [`ShowView`], and
+//! reads the admissions other nodes saw spent. When a step fails, polls keep the last view
+//! and the outage is logged once.
 
 use super::refusal::StateError;
 use super::store::{self, Keys};
@@ -61,6 +62,7 @@ impl WaitingRoom {
     /// One admission step for every configured show, and a fresh view of each.
     pub async fn step(&self, runtime: &Runtime, snapshots: &SnapshotStore, now_ms: i64) {
         let room = &runtime.config.waiting_room;
+        self.forget_expired_spent(now_ms / 1000);
         let mut views = HashMap::with_capacity(room.shows.len());
         for (show, file_settings) in &room.shows {
             let previous = self.view(show);
@@ -146,6 +148,7 @@ impl WaitingRoom {
         };
         // On failure the places seen are not lost: those fans are seen again at their next poll.
         let state = store::advance(&mut conn, &keys, step).await?;
+        self.read_spent(&mut conn, &keys, show).await?;
         let settings = match &state.settings_json {
             Some(json) => serde_json::from_str(json).unwrap_or_else(|error| {
                 tracing::error!(%show, %error, "unreadable settings in Redis; using the file's");

@@ -1,12 +1,16 @@
 //! A show's waiting-room state in Redis: every key carries the show id as its hash tag, so
 //! one show lives on one Redis Cluster slot and its scripts run atomically there.
 //!
-//! Per fan, nothing is stored but one bit per presence bucket (at most two live): the
-//! queue is two counters (pre-queue joins, open joins), the serving counter, and bitmaps of
-//! which places were seen polling. Admitted sessions and unclaimed calls (bounded by
-//! `max_active`) are a sorted set.
+//! The queue is two counters (pre-queue joins, open joins), the serving counter, and bitmaps
+//! of which places were seen polling (one bit per fan in at most two live buckets). Each
+//! account's place is recorded in one of 16,384 small hashes per show, so an account has one
+//! place however many times and from wherever it joins (about 25 bytes per fan, measured in
+//! BENCHMARKS.md). Admitted sessions and unclaimed calls (bounded by `max_active`) are a
+//! sorted set; spent admissions a capped stream every node reads from where it left off.
 
+use crate::accounts::Account;
 use crate::config::QueueSettings;
+use onsale_contract::tokens::Lane;
 use redis::aio::ConnectionManager;
 use redis::Script;
 use std::sync::LazyLock;
@@ -15,6 +19,14 @@ static JOIN: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/j
 static ADVANCE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/advance.lua")));
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/claim.lua")));
 static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/publish.lua")));
+static SPEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/spend.lua")));
+
+/// Account hashes per show: an account's is chosen by the last 14 bits of its id, so a
+/// million fans make about 61 entries per hash, well within Redis's listpack encoding
+/// (`hash-max-listpack-entries`, 128 by default) up to about two million per show.
+pub const ACCOUNT_BUCKETS: u16 = 1 << 14;
+/// Spent admissions read per show per step; the rest at the next.
+const SPENT_READ: usize = 10_000;
 
 /// The keys of one show.
 pub struct Keys {
@@ -56,6 +68,17 @@ impl Keys {
     pub fn pow(&self, nonce: &str) -> String {
         self.key(&format!("pow:{nonce}"))
     }
+
+    /// The hash holding `account`'s place.
+    pub fn account(&self, account: &Account) -> String {
+        let bucket = u16::from_be_bytes([account.key[14], account.key[15]]) % ACCOUNT_BUCKETS;
+        self.key(&format!("acct:{bucket}"))
+    }
+
+    /// The stream of spent admissions.
+    pub fn spent(&self) -> String {
+        self.key("spent")
+    }
 }
 
 /// Presence bitmaps outlive their bucket by one more, then go.
@@ -67,33 +90,57 @@ fn bucket(settings: &QueueSettings, now_ms: i64) -> i64 {
     now_ms.div_euclid(settings.grace_ms())
 }
 
+/// An account's place in a show's queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Joined {
-    /// Pre-queue join number, placed by the draw at the opening.
-    PreQueue(u64),
-    /// A place behind the pre-queue.
-    Open(u64),
+pub struct Joined {
+    /// Pre-queue join number (placed by the draw at the opening), or open place.
+    pub lane: Lane,
+    pub number: u64,
+    /// Whether this join took the place; false: the account already had it.
+    pub new: bool,
 }
 
+impl Joined {
+    /// The value `join.lua` records for this place.
+    fn recorded(&self) -> String {
+        match self.lane {
+            Lane::Open => self.number.to_string(),
+            Lane::PreQueue => (-(self.number as i64) - 1).to_string(),
+        }
+    }
+}
+
+/// `account`'s place in the show's queue: the one it has, else a new one. `give_up`, the
+/// place the caller found passed, is replaced by a new one if it is still the account's.
 pub async fn join(
     conn: &mut ConnectionManager,
     keys: &Keys,
     settings: &QueueSettings,
     seed_hex: &str,
+    account: &Account,
+    give_up: Option<Joined>,
     now_ms: i64,
 ) -> redis::RedisResult<Joined> {
-    let (lane, number): (String, u64) = JOIN
+    let (lane, number, new): (String, u64, u8) = JOIN
         .key(keys.state())
         .key(keys.seen(bucket(settings, now_ms)))
+        .key(keys.account(account))
         .arg(now_ms)
         .arg(settings.sale_opens_ms())
         .arg(seed_hex)
         .arg(presence_ttl_ms(settings))
+        .arg(&account.key[..])
+        .arg(give_up.map(|j| j.recorded()).unwrap_or_default())
         .invoke_async(conn)
         .await?;
-    Ok(match lane.as_str() {
-        "pre" => Joined::PreQueue(number),
-        _ => Joined::Open(number),
+    let lane = match lane.as_str() {
+        "pre" => Lane::PreQueue,
+        _ => Lane::Open,
+    };
+    Ok(Joined {
+        lane,
+        number,
+        new: new == 1,
     })
 }
 
@@ -214,17 +261,66 @@ pub async fn claim(
     })
 }
 
-/// Ends an admitted session at once (the fan's order confirmed), freeing its capacity.
-pub async fn end_session(
+/// A spent admission: the token's id and expiry (Unix s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spent {
+    pub jti: String,
+    pub exp_s: i64,
+}
+
+/// Ends an admitted session at once (the fan's order confirmed), freeing its capacity, and
+/// records its admission token as spent until `spent.exp_s`.
+pub async fn spend(
     conn: &mut ConnectionManager,
     keys: &Keys,
-    place: u64,
+    place: Option<u64>,
+    spent: &Spent,
+    now_ms: i64,
 ) -> redis::RedisResult<()> {
-    redis::cmd("ZREM")
-        .arg(keys.active())
-        .arg(format!("fan:{place}"))
-        .query_async(conn)
+    SPEND
+        .key(keys.active())
+        .key(keys.spent())
+        .arg(place.map(|p| p.to_string()).unwrap_or_default())
+        .arg(&spent.jti)
+        .arg(spent.exp_s)
+        .arg(spent.exp_s * 1000 - now_ms)
+        .invoke_async(conn)
         .await
+}
+
+/// Spent admissions recorded after the entry `after` (from the start when `None`), and the
+/// id of the last one read.
+pub async fn spent_since(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    after: Option<&str>,
+) -> redis::RedisResult<(Vec<Spent>, Option<String>)> {
+    let start = after.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
+    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg(keys.spent())
+        .arg(start)
+        .arg("+")
+        .arg("COUNT")
+        .arg(SPENT_READ)
+        .query_async(conn)
+        .await?;
+    let last = entries.last().map(|(id, _)| id.clone());
+    let spent = entries
+        .into_iter()
+        .filter_map(|(_, fields)| {
+            let field = |name: &str| {
+                fields
+                    .chunks_exact(2)
+                    .find(|pair| pair[0] == name)
+                    .map(|pair| pair[1].clone())
+            };
+            Some(Spent {
+                jti: field("jti")?,
+                exp_s: field("exp")?.parse().ok()?,
+            })
+        })
+        .collect();
+    Ok((spent, last))
 }
 
 /// Publishes a show's settings (`settings_json`, with `paused` as given) if they differ from
