@@ -102,6 +102,7 @@ sed -e "s/^threads = .*/threads = 1/" \
     config/edge.toml >"$work/edge.toml"
 ONSALE_EDGE_LISTEN=127.0.0.1:$edge_port ONSALE_EDGE_ADMIN_LISTEN=127.0.0.1:$edge_admin \
 ONSALE_ORIGIN_UPSTREAMS=127.0.0.1:$trivial ONSALE_VERIFY_KEYS=.onsale/bench/keys/verify.pem \
+ONSALE_SIGNING_KEY=.onsale/bench/keys/signing.pem ONSALE_QUEUE_KEYS=.onsale/bench/keys/queue.key \
 RUST_LOG=warn target/release/edge-proxy --config "$work/edge.toml" >"$work/edge.log" 2>&1 &
 edge_pid=$!
 target/release/examples/bare_proxy "127.0.0.1:$bare" "127.0.0.1:$trivial" >"$work/bare.log" 2>&1 &

@@ -179,7 +179,9 @@ stop_redis() {
     ONSALE_STARTED_REDIS=""
 }
 
-# Development Ed25519 keys: signing.pem (PKCS#8) and verify.pem (SPKI), never committed.
+# Development keys, never committed: the admission tokens' Ed25519 pair, signing.pem
+# (PKCS#8) and verify.pem (SPKI), and the queue tokens' HS256 secret, queue.key (base64 of
+# 32 random bytes).
 ensure_dev_keys() {
     local dir=$1
     mkdir -p "$dir"
@@ -187,6 +189,10 @@ ensure_dev_keys() {
         log "generating development Ed25519 keys in $dir"
         (umask 077; openssl genpkey -algorithm ed25519 -out "$dir/signing.pem") || die "openssl genpkey failed"
         openssl pkey -in "$dir/signing.pem" -pubout -out "$dir/verify.pem" || die "openssl pkey failed"
+    fi
+    if [ ! -f "$dir/queue.key" ]; then
+        log "generating a development queue key in $dir"
+        (umask 077; openssl rand -base64 32 >"$dir/queue.key") || die "openssl rand failed"
     fi
 }
 
