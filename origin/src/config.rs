@@ -31,6 +31,102 @@ pub struct Config {
     pub payments: PaymentsConfig,
     /// `[notifications]`: the outbox relay and the built-in consumer.
     pub notifications: NotificationsConfig,
+    /// `[accounts]`: password hashing, sessions, throttling and password resets.
+    pub accounts: AccountsConfig,
+}
+
+/// `[accounts]`: password hashing, sessions, throttling and password resets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsConfig {
+    /// argon2id memory cost per hash, in KiB.
+    pub argon2_memory_kib: u32,
+    /// argon2id passes over that memory.
+    pub argon2_iterations: u32,
+    /// argon2id lanes.
+    pub argon2_parallelism: u32,
+    /// Most password hashes computed at once by one origin (each holds its memory cost).
+    pub max_concurrent_hashes: usize,
+    /// How long a request waits for a hashing slot before it gets 503.
+    pub hash_wait_ms: u64,
+    /// How long a session lasts from sign-in.
+    pub session_ttl_h: u32,
+    /// Whether the session cookie is `Secure` (sent over HTTPS only).
+    pub cookie_secure: bool,
+    /// Length of a throttling window.
+    pub failure_window_s: u32,
+    /// Failed credential checks for one email per window before it is refused with 429.
+    pub max_failures_per_email: u32,
+    /// Failed credential checks from one client IP per window before it is refused with 429.
+    pub max_failures_per_ip: u32,
+    /// How long a password reset code works.
+    pub reset_code_ttl_s: u32,
+    /// Reset codes sent to one email per window; more requests are answered but send nothing.
+    pub max_reset_requests_per_email: u32,
+    /// Reset requests from one client IP per window before it is refused with 429.
+    pub max_reset_requests_per_ip: u32,
+}
+
+/// OWASP's argon2id configurations, each as strong as the others: (memory KiB, passes).
+/// A configuration must reach one of them.
+const ARGON2_FLOORS: [(u32, u32); 5] = [
+    (47_104, 1),
+    (19_456, 2),
+    (12_288, 3),
+    (9_216, 4),
+    (7_168, 5),
+];
+
+impl AccountsConfig {
+    fn problem(&self) -> Option<(&'static str, &'static str)> {
+        let (m, t, p) = (
+            self.argon2_memory_kib,
+            self.argon2_iterations,
+            self.argon2_parallelism,
+        );
+        if !ARGON2_FLOORS
+            .iter()
+            .any(|&(floor_m, floor_t)| m >= floor_m && t >= floor_t)
+        {
+            return Some((
+                "accounts.argon2_memory_kib",
+                "with argon2_iterations, below OWASP's minimums (e.g. 19456 KiB with 2 passes)",
+            ));
+        }
+        if m > 1_048_576 {
+            return Some((
+                "accounts.argon2_memory_kib",
+                "must be at most 1048576 (1 GiB)",
+            ));
+        }
+        if t > 20 {
+            return Some(("accounts.argon2_iterations", "must be at most 20"));
+        }
+        if !(1..=16).contains(&p) {
+            return Some(("accounts.argon2_parallelism", "must be 1 to 16"));
+        }
+        if self.max_concurrent_hashes == 0 {
+            return Some(("accounts.max_concurrent_hashes", "must be at least 1"));
+        }
+        if !(1..=8_760).contains(&self.session_ttl_h) {
+            return Some(("accounts.session_ttl_h", "must be 1 to 8760 hours"));
+        }
+        if self.failure_window_s == 0
+            || self.max_failures_per_email == 0
+            || self.max_failures_per_ip == 0
+            || self.max_reset_requests_per_email == 0
+            || self.max_reset_requests_per_ip == 0
+        {
+            return Some((
+                "accounts",
+                "failure_window_s and every max_* limit must be positive",
+            ));
+        }
+        if !(60..=86_400).contains(&self.reset_code_ttl_s) {
+            return Some(("accounts.reset_code_ttl_s", "must be 60 to 86400 seconds"));
+        }
+        None
+    }
 }
 
 /// `[payments]`: the provider, webhooks, refunds and reconciliation.
@@ -390,6 +486,9 @@ impl Config {
                 "payments.sandbox",
                 "poll_ms, delivery_timeout_ms and max_attempts must be positive",
             );
+        }
+        if let Some((at, problem)) = self.accounts.problem() {
+            return key(at, problem);
         }
         let notifications = &self.notifications;
         if notifications.relay_interval_ms == 0

@@ -6,15 +6,22 @@ use axum::response::{IntoResponse, Response};
 use onsale_contract::problem::{self, Problem};
 use onsale_contract::tokens::WAITING_ROOM_PATH;
 
+/// Where a fan without a live session signs in: the `sign_in` link of 401 refusals.
+pub const SIGN_IN_PATH: &str = "/v1/sessions";
+
 onsale_contract::problem_codes! {
     /// Every problem `code` the origin answers with.
     pub enum Code {
         /// 401: no valid admission token for the route.
         AdmissionRequired = "admission_required",
+        /// 401: the admission token's order is paid; it buys nothing more.
+        AdmissionSpent = "admission_spent",
         /// 413: the request body exceeds the route's size limit.
         BodyTooLarge = "body_too_large",
         /// 422: a hold asks for the same seat more than once.
         DuplicateSeats = "duplicate_seats",
+        /// 409: an account with this email (in any letter case) exists.
+        EmailTaken = "email_taken",
         /// 404: no such event.
         EventNotFound = "event_not_found",
         /// 422: the fan would hold more seats of the show than allowed.
@@ -39,10 +46,14 @@ onsale_contract::problem_codes! {
         Internal = "internal",
         /// 400: the body does not have the expected shape.
         InvalidBody = "invalid_body",
+        /// 401: wrong email or password; the same answer whether the email has an account.
+        InvalidCredentials = "invalid_credentials",
         /// 422: an organizer field is out of its limits.
         InvalidField = "invalid_field",
         /// 400: a query parameter is malformed or out of range.
         InvalidQuery = "invalid_query",
+        /// 400: the password reset code is wrong, used or expired (or the email has none).
+        InvalidResetCode = "invalid_reset_code",
         /// 400: the body is not JSON.
         MalformedJson = "malformed_json",
         /// 405: the route exists, not with this method.
@@ -65,6 +76,9 @@ onsale_contract::problem_codes! {
         PaymentNotFound = "payment_not_found",
         /// 502: the payment provider did not answer.
         PaymentProviderUnavailable = "payment_provider_unavailable",
+        /// 429: too many failed credential checks or reset requests (`limit`: `email` or
+        /// `ip`); `Retry-After` says when the window ends.
+        RateLimited = "rate_limited",
         /// 404: no such route.
         RouteNotFound = "route_not_found",
         /// 409: some of the asked-for seats are taken.
@@ -73,6 +87,8 @@ onsale_contract::problem_codes! {
         ShowNotFound = "show_not_found",
         /// 409: the show is not on sale.
         ShowNotOnSale = "show_not_on_sale",
+        /// 401: no live session (none, unknown, expired or revoked); `sign_in` links sign-in.
+        SignInRequired = "sign_in_required",
         /// 404: no such ticket (for this fan).
         TicketNotFound = "ticket_not_found",
         /// 409: the fan cannot cancel an order with a ticket scanned at the door
@@ -137,6 +153,12 @@ pub enum ApiError {
     /// 401 `admission_required`, with why.
     #[error("{0}")]
     Unadmitted(&'static str),
+    /// 401 `admission_spent`: the admission's order is paid.
+    #[error("the admission token is spent")]
+    AdmissionSpent,
+    /// 401 `sign_in_required`, with why.
+    #[error("{0}")]
+    SignInRequired(&'static str),
     /// 403 `wrong_show`: the admission is for another show.
     #[error("the admission token is for another show")]
     WrongShow,
@@ -205,6 +227,14 @@ impl ApiError {
                 Problem::new(401, Code::AdmissionRequired, "Admission required")
                     .with_detail(*detail)
                     .with("join", WAITING_ROOM_PATH)
+            }
+            ApiError::AdmissionSpent => Problem::new(401, Code::AdmissionSpent, "Admission spent")
+                .with_detail("this admission's order is paid; join again to buy more")
+                .with("join", WAITING_ROOM_PATH),
+            ApiError::SignInRequired(detail) => {
+                Problem::new(401, Code::SignInRequired, "Sign-in required")
+                    .with_detail(*detail)
+                    .with("sign_in", SIGN_IN_PATH)
             }
             ApiError::WrongShow => {
                 Problem::new(403, Code::WrongShow, "Admission is for another show")

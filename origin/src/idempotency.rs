@@ -162,6 +162,33 @@ pub(crate) async fn begin(
     }
 }
 
+/// The stored answer to `fan`'s `request` to `route` under `key`, if one was given; never
+/// claims the key. For callers that may only repeat themselves (a spent admission).
+pub(crate) async fn replay_request(
+    state: &crate::AppState,
+    fan: &str,
+    key: &crate::domain::IdempotencyKey,
+    route: &str,
+    request: &impl serde::Serialize,
+) -> Result<Option<Response>, ApiError> {
+    let canonical = crate::http::to_json(request)?;
+    let seen = sqlx::query!(
+        "SELECT request_hash, response_status, response_body FROM idempotency_keys
+         WHERE fan_id = $1 AND key = $2",
+        fan,
+        key.as_str(),
+    )
+    .fetch_optional(&state.pool)
+    .await?;
+    Ok(seen.and_then(|seen| {
+        let same = seen.request_hash == fingerprint(route, &canonical);
+        match (same, seen.response_status, seen.response_body) {
+            (true, Some(status), Some(body)) => Some(replay(status, body)),
+            _ => None,
+        }
+    }))
+}
+
 fn replay(status: i16, body: Vec<u8>) -> Response {
     let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
     let content_type = if status.is_success() {

@@ -4,6 +4,7 @@
 //! returned [`RunningOrigin`] is shut down. `main.rs` is a thin CLI over this, so tests start
 //! real origins in-process on ephemeral ports.
 
+pub mod accounts;
 pub mod admin;
 mod auth;
 mod catalog;
@@ -36,7 +37,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use onsale_contract::problem::Problem;
 use onsale_contract::tasks::Tasks;
@@ -60,8 +61,7 @@ pub struct AppState {
     /// The origin's metrics.
     pub metrics: Arc<Metrics>,
     pub(crate) tokens: Arc<onsale_contract::tokens::VerifiedCache>,
-    /// Queue tokens, accepted only where a fan may act after admission ends (ticket QRs).
-    pub(crate) queue_tokens: Arc<onsale_contract::tokens::VerifiedCache>,
+    pub(crate) passwords: Arc<accounts::passwords::Passwords>,
     pub(crate) tickets: Arc<tickets::TicketSigner>,
     pub(crate) provider: Arc<dyn provider::PaymentProvider>,
     pub(crate) workers: Arc<workers::Workers>,
@@ -90,6 +90,9 @@ pub enum StartError {
     /// The ticket signing key cannot be loaded.
     #[error(transparent)]
     TicketKey(#[from] tickets::TicketKeyError),
+    /// The argon2 parameters of `[accounts]` cannot make a hasher.
+    #[error(transparent)]
+    Passwords(#[from] accounts::passwords::PasswordsError),
     /// The sandbox is the provider but has no settings.
     #[error("payments.provider is \"sandbox\" but [payments.sandbox] is missing")]
     SandboxUnconfigured,
@@ -99,6 +102,20 @@ pub enum StartError {
 fn router(state: AppState) -> Router {
     let config = &state.config.http;
     let public = Router::new()
+        .route("/v1/accounts", post(accounts::post_account))
+        .route("/v1/sessions", post(accounts::post_session))
+        .route(
+            "/v1/sessions/current",
+            delete(accounts::delete_current_session),
+        )
+        .route("/v1/me", get(accounts::get_me))
+        .route("/v1/me/password", post(accounts::post_password))
+        .route("/v1/me/tickets", get(tickets::list_mine))
+        .route("/v1/password-resets", post(accounts::resets::post_reset))
+        .route(
+            "/v1/password-resets/confirm",
+            post(accounts::resets::post_confirm),
+        )
         .route("/v1/events", get(catalog::list_events))
         .route("/v1/events/{id}", get(catalog::get_event))
         .route("/v1/events/{id}/shows", get(catalog::list_event_shows))
@@ -291,7 +308,10 @@ pub(crate) async fn start_with_pool(
         )))
     };
     let admit_tokens = cache(onsale_contract::tokens::TokenType::Admit)?;
-    let queue_tokens = cache(onsale_contract::tokens::TokenType::Queue)?;
+    let passwords = Arc::new(
+        accounts::passwords::Passwords::new(&config.accounts, metrics.password_hashes.clone())
+            .await?,
+    );
     let tickets = Arc::new(tickets::TicketSigner::from_file(
         &config.tickets.signing_key,
     )?);
@@ -315,7 +335,7 @@ pub(crate) async fn start_with_pool(
         config: Arc::new(config),
         metrics,
         tokens: admit_tokens,
-        queue_tokens,
+        passwords,
         tickets,
         provider: sandbox.clone(),
         workers: Arc::default(),
@@ -324,11 +344,15 @@ pub(crate) async fn start_with_pool(
     let tasks = spawn_workers(&state, sandbox, webhook_url);
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            })
-            .await
+        // The peer address is the client's for throttling when no edge set X-Forwarded-For.
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        })
+        .await
     });
     tracing::info!(%addr, tasks = ?tasks.names(), "origin listening");
     Ok(RunningOrigin {
@@ -361,6 +385,10 @@ fn spawn_workers(
     let (pool, ttl_h) = (state.pool.clone(), config.idempotency.ttl_h);
     tasks.spawn("idempotency-purge", move |stop| {
         idempotency::run_purge(pool.clone(), ttl_h, stop)
+    });
+    let (pool, window_s) = (state.pool.clone(), config.accounts.failure_window_s);
+    tasks.spawn("accounts-purge", move |stop| {
+        accounts::run_purge(pool.clone(), window_s, stop)
     });
     let metrics = state.metrics.clone();
     tasks.spawn("sandbox-webhooks", move |stop| {

@@ -64,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
             let mut conn = pool.acquire().await?;
             origin::db::migrate(&mut conn, origin::db::wants_sandbox(&config)).await?;
             drop(conn);
-            let report = seed::seed(&pool, &demo, chrono::Utc::now()).await?;
+            let report = seed::seed(&pool, &demo, &config.accounts, chrono::Utc::now()).await?;
             for line in &report.created {
                 tracing::info!("created {line}");
             }

@@ -29,6 +29,9 @@ pub struct Metrics {
     pub(crate) outbox_unpublished: IntGauge,
     /// `notifications_total` by `result`: delivered, failed, dead_lettered.
     pub notifications: IntCounterVec,
+    /// argon2id work by `op`: `hash` (a new password), `verify` (a password checked, against
+    /// the dummy hash for an unknown email), `refused` (no hashing slot in time: 503).
+    pub password_hashes: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: [f64; 12] = [
@@ -145,6 +148,12 @@ impl Metrics {
                 "notifications_total",
                 "Notification sink writes by result: delivered, failed, dead_lettered",
                 &["result"],
+            ),
+            password_hashes: counter_vec(
+                &registry,
+                "password_hashes_total",
+                "argon2id computations by op: hash, verify; refused: no hashing slot in time",
+                &["op"],
             ),
             registry,
         }

@@ -5,6 +5,7 @@
 //! expiry of `holds::lock_claimable` take them in the same order. An order whose hold
 //! expires before payment is cancelled with it (`holds::end_expired`).
 
+use crate::accounts::Session;
 use crate::auth::Admission;
 use crate::domain::order_request::OrderBody;
 use crate::domain::{HoldId, IdempotencyKey, Keyset, OrderId, OrderRequest, Page};
@@ -67,6 +68,10 @@ impl OrderView {
 
     pub(crate) fn is_confirmed(&self) -> bool {
         self.status == OrderStatus::Confirmed
+    }
+
+    pub(crate) fn order_id(&self) -> Uuid {
+        self.order_id
     }
 }
 
@@ -165,8 +170,9 @@ async fn create_order(
     .await?;
     let order = Uuid::now_v7();
     sqlx::query!(
-        "INSERT INTO orders (id, show_id, hold_id, fan_id, status, total_cents, currency, expires_at)
-         VALUES ($1, $2, $3, $4, 'pending_payment', $5, $6, $7)",
+        "INSERT INTO orders (id, show_id, hold_id, fan_id, status, total_cents, currency, expires_at,
+                             admission_jti)
+         VALUES ($1, $2, $3, $4, 'pending_payment', $5, $6, $7, $8)",
         order,
         show,
         hold.0,
@@ -174,6 +180,7 @@ async fn create_order(
         total_cents,
         currency,
         expires_at,
+        admission.jti,
     )
     .execute(&mut *tx)
     .await?;
@@ -270,18 +277,18 @@ pub(crate) async fn load(
     })
 }
 
-/// `GET /v1/orders/{id}`: the fan's own order for the admitted show; anything else is 404.
+/// `GET /v1/orders/{id}`: the signed-in account's own order; anything else is 404.
 pub(crate) async fn get_order(
     State(state): State<AppState>,
-    admission: Admission,
+    session: Session,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let order = OrderId::parse_path(&id)?;
     let mut conn = state.pool.acquire().await?;
-    let owner = sqlx::query!("SELECT fan_id, show_id FROM orders WHERE id = $1", order.0)
+    let owner = sqlx::query_scalar!("SELECT fan_id FROM orders WHERE id = $1", order.0)
         .fetch_optional(&mut *conn)
         .await?;
-    if !owner.is_some_and(|o| admission.owns(&o.fan_id, &o.show_id)) {
+    if owner != Some(session.fan()) {
         return Err(OrderId::not_found());
     }
     let view = load(&mut conn, order).await?;
@@ -294,6 +301,20 @@ pub(crate) async fn get_order(
 struct HistoryQuery {
     cursor: Option<String>,
     limit: Option<String>,
+}
+
+/// The page a history's query string asks for (orders, tickets); unknown parameters are
+/// refused.
+pub(crate) fn history_page(state: &AppState, query: Option<&str>) -> Result<Page, ApiError> {
+    let raw: HistoryQuery = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|e| ApiError::invalid_query("query", e.to_string()))?;
+    let catalog = &state.config.catalog;
+    Page::parse(
+        raw.cursor,
+        raw.limit,
+        catalog.default_page_size,
+        catalog.max_page_size,
+    )
 }
 
 #[derive(Debug, Serialize)]
@@ -313,42 +334,29 @@ struct History {
     next_cursor: Option<String>,
 }
 
-/// `GET /v1/orders`: the fan's orders, newest first, a keyset page at a time.
+/// `GET /v1/orders`: the signed-in account's orders, newest first, a keyset page at a time.
 pub(crate) async fn list_orders(
     State(state): State<AppState>,
-    admission: Admission,
+    session: Session,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let raw: HistoryQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::invalid_query("query", e.to_string()))?;
-    let catalog = &state.config.catalog;
-    let page = Page::parse(
-        raw.cursor,
-        raw.limit,
-        catalog.default_page_size,
-        catalog.max_page_size,
-    )?;
+    let page = history_page(&state, query.as_deref())?;
     let mut rows = sqlx::query!(
         r#"SELECT o.id, o.show_id, o.status AS "status: OrderStatus", o.total_cents, o.currency, o.created_at,
                 (SELECT count(*) FROM tickets t WHERE t.order_id = o.id AND t.status = 'valid') AS "tickets!"
          FROM orders o
          WHERE o.fan_id = $1 AND ($2::timestamptz IS NULL OR (o.created_at, o.id) < ($2, $3))
          ORDER BY o.created_at DESC, o.id DESC LIMIT $4"#,
-        admission.fan,
+        session.fan(),
         page.after.map(|c| c.at),
         page.after.map(|c| c.id),
-        i64::from(page.limit) + 1,
+        page.fetch(),
     )
     .fetch_all(&state.pool)
     .await?;
-    let next_cursor = (rows.len() > page.limit as usize).then(|| {
-        rows.truncate(page.limit as usize);
-        let last = rows.last().expect("a full page");
-        Keyset {
-            at: last.created_at,
-            id: last.id,
-        }
-        .encode()
+    let next_cursor = page.cut(&mut rows, |last| Keyset {
+        at: last.created_at,
+        id: last.id,
     });
     let items = rows
         .into_iter()

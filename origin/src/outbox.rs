@@ -1,7 +1,9 @@
 //! The outbox relay and the built-in notification consumer.
 //!
 //! Every change a fan should hear about commits an `outbox` row with it (`order_confirmed`,
-//! `payment_failed`, `hold_expired`, `order_cancelled`, `refund_issued`). The relay moves
+//! `payment_failed`, `hold_expired`, `order_cancelled`, `refund_issued`, and for accounts
+//! `password_reset_requested`). Each names its aggregate on the stream as `order_id` or
+//! `account_id`. The relay moves
 //! rows to the Redis stream `<prefix>orders:events`, at least once: it XADDs a batch, then
 //! marks the rows published; a crash between the two publishes them again, so consumers
 //! dedupe by `outbox_id`. One relay publishes at a time (a PostgreSQL advisory lock), in
@@ -68,7 +70,7 @@ pub async fn relay_once(
         return Ok(0);
     }
     let rows = sqlx::query!(
-        "SELECT id, aggregate_id, event_type, payload, created_at FROM outbox
+        "SELECT id, aggregate_id, aggregate_type, event_type, payload, created_at FROM outbox
          WHERE published_at IS NULL ORDER BY id LIMIT $1",
         config.relay_batch,
     )
@@ -88,7 +90,10 @@ pub async fn relay_once(
                 .arg(row.id)
                 .arg("type")
                 .arg(&row.event_type)
-                .arg("order_id")
+                .arg(match row.aggregate_type.as_str() {
+                    "account" => "account_id",
+                    _ => "order_id",
+                })
                 .arg(row.aggregate_id.to_string())
                 .arg("created_at_ms")
                 .arg(row.created_at.timestamp_millis())
@@ -154,7 +159,10 @@ pub(crate) struct Notification {
     pub outbox_id: i64,
     #[serde(rename = "type")]
     pub kind: String,
-    pub order_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
     pub fan_id: Option<String>,
     pub message: String,
     pub payload: serde_json::Value,
@@ -164,6 +172,23 @@ impl Notification {
     fn from_fields(fields: &HashMap<String, String>) -> Option<Self> {
         let payload: serde_json::Value = serde_json::from_str(fields.get("payload")?).ok()?;
         let kind = fields.get("type")?.clone();
+        let account_id = fields.get("account_id").cloned();
+        if kind == "password_reset_requested" {
+            let message = format!(
+                "Your password reset code is {}. It works once, within {} minutes.",
+                payload["code"].as_str()?,
+                payload["valid_minutes"]
+            );
+            return Some(Notification {
+                outbox_id: fields.get("outbox_id")?.parse().ok()?,
+                fan_id: payload["fan_id"].as_str().map(str::to_owned),
+                kind,
+                order_id: None,
+                account_id: Some(account_id?),
+                message,
+                payload,
+            });
+        }
         let order_id = fields.get("order_id")?.clone();
         let message = match kind.as_str() {
             "order_confirmed" => {
@@ -187,7 +212,8 @@ impl Notification {
             outbox_id: fields.get("outbox_id")?.parse().ok()?,
             fan_id: payload["fan_id"].as_str().map(str::to_owned),
             kind,
-            order_id,
+            order_id: Some(order_id),
+            account_id: None,
             message,
             payload,
         })

@@ -18,7 +18,8 @@
 //! Lock order, as every writer keeps it: the seats' inventory rows, the hold, then the
 //! order and payment.
 
-use crate::auth::Admission;
+use crate::accounts::Session;
+use crate::auth::{Admission, ConfirmingAdmission};
 use crate::domain::payment_method::ConfirmBody;
 use crate::domain::{IdempotencyKey, OrderId, PaymentId, PaymentMethod};
 use crate::error::{ApiError, Code};
@@ -52,9 +53,12 @@ struct ConfirmView {
     order: crate::orders::OrderView,
 }
 
+/// `POST /v1/payments/{id}/confirm` (`Idempotency-Key`). The answer that confirms the
+/// order spends the admission and says so (`onsale-admission-spent: true`); from then on the
+/// admission may only replay answers it was given, and those replays say so too.
 pub(crate) async fn post_confirm(
     State(state): State<AppState>,
-    admission: Admission,
+    ConfirmingAdmission { admission, spent }: ConfirmingAdmission,
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<ConfirmBody>,
@@ -63,6 +67,12 @@ pub(crate) async fn post_confirm(
     let key = IdempotencyKey::parse(headers.get("idempotency-key"))?;
     let method = PaymentMethod::parse(body)?;
     let route = format!("POST /v1/payments/{payment}/confirm");
+    if spent {
+        let replay = idempotency::replay_request(&state, &admission.fan, &key, &route, &method)
+            .await?
+            .ok_or(ApiError::AdmissionSpent)?;
+        return Ok(admission_spent(replay));
+    }
     let begun = idempotency::begin_request(&state, &admission.fan, &key, &route, &method).await?;
     let claimed = match begun {
         Begin::Replay(response) => return Ok(response),
@@ -71,14 +81,22 @@ pub(crate) async fn post_confirm(
     let outcome = confirm(&state, &admission, payment, &method, &claimed).await;
     let confirmed = matches!(outcome, Ok((_, true)));
     let result = outcome.map(|(body, _)| body);
-    let mut response = idempotency::respond(&state.pool, &claimed, StatusCode::OK, result).await?;
-    if confirmed {
-        response.headers_mut().insert(
-            onsale_contract::tokens::ADMISSION_SPENT_HEADER,
-            axum::http::HeaderValue::from_static("true"),
-        );
-    }
-    Ok(response)
+    let response = idempotency::respond(&state.pool, &claimed, StatusCode::OK, result).await?;
+    Ok(if confirmed {
+        admission_spent(response)
+    } else {
+        response
+    })
+}
+
+/// Tells the edge the presented admission is spent, so it ends the fan's waiting-room
+/// session and refuses the token from then on.
+fn admission_spent(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        onsale_contract::tokens::ADMISSION_SPENT_HEADER,
+        axum::http::HeaderValue::from_static("true"),
+    );
+    response
 }
 
 async fn confirm(
@@ -120,6 +138,11 @@ async fn confirm(
     }
     let order = crate::orders::load(&mut tx, order).await?;
     let confirmed = order.is_confirmed();
+    if confirmed {
+        // The admission that paid is spent too, when it is not the one the order was made
+        // with (another device of the same account).
+        spend_admission(&mut tx, &admission.jti, order.order_id()).await?;
+    }
     let status = order.payment_status();
     let view = ConfirmView {
         payment_id: payment.0,
@@ -269,6 +292,18 @@ pub(crate) async fn apply(
     Ok(Applied::Moved)
 }
 
+/// Records `jti` as spent by `order`'s sale; a no-op when it already is.
+async fn spend_admission(tx: &mut PgConnection, jti: &str, order: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO spent_admissions (jti, order_id) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
+        jti,
+        order,
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 async fn sell(
     tx: &mut PgConnection,
     order: OrderId,
@@ -276,12 +311,18 @@ async fn sell(
     hold: Uuid,
     seats: &[i64],
 ) -> Result<(), ApiError> {
-    sqlx::query!(
-        "UPDATE orders SET status = 'confirmed', confirmed_at = now() WHERE id = $1",
+    let admission = sqlx::query_scalar!(
+        "UPDATE orders SET status = 'confirmed', confirmed_at = now() WHERE id = $1
+         RETURNING admission_jti",
         order.0,
     )
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
+    // The order's admission is spent with the sale, however the payment's word arrived
+    // (the fan's confirmation, a webhook, reconciliation).
+    if let Some(jti) = admission {
+        spend_admission(tx, &jti, order.0).await?;
+    }
     sqlx::query!(
         "UPDATE holds SET status = 'converted', ended_at = now() WHERE id = $1",
         hold,
@@ -401,26 +442,28 @@ struct CancelView {
     order: crate::orders::OrderView,
 }
 
-/// `POST /v1/orders/{id}/cancel` (`Idempotency-Key`): the fan's paid order is cancelled
-/// under the show's refund policy, in one transaction: tickets revoked, seats back on sale,
+/// `POST /v1/orders/{id}/cancel` (`Idempotency-Key`, the owner's session: a cancellation
+/// comes days after the admission that bought the order was spent and expired): the fan's
+/// paid order is cancelled under the show's refund policy, in one transaction: tickets revoked, seats back on sale,
 /// the refund owed (the refund worker carries it out through the provider, retrying until
 /// it succeeds), an `order_cancelled` outbox row.
 pub(crate) async fn post_cancel(
     State(state): State<AppState>,
-    admission: Admission,
+    session: Session,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let order = OrderId::parse_path(&id)?;
     let key = IdempotencyKey::parse(headers.get("idempotency-key"))?;
     let route = format!("POST /v1/orders/{order}/cancel");
-    let begun = idempotency::begin_request(&state, &admission.fan, &key, &route, &order).await?;
+    let fan = session.fan();
+    let begun = idempotency::begin_request(&state, &fan, &key, &route, &order).await?;
     let claimed = match begun {
         Begin::Replay(response) => return Ok(response),
         Begin::Proceed(claimed) => claimed,
     };
     let by = Canceller::Fan {
-        admission: &admission,
+        fan: &fan,
         claimed: &claimed,
     };
     let result = cancel(&state, order, by).await;
@@ -474,12 +517,10 @@ pub(crate) async fn post_forced_cancel(
 /// Who cancels a paid order. Both go through [`cancel`]; this decides whose orders it
 /// reaches, whether a scanned ticket stops it, and the reason recorded.
 enum Canceller<'a> {
-    /// The order's own fan: never an order with a ticket scanned at the door, which is not
-    /// refundable by policy. The answer is stored under the fan's idempotency key.
-    Fan {
-        admission: &'a Admission,
-        claimed: &'a Claimed,
-    },
+    /// The order's own fan (the signed-in account): never an order with a ticket scanned
+    /// at the door, which is not refundable by policy. The answer is stored under the fan's
+    /// idempotency key.
+    Fan { fan: &'a str, claimed: &'a Claimed },
     /// An organizer: any paid order, scanned tickets included.
     Organizer { reason: Option<&'a str> },
 }
@@ -505,7 +546,7 @@ async fn cancel(state: &AppState, order: OrderId, by: Canceller<'_>) -> Result<V
     .fetch_optional(&mut *tx)
     .await?;
     let Some(seen) = seen.filter(|o| match &by {
-        Canceller::Fan { admission, .. } => admission.owns(&o.fan_id, &o.show_id),
+        Canceller::Fan { fan, .. } => o.fan_id == *fan,
         Canceller::Organizer { .. } => true,
     }) else {
         return Err(OrderId::not_found());

@@ -1,8 +1,12 @@
 //! `origin seed`: the demo on-sale from `config/demo.toml`, created through the same
-//! functions as the organizer API. Idempotent: whatever already exists (by its fixed id) is
-//! left as it is, so a second run changes nothing and keeps sales made since.
+//! functions as the organizer API, and the demo accounts. Idempotent: whatever already
+//! exists (by its fixed id, an account by its email) is left as it is, so a second run
+//! changes nothing and keeps sales and password changes made since.
 
+use crate::accounts::AccountRole;
 use crate::admin::{create_event, create_show, create_venue};
+use crate::config::AccountsConfig;
+use crate::domain::account::{display_name, Email, Password};
 use crate::domain::drafts::{EventDraft, PriceTierBody, SeatBody, SeatFlag, SectionLayout};
 use crate::domain::{EventId, ShowDraft, ShowId, VenueDraft, VenueId};
 use crate::error::ApiError;
@@ -22,6 +26,25 @@ pub struct DemoConfig {
     pub stadium: StadiumConfig,
     /// `[theater]`: the small venue, section by section.
     pub theater: TheaterConfig,
+    /// `[[accounts]]`: demo accounts to sign in with.
+    #[serde(default)]
+    pub accounts: Vec<DemoAccount>,
+}
+
+/// A demo account: its fixed id, its credentials and its role.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoAccount {
+    /// The account's fixed id (the fan id of its orders).
+    pub account_id: Uuid,
+    /// The email it signs in with.
+    pub email: String,
+    /// Its password, stored only as a hash.
+    pub password: String,
+    /// The name it shows.
+    pub display_name: String,
+    /// `fan` or `organizer`.
+    pub role: AccountRole,
 }
 
 /// A stadium of `levels` rings of `sections_per_level` sections; level N is price tier P<N>.
@@ -142,6 +165,18 @@ impl DemoConfig {
                 "levels, sections and rows must be positive",
             ));
         }
+        for account in &demo.accounts {
+            let problem = Email::parse("email", &account.email)
+                .and_then(|_| Password::new("password", account.password.clone()))
+                .and_then(|_| display_name(&account.display_name));
+            if let Err(error) = problem {
+                return Err(ConfigError::key(
+                    path,
+                    "accounts",
+                    error.to_problem().detail.unwrap_or_default(),
+                ));
+            }
+        }
         Ok(demo)
     }
 }
@@ -155,6 +190,9 @@ pub enum SeedError {
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A demo password could not be hashed.
+    #[error("hashing a demo password: {0}")]
+    Hash(String),
 }
 
 impl From<ApiError> for SeedError {
@@ -175,13 +213,16 @@ pub struct SeedReport {
     pub existing: Vec<String>,
 }
 
-/// Creates whatever of `demo` does not exist yet, with show times relative to `now`.
+/// Creates whatever of `demo` does not exist yet, with show times relative to `now`;
+/// passwords are hashed as `accounts` says.
 pub async fn seed(
     pool: &PgPool,
     demo: &DemoConfig,
+    accounts: &AccountsConfig,
     now: DateTime<Utc>,
 ) -> Result<SeedReport, SeedError> {
     let mut report = SeedReport::default();
+    seed_accounts(pool, &demo.accounts, accounts, &mut report).await?;
     let stadium = &demo.stadium;
     let stadium_layout = stadium_layout(stadium);
     let tiers = (1..=stadium.levels)
@@ -225,6 +266,55 @@ pub async fn seed(
     )
     .await?;
     Ok(report)
+}
+
+async fn seed_accounts(
+    pool: &PgPool,
+    demo: &[DemoAccount],
+    config: &AccountsConfig,
+    report: &mut SeedReport,
+) -> Result<(), SeedError> {
+    let argon =
+        crate::accounts::passwords::argon2(config).map_err(|e| SeedError::Hash(e.to_string()))?;
+    let mut conn = pool.acquire().await?;
+    for account in demo {
+        let email = Email::parse("email", &account.email)?;
+        let line = format!("account {} ({})", email.address, account.role);
+        let exists = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM accounts WHERE email_key = $1) AS "exists!""#,
+            email.key,
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        if exists {
+            report.existing.push(line);
+            continue;
+        }
+        let password = account.password.clone();
+        let argon = argon.clone();
+        let hash = tokio::task::spawn_blocking(move || {
+            crate::accounts::passwords::hash(&argon, password.as_bytes())
+        })
+        .await
+        .map_err(|e| SeedError::Hash(e.to_string()))?
+        .map_err(|e| SeedError::Hash(e.to_string()))?;
+        let name = display_name(&account.display_name)?;
+        let created = crate::accounts::insert_account(
+            &mut conn,
+            account.account_id,
+            &email,
+            &name,
+            &hash,
+            account.role,
+        )
+        .await?;
+        if created {
+            report.created.push(line);
+        } else {
+            report.existing.push(line);
+        }
+    }
+    Ok(())
 }
 
 async fn seed_one(

@@ -1,5 +1,6 @@
-//! The lifecycle states of holds, orders, payments, tickets, refunds, seats and shows, as
-//! Rust enums mapped to the `text` columns (and their `CHECK` lists) that store them.
+//! The lifecycle states of holds, orders, payments, tickets, refunds, seats and shows, and
+//! an account's role, as Rust enums mapped to the `text` columns (and their `CHECK` lists)
+//! that store them.
 //! Rust code compares these, never strings; SQL text may still name a state in a literal.
 
 use sqlx::encode::IsNull;
@@ -181,6 +182,17 @@ text_states! {
         Cancelled = "cancelled",
         /// Over.
         Completed = "completed",
+    }
+}
+
+text_states! {
+    /// What an account is for (`accounts.role`). Sign-up makes fans; organizer accounts
+    /// are made by operators (`origin seed`), never by asking.
+    pub enum AccountRole {
+        /// Buys tickets.
+        Fan = "fan",
+        /// Runs events.
+        Organizer = "organizer",
     }
 }
 

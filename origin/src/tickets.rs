@@ -3,14 +3,17 @@
 //! <base64url(Ed25519 signature over the first two parts)>`, shown as an SVG QR code. At
 //! the gate, `POST /v1/tickets/verify` checks the signature and the ticket, and records the
 //! first scan atomically: a second scan of the same ticket is `already_scanned`.
+//!
+//! A fan's tickets and their QR codes are account pages: they take the owner's session,
+//! never an admission, so tickets show long after the on-sale.
 
-use crate::auth::TicketHolder;
-use crate::domain::TicketId;
+use crate::accounts::Session;
+use crate::domain::{Keyset, TicketId};
 use crate::error::ApiError;
 use crate::json::ApiJson;
 use crate::status::TicketStatus;
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -114,10 +117,11 @@ pub fn qr_svg(payload: &str) -> Result<String, qrcode::types::QrError> {
         .build())
 }
 
-/// `GET /v1/tickets/{id}/qr.svg`: the ticket's signed payload as a QR code, for its owner.
+/// `GET /v1/tickets/{id}/qr.svg`: the ticket's signed payload as a QR code, for the
+/// signed-in owner; another account's ticket is 404.
 pub(crate) async fn get_qr(
     State(state): State<AppState>,
-    TicketHolder(admission): TicketHolder,
+    session: Session,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let ticket = TicketId::parse_path(&id)?;
@@ -128,7 +132,7 @@ pub(crate) async fn get_qr(
     )
     .fetch_optional(&state.pool)
     .await?;
-    let Some(row) = row.filter(|t| admission.owns(&t.fan_id, &t.show_id)) else {
+    let Some(row) = row.filter(|t| t.fan_id == session.fan()) else {
         return Err(TicketId::not_found());
     };
     let payload = state.tickets.sign(TicketFacts {
@@ -145,6 +149,88 @@ pub(crate) async fn get_qr(
         HeaderValue::from_static("image/svg+xml"),
     );
     headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    Ok(response)
+}
+
+/// One of the account's tickets, with what a fan needs to find the seat.
+#[derive(Debug, Serialize)]
+struct MyTicket {
+    ticket_id: Uuid,
+    order_id: Uuid,
+    show_id: Uuid,
+    event_id: Uuid,
+    event_name: String,
+    starts_at_ms: i64,
+    seat_id: i64,
+    section_id: String,
+    row: String,
+    number: i32,
+    issued_at_ms: i64,
+    scanned: bool,
+    /// The ticket's QR code (same session).
+    qr: String,
+}
+
+#[derive(Debug, Serialize)]
+struct MyTickets {
+    items: Vec<MyTicket>,
+    next_cursor: Option<String>,
+}
+
+/// `GET /v1/me/tickets` (`cursor`, `limit`): the signed-in account's valid tickets, newest
+/// first, a keyset page at a time, like the order history.
+pub(crate) async fn list_mine(
+    State(state): State<AppState>,
+    session: Session,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let page = crate::orders::history_page(&state, query.as_deref())?;
+    let mut rows = sqlx::query!(
+        r#"SELECT t.id, t.order_id, t.show_id, sh.event_id, e.name AS event_name, sh.starts_at,
+                  t.seat_id, s.section_id, s.row_label, s.number, t.issued_at,
+                  t.scanned_at IS NOT NULL AS "scanned!"
+           FROM tickets t
+           JOIN orders o ON o.id = t.order_id
+           JOIN shows sh ON sh.id = t.show_id
+           JOIN events e ON e.id = sh.event_id
+           JOIN seats s ON s.id = t.seat_id
+           WHERE o.fan_id = $1 AND t.status = 'valid'
+             AND ($2::timestamptz IS NULL OR (t.issued_at, t.id) < ($2, $3))
+           ORDER BY t.issued_at DESC, t.id DESC LIMIT $4"#,
+        session.fan(),
+        page.after.map(|c| c.at),
+        page.after.map(|c| c.id),
+        page.fetch(),
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    let next_cursor = page.cut(&mut rows, |last| Keyset {
+        at: last.issued_at,
+        id: last.id,
+    });
+    let items = rows
+        .into_iter()
+        .map(|row| MyTicket {
+            qr: format!("/v1/tickets/{}/qr.svg", row.id),
+            ticket_id: row.id,
+            order_id: row.order_id,
+            show_id: row.show_id,
+            event_id: row.event_id,
+            event_name: row.event_name,
+            starts_at_ms: row.starts_at.timestamp_millis(),
+            seat_id: row.seat_id,
+            section_id: row.section_id,
+            row: row.row_label,
+            number: row.number,
+            issued_at_ms: row.issued_at.timestamp_millis(),
+            scanned: row.scanned,
+        })
+        .collect();
+    let mut response = crate::http::json(StatusCode::OK, &MyTickets { items, next_cursor })?;
+    response.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, no-store"),
     );

@@ -219,6 +219,66 @@ pub fn admission(fan: &str, show: &str) -> String {
     token(onsale_contract::tokens::TokenType::Admit, fan, show)
 }
 
+/// The password of every account [`create_account`] makes, so tests can also sign in to
+/// them through the real argon2 path.
+pub const TEST_PASSWORD: &str = "test-password-0123";
+
+/// The argon2id hash of [`TEST_PASSWORD`] with the committed `[accounts]` parameters,
+/// computed once per test process.
+fn test_password_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        let config: origin::config::Config =
+            onsale_contract::config::load(&config_dir().join("origin.toml"))
+                .expect("config/origin.toml");
+        let argon = origin::accounts::passwords::argon2(&config.accounts).expect("argon2 params");
+        origin::accounts::passwords::hash(&argon, TEST_PASSWORD.as_bytes()).expect("a hash")
+    })
+}
+
+/// A fan account with a live session, inserted straight into `db` (no sign-up, no sign-in,
+/// no argon2 work per account), so tests can make many accounts cheaply. Its email is
+/// unique (`fan-<id>@test.onsale.test`), its password [`TEST_PASSWORD`]. Returns (account
+/// id, session token); the account id is the `fan` of admission tokens for it
+/// (`admission(&id.to_string(), show)`). Tests of sign-in itself go through
+/// `POST /v1/sessions`.
+pub async fn create_account(db: &TestDb) -> (Uuid, String) {
+    let account = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO accounts (id, email, email_key, display_name, password_hash, role)
+         VALUES ($1, $2, $2, 'Test Fan', $3, 'fan')",
+    )
+    .bind(account)
+    .bind(format!("fan-{}@test.onsale.test", account.simple()))
+    .bind(test_password_hash())
+    .execute(&db.pool)
+    .await
+    .expect("insert an account");
+    (account, create_session(db, account).await)
+}
+
+/// A new live session (a day long) of `account`, inserted straight into `db`; returns its
+/// token (`ses_...`), to send as `Authorization: Bearer` or the `onsale_session` cookie.
+pub async fn create_session(db: &TestDb, account: Uuid) -> String {
+    use base64::Engine;
+    let token = format!(
+        "{}{}",
+        onsale_contract::tokens::SESSION_PREFIX,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+    );
+    sqlx::query(
+        "INSERT INTO sessions (id, account_id, token_hash, expires_at)
+         VALUES ($1, $2, $3, now() + interval '1 day')",
+    )
+    .bind(Uuid::now_v7())
+    .bind(account)
+    .bind(Sha256::digest(token.as_bytes()).to_vec())
+    .execute(&db.pool)
+    .await
+    .expect("insert a session");
+    token
+}
+
 /// The committed origin configuration pointed at `db`, with quick workers and test keys.
 pub fn origin_config(db: &TestDb) -> origin::config::Config {
     let mut config: origin::config::Config =
@@ -249,6 +309,8 @@ pub fn origin_config(db: &TestDb) -> origin::config::Config {
     config.notifications.redis_url = onsale_contract::config::Secret::new(redis_url());
     config.notifications.relay_interval_ms = 20;
     config.notifications.retry_base_ms = 20;
+    // Plain HTTP, like scripts/up's stack.
+    config.accounts.cookie_secure = false;
     config
 }
 
@@ -446,6 +508,21 @@ impl Client {
     /// Sends `Authorization: Bearer <token>` from now on.
     pub fn bearer(mut self, token: &str) -> Self {
         self.bearer = Some(token.to_owned());
+        self
+    }
+
+    /// Sends `Cookie: <cookie>` on every request from now on (a session cookie next to an
+    /// admission bearer, as a browser would).
+    pub fn cookie(mut self, cookie: &str) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::COOKIE,
+            cookie.parse().expect("a valid Cookie header"),
+        );
+        self.http = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .expect("an HTTP client");
         self
     }
 

@@ -1,6 +1,7 @@
 //! Types that parse, not validate: a value of these types is known good, so handlers and
 //! queries never re-check it.
 
+pub(crate) mod account;
 pub(crate) mod catalog_query;
 pub(crate) mod drafts;
 pub(crate) mod hold_request;

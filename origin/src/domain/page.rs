@@ -72,4 +72,19 @@ impl Page {
         };
         Ok(Page { after, limit })
     }
+
+    /// Rows to fetch: one more than the page, to know whether another page follows.
+    pub(crate) fn fetch(&self) -> i64 {
+        i64::from(self.limit) + 1
+    }
+
+    /// Cuts `rows` (fetched with [`Page::fetch`]) to the page; the cursor of the next page,
+    /// at the last row kept, when more rows follow.
+    pub(crate) fn cut<T>(&self, rows: &mut Vec<T>, key: impl Fn(&T) -> Keyset) -> Option<String> {
+        if rows.len() <= self.limit as usize {
+            return None;
+        }
+        rows.truncate(self.limit as usize);
+        rows.last().map(|last| key(last).encode())
+    }
 }

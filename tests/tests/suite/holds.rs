@@ -9,11 +9,13 @@ use serde_json::json;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// A show of 200 seats: sections A-D (tiers T1-T4), 5 rows of 10 seats each.
+/// A show of 200 seats: sections A-D (tiers T1-T4), 5 rows of 10 seats each, and the
+/// accounts of the fans who buy there, by name.
 pub(crate) struct Stadium {
     pub(crate) app: TestApp,
     pub(crate) show: String,
     pub(crate) seats: Vec<i64>,
+    accounts: tokio::sync::Mutex<std::collections::HashMap<String, (Uuid, String)>>,
 }
 
 pub(crate) async fn stadium_with(change: impl FnOnce(&mut origin::config::Config)) -> Stadium {
@@ -41,7 +43,12 @@ pub(crate) async fn stadium_with(change: impl FnOnce(&mut origin::config::Config
     .fetch_all(&app.db.pool)
     .await
     .unwrap();
-    Stadium { app, show, seats }
+    Stadium {
+        app,
+        show,
+        seats,
+        accounts: Default::default(),
+    }
 }
 
 pub(crate) async fn stadium() -> Stadium {
@@ -49,8 +56,24 @@ pub(crate) async fn stadium() -> Stadium {
 }
 
 impl Stadium {
-    pub(crate) fn fan(&self, name: &str) -> Client {
-        client(self.app.origin.addr()).bearer(&admission(name, &self.show))
+    /// The account of the fan called `name` (made on first use): (account id, session).
+    pub(crate) async fn account(&self, name: &str) -> (Uuid, String) {
+        let mut accounts = self.accounts.lock().await;
+        if let Some(account) = accounts.get(name) {
+            return account.clone();
+        }
+        let account = onsale_tests::create_account(&self.app.db).await;
+        accounts.insert(name.to_owned(), account.clone());
+        account
+    }
+
+    /// The fan called `name` at the origin: admitted to the show (bearer) and signed in
+    /// (session cookie), as a browser past the waiting room is.
+    pub(crate) async fn fan(&self, name: &str) -> Client {
+        let (account, session) = self.account(name).await;
+        client(self.app.origin.addr())
+            .bearer(&admission(&account.to_string(), &self.show))
+            .cookie(&format!("onsale_session={session}"))
     }
 
     fn holds_path(&self) -> String {
@@ -91,7 +114,7 @@ impl Stadium {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hold_is_created_read_and_released() {
     let s = stadium().await;
-    let fan = s.fan("ana");
+    let fan = s.fan("ana").await;
     let reply = s.hold(&fan, &[0, 1, 10]).await;
     reply.expect_status(201);
     let hold = reply.json();
@@ -118,7 +141,7 @@ async fn a_hold_is_created_read_and_released() {
     );
     assert_eq!(s.held_seats().await, 0);
     assert_eq!(
-        s.hold(&s.fan("ben"), &[0, 1, 10]).await.status,
+        s.hold(&s.fan("ben").await, &[0, 1, 10]).await.status,
         201,
         "the seats are for sale again"
     );
@@ -127,8 +150,8 @@ async fn a_hold_is_created_read_and_released() {
 #[tokio::test(flavor = "multi_thread")]
 async fn all_or_nothing() {
     let s = stadium().await;
-    assert_eq!(s.hold(&s.fan("ana"), &[5]).await.status, 201);
-    let refused = s.hold(&s.fan("ben"), &[4, 5, 6]).await;
+    assert_eq!(s.hold(&s.fan("ana").await, &[5]).await.status, 201);
+    let refused = s.hold(&s.fan("ben").await, &[4, 5, 6]).await;
     let problem = refused.problem(409, "seats_unavailable");
     assert_eq!(problem["unavailable_seat_ids"], json!([s.seats[5]]));
     assert_eq!(s.held_seats().await, 1, "seats 4 and 6 were not held");
@@ -138,7 +161,7 @@ async fn all_or_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn idempotency_replays_refuses_reuse_and_reports_in_flight() {
     let s = stadium().await;
-    let fan = s.fan("ana");
+    let fan = s.fan("ana").await;
     let body = json!({"seat_ids": [s.seats[3], s.seats[2]]});
     let first = fan.post_idempotent(&s.holds_path(), "key-1", &body).await;
     assert_eq!(first.status, 201);
@@ -165,6 +188,7 @@ async fn idempotency_replays_refuses_reuse_and_reports_in_flight() {
     // Another fan's key space is its own.
     assert_eq!(
         s.fan("ben")
+            .await
             .post_idempotent(&s.holds_path(), "key-1", &json!({"seat_ids": [s.seats[7]]}))
             .await
             .status,
@@ -176,9 +200,11 @@ async fn idempotency_replays_refuses_reuse_and_reports_in_flight() {
     let route = format!("POST /v1/shows/{}/holds", s.show);
     let fingerprint =
         origin::idempotency::fingerprint(&route, &serde_json::to_vec(&request).unwrap());
-    sqlx::query("INSERT INTO idempotency_keys (fan_id, key, route, request_hash) VALUES ('ana', 'key-2', $1, $2)")
+    let (ana, _) = s.account("ana").await;
+    sqlx::query("INSERT INTO idempotency_keys (fan_id, key, route, request_hash) VALUES ($3, 'key-2', $1, $2)")
         .bind(&route)
         .bind(&fingerprint)
+        .bind(ana.to_string())
         .execute(&s.app.db.pool)
         .await
         .unwrap();
@@ -201,25 +227,27 @@ async fn idempotency_replays_refuses_reuse_and_reports_in_flight() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_takeover_of_a_stale_claim_fences_out_the_slow_original() {
     let s = stadium().await;
-    let fan = s.fan("ana");
+    let fan = s.fan("ana").await;
     let body = json!({"seat_ids": [s.seats[11]]});
     let request = origin::domain::HoldRequest::Seats(vec![s.seats[11]]);
     let route = format!("POST /v1/shows/{}/holds", s.show);
     let fingerprint =
         origin::idempotency::fingerprint(&route, &serde_json::to_vec(&request).unwrap());
     // The original claimed the key long ago and is still working (a stalled connection).
+    let (ana, _) = s.account("ana").await;
     let original = origin::idempotency::Claimed {
-        fan: "ana".into(),
+        fan: ana.to_string(),
         key: "slow-key".into(),
         claim: Uuid::new_v4(),
     };
     sqlx::query(
         "INSERT INTO idempotency_keys (fan_id, key, route, request_hash, claim, created_at)
-         VALUES ('ana', 'slow-key', $1, $2, $3, now() - interval '1 hour')",
+         VALUES ($4, 'slow-key', $1, $2, $3, now() - interval '1 hour')",
     )
     .bind(&route)
     .bind(&fingerprint)
     .bind(original.claim)
+    .bind(&original.fan)
     .execute(&s.app.db.pool)
     .await
     .unwrap();
@@ -251,7 +279,7 @@ async fn a_takeover_of_a_stale_claim_fences_out_the_slow_original() {
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_duplicates_hold_once() {
     let s = stadium().await;
-    let fan = s.fan("ana");
+    let fan = s.fan("ana").await;
     let body = json!({"seat_ids": [s.seats[20], s.seats[21]]});
     let path = s.holds_path();
     let replies = futures_util::future::join_all(
@@ -277,7 +305,7 @@ async fn concurrent_duplicates_hold_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn limits_and_sale_state_are_enforced() {
     let s = stadium().await;
-    let fan = s.fan("ana");
+    let fan = s.fan("ana").await;
     let nine: Vec<usize> = (0..9).collect();
     let problem = s.hold(&fan, &nine).await.problem(422, "too_many_seats");
     assert_eq!(problem["max_seats_per_hold"], 8);
@@ -326,15 +354,18 @@ async fn an_expired_hold_frees_its_seats_at_once_and_the_sweeper_cleans_up() {
         c.holds.sweep_interval_ms = 3_600_000;
     })
     .await;
-    let first = s.hold(&s.fan("ana"), &[0, 1]).await.json();
+    let first = s.hold(&s.fan("ana").await, &[0, 1]).await.json();
     tokio::time::sleep(Duration::from_millis(400)).await;
     // Lazy: seat 1 is free before any sweep, and ana's hold is over.
-    let second = s.hold(&s.fan("ben"), &[1, 2]).await;
+    let second = s.hold(&s.fan("ben").await, &[1, 2]).await;
     second.expect_status(201);
     let path = format!("/v1/holds/{}", first["hold_id"].as_str().unwrap());
-    assert_eq!(s.fan("ana").get(&path).await.json()["status"], "expired");
+    assert_eq!(
+        s.fan("ana").await.get(&path).await.json()["status"],
+        "expired"
+    );
     // Seat 0 still reads `held` (expired) until a sweep; it is claimable all the same.
-    assert_eq!(s.hold(&s.fan("cem"), &[0]).await.status, 201);
+    assert_eq!(s.hold(&s.fan("cem").await, &[0]).await.status, 201);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -344,7 +375,7 @@ async fn the_sweeper_returns_expired_seats_within_its_interval() {
         c.holds.sweep_interval_ms = 50;
     })
     .await;
-    assert_eq!(s.hold(&s.fan("ana"), &[0, 1, 2]).await.status, 201);
+    assert_eq!(s.hold(&s.fan("ana").await, &[0, 1, 2]).await.status, 201);
     onsale_tests::eventually(
         "the sweeper to free the seats",
         Duration::from_secs(5),
@@ -374,15 +405,16 @@ async fn the_sweeper_returns_expired_seats_within_its_interval() {
 #[tokio::test(flavor = "multi_thread")]
 async fn only_the_owner_sees_or_releases_a_hold() {
     let s = stadium().await;
-    let hold = s.hold(&s.fan("ana"), &[0]).await.json();
+    let hold = s.hold(&s.fan("ana").await, &[0]).await.json();
     let path = format!("/v1/holds/{}", hold["hold_id"].as_str().unwrap());
-    let ben = s.fan("ben");
+    let ben = s.fan("ben").await;
     ben.get(&path).await.problem(404, "hold_not_found");
     ben.request(Method::DELETE, &path, None)
         .await
         .problem(404, "hold_not_found");
     assert_eq!(s.held_seats().await, 1);
     s.fan("ana")
+        .await
         .get("/v1/holds/not-a-hold")
         .await
         .problem(404, "hold_not_found");
@@ -392,9 +424,10 @@ async fn only_the_owner_sees_or_releases_a_hold() {
 async fn best_available_prefers_adjacent_seats_in_one_row() {
     let s = stadium().await;
     // Row 1 of section A loses seats 3 and 7: its longest runs are 4-6 and 8-10. Row 2 is whole.
-    assert_eq!(s.hold(&s.fan("ana"), &[2, 6]).await.status, 201);
+    assert_eq!(s.hold(&s.fan("ana").await, &[2, 6]).await.status, 201);
     let reply = s
         .fan("ben")
+        .await
         .post_idempotent(
             &s.holds_path(),
             "k",
@@ -411,6 +444,7 @@ async fn best_available_prefers_adjacent_seats_in_one_row() {
 
     let fits = s
         .fan("cem")
+        .await
         .post_idempotent(
             &s.holds_path(),
             "k",
@@ -424,6 +458,7 @@ async fn best_available_prefers_adjacent_seats_in_one_row() {
         "row 1 seats 4-6: the front-most run of three"
     );
     s.fan("dan")
+        .await
         .post_idempotent(
             &s.holds_path(),
             "k",
@@ -436,7 +471,7 @@ async fn best_available_prefers_adjacent_seats_in_one_row() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_is_refused_and_changes_nothing() {
     let s = stadium_with(|c| c.http.body_limit_bytes = 4096).await;
-    let fan = s.fan("ana");
+    let fan = s.fan("ana").await;
     let path = s.holds_path();
     let send = |request: reqwest::RequestBuilder| fan.send(request);
     send(
@@ -570,8 +605,11 @@ async fn only_a_valid_admission_for_this_show_gets_in() {
 async fn sixty_four_fans_never_oversell_two_hundred_seats() {
     let s = stadium().await;
     let seats = s.seats.clone();
-    let tasks = (0..64).map(|n| {
-        let fan = s.fan(&format!("fan-{n}"));
+    let mut fans = Vec::new();
+    for n in 0..64u64 {
+        fans.push((n, s.fan(&format!("fan-{n}")).await));
+    }
+    let tasks = fans.into_iter().map(|(n, fan)| {
         let path = s.holds_path();
         let seats = seats.clone();
         tokio::spawn(async move {

@@ -3,6 +3,7 @@
 // Test code: a panic is the failure report, so helpers may unwrap like tests do.
 #![allow(clippy::unwrap_used)]
 
+mod accounts;
 mod catalog;
 mod edge;
 mod holds;

@@ -90,10 +90,10 @@ async fn events_reach_the_stream_in_order_and_the_sink_once_each() {
         c.notifications.sink_path = sink_path;
     })
     .await;
-    let ana = s.fan("ana");
+    let ana = s.fan("ana").await;
     let order_id = paid_then_cancelled(&ana, &s, &[120, 121]).await;
-    let (_, declined) = ordered(&s, &s.fan("bob"), &[122]).await;
-    confirm(&s.fan("bob"), &declined, "pm_card_declined", "c")
+    let (_, declined) = ordered(&s, &s.fan("bob").await, &[122]).await;
+    confirm(&s.fan("bob").await, &declined, "pm_card_declined", "c")
         .await
         .expect_status(200);
     let events = outbox_len(&s).await;
@@ -124,7 +124,10 @@ async fn events_reach_the_stream_in_order_and_the_sink_once_each() {
         .iter()
         .find(|l| l["type"] == "order_confirmed")
         .unwrap();
-    assert_eq!(confirmed["fan_id"], "ana");
+    assert_eq!(
+        confirmed["fan_id"],
+        s.account("ana").await.0.to_string().as_str()
+    );
     assert_eq!(confirmed["order_id"], order_id.as_str());
     assert!(confirmed["message"]
         .as_str()
@@ -165,7 +168,7 @@ async fn with_redis_away_events_wait_in_postgres_and_none_is_lost() {
         c.notifications.redis_url = onsale_contract::config::Secret::new(url);
     })
     .await;
-    let ana = s.fan("ana");
+    let ana = s.fan("ana").await;
     let order_id = paid_then_cancelled(&ana, &s, &[130]).await;
     // Redis cannot be reached: the events are all still waiting.
     assert_eq!(unpublished(&s).await, 3);
@@ -196,7 +199,7 @@ async fn consumer_stadium(prefix: &str, sink: PathBuf, max_attempts: u32) -> Sta
 }
 
 async fn one_confirmation(s: &Stadium, fan: &str, seat: usize) -> String {
-    let fan = s.fan(fan);
+    let fan = s.fan(fan).await;
     let (body, payment) = ordered(s, &fan, &[seat]).await;
     confirm(&fan, &payment, "pm_card_ok", "c")
         .await
@@ -287,7 +290,7 @@ async fn the_unpublished_gauge_counts_the_rows_still_waiting_after_each_round() 
     let prefix = redis_prefix();
     let relay_prefix = prefix.clone();
     let s = stadium_with(move |c| c.notifications.key_prefix = relay_prefix).await;
-    paid_then_cancelled(&s.fan("ana"), &s, &[160, 161]).await;
+    paid_then_cancelled(&s.fan("ana").await, &s, &[160, 161]).await;
     one_confirmation(&s, "bob", 162).await;
     assert_eq!(unpublished(&s).await, 4);
     let state = &s.app.origin.state;

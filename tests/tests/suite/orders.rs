@@ -23,7 +23,7 @@ pub(crate) async fn held(s: &Stadium, fan: &Client, seats: &[usize]) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_order_takes_its_hold_once_and_extends_it_to_the_payment_window() {
     let s = stadium().await;
-    let ana = s.fan("ana");
+    let ana = s.fan("ana").await;
     let hold = held(&s, &ana, &[0, 1]).await;
     let hold_id = hold["hold_id"].as_str().unwrap();
     let created = order(&ana, hold_id, "k1").await;
@@ -76,6 +76,7 @@ async fn an_order_takes_its_hold_once_and_extends_it_to_the_payment_window() {
 
     // Only its fan sees it; its hold can no longer be released from under it.
     s.fan("bob")
+        .await
         .get(&format!("/v1/orders/{order_id}"))
         .await
         .problem(404, "order_not_found");
@@ -96,10 +97,10 @@ async fn an_order_takes_its_hold_once_and_extends_it_to_the_payment_window() {
 #[tokio::test(flavor = "multi_thread")]
 async fn only_the_holder_orders_an_active_hold() {
     let s = stadium().await;
-    let ana = s.fan("ana");
+    let ana = s.fan("ana").await;
     let hold = held(&s, &ana, &[5]).await;
     let hold_id = hold["hold_id"].as_str().unwrap();
-    order(&s.fan("bob"), hold_id, "k")
+    order(&s.fan("bob").await, hold_id, "k")
         .await
         .problem(404, "hold_not_found");
     order(&ana, &Uuid::new_v4().to_string(), "k-unknown")
@@ -142,7 +143,7 @@ async fn an_unpaid_order_expires_with_its_hold() {
         c.orders.payment_window_s = 1.0;
     })
     .await;
-    let ana = s.fan("ana");
+    let ana = s.fan("ana").await;
     let hold = held(&s, &ana, &[7, 8]).await;
     let created = order(&ana, hold["hold_id"].as_str().unwrap(), "k").await;
     created.expect_status(201);
@@ -259,7 +260,7 @@ pub(crate) async fn assert_invariants(s: &Stadium) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_paid_order_sells_its_seats_and_issues_one_ticket_per_seat() {
     let s = stadium().await;
-    let ana = s.fan("ana");
+    let ana = s.fan("ana").await;
     let (order_body, payment) = ordered(&s, &ana, &[10, 11, 12]).await;
     let paid = confirm(&ana, &payment, "pm_card_ok", "c1").await;
     paid.expect_status(200);
@@ -289,12 +290,16 @@ async fn a_paid_order_sells_its_seats_and_issues_one_ticket_per_seat() {
             .unwrap();
     assert_eq!(events, vec!["order_confirmed".to_owned()]);
 
-    // A retry replays the same answer; a new confirmation is refused and sells nothing twice.
+    // A retry replays the same answer; a new confirmation is refused and sells nothing twice:
+    // the admission that paid is spent, and with a new one the payment is past confirming.
     let again = confirm(&ana, &payment, "pm_card_ok", "c1").await;
     again.expect_status(200);
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(again.json(), body);
     confirm(&ana, &payment, "pm_card_ok", "c2")
+        .await
+        .problem(401, "admission_spent");
+    confirm(&s.fan("ana").await, &payment, "pm_card_ok", "c2")
         .await
         .problem(409, "payment_not_confirmable");
     let read = ana.get(&format!("/v1/orders/{order_id}")).await.json();
@@ -305,7 +310,7 @@ async fn a_paid_order_sells_its_seats_and_issues_one_ticket_per_seat() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_declined_payment_releases_the_seats_at_once() {
     let s = stadium().await;
-    let ana = s.fan("ana");
+    let ana = s.fan("ana").await;
     let (_, payment) = ordered(&s, &ana, &[20, 21]).await;
     let declined = confirm(&ana, &payment, "pm_card_declined", "c").await;
     declined.expect_status(200);
@@ -319,7 +324,7 @@ async fn a_declined_payment_releases_the_seats_at_once() {
         0
     );
     // Another fan gets the seats straight away.
-    held(&s, &s.fan("bob"), &[20, 21]).await;
+    held(&s, &s.fan("bob").await, &[20, 21]).await;
     confirm(&ana, &payment, "pm_card_ok", "c-retry")
         .await
         .problem(409, "payment_not_confirmable");
@@ -329,7 +334,7 @@ async fn a_declined_payment_releases_the_seats_at_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_confirmations_issue_one_set_of_tickets() {
     let s = stadium().await;
-    let ana = s.fan("ana");
+    let ana = s.fan("ana").await;
     let (_, payment) = ordered(&s, &ana, &[30, 31]).await;
     let replies = futures_util::future::join_all((0..8).map(|i| {
         let (ana, payment) = (ana.clone(), payment.clone());
@@ -345,10 +350,20 @@ async fn concurrent_confirmations_issue_one_set_of_tickets() {
         1,
         "{statuses:?}"
     );
-    assert_eq!(
-        statuses.iter().filter(|&&s| s == 409).count(),
-        7,
-        "{statuses:?}"
+    // The others found the payment past confirming, or, once the sale committed, the
+    // admission spent.
+    let refused: Vec<String> = replies
+        .iter()
+        .map(|r| r.as_ref().unwrap())
+        .filter(|r| r.status != 200)
+        .map(|r| r.json()["code"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(refused.len(), 7, "{statuses:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|code| code == "payment_not_confirmable" || code == "admission_spent"),
+        "{refused:?}"
     );
     assert_eq!(
         s.count("SELECT count(*) FROM tickets WHERE show_id = $1::uuid")
@@ -361,12 +376,12 @@ async fn concurrent_confirmations_issue_one_set_of_tickets() {
 #[tokio::test(flavor = "multi_thread")]
 async fn confirmation_refuses_bad_input_and_other_fans() {
     let s = stadium().await;
-    let ana = s.fan("ana");
+    let ana = s.fan("ana").await;
     let (_, payment) = ordered(&s, &ana, &[40]).await;
     confirm(&ana, &payment, "pm_card_gold", "c1")
         .await
         .problem(422, "unknown_payment_method");
-    confirm(&s.fan("bob"), &payment, "pm_card_ok", "c2")
+    confirm(&s.fan("bob").await, &payment, "pm_card_ok", "c2")
         .await
         .problem(404, "payment_not_found");
     confirm(&ana, &Uuid::new_v4().to_string(), "pm_card_ok", "c3")
@@ -392,12 +407,12 @@ async fn confirmation_refuses_bad_input_and_other_fans() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fan_pages_through_its_orders_newest_first() {
     let s = stadium().await;
-    let ana = s.fan("ana");
+    let ana = s.fan("ana").await;
     let mut made = Vec::new();
     for seat in [50, 51, 52] {
         made.push(ordered(&s, &ana, &[seat]).await.0["order_id"].clone());
     }
-    let (_, payment) = ordered(&s, &s.fan("bob"), &[60]).await;
+    let (_, payment) = ordered(&s, &s.fan("bob").await, &[60]).await;
     assert!(!payment.is_empty());
     let first = ana.get("/v1/orders?limit=2").await;
     first.expect_status(200);
@@ -429,7 +444,7 @@ async fn a_fan_pages_through_its_orders_newest_first() {
     ana.get("/v1/orders?status=paid")
         .await
         .problem(400, "invalid_query");
-    let carol = s.fan("carol").get("/v1/orders").await.json();
+    let carol = s.fan("carol").await.get("/v1/orders").await.json();
     assert!(carol["items"].as_array().unwrap().is_empty());
     assert_invariants(&s).await;
 }
@@ -438,7 +453,7 @@ async fn a_fan_pages_through_its_orders_newest_first() {
 async fn tickets_show_a_signed_qr_and_scan_once() {
     use origin::tickets::{qr_svg, TicketFacts, TicketSigner};
     let s = stadium().await;
-    let ana = s.fan("ana");
+    let ana = s.fan("ana").await;
     let (_, payment) = ordered(&s, &ana, &[70]).await;
     let paid = confirm(&ana, &payment, "pm_card_ok", "c").await.json();
     let ticket = paid["order"]["tickets"][0]["ticket_id"]
@@ -459,22 +474,52 @@ async fn tickets_show_a_signed_qr_and_scan_once() {
         issued_at_s: issued_at.timestamp(),
     });
 
-    // The QR code encodes exactly that payload, for the ticket's owner only.
-    let qr = ana.get(&format!("/v1/tickets/{ticket}/qr.svg")).await;
+    // The QR code encodes exactly that payload, for the ticket's owner only: it takes the
+    // owner's session, no admission.
+    let (_, session) = s.account("ana").await;
+    let signed_in = onsale_tests::client(s.app.origin.addr()).bearer(&session);
+    let qr_path = format!("/v1/tickets/{ticket}/qr.svg");
+    let qr = signed_in.get(&qr_path).await;
     qr.expect_status(200);
     assert_eq!(qr.header("content-type"), Some("image/svg+xml"));
+    assert_eq!(qr.header("cache-control"), Some("private, no-store"));
     assert_eq!(
         String::from_utf8(qr.body.clone()).unwrap(),
         qr_svg(&payload).unwrap()
     );
+    let http = onsale_tests::client(s.app.origin.addr());
+    let by_cookie = http
+        .send(
+            http.raw(Method::GET, &qr_path)
+                .header("cookie", format!("onsale_session={session}")),
+        )
+        .await;
+    by_cookie.expect_status(200);
+    assert_eq!(by_cookie.body, qr.body);
     s.fan("bob")
-        .get(&format!("/v1/tickets/{ticket}/qr.svg"))
+        .await
+        .get(&qr_path)
         .await
         .problem(404, "ticket_not_found");
-    // Through the edge too: the QR behind the admission gate, verification for scanners.
-    let through_edge =
-        onsale_tests::client(s.app.edge.public).bearer(&onsale_tests::admission("ana", &s.show));
-    let qr_path = format!("/v1/tickets/{ticket}/qr.svg");
+    // An admission or a queue token of the owner is no session.
+    for token in [
+        onsale_tests::admission(&s.account("ana").await.0.to_string(), &s.show),
+        onsale_tests::queue_token(&s.account("ana").await.0.to_string(), &s.show),
+    ] {
+        let refused = onsale_tests::client(s.app.origin.addr())
+            .bearer(&token)
+            .get(&qr_path)
+            .await
+            .problem(401, "sign_in_required");
+        assert_eq!(refused["sign_in"], "/v1/sessions");
+    }
+    // Through the edge too.
+    let through_edge = onsale_tests::client(s.app.edge.public)
+        .bearer(&onsale_tests::admission(
+            &s.account("ana").await.0.to_string(),
+            &s.show,
+        ))
+        .cookie(&format!("onsale_session={session}"));
     let via_edge = onsale_tests::eventually(
         "the edge to reach the origin",
         Duration::from_secs(10),
@@ -485,40 +530,6 @@ async fn tickets_show_a_signed_qr_and_scan_once() {
     )
     .await;
     assert_eq!(via_edge.body, qr.body);
-    onsale_tests::client(s.app.edge.public)
-        .get(&qr_path)
-        .await
-        .problem(401, "admission_required");
-    // After admission lapses, the queue token of the same join still shows the ticket, as a
-    // bearer or a cookie, at the edge and at the origin; another fan's does not.
-    let queued = onsale_tests::queue_token("ana", &s.show);
-    for addr in [s.app.edge.public, s.app.origin.addr()] {
-        let by_bearer = onsale_tests::client(addr)
-            .bearer(&queued)
-            .get(&qr_path)
-            .await;
-        by_bearer.expect_status(200);
-        assert_eq!(by_bearer.body, qr.body);
-        let http = onsale_tests::client(addr);
-        let by_cookie = http
-            .send(
-                http.raw(Method::GET, &qr_path)
-                    .header("cookie", format!("onsale_queue={queued}")),
-            )
-            .await;
-        by_cookie.expect_status(200);
-        onsale_tests::client(addr)
-            .bearer(&onsale_tests::queue_token("bob", &s.show))
-            .get(&qr_path)
-            .await
-            .problem(404, "ticket_not_found");
-    }
-    // A queue token buys nothing: the purchase path still wants admission.
-    onsale_tests::client(s.app.edge.public)
-        .bearer(&queued)
-        .get("/v1/orders")
-        .await
-        .problem(401, "admission_required");
 
     let scanner = onsale_tests::client(s.app.origin.addr()).bearer(onsale_tests::ADMIN_TOKEN);
     let scan = |payload: String| {
@@ -556,6 +567,8 @@ async fn tickets_show_a_signed_qr_and_scan_once() {
     assert_eq!(scan(forged).await["result"], "forged");
 
     // A revoked ticket says so; scanning needs the scanner's token.
+    // A new join buys again: the first admission was spent by its order.
+    let ana = s.fan("ana").await;
     let (_, payment) = ordered(&s, &ana, &[71]).await;
     let paid = confirm(&ana, &payment, "pm_card_ok", "c2").await.json();
     let second = paid["order"]["tickets"][0]["ticket_id"]
@@ -598,7 +611,7 @@ async fn tickets_show_a_signed_qr_and_scan_once() {
 async fn a_cancelled_order_is_refunded_by_policy_and_its_seats_go_back_on_sale() {
     // The show is in 2099: the default policy's 30-days tier refunds everything.
     let s = stadium().await;
-    let ana = s.fan("ana");
+    let ana = s.fan("ana").await;
     let (order_body, payment) = ordered(&s, &ana, &[80, 81]).await;
     confirm(&ana, &payment, "pm_card_ok", "c")
         .await
@@ -640,8 +653,8 @@ async fn a_cancelled_order_is_refunded_by_policy_and_its_seats_go_back_on_sale()
         refunded["refund"]["amount_cents"],
         order_body["total_cents"]
     );
-    let (_, bob_payment) = ordered(&s, &s.fan("bob"), &[80, 81]).await;
-    confirm(&s.fan("bob"), &bob_payment, "pm_card_ok", "b")
+    let (_, bob_payment) = ordered(&s, &s.fan("bob").await, &[80, 81]).await;
+    confirm(&s.fan("bob").await, &bob_payment, "pm_card_ok", "b")
         .await
         .expect_status(200);
     let events: Vec<String> = sqlx::query_scalar(
@@ -657,6 +670,7 @@ async fn a_cancelled_order_is_refunded_by_policy_and_its_seats_go_back_on_sale()
     );
     assert_invariants(&s).await;
     // Unpaid orders are not cancelled this way, and only their fan sees them.
+    let ana = s.fan("ana").await;
     let (pending, _) = ordered(&s, &ana, &[82]).await;
     let pending_cancel = format!(
         "/v1/orders/{}/cancel",
@@ -666,6 +680,7 @@ async fn a_cancelled_order_is_refunded_by_policy_and_its_seats_go_back_on_sale()
         .await
         .problem(409, "order_not_cancellable");
     s.fan("bob")
+        .await
         .post_idempotent(&pending_cancel, "x4", &json!({}))
         .await
         .problem(404, "order_not_found");

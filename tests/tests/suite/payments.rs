@@ -104,7 +104,7 @@ async fn webhook_raw(s: &Stadium, body: &[u8], signature: &str) -> Reply {
 /// Ana's order for `seats`, confirmed with `pm_card_slow`: `processing` until the provider
 /// says more. Returns (ana, the order, its payment id).
 async fn processing_order(s: &Stadium, seats: &[usize]) -> (Client, Value, String) {
-    let ana = s.fan("ana");
+    let ana = s.fan("ana").await;
     let (order_body, payment) = ordered(s, &ana, seats).await;
     let accepted = confirm(&ana, &payment, "pm_card_slow", "c").await;
     accepted.expect_status(200);
@@ -133,7 +133,7 @@ fn now_s() -> i64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn three_d_secure_needs_a_second_confirmation() {
     let s = stadium().await;
-    let ana = s.fan("ana");
+    let ana = s.fan("ana").await;
     let (order_body, payment) = ordered(&s, &ana, &[40, 41]).await;
     let order_id = order_body["order_id"].as_str().unwrap();
     let challenged = confirm(&ana, &payment, "pm_card_3ds", "first").await;
@@ -322,7 +322,7 @@ async fn a_payment_after_the_hold_expired_is_refunded_and_sells_nothing() {
     assert_eq!(lapsed["status"], "cancelled");
     assert_eq!(lapsed["cancel_reason"], "hold_expired");
     // The seats are someone else's now.
-    let bob = s.fan("bob");
+    let bob = s.fan("bob").await;
     let bobs = held(&s, &bob, &[70, 71]).await;
     // Then the provider says the money arrived.
     settle_now(&s, &payment).await;
@@ -372,7 +372,7 @@ async fn reconciliation_settles_payments_whose_webhooks_never_came() {
         c.payments.stuck_after_s = 0.0;
     })
     .await;
-    let ana = s.fan("ana");
+    let ana = s.fan("ana").await;
     let (slow_order, slow) = ordered(&s, &ana, &[90]).await;
     confirm(&ana, &slow, "pm_card_slow", "c")
         .await
@@ -392,8 +392,12 @@ async fn reconciliation_settles_payments_whose_webhooks_never_came() {
     assert_eq!(paid["tickets"].as_array().unwrap().len(), 1);
     let lost_view = read_order(&ana, lost_order["order_id"].as_str().unwrap()).await;
     assert_eq!(lost_view["payment"]["status"], "requires_confirmation");
-    // ... so the fan can confirm it for real.
+    // ... so the fan can confirm it for real, with a new join: reconciliation's sale of the
+    // slow order spent the admission both orders were made with.
     confirm(&ana, &lost, "pm_card_ok", "retry")
+        .await
+        .problem(401, "admission_spent");
+    confirm(&s.fan("ana").await, &lost, "pm_card_ok", "retry")
         .await
         .expect_status(200);
     assert!(
@@ -411,7 +415,7 @@ async fn reconciliation_settles_payments_whose_webhooks_never_came() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_refund_is_retried_until_it_succeeds() {
     let s = stadium_with(|c| c.payments.sandbox.as_mut().unwrap().refund_failures = 3).await;
-    let ana = s.fan("ana");
+    let ana = s.fan("ana").await;
     let (order_body, payment) = ordered(&s, &ana, &[100, 101]).await;
     let order_id = order_body["order_id"].as_str().unwrap();
     confirm(&ana, &payment, "pm_card_refund_fails", "c")
@@ -461,7 +465,10 @@ async fn refunds_follow_the_policy_by_days_before_the_show() {
             "2020-01-01T00:00:00Z",
         )
         .await;
-        let fan = client(s.app.origin.addr()).bearer(&onsale_tests::admission("ana", &show));
+        let (account, session) = s.account("ana").await;
+        let fan = client(s.app.origin.addr())
+            .bearer(&onsale_tests::admission(&account.to_string(), &show))
+            .cookie(&format!("onsale_session={session}"));
         let seats: Vec<i64> = sqlx::query_scalar(
             "SELECT seat_id FROM seat_inventory WHERE show_id = $1::uuid ORDER BY layout_idx LIMIT 2",
         )
@@ -542,7 +549,7 @@ async fn scan_at_the_gate(s: &Stadium, ticket: &str) -> Value {
 async fn an_order_with_a_scanned_ticket_is_cancelled_only_when_the_organizer_forces_it() {
     // The show is in 2099: the default policy refunds everything.
     let s = stadium().await;
-    let ana = s.fan("ana");
+    let ana = s.fan("ana").await;
     let (order_body, payment) = ordered(&s, &ana, &[110, 111]).await;
     let paid = confirm(&ana, &payment, "pm_card_ok", "c").await.json();
     let order_id = order_body["order_id"].as_str().unwrap();
@@ -649,7 +656,7 @@ async fn an_order_with_a_scanned_ticket_is_cancelled_only_when_the_organizer_for
         .post(&forced_path, &json!({}))
         .await
         .problem(409, "order_not_cancellable");
-    let bob = s.fan("bob");
+    let bob = s.fan("bob").await;
     let (other, other_payment) = ordered(&s, &bob, &[112]).await;
     confirm(&bob, &other_payment, "pm_card_ok", "c")
         .await
@@ -679,10 +686,10 @@ async fn every_webhook_delivered_twice_changes_nothing_twice() {
     })
     .await;
     let fans: Vec<(Client, &str, usize)> = vec![
-        (s.fan("ok"), "pm_card_ok", 110),
-        (s.fan("declined"), "pm_card_declined", 112),
-        (s.fan("slow"), "pm_card_slow", 114),
-        (s.fan("3ds"), "pm_card_3ds", 116),
+        (s.fan("ok").await, "pm_card_ok", 110),
+        (s.fan("declined").await, "pm_card_declined", 112),
+        (s.fan("slow").await, "pm_card_slow", 114),
+        (s.fan("3ds").await, "pm_card_3ds", 116),
     ];
     let mut orders = Vec::new();
     for (fan, method, seat) in &fans {

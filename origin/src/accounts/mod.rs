@@ -1,0 +1,321 @@
+//! Accounts: sign-up, sign-in to sessions, the signed-in account, password changes and
+//! resets. An account's id is the fan: the edge puts it in queue and admission tokens as
+//! `sub`, and every hold, order and limit is kept by it (`fan_id`).
+//!
+//! - this file: the account routes and the purge of ended sessions, codes and windows;
+//! - [`passwords`]: argon2id hashing off the runtime, bounded, with the dummy hash that
+//!   makes an unknown email cost what a wrong password does;
+//! - [`sessions`]: opaque session tokens and the [`Session`] extractor;
+//! - [`throttle`]: failure windows per email and per client IP, in PostgreSQL;
+//! - [`resets`]: password reset codes through the notification pipeline.
+//!
+//! Credentials are never enumerable: a wrong email and a wrong password get one answer
+//! (401 `invalid_credentials`) after the same work, and a reset request is 202 whether or
+//! not the email has an account.
+
+pub mod passwords;
+pub(crate) mod resets;
+pub(crate) mod sessions;
+pub(crate) mod throttle;
+
+pub use crate::status::AccountRole;
+pub(crate) use sessions::Session;
+
+use crate::domain::account::{
+    display_name, Email, Password, PasswordChangeBody, SignInBody, SignUpBody,
+};
+use crate::error::{ApiError, Code};
+use crate::json::ApiJson;
+use crate::AppState;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use onsale_contract::clock::now_ms;
+use onsale_contract::problem::Problem;
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use throttle::{ClientIp, Counter};
+use uuid::Uuid;
+
+/// An account as its owner sees it.
+#[derive(Debug, Serialize)]
+struct AccountView {
+    account_id: Uuid,
+    email: String,
+    display_name: String,
+    role: AccountRole,
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::problem(
+        Problem::new(401, Code::InvalidCredentials, "Invalid credentials")
+            .with_detail("the email or the password is wrong"),
+    )
+}
+
+/// Creates an account unless one has `email`'s key; returns whether it did.
+pub(crate) async fn insert_account(
+    conn: &mut PgConnection,
+    id: Uuid,
+    email: &Email,
+    display_name: &str,
+    password_hash: &str,
+    role: AccountRole,
+) -> Result<bool, sqlx::Error> {
+    let created = sqlx::query!(
+        "INSERT INTO accounts (id, email, email_key, display_name, password_hash, role)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (email_key) DO NOTHING",
+        id,
+        email.address,
+        email.key,
+        display_name,
+        password_hash,
+        role.as_str(),
+    )
+    .execute(conn)
+    .await?;
+    Ok(created.rows_affected() == 1)
+}
+
+fn email_taken() -> ApiError {
+    ApiError::problem(
+        Problem::new(409, Code::EmailTaken, "Email taken")
+            .with_detail("an account with this email exists; sign in, or reset its password")
+            .with("field", "email"),
+    )
+}
+
+/// `POST /v1/accounts {"email","password","display_name"}`: a fan account, 201. Nothing is
+/// stored unless every field is valid; an email taken in any letter case is 409.
+pub(crate) async fn post_account(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<SignUpBody>,
+) -> Result<Response, ApiError> {
+    let email = Email::parse("email", &body.email)?;
+    let password = Password::new("password", body.password)?;
+    let name = display_name(&body.display_name)?;
+    // Not worth a hash when the answer is already known; the insert settles races.
+    let taken = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM accounts WHERE email_key = $1) AS "taken!""#,
+        email.key,
+    )
+    .fetch_one(&state.pool)
+    .await?;
+    if taken {
+        return Err(email_taken());
+    }
+    let hash = state.passwords.hash(password).await?;
+    let id = Uuid::now_v7();
+    let mut conn = state.pool.acquire().await?;
+    if !insert_account(&mut conn, id, &email, &name, &hash, AccountRole::Fan).await? {
+        return Err(email_taken());
+    }
+    crate::http::json(
+        StatusCode::CREATED,
+        &AccountView {
+            account_id: id,
+            email: email.address,
+            display_name: name,
+            role: AccountRole::Fan,
+        },
+    )
+}
+
+#[derive(Debug, Serialize)]
+struct SessionView {
+    account_id: Uuid,
+    session_token: String,
+    expires_at_ms: i64,
+    server_time_ms: i64,
+}
+
+/// `POST /v1/sessions {"email","password"}`: a session, 201, with its token in the body and
+/// in the `onsale_session` cookie. A wrong email or password is one 401
+/// `invalid_credentials` after the same work; too many failures for the email or from the
+/// client are 429 before any work.
+pub(crate) async fn post_session(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    ApiJson(body): ApiJson<SignInBody>,
+) -> Result<Response, ApiError> {
+    let email = Email::parse("email", &body.email)?;
+    let password = Password::presented("password", body.password)?;
+    let config = &state.config.accounts;
+    let counters = [
+        Counter::credential_email(&state, &email.key),
+        Counter::credential_ip(&state, ip),
+    ];
+    throttle::check(&state.pool, config.failure_window_s, &counters).await?;
+    let account = sqlx::query!(
+        "SELECT id, password_hash FROM accounts WHERE email_key = $1",
+        email.key,
+    )
+    .fetch_optional(&state.pool)
+    .await?;
+    let (id, stored) = account.map(|a| (a.id, a.password_hash)).unzip();
+    let matches = state.passwords.verify(password, stored).await?;
+    let Some(account) = id.filter(|_| matches) else {
+        throttle::hit(&state.pool, config.failure_window_s, &counters).await?;
+        return Err(invalid_credentials());
+    };
+    throttle::clear(&state.pool, &counters[0]).await?;
+    let mut conn = state.pool.acquire().await?;
+    let issued = sessions::issue(&mut conn, account, config.session_ttl_h).await?;
+    let max_age = (issued.expires_at.timestamp_millis() - now_ms()) / 1000;
+    let cookie = sessions::cookie(&issued.token, max_age, config.cookie_secure)?;
+    let mut response = crate::http::json(
+        StatusCode::CREATED,
+        &SessionView {
+            account_id: account,
+            session_token: issued.token,
+            expires_at_ms: issued.expires_at.timestamp_millis(),
+            server_time_ms: now_ms(),
+        },
+    )?;
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(response)
+}
+
+#[derive(Debug, Serialize)]
+struct MeView {
+    account_id: Uuid,
+    email: String,
+    display_name: String,
+    role: AccountRole,
+    session_expires_at_ms: i64,
+    server_time_ms: i64,
+}
+
+/// `GET /v1/me`: the signed-in account. The edge resolves sessions with this (bearer
+/// `ses_...`), so its shape is part of the contract between them.
+pub(crate) async fn get_me(session: Session) -> Result<Response, ApiError> {
+    let mut response = crate::http::json(
+        StatusCode::OK,
+        &MeView {
+            account_id: session.account,
+            email: session.email,
+            display_name: session.display_name,
+            role: session.role,
+            session_expires_at_ms: session.expires_at.timestamp_millis(),
+            server_time_ms: now_ms(),
+        },
+    )?;
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    Ok(response)
+}
+
+/// 204 that also clears the session cookie.
+fn signed_out(state: &AppState) -> Result<Response, ApiError> {
+    let cookie = sessions::cookie("", 0, state.config.accounts.cookie_secure)?;
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
+}
+
+/// `DELETE /v1/sessions/current`: signs this session out, 204 (the cookie is cleared).
+pub(crate) async fn delete_current_session(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Response, ApiError> {
+    sqlx::query!(
+        "UPDATE sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
+        session.id,
+    )
+    .execute(&state.pool)
+    .await?;
+    signed_out(&state)
+}
+
+/// `POST /v1/me/password {"current_password","new_password"}`: with the current password,
+/// sets a new one and ends every session of the account, this one included (sign in again
+/// with the new password), 204. A wrong current password counts as a failed credential
+/// check for the account's email and the client.
+pub(crate) async fn post_password(
+    State(state): State<AppState>,
+    session: Session,
+    ip: ClientIp,
+    ApiJson(body): ApiJson<PasswordChangeBody>,
+) -> Result<Response, ApiError> {
+    let current = Password::presented("current_password", body.current_password)?;
+    let new = Password::new("new_password", body.new_password)?;
+    let config = &state.config.accounts;
+    let account = sqlx::query!(
+        "SELECT email_key, password_hash FROM accounts WHERE id = $1",
+        session.account,
+    )
+    .fetch_one(&state.pool)
+    .await?;
+    let counters = [
+        Counter::credential_email(&state, &account.email_key),
+        Counter::credential_ip(&state, ip),
+    ];
+    throttle::check(&state.pool, config.failure_window_s, &counters).await?;
+    if !state
+        .passwords
+        .verify(current, Some(account.password_hash))
+        .await?
+    {
+        throttle::hit(&state.pool, config.failure_window_s, &counters).await?;
+        return Err(ApiError::problem(
+            Problem::new(401, Code::InvalidCredentials, "Invalid credentials")
+                .with_detail("the current password is wrong"),
+        ));
+    }
+    let hash = state.passwords.hash(new).await?;
+    let mut tx = state.pool.begin().await?;
+    set_password(&mut tx, session.account, &hash).await?;
+    tx.commit().await?;
+    throttle::clear(&state.pool, &counters[0]).await?;
+    signed_out(&state)
+}
+
+/// Stores a new password hash and ends every session of the account, in the caller's
+/// transaction.
+async fn set_password(tx: &mut PgConnection, account: Uuid, hash: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE accounts SET password_hash = $2, password_changed_at = now() WHERE id = $1",
+        account,
+        hash,
+    )
+    .execute(&mut *tx)
+    .await?;
+    sessions::revoke_all(tx, account).await?;
+    Ok(())
+}
+
+/// How often ended sessions, codes and windows are purged.
+const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Deletes sessions and reset codes that ended a day ago or more, and throttling windows
+/// that have ended.
+async fn purge(pool: &PgPool, window_s: u32) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "DELETE FROM sessions
+         WHERE expires_at < now() - interval '1 day' OR revoked_at < now() - interval '1 day'"
+    )
+    .execute(pool)
+    .await?;
+    sqlx::query!("DELETE FROM password_resets WHERE expires_at < now() - interval '1 day'")
+        .execute(pool)
+        .await?;
+    throttle::purge(pool, window_s).await?;
+    Ok(())
+}
+
+/// Purges once a minute until `stopped`.
+pub(crate) async fn run_purge(
+    pool: PgPool,
+    window_s: u32,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        if let Err(error) = purge(&pool, window_s).await {
+            tracing::warn!(%error, "accounts purge failed; retrying next round");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PURGE_INTERVAL) => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
+    }
+}
