@@ -375,6 +375,7 @@ impl Config {
         override_from_env(&mut config.tickets.signing_key, "ONSALE_TICKET_SIGNING_KEY")?;
         override_from_env(&mut config.payments.webhook_secret, "ONSALE_WEBHOOK_SECRET")?;
         override_from_env(&mut config.notifications.redis_url, "REDIS_URL")?;
+        override_from_env(&mut config.accounts.cookie_secure, "ONSALE_COOKIE_SECURE")?;
         let mut keys = PathList(std::mem::take(&mut config.tokens.verify_keys));
         override_from_env(&mut keys, "ONSALE_VERIFY_KEYS")?;
         config.tokens.verify_keys = keys.0;
@@ -507,6 +508,50 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn argon2_settings_must_reach_one_of_owasps_minimums() {
+        let settings = |m: u32, t: u32, p: u32| AccountsConfig {
+            argon2_memory_kib: m,
+            argon2_iterations: t,
+            argon2_parallelism: p,
+            max_concurrent_hashes: 2,
+            hash_wait_ms: 1000,
+            session_ttl_h: 24,
+            cookie_secure: true,
+            failure_window_s: 900,
+            max_failures_per_email: 5,
+            max_failures_per_ip: 100,
+            reset_code_ttl_s: 900,
+            max_reset_requests_per_email: 3,
+            max_reset_requests_per_ip: 20,
+        };
+        for (m, t) in [
+            (19_456, 2),
+            (47_104, 1),
+            (12_288, 3),
+            (9_216, 4),
+            (7_168, 5),
+            (65_536, 3),
+        ] {
+            assert_eq!(settings(m, t, 1).problem(), None, "m={m} t={t}");
+        }
+        for (m, t) in [
+            (19_455, 2),
+            (47_103, 1),
+            (19_456, 1),
+            (7_168, 4),
+            (4_096, 20),
+        ] {
+            assert_eq!(
+                settings(m, t, 1).problem().map(|(key, _)| key),
+                Some("accounts.argon2_memory_kib"),
+                "m={m} t={t}"
+            );
+        }
+        assert!(settings(19_456, 2, 0).problem().is_some());
+        assert!(settings(2_000_000, 2, 1).problem().is_some());
+    }
 
     #[test]
     fn refunds_follow_the_tiers_by_days_before_the_show() {
