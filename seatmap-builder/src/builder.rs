@@ -93,6 +93,7 @@ impl Builder {
             .expose()
             .into_connection_info()
             .map_err(StartError::Redis)?;
+        metrics.build_interval.set(config.build.interval_s);
         Ok(Builder {
             config,
             pool,
@@ -158,6 +159,16 @@ impl Builder {
             .bind(self.config.build.lookahead_hours as i32)
             .fetch_all(&self.pool)
             .await?;
+        // A show that left the window (it started, or was cancelled) is built no more: forget
+        // it, age and all, so its `snapshot_age_seconds` does not grow for ever.
+        let metrics = &self.metrics;
+        self.shows.retain(|id, _| {
+            let listed = shows.iter().any(|(show, _)| show == id);
+            if !listed {
+                let _ = metrics.snapshot_age.remove_label_values(&[&id.to_string()]);
+            }
+            listed
+        });
         let mut reports = Vec::with_capacity(shows.len());
         for (show_id, layout_version) in shows {
             reports.push(self.build_show(show_id, layout_version, now_ms).await?);

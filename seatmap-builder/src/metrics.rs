@@ -3,7 +3,7 @@
 use onsale_contract::metrics::{
     counter_vec, gauge_vec, histogram_vec, int_gauge_vec, register, registry,
 };
-use prometheus::{GaugeVec, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Registry};
+use prometheus::{Gauge, GaugeVec, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 /// One builder's metrics, in a registry of its own.
 pub struct Metrics {
@@ -22,6 +22,9 @@ pub struct Metrics {
     pub snapshot_age: GaugeVec,
     /// `lease_holder`: 1 while this builder holds the build lease.
     pub lease_holder: IntGauge,
+    /// `build_interval_seconds`: the configured `build.interval_s`, so an alert can compare
+    /// `snapshot_age_seconds` with it.
+    pub build_interval: Gauge,
 }
 
 impl Metrics {
@@ -66,6 +69,14 @@ impl Metrics {
                 &registry,
                 &IntGauge::new("lease_holder", "1 while this builder holds the build lease")
                     .expect("static metric"),
+            ),
+            build_interval: register(
+                &registry,
+                &Gauge::new(
+                    "build_interval_seconds",
+                    "The configured build interval (build.interval_s)",
+                )
+                .expect("static metric"),
             ),
             registry,
         }

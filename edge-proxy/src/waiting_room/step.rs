@@ -6,7 +6,7 @@
 
 use super::refusal::StateError;
 use super::store::{self, Keys};
-use super::{draw, ShowView, WaitingRoom};
+use super::{draw, QueueStatus, ShowView, WaitingRoom};
 use crate::config::QueueSettings;
 use crate::live::{Live, Runtime};
 use crate::snapshots::SnapshotStore;
@@ -188,6 +188,18 @@ impl WaitingRoom {
         m.no_shows_skipped
             .with_label_values(label)
             .set(view.state.skipped as i64);
+        m.admit_per_minute
+            .with_label_values(label)
+            .set(i64::from(view.settings.admit_per_minute));
+        m.max_active
+            .with_label_values(label)
+            .set(i64::from(view.settings.max_active));
+        m.called_last_minute
+            .with_label_values(label)
+            .set(view.state.called_last_minute as i64);
+        m.admitting
+            .with_label_values(label)
+            .set(i64::from(view.status(now_ms) == QueueStatus::Open));
         let mut samples = self
             .eta_samples
             .lock()

@@ -7,6 +7,7 @@ mod accounts;
 mod catalog;
 mod edge;
 mod holds;
+mod monitoring;
 mod notifications;
 mod orders;
 mod organizer;
