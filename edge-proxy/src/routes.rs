@@ -169,9 +169,12 @@ pub fn classify(method: &Method, path: &str) -> Route {
             &[Method::GET][..],
             None,
         ),
-        ["v1", "orders", id, "cancel"] if is_id(id) => {
-            (RouteClass::Purchase, &[Method::POST][..], None)
-        }
+        // A cancellation comes long after the admission that bought the order was spent.
+        ["v1", "orders", id, "cancel"] if is_id(id) => (
+            RouteClass::Account(Account::Pages),
+            &[Method::POST][..],
+            None,
+        ),
         ["v1", "payments", id, "confirm"] if is_id(id) => {
             (RouteClass::Purchase, &[Method::POST][..], None)
         }
@@ -263,7 +266,6 @@ mod tests {
             (Method::DELETE, "/v1/holds/h1"),
             (Method::POST, "/v1/orders"),
             (Method::POST, "/v1/payments/p1/confirm"),
-            (Method::POST, "/v1/orders/o1/cancel"),
         ] {
             let route = classify(&method, path);
             assert_eq!(route.class, RouteClass::Purchase, "{path}");
@@ -304,6 +306,7 @@ mod tests {
             (Method::POST, "/v1/password-resets/confirm", pages),
             (Method::GET, "/v1/orders", pages),
             (Method::GET, "/v1/orders/o1", pages),
+            (Method::POST, "/v1/orders/o1/cancel", pages),
             (Method::GET, "/v1/tickets/t1/qr.svg", pages),
             (Method::HEAD, "/v1/tickets/t1/qr.svg", pages),
         ] {
