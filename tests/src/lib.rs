@@ -171,6 +171,8 @@ pub struct TestKeys {
     pub signing_pem: PathBuf,
     /// The public key file (SPKI).
     pub verify_pem: PathBuf,
+    /// The edge's queue key file (base64 HS256 secret).
+    pub queue_key: PathBuf,
 }
 
 /// The key pair of the test process, generated once.
@@ -184,7 +186,11 @@ pub fn keys() -> &'static TestKeys {
         std::fs::write(&verify_pem, public).expect("write the public key");
         let signing_pem = dir.join("signing.pem");
         std::fs::write(&signing_pem, &private).expect("write the private key");
+        let queue_key = dir.join("queue.key");
+        std::fs::write(&queue_key, onsale_contract::tokens::generate_queue_key())
+            .expect("write the queue key");
         TestKeys {
+            queue_key,
             signing_pem,
             signer: onsale_contract::tokens::Signer::from_pem(&private, "onsale-edge")
                 .expect("a fresh key"),
@@ -373,6 +379,7 @@ pub fn edge() -> EdgeBuilder {
     config.snapshots.poll_interval_ms = 200;
     config.tokens.signing_key = keys().signing_pem.clone();
     config.tokens.verify_keys = vec![keys().verify_pem.clone()];
+    config.tokens.queue_keys = vec![keys().queue_key.clone()];
     config.waiting_room.shows.clear();
     // Generous: a loaded test machine can stall a runtime for longer than production's.
     config.waiting_room.redis_timeout_ms = 5_000;

@@ -3,8 +3,8 @@
 use onsale_contract::clock::Clock;
 use onsale_contract::tokens::{Claims, Signer, TokenType};
 use onsale_tests::{
-    admission, builder_config, client, db, edge, eventually, keys, origin, redis_url, unix_now,
-    write_edge_config, ShowFixture, TcpGate,
+    admission, builder_config, client, create_account, db, edge, eventually, keys, origin,
+    redis_url, unix_now, write_edge_config, ShowFixture, TcpGate, TEST_PASSWORD,
 };
 use reqwest::Method;
 use seatmap_builder::metrics::Metrics;
@@ -286,6 +286,12 @@ async fn the_gate_admits_only_valid_admission_tokens_for_the_show() {
         &claims("admit", &show, now + 600),
         |_| Vec::new(),
     );
+    let queue_keys =
+        onsale_contract::tokens::QueueKeys::from_files(&[&keys().queue_key], "onsale-edge")
+            .unwrap();
+    let hs256_with_the_queue_key = queue_keys
+        .sign(&serde_json::from_value(claims("admit", &show, now + 600)).unwrap())
+        .unwrap();
     let sign = |typ: TokenType, show: &str, exp: i64| {
         signer.sign(&Claims {
             iss: "onsale-edge".into(),
@@ -315,6 +321,11 @@ async fn the_gate_admits_only_valid_admission_tokens_for_the_show() {
         (
             "HS256 keyed with the public key",
             Some(hs256_with_public_key),
+            401,
+        ),
+        (
+            "HS256 keyed with the queue key",
+            Some(hs256_with_the_queue_key),
             401,
         ),
         (
@@ -484,6 +495,78 @@ async fn rate_limits_refill_with_the_clock() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn account_pages_pass_without_admission_and_sign_ins_have_their_own_quota() {
+    let f = ShowFixture::spawn().await;
+    let clock = Clock::manual(unix_now() * 1000);
+    let edge = edge()
+        .upstream(f.app.origin.addr())
+        .clock(clock.clone())
+        .config(|c| {
+            c.limits.per_ip_sign_in = edge_proxy::config::Quota {
+                per_minute: 60,
+                burst: 2,
+            };
+        })
+        .run();
+    let fan = client(edge.public);
+    let (account, session) = create_account(&f.app.db).await;
+    let signed_in = fan.clone().bearer(&session);
+    // The account's pages take its session, no admission; the origin checks it.
+    let me = signed_in.get("/v1/me").await;
+    me.expect_status(200);
+    assert_eq!(me.json()["account_id"], account.to_string());
+    signed_in.get("/v1/orders").await.expect_status(200);
+    signed_in.get("/v1/me/tickets").await.expect_status(200);
+    for path in [
+        "/v1/me".to_owned(),
+        "/v1/orders".to_owned(),
+        format!("/v1/orders/{}", uuid::Uuid::nil()),
+        format!("/v1/tickets/{}/qr.svg", uuid::Uuid::nil()),
+    ] {
+        fan.get(&path).await.problem(401, "sign_in_required");
+    }
+    // An admission is no session.
+    fan.clone()
+        .bearer(&admission(&account.to_string(), &f.show.to_string()))
+        .get("/v1/orders")
+        .await
+        .problem(401, "sign_in_required");
+
+    // Sign-up and sign-in share a tighter per-IP quota than the rest.
+    let email = format!("fan-{}@test.onsale.test", account.simple());
+    let signed = fan
+        .post(
+            "/v1/sessions",
+            &json!({"email": email, "password": TEST_PASSWORD}),
+        )
+        .await;
+    signed.expect_status(201);
+    assert_eq!(signed.json()["account_id"], account.to_string());
+    fan.post(
+        "/v1/sessions",
+        &json!({"email": email, "password": "not the password"}),
+    )
+    .await
+    .problem(401, "invalid_credentials");
+    let limited = fan
+        .post(
+            "/v1/accounts",
+            &json!({"email": "new@test.onsale.test", "password": "a long enough password", "display_name": "New"}),
+        )
+        .await;
+    assert_eq!(limited.problem(429, "rate_limited")["limit"], "sign_in");
+    assert_eq!(limited.header("retry-after"), Some("1"));
+    signed_in.get("/v1/me").await.expect_status(200);
+    clock.advance(Duration::from_secs(1));
+    fan.post(
+        "/v1/sessions",
+        &json!({"email": email, "password": TEST_PASSWORD}),
+    )
+    .await
+    .expect_status(201);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn oversized_bodies_and_headers_are_refused() {
     let f = ShowFixture::spawn().await;
     let fan = f.app.fan().bearer(&admission("fan-1", &f.show.to_string()));
@@ -592,7 +675,7 @@ async fn signing_keys_rotate_without_a_failed_request() {
     std::fs::write(&new_key, new_public).unwrap();
     let show = f.show.to_string();
     let fan = client(edge.public);
-    let order = format!("/v1/orders/{}", uuid::Uuid::nil());
+    let order = format!("/v1/holds/{}", uuid::Uuid::nil());
     // The gate's verdict: anything but 401/403 got through (the origin answers the rest).
     let through = move |token: String| {
         let fan = fan.clone();

@@ -1,6 +1,8 @@
 //! The waiting room through real Pingora edges and real Redis. Time is a manual clock shared
 //! by the edges; each simulated tick advances it and runs every edge's admission step
-//! explicitly (the background step runs too, on the same clock, to the same effect).
+//! explicitly (the background step runs too, on the same clock, to the same effect). Joins
+//! need a signed-in account: a room has its own database and origin, which vouches for the
+//! sessions the harness inserts straight into the database (`create_account`).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -11,8 +13,11 @@ use edge_proxy::RunningEdge;
 use futures_util::future::join_all;
 use onsale_contract::clock::Clock;
 use onsale_contract::snapshot::{self, field, Kind};
-use onsale_contract::tokens::{Claims, Lane, Signer, TokenType};
-use onsale_tests::{admission, client, edge, eventually, keys, redis, Client};
+use onsale_contract::tokens::{Claims, Lane, QueueKeys, TokenType};
+use onsale_tests::{
+    admission, client, create_account, create_session, edge, eventually, keys, redis, Client,
+    RunningOrigin, TestDb,
+};
 use redis::AsyncCommands;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -48,29 +53,32 @@ struct Room {
     clock: Clock,
     show: String,
     prefix: String,
+    /// The room's own database and origin, which the edges ask about sessions; `None` when
+    /// the room was given an upstream of the caller's.
+    accounts: Option<(TestDb, RunningOrigin)>,
 }
 
-/// `nodes` edges on one Redis prefix and one manual clock at T0, with `settings` for one show.
-async fn room(nodes: usize, settings: QueueSettings, upstream: Option<SocketAddr>) -> Room {
-    room_via(nodes, settings, upstream, onsale_tests::redis_url()).await
+/// `nodes` edges on one Redis prefix and one manual clock at T0, with `settings` for one
+/// show, in front of an origin of their own.
+async fn room(nodes: usize, settings: QueueSettings) -> Room {
+    room_via(nodes, settings, onsale_tests::redis_url()).await
 }
 
 /// [`room`], reaching Redis at `redis_url`.
-async fn room_via(
-    nodes: usize,
-    settings: QueueSettings,
-    upstream: Option<SocketAddr>,
-    redis_url: String,
-) -> Room {
+async fn room_via(nodes: usize, settings: QueueSettings, redis_url: String) -> Room {
+    let db = onsale_tests::db().await;
+    let origin = onsale_tests::origin(&db).run().await;
     let show = uuid::Uuid::new_v4().to_string();
-    room_for(nodes, settings, upstream, redis_url, show).await
+    let mut room = room_for(nodes, settings, origin.addr(), redis_url, show).await;
+    room.accounts = Some((db, origin));
+    room
 }
 
-/// [`room_via`] for a show of the caller's (one the origin knows).
+/// `nodes` edges in front of `upstream` for a show of the caller's (one the origin knows).
 async fn room_for(
     nodes: usize,
     settings: QueueSettings,
-    upstream: Option<SocketAddr>,
+    upstream: SocketAddr,
     redis_url: String,
     show: String,
 ) -> Room {
@@ -78,18 +86,18 @@ async fn room_for(
     let prefix = onsale_tests::redis_prefix();
     let edges: Vec<RunningEdge> = (0..nodes)
         .map(|_| {
-            let mut builder = edge().clock(clock.clone()).config(|c| {
-                c.redis.url = onsale_contract::config::Secret::new(redis_url.clone());
-                c.redis.key_prefix = prefix.clone();
-                c.waiting_room.shows.insert(show.clone(), settings.clone());
-                c.waiting_room.refresh_ms = 1000;
-                c.limits.per_ip_join.per_minute = 1_000_000;
-                c.limits.per_ip_join.burst = 100_000;
-            });
-            if let Some(upstream) = upstream {
-                builder = builder.upstream(upstream);
-            }
-            builder.run()
+            edge()
+                .clock(clock.clone())
+                .upstream(upstream)
+                .config(|c| {
+                    c.redis.url = onsale_contract::config::Secret::new(redis_url.clone());
+                    c.redis.key_prefix = prefix.clone();
+                    c.waiting_room.shows.insert(show.clone(), settings.clone());
+                    c.waiting_room.refresh_ms = 1000;
+                    c.limits.per_ip_join.per_minute = 1_000_000;
+                    c.limits.per_ip_join.burst = 100_000;
+                })
+                .run()
         })
         .collect();
     let room = Room {
@@ -97,6 +105,7 @@ async fn room_for(
         clock,
         show,
         prefix,
+        accounts: None,
     };
     for edge in &room.edges {
         eventually("the waiting room's first step", WITHIN, || async {
@@ -131,11 +140,42 @@ impl Room {
         client(self.edges[node].public)
     }
 
-    async fn join(&self, node: usize) -> Value {
-        let reply = self
-            .fan(node)
+    /// The room's own database.
+    fn db(&self) -> &TestDb {
+        &self
+            .accounts
+            .as_ref()
+            .expect("a room with its own origin")
+            .0
+    }
+
+    /// A new account: (its id, a session of it).
+    async fn account(&self) -> (uuid::Uuid, String) {
+        create_account(self.db()).await
+    }
+
+    /// Sessions of `n` new accounts.
+    async fn sessions(&self, n: usize) -> Vec<String> {
+        let mut sessions = Vec::with_capacity(n);
+        for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
+            let made = join_all(chunk.iter().map(|_| self.account())).await;
+            sessions.extend(made.into_iter().map(|(_, session)| session));
+        }
+        sessions
+    }
+
+    /// The answer to joining through `node` with `session`.
+    async fn join_as(&self, node: usize, session: &str) -> onsale_tests::Reply {
+        self.fan(node)
+            .bearer(session)
             .post(JOIN, &json!({ "show_id": self.show }))
-            .await;
+            .await
+    }
+
+    /// A new account joins through `node`, taking a new place.
+    async fn join(&self, node: usize) -> Value {
+        let (_, session) = self.account().await;
+        let reply = self.join_as(node, &session).await;
         reply.expect_status(201);
         reply.json()
     }
@@ -162,13 +202,21 @@ fn claims_of(token: &str) -> Claims {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
+/// The queue keys of the test edges.
+fn queue_keys() -> QueueKeys {
+    QueueKeys::from_files(&[&keys().queue_key], "onsale-edge").unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fan_keeps_its_place_whatever_it_does() {
     let mut s = settings();
     s.paused = true;
-    let room = room(1, s, None).await;
+    let room = room(1, s).await;
     let first = room.join(0).await;
-    let second = room.join(0).await;
+    let (account, session) = room.account().await;
+    let second = room.join_as(0, &session).await;
+    second.expect_status(201);
+    let second = second.json();
     assert_eq!(first["status"], "queued");
     assert_eq!(first["position"], 0);
     assert_eq!(second["position"], 1);
@@ -178,35 +226,69 @@ async fn a_fan_keeps_its_place_whatever_it_does() {
         "paused: no honest ETA"
     );
     let token = second["queue_token"].as_str().unwrap();
-    assert_eq!(claims_of(token).typ, TokenType::Queue);
-    assert_eq!(claims_of(token).lane, Some(Lane::Open));
+    let claims = claims_of(token);
+    assert_eq!(claims.typ, TokenType::Queue);
+    assert_eq!(claims.lane, Some(Lane::Open));
+    assert_eq!(
+        claims.sub,
+        account.to_string(),
+        "the queue token is the account's"
+    );
 
     // Re-joining with the token (bearer, or the cookie from another tab) keeps the place.
+    let with_cookie = |cookies: String| {
+        room.fan(0)
+            .raw(Method::POST, JOIN)
+            .header("cookie", cookies)
+            .json(&json!({ "show_id": room.show }))
+    };
     let again = room
         .fan(0)
-        .bearer(token)
-        .post(JOIN, &json!({ "show_id": room.show }))
+        .send(with_cookie(format!(
+            "onsale_queue={token}; onsale_session={session}"
+        )))
         .await;
     assert_eq!(again.status, 200);
     assert_eq!(again.json()["position"], 1);
     assert_eq!(again.json()["queue_token"], token);
-    let by_cookie = room
+    let by_bearer = room
         .fan(0)
         .send(
             room.fan(0)
                 .raw(Method::POST, JOIN)
-                .header("cookie", format!("onsale_queue={token}"))
+                .bearer_auth(token)
+                .header("cookie", format!("onsale_session={session}"))
                 .json(&json!({ "show_id": room.show })),
         )
         .await;
-    assert_eq!(by_cookie.json()["position"], 1);
-    // A join without the token is a new fan, at the back.
-    assert_eq!(room.join(0).await["position"], 2);
-    let joined = room
+    assert_eq!(by_bearer.json()["position"], 1);
+    // Without the token, from another device signed in to the same account: the same
+    // place, in a new token of the account's.
+    let other_device = create_session(room.db(), account).await;
+    let elsewhere = room.join_as(0, &other_device).await;
+    assert_eq!(elsewhere.status, 200);
+    let elsewhere = elsewhere.json();
+    assert_eq!(elsewhere["position"], 1);
+    let renewed = claims_of(elsewhere["queue_token"].as_str().unwrap());
+    assert_eq!(
+        (renewed.queue_no, renewed.lane),
+        (claims.queue_no, claims.lane)
+    );
+    assert_eq!(renewed.sub, claims.sub);
+    // Another account's queue token does not carry its place over.
+    let stranger = room.account().await.1;
+    let borrowed = room
         .fan(0)
-        .post(JOIN, &json!({ "show_id": room.show }))
+        .send(with_cookie(format!(
+            "onsale_queue={token}; onsale_session={stranger}"
+        )))
         .await;
-    let cookie = joined.header("set-cookie").unwrap();
+    assert_eq!(
+        borrowed.status, 201,
+        "a new account is a new fan, at the back"
+    );
+    assert_eq!(borrowed.json()["position"], 2);
+    let cookie = borrowed.header("set-cookie").unwrap();
     assert!(cookie.starts_with("onsale_queue=") && cookie.contains("HttpOnly"));
 
     // Forged, expired, other-show and wrong-type tokens get nothing.
@@ -214,20 +296,19 @@ async fn a_fan_keeps_its_place_whatever_it_does() {
     let mut claims = claims_of(token);
     claims.exp = now_s - 10;
     claims.iat = now_s - 100;
-    let expired = keys().signer.sign(&claims);
+    let expired = queue_keys().sign(&claims).unwrap();
     room.poll(0, &expired)
         .await
         .problem(401, "queue_token_required");
-    let (stranger, _) = onsale_contract::tokens::generate_pem_pair();
-    let stranger = Signer::from_pem(&stranger, "onsale-edge").unwrap();
+    let stranger_keys = QueueKeys::from_secrets([&[9u8; 32][..]], "onsale-edge").unwrap();
     let mut forged = claims_of(token);
     forged.queue_no = Some(0);
-    room.poll(0, &stranger.sign(&forged))
+    room.poll(0, &stranger_keys.sign(&forged).unwrap())
         .await
         .problem(401, "queue_token_required");
     let mut elsewhere = claims_of(token);
     elsewhere.show = "another-show".into();
-    room.poll(0, &keys().signer.sign(&elsewhere))
+    room.poll(0, &queue_keys().sign(&elsewhere).unwrap())
         .await
         .problem(403, "wrong_show");
     room.poll(0, &admission("fan", &room.show))
@@ -241,16 +322,14 @@ async fn a_fan_keeps_its_place_whatever_it_does() {
         .problem(401, "admission_required");
 
     // Bad input changes nothing.
-    room.fan(0)
-        .post(JOIN, &json!({ "show": room.show }))
+    let fan = room.fan(0).bearer(&session);
+    fan.post(JOIN, &json!({ "show": room.show }))
         .await
         .problem(400, "invalid_body");
-    room.fan(0)
-        .post(JOIN, &json!({ "show_id": "a/b" }))
+    fan.post(JOIN, &json!({ "show_id": "a/b" }))
         .await
         .problem(400, "invalid_body");
-    room.fan(0)
-        .post(JOIN, &json!({ "show_id": "no-such-show" }))
+    fan.post(JOIN, &json!({ "show_id": "no-such-show" }))
         .await
         .problem(404, "show_not_found");
     room.fan(0)
@@ -258,7 +337,212 @@ async fn a_fan_keeps_its_place_whatever_it_does() {
         .await
         .problem(400, "invalid_query");
     room.step().await;
-    assert_eq!(room.admin(0)["joined"], 4);
+    assert_eq!(room.admin(0)["joined"], 3, "three accounts, three places");
+}
+
+/// Queue tokens are HS256 under the edges' queue keys and nothing else: an EdDSA token
+/// with the same claims (signed by the admission key), `alg: none`, or an HS256 token under
+/// another key is no queue token; an HS256 token is no admission either.
+#[tokio::test(flavor = "multi_thread")]
+async fn queue_tokens_are_hs256_under_the_edges_keys_only() {
+    let room = room(1, settings()).await;
+    let joined = room.join(0).await;
+    let token = joined["queue_token"].as_str().unwrap();
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["alg"], "HS256");
+    assert_eq!(header["kid"], queue_keys().kid());
+    room.poll(0, token).await.expect_status(200);
+
+    let claims = claims_of(token);
+    let eddsa = keys().signer.sign(&claims);
+    let payload = token.split('.').nth(1).unwrap();
+    let none = format!(
+        "{}.{payload}.",
+        URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"alg":"none","kid":"{}"}}"#,
+            queue_keys().kid()
+        ))
+    );
+    let other_key = QueueKeys::from_secrets([&[8u8; 32][..]], "onsale-edge")
+        .unwrap()
+        .sign(&claims)
+        .unwrap();
+    for (what, forged) in [
+        ("EdDSA", eddsa),
+        ("alg none", none),
+        ("another key", other_key),
+    ] {
+        let refused = room.poll(0, &forged).await;
+        assert_eq!(refused.status, 401, "{what}");
+        refused.problem(401, "queue_token_required");
+    }
+    // MACed with the queue key but typed as an admission: not accepted on the purchase path.
+    let mut admit = claims.clone();
+    admit.typ = TokenType::Admit;
+    let hs_admission = queue_keys().sign(&admit).unwrap();
+    room.fan(0)
+        .bearer(&hs_admission)
+        .get("/v1/holds/abc")
+        .await
+        .problem(401, "admission_required");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn joining_needs_a_session_the_origin_vouches_for() {
+    let mut room = room(1, settings()).await;
+    let cache_s = room.edges[0]
+        .shared
+        .live
+        .load()
+        .config
+        .accounts
+        .session_cache_s;
+    let anonymous = room
+        .fan(0)
+        .post(JOIN, &json!({ "show_id": room.show }))
+        .await;
+    let problem = anonymous.problem(401, "sign_in_required");
+    assert_eq!(problem["sign_in"], "/v1/sessions");
+    for bogus in ["ses_nobody", "not-a-session"] {
+        let reply = room
+            .fan(0)
+            .send(
+                room.fan(0)
+                    .raw(Method::POST, JOIN)
+                    .header("cookie", format!("onsale_session={bogus}"))
+                    .json(&json!({ "show_id": room.show })),
+            )
+            .await;
+        reply.problem(401, "sign_in_required");
+    }
+
+    // Signed in (the cookie works as well as the bearer), then signed out at the origin:
+    // the edge believes the session until the cache window passes on its clock.
+    let (_, session) = room.account().await;
+    let by_cookie = room
+        .fan(0)
+        .send(
+            room.fan(0)
+                .raw(Method::POST, JOIN)
+                .header("cookie", format!("onsale_session={session}"))
+                .json(&json!({ "show_id": room.show })),
+        )
+        .await;
+    by_cookie.expect_status(201);
+    let place = by_cookie.json()["position"].clone();
+    let signed_out = room
+        .fan(0)
+        .bearer(&session)
+        .request(Method::DELETE, "/v1/sessions/current", None)
+        .await;
+    assert!(signed_out.status.is_success(), "{:?}", signed_out.status);
+    room.tick(Duration::from_secs(cache_s - 1)).await;
+    let cached = room.join_as(0, &session).await;
+    cached.expect_status(200);
+    assert_eq!(cached.json()["position"], place);
+    room.tick(Duration::from_secs(1)).await;
+    room.join_as(0, &session)
+        .await
+        .problem(401, "sign_in_required");
+
+    // No origin to ask: no join, and the fan is told to come back.
+    let (_, unseen) = room.account().await;
+    let (_db, origin) = room.accounts.take().unwrap();
+    origin.shutdown().await.unwrap();
+    let unavailable = room.join_as(0, &unseen).await;
+    unavailable.problem(503, "session_unavailable");
+    assert_eq!(unavailable.header("retry-after"), Some("2"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_has_one_place_whatever_it_joins_from() {
+    let mut s = settings();
+    s.paused = true;
+    let room = room(2, s).await;
+    let (ana, first_device) = room.account().await;
+    let joined = room.join_as(0, &first_device).await;
+    joined.expect_status(201);
+    let place = claims_of(joined.json()["queue_token"].as_str().unwrap()).queue_no;
+    // Another device signed in to the same account, through the other node.
+    let second_device = create_session(room.db(), ana).await;
+    let again = room.join_as(1, &second_device).await;
+    again.expect_status(200);
+    assert_eq!(
+        claims_of(again.json()["queue_token"].as_str().unwrap()).queue_no,
+        place
+    );
+    // Another account gets another place.
+    let ben = room.join(1).await;
+    assert_eq!(
+        claims_of(ben["queue_token"].as_str().unwrap()).queue_no,
+        place.map(|p| p + 1)
+    );
+
+    // One account joining from five sessions at once, through both nodes: one place.
+    let (cleo, session) = room.account().await;
+    let mut sessions = vec![session];
+    for _ in 0..4 {
+        sessions.push(create_session(room.db(), cleo).await);
+    }
+    let replies = join_all(
+        sessions
+            .iter()
+            .enumerate()
+            .map(|(i, session)| room.join_as(i % 2, session)),
+    )
+    .await;
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status.as_u16()).collect();
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 200).count(),
+        4,
+        "{statuses:?}"
+    );
+    let places: Vec<Option<u64>> = replies
+        .iter()
+        .map(|r| claims_of(r.json()["queue_token"].as_str().unwrap()).queue_no)
+        .collect();
+    assert!(
+        places.iter().all(|p| *p == place.map(|p| p + 2)),
+        "{places:?}"
+    );
+    room.step().await;
+    assert_eq!(room.admin(0)["joined"], 3, "three accounts, three places");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_place_whose_turn_passed_is_given_up_for_one_at_the_back() {
+    let room = room(1, settings()).await;
+    let (_, away) = room.account().await;
+    let first = room.join_as(0, &away).await;
+    first.expect_status(201);
+    let token = first.json()["queue_token"].as_str().unwrap().to_owned();
+    assert_eq!(claims_of(&token).queue_no, Some(0));
+    room.join(0).await;
+    // Called at once (seen at its join), the fan never claims the call within the grace.
+    room.tick(Duration::from_secs(1)).await;
+    room.tick(Duration::from_secs(12)).await;
+    room.poll(0, &token).await.problem(410, "turn_missed");
+    let rejoined = room.join_as(0, &away).await;
+    rejoined.expect_status(201);
+    let renewed = claims_of(rejoined.json()["queue_token"].as_str().unwrap());
+    assert_eq!(renewed.queue_no, Some(2), "a new place, at the back");
+    // From then on, that is the account's place.
+    let again = room.join_as(0, &away).await;
+    again.expect_status(200);
+    assert_eq!(
+        claims_of(again.json()["queue_token"].as_str().unwrap()).queue_no,
+        Some(2)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -266,11 +550,9 @@ async fn before_the_queue_opens_a_join_is_told_when() {
     let mut s = settings();
     s.queue_opens_at = at(T0 + 3_600_000);
     s.sale_opens_at = at(T0 + 7_200_000);
-    let room = room(1, s, None).await;
-    let reply = room
-        .fan(0)
-        .post(JOIN, &json!({ "show_id": room.show }))
-        .await;
+    let room = room(1, s).await;
+    let (_, session) = room.account().await;
+    let reply = room.join_as(0, &session).await;
     assert_eq!(reply.status, 200);
     let body = reply.json();
     assert_eq!(body["status"], "closed");
@@ -285,15 +567,30 @@ async fn the_prequeue_is_drawn_from_the_published_seed_and_later_fans_queue_behi
     s.queue_opens_at = at(T0);
     s.sale_opens_at = at(T0 + 60_000);
     s.paused = true;
-    let room = room(1, s, None).await;
+    let room = room(1, s).await;
     let mut early = Vec::new();
-    for _ in 0..40 {
+    for _ in 0..39 {
         let joined = room.join(0).await;
         assert_eq!(joined["status"], "pre_queue");
         assert!(joined.get("position").is_none());
         assert_eq!(joined["opens_at_ms"], T0 + 60_000);
         early.push(joined["queue_token"].as_str().unwrap().to_owned());
     }
+    // An early account joining again from another session keeps its join number.
+    let (account, session) = room.account().await;
+    let first = room.join_as(0, &session).await;
+    first.expect_status(201);
+    let first_token = first.json()["queue_token"].as_str().unwrap().to_owned();
+    let first = claims_of(&first_token);
+    let other_device = create_session(room.db(), account).await;
+    let again = room.join_as(0, &other_device).await;
+    again.expect_status(200);
+    let again = claims_of(again.json()["queue_token"].as_str().unwrap());
+    assert_eq!(
+        (again.lane, again.queue_no),
+        (Some(Lane::PreQueue), first.queue_no)
+    );
+    early.push(first_token);
     room.step().await;
     let before = room.admin(0);
     assert_eq!(before["status"], "pre_queue");
@@ -322,6 +619,15 @@ async fn the_prequeue_is_drawn_from_the_published_seed_and_later_fans_queue_behi
     }
     places.sort_unstable();
     assert_eq!(places, (0..40).collect::<Vec<_>>());
+    // After the draw, the early account joining from a third session stands where its
+    // join number was drawn.
+    let third = create_session(room.db(), account).await;
+    let drawn = room.join_as(0, &third).await;
+    drawn.expect_status(200);
+    assert_eq!(
+        drawn.json()["position"],
+        draw::place(&seed, 40, first.queue_no.unwrap())
+    );
 
     // After the opening: first come, first served, behind the whole pre-queue.
     for expected in 40..45 {
@@ -341,9 +647,9 @@ fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Fans in a simulated on-sale: each polls on its own schedule (every 2 s near the front,
-/// every 8 s further back, staggered by index) through the node it joined; `present`
-/// decides who keeps polling. Returns admission tokens issued per tick.
+/// Fans in a simulated on-sale, one account each: each polls on its own schedule (every 2 s
+/// near the front, every 8 s further back, staggered by index); `present` decides who keeps
+/// polling. Returns admission tokens issued per tick.
 struct Crowd {
     tokens: Vec<String>,
     node: Vec<usize>,
@@ -353,11 +659,18 @@ struct Crowd {
 }
 
 impl Crowd {
-    async fn join(room: &Room, fans: usize, present: impl Fn(usize) -> bool) -> Crowd {
+    /// The fans signed in with `sessions` join, spread over the room's nodes.
+    async fn join(room: &Room, sessions: &[String], present: impl Fn(usize) -> bool) -> Crowd {
         let nodes = room.edges.len();
+        let fans = sessions.len();
         let mut tokens = Vec::with_capacity(fans);
-        for chunk in (0..fans).collect::<Vec<_>>().chunks(50) {
-            let joined = join_all(chunk.iter().map(|&i| room.join(i % nodes))).await;
+        for chunk in sessions.iter().enumerate().collect::<Vec<_>>().chunks(50) {
+            let joined = join_all(chunk.iter().map(|&(i, session)| async move {
+                let reply = room.join_as(i % nodes, session).await;
+                reply.expect_status(201);
+                reply.json()
+            }))
+            .await;
             tokens.extend(
                 joined
                     .iter()
@@ -434,8 +747,8 @@ async fn run_crowd(room: &Room, crowd: &mut Crowd, until_ms: i64, window: (i64, 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn admission_runs_at_the_configured_rate() {
-    let room = room(1, settings(), None).await;
-    let mut crowd = Crowd::join(&room, 1000, |_| true).await;
+    let room = room(1, settings()).await;
+    let mut crowd = Crowd::join(&room, &room.sessions(1000).await, |_| true).await;
     room.step().await;
     let issued = run_crowd(&room, &mut crowd, 70_000, (10_000, 70_000)).await;
     assert!(
@@ -449,9 +762,9 @@ async fn admission_runs_at_the_configured_rate() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fans_who_walked_away_do_not_eat_the_rate() {
-    let room = room(1, settings(), None).await;
+    let room = room(1, settings()).await;
     // Every other fan never polls after joining.
-    let mut crowd = Crowd::join(&room, 2000, |i| i % 2 == 0).await;
+    let mut crowd = Crowd::join(&room, &room.sessions(2000).await, |i| i % 2 == 0).await;
     room.step().await;
     // They look away once a full grace (10 s) has passed without a poll.
     let issued = run_crowd(&room, &mut crowd, 90_000, (30_000, 90_000)).await;
@@ -464,8 +777,8 @@ async fn fans_who_walked_away_do_not_eat_the_rate() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_edges_admit_one_global_rate() {
-    let room = room(2, settings(), None).await;
-    let mut crowd = Crowd::join(&room, 1000, |_| true).await;
+    let room = room(2, settings()).await;
+    let mut crowd = Crowd::join(&room, &room.sessions(1000).await, |_| true).await;
     room.step().await;
     let issued = run_crowd(&room, &mut crowd, 70_000, (10_000, 70_000)).await;
     assert!(
@@ -477,7 +790,13 @@ async fn two_edges_admit_one_global_rate() {
     assert!(crowd.admitted.iter().skip(1).step_by(2).any(|&a| a));
 }
 
-/// An upstream that answers every request `200 {}`, keeping connections alive.
+/// A session the [`upstream`] vouches for: `ses_` and the hex of its account's id.
+fn named_session() -> String {
+    format!("ses_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// An upstream that vouches for every [`named_session`] (`GET /v1/me`) and answers every
+/// other request `200 {}` with `onsale-admission-spent`, keeping connections alive.
 async fn upstream() -> SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -496,9 +815,29 @@ async fn upstream() -> SocketAddr {
                     }
                     buffer.extend_from_slice(&chunk[..n]);
                     while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buffer[..end]).to_lowercase();
                         buffer.drain(..end + 4);
-                        // Every answer says the admission was spent, as a confirmed order's does.
-                        let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nonsale-admission-spent: true\r\ncontent-length: 2\r\n\r\n{}";
+                        let account = head
+                            .starts_with("get /v1/me ")
+                            .then(|| head.split("bearer ses_").nth(1))
+                            .flatten()
+                            .and_then(|rest| {
+                                uuid::Uuid::try_parse(&rest[..32.min(rest.len())]).ok()
+                            });
+                        let reply = match account {
+                            Some(account) => {
+                                let me = json!({
+                                    "account_id": account.to_string(),
+                                    "session_expires_at_ms": 2_000_000,
+                                    "server_time_ms": 1_000_000,
+                                })
+                                .to_string();
+                                format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{me}", me.len())
+                            }
+                            // Every other answer says the admission was spent, as a
+                            // confirmed order's does.
+                            None => "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nonsale-admission-spent: true\r\ncontent-length: 2\r\n\r\n{}".to_owned(),
+                        };
                         if stream.write_all(reply.as_bytes()).await.is_err() {
                             return;
                         }
@@ -515,8 +854,10 @@ async fn max_active_caps_sessions_and_a_confirmed_order_frees_its_place() {
     let mut s = settings();
     s.max_active = 5;
     s.session_ttl_s = 60;
-    let room = room(1, s, Some(upstream().await)).await;
-    let mut crowd = Crowd::join(&room, 20, |_| true).await;
+    let show = uuid::Uuid::new_v4().to_string();
+    let room = room_for(1, s, upstream().await, onsale_tests::redis_url(), show).await;
+    let sessions: Vec<String> = (0..20).map(|_| named_session()).collect();
+    let mut crowd = Crowd::join(&room, &sessions, |_| true).await;
     room.step().await;
     eventually("the origin pool to be healthy", WITHIN, || async {
         room.edges[0].shared.pool_keeper.any_healthy().then_some(())
@@ -566,7 +907,7 @@ async fn max_active_caps_sessions_and_a_confirmed_order_frees_its_place() {
 #[tokio::test(flavor = "multi_thread")]
 async fn settings_and_pause_reach_every_node() {
     let dir = tempfile::tempdir().unwrap();
-    let room = room(2, settings(), None).await;
+    let room = room(2, settings()).await;
     // Node 0 reloads a file with a new rate: it publishes it; node 1 runs on it next step.
     let path = dir.path().join("edge.toml");
     let mut config = room.edges[0].shared.live.load().config.clone();
@@ -585,7 +926,7 @@ async fn settings_and_pause_reach_every_node() {
     assert!(room.admin(1)["settings_version"].as_u64().unwrap() > version);
 
     // Pause on node 0's admin listener: node 1 stops calling fans at its next step.
-    let mut crowd = Crowd::join(&room, 50, |_| true).await;
+    let mut crowd = Crowd::join(&room, &room.sessions(50).await, |_| true).await;
     let admin = client(room.edges[0].admin);
     let paused = admin
         .post(&format!("/admin/shows/{}/pause", room.show), &json!({}))
@@ -659,8 +1000,8 @@ async fn publish_availability(room: &Room, open: u64, version: i64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sold_out_stops_admission_and_returning_seats_resume_it() {
-    let room = room(1, settings(), None).await;
-    let mut crowd = Crowd::join(&room, 30, |_| true).await;
+    let room = room(1, settings()).await;
+    let mut crowd = Crowd::join(&room, &room.sessions(30).await, |_| true).await;
     publish_availability(&room, 0, 1).await;
     room.step().await;
     let polled = room.poll(0, &crowd.tokens[0]).await.json();
@@ -685,8 +1026,8 @@ async fn sold_out_stops_admission_and_returning_seats_resume_it() {
 async fn proof_of_work_guards_joins() {
     let mut s = settings();
     s.pow_difficulty = 8;
-    let room = room(1, s, None).await;
-    let fan = room.fan(0);
+    let room = room(1, s).await;
+    let fan = room.fan(0).bearer(&room.account().await.1);
     let required = fan.post(JOIN, &json!({ "show_id": room.show })).await;
     required.problem(400, "pow_required");
     let challenge = fan
@@ -724,7 +1065,7 @@ async fn with_redis_away_queued_fans_keep_polling_and_joins_say_so() {
     let gate = onsale_tests::TcpGate::start(redis).await;
     let mut s = settings();
     s.paused = true;
-    let room = room_via(1, s, None, format!("redis://{}", gate.addr)).await;
+    let room = room_via(1, s, format!("redis://{}", gate.addr)).await;
     let token = room.join(0).await["queue_token"]
         .as_str()
         .unwrap()
@@ -738,63 +1079,73 @@ async fn with_redis_away_queued_fans_keep_polling_and_joins_say_so() {
     let polled = room.poll(0, &token).await;
     polled.expect_status(200);
     assert_eq!(polled.json()["position"], 0);
-    let refused = room
-        .fan(0)
-        .post(JOIN, &json!({ "show_id": room.show }))
-        .await;
+    let (_, session) = room.account().await;
+    let refused = room.join_as(0, &session).await;
     refused.problem(503, "queue_unavailable");
     assert_eq!(refused.header("retry-after"), Some("2"));
 
     gate.restore();
     eventually("joins to work again", WITHIN, || async {
-        let reply = room
-            .fan(0)
-            .post(JOIN, &json!({ "show_id": room.show }))
-            .await;
+        let reply = room.join_as(0, &session).await;
         (reply.status == 201).then(|| reply.json())
     })
     .await;
 }
 
+/// Requests the origin at `origin` answered on `route` with `status`, from its metrics.
+async fn origin_answers(origin: SocketAddr, route: &str, status: u16) -> u64 {
+    let metrics = String::from_utf8(client(origin).get("/metrics").await.body).unwrap();
+    let (route, status) = (format!("route=\"{route}\""), format!("status=\"{status}\""));
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("onsale_origin_http_requests_total{"))
+        .filter(|line| line.contains(&route) && line.contains(&status))
+        .map(|line| line.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64)
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fan_goes_from_the_queue_to_tickets_through_the_edge() {
     let stadium = crate::holds::stadium().await;
+    let origin = stadium.app.origin.addr();
     let room = room_for(
-        1,
+        2,
         settings(),
-        Some(stadium.app.origin.addr()),
+        origin,
         onsale_tests::redis_url(),
         stadium.show.clone(),
     )
     .await;
-    eventually("the origin pool to be healthy", WITHIN, || async {
-        room.edges[0].shared.pool_keeper.any_healthy().then_some(())
-    })
-    .await;
-    let queued = room.join(0).await;
-    let queue_token = queued["queue_token"].as_str().unwrap().to_owned();
+    for edge in &room.edges {
+        eventually("the origin pool to be healthy", WITHIN, || async {
+            edge.shared.pool_keeper.any_healthy().then_some(())
+        })
+        .await;
+    }
+    // A signed-in fan joins, and is admitted as its account.
+    let (account, session) = create_account(&stadium.app.db).await;
+    room.fan(0)
+        .post(JOIN, &json!({ "show_id": stadium.show }))
+        .await
+        .problem(401, "sign_in_required");
+    let queued = room.join_as(0, &session).await;
+    queued.expect_status(201);
+    let queue_token = queued.json()["queue_token"].as_str().unwrap().to_owned();
     room.tick(Duration::from_secs(1)).await;
     let admitted = room.poll(0, &queue_token).await.json();
     assert_eq!(admitted["status"], "admitted");
-    let fan = room
-        .fan(0)
-        .bearer(admitted["admission_token"].as_str().unwrap());
+    let admission_token = admitted["admission_token"].as_str().unwrap().to_owned();
+    assert_eq!(claims_of(&admission_token).sub, account.to_string());
+    let fan = room.fan(0).bearer(&admission_token);
+    let holds = format!("/v1/shows/{}/holds", stadium.show);
     // Without admission the purchase path is closed; with it, hold, order, pay.
     room.fan(0)
         .bearer(&queue_token)
-        .post_idempotent(
-            &format!("/v1/shows/{}/holds", stadium.show),
-            "h",
-            &json!({ "seat_ids": &stadium.seats[..2] }),
-        )
+        .post_idempotent(&holds, "h", &json!({ "seat_ids": &stadium.seats[..2] }))
         .await
         .problem(401, "admission_required");
     let hold = fan
-        .post_idempotent(
-            &format!("/v1/shows/{}/holds", stadium.show),
-            "h",
-            &json!({ "seat_ids": &stadium.seats[..2] }),
-        )
+        .post_idempotent(&holds, "h", &json!({ "seat_ids": &stadium.seats[..2] }))
         .await;
     hold.expect_status(201);
     let created = crate::orders::order(&fan, hold.json()["hold_id"].as_str().unwrap(), "o").await;
@@ -812,20 +1163,66 @@ async fn a_fan_goes_from_the_queue_to_tickets_through_the_edge() {
     assert_eq!(paid["order"]["status"], "confirmed");
     let tickets = paid["order"]["tickets"].as_array().unwrap().clone();
     assert_eq!(tickets.len(), 2);
-    // Paying ended the waiting-room session (the edge ends it after answering); the queue
-    // token still shows the tickets.
+
+    // The admission is spent: refused by the edge that saw the payment at once, by the
+    // other edge once its step has read it from Redis, and by the origin. The edges'
+    // refusals never reach the origin.
+    let hold_more = |node: usize| {
+        let fan = room.fan(node).bearer(&admission_token);
+        let holds = holds.clone();
+        let seats = json!({ "seat_ids": &stadium.seats[2..3] });
+        async move { fan.post_idempotent(&holds, "more", &seats).await }
+    };
+    let holds_route = "/v1/shows/{id}/holds";
+    let refused_by_origin = origin_answers(origin, holds_route, 401).await;
+    hold_more(0).await.problem(401, "admission_spent");
+    let spent_key = format!("{}wr:{{{}}}:spent", room.prefix, stadium.show);
+    eventually("the spent admission in Redis", WITHIN, || async {
+        let mut conn = redis().await;
+        let recorded: u64 = redis::cmd("XLEN")
+            .arg(&spent_key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        (recorded == 1).then_some(())
+    })
+    .await;
+    room.step().await;
+    hold_more(1).await.problem(401, "admission_spent");
+    assert_eq!(
+        origin_answers(origin, holds_route, 401).await,
+        refused_by_origin
+    );
+    client(origin)
+        .bearer(&admission_token)
+        .post_idempotent(&holds, "more", &json!({ "seat_ids": &stadium.seats[2..3] }))
+        .await
+        .problem(401, "admission_spent");
+    assert_eq!(
+        origin_answers(origin, holds_route, 401).await,
+        refused_by_origin + 1,
+        "the origin counts the refusals it answers"
+    );
+    // Paying also ended the waiting-room session, freeing its capacity.
     eventually("the session to end", WITHIN, || async {
         room.step().await;
         (room.admin(0)["active"] == 0).then_some(())
     })
     .await;
-    let history = fan.get("/v1/orders").await.json();
+
+    // The account's pages take its session through either edge, never an admission.
+    let signed_in = room.fan(1).bearer(&session);
+    let history = signed_in.get("/v1/orders").await.json();
     assert_eq!(history["items"][0]["order_id"], created["order_id"]);
     assert_eq!(history["items"][0]["tickets"], 2);
+    let order_id = created["order_id"].as_str().unwrap();
+    signed_in
+        .get(&format!("/v1/orders/{order_id}"))
+        .await
+        .expect_status(200);
+    fan.get("/v1/orders").await.problem(401, "sign_in_required");
     for ticket in &tickets {
-        let qr = room
-            .fan(0)
-            .bearer(&queue_token)
+        let qr = signed_in
             .get(&format!(
                 "/v1/tickets/{}/qr.svg",
                 ticket["ticket_id"].as_str().unwrap()
@@ -834,5 +1231,14 @@ async fn a_fan_goes_from_the_queue_to_tickets_through_the_edge() {
         qr.expect_status(200);
         assert!(String::from_utf8_lossy(&qr.body).starts_with("<?xml"));
     }
+    // So does cancelling the order, long after its admission was spent.
+    let cancel = format!("/v1/orders/{order_id}/cancel");
+    fan.post_idempotent(&cancel, "x", &json!({}))
+        .await
+        .problem(401, "sign_in_required");
+    signed_in
+        .post_idempotent(&cancel, "x", &json!({}))
+        .await
+        .expect_status(200);
     crate::orders::assert_invariants(&stadium).await;
 }
