@@ -4,7 +4,9 @@
 //!   so a client parses one shape whichever hop refused it.
 //! - [`logging`]: the same `tracing` setup in every binary.
 //! - [`metrics`]: one Prometheus registry per running server, with a shared naming scheme.
-//! - [`tokens`]: queue and admission JWTs (Ed25519), signed by the edge, verified everywhere.
+//! - [`tokens`]: admission JWTs (Ed25519), signed by the edge and verified everywhere; queue
+//!   JWTs (HS256 under keys the edge nodes share), which only the edge reads; where a
+//!   request carries them and its session.
 //! - [`snapshot`]: where seat-map snapshots live in Redis and on disk, and how they are announced.
 //! - [`clock`]: wall-clock time, manual in tests so time-dependent behaviour is driven, not slept.
 //! - [`backoff`]: doubling retry delays with optional jitter.
