@@ -153,12 +153,18 @@ pub(crate) async fn post_session(
     .fetch_optional(&state.pool)
     .await?;
     let (id, stored) = account.map(|a| (a.id, a.password_hash)).unzip();
-    let matches = state.passwords.verify(password, stored).await?;
-    let Some(account) = id.filter(|_| matches) else {
+    let matches = state
+        .passwords
+        .verify(password.clone(), stored.clone())
+        .await?;
+    let (Some(account), Some(stored)) = (id.filter(|_| matches), stored) else {
         throttle::hit(&state.pool, config.failure_window_s, &counters).await?;
         return Err(invalid_credentials());
     };
     throttle::clear(&state.pool, &counters[0]).await?;
+    if state.passwords.outdated(&stored) {
+        rehash(&state, account, password, &stored).await?;
+    }
     let mut conn = state.pool.acquire().await?;
     let issued = sessions::issue(&mut conn, account, config.session_ttl_h).await?;
     let max_age = (issued.expires_at.timestamp_millis() - now_ms()) / 1000;
@@ -174,6 +180,27 @@ pub(crate) async fn post_session(
     )?;
     response.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(response)
+}
+
+/// Hashes a password again with the configured settings, now that it is known: once the
+/// settings are raised, every account that signs in moves to them, and its hash costs what
+/// the dummy hash of an unknown email does again. A password changed meanwhile is kept.
+async fn rehash(
+    state: &AppState,
+    account: Uuid,
+    password: Password,
+    stored: &str,
+) -> Result<(), ApiError> {
+    let hash = state.passwords.hash(password).await?;
+    sqlx::query!(
+        "UPDATE accounts SET password_hash = $2 WHERE id = $1 AND password_hash = $3",
+        account,
+        hash,
+        stored,
+    )
+    .execute(&state.pool)
+    .await?;
+    Ok(())
 }
 
 #[derive(Debug, Serialize)]

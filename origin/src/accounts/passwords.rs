@@ -38,6 +38,20 @@ pub fn verify(argon: &Argon2<'_>, password: &[u8], phc: &str) -> bool {
     PasswordHash::new(phc).is_ok_and(|parsed| argon.verify_password(password, &parsed).is_ok())
 }
 
+/// Whether `phc` was made with other settings than `argon`'s (older, weaker ones), so it
+/// should be made again the next time its password is known.
+pub fn outdated(argon: &Argon2<'_>, phc: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return true;
+    };
+    let current = argon.params();
+    parsed.algorithm != Algorithm::Argon2id.ident()
+        || Params::try_from(&parsed).map_or(true, |stored| {
+            (stored.m_cost(), stored.t_cost(), stored.p_cost())
+                != (current.m_cost(), current.t_cost(), current.p_cost())
+        })
+}
+
 /// The origin's password hasher: a bounded pool of hashing slots.
 pub(crate) struct Passwords {
     argon: Argon2<'static>,
@@ -99,6 +113,11 @@ impl Passwords {
         })
         .await
         .map_err(|e| ApiError::Internal(format!("password hashing: {e}")))
+    }
+
+    /// Whether `phc` should be made again with the configured settings.
+    pub(crate) fn outdated(&self, phc: &str) -> bool {
+        outdated(&self.argon, phc)
     }
 
     /// The PHC string to store for a new password.
@@ -166,5 +185,16 @@ mod tests {
         assert!(verify(&argon, b"correct horse battery", &first));
         assert!(!verify(&argon, b"correct horse battery!", &first));
         assert!(!verify(&argon, b"correct horse battery", "not a hash"));
+        assert!(!outdated(&argon, &first));
+        let stronger = argon2(&AccountsConfig {
+            argon2_iterations: 3,
+            ..config
+        })
+        .unwrap();
+        assert!(outdated(&stronger, &first));
+        assert!(
+            verify(&stronger, b"correct horse battery", &first),
+            "old hashes verify"
+        );
     }
 }

@@ -202,6 +202,48 @@ async fn a_fan_signs_up_signs_in_sees_itself_and_signs_out() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn raised_argon2_settings_rehash_a_password_at_its_next_sign_in() {
+    let app = TestApp::spawn().await;
+    sign_up(&origin(&app), "ana@example.com", PASSWORD)
+        .await
+        .expect_status(201);
+    let stored = || async {
+        sqlx::query_scalar::<_, String>("SELECT password_hash FROM accounts")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap()
+    };
+    let before = stored().await;
+    assert!(before.contains("$m=19456,t=2,p=1$"), "{before}");
+    // An origin with stronger settings verifies the old hash, then stores a new one.
+    let stronger = onsale_tests::origin(&app.db)
+        .config(|c| c.accounts.argon2_iterations = 3)
+        .run()
+        .await;
+    let http = client(stronger.addr());
+    session_of(&http, "ana@example.com", PASSWORD).await;
+    let after = stored().await;
+    assert!(after.contains("$m=19456,t=3,p=1$"), "{after}");
+    let hashed = |op: &str| {
+        stronger
+            .state
+            .metrics
+            .password_hashes
+            .with_label_values(&[op])
+            .get()
+    };
+    assert_eq!((hashed("verify"), hashed("hash")), (1, 1));
+    // Once moved, a sign-in verifies only; a wrong password moves nothing.
+    session_of(&http, "ana@example.com", PASSWORD).await;
+    sign_in(&http, "ana@example.com", "wrong password!")
+        .await
+        .problem(401, "invalid_credentials");
+    assert_eq!((hashed("verify"), hashed("hash")), (3, 1));
+    assert_eq!(stored().await, after);
+    stronger.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_email_has_one_account_in_any_letter_case_and_bad_input_stores_nothing() {
     let app = TestApp::spawn().await;
     let http = origin(&app);
