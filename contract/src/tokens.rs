@@ -436,6 +436,37 @@ impl QueueKeys {
     /// The claims of a valid queue token, judged by the caller's clock (`now_s`): HS256
     /// with a known `kid`, a MAC that verifies, this issuer, the queue type, unexpired.
     pub fn verify(&self, token: &str, now_s: i64) -> Result<Claims, TokenError> {
+        let claims = self.check(token, TokenType::Queue)?;
+        if claims.exp <= now_s {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+}
+
+/// What a [`VerifiedCache`] checks the tokens it has not seen with.
+pub trait TokenCheck {
+    /// The claims of `token` if it is a valid token of type `typ`; its expiry is the
+    /// caller's to judge, by the caller's clock.
+    fn check(&self, token: &str, typ: TokenType) -> Result<Claims, TokenError>;
+}
+
+impl TokenCheck for Verifier {
+    fn check(&self, token: &str, typ: TokenType) -> Result<Claims, TokenError> {
+        self.verify(token, typ)
+    }
+}
+
+impl<T: TokenCheck> TokenCheck for Arc<T> {
+    fn check(&self, token: &str, typ: TokenType) -> Result<Claims, TokenError> {
+        T::check(self, token, typ)
+    }
+}
+
+impl TokenCheck for QueueKeys {
+    /// HS256 with a known `kid`, a MAC that verifies, this issuer, type `typ` (only queue
+    /// tokens are ever MACed).
+    fn check(&self, token: &str, typ: TokenType) -> Result<Claims, TokenError> {
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -468,11 +499,8 @@ impl QueueKeys {
         if claims.iss != self.issuer {
             return Err(TokenError::Invalid);
         }
-        if claims.typ != TokenType::Queue {
+        if claims.typ != typ {
             return Err(TokenError::WrongType(claims.typ));
-        }
-        if claims.exp <= now_s {
-            return Err(TokenError::Expired);
         }
         Ok(claims)
     }
@@ -532,10 +560,11 @@ pub fn presented_session(headers: &http::HeaderMap) -> Option<&str> {
 }
 
 /// Verified tokens of one type, cached by SHA-256 of the token until they expire, so a
-/// fan's repeated requests cost a hash and a map lookup instead of a signature check.
-/// Bounded: when full, expired entries go first, then everything.
-pub struct VerifiedCache {
-    verifier: Verifier,
+/// fan's repeated requests cost a hash and a map lookup instead of a signature check (or a
+/// MAC check and its parsing). Bounded: when full, expired entries go first, then
+/// everything.
+pub struct VerifiedCache<V = Verifier> {
+    verifier: V,
     typ: TokenType,
     entries: std::sync::Mutex<HashMap<[u8; 32], Arc<Claims>>>,
     max_entries: usize,
@@ -577,14 +606,9 @@ impl TokenType {
     }
 }
 
-impl VerifiedCache {
+impl<V: TokenCheck> VerifiedCache<V> {
     /// A cache of tokens of type `typ` checked by `verifier`, holding at most `max_entries`.
-    pub fn new(
-        verifier: Verifier,
-        typ: TokenType,
-        max_entries: usize,
-        counters: &CacheCounters,
-    ) -> Self {
+    pub fn new(verifier: V, typ: TokenType, max_entries: usize, counters: &CacheCounters) -> Self {
         VerifiedCache {
             verifier,
             typ,
@@ -596,26 +620,32 @@ impl VerifiedCache {
     }
 
     /// The verifier behind the cache.
-    pub fn verifier(&self) -> &Verifier {
+    pub fn verifier(&self) -> &V {
         &self.verifier
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<Claims>>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The token's claims, shared: a hit costs a hash and a reference count, no copies.
     pub fn verify(&self, token: &str, now_s: i64) -> Result<Arc<Claims>, TokenError> {
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(claims) = self.entries.lock().expect("cache lock").get(&hash) {
+        if let Some(claims) = self.entries().get(&hash) {
             if claims.exp > now_s {
                 self.hits.inc();
                 return Ok(claims.clone());
             }
         }
         self.misses.inc();
-        let claims = Arc::new(self.verifier.verify(token, self.typ)?);
-        // The signature check judges expiry by the system clock; the caller's clock rules.
+        let claims = Arc::new(self.verifier.check(token, self.typ)?);
+        // A signature check judges expiry by the system clock; the caller's clock rules.
         if claims.exp <= now_s {
             return Err(TokenError::Expired);
         }
-        let mut entries = self.entries.lock().expect("cache lock");
+        let mut entries = self.entries();
         if entries.len() >= self.max_entries {
             entries.retain(|_, c| c.exp > now_s);
             if entries.len() >= self.max_entries {
@@ -898,6 +928,23 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn checked_queue_tokens_are_cached_until_they_expire() {
+        let keys = Arc::new(queue_keys(&[&[1u8; 32]]));
+        let counters = CacheCounters::register(&prometheus::Registry::new());
+        let cache = VerifiedCache::new(keys.clone(), TokenType::Queue, 10, &counters);
+        let claims = queue_claims(TokenType::Queue, now() + 60);
+        let token = keys.sign(&claims).unwrap();
+        assert_eq!(*cache.verify(&token, now()).unwrap(), claims);
+        assert_eq!(*cache.verify(&token, now()).unwrap(), claims);
+        assert_eq!((cache.hits.get(), cache.misses.get()), (1, 1));
+        assert_eq!(cache.verify(&token, now() + 60), Err(TokenError::Expired));
+        let eddsa = Signer::from_pem(&generate_pem_pair().0, "onsale-edge")
+            .unwrap()
+            .sign(&claims);
+        assert_eq!(cache.verify(&eddsa, now()), Err(TokenError::WrongAlgorithm));
     }
 
     #[test]

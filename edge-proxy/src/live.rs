@@ -17,6 +17,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+/// Queue tokens already checked, by hash.
+pub(crate) type QueueTokens = VerifiedCache<Arc<QueueKeys>>;
+
 /// One version of the running configuration and what is built from it.
 pub struct Runtime {
     /// Counts applied configurations, from 1 at start.
@@ -25,8 +28,10 @@ pub struct Runtime {
     pub config: Config,
     /// Admission tokens on the purchase path.
     pub(crate) tokens: Arc<VerifiedCache>,
-    /// Sign and verify the waiting room's queue tokens (HS256).
+    /// Sign the waiting room's queue tokens (HS256).
     pub(crate) queue_keys: Arc<QueueKeys>,
+    /// Queue tokens on the waiting room's polls and re-joins, checked with `queue_keys`.
+    pub(crate) queue_tokens: Arc<QueueTokens>,
     /// Signs the admission tokens the waiting room issues (EdDSA).
     pub(crate) signer: Arc<Signer>,
     /// Authenticates proof-of-work challenges; derived from the signing key, so every node
@@ -81,12 +86,20 @@ fn cache(config: &Config, counters: &CacheCounters) -> Result<Arc<VerifiedCache>
     )))
 }
 
-fn queue_keys(config: &Config) -> Result<Arc<QueueKeys>, KeyError> {
+/// The queue keys of `config` and the cache of queue tokens checked with them.
+fn queue_keys(
+    config: &Config,
+    counters: &CacheCounters,
+) -> Result<(Arc<QueueKeys>, Arc<QueueTokens>), KeyError> {
     let tokens = &config.tokens;
-    Ok(Arc::new(QueueKeys::from_files(
-        &tokens.queue_keys,
-        &tokens.issuer,
-    )?))
+    let keys = Arc::new(QueueKeys::from_files(&tokens.queue_keys, &tokens.issuer)?);
+    let cache = VerifiedCache::new(
+        keys.clone(),
+        TokenType::Queue,
+        tokens.cache_entries,
+        counters,
+    );
+    Ok((keys, Arc::new(cache)))
 }
 
 impl Live {
@@ -99,13 +112,14 @@ impl Live {
     ) -> Result<Self, ReloadError> {
         let counters = CacheCounters::register(registry);
         let tokens = cache(&config, &counters)?;
-        let queue_keys = queue_keys(&config)?;
+        let (queue_keys, queue_tokens) = queue_keys(&config, &counters)?;
         let (signer, pow_key) = signer(&config)?;
         let runtime = Runtime {
             version: 1,
             limits: Arc::new(Limits::new(&config.limits, &clock)),
             tokens,
             queue_keys,
+            queue_tokens,
             signer,
             pow_key,
             config,
@@ -152,8 +166,7 @@ impl Live {
 
     /// Applies `config` over the running one. Listeners and threads cannot move while
     /// running: they keep their values (with a warning) until a restart. Limiters and the
-    /// admission token cache keep their state unless their part of the config changed;
-    /// queue keys, which hold none, are read again every time.
+    /// token caches keep their state unless their part of the config changed.
     pub fn apply(&self, mut config: Config) -> Result<u64, ReloadError> {
         let running = self.load();
         if config.listen != running.config.listen
@@ -164,20 +177,34 @@ impl Live {
             config.server.threads = running.config.server.threads;
         }
         let new_verifier = verifier(&config)?;
-        let same_keys = {
-            let mut old: Vec<&str> = running.tokens.verifier().kids().collect();
-            let mut new: Vec<&str> = new_verifier.kids().collect();
+        let new_queue_keys = queue_keys(&config, &self.counters)?;
+        let same = |old: Vec<&str>, new: Vec<&str>| {
+            let (mut old, mut new) = (old, new);
             old.sort_unstable();
             new.sort_unstable();
-            old == new && config.tokens == running.config.tokens
+            old == new
         };
-        let queue_keys = queue_keys(&config)?;
-        let (tokens, (signer, pow_key)) = match same_keys {
+        let same_keys = config.tokens == running.config.tokens
+            && same(
+                running.tokens.verifier().kids().collect(),
+                new_verifier.kids().collect(),
+            )
+            && same(
+                running.queue_keys.kids().collect(),
+                new_queue_keys.0.kids().collect(),
+            )
+            && running.queue_keys.kid() == new_queue_keys.0.kid();
+        let (tokens, (queue_keys, queue_tokens), (signer, pow_key)) = match same_keys {
             true => (
                 running.tokens.clone(),
+                (running.queue_keys.clone(), running.queue_tokens.clone()),
                 (running.signer.clone(), running.pow_key.clone()),
             ),
-            false => (cache(&config, &self.counters)?, signer(&config)?),
+            false => (
+                cache(&config, &self.counters)?,
+                new_queue_keys,
+                signer(&config)?,
+            ),
         };
         let limits = match &config.limits == running.limits.config() {
             true => running.limits.clone(),
@@ -189,6 +216,7 @@ impl Live {
             config,
             tokens,
             queue_keys,
+            queue_tokens,
             signer,
             pow_key,
             limits,

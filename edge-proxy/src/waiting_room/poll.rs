@@ -7,18 +7,19 @@ use super::wire::{FanStatus, Reply, RoomResponse};
 use super::{Refusal, ShowView, WaitingRoom};
 use crate::live::Runtime;
 use onsale_contract::tokens::{Claims, TokenType};
+use std::sync::Arc;
 
-/// The queue token's claims, if it is present and valid (an HMAC, no cache needed).
+/// The queue token's claims, if it is present and valid.
 pub(super) fn queue_claims(
     runtime: &Runtime,
     token: Option<&str>,
     now_ms: i64,
-) -> Result<Claims, Refusal> {
+) -> Result<Arc<Claims>, Refusal> {
     let token = token.ok_or(Refusal::QueueTokenRequired(
         "no queue token; join the waiting room",
     ))?;
     runtime
-        .queue_keys
+        .queue_tokens
         .verify(token, now_ms / 1000)
         .map_err(|error| Refusal::QueueTokenRequired(error.fan_detail(TokenType::Queue)))
 }
