@@ -60,6 +60,16 @@ struct Me {
     server_time_ms: i64,
 }
 
+/// What one origin said about a session.
+enum Said {
+    /// The session's account and expiry.
+    Account(Me),
+    /// No such session, or an ended one (401).
+    Refused,
+    /// Nothing: unreachable, an error, an unreadable answer.
+    Nothing,
+}
+
 /// A remembered answer: the account, or `None` for a refused session, until `until_ms`.
 struct Remembered {
     account: Option<Arc<Account>>,
@@ -94,12 +104,45 @@ impl Sessions {
         result
     }
 
-    /// The account behind `token`: remembered, or asked of `origin` (a healthy origin of
-    /// the pool; `None` when there is none).
+    /// What `origin` says about `token`.
+    async fn ask(&self, origin: SocketAddr, token: &str, config: &AccountsConfig) -> Said {
+        let answer = self
+            .http
+            .get(format!("http://{origin}/v1/me"))
+            .bearer_auth(token)
+            .timeout(Duration::from_millis(config.lookup_timeout_ms))
+            .send()
+            .await;
+        let response = match answer {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::debug!(%error, %origin, "session lookup failed");
+                return Said::Nothing;
+            }
+        };
+        match response.status().as_u16() {
+            200 => match response.json::<Me>().await {
+                Ok(me) => Said::Account(me),
+                Err(error) => {
+                    tracing::warn!(%error, %origin, "unreadable GET /v1/me answer");
+                    Said::Nothing
+                }
+            },
+            401 => Said::Refused,
+            status => {
+                tracing::debug!(status, %origin, "session lookup answered with an error");
+                Said::Nothing
+            }
+        }
+    }
+
+    /// The account behind `token`: remembered, or asked of `origins()` (healthy origins of
+    /// the pool, chosen only when the cache cannot answer, each tried in turn until one can
+    /// say; none: no origin to ask).
     pub(crate) async fn resolve(
         &self,
         token: &str,
-        origin: Option<SocketAddr>,
+        origins: impl FnOnce() -> Vec<SocketAddr>,
         config: &AccountsConfig,
         now_ms: i64,
     ) -> Result<Arc<Account>, SessionError> {
@@ -127,32 +170,19 @@ impl Sessions {
                     .ok_or(SessionError::SignInRequired("the session is not valid")),
             );
         }
-        let origin = origin.ok_or(SessionError::Unavailable)?;
-        let answer = self
-            .http
-            .get(format!("http://{origin}/v1/me"))
-            .bearer_auth(token)
-            .timeout(Duration::from_millis(config.lookup_timeout_ms))
-            .send()
-            .await;
-        let response = match answer {
-            Ok(response) => response,
-            Err(error) => {
-                tracing::debug!(%error, %origin, "session lookup failed");
-                return self.counted("unavailable", Err(SessionError::Unavailable));
+        let mut said = Said::Nothing;
+        for origin in origins() {
+            said = self.ask(origin, token, config).await;
+            if !matches!(said, Said::Nothing) {
+                break;
             }
-        };
+        }
         let cache_ms = config.session_cache_s as i64 * 1000;
-        match response.status().as_u16() {
-            200 => {}
-            401 => {
-                self.remember(
-                    hash,
-                    None,
-                    now_ms + REFUSED_MS.min(cache_ms),
-                    config,
-                    now_ms,
-                );
+        let me = match said {
+            Said::Account(me) => me,
+            Said::Refused => {
+                let until_ms = now_ms + REFUSED_MS.min(cache_ms);
+                self.remember(hash, None, until_ms, config, now_ms);
                 return self.counted(
                     "refused",
                     Err(SessionError::SignInRequired(
@@ -160,17 +190,7 @@ impl Sessions {
                     )),
                 );
             }
-            status => {
-                tracing::debug!(status, %origin, "session lookup answered with an error");
-                return self.counted("unavailable", Err(SessionError::Unavailable));
-            }
-        }
-        let me = match response.json::<Me>().await {
-            Ok(me) => me,
-            Err(error) => {
-                tracing::warn!(%error, %origin, "unreadable GET /v1/me answer");
-                return self.counted("unavailable", Err(SessionError::Unavailable));
-            }
+            Said::Nothing => return self.counted("unavailable", Err(SessionError::Unavailable)),
         };
         let Some(account) = Account::parse(&me.account_id) else {
             tracing::warn!(account_id = %me.account_id, "GET /v1/me named an account id that is not a UUID");
@@ -293,19 +313,19 @@ mod tests {
         let sessions = Sessions::new(&prometheus::Registry::new());
         let now = 1_900_000_000_000;
         let account = sessions
-            .resolve(TOKEN, Some(addr), &config(30), now)
+            .resolve(TOKEN, || vec![addr], &config(30), now)
             .await
             .unwrap();
         assert_eq!(account.id, "0193a6f0-0000-7000-8000-000000000001");
         // Remembered, even with the origin gone, until the window passes.
         let again = sessions
-            .resolve(TOKEN, None, &config(30), now + 29_999)
+            .resolve(TOKEN, Vec::new, &config(30), now + 29_999)
             .await;
         assert_eq!(again, Ok(account));
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert_eq!(
             sessions
-                .resolve(TOKEN, None, &config(30), now + 30_000)
+                .resolve(TOKEN, Vec::new, &config(30), now + 30_000)
                 .await,
             Err(SessionError::Unavailable)
         );
@@ -320,16 +340,16 @@ mod tests {
         let sessions = Sessions::new(&prometheus::Registry::new());
         let now = 1_900_000_000_000;
         assert!(sessions
-            .resolve(TOKEN, Some(addr), &config(60), now)
+            .resolve(TOKEN, || vec![addr], &config(60), now)
             .await
             .is_ok());
         assert!(sessions
-            .resolve(TOKEN, None, &config(60), now + 9_999)
+            .resolve(TOKEN, Vec::new, &config(60), now + 9_999)
             .await
             .is_ok());
         assert_eq!(
             sessions
-                .resolve(TOKEN, None, &config(60), now + 10_000)
+                .resolve(TOKEN, Vec::new, &config(60), now + 10_000)
                 .await,
             Err(SessionError::Unavailable)
         );
@@ -342,13 +362,15 @@ mod tests {
         let now = 1_900_000_000_000;
         for at in [now, now + REFUSED_MS - 1] {
             assert!(matches!(
-                sessions.resolve(TOKEN, Some(addr), &config(30), at).await,
+                sessions
+                    .resolve(TOKEN, || vec![addr], &config(30), at)
+                    .await,
                 Err(SessionError::SignInRequired(_))
             ));
         }
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
         sessions
-            .resolve(TOKEN, Some(addr), &config(30), now + REFUSED_MS)
+            .resolve(TOKEN, || vec![addr], &config(30), now + REFUSED_MS)
             .await
             .unwrap_err();
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
@@ -359,7 +381,7 @@ mod tests {
             "ses_a\r\nx-onsale: 1",
         ] {
             assert!(matches!(
-                sessions.resolve(bad, Some(addr), &config(30), now).await,
+                sessions.resolve(bad, || vec![addr], &config(30), now).await,
                 Err(SessionError::SignInRequired(_))
             ));
         }
@@ -372,7 +394,9 @@ mod tests {
         let sessions = Sessions::new(&prometheus::Registry::new());
         let now = 1_900_000_000_000;
         assert_eq!(
-            sessions.resolve(TOKEN, Some(addr), &config(30), now).await,
+            sessions
+                .resolve(TOKEN, || vec![addr], &config(30), now)
+                .await,
             Err(SessionError::Unavailable)
         );
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -380,13 +404,28 @@ mod tests {
         drop(closed);
         assert_eq!(
             sessions
-                .resolve(TOKEN, Some(nobody), &config(30), now)
+                .resolve(TOKEN, || vec![nobody], &config(30), now)
                 .await,
             Err(SessionError::Unavailable)
         );
         assert_eq!(
-            sessions.resolve(TOKEN, None, &config(30), now).await,
+            sessions.resolve(TOKEN, Vec::new, &config(30), now).await,
             Err(SessionError::Unavailable)
         );
+    }
+
+    #[tokio::test]
+    async fn a_second_origin_answers_when_the_first_cannot() {
+        let me = r#"{"account_id":"0193a6f0-0000-7000-8000-000000000002",
+            "session_expires_at_ms":2000000,"server_time_ms":1000000}"#;
+        let (live, calls) = origin(200, me.to_owned()).await;
+        let (failing, _) = origin(503, r#"{"code":"unavailable"}"#.to_owned()).await;
+        let sessions = Sessions::new(&prometheus::Registry::new());
+        let account = sessions
+            .resolve(TOKEN, || vec![failing, live], &config(30), 1_000)
+            .await
+            .unwrap();
+        assert_eq!(account.id, "0193a6f0-0000-7000-8000-000000000002");
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

@@ -13,6 +13,7 @@ use crate::routes::{is_id, Room};
 use crate::waiting_room::{JoinRequest, Reply};
 use onsale_contract::problem::Problem;
 use onsale_contract::tokens;
+use pingora::lb::Backend;
 use pingora::proxy::Session;
 use serde::Serialize;
 use std::net::IpAddr;
@@ -87,14 +88,23 @@ impl EdgeProxy {
         let token =
             token.ok_or_else(|| problem::sign_in_required("sign in to join the waiting room"))?;
         let shared = &self.shared;
-        let origin = shared
-            .pool
-            .select(b"", 256)
-            .and_then(|b| b.addr.as_inet().copied());
+        // Two healthy origins at most: one that cannot answer is not the last word.
+        let origins = || {
+            let first = shared.pool.select(b"", 256);
+            let second = first.as_ref().and_then(|first| {
+                let other = |b: &Backend, healthy: bool| healthy && b != first;
+                shared.pool.select_with(b"", 256, other)
+            });
+            [first, second]
+                .into_iter()
+                .flatten()
+                .filter_map(|b| b.addr.as_inet().copied())
+                .collect()
+        };
         let now_ms = shared.clock.now_ms();
         match shared
             .sessions
-            .resolve(token, origin, &runtime.config.accounts, now_ms)
+            .resolve(token, origins, &runtime.config.accounts, now_ms)
             .await
         {
             Ok(account) => Ok(account),
