@@ -284,14 +284,20 @@ pub(crate) async fn get_order(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let order = OrderId::parse_path(&id)?;
-    let mut conn = state.pool.acquire().await?;
+    // One snapshot for the whole view: read statement by statement, a refund worker
+    // committing in between could show the refund done and the payment not yet refunded.
+    let mut tx = state.pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
     let owner = sqlx::query_scalar!("SELECT fan_id FROM orders WHERE id = $1", order.0)
-        .fetch_optional(&mut *conn)
+        .fetch_optional(&mut *tx)
         .await?;
     if owner != Some(session.fan()) {
         return Err(OrderId::not_found());
     }
-    let view = load(&mut conn, order).await?;
+    let view = load(&mut tx, order).await?;
+    tx.commit().await?;
     crate::http::json(StatusCode::OK, &view)
 }
 
