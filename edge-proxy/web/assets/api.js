@@ -1,20 +1,21 @@
-// The API client: same-origin JSON, problem+json errors as ApiError, the server's clock,
-// the fan's tokens per show, and idempotency keys kept for retries of one action.
+// The server's clock, as answers carrying `server_time_ms` tell it. Two clocks: the edge's
+// waiting room (queue answers, admissions) and the origin (holds, orders); they agree in
+// production, but each deadline is read against the clock that set it.
+const clocks = { edge: { offset: 0, known: false }, origin: { offset: 0, known: false } };
 
-let clockOffsetMs = 0;
-let clockKnown = false;
-
-/** Now on the server's clock, as far as the last answers told. */
-export function serverNow() {
-  return Date.now() + clockOffsetMs;
+/** Now on the server's clock (`"origin"`, or `"edge"` for the waiting room's deadlines). */
+export function serverNow(domain = "origin") {
+  const clock = clocks[domain] || clocks.origin;
+  const fallback = clocks[domain === "edge" ? "origin" : "edge"];
+  return Date.now() + (clock.known || !fallback.known ? clock.offset : fallback.offset);
 }
 
 /** Records `serverTimeMs` seen on an answer to a request sent at `sentAt`, received now. */
-export function noteServerTime(serverTimeMs, sentAt) {
+export function noteServerTime(serverTimeMs, sentAt, domain = "origin") {
   if (typeof serverTimeMs !== "number" || !Number.isFinite(serverTimeMs)) return;
-  const now = Date.now();
-  clockOffsetMs = serverTimeMs - (sentAt + now) / 2;
-  clockKnown = true;
+  const clock = clocks[domain] || clocks.origin;
+  clock.offset = serverTimeMs - (sentAt + Date.now()) / 2;
+  clock.known = true;
 }
 
 /** A refused or failed request: `message` is the problem's `detail`, in words. */
@@ -79,9 +80,9 @@ export async function api(path, options = {}) {
     if (isAbort(error)) throw error;
     throw new ApiError(0, {});
   }
-  if (!clockKnown) {
+  if (!clocks.origin.known) {
     const date = Date.parse(response.headers.get("Date") || "");
-    if (!Number.isNaN(date)) clockOffsetMs = date + 500 - (sentAt + Date.now()) / 2;
+    if (!Number.isNaN(date)) clocks.origin.offset = date + 500 - (sentAt + Date.now()) / 2;
   }
   const type = response.headers.get("Content-Type") || "";
   let data = null;
@@ -100,7 +101,7 @@ export async function api(path, options = {}) {
     throw new ApiError(response.status, problem, typeof retry === "number" ? retry : undefined);
   }
   if (data && typeof data === "object" && "server_time_ms" in data) {
-    noteServerTime(data.server_time_ms, sentAt);
+    noteServerTime(data.server_time_ms, sentAt, path.startsWith("/v1/waiting-room/") ? "edge" : "origin");
   }
   return data;
 }
@@ -221,7 +222,7 @@ export const saveQueueToken = (show, token) => save(`queue.${show}`, token);
 export function admission(show) {
   const a = load(`admit.${show}`);
   if (!a || !a.token) return null;
-  if (a.expires_at_ms && a.expires_at_ms <= serverNow()) return null;
+  if (a.expires_at_ms && a.expires_at_ms <= serverNow("edge")) return null;
   return a;
 }
 

@@ -71,6 +71,7 @@ export async function render(ctx) {
   const progress = h("progress", { testid: "queue-progress", max: "1", value: 0, "aria-labelledby": "queue-progress-label" }, "0%");
   const updated = h("p", { class: "hint", testid: "queue-updated" }, "Not updated yet.");
   const banners = h("div", { class: "banners" });
+  const pauseNote = h("div", { class: "banners" });
   const powText = h("p", {}, "Checking your browser before you join. This takes a few seconds.");
   const powBar = h("progress", { max: "1", value: 0, "aria-label": "Browser check progress" });
   const powPanel = h("div", { class: "banner banner--info", hidden: true, testid: "pow-progress" }, powText, powBar);
@@ -85,6 +86,7 @@ export async function render(ctx) {
     h("div", { class: "queue__progress" }, progressLabel, progress),
     updated,
     banners,
+    pauseNote,
     actions,
     h("p", {}, link(showPath, "Back to the show")),
   );
@@ -163,7 +165,7 @@ export async function render(ctx) {
         eta.textContent = "—";
         banner("closed", h("p", {}, "The waiting room opens ", time(opens, dateTime(opens, undefined, true)),
           ". Stay on this page: you join by yourself the moment it opens."));
-        const wait = opens - serverNow() + Math.random() * 3000;
+        const wait = opens - serverNow("edge") + Math.random() * 3000;
         schedule(join, Math.max(1000, Math.min(wait, 5 * 60 * 1000)));
         break;
       }
@@ -200,7 +202,7 @@ export async function render(ctx) {
           eta.textContent = "—";
           banner("turn-used", h("p", {}, "To buy more, you need a new turn. It can start when this one ends, at ",
             time(ends, clockTime(ends)), "; stay on this page and you join again by yourself."));
-          schedule(join, Math.max(2000, ends - serverNow() + 1000 + Math.random() * 3000));
+          schedule(join, Math.max(2000, ends - serverNow("edge") + 1000 + Math.random() * 3000));
           break;
         }
         done = true;
@@ -405,9 +407,10 @@ export async function render(ctx) {
     pause.textContent = paused ? "Resume live updates" : "Pause live updates";
     if (paused) {
       clearTimeout(timer);
-      banner("updates-paused", h("p", {}, "Live updates are paused. While they are, you are not seen in line: if your turn comes, you may miss it. Resume soon."));
+      replace(pauseNote, h("div", { class: "banner banner--updates-paused", testid: "queue-banner", "data-kind": "updates-paused" },
+        h("p", {}, "Live updates are paused. While they are, you are not seen in line: if your turn comes, you may miss it. Resume soon.")));
     } else {
-      clearBanner("updates-paused");
+      pauseNote.replaceChildren();
       if (!done && pending) {
         const fn = pending;
         schedule(fn, 0);

@@ -37,7 +37,7 @@ export async function render(ctx) {
       replace(window_, "You can look at the map; to hold seats, ", link(`${showPath}/queue`, "join the queue"), " first.");
       return false;
     }
-    const left = a.expires_at_ms - serverNow();
+    const left = a.expires_at_ms - serverNow("edge");
     window_.textContent = `Your turn to buy: ${countdown(left)} left to hold and pay for seats.`;
     return true;
   }

@@ -88,7 +88,9 @@ export async function render(ctx) {
       summary.textContent =
         doc.available > 0
           ? `${count(doc.available)} of ${count(doc.total)} seats available.`
-          : `No seats available right now (${count(doc.held)} held by other fans may come back).`;
+          : doc.held > 0
+            ? `No seats available right now; ${count(doc.held)} held by other fans may come back.`
+            : "Sold out.";
       replace(updated, "Updated ", time(doc.built_at_ms, clockTime(doc.built_at_ms)), ". This refreshes by itself.");
       sections.replaceChildren(...doc.sections.map((s) =>
         h("tr", {},
