@@ -16,6 +16,22 @@ export function noteServerTime(serverTimeMs, sentAt, domain = "origin") {
   const clock = clocks[domain] || clocks.origin;
   clock.offset = serverTimeMs - (sentAt + Date.now()) / 2;
   clock.known = true;
+  if (domain === "edge") {
+    try {
+      window.sessionStorage.setItem("onsale.clock.edge", String(Math.round(clock.offset)));
+    } catch {
+      // Kept for this page only.
+    }
+  }
+}
+
+// The waiting room's clock as last seen in this tab: a reloaded page reads admission
+// deadlines before it hears from the waiting room again.
+try {
+  const kept = Number(window.sessionStorage.getItem("onsale.clock.edge"));
+  if (kept) Object.assign(clocks.edge, { offset: kept, known: true });
+} catch {
+  // No storage: the first answer sets it.
 }
 
 /** A refused or failed request: `message` is the problem's `detail`, in words. */
@@ -249,10 +265,13 @@ export function isSpent(show, token) {
   return load(`spent.${show}`) === token;
 }
 
-/** The admission token to present for `show`; null lets the edge's cookie speak. */
+/**
+ * The admission token to present for `show` (expired or not: the edge judges by its own
+ * clock); null lets the edge's cookie speak.
+ */
 export function admissionToken(show) {
-  const a = admission(show);
-  return a ? a.token : null;
+  const a = load(`admit.${show}`);
+  return a && a.token ? a.token : null;
 }
 
 // The signed-in account. The session cookie is HttpOnly, so whether this browser signed in
