@@ -153,15 +153,33 @@ async function render() {
     return;
   }
   let mod;
+  // A new build replaces this one's assets: a page module that no longer loads is loaded
+  // afresh with the page, once.
+  const retry = `onsale.reloaded:${path}`;
   try {
     mod = await match.load();
   } catch {
     if (current !== page) return;
+    try {
+      if (!sessionStorage.getItem(retry)) {
+        sessionStorage.setItem(retry, "1");
+        location.reload();
+        return;
+      }
+      sessionStorage.removeItem(retry);
+    } catch {
+      // Without storage, say so instead.
+    }
     replace(main, heading, page.error.el);
     ctx.title("Page could not load");
     page.error.show("This page could not be loaded. Check your connection and reload the page.");
     finish(heading);
     return;
+  }
+  try {
+    sessionStorage.removeItem(retry);
+  } catch {
+    // Nothing was kept.
   }
   if (current !== page) return;
   replace(main, heading, page.error.el);
