@@ -1,6 +1,6 @@
 //! The edge's background work, each loop a named Pingora background service: the origin
-//! pool's checks, the snapshot feed, the config watcher, the waiting room's steps and the
-//! rate limiters' housekeeping. Each loop stops on Pingora's shutdown and runs under
+//! pool's checks, the snapshot feed, the config watcher, the waiting room's steps, the
+//! rate limiters' housekeeping and, with HTTPS, the certificate watcher. Each loop stops on Pingora's shutdown and runs under
 //! [`supervise`]: a panic is logged, counted in `task_restarts_total{task}` and the loop
 //! started again, so no refresher quietly ends while the edge keeps serving stale state.
 
@@ -83,7 +83,7 @@ pub(crate) fn services(shared: &Arc<Shared>) -> Vec<Box<dyn ServiceWithDependent
         live: shared.live.clone(),
         redis_up: shared.metrics.redis_up.clone(),
     });
-    vec![
+    let mut services = vec![
         service(
             "origin pool",
             restarts,
@@ -119,7 +119,19 @@ pub(crate) fn services(shared: &Arc<Shared>) -> Vec<Box<dyn ServiceWithDependent
                 limits::keep(&shared.live, &shared.metrics.ratelimit_keys, stop).await
             }),
         ),
-    ]
+    ];
+    if shared.certificates.is_some() {
+        services.push(service(
+            "certificate watcher",
+            restarts,
+            each(shared.clone(), |shared, stop| async move {
+                if let Some(certificates) = &shared.certificates {
+                    certificates.watch(&shared.live, stop).await
+                }
+            }),
+        ));
+    }
+    services
 }
 
 #[cfg(test)]

@@ -44,6 +44,34 @@ pub struct ListenConfig {
     pub public: SocketAddr,
     /// The operations listener.
     pub admin: SocketAddr,
+    /// A TLS terminator in front of `public`: fans reach it over HTTPS, so cookies are
+    /// `Secure`, web pages carry HSTS and the origin is told `X-Forwarded-Proto: https`.
+    #[serde(default)]
+    pub https_in_front: bool,
+    /// HTTPS beside `public` (HTTP/2 or HTTP/1.1 by ALPN); none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+/// The edge's own HTTPS listener. The address applies on restart; the certificate and key
+/// files are read again whenever either changes (every `server.reload_poll_ms`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Where it listens. Env override: ONSALE_EDGE_TLS_LISTEN.
+    pub address: SocketAddr,
+    /// PEM certificate chain, the server's certificate first. Env: ONSALE_EDGE_TLS_CERT.
+    pub cert: PathBuf,
+    /// PEM private key of that certificate. Env: ONSALE_EDGE_TLS_KEY.
+    pub key: PathBuf,
+    /// `Strict-Transport-Security: max-age` on answers over HTTPS; 0 sends none.
+    #[serde(default = "default_hsts_max_age_s")]
+    pub hsts_max_age_s: u64,
+}
+
+/// A year, as HSTS preload lists ask.
+fn default_hsts_max_age_s() -> u64 {
+    31_536_000
 }
 
 /// The Pingora server.
@@ -189,8 +217,6 @@ pub struct WaitingRoomConfig {
     pub redis_timeout_ms: u64,
     /// Most places stepped over per show per step.
     pub max_steps_per_refresh: u32,
-    /// Whether the cookies carry `Secure`.
-    pub cookie_secure: bool,
     /// Per show, by show id.
     #[serde(default)]
     pub shows: BTreeMap<String, QueueSettings>,
@@ -395,6 +421,27 @@ impl Config {
         let mut config: Config = config::load(path)?;
         override_from_env(&mut config.listen.public, "ONSALE_EDGE_LISTEN")?;
         override_from_env(&mut config.listen.admin, "ONSALE_EDGE_ADMIN_LISTEN")?;
+        if let Some(address) = std::env::var_os("ONSALE_EDGE_TLS_LISTEN") {
+            // The env alone may turn HTTPS on: certificate and key then come from it too.
+            let address = address.to_string_lossy().parse().map_err(|e| {
+                ConfigError::key(
+                    path,
+                    "listen.tls.address",
+                    format!("ONSALE_EDGE_TLS_LISTEN: {e}"),
+                )
+            })?;
+            let tls = config.listen.tls.get_or_insert_with(|| TlsConfig {
+                address,
+                cert: PathBuf::new(),
+                key: PathBuf::new(),
+                hsts_max_age_s: default_hsts_max_age_s(),
+            });
+            tls.address = address;
+        }
+        if let Some(tls) = config.listen.tls.as_mut() {
+            override_from_env(&mut tls.cert, "ONSALE_EDGE_TLS_CERT")?;
+            override_from_env(&mut tls.key, "ONSALE_EDGE_TLS_KEY")?;
+        }
         override_from_env(&mut config.redis.url, "REDIS_URL")?;
         let mut upstreams = AddrList(std::mem::take(&mut config.origin.upstreams));
         override_from_env(&mut upstreams, "ONSALE_ORIGIN_UPSTREAMS")?;
@@ -440,6 +487,14 @@ impl Config {
         }
         if self.tokens.queue_keys.is_empty() {
             return fail("tokens.queue_keys", "needs at least one key");
+        }
+        if let Some(tls) = &self.listen.tls {
+            if tls.cert.as_os_str().is_empty() || tls.key.as_os_str().is_empty() {
+                return fail("listen.tls", "needs both cert and key files");
+            }
+            if tls.address == self.listen.public || tls.address == self.listen.admin {
+                return fail("listen.tls.address", "must differ from the other listeners");
+            }
         }
         let accounts = &self.accounts;
         if accounts.session_cache_s > 60 {

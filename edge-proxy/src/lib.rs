@@ -16,11 +16,14 @@ mod microcache;
 pub mod pool;
 mod problem;
 mod proxy;
+mod representation;
 mod respond;
 mod routes;
 mod shows;
 pub mod snapshots;
+pub mod tls;
 pub mod waiting_room;
+pub mod web;
 
 use crate::config::Config;
 use crate::live::{Live, ReloadError};
@@ -49,6 +52,9 @@ pub enum StartError {
     /// The edge's thread could not be spawned.
     #[error("cannot spawn the edge thread: {0}")]
     Thread(std::io::Error),
+    /// The HTTPS listener's certificate or settings were refused.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// What the public proxy, the admin listener and the background tasks share.
@@ -69,6 +75,8 @@ pub struct Shared {
     pub(crate) sessions: accounts::Sessions,
     /// The waiting rooms.
     pub waiting_room: waiting_room::WaitingRoom,
+    /// The HTTPS listener's certificate, when it has one.
+    pub certificates: Option<Arc<tls::Certificates>>,
 }
 
 /// How an edge is built: from a config value, where to reload it from, and its clock.
@@ -115,6 +123,13 @@ pub fn build_server(options: Options) -> Result<(Server, Arc<Shared>), StartErro
         clock.clone(),
         &metrics.registry,
     )?);
+    let certificates = match &config.listen.tls {
+        Some(tls) => Some(Arc::new(
+            tls::Certificates::load(tls, metrics.tls_reloads.clone())
+                .map_err(|e| StartError::Tls(e.to_string()))?,
+        )),
+        None => None,
+    };
     let pool = Arc::new(pool::build(live.clone()));
     let pool_keeper = Arc::new(pool::PoolKeeper {
         pool: pool.clone(),
@@ -132,6 +147,7 @@ pub fn build_server(options: Options) -> Result<(Server, Arc<Shared>), StartErro
         shows: Default::default(),
         sessions: accounts::Sessions::new(&metrics.registry),
         waiting_room: waiting_room::WaitingRoom::new(&metrics.registry),
+        certificates,
     });
 
     let edge = proxy::EdgeProxy {
@@ -140,6 +156,12 @@ pub fn build_server(options: Options) -> Result<(Server, Arc<Shared>), StartErro
     let mut public =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, edge, "public");
     public.add_tcp(&config.listen.public.to_string());
+    if let (Some(tls), Some(certificates)) = (&config.listen.tls, &shared.certificates) {
+        let settings = certificates
+            .settings()
+            .map_err(|e| StartError::Tls(e.to_string()))?;
+        public.add_tls_with_settings(&tls.address.to_string(), None, settings);
+    }
 
     let mut admin = Service::new(
         "admin".to_owned(),

@@ -97,8 +97,9 @@ impl Limits {
             RouteClass::Purchase => &self.purchase,
             RouteClass::WaitingRoom(_) => &self.waiting_room,
             RouteClass::Account(_) => &self.account,
-            // Partners are few and known; the per-IP limit covers them.
-            RouteClass::Partner | RouteClass::Unknown => return Ok(()),
+            // Partners are few and known, and the web app is answered from memory: the
+            // per-IP limit covers them.
+            RouteClass::Partner | RouteClass::Web | RouteClass::Unknown => return Ok(()),
         };
         bucket.check().map_err(|n| self.refused(class.label(), n))
     }

@@ -22,6 +22,8 @@ pub(crate) struct Metrics {
     pub(crate) retries: IntCounterVec,
     /// Background tasks restarted after a panic, by task.
     pub(crate) task_restarts: IntCounterVec,
+    /// TLS certificate reloads, by outcome (`applied`, `refused`).
+    pub(crate) tls_reloads: IntCounterVec,
 }
 
 /// Statuses the edge answers often; others are counted through a label lookup.
@@ -116,6 +118,12 @@ impl Metrics {
                 "task_restarts_total",
                 "Background tasks restarted after a panic, by task",
                 &["task"],
+            ),
+            tls_reloads: counter_vec(
+                &registry,
+                "tls_certificate_reloads_total",
+                "TLS certificate and key files read again after a change, by outcome",
+                &["outcome"],
             ),
             registry,
         }

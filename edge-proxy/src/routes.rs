@@ -39,13 +39,16 @@ pub enum RouteClass {
     /// scanners (scanner token) and the payment provider (webhook signature). The origin
     /// checks the credential.
     Partner,
+    /// The fan web app: its pages (one HTML shell) and assets, answered by the edge from
+    /// the binary.
+    Web,
     /// Any other path: not part of the public contract.
     Unknown,
 }
 
 impl RouteClass {
     /// One of each class, in [`RouteClass::index`] order.
-    pub const ALL: [RouteClass; 7] = [
+    pub const ALL: [RouteClass; 8] = [
         RouteClass::Catalog,
         RouteClass::SeatMap(Kind::Layout),
         RouteClass::Purchase,
@@ -53,6 +56,7 @@ impl RouteClass {
         RouteClass::Account(Account::Pages),
         RouteClass::Partner,
         RouteClass::Unknown,
+        RouteClass::Web,
     ];
 
     /// Position in [`RouteClass::ALL`]; both seat-map kinds share one, so do the
@@ -66,6 +70,7 @@ impl RouteClass {
             RouteClass::Account(_) => 4,
             RouteClass::Partner => 5,
             RouteClass::Unknown => 6,
+            RouteClass::Web => 7,
         }
     }
 
@@ -79,6 +84,7 @@ impl RouteClass {
             RouteClass::Account(_) => "account",
             RouteClass::Partner => "partner",
             RouteClass::Unknown => "unknown",
+            RouteClass::Web => "web",
         }
     }
 }
@@ -119,6 +125,9 @@ pub fn is_id(segment: &str) -> bool {
 }
 
 pub fn classify(method: &Method, path: &str) -> Route {
+    if let Some(route) = classify_web(method, path) {
+        return route;
+    }
     let mut buffer = [""; MAX_SEGMENTS];
     let mut offsets = [0; MAX_SEGMENTS];
     let mut count = 0;
@@ -225,6 +234,25 @@ pub fn classify(method: &Method, path: &str) -> Route {
         // Every route that names a show names it in the third segment.
         show: show.map(|id: &&str| offsets[2]..offsets[2] + id.len()),
     }
+}
+
+/// The web app's routes: `/assets/...` (a file of this build or 404) and its page paths.
+fn classify_web(method: &Method, path: &str) -> Option<Route> {
+    let rest = path.strip_prefix('/')?;
+    let is_web = rest.starts_with("assets/") && path.len() <= 256 || {
+        let mut segments = [""; crate::web::MAX_PAGE_SEGMENTS + 1];
+        let mut count = 0;
+        for segment in rest.split('/').take(segments.len()) {
+            segments[count] = segment;
+            count += 1;
+        }
+        crate::web::is_page(&segments[..count])
+    };
+    is_web.then(|| Route {
+        class: RouteClass::Web,
+        method_allowed: [Method::GET, Method::HEAD].contains(method),
+        show: None,
+    })
 }
 
 #[cfg(test)]
@@ -342,13 +370,16 @@ mod tests {
     #[test]
     fn everything_else_is_unknown() {
         for path in [
-            "/",
             "/v1/admin/venues",
             "/metrics",
             "/v1/events/a%2Fb",
             "/v1/events//shows",
             "/v1/shows/abc/extra/segments",
             "/v1/shows/abc/availability/",
+            "/events/a%2Fb",
+            "/shows/a/b/c/d/e/f",
+            "/signin/<x>",
+            "/index.html",
         ] {
             assert_eq!(
                 classify(&Method::GET, path).class,
@@ -356,5 +387,22 @@ mod tests {
                 "{path}"
             );
         }
+    }
+
+    #[test]
+    fn the_web_app_is_its_pages_and_assets_read_only() {
+        for path in [
+            "/",
+            "/events",
+            "/shows/s1/queue",
+            "/orders/o1",
+            "/assets/abc/app.js",
+        ] {
+            let route = classify(&Method::GET, path);
+            assert_eq!(route.class, RouteClass::Web, "{path}");
+            assert!(route.method_allowed);
+        }
+        assert!(!classify(&Method::POST, "/signin").method_allowed);
+        assert!(!classify(&Method::DELETE, "/assets/abc/app.js").method_allowed);
     }
 }

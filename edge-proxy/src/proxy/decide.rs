@@ -99,6 +99,7 @@ impl EdgeProxy {
             RouteClass::SeatMap(kind) => self.snapshot(session, ctx, kind).await,
             RouteClass::Catalog => self.catalog(session, ctx).await,
             RouteClass::Purchase => self.gate(session, ctx),
+            RouteClass::Web => self.web(session, ctx).await,
             RouteClass::WaitingRoom(room) => {
                 self.waiting_room(session, client, room, &runtime).await
             }

@@ -1,11 +1,11 @@
 //! What the edge answers from memory instead of proxying: seat-map and availability
-//! snapshots (404 for an unknown show, 503 until its first snapshot lands), and catalog
-//! reads the micro-cache holds fresh.
+//! snapshots (404 for an unknown show, 503 until its first snapshot lands), catalog reads
+//! the micro-cache holds fresh, and the fan web app.
 
 use super::decide::Decision;
 use super::{EdgeProxy, RequestCtx};
 use crate::problem::{self, Code};
-use crate::{respond, snapshots};
+use crate::{respond, snapshots, web};
 use http::{header, Method};
 use onsale_contract::problem::Problem;
 use onsale_contract::snapshot::Kind;
@@ -85,5 +85,35 @@ impl EdgeProxy {
             tracing::debug!(%error, "client went away");
         }
         Decision::Served
+    }
+
+    /// A page or an asset of the web app; 404 for an asset this build does not have.
+    pub(super) async fn web(&self, session: &mut Session, ctx: &RequestCtx) -> Decision {
+        let runtime = &ctx.runtime;
+        let hsts = match (
+            super::over_https(session, runtime),
+            &runtime.config.listen.tls,
+        ) {
+            (true, Some(tls)) if tls.hsts_max_age_s > 0 => {
+                Some(format!("max-age={}", tls.hsts_max_age_s))
+            }
+            _ => None,
+        };
+        let header = session.req_header();
+        let Some(answer) = web::respond(header.uri.path(), header, hsts.as_deref()) else {
+            return problem::route_not_found().into();
+        };
+        match answer {
+            Ok((header, body)) => {
+                if let Err(error) = respond::body(session, header, body).await {
+                    tracing::debug!(%error, "client went away");
+                }
+                Decision::Served
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot build a web app response");
+                problem::internal().into()
+            }
+        }
     }
 }

@@ -32,6 +32,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The edge's `ProxyHttp`.
+/// Whether the fan reached the edge over HTTPS: this edge's TLS listener, or a terminator
+/// in front of it (`listen.https_in_front`).
+pub(crate) fn over_https(session: &Session, runtime: &Runtime) -> bool {
+    runtime.config.listen.https_in_front
+        || session
+            .digest()
+            .is_some_and(|digest| digest.ssl_digest.is_some())
+}
+
 pub(crate) struct EdgeProxy {
     pub(crate) shared: Arc<Shared>,
 }
@@ -138,10 +147,11 @@ impl ProxyHttp for EdgeProxy {
     }
 
     /// Strips client-sent `x-onsale-*` headers (the origin trusts those from the edge
-    /// only) and sets `X-Forwarded-For` to the client the edge decided on.
+    /// only), sets `X-Forwarded-For` to the client the edge decided on and
+    /// `X-Forwarded-Proto` to how the fan reached the edge.
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_request: &mut pingora::http::RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
@@ -153,6 +163,11 @@ impl ProxyHttp for EdgeProxy {
         if let Some(client) = ctx.client {
             upstream_request.insert_header("x-forwarded-for", client.to_string())?;
         }
+        let proto = match over_https(session, &ctx.runtime) {
+            true => "https",
+            false => "http",
+        };
+        upstream_request.insert_header("x-forwarded-proto", proto)?;
         Ok(())
     }
 

@@ -69,9 +69,16 @@ fn show_param(query: Option<&str>) -> Result<Option<&str>, ()> {
     }
 }
 
-/// Writes a waiting-room answer; the request is served whether or not the client stayed.
-async fn write<B: Serialize>(session: &mut Session, reply: Reply<B>) -> Decision {
-    if let Err(error) = respond::json(session, reply.status, &reply.body, reply.cookies).await {
+/// Writes a waiting-room answer, its cookies `Secure` when the fan came over HTTPS; the
+/// request is served whether or not the client stayed.
+async fn write<B: Serialize>(
+    session: &mut Session,
+    runtime: &Runtime,
+    reply: Reply<B>,
+) -> Decision {
+    let secure = super::over_https(session, runtime);
+    let cookies = reply.cookies.iter().map(|c| c.header(secure)).collect();
+    if let Err(error) = respond::json(session, reply.status, &reply.body, cookies).await {
         tracing::debug!(%error, "client went away");
     }
     Decision::Served
@@ -136,7 +143,7 @@ impl EdgeProxy {
         let wr = &self.shared.waiting_room;
         let refusal = match room {
             Room::Challenge => match wr.challenge(runtime, show_param.as_deref(), now_ms) {
-                Ok(reply) => return write(session, reply).await,
+                Ok(reply) => return write(session, runtime, reply).await,
                 Err(refusal) => refusal,
             },
             Room::Poll => {
@@ -144,7 +151,7 @@ impl EdgeProxy {
                     .poll(runtime, presented.as_deref(), show_param.as_deref(), now_ms)
                     .await;
                 match polled {
-                    Ok(reply) => return write(session, reply).await,
+                    Ok(reply) => return write(session, runtime, reply).await,
                     Err(refusal) => refusal,
                 }
             }
@@ -164,7 +171,7 @@ impl EdgeProxy {
                     .join(runtime, request, &account, presented.as_deref(), now_ms)
                     .await
                 {
-                    Ok(reply) => return write(session, reply).await,
+                    Ok(reply) => return write(session, runtime, reply).await,
                     Err(refusal) => refusal,
                 }
             }

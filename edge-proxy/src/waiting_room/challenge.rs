@@ -54,7 +54,7 @@ impl WaitingRoom {
             view.settings.pow_difficulty,
             now_ms,
         )?;
-        let mut conn = self.connection()?;
+        let mut conn = self.request_connection().await?;
         let keys = Keys::new(&runtime.config.redis.key_prefix, show);
         if !store::spend_challenge(&mut conn, &keys, &nonce, expires_ms - now_ms).await? {
             return Err(Refusal::PowReused);

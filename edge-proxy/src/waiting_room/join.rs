@@ -3,7 +3,7 @@
 //! opens); an account that has one gets it back, whatever session, device or queue token it
 //! joins with. Only a place whose turn has passed is given up for a new one.
 
-use super::cookies::cookie;
+use super::cookies::Cookie;
 use super::poll::queue_claims;
 use super::store::{self, Joined, Keys};
 use super::wire::{FanStatus, JoinRequest, Reply, RoomResponse};
@@ -52,7 +52,7 @@ impl WaitingRoom {
             self.check_pow(runtime, show, &view, request.pow.as_ref(), now_ms)
                 .await?;
         }
-        let mut conn = self.connection()?;
+        let mut conn = self.request_connection().await?;
         let keys = Keys::new(&runtime.config.redis.key_prefix, show);
         // The show's seed is set by its first join; later joins offer the same one.
         let seed = hex::encode(view.seed.unwrap_or_else(rand::random));
@@ -119,12 +119,11 @@ impl WaitingRoom {
         if joined.new {
             reply.status = 201;
         }
-        reply.cookies.push(cookie(
-            tokens::QUEUE_COOKIE,
-            &token,
-            ttl_s,
-            runtime.config.waiting_room.cookie_secure,
-        ));
+        reply.cookies.push(Cookie {
+            name: tokens::QUEUE_COOKIE,
+            value: token,
+            max_age_s: ttl_s,
+        });
         Ok(reply)
     }
 }

@@ -19,7 +19,7 @@
 
 mod admin;
 mod challenge;
-mod cookies;
+pub(crate) mod cookies;
 pub mod draw;
 mod join;
 mod metrics;
@@ -44,7 +44,7 @@ use redis::aio::ConnectionManager;
 use refusal::StateError;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 /// Sampled places -> (when the wait was predicted, ms; the predicted wait, s).
@@ -55,7 +55,14 @@ pub struct WaitingRoom {
     views: ArcSwap<HashMap<String, Arc<ShowView>>>,
     /// Places seen polling since the last step, per show.
     seen: Mutex<HashMap<String, Vec<u64>>>,
+    /// The steps' and the admin API's connection, opened by the step loop.
     redis: ArcSwapOption<ConnectionManager>,
+    /// Where the step loop reached Redis, and its timeout.
+    redis_target: OnceLock<(String, Duration)>,
+    /// The requests' connection (joins, proof of work, claims, spent admissions), opened by
+    /// the first request that needs Redis, so on the public listener's runtime: a join's
+    /// round trip then never wakes a thread of another runtime.
+    request_redis: tokio::sync::OnceCell<ConnectionManager>,
     /// The settings this node last published per show (from its file).
     published: Mutex<HashMap<String, QueueSettings>>,
     eta_samples: Mutex<HashMap<String, EtaSamples>>,
@@ -76,6 +83,8 @@ impl WaitingRoom {
             views: ArcSwap::default(),
             seen: Mutex::default(),
             redis: ArcSwapOption::empty(),
+            redis_target: OnceLock::new(),
+            request_redis: tokio::sync::OnceCell::new(),
             published: Mutex::default(),
             eta_samples: Mutex::default(),
             spent: RwLock::default(),
@@ -107,6 +116,16 @@ impl WaitingRoom {
             .ok_or(StateError::NotConnected)
     }
 
+    /// The requests' connection, opened on first use once the step loop has reached Redis.
+    async fn request_connection(&self) -> Result<ConnectionManager, StateError> {
+        let (url, timeout) = self.redis_target.get().ok_or(StateError::NotConnected)?;
+        let connection = self
+            .request_redis
+            .get_or_try_init(|| onsale_contract::redis::connect(url, *timeout))
+            .await?;
+        Ok(connection.clone())
+    }
+
     fn connected(&self) -> bool {
         self.redis.load().is_some()
     }
@@ -116,6 +135,8 @@ impl WaitingRoom {
     async fn connect(&self, url: &str, timeout: Duration) -> Result<(), StateError> {
         let manager = onsale_contract::redis::connect(url, timeout).await?;
         self.redis.store(Some(Arc::new(manager)));
+        // The first URL reached stays the requests' (like the connection, it applies at start).
+        let _ = self.redis_target.set((url.to_owned(), timeout));
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //! and gets an admission token for the session's lifetime; a confirmed order ends the
 //! session at once, freeing its capacity for the next fan, and spends its admission.
 
-use super::cookies::cookie;
+use super::cookies::Cookie;
 use super::store::{self, Claim, Keys, Spent};
 use super::wire::FanStatus;
 use super::{Refusal, ShowView, WaitingRoom};
@@ -30,8 +30,8 @@ impl WaitingRoom {
         queue: &Claims,
         place: u64,
         now_ms: i64,
-    ) -> Result<(FanStatus, String), Refusal> {
-        let mut conn = self.connection()?;
+    ) -> Result<(FanStatus, Cookie), Refusal> {
+        let mut conn = self.request_connection().await?;
         let keys = Keys::new(&runtime.config.redis.key_prefix, &queue.show);
         let ttl_ms = view.settings.session_ttl_s as i64 * 1000;
         let Claim::Admitted { expires_ms } =
@@ -50,12 +50,11 @@ impl WaitingRoom {
             queue_no: Some(place),
             lane: None,
         });
-        let cookie = cookie(
-            tokens::ADMIT_COOKIE,
-            &admission_token,
-            (expires_ms - now_ms) / 1000,
-            runtime.config.waiting_room.cookie_secure,
-        );
+        let cookie = Cookie {
+            name: tokens::ADMIT_COOKIE,
+            value: admission_token.clone(),
+            max_age_s: (expires_ms - now_ms) / 1000,
+        };
         let admitted = FanStatus::Admitted {
             admission_token,
             admission_expires_at_ms: expires_ms / 1000 * 1000,
@@ -76,7 +75,7 @@ impl WaitingRoom {
     /// Ends the admitted session behind `claims` and records its admission as spent in
     /// Redis, where every node's next step finds it.
     pub(crate) async fn record_spent(&self, prefix: &str, claims: &Claims, now_ms: i64) {
-        let Ok(mut conn) = self.connection() else {
+        let Ok(mut conn) = self.request_connection().await else {
             tracing::warn!(show = %claims.show, "no Redis to record a spent admission in");
             return;
         };

@@ -1,6 +1,7 @@
 //! The waiting room's wire format: the join body it reads and the answers it writes, typed
 //! and serialized directly, without building a JSON tree.
 
+use super::cookies::Cookie;
 use serde::ser::{SerializeStruct, Serializer};
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +27,7 @@ pub(crate) struct PowAnswer {
 pub(crate) struct Reply<B> {
     pub(crate) status: u16,
     pub(crate) body: B,
-    pub(crate) cookies: Vec<String>,
+    pub(crate) cookies: Vec<Cookie>,
 }
 
 impl<B> Reply<B> {

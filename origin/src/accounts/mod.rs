@@ -19,6 +19,7 @@ pub(crate) mod sessions;
 pub(crate) mod throttle;
 
 pub use crate::status::AccountRole;
+use sessions::CookieSecure;
 pub(crate) use sessions::Session;
 
 use crate::domain::account::{
@@ -136,6 +137,7 @@ struct SessionView {
 pub(crate) async fn post_session(
     State(state): State<AppState>,
     ip: ClientIp,
+    secure: CookieSecure,
     ApiJson(body): ApiJson<SignInBody>,
 ) -> Result<Response, ApiError> {
     let email = Email::parse("email", &body.email)?;
@@ -168,7 +170,7 @@ pub(crate) async fn post_session(
     let mut conn = state.pool.acquire().await?;
     let issued = sessions::issue(&mut conn, account, config.session_ttl_h).await?;
     let max_age = (issued.expires_at.timestamp_millis() - now_ms()) / 1000;
-    let cookie = sessions::cookie(&issued.token, max_age, config.cookie_secure)?;
+    let cookie = sessions::cookie(&issued.token, max_age, secure)?;
     let mut response = crate::http::json(
         StatusCode::CREATED,
         &SessionView {
@@ -235,8 +237,8 @@ pub(crate) async fn get_me(session: Session) -> Result<Response, ApiError> {
 }
 
 /// 204 that also clears the session cookie.
-fn signed_out(state: &AppState) -> Result<Response, ApiError> {
-    let cookie = sessions::cookie("", 0, state.config.accounts.cookie_secure)?;
+fn signed_out(secure: CookieSecure) -> Result<Response, ApiError> {
+    let cookie = sessions::cookie("", 0, secure)?;
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
 }
 
@@ -244,6 +246,7 @@ fn signed_out(state: &AppState) -> Result<Response, ApiError> {
 pub(crate) async fn delete_current_session(
     State(state): State<AppState>,
     session: Session,
+    secure: CookieSecure,
 ) -> Result<Response, ApiError> {
     sqlx::query!(
         "UPDATE sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
@@ -251,7 +254,7 @@ pub(crate) async fn delete_current_session(
     )
     .execute(&state.pool)
     .await?;
-    signed_out(&state)
+    signed_out(secure)
 }
 
 /// `POST /v1/me/password {"current_password","new_password"}`: with the current password,
@@ -262,6 +265,7 @@ pub(crate) async fn post_password(
     State(state): State<AppState>,
     session: Session,
     ip: ClientIp,
+    secure: CookieSecure,
     ApiJson(body): ApiJson<PasswordChangeBody>,
 ) -> Result<Response, ApiError> {
     let current = Password::presented("current_password", body.current_password)?;
@@ -294,7 +298,7 @@ pub(crate) async fn post_password(
     set_password(&mut tx, session.account, &hash).await?;
     tx.commit().await?;
     throttle::clear(&state.pool, &counters[0]).await?;
-    signed_out(&state)
+    signed_out(secure)
 }
 
 /// Stores a new password hash and ends every session of the account, in the caller's

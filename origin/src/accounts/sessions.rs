@@ -82,9 +82,34 @@ pub(crate) async fn revoke_all(conn: &mut PgConnection, account: Uuid) -> Result
     Ok(done.rows_affected())
 }
 
+/// Whether this answer's session cookie is `Secure`: always when `accounts.cookie_secure`
+/// says so, and whenever the fan reached the edge over HTTPS (the edge sets
+/// `X-Forwarded-Proto`), so a plain-HTTP development stack still gets its cookie back.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CookieSecure(pub bool);
+
+impl FromRequestParts<AppState> for CookieSecure {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let https = parts
+            .headers
+            .get("x-forwarded-proto")
+            .is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"));
+        Ok(CookieSecure(state.config.accounts.cookie_secure || https))
+    }
+}
+
 /// The `Set-Cookie` value carrying `token` for `max_age_s` seconds; an empty token and 0
 /// clear it.
-pub(crate) fn cookie(token: &str, max_age_s: i64, secure: bool) -> Result<HeaderValue, ApiError> {
+pub(crate) fn cookie(
+    token: &str,
+    max_age_s: i64,
+    CookieSecure(secure): CookieSecure,
+) -> Result<HeaderValue, ApiError> {
     let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{SESSION_COOKIE}={token}; Max-Age={max_age_s}; Path=/; HttpOnly; SameSite=Lax{secure}"

@@ -16,3 +16,4 @@ mod schema;
 mod seed;
 mod snapshots;
 mod waiting_room;
+mod web;
