@@ -35,6 +35,9 @@ install_missing() {
     command -v cmake >/dev/null || packages+=(cmake)
     command -v curl >/dev/null || packages+=(curl)
     command -v openssl >/dev/null || packages+=(openssl)
+    # The edge's HTTPS links the system OpenSSL.
+    command -v pkg-config >/dev/null || packages+=(pkg-config)
+    pkg-config --exists openssl 2>/dev/null || packages+=(libssl-dev)
     if [ -z "${REDIS_URL:-}" ]; then
         command -v redis-server >/dev/null || packages+=(redis-server)
     fi
@@ -194,6 +197,19 @@ ensure_dev_keys() {
         log "generating a development queue key in $dir"
         (umask 077; openssl rand -base64 32 >"$dir/queue.key") || die "openssl rand failed"
     fi
+}
+
+# ensure_dev_certificate DIR: a self-signed ECDSA P-256 certificate for 127.0.0.1 and
+# localhost (DIR/cert.pem, DIR/key.pem), made once, for the edge's development HTTPS.
+ensure_dev_certificate() {
+    local dir=$1
+    mkdir -p "$dir"
+    [ -f "$dir/cert.pem" ] && [ -f "$dir/key.pem" ] && return 0
+    log "generating a self-signed development certificate in $dir"
+    (umask 077; openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -days 825 -subj /CN=onsale-development \
+        -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
+        -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null) || die "openssl req failed"
 }
 
 # wait_http URL NAME [SECONDS]: waits until URL answers 2xx.
