@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
 # Waiting-room benchmark, in one run on this machine:
-#   (a) joins/s at the edge (POST /v1/waiting-room/sessions, wrk -t1 -c64, every join a new
-#       fan: the join script in Redis, a signed queue token, a cookie) vs
-#   (b) redis-benchmark running the same join script (EVALSHA, -c 50 -P 1);
+#   (a) joins/s at the edge (POST /v1/waiting-room/sessions, wrk -t1 -c64) by signed-in fans:
+#       SESSIONS (20,000) accounts, each with a session inserted in the origin's database,
+#       one session per request (bearer, round-robin). The edge has seen every session within
+#       accounts.session_cache_s (a warm-up joins each once to another show), so a join is
+#       the edge's own work: the session from its cache, the join script in Redis, an HS256
+#       queue token, a cookie. The first pass over the sessions takes new places, later
+#       passes get the same places back. vs
+#   (b) redis-benchmark running the same join script (EVALSHA, -c 50 -P 1), every call a new
+#       account (a random hash of the 16,384 and a random id): a new place each;
 #   (c) polls/s at the edge (GET /v1/waiting-room/sessions/current with 1,000 distinct queue
 #       tokens, wrk -t1 -c64) vs
 #   (d) redis-benchmark GET (-c 50 -P 1): a poll must not need Redis;
-#   (e) Redis memory per queued fan after FANS (1,000,000) joins of one show, next to a
-#       sorted set of as many members.
-# wrk: ROUNDS (3) rounds of DURATION (10 s), medians. The edge runs one worker thread.
-# Private Redis under .onsale/bench/.
+#   (e) Redis memory per queued fan after FANS (1,000,000) joins of one show by distinct
+#       accounts (the join script through redis-cli --pipe, accounts spread over the 16,384
+#       hashes as the edge spreads them), next to a sorted set of as many members;
+#   (f) for reference, joins/s of COLD (100,000) sessions the edge has not seen: each join
+#       first asks the origin (GET /v1/me, one PostgreSQL lookup), one round, run first.
+# wrk: ROUNDS (3) rounds of DURATION (10 s), medians. The edge runs one worker thread, the
+# origin (release) on the same machine until (a) is done; it and PostgreSQL are stopped
+# before (b)-(d), which need neither. Private PostgreSQL and Redis under .onsale/bench/.
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib/stack.sh"
 source "$(dirname "$0")/lib.sh"
@@ -17,40 +27,79 @@ cd "$ONSALE_ROOT"
 rounds=${ROUNDS:-3}
 duration=${DURATION:-10s}
 fans=${FANS:-1000000}
+sessions=${SESSIONS:-20000}
+cold=${COLD:-100000}
 work=$ONSALE_ROOT/.onsale/bench/waiting-room
-show=bench-show
 edge_pid=
+origin_pid=
 
 install_missing wrk:wrk redis-benchmark:redis-tools
 cleanup() {
     [ -n "$edge_pid" ] && kill "$edge_pid" 2>/dev/null || true
+    [ -n "$origin_pid" ] && kill "$origin_pid" 2>/dev/null || true
     stop_redis
+    stop_postgres
 }
 trap cleanup EXIT
 rm -rf "$work" && mkdir -p "$work"
 # A fresh instance: a snapshot left by an earlier run would take seconds to load.
 rm -rf "$ONSALE_ROOT/.onsale/bench/wr-redis"
 start_redis "$ONSALE_ROOT/.onsale/bench/wr-redis" 56384 test
+start_postgres "$ONSALE_ROOT/.onsale/bench/pg" 55436 test
 export REDIS_URL
 redis_port=${REDIS_URL##*:}
 rcli() { redis-cli -h 127.0.0.1 -p "$redis_port" "$@"; }
 rcli flushall >/dev/null
+psql "$PG_ADMIN_URL" -X -q -c "DROP DATABASE IF EXISTS onsale_bench_wr WITH (FORCE)" >/dev/null
+DATABASE_URL=$(create_database "$PG_ADMIN_URL" onsale_bench_wr)
+export DATABASE_URL
 ensure_dev_keys "$ONSALE_ROOT/.onsale/bench/keys"
-cargo build --release --locked -p edge-proxy --bins >&2
+cargo build --release --locked -p origin -p edge-proxy --bins >&2
+target/release/origin --config config/origin.toml migrate >&2
 
-edge_port=$(usable_port 58180 any)
+# Fans with sessions, straight into the origin's tables (argon2 for each would take minutes;
+# the password is never checked here): tokens ses_bench<38 digits>, stored as their SHA-256.
+# The first SESSIONS are the warm ones, the next COLD the cold ones.
+psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 <<SQL >/dev/null
+CREATE TEMP TABLE fans AS
+SELECT i, gen_random_uuid() AS id FROM generate_series(1, $((sessions + cold))) i;
+INSERT INTO accounts (id, email, email_key, display_name, password_hash, role)
+SELECT id, 'bench-' || i || '@bench.test', 'bench-' || i || '@bench.test', 'Bench fan',
+       '\$argon2id\$v=19\$m=19456,t=2,p=1\$unused\$unused', 'fan'
+  FROM fans;
+INSERT INTO sessions (id, account_id, token_hash, expires_at)
+SELECT gen_random_uuid(), id, sha256(convert_to('ses_bench' || lpad(i::text, 38, '0'), 'UTF8')),
+       now() + interval '1 day'
+  FROM fans;
+SQL
+seq 1 "$((sessions + cold))" | awk '{printf "ses_bench%038d\n", $1}' >"$work/all-sessions"
+head -n "$sessions" "$work/all-sessions" >"$work/sessions"
+tail -n "$cold" "$work/all-sessions" >"$work/cold-sessions"
+
+# Ports below the kernel's ephemeral range, where no outgoing connection can hold them.
+origin_port=$(usable_port 28081 any)
+ONSALE_ORIGIN_LISTEN=127.0.0.1:$origin_port \
+ONSALE_VERIFY_KEYS=.onsale/bench/keys/verify.pem ONSALE_TICKET_SIGNING_KEY=.onsale/bench/keys/signing.pem \
+RUST_LOG=warn target/release/origin --config config/origin.toml serve >"$work/origin.log" 2>&1 &
+origin_pid=$!
+wait_http "http://127.0.0.1:$origin_port/readyz" origin
+
+edge_port=$(usable_port 28180 any)
 edge_admin=$(usable_port $((edge_port + 1)) any)
-# One worker; limits out of the way (every request comes from one address); the committed
-# shows replaced by one whose queue and sale are open, admitting one fan a minute so the
-# polling fans stay queued (a poll that admits is a claim in Redis and a signature).
+# One worker; limits out of the way (every request comes from one address); sessions
+# believed for the longest window allowed; the committed shows replaced by bench shows
+# whose queue and sale are open, admitting one fan a minute so the polling fans stay queued
+# (a poll that admits is a claim in Redis and a signature).
 sed -e "s/^threads = .*/threads = 1/" \
     -e "s/^per_ip = .*/per_ip = { per_minute = 600000000, burst = 10000000 }/" \
     -e "s/^per_ip_join = .*/per_ip_join = { per_minute = 600000000, burst = 10000000 }/" \
     -e "s/^waiting_room = .*/waiting_room = { per_minute = 600000000, burst = 10000000 }/" \
+    -e "s/^session_cache_s = .*/session_cache_s = 60/" \
     -e "s/^key_prefix = .*/key_prefix = \"bench:\"/" \
     -e '/^\[waiting_room.shows\./,$d' \
     config/edge.toml >"$work/edge.toml"
-cat >>"$work/edge.toml" <<TOML
+for show in bench-warm bench-join bench-cold bench-poll; do
+    cat >>"$work/edge.toml" <<TOML
 [waiting_room.shows."$show"]
 admit_per_minute = 1
 max_active = 1
@@ -58,29 +107,70 @@ session_ttl_s = 900
 queue_opens_at = "2026-01-01T00:00:00Z"
 sale_opens_at = "2026-01-01T00:00:00Z"
 TOML
+done
 ONSALE_EDGE_LISTEN=127.0.0.1:$edge_port ONSALE_EDGE_ADMIN_LISTEN=127.0.0.1:$edge_admin \
+ONSALE_ORIGIN_UPSTREAMS=127.0.0.1:$origin_port \
 ONSALE_VERIFY_KEYS=.onsale/bench/keys/verify.pem ONSALE_SIGNING_KEY=.onsale/bench/keys/signing.pem \
+ONSALE_QUEUE_KEYS=.onsale/bench/keys/queue.key \
 RUST_LOG=warn target/release/edge-proxy --config "$work/edge.toml" >"$work/edge.log" 2>&1 &
 edge_pid=$!
 edge_url=http://127.0.0.1:$edge_port
-join_body="{\"show_id\":\"$show\"}"
-join() { curl -sS -X POST -H 'content-type: application/json' -d "$join_body" "$edge_url/v1/waiting-room/sessions"; }
+# join SHOW SESSION: one join, its JSON answer.
+join() {
+    curl -sS -X POST -H 'content-type: application/json' -H "authorization: Bearer $2" \
+        -d "{\"show_id\":\"$1\"}" "$edge_url/v1/waiting-room/sessions"
+}
 for _ in $(seq 300); do
-    join 2>/dev/null | grep -q '"status":"queued"' && break
+    join bench-poll "$(head -n1 "$work/sessions")" 2>/dev/null | grep -q '"status":"queued"' && break
     sleep 0.1
 done
-join | grep -q '"status":"queued"' || die "the edge's waiting room did not come up (see $work/edge.log)"
+join bench-poll "$(head -n1 "$work/sessions")" | grep -q '"status":"queued"' \
+    || die "the edge's waiting room did not come up (see $work/edge.log and $work/origin.log)"
+# Origin lookups of sessions so far, from the edge's metrics.
+lookups() {
+    curl -sS "http://127.0.0.1:$edge_admin/metrics" \
+        | sed -n 's/^onsale_edge_session_lookups_total{outcome="account"} \([0-9]*\).*/\1/p'
+}
 
-for _ in $(seq 1000); do join; echo; done \
-    | sed -n 's/.*"queue_token":"\([^"]*\)".*/\1/p' >"$work/tokens"
-[ "$(wc -l <"$work/tokens")" = 1000 ] || die "could not collect 1,000 queue tokens"
 
-cat >"$work/join.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '$join_body'
-wrk.headers["Content-Type"] = "application/json"
+# join_script FILE SESSIONS SHOW: a wrk script joining SHOW, one session per request,
+# round-robin over the lines of SESSIONS.
+join_script() {
+    cat >"$1" <<LUA
+local sessions, i = {}, 0
+for line in io.lines("$2") do sessions[#sessions + 1] = line end
+local body = '{"show_id":"$3"}'
+request = function()
+    i = i % #sessions + 1
+    return wrk.format("POST", nil, {
+        ["Content-Type"] = "application/json",
+        ["Authorization"] = "Bearer " .. sessions[i],
+    }, body)
+end
 LUA
-bearer_script "$work/poll.lua" "$work/tokens"
+}
+join_script "$work/warm.lua" "$work/sessions" bench-warm
+join_script "$work/join.lua" "$work/sessions" bench-join
+join_script "$work/cold.lua" "$work/cold-sessions" bench-cold
+
+# The polling fans' queue tokens, taken just before the polls: a fan that stops polling for
+# longer than the show's no-show grace misses its turn, and its polls are refused.
+poll_tokens() {
+    head -n 1000 "$work/sessions" | while read -r session; do join bench-poll "$session"; echo; done \
+        | sed -n 's/.*"queue_token":"\([^"]*\)".*/\1/p' >"$work/tokens"
+    [ "$(wc -l <"$work/tokens")" = 1000 ] || die "could not collect 1,000 queue tokens"
+}
+
+# Warm-up: every session joins another show once, so the edge has asked the origin about
+# it (each answer is believed for session_cache_s, 60 s here: the timed rounds follow at once).
+warm_up() {
+    local target=$(($(lookups) + sessions - 1000))
+    for _ in $(seq 30); do
+        [ "$(lookups)" -ge "$target" ] && return 0
+        wrk -t1 -c64 -d2s -s "$work/warm.lua" "$edge_url/v1/waiting-room/sessions" >/dev/null
+    done
+    die "the warm-up did not reach every session"
+}
 
 # redis_rate NAME [redis-benchmark args...]: requests per second, ROUNDS runs, median.
 redis_rate() {
@@ -93,37 +183,67 @@ redis_rate() {
     printf '%s\n' "${results[@]}" | median | awk -v n="$name" '{printf "%s rps=%s\n", n, $1}'
 }
 
-# The join script with a join's keys and arguments, on a show of its own.
+# The join script with a join's keys and arguments (as store::join passes them), on a show
+# of its own; every call a new account: a random one of the 16,384 hashes, a random 16-byte id.
 sha=$(rcli script load "$(cat edge-proxy/src/waiting_room/lua/join.lua)")
 now_ms=$(date +%s%3N)
 grace_ms=60000
+seed=$(printf '0%.0s' $(seq 64))
 join_args() {
     local target=$1
-    echo "EVALSHA $sha 2 bench:wr:{$target}:state bench:wr:{$target}:seen:$((now_ms / grace_ms)) $now_ms 0 $(printf '0%.0s' $(seq 64)) $((grace_ms * 3))"
+    echo "EVALSHA $sha 3 bench:wr:{$target}:state bench:wr:{$target}:seen:$((now_ms / grace_ms)) bench:wr:{$target}:acct:__rand_int__ $now_ms 0 $seed $((grace_ms * 3)) fan:__rand_int__"
 }
 
 {
+    before_cold=$(lookups)
+    rounds=1 run edge_join_cold "$edge_url/v1/waiting-room/sessions" -s "$work/cold.lua"
+    echo "edge_join_cold_origin_lookups=$(($(lookups) - before_cold))"
+    warm_up
+    before_join=$(lookups)
     run edge_join "$edge_url/v1/waiting-room/sessions" -s "$work/join.lua"
-    # shellcheck disable=SC2046
-    redis_rate redis_join -n 300000 $(join_args redis-join)
+    echo "edge_join_origin_lookups=$(($(lookups) - before_join))"
+    poll_tokens
+    bearer_script "$work/poll.lua" "$work/tokens"
+    # Nothing asks the origin from here on: it and PostgreSQL stop, so the references and
+    # the polls have the machine to themselves, as the edge and Redis alone.
+    kill "$origin_pid"
+    stop_postgres
     run edge_poll "$edge_url/v1/waiting-room/sessions/current" -s "$work/poll.lua"
     redis_rate redis_get -n 1000000 -t get
+    # shellcheck disable=SC2046
+    redis_rate redis_join -n 300000 -r 16384 $(join_args redis-join) ""
 } | tee "$work/results"
 
-# Memory: FANS joins of one show, the join script pipelined for speed.
+# Memory: FANS joins of one show by distinct accounts, as the edge makes them (account i in
+# hash i mod 16,384, a 16-byte id), written as RESP and pipelined.
 before=$(rcli info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p' | tr -d '\r')
-# shellcheck disable=SC2046
-redis-benchmark -h 127.0.0.1 -p "$redis_port" -c 50 -P 32 -q -n "$fans" $(join_args memory) >/dev/null
+awk -v n="$fans" -v sha="$sha" -v now="$now_ms" -v seen="bench:wr:{memory}:seen:$((now_ms / grace_ms))" \
+    -v ttl="$((grace_ms * 3))" -v seed="$seed" 'BEGIN {
+    state = "bench:wr:{memory}:state"
+    for (i = 0; i < n; i++) {
+        acct = "bench:wr:{memory}:acct:" (i % 16384)
+        id = sprintf("%016d", i)
+        printf "*12\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n$1\r\n3\r\n", length(sha), sha
+        printf "$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", length(state), state, length(seen), seen, length(acct), acct
+        printf "$%d\r\n%s\r\n$1\r\n0\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", length(now), now, length(seed), seed, length(ttl), ttl
+        printf "$16\r\n%s\r\n$0\r\n\r\n", id
+    }
+}' | redis-cli -h 127.0.0.1 -p "$redis_port" --pipe >"$work/pipe.log"
+grep -q 'errors: 0' "$work/pipe.log" || die "the join script failed under --pipe: $(cat "$work/pipe.log")"
 after=$(rcli info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p' | tr -d '\r')
 joined=$(rcli hget "bench:wr:{memory}:state" open | tr -d '\r')
+encoding=$(rcli object encoding "bench:wr:{memory}:acct:0" | tr -d '\r')
+largest=$(for b in $(seq 0 16383); do echo "HLEN bench:wr:{memory}:acct:$b"; done \
+    | rcli | sort -n | tail -1 | tr -d '\r')
 zbefore=$after
 redis-benchmark -h 127.0.0.1 -p "$redis_port" -c 50 -P 32 -q -n "$fans" -r 1000000000 \
     zadd bench:zset __rand_int__ member:__rand_int__ >/dev/null
 zafter=$(rcli info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p' | tr -d '\r')
 members=$(rcli zcard bench:zset | tr -d '\r')
-awk -v b="$before" -v a="$after" -v n="$joined" -v zb="$zbefore" -v za="$zafter" -v m="$members" 'BEGIN {
-    printf "memory joined=%d bytes=%d bytes_per_fan=%.2f zset_members=%d zset_bytes_per_member=%.1f\n",
-        n, a - b, (a - b) / n, m, (za - zb) / m }' | tee -a "$work/results"
+awk -v b="$before" -v a="$after" -v n="$joined" -v zb="$zbefore" -v za="$zafter" -v m="$members" \
+    -v e="$encoding" -v l="$largest" 'BEGIN {
+    printf "memory joined=%d bytes=%d bytes_per_fan=%.2f account_hash_encoding=%s largest_account_hash=%d zset_members=%d zset_bytes_per_member=%.1f\n",
+        n, a - b, (a - b) / n, e, l, m, (za - zb) / m }' | tee -a "$work/results"
 
 r=$work/results
 awk -v a="$(rps edge_join "$r")" -v b="$(rps redis_join "$r")" -v c="$(rps edge_poll "$r")" \
