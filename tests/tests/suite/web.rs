@@ -111,9 +111,10 @@ fn certificate(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBu
 }
 
 /// `curl` over HTTPS without checking the self-signed certificate: (HTTP version, status,
-/// response headers, the certificate's subject as curl printed it).
-fn curl_https(url: &str, extra: &[&str]) -> (String, u16, String, String) {
-    let out = Command::new("curl")
+/// response headers, the certificate's subject as curl printed it). Awaited, never blocking:
+/// the origin may share the test's runtime.
+async fn curl_https(url: &str, extra: &[&str]) -> (String, u16, String, String) {
+    let out = tokio::process::Command::new("curl")
         .args([
             "-sk",
             "-v",
@@ -129,6 +130,7 @@ fn curl_https(url: &str, extra: &[&str]) -> (String, u16, String, String) {
         .args(extra)
         .arg(url)
         .output()
+        .await
         .expect("curl runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -160,7 +162,7 @@ fn open_queue() -> QueueSettings {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn https_speaks_http2_with_hsts_and_secure_cookies_and_plain_http_does_not() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = certificate(dir.path(), "first");
@@ -181,7 +183,7 @@ async fn https_speaks_http2_with_hsts_and_secure_cookies_and_plain_http_does_not
         .run();
     let https = format!("https://{tls_addr}");
 
-    let (version, status, headers, subject) = curl_https(&format!("{https}/"), &[]);
+    let (version, status, headers, subject) = curl_https(&format!("{https}/"), &[]).await;
     assert_eq!((version.as_str(), status), ("2", 200), "{headers}");
     assert!(subject.contains("CN=first"), "{subject}");
     assert!(
@@ -216,7 +218,8 @@ async fn https_speaks_http2_with_hsts_and_secure_cookies_and_plain_http_does_not
         "--data",
         &body,
     ];
-    let (_, status, headers, _) = curl_https(&format!("{https}/v1/waiting-room/sessions"), &join);
+    let (_, status, headers, _) =
+        curl_https(&format!("{https}/v1/waiting-room/sessions"), &join).await;
     assert_eq!(status, 200, "{headers}");
     let cookie = headers
         .lines()
@@ -245,7 +248,7 @@ async fn https_speaks_http2_with_hsts_and_secure_cookies_and_plain_http_does_not
         "--data",
         &sign_in,
     ];
-    let (_, status, headers, _) = curl_https(&format!("{https}/v1/sessions"), &args);
+    let (_, status, headers, _) = curl_https(&format!("{https}/v1/sessions"), &args).await;
     assert_eq!(status, 201, "{headers}");
     let cookie = headers
         .lines()
@@ -262,7 +265,7 @@ async fn https_speaks_http2_with_hsts_and_secure_cookies_and_plain_http_does_not
     assert!(!plain.header("set-cookie").unwrap().contains("Secure"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_renewed_certificate_is_served_from_the_next_handshake_and_a_broken_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = certificate(dir.path(), "first");
@@ -295,7 +298,7 @@ async fn a_renewed_certificate_is_served_from_the_next_handshake_and_a_broken_on
         }
     };
 
-    let (_, status, headers, subject) = curl_https(&url, &[]);
+    let (_, status, headers, subject) = curl_https(&url, &[]).await;
     assert_eq!(status, 200);
     assert!(subject.contains("CN=first"), "{subject}");
     assert!(
@@ -309,7 +312,7 @@ async fn a_renewed_certificate_is_served_from_the_next_handshake_and_a_broken_on
     std::fs::copy(&second_key, &key).unwrap();
     certificates.reload_if_changed();
     assert_eq!(reloads("applied").await, 1);
-    let (_, status, _, subject) = curl_https(&url, &[]);
+    let (_, status, _, subject) = curl_https(&url, &[]).await;
     assert_eq!(status, 200);
     assert!(subject.contains("CN=second"), "{subject}");
 
@@ -318,7 +321,7 @@ async fn a_renewed_certificate_is_served_from_the_next_handshake_and_a_broken_on
     std::fs::copy(&third_key, &key).unwrap();
     certificates.reload_if_changed();
     assert_eq!(reloads("refused").await, 1);
-    let (_, status, _, subject) = curl_https(&url, &[]);
+    let (_, status, _, subject) = curl_https(&url, &[]).await;
     assert_eq!(status, 200);
     assert!(subject.contains("CN=second"), "{subject}");
     // Reported once per change, not at every check.
