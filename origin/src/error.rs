@@ -266,7 +266,17 @@ impl IntoResponse for ApiError {
             ApiError::Provider(error) => tracing::warn!(%error, "payment provider error"),
             _ => {}
         }
-        problem_response(&self.to_problem())
+        let mut response = problem_response(&self.to_problem());
+        if matches!(self, ApiError::AdmissionSpent) {
+            // However the order was paid (a confirmation, or a webhook the edge never saw),
+            // the edge that passed this admission learns it is spent and refuses it itself
+            // from now on.
+            response.headers_mut().insert(
+                onsale_contract::tokens::ADMISSION_SPENT_HEADER,
+                HeaderValue::from_static("true"),
+            );
+        }
+        response
     }
 }
 

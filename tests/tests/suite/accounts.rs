@@ -986,7 +986,10 @@ async fn an_admission_is_spent_when_a_webhook_settles_its_order() {
         .await
         .unwrap();
     assert_eq!(spent, jti(&token));
-    s.hold(&fan, &[11]).await.problem(401, "admission_spent");
+    let refused = s.hold(&fan, &[11]).await;
+    refused.problem(401, "admission_spent");
+    // The refusal tells the edge, which never saw the webhook, to spend it too.
+    assert_eq!(refused.header("onsale-admission-spent"), Some("true"));
     // Its replay reports the spend it did not know of when first answered.
     let replay = confirm(&fan, &payment, "pm_card_slow", "c1").await;
     replay.expect_status(200);

@@ -1104,6 +1104,79 @@ async fn origin_answers(origin: SocketAddr, route: &str, status: u16) -> u64 {
         .sum()
 }
 
+/// A slow payment settles by webhook, which no edge sees: the origin's first refusal of the
+/// spent admission tells the edge that passed it, which then refuses it itself and ends the
+/// fan's session, so a join cannot hand the spent admission out again.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admission_spent_by_a_webhook_is_refused_by_the_edge_after_the_origin_says_so() {
+    let stadium = crate::holds::stadium().await;
+    let origin = stadium.app.origin.addr();
+    let room = room_for(
+        1,
+        settings(),
+        origin,
+        onsale_tests::redis_url(),
+        stadium.show.clone(),
+    )
+    .await;
+    eventually("the origin pool to be healthy", WITHIN, || async {
+        room.edges[0].shared.pool_keeper.any_healthy().then_some(())
+    })
+    .await;
+    let (_, session) = create_account(&stadium.app.db).await;
+    let queued = room.join_as(0, &session).await;
+    queued.expect_status(201);
+    let queue_token = queued.json()["queue_token"].as_str().unwrap().to_owned();
+    room.tick(Duration::from_secs(1)).await;
+    let admitted = room.poll(0, &queue_token).await.json();
+    let admission_token = admitted["admission_token"].as_str().unwrap().to_owned();
+    let fan = room.fan(0).bearer(&admission_token);
+    let holds = format!("/v1/shows/{}/holds", stadium.show);
+    let hold = fan
+        .post_idempotent(&holds, "h", &json!({ "seat_ids": &stadium.seats[..1] }))
+        .await;
+    hold.expect_status(201);
+    let created = crate::orders::order(&fan, hold.json()["hold_id"].as_str().unwrap(), "o").await;
+    let created = created.json();
+    let payment = created["payment"]["payment_id"].as_str().unwrap();
+    let order_path = format!("/v1/orders/{}", created["order_id"].as_str().unwrap());
+    crate::orders::confirm(&fan, payment, "pm_card_slow", "c")
+        .await
+        .expect_status(200);
+    let account_pages = room.fan(0).bearer(&session);
+    eventually("the webhook to sell the order", WITHIN, || async {
+        let status = account_pages.get(&order_path).await.json()["status"].clone();
+        (status == "confirmed").then_some(())
+    })
+    .await;
+    assert_eq!(room.admin(0)["active"], 1, "the edge has not heard");
+
+    let holds_route = "/v1/shows/{id}/holds";
+    let before = origin_answers(origin, holds_route, 401).await;
+    let more = json!({ "seat_ids": &stadium.seats[1..2] });
+    let refused = fan.post_idempotent(&holds, "more", &more).await;
+    refused.problem(401, "admission_spent");
+    assert_eq!(
+        refused.header("onsale-admission-spent"),
+        None,
+        "the edge's own"
+    );
+    assert_eq!(origin_answers(origin, holds_route, 401).await, before + 1);
+    fan.post_idempotent(&holds, "more", &more)
+        .await
+        .problem(401, "admission_spent");
+    assert_eq!(
+        origin_answers(origin, holds_route, 401).await,
+        before + 1,
+        "refused at the edge from then on"
+    );
+    eventually("the session to end", WITHIN, || async {
+        room.step().await;
+        (room.admin(0)["active"] == 0).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fan_goes_from_the_queue_to_tickets_through_the_edge() {
     let stadium = crate::holds::stadium().await;
