@@ -6,9 +6,11 @@ use super::decide::Decision;
 use super::{EdgeProxy, RequestCtx};
 use crate::problem::{self, Code};
 use crate::{respond, snapshots, web};
+use bytes::Bytes;
 use http::{header, Method};
 use onsale_contract::problem::Problem;
 use onsale_contract::snapshot::Kind;
+use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
 impl EdgeProxy {
@@ -24,18 +26,8 @@ impl EdgeProxy {
         let show = ctx.route.show(header.uri.path()).unwrap_or_default();
         let now_ms = shared.clock.now_ms();
         if let Some(snapshot) = shared.snapshots.get(show, kind) {
-            return match snapshots::respond(&snapshot, header, now_ms) {
-                Ok((header, body)) => {
-                    if let Err(error) = respond::body(session, header, body).await {
-                        tracing::debug!(%error, "client went away");
-                    }
-                    Decision::Served
-                }
-                Err(error) => {
-                    tracing::error!(%error, "cannot build a snapshot response");
-                    problem::internal().into()
-                }
-            };
+            let answer = snapshots::respond(&snapshot, header, now_ms);
+            return write(session, answer, "snapshot").await;
         }
         let show = show.to_owned();
         let origin = shared
@@ -103,17 +95,27 @@ impl EdgeProxy {
         let Some(answer) = web::respond(header.uri.path(), header, hsts.as_deref()) else {
             return problem::route_not_found().into();
         };
-        match answer {
-            Ok((header, body)) => {
-                if let Err(error) = respond::body(session, header, body).await {
-                    tracing::debug!(%error, "client went away");
-                }
-                Decision::Served
+        write(session, answer, "web app").await
+    }
+}
+
+/// Writes an answer the edge built from memory (`what` names it in the log should building
+/// it have failed); served whether or not the client stayed.
+async fn write(
+    session: &mut Session,
+    answer: pingora::Result<(ResponseHeader, Bytes)>,
+    what: &str,
+) -> Decision {
+    match answer {
+        Ok((header, body)) => {
+            if let Err(error) = respond::body(session, header, body).await {
+                tracing::debug!(%error, "client went away");
             }
-            Err(error) => {
-                tracing::error!(%error, "cannot build a web app response");
-                problem::internal().into()
-            }
+            Decision::Served
+        }
+        Err(error) => {
+            tracing::error!(%error, what, "cannot build a response");
+            problem::internal().into()
         }
     }
 }

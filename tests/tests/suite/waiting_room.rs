@@ -1104,25 +1104,33 @@ async fn origin_answers(origin: SocketAddr, route: &str, status: u16) -> u64 {
         .sum()
 }
 
+/// The stadium show behind `nodes` edges whose origin pools are healthy.
+async fn stadium_room(nodes: usize) -> (crate::holds::Stadium, Room) {
+    let stadium = crate::holds::stadium().await;
+    let room = room_for(
+        nodes,
+        settings(),
+        stadium.app.origin.addr(),
+        onsale_tests::redis_url(),
+        stadium.show.clone(),
+    )
+    .await;
+    for edge in &room.edges {
+        eventually("the origin pool to be healthy", WITHIN, || async {
+            edge.shared.pool_keeper.any_healthy().then_some(())
+        })
+        .await;
+    }
+    (stadium, room)
+}
+
 /// A slow payment settles by webhook, which no edge sees: the origin's first refusal of the
 /// spent admission tells the edge that passed it, which then refuses it itself and ends the
 /// fan's session, so a join cannot hand the spent admission out again.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_admission_spent_by_a_webhook_is_refused_by_the_edge_after_the_origin_says_so() {
-    let stadium = crate::holds::stadium().await;
+    let (stadium, room) = stadium_room(1).await;
     let origin = stadium.app.origin.addr();
-    let room = room_for(
-        1,
-        settings(),
-        origin,
-        onsale_tests::redis_url(),
-        stadium.show.clone(),
-    )
-    .await;
-    eventually("the origin pool to be healthy", WITHIN, || async {
-        room.edges[0].shared.pool_keeper.any_healthy().then_some(())
-    })
-    .await;
     let (_, session) = create_account(&stadium.app.db).await;
     let queued = room.join_as(0, &session).await;
     queued.expect_status(201);
@@ -1179,22 +1187,8 @@ async fn an_admission_spent_by_a_webhook_is_refused_by_the_edge_after_the_origin
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fan_goes_from_the_queue_to_tickets_through_the_edge() {
-    let stadium = crate::holds::stadium().await;
+    let (stadium, room) = stadium_room(2).await;
     let origin = stadium.app.origin.addr();
-    let room = room_for(
-        2,
-        settings(),
-        origin,
-        onsale_tests::redis_url(),
-        stadium.show.clone(),
-    )
-    .await;
-    for edge in &room.edges {
-        eventually("the origin pool to be healthy", WITHIN, || async {
-            edge.shared.pool_keeper.any_healthy().then_some(())
-        })
-        .await;
-    }
     // A signed-in fan joins, and is admitted as its account.
     let (account, session) = create_account(&stadium.app.db).await;
     room.fan(0)
