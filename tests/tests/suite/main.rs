@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod browser;
 mod catalog;
 mod edge;
 mod holds;
