@@ -575,9 +575,25 @@ impl Browser {
             .unwrap_or_else(|error| self.fail(&format!("no screenshot: {error}")))
     }
 
-    /// Every check a visited page must pass: no console errors, no serious or critical
+    /// Every check a visited page must pass: no console errors, no error message (the app
+    /// shows failures nobody caught there, not in the console), no serious or critical
     /// accessibility violations; and what its first load transferred is printed.
     async fn check_page(&self, page: &str) {
+        let shown = self
+            .js(
+                "const e = document.querySelector('[data-testid=\"error-message\"]');
+                 return e ? e.textContent : null;",
+                vec![],
+            )
+            .await;
+        if let Some(message) = shown.as_str() {
+            self.fail(&format!("{page} shows an error: {message}"));
+        }
+        self.check_page_showing_an_error(page).await;
+    }
+
+    /// [`Browser::check_page`] for a page whose error message is expected.
+    async fn check_page_showing_an_error(&self, page: &str) {
         self.check_console(page).await;
         self.check_accessibility(page).await;
         self.weigh(page).await;
@@ -1150,6 +1166,14 @@ async fn hold_best_seats(b: &Browser, stack: &Stack, quantity: u32) -> Uuid {
         countdown.chars().filter(char::is_ascii_digit).count() >= 3 && countdown.contains(':'),
         "a countdown: {countdown}"
     );
+    // It counts down (the hold's expiry is on the origin's clock, which runs).
+    b.wait_for::<bool>(
+        "the countdown to move",
+        "const e = document.querySelector('[data-testid=\"hold-countdown\"]');
+         return !!e && e.textContent.trim() !== arguments[0];",
+        vec![json!(countdown)],
+    )
+    .await;
     let held: u64 = b
         .wait_for(
             "the held seats",
@@ -1533,7 +1557,7 @@ async fn a_declined_card_is_told_and_frees_the_seats() {
             .as_u64()
             .unwrap();
         assert_eq!(errors, 1, "one error message per page");
-        b.check_page("checkout (declined)").await;
+        b.check_page_showing_an_error("checkout (declined)").await;
 
         let (hold_status, order_status): (String, String) = sqlx::query_as(
             "SELECT h.status::text, o.status::text FROM holds h JOIN orders o ON o.hold_id = h.id
@@ -1607,6 +1631,17 @@ async fn a_paused_fan_whose_turn_passed_is_told_on_resuming() {
             b.check_page("queue").await;
 
             b.step("pause");
+            // Right after a poll's answer, so none is in flight when the fan pauses: one
+            // arriving after the click would take the paused banner away (see
+            // queue.js's handle()).
+            let updated = b.text("queue-updated").await;
+            b.wait_for::<bool>(
+                "a poll to be answered",
+                "const e = document.querySelector('[data-testid=\"queue-updated\"]');
+                 return e.textContent.trim() !== arguments[0];",
+                vec![json!(updated)],
+            )
+            .await;
             b.click("queue-pause").await;
             b.wait_for::<bool>(
                 "the paused banner",
