@@ -1631,9 +1631,8 @@ async fn a_paused_fan_whose_turn_passed_is_told_on_resuming() {
             b.check_page("queue").await;
 
             b.step("pause");
-            // Right after a poll's answer, so none is in flight when the fan pauses: one
-            // arriving after the click would take the paused banner away (see
-            // queue.js's handle()).
+            // Right after a poll's answer, so none is in flight when the fan pauses and the
+            // polls counted below are all the page made.
             let updated = b.text("queue-updated").await;
             b.wait_for::<bool>(
                 "a poll to be answered",
