@@ -305,7 +305,7 @@ pub struct HoldsConfig {
     pub max_seats_per_fan: usize,
     /// How often the sweeper returns seats of expired holds.
     pub sweep_interval_ms: u64,
-    /// Seats the sweeper frees per statement.
+    /// Expired holds the sweeper ends per transaction (their seats stay locked meanwhile).
     pub sweep_batch: i64,
 }
 

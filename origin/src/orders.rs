@@ -1,9 +1,9 @@
 //! Orders: a fan's active hold becomes an order awaiting payment, in one transaction that
 //! also extends the hold, once, to the payment window and creates the payment intent.
 //!
-//! Lock order: the hold's inventory rows, then the hold row; the sweeper and the lazy
-//! expiry of `holds::lock_claimable` take them in the same order. An order whose hold
-//! expires before payment is cancelled with it (`holds::end_expired`).
+//! Lock order: the hold's inventory rows, then the hold row; the sweeper takes them in the
+//! same order, and a claim locks inventory rows only. An order whose hold expires before
+//! payment is cancelled with it (`holds::end_expired`).
 
 use crate::accounts::Session;
 use crate::auth::Admission;
@@ -110,8 +110,7 @@ async fn create_order(
 ) -> Result<Vec<u8>, ApiError> {
     let seen = sqlx::query!(
         r#"SELECT show_id, fan_id,
-                array(SELECT seat_id FROM hold_seats WHERE hold_id = h.id AND released_at IS NULL ORDER BY seat_id)
-                  AS "seats!",
+                seat_ids AS seats,
                 total_cents, currency
          FROM holds h WHERE id = $1"#,
         hold.0,
@@ -187,10 +186,10 @@ async fn create_order(
     sqlx::query!(
         "INSERT INTO order_items (order_id, show_id, seat_id, price_cents)
          SELECT $1, i.show_id, i.seat_id, p.price_cents
-         FROM hold_seats h
-         JOIN seat_inventory i ON i.show_id = h.show_id AND i.seat_id = h.seat_id
+         FROM holds h
+         JOIN seat_inventory i ON i.show_id = h.show_id AND i.seat_id = ANY(h.seat_ids)
          JOIN show_price_tiers p ON p.show_id = i.show_id AND p.tier = i.price_tier
-         WHERE h.hold_id = $2 AND h.released_at IS NULL",
+         WHERE h.id = $2",
         order,
         hold.0,
     )

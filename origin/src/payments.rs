@@ -23,7 +23,7 @@ use crate::auth::{Admission, ConfirmingAdmission};
 use crate::domain::payment_method::ConfirmBody;
 use crate::domain::{IdempotencyKey, OrderId, PaymentId, PaymentMethod};
 use crate::error::{ApiError, Code};
-use crate::holds::{close_hold_seats, end_expired, free_seats, lock_hold, lock_seats};
+use crate::holds::{end_expired, free_seats, lock_hold, lock_seats};
 use crate::idempotency::{self, Begin, Claimed};
 use crate::json::ApiJson;
 use crate::provider::{Intent, IntentStatus, ProviderError};
@@ -283,7 +283,7 @@ pub(crate) async fn apply(
             tracing::info!(%order, "payment succeeded after its hold expired; refunding");
             owe_refund(tx, order, payment, amount_cents, "hold_expired").await?;
         }
-        IntentStatus::Failed if pending && hold_live => decline(tx, order, show, hold).await?,
+        IntentStatus::Failed if pending && hold_live => decline(tx, order, hold).await?,
         IntentStatus::Failed if pending => {
             end_expired(tx, &[hold]).await?;
         }
@@ -329,7 +329,6 @@ async fn sell(
     )
     .execute(&mut *tx)
     .await?;
-    close_hold_seats(tx, &[hold]).await?;
     let sold = sqlx::query!(
         "UPDATE seat_inventory SET status = 'sold', order_id = $4, hold_id = NULL, hold_expires_at = NULL,
                                    version = version + 1
@@ -370,12 +369,7 @@ async fn sell(
     Ok(())
 }
 
-async fn decline(
-    tx: &mut PgConnection,
-    order: OrderId,
-    show: Uuid,
-    hold: Uuid,
-) -> Result<(), ApiError> {
+async fn decline(tx: &mut PgConnection, order: OrderId, hold: Uuid) -> Result<(), ApiError> {
     sqlx::query!(
         "UPDATE orders SET status = 'payment_failed' WHERE id = $1",
         order.0,
@@ -388,7 +382,7 @@ async fn decline(
     )
     .execute(&mut *tx)
     .await?;
-    free_seats(tx, show, &[hold]).await?;
+    free_seats(tx, &[hold]).await?;
     outbox(tx, order, "payment_failed", serde_json::json!({})).await?;
     Ok(())
 }

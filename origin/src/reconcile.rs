@@ -85,9 +85,8 @@ pub async fn reconcile_once(state: &AppState) -> Result<Report, crate::error::Ap
         r#"SELECT count(*) AS "breaches!" FROM seat_inventory i
          WHERE i.status = 'held' AND i.hold_expires_at > now()
            AND NOT EXISTS (
-               SELECT 1 FROM hold_seats s JOIN holds h ON h.id = s.hold_id
-               WHERE s.hold_id = i.hold_id AND s.seat_id = i.seat_id AND s.released_at IS NULL
-                 AND h.status = 'active')"#
+               SELECT 1 FROM holds h
+               WHERE h.id = i.hold_id AND h.status = 'active' AND i.seat_id = ANY(h.seat_ids))"#
     )
     .fetch_one(&state.pool)
     .await?;

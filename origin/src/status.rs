@@ -1,4 +1,4 @@
-//! The lifecycle states of holds, orders, payments, tickets, refunds, seats and shows, and
+//! The lifecycle states of holds, orders, payments, tickets, refunds and shows, and
 //! an account's role, as Rust enums mapped to the `text` columns (and their `CHECK` lists)
 //! that store them.
 //! Rust code compares these, never strings; SQL text may still name a state in a literal.
@@ -151,20 +151,6 @@ text_states! {
         Pending = "pending",
         /// The provider gave the money back.
         Succeeded = "succeeded",
-    }
-}
-
-text_states! {
-    /// A seat's state for one show (`seat_inventory.status`).
-    pub(crate) enum SeatStatus {
-        /// Free to hold.
-        Available = "available",
-        /// Held until `hold_expires_at`.
-        Held = "held",
-        /// Sold to an order.
-        Sold = "sold",
-        /// Not for sale.
-        Unavailable = "unavailable",
     }
 }
 

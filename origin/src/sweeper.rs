@@ -1,8 +1,12 @@
-//! The expiry sweeper: returns seats of expired holds to sale within a sweep interval of
-//! their expiry. It works from the inventory (`status = 'held' AND hold_expires_at <= now()`,
-//! a partial index), so it also frees the remaining seats of holds that expired lazily.
-//! `FOR UPDATE SKIP LOCKED` lets several origin instances sweep at once without waiting on
-//! each other or sweeping a seat twice.
+//! The expiry sweeper: ends holds past their expiry and returns the seats they still hold
+//! to sale, within a sweep interval of their expiry. It finds them through
+//! `holds_active_expiry`, which also covers holds that lost some seats to a later claim
+//! (lazy expiry takes a seat over on its row and leaves the hold to this sweep).
+//!
+//! A batch locks the holds' inventory rows in seat order before the holds (every writer's
+//! order), so it may wait briefly on an order or payment of one of them but never deadlocks;
+//! claims skip the rows it has locked rather than wait. Several origin instances may sweep at
+//! once: a hold ends once, its seats are freed once.
 
 use crate::metrics::Metrics;
 use sqlx::PgPool;
@@ -10,40 +14,56 @@ use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-/// One batch; returns how many seats it freed.
-pub async fn sweep_once(pool: &PgPool, batch: i64, metrics: &Metrics) -> Result<u64, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let swept = sqlx::query!(
-        r#"WITH due AS (
-             SELECT show_id, seat_id, hold_id, hold_expires_at FROM seat_inventory
-             WHERE status = 'held' AND hold_expires_at <= now()
-             ORDER BY hold_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED),
-         freed AS (
-             UPDATE seat_inventory i
-             SET status = 'available', hold_id = NULL, hold_expires_at = NULL, version = i.version + 1
-             FROM due WHERE i.show_id = due.show_id AND i.seat_id = due.seat_id
-             RETURNING due.hold_id, due.hold_expires_at)
-         SELECT hold_id AS "hold_id!", extract(epoch FROM now() - min(hold_expires_at))::float8 AS "lag_s!",
-                count(*) AS "seats!"
-         FROM freed GROUP BY hold_id"#,
+/// What one batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    /// Expired holds it found.
+    pub due: usize,
+    /// Seats it returned to sale.
+    pub seats: u64,
+}
+
+/// One batch of at most `batch` expired holds.
+pub async fn sweep_once(
+    pool: &PgPool,
+    batch: i64,
+    metrics: &Metrics,
+) -> Result<Swept, sqlx::Error> {
+    let due = sqlx::query!(
+        r#"SELECT id, extract(epoch FROM now() - expires_at)::float8 AS "lag_s!" FROM holds
+         WHERE status = 'active' AND expires_at <= now()
+         ORDER BY expires_at LIMIT $1"#,
         batch,
     )
-    .fetch_all(&mut *tx)
+    .fetch_all(pool)
     .await?;
-    if swept.is_empty() {
-        tx.commit().await?;
-        return Ok(0);
-    }
-    let holds: Vec<Uuid> = swept.iter().map(|s| s.hold_id).collect();
+    let Some(lag) = due.first().map(|d| d.lag_s) else {
+        return Ok(Swept { due: 0, seats: 0 });
+    };
+    let holds: Vec<Uuid> = due.iter().map(|d| d.id).collect();
+    let mut tx = pool.begin().await?;
+    // Rechecked once locked: an order may have extended a hold meanwhile.
+    let seats = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "seats!" FROM (
+             SELECT 1 FROM seat_inventory i JOIN holds h
+               ON i.show_id = h.show_id AND i.seat_id = ANY(h.seat_ids) AND i.hold_id = h.id
+             WHERE h.id = ANY($1) AND i.hold_expires_at <= now()
+             ORDER BY i.show_id, i.seat_id FOR UPDATE OF i) locked"#,
+        &holds,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     let expired = crate::holds::end_expired(&mut tx, &holds).await?;
     tx.commit().await?;
-    let lag = swept.iter().map(|s| s.lag_s).fold(0.0, f64::max);
     metrics.sweep_lag.set(lag);
     metrics
         .holds_ended
         .with_label_values(&["expired_swept"])
         .inc_by(expired);
-    Ok(swept.iter().map(|s| s.seats as u64).sum())
+    Ok(Swept {
+        due: holds.len(),
+        seats: seats as u64,
+    })
 }
 
 /// Sweeps every `interval` until `stopped`, draining a backlog in full batches first.
@@ -58,7 +78,7 @@ pub(crate) async fn run(
         // Drain a backlog in full batches, then wait for the next tick.
         loop {
             match sweep_once(&pool, batch, &metrics).await {
-                Ok(n) if n as i64 >= batch => continue,
+                Ok(swept) if swept.due as i64 >= batch => continue,
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "hold sweep failed; retrying next tick"),
             }

@@ -30,8 +30,9 @@ async fn apply(pool: &PgPool, show: Uuid, sold: &[i32]) -> Result<(), AnyError> 
         .bind(show)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("INSERT INTO holds (id, show_id, fan_id, status, seat_count, total_cents, currency, expires_at, ended_at)
-                 VALUES ($1, $2, 'bench', 'converted', 1, 0, 'GBP', now(), now())")
+    sqlx::query("INSERT INTO holds (id, show_id, fan_id, status, seat_count, total_cents, currency, expires_at, ended_at, seat_ids)
+                 SELECT $1, $2, 'bench', 'converted', 1, 0, 'GBP', now(), now(), ARRAY[min(seat_id)]
+                 FROM seat_inventory WHERE show_id = $2")
         .bind(hold)
         .bind(show)
         .execute(&mut *tx)

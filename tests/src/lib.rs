@@ -915,16 +915,18 @@ impl ShowFixture {
         &self.app.db.pool
     }
 
-    /// An active hold row expiring `expires_in` (a Postgres interval) from now, with no seats.
-    pub async fn hold_row(&self, expires_in: &str) -> Uuid {
+    /// An active hold row for seat `seat` (index in layout order) expiring `expires_in` (a
+    /// Postgres interval) from now; the seat's row is left as it is.
+    pub async fn hold_row(&self, seat: usize, expires_in: &str) -> Uuid {
         let id = Uuid::new_v4();
         sqlx::query(
-            "INSERT INTO holds (id, show_id, fan_id, status, seat_count, total_cents, currency, expires_at)
-             VALUES ($1, $2, 'fan', 'active', 1, 100, 'EUR', now() + $3::interval)",
+            "INSERT INTO holds (id, show_id, fan_id, status, seat_count, total_cents, currency, expires_at, seat_ids)
+             VALUES ($1, $2, 'fan', 'active', 1, 100, 'EUR', now() + $3::interval, ARRAY[$4::int8])",
         )
         .bind(id)
         .bind(self.show)
         .bind(expires_in)
+        .bind(self.seats[seat])
         .execute(self.pool())
         .await
         .expect("insert hold");
@@ -933,7 +935,7 @@ impl ShowFixture {
 
     /// Seat `seat` (index in layout order) held until `expires_in` from now.
     pub async fn hold_seat(&self, seat: usize, expires_in: &str) -> Uuid {
-        let hold = self.hold_row(expires_in).await;
+        let hold = self.hold_row(seat, expires_in).await;
         sqlx::query(
             "UPDATE seat_inventory SET status = 'held', hold_id = $3, hold_expires_at = now() + $4::interval
              WHERE show_id = $1 AND seat_id = $2",
@@ -950,7 +952,7 @@ impl ShowFixture {
 
     /// A confirmed order (with its converted hold), selling no seat yet.
     pub async fn order_row(&self) -> Uuid {
-        let hold = self.hold_row("0 seconds").await;
+        let hold = self.hold_row(0, "0 seconds").await;
         sqlx::query("UPDATE holds SET status = 'converted', ended_at = now() WHERE id = $1")
             .bind(hold)
             .execute(self.pool())

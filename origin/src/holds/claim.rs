@@ -3,19 +3,23 @@
 //! The claim locks the requested seats in seat-id order with `FOR UPDATE SKIP LOCKED`: a
 //! seat another transaction is claiming right now counts as taken (fail fast, never a queue
 //! of blocked connections) and the fixed order rules out deadlocks. A seat whose hold has
-//! expired is claimable at once (lazy expiry); the sweeper returns the rest within seconds.
+//! expired is claimable at once (lazy expiry): the claim takes it over on the seat row, and
+//! the sweeper ends the expired hold and frees its other seats within seconds.
+//!
+//! The hold row, its price total and the seat rows are written by one statement. The seat
+//! rows carry the hold (`hold_id`, `hold_expires_at`); no index covers those columns or the
+//! status, so the update stays on the row's page without index writes (see migration 0007).
 
-use super::{end_expired, HoldView};
+use super::HoldView;
 use crate::catalog::EFFECTIVE_STATUS;
 use crate::domain::{HoldRequest, ShowId};
 use crate::error::{ApiError, Code};
 use crate::idempotency::{self, Claimed};
-use crate::status::{HoldStatus, SeatStatus, ShowStatus};
+use crate::status::{HoldStatus, ShowStatus};
 use crate::AppState;
-use chrono::{DateTime, Utc};
 use onsale_contract::clock::now_ms;
 use onsale_contract::problem::Problem;
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::PgConnection;
 use std::collections::HashSet;
 use uuid::Uuid;
 
@@ -61,7 +65,7 @@ pub(super) async fn create_hold(
             state.config.holds.max_seats_per_fan,
         )
         .await?;
-        let taken = lock_claimable(&mut tx, show, &seats, &state.metrics).await?;
+        let taken = lock_claimable(&mut tx, show, &seats).await?;
         if !taken.is_empty() {
             tx.rollback().await?;
             match request {
@@ -218,58 +222,34 @@ async fn check_fan_limit(
     Ok(())
 }
 
-/// Locks the seats that can be claimed now and returns the ones that cannot (held, sold,
-/// not for sale, or being claimed by another transaction). Seats of expired holds are taken
-/// from those holds here, before any sweeper runs.
+/// Locks the seats that can be claimed now and returns the ones that cannot (held by a live
+/// hold, sold, not for sale, or being claimed by another transaction). Seats of expired
+/// holds are claimable before any sweeper runs.
 async fn lock_claimable(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut PgConnection,
     show: ShowId,
     seats: &[i64],
-    metrics: &crate::metrics::Metrics,
 ) -> Result<Vec<i64>, ApiError> {
-    let locked = sqlx::query!(
-        r#"SELECT seat_id, status AS "status: SeatStatus", hold_id,
-                  coalesce(hold_expires_at <= now(), false) AS "expired!"
-         FROM seat_inventory WHERE show_id = $1 AND seat_id = ANY($2)
+    let claimable: HashSet<i64> = sqlx::query_scalar!(
+        r#"SELECT seat_id FROM seat_inventory
+         WHERE show_id = $1 AND seat_id = ANY($2)
+           AND (status = 'available' OR (status = 'held' AND hold_expires_at <= now()))
          ORDER BY seat_id FOR UPDATE SKIP LOCKED"#,
         show.0,
         seats,
     )
-    .fetch_all(&mut **tx)
-    .await?;
-    let claimable: HashSet<i64> = locked
-        .iter()
-        .filter(|seat| match seat.status {
-            SeatStatus::Available => true,
-            SeatStatus::Held => seat.expired,
-            SeatStatus::Sold | SeatStatus::Unavailable => false,
-        })
-        .map(|seat| seat.seat_id)
-        .collect();
-    let taken: Vec<i64> = seats
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    Ok(seats
         .iter()
         .copied()
         .filter(|s| !claimable.contains(s))
-        .collect();
-    if !taken.is_empty() {
-        return Ok(taken);
-    }
-    let expired_holds: Vec<Uuid> = locked
-        .iter()
-        .filter_map(|seat| seat.hold_id)
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    if !expired_holds.is_empty() {
-        let ended = end_expired(tx, &expired_holds).await?;
-        metrics
-            .holds_ended
-            .with_label_values(&["expired_lazily"])
-            .inc_by(ended);
-    }
-    Ok(Vec::new())
+        .collect())
 }
 
+/// Writes the hold and hands it the seats `lock_claimable` locked, in one statement.
 async fn insert_hold(
     tx: &mut PgConnection,
     show: ShowId,
@@ -278,56 +258,51 @@ async fn insert_hold(
     currency: String,
     ttl_s: f64,
 ) -> Result<HoldView, ApiError> {
-    let total_cents = sqlx::query_scalar!(
-        r#"SELECT coalesce(sum(p.price_cents), 0)::int8 AS "total_cents!" FROM seat_inventory i
-         JOIN show_price_tiers p ON p.show_id = i.show_id AND p.tier = i.price_tier
-         WHERE i.show_id = $1 AND i.seat_id = ANY($2)"#,
-        show.0,
-        seats,
-    )
-    .fetch_one(&mut *tx)
-    .await?;
     let hold_id = Uuid::now_v7();
-    let expires_at: DateTime<Utc> = sqlx::query_scalar!(
-        "INSERT INTO holds (id, show_id, fan_id, status, seat_count, total_cents, currency, expires_at)
-         VALUES ($1, $2, $3, 'active', $4, $5, $6, clock_timestamp() + make_interval(secs => $7))
-         RETURNING expires_at",
+    let written = sqlx::query!(
+        r#"WITH hold AS (
+             INSERT INTO holds (id, show_id, fan_id, status, seat_count, total_cents, currency,
+                                expires_at, seat_ids)
+             SELECT $1, $2, $3, 'active', cardinality($4::int8[]), coalesce(sum(p.price_cents), 0),
+                    $5, clock_timestamp() + make_interval(secs => $6), $4
+             FROM seat_inventory i
+             JOIN show_price_tiers p ON p.show_id = i.show_id AND p.tier = i.price_tier
+             WHERE i.show_id = $2 AND i.seat_id = ANY($4)
+             RETURNING expires_at, total_cents),
+         seats AS (
+             UPDATE seat_inventory
+             SET status = 'held', hold_id = $1, hold_expires_at = (SELECT expires_at FROM hold),
+                 version = version + 1
+             WHERE show_id = $2 AND seat_id = ANY($4)
+             RETURNING seat_id)
+         SELECT expires_at AS "expires_at!", total_cents AS "total_cents!",
+                (SELECT count(*) FROM seats) AS "seats!"
+         FROM hold"#,
         hold_id,
         show.0,
         fan,
-        seats.len() as i32,
-        total_cents,
+        seats,
         currency,
         ttl_s,
     )
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query!(
-        "INSERT INTO hold_seats (hold_id, show_id, seat_id) SELECT $1, $2, unnest($3::int8[])",
-        hold_id,
-        show.0,
-        seats,
-    )
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query!(
-        "UPDATE seat_inventory SET status = 'held', hold_id = $3, hold_expires_at = $4, version = version + 1
-         WHERE show_id = $1 AND seat_id = ANY($2)",
-        show.0,
-        seats,
-        hold_id,
-        expires_at,
-    )
-    .execute(&mut *tx)
-    .await?;
+    // The seats were locked as claimable above, so each one is this hold's now.
+    if written.seats != seats.len() as i64 {
+        return Err(ApiError::Internal(format!(
+            "hold {hold_id}: {} of {} seats written",
+            written.seats,
+            seats.len()
+        )));
+    }
     Ok(HoldView {
         hold_id,
         show_id: show.0,
         seat_ids: seats.to_vec(),
         status: HoldStatus::Active,
-        expires_at_ms: expires_at.timestamp_millis(),
+        expires_at_ms: written.expires_at.timestamp_millis(),
         server_time_ms: now_ms(),
-        total_cents,
+        total_cents: written.total_cents,
         currency,
     })
 }

@@ -5,18 +5,23 @@
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-/// Ends `holds` as expired (those still active), closes their seat rows, and cancels an
-/// order still awaiting payment for any of them (`hold_expired`, with an outbox event), in
-/// the caller's transaction, which has locked the holds' inventory rows. Returns how many
-/// holds it ended.
+/// Ends those of `holds` that are still active and past their expiry, returns the seats
+/// they still hold to sale, and cancels an order still awaiting payment for any of them
+/// (`hold_expired`, with an outbox event), in the caller's transaction, which has locked
+/// the holds' inventory rows. Returns how many holds it ended.
 pub(crate) async fn end_expired(tx: &mut PgConnection, holds: &[Uuid]) -> Result<u64, sqlx::Error> {
-    let ended = sqlx::query!(
-        "UPDATE holds SET status = 'expired', ended_at = now() WHERE id = ANY($1) AND status = 'active'",
+    let ended: Vec<Uuid> = sqlx::query_scalar!(
+        "UPDATE holds SET status = 'expired', ended_at = now()
+         WHERE id = ANY($1) AND status = 'active' AND expires_at <= now()
+         RETURNING id",
         holds,
     )
-    .execute(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
-    close_hold_seats(tx, holds).await?;
+    if ended.is_empty() {
+        return Ok(0);
+    }
+    free_seats(tx, &ended).await?;
     sqlx::query!(
         "WITH cancelled AS (
              UPDATE orders SET status = 'cancelled', cancel_reason = 'hold_expired'
@@ -26,11 +31,11 @@ pub(crate) async fn end_expired(tx: &mut PgConnection, holds: &[Uuid]) -> Result
          SELECT id, 'hold_expired',
                 jsonb_build_object('order_id', id, 'fan_id', fan_id, 'show_id', show_id, 'hold_id', hold_id)
          FROM cancelled",
-        holds,
+        &ended,
     )
     .execute(&mut *tx)
     .await?;
-    Ok(ended.rows_affected())
+    Ok(ended.len() as u64)
 }
 
 /// Locks seats' inventory rows by primary key, in seat order: the first lock every write
@@ -68,34 +73,19 @@ pub(crate) async fn lock_hold(
     .await
 }
 
-/// Marks the seat rows of `holds` released (they stay as history).
-pub(crate) async fn close_hold_seats(
-    tx: &mut PgConnection,
-    holds: &[Uuid],
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE hold_seats SET released_at = now() WHERE hold_id = ANY($1) AND released_at IS NULL",
+/// Returns the seats `holds` still hold to sale: those of each hold's seats whose row still
+/// names it (a seat taken over after the hold expired is left to its new hold). Found by
+/// primary key through the holds' seat lists. Returns how many seats it freed.
+pub(crate) async fn free_seats(tx: &mut PgConnection, holds: &[Uuid]) -> Result<u64, sqlx::Error> {
+    let freed = sqlx::query!(
+        "UPDATE seat_inventory i
+         SET status = 'available', hold_id = NULL, hold_expires_at = NULL, version = i.version + 1
+         FROM holds h
+         WHERE h.id = ANY($1) AND i.show_id = h.show_id AND i.seat_id = ANY(h.seat_ids)
+           AND i.hold_id = h.id AND i.status = 'held'",
         holds,
     )
     .execute(&mut *tx)
     .await?;
-    Ok(())
-}
-
-/// Returns the seats still held by `holds` to sale and closes their `hold_seats` rows.
-pub(crate) async fn free_seats(
-    tx: &mut PgConnection,
-    show: Uuid,
-    holds: &[Uuid],
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE seat_inventory SET status = 'available', hold_id = NULL, hold_expires_at = NULL, version = version + 1
-         WHERE show_id = $1 AND hold_id = ANY($2) AND status = 'held'",
-        show,
-        holds,
-    )
-    .execute(&mut *tx)
-    .await?;
-    close_hold_seats(tx, holds).await?;
-    Ok(())
+    Ok(freed.rows_affected())
 }

@@ -13,7 +13,7 @@
 mod claim;
 pub(crate) mod inventory;
 
-pub(crate) use inventory::{close_hold_seats, end_expired, free_seats, lock_hold, lock_seats};
+pub(crate) use inventory::{end_expired, free_seats, lock_hold, lock_seats};
 
 use crate::auth::Admission;
 use crate::domain::hold_request::HoldBody;
@@ -112,7 +112,7 @@ async fn owned_hold(
                 CASE WHEN h.status = 'active' AND h.expires_at <= now() THEN 'expired' ELSE h.status END
                   AS "status!: HoldStatus",
                 h.expires_at, h.total_cents, h.currency,
-                array(SELECT seat_id FROM hold_seats WHERE hold_id = h.id ORDER BY seat_id) AS "seat_ids!"
+                h.seat_ids
          FROM holds h WHERE h.id = $1"#,
         id.0,
     )
@@ -186,7 +186,7 @@ pub(crate) async fn delete_hold(
             )
             .fetch_one(&mut *tx)
             .await?;
-            free_seats(&mut tx, hold.show_id, &[hold.id]).await?;
+            free_seats(&mut tx, &[hold.id]).await?;
             let reason = if ended == HoldStatus::Released {
                 "released"
             } else {

@@ -386,10 +386,12 @@ async fn the_sweeper_returns_expired_seats_within_its_interval() {
         .count("SELECT count(*) FROM holds WHERE show_id = $1::uuid AND status = 'expired'")
         .await;
     assert_eq!(ended, 1);
-    let live = s
-        .count("SELECT count(*) FROM hold_seats WHERE show_id = $1::uuid AND released_at IS NULL")
+    let named = s
+        .count(
+            "SELECT count(*) FROM seat_inventory WHERE show_id = $1::uuid AND hold_id IS NOT NULL",
+        )
         .await;
-    assert_eq!(live, 0);
+    assert_eq!(named, 0);
     let metrics =
         String::from_utf8(client(s.app.origin.addr()).get("/metrics").await.body).unwrap();
     assert!(
@@ -661,8 +663,9 @@ async fn sixty_four_fans_never_oversell_two_hundred_seats() {
 
     let pool = &s.app.db.pool;
     let doubled: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT seat_id FROM hold_seats WHERE show_id = $1::uuid AND released_at IS NULL
-                               GROUP BY seat_id HAVING count(*) > 1) d",
+        "SELECT count(*) FROM (SELECT unnest(seat_ids) AS seat_id FROM holds
+                               WHERE show_id = $1::uuid AND status = 'active' AND expires_at > now()
+                               GROUP BY 1 HAVING count(*) > 1) d",
     )
     .bind(&s.show)
     .fetch_one(pool)

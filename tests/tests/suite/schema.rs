@@ -14,27 +14,35 @@ fn violated(result: Result<sqlx::postgres::PgQueryResult, sqlx::Error>) -> Strin
 async fn a_seat_cannot_be_in_two_live_holds() {
     let f = ShowFixture::spawn().await;
     let pool = f.pool();
-    let insert = |hold: Uuid| {
-        sqlx::query("INSERT INTO hold_seats (hold_id, show_id, seat_id) VALUES ($1, $2, $3)")
-            .bind(hold)
-            .bind(f.show)
-            .bind(f.seats[0])
+    let first = f.hold_seat(0, "5 minutes").await;
+    let second = f.hold_row(0, "5 minutes").await;
+    let hand_to = |hold: Uuid| {
+        sqlx::query(
+            "UPDATE seat_inventory SET hold_id = $3, hold_expires_at = now() + interval '5 minutes'
+             WHERE show_id = $1 AND seat_id = $2",
+        )
+        .bind(f.show)
+        .bind(f.seats[0])
+        .bind(hold)
     };
-    let first = f.hold_row("5 minutes").await;
-    insert(first).execute(pool).await.unwrap();
-    let second = f.hold_row("5 minutes").await;
     assert_eq!(
-        violated(insert(second).execute(pool).await),
-        "hold_seats_one_live_hold"
+        violated(hand_to(second).execute(pool).await),
+        "seat_inventory_one_live_hold"
     );
+    // The live hold may still extend itself (an order's payment window).
+    hand_to(first).execute(pool).await.unwrap();
 
-    // Once the first hold's seat is released, the seat can be held again.
-    sqlx::query("UPDATE hold_seats SET released_at = now() WHERE hold_id = $1")
-        .bind(first)
-        .execute(pool)
-        .await
-        .unwrap();
-    insert(second).execute(pool).await.unwrap();
+    // Once the first hold has expired, its seat can be handed to another hold.
+    sqlx::query(
+        "UPDATE seat_inventory SET hold_expires_at = now() - interval '1 second'
+         WHERE show_id = $1 AND seat_id = $2",
+    )
+    .bind(f.show)
+    .bind(f.seats[0])
+    .execute(pool)
+    .await
+    .unwrap();
+    hand_to(second).execute(pool).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
