@@ -10,6 +10,8 @@
 #       20,000 claims of 4 adjacent seats: a complete sell-out, with per-statement latencies;
 #   (b) the same 20,000 claims as `POST /v1/shows/{id}/holds` against the release origin,
 #       CONCURRENCY (default 32) HTTP clients, fresh idempotency keys, tokens signed up front.
+#   (d) every hold of (b) expired at once: the sweeper ends them while the same claims run
+#       again; the longest claim shows whether the sweep stalls claims.
 # Inventory is reset between (a) and (b); every run must end with every seat held exactly
 # once. Private PostgreSQL and Redis under .onsale/bench/. The last lines compare (b) to (r).
 set -euo pipefail
@@ -116,6 +118,7 @@ reset_inventory
 origin_listen=127.0.0.1:$(usable_port 58081 any)
 ONSALE_ORIGIN_LISTEN=$origin_listen \
 ONSALE_VERIFY_KEYS="$ONSALE_ROOT/.onsale/bench/keys/verify.pem" \
+ONSALE_TICKET_SIGNING_KEY="$ONSALE_ROOT/.onsale/bench/keys/signing.pem" \
 RUST_LOG=warn \
     target/release/origin --config config/origin.toml serve >.onsale/bench/origin.log 2>&1 &
 origin_pid=$!
@@ -136,6 +139,33 @@ read -r in_holds live_holds < <(sql "SELECT coalesce(sum(seat_count), 0), count(
 [ "$http_held" -eq "$seats" ] && [ "$in_holds" -eq "$seats" ] && [ "$live_holds" -eq "$claims" ] \
     || die "HTTP: $http_held seats held, $in_holds in $live_holds live holds; not $seats in $claims"
 
+# (d) Expiry at scale: every hold of (b) expires at once, and the sweeper (batches of
+# holds.sweep_batch, back to back) ends them while the same fans claim the same seats again
+# under new keys. A claim never waits on the sweep: it takes an expired seat over (201) or
+# finds it locked by the sweep (409) at once. Then every seat is held exactly once, by a live
+# hold that lists it, or free.
+sql "BEGIN;
+     UPDATE holds SET expires_at = now() - interval '1 second' WHERE show_id = '$show' AND status = 'active';
+     UPDATE seat_inventory SET hold_expires_at = now() - interval '1 second' WHERE show_id = '$show' AND status = 'held';
+     COMMIT;" >/dev/null
+sweep_started=$(date +%s%N)
+sweep_out=$(target/release/examples/hold_load "$origin_url" "$show" .onsale/bench/keys/signing.pem \
+    "$first" "$claims" "$seats_per_claim" "$concurrency")
+overdue() { sql "SELECT count(*) FROM holds WHERE status = 'active' AND expires_at <= now()"; }
+for _ in $(seq 600); do [ "$(overdue)" -eq 0 ] && break; sleep 0.1; done
+[ "$(overdue)" -eq 0 ] || die "the sweeper left $(overdue) expired holds after a minute"
+sweep_seconds=$(awk -v a="$sweep_started" -v b="$(date +%s%N)" 'BEGIN {printf "%.1f", (b - a) / 1e9}')
+read -r held_now in_live stray < <(sql "SELECT
+      (SELECT count(*) FROM seat_inventory WHERE show_id = '$show' AND status = 'held'),
+      (SELECT coalesce(sum(seat_count), 0) FROM holds WHERE show_id = '$show' AND status = 'active'),
+      (SELECT count(*) FROM seat_inventory i WHERE i.show_id = '$show' AND i.status = 'held'
+         AND NOT EXISTS (SELECT 1 FROM holds h WHERE h.id = i.hold_id AND h.status = 'active'
+                         AND h.expires_at > now() AND i.seat_id = ANY(h.seat_ids)))" | tr '|' ' ')
+[ "$held_now" -eq "$in_live" ] && [ "$stray" -eq 0 ] \
+    || die "after the sweep: $held_now seats held, $in_live in live holds, $stray held by no live hold"
+echo "sweep_claims: $(echo "$sweep_out" | tr '\n' ' ')sweep_seconds=$sweep_seconds seats_held=$held_now"
+sweep_max=$(sed -n 's/^http_max_ms=//p' <<<"$sweep_out")
+
 http_rate=$(sed -n 's/^http_holds_per_s=//p' <<<"$http_out")
 http_seconds=$(sed -n 's/^http_seconds=//p' <<<"$http_out")
 awk -v h="$http_rate" -v p="$pgbench_tps" -v hs="$http_seconds" -v ps="$pgbench_seconds" \
@@ -144,3 +174,4 @@ echo "minimal_holds_per_s=$minimal_tps"
 echo "http_holds_per_s=$http_rate"
 awk -v h="$http_rate" -v m="$minimal_tps" 'BEGIN {printf "ratio_http_over_minimal=%.2f\n", h / m}'
 echo "sellout_seconds_http=$http_seconds sellout_seconds_minimal=$minimal_seconds"
+echo "claims_during_sweep_max_ms=$sweep_max"

@@ -9,6 +9,11 @@
 //! Client errors are stored too (a retry gets the same answer); server errors release the
 //! key ([`release`]) so the client can retry.
 //!
+//! A write with no outside call in it (a hold) claims its key in its own transaction
+//! instead ([`begin_request_on`]): key, effect and answer commit together, so it has no
+//! in-flight window, and a duplicate arriving meanwhile waits on the key for that
+//! transaction, then replays its answer.
+//!
 //! A request still in flight after `idempotency.in_flight_timeout_s` may be taken over by a
 //! retry. Every claim carries a fresh token and storing or releasing checks it, so a slow
 //! original whose key was taken over cannot store its answer: its transaction fails with
@@ -88,8 +93,21 @@ pub fn fingerprint(route: &str, canonical_request: &[u8]) -> Vec<u8> {
 }
 
 /// [`begin`] for a parsed `request` to `route` by `fan`, with the configured in-flight
-/// timeout.
+/// timeout, committed at once: for a write whose effect comes in a later transaction.
 pub(crate) async fn begin_request(
+    state: &crate::AppState,
+    fan: &str,
+    key: &crate::domain::IdempotencyKey,
+    route: &str,
+    request: &impl serde::Serialize,
+) -> Result<Begin, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    begin_request_on(&mut conn, state, fan, key, route, request).await
+}
+
+/// [`begin_request`] on `conn`: in a transaction, the claim commits with it.
+pub(crate) async fn begin_request_on(
+    conn: &mut PgConnection,
     state: &crate::AppState,
     fan: &str,
     key: &crate::domain::IdempotencyKey,
@@ -98,7 +116,7 @@ pub(crate) async fn begin_request(
 ) -> Result<Begin, ApiError> {
     let canonical = crate::http::to_json(request)?;
     begin(
-        &state.pool,
+        conn,
         fan,
         key.as_str(),
         route,
@@ -110,7 +128,7 @@ pub(crate) async fn begin_request(
 
 /// Claims `key` for `fan`'s request, or says how to answer a request seen before.
 pub(crate) async fn begin(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     fan: &str,
     key: &str,
     route: &str,
@@ -134,7 +152,7 @@ pub(crate) async fn begin(
         f64::from(in_flight_timeout_s),
         claim,
     )
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?;
     if let Some(claim) = claimed {
         return Ok(Begin::Proceed(Claimed {
@@ -148,7 +166,7 @@ pub(crate) async fn begin(
         fan,
         key,
     )
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?;
     if seen.request_hash != fingerprint {
         return Err(ApiError::problem(

@@ -6,15 +6,17 @@
 //! expired is claimable at once (lazy expiry): the claim takes it over on the seat row, and
 //! the sweeper ends the expired hold and frees its other seats within seconds.
 //!
-//! The hold row, its price total and the seat rows are written by one statement. The seat
-//! rows carry the hold (`hold_id`, `hold_expires_at`); no index covers those columns or the
-//! status, so the update stays on the row's page without index writes (see migration 0007).
+//! After the idempotency key (claimed in the same transaction), a claim is four round
+//! trips: [`open_claim`] (sale state, known seats, the fan's lock), [`check_fan_limit`],
+//! [`lock_claimable`], and [`insert_hold`], which writes the hold row, its price total and
+//! the seat rows in one statement. The seat rows carry the hold (`hold_id`,
+//! `hold_expires_at`); no index covers those columns or the status, so the update stays on
+//! the row's page without index writes (see migration 0007).
 
 use super::HoldView;
 use crate::catalog::EFFECTIVE_STATUS;
 use crate::domain::{HoldRequest, ShowId};
 use crate::error::{ApiError, Code};
-use crate::idempotency::{self, Claimed};
 use crate::status::{HoldStatus, ShowStatus};
 use crate::AppState;
 use onsale_contract::clock::now_ms;
@@ -35,39 +37,43 @@ fn unavailable(code: Code, seats: Vec<i64>) -> ApiError {
 /// locking.
 const BEST_AVAILABLE_ATTEMPTS: usize = 3;
 
+/// The claim in the caller's transaction `tx`, which has claimed the idempotency key:
+/// the hold's answer as stored and sent. Every refusal comes before the first write, so a
+/// refused claim leaves `tx` holding the key alone and its refusal may be stored and
+/// committed. A best-available retry stays in `tx`: the seats it locked and lost stay
+/// locked until it ends, a few milliseconds.
 pub(super) async fn create_hold(
+    tx: &mut PgConnection,
     state: &AppState,
     show: ShowId,
     fan: &str,
     request: &HoldRequest,
-    claimed: &Claimed,
 ) -> Result<Vec<u8>, ApiError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut tx = state.pool.begin().await?;
-        let currency = on_sale_currency(&mut tx, show).await?;
+        let named: &[i64] = match request {
+            HoldRequest::Seats(seats) => seats,
+            HoldRequest::BestAvailable { .. } => &[],
+        };
+        let currency = open_claim(tx, show, fan, named).await?;
         let seats = match request {
-            HoldRequest::Seats(seats) => {
-                require_known(&mut tx, show, seats).await?;
-                seats.clone()
-            }
+            HoldRequest::Seats(seats) => seats.clone(),
             HoldRequest::BestAvailable {
                 section_id,
                 quantity,
-            } => best_available(&mut tx, show, section_id, *quantity).await?,
+            } => best_available(tx, show, section_id, *quantity).await?,
         };
         check_fan_limit(
-            &mut tx,
+            tx,
             show,
             fan,
             seats.len(),
             state.config.holds.max_seats_per_fan,
         )
         .await?;
-        let taken = lock_claimable(&mut tx, show, &seats).await?;
+        let taken = lock_claimable(tx, show, &seats).await?;
         if !taken.is_empty() {
-            tx.rollback().await?;
             match request {
                 HoldRequest::BestAvailable { .. } if attempt < BEST_AVAILABLE_ATTEMPTS => continue,
                 HoldRequest::BestAvailable { .. } => {
@@ -76,63 +82,48 @@ pub(super) async fn create_hold(
                 HoldRequest::Seats(_) => return Err(unavailable(Code::SeatsUnavailable, taken)),
             }
         }
-        let view = insert_hold(
-            &mut tx,
-            show,
-            fan,
-            &seats,
-            currency,
-            state.config.holds.ttl_s,
-        )
-        .await?;
-        let body = crate::http::to_json(&view)?;
-        idempotency::store_in(&mut tx, claimed, 201, &body).await?;
-        tx.commit().await?;
-        return Ok(body);
+        let view = insert_hold(tx, show, fan, &seats, currency, state.config.holds.ttl_s).await?;
+        return crate::http::to_json(&view);
     }
 }
 
-async fn on_sale_currency(tx: &mut PgConnection, show: ShowId) -> Result<String, ApiError> {
-    let row: Option<(ShowStatus, String)> = sqlx::query_as(&format!(
-        "SELECT {EFFECTIVE_STATUS}, s.currency FROM shows s WHERE s.id = $1"
+/// Opens `fan`'s claim on `show`: takes the per-(show, fan) transaction lock under which
+/// [`check_fan_limit`] counts, so two concurrent holds of one fan cannot both pass, and
+/// returns the show's currency if it is on sale and has every one of `seats` (none for a
+/// best-available request). One round trip; the count that follows, a statement of its
+/// own, sees every hold committed before the lock was granted.
+async fn open_claim(
+    tx: &mut PgConnection,
+    show: ShowId,
+    fan: &str,
+    seats: &[i64],
+) -> Result<String, ApiError> {
+    let row: Option<(ShowStatus, String, Vec<i64>)> = sqlx::query_as(&format!(
+        "SELECT {EFFECTIVE_STATUS}, s.currency,
+                ARRAY(SELECT wanted FROM unnest($2::int8[]) wanted
+                      WHERE NOT EXISTS (SELECT 1 FROM seat_inventory i
+                                        WHERE i.show_id = s.id AND i.seat_id = wanted))
+         FROM shows s, pg_advisory_xact_lock(hashtextextended($3, 7215))
+         WHERE s.id = $1"
     ))
     .bind(show)
+    .bind(seats)
+    .bind(format!("{show}:{fan}"))
     .fetch_optional(&mut *tx)
     .await?;
     match row {
         None => Err(ShowId::not_found()),
-        Some((ShowStatus::OnSale, currency)) => Ok(currency),
-        Some((status, _)) => Err(ApiError::problem(
+        Some((ShowStatus::OnSale, currency, unknown)) if unknown.is_empty() => Ok(currency),
+        Some((ShowStatus::OnSale, _, unknown)) => Err(ApiError::problem(
+            Problem::new(422, Code::UnknownSeats, "Unknown seats")
+                .with_detail("these seats are not part of the show")
+                .with("unknown_seat_ids", unknown),
+        )),
+        Some((status, _, _)) => Err(ApiError::problem(
             Problem::new(409, Code::ShowNotOnSale, "Show not on sale")
                 .with_detail(format!("the show is {status}"))
                 .with("show_status", status.as_str()),
         )),
-    }
-}
-
-async fn require_known(tx: &mut PgConnection, show: ShowId, seats: &[i64]) -> Result<(), ApiError> {
-    let known: HashSet<i64> = sqlx::query_scalar!(
-        "SELECT seat_id FROM seat_inventory WHERE show_id = $1 AND seat_id = ANY($2)",
-        show.0,
-        seats,
-    )
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .collect();
-    let unknown: Vec<i64> = seats
-        .iter()
-        .copied()
-        .filter(|s| !known.contains(s))
-        .collect();
-    if unknown.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::problem(
-            Problem::new(422, Code::UnknownSeats, "Unknown seats")
-                .with_detail("these seats are not part of the show")
-                .with("unknown_seat_ids", unknown),
-        ))
     }
 }
 
@@ -184,8 +175,7 @@ async fn best_available(
     Ok(seats)
 }
 
-/// Seats one fan may hold or own per show, checked under a per-(show, fan) transaction lock
-/// so two concurrent holds of one fan cannot both pass.
+/// Seats one fan may hold or own per show, counted under the lock [`open_claim`] took.
 async fn check_fan_limit(
     tx: &mut PgConnection,
     show: ShowId,
@@ -193,12 +183,6 @@ async fn check_fan_limit(
     wanted: usize,
     max: usize,
 ) -> Result<(), ApiError> {
-    sqlx::query_scalar!(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 7215))",
-        format!("{show}:{fan}"),
-    )
-    .fetch_one(&mut *tx)
-    .await?;
     let current = sqlx::query_scalar!(
         r#"SELECT (SELECT coalesce(sum(seat_count), 0) FROM holds
                  WHERE show_id = $1 AND fan_id = $2 AND status = 'active' AND expires_at > now())

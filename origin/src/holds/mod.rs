@@ -59,29 +59,44 @@ pub(crate) async fn post_hold(
     let config = &state.config.holds;
     let request = HoldRequest::parse(body, config.max_seats_per_hold)?;
     let route = format!("POST /v1/shows/{show}/holds");
-    let begun = idempotency::begin_request(&state, &admission.fan, &key, &route, &request).await?;
+    // The key, the hold and the stored answer commit together (see `idempotency`).
+    let mut tx = state.pool.begin().await?;
+    let begun =
+        idempotency::begin_request_on(&mut tx, &state, &admission.fan, &key, &route, &request)
+            .await?;
     let claimed = match begun {
         Begin::Replay(response) => return Ok(response),
         Begin::Proceed(claimed) => claimed,
     };
-    let result = claim::create_hold(&state, show, &admission.fan, &request, &claimed).await;
+    let result = claim::create_hold(&mut tx, &state, show, &admission.fan, &request).await;
     let metrics = &state.metrics;
     metrics
         .hold_duration
         .observe(started.elapsed().as_secs_f64());
     match result {
         Ok(body) => {
+            idempotency::store_in(&mut tx, &claimed, 201, &body).await?;
+            tx.commit().await?;
             metrics.holds.with_label_values(&["created"]).inc();
             Ok(json_response(StatusCode::CREATED, body))
         }
         Err(error) => {
-            let outcome = match error.to_problem().status {
+            let problem = error.to_problem();
+            let outcome = match problem.status {
                 409 => "conflict",
                 500.. => "error",
                 _ => "rejected",
             };
             metrics.holds.with_label_values(&[outcome]).inc();
-            idempotency::finish_failed(&state.pool, &claimed, &error).await;
+            if problem.status >= 500 {
+                // Everything rolls back, the key too, so a retry runs again.
+                tx.rollback().await?;
+            } else {
+                // Nothing but the key was written: the refusal is its answer.
+                idempotency::store_in(&mut tx, &claimed, problem.status, &problem.to_json())
+                    .await?;
+                tx.commit().await?;
+            }
             Err(error)
         }
     }
