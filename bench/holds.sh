@@ -6,8 +6,9 @@
 #       conditional UPDATE of 4 seats (holds-minimal.sql on holds-minimal-schema.sql, from
 #       REFERENCE_DIR, run unchanged) in a scratch database of the same instance,
 #       CONCURRENCY pgbench clients, 20,000 claims: a sell-out;
-#   (a) pgbench running the origin's claim transaction (bench/holds-claim.sql), 16 clients,
-#       20,000 claims of 4 adjacent seats: a complete sell-out, with per-statement latencies;
+#   (a) pgbench running the origin's claim (bench/holds-claim.sql: one call of claim_hold,
+#       the idempotency record included), CONCURRENCY clients, 20,000 claims of 4 adjacent
+#       seats: a complete sell-out, the database's share of (b);
 #   (b) the same 20,000 claims as `POST /v1/shows/{id}/holds` against the release origin,
 #       CONCURRENCY (default 32) HTTP clients, fresh idempotency keys, tokens signed up front.
 #   (d) every hold of (b) expired at once: the sweeper ends them while the same claims run
@@ -20,7 +21,6 @@ cd "$ONSALE_ROOT"
 concurrency=${CONCURRENCY:-32}
 show=0193a6f0-0000-7000-8000-000000000201
 seats_per_claim=4
-pgbench_clients=16
 profile=${PG_PROFILE:-dev}
 reference_dir=${REFERENCE_DIR:-$ONSALE_ROOT/../shared/bench}
 case $profile in dev | test) ;; *) die "PG_PROFILE must be dev or test" ;; esac
@@ -99,8 +99,8 @@ psql "$PG_ADMIN_URL" -X -q -c "DROP DATABASE onsale_bench_minimal WITH (FORCE)" 
 
 reset_inventory
 wal_before=$(wal_lsn)
-pgbench_out=$(pgbench "$DATABASE_URL" -n -r -M prepared -c "$pgbench_clients" -j 2 -t $((claims / pgbench_clients)) \
-    -f bench/holds-claim.sql -D show="$show" -D first="$first" -D clients="$pgbench_clients" -D k=0 \
+pgbench_out=$(pgbench "$DATABASE_URL" -n -r -M prepared -c "$concurrency" -j 2 -t $((claims / concurrency)) \
+    -f bench/holds-claim.sql -D show="$show" -D first="$first" -D clients="$concurrency" -D k=0 \
     --log --log-prefix=.onsale/bench/pgbench 2>&1) || { echo "$pgbench_out" >&2; die "pgbench failed"; }
 wal_after=$(wal_lsn)
 pgbench_tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$pgbench_out")
@@ -109,8 +109,7 @@ read -r pgbench_updates pgbench_hot < <(hot_updates "$DATABASE_URL" 'seat_invent
 pgbench_wal=$(wal_per_claim "$wal_before" "$wal_after")
 read -r pgbench_p50 pgbench_p99 < <(latencies .onsale/bench/pgbench)
 pgbench_held=$(held)
-# Per-statement latencies, to see where a claim's time goes.
-sed -n '/statement latencies/,$p' <<<"$pgbench_out" | grep -v '^ *0.0[0-9][0-9] *0 *\\' | cut -c1-100 >&2
+[ "$pgbench_held" -eq "$seats" ] || die "pgbench: $pgbench_held seats held, not $seats"
 pgbench_seconds=$(awk -v c="$claims" -v t="$pgbench_tps" 'BEGIN {printf "%.3f", c / t}')
 echo "pgbench_holds_per_s=$pgbench_tps pgbench_seconds=$pgbench_seconds p50_ms=$pgbench_p50 p99_ms=$pgbench_p99 seats_held=$pgbench_held wal_bytes_per_claim=$pgbench_wal hot_updates=$pgbench_hot/$pgbench_updates"
 

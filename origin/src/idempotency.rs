@@ -9,10 +9,12 @@
 //! Client errors are stored too (a retry gets the same answer); server errors release the
 //! key ([`release`]) so the client can retry.
 //!
-//! A write with no outside call in it (a hold) claims its key in its own transaction
-//! instead ([`begin_request_on`]): key, effect and answer commit together, so it has no
-//! in-flight window, and a duplicate arriving meanwhile waits on the key for that
-//! transaction, then replays its answer.
+//! A write with no outside call in it (a hold) writes its key last, with its answer, in the
+//! statement that makes its effect (`claim_hold`, migration 0008): key, effect and answer
+//! commit together, so it has no in-flight window; a duplicate arriving meanwhile waits on
+//! the key's unique entry, then its own work rolls back and it replays the answer ([`seen`]).
+//! Its refusals are stored after the fact ([`record`]), unless another request answered
+//! the key meanwhile, whose answer is then the answer.
 //!
 //! A request still in flight after `idempotency.in_flight_timeout_s` may be taken over by a
 //! retry. Every claim carries a fresh token and storing or releasing checks it, so a slow
@@ -93,21 +95,8 @@ pub fn fingerprint(route: &str, canonical_request: &[u8]) -> Vec<u8> {
 }
 
 /// [`begin`] for a parsed `request` to `route` by `fan`, with the configured in-flight
-/// timeout, committed at once: for a write whose effect comes in a later transaction.
+/// timeout.
 pub(crate) async fn begin_request(
-    state: &crate::AppState,
-    fan: &str,
-    key: &crate::domain::IdempotencyKey,
-    route: &str,
-    request: &impl serde::Serialize,
-) -> Result<Begin, ApiError> {
-    let mut conn = state.pool.acquire().await?;
-    begin_request_on(&mut conn, state, fan, key, route, request).await
-}
-
-/// [`begin_request`] on `conn`: in a transaction, the claim commits with it.
-pub(crate) async fn begin_request_on(
-    conn: &mut PgConnection,
     state: &crate::AppState,
     fan: &str,
     key: &crate::domain::IdempotencyKey,
@@ -116,7 +105,7 @@ pub(crate) async fn begin_request_on(
 ) -> Result<Begin, ApiError> {
     let canonical = crate::http::to_json(request)?;
     begin(
-        conn,
+        &state.pool,
         fan,
         key.as_str(),
         route,
@@ -128,7 +117,7 @@ pub(crate) async fn begin_request_on(
 
 /// Claims `key` for `fan`'s request, or says how to answer a request seen before.
 pub(crate) async fn begin(
-    conn: &mut PgConnection,
+    pool: &PgPool,
     fan: &str,
     key: &str,
     route: &str,
@@ -152,22 +141,55 @@ pub(crate) async fn begin(
         f64::from(in_flight_timeout_s),
         claim,
     )
-    .fetch_optional(&mut *conn)
+    .fetch_optional(pool)
     .await?;
-    if let Some(claim) = claimed {
-        return Ok(Begin::Proceed(Claimed {
+    match claimed {
+        Some(claim) => Ok(Begin::Proceed(Claimed {
             fan: fan.to_owned(),
             key: key.to_owned(),
             claim,
-        }));
+        })),
+        None => {
+            let keyed = Keyed {
+                fan,
+                key,
+                route,
+                fingerprint,
+            };
+            seen(pool, &keyed).await.map(Begin::Replay)
+        }
     }
+}
+
+/// A request's key: whose, which, and what was asked (route and fingerprint).
+pub(crate) struct Keyed<'a> {
+    pub fan: &'a str,
+    pub key: &'a str,
+    pub route: &'a str,
+    pub fingerprint: &'a [u8],
+}
+
+/// The answer for a request under a key another request holds: its stored answer (the
+/// same request), 422 `idempotency_key_reused` (another request) or 409
+/// `idempotency_in_flight` (no answer yet).
+pub(crate) async fn seen(pool: &PgPool, keyed: &Keyed<'_>) -> Result<Response, ApiError> {
+    let Keyed {
+        fan,
+        key,
+        fingerprint,
+        ..
+    } = *keyed;
     let seen = sqlx::query!(
         "SELECT request_hash, response_status, response_body FROM idempotency_keys WHERE fan_id = $1 AND key = $2",
         fan,
         key,
     )
-    .fetch_one(&mut *conn)
+    .fetch_optional(pool)
     .await?;
+    let Some(seen) = seen else {
+        // Released by a request that failed meanwhile: the client may send it again.
+        return Err(ApiError::problem(in_flight()));
+    };
     if seen.request_hash != fingerprint {
         return Err(ApiError::problem(
             Problem::new(422, Code::IdempotencyKeyReused, "Idempotency-Key reused")
@@ -175,9 +197,40 @@ pub(crate) async fn begin(
         ));
     }
     match (seen.response_status, seen.response_body) {
-        (Some(status), Some(body)) => Ok(Begin::Replay(replay(status, body))),
+        (Some(status), Some(body)) => Ok(replay(status, body)),
         _ => Err(ApiError::problem(in_flight())),
     }
+}
+
+/// Stores `status` and `body` as the answer under a key no request has claimed (or whose
+/// claim died in flight), in one statement. False when another request's claim or answer
+/// holds the key: answer with [`seen`] instead.
+pub(crate) async fn record(
+    pool: &PgPool,
+    keyed: &Keyed<'_>,
+    in_flight_timeout_s: u32,
+    status: u16,
+    body: &[u8],
+) -> Result<bool, sqlx::Error> {
+    let stored = sqlx::query!(
+        "INSERT INTO idempotency_keys AS k (fan_id, key, route, request_hash, claim, response_status, response_body)
+         VALUES ($1, $2, $3, $4, gen_random_uuid(), $6, $7)
+         ON CONFLICT (fan_id, key) DO UPDATE
+           SET created_at = now(), claim = EXCLUDED.claim,
+               response_status = EXCLUDED.response_status, response_body = EXCLUDED.response_body
+           WHERE k.response_status IS NULL AND k.request_hash = EXCLUDED.request_hash
+             AND k.created_at < now() - make_interval(secs => $5)",
+        keyed.fan,
+        keyed.key,
+        keyed.route,
+        keyed.fingerprint,
+        f64::from(in_flight_timeout_s),
+        status as i16,
+        body,
+    )
+    .execute(pool)
+    .await?;
+    Ok(stored.rows_affected() == 1)
 }
 
 /// The stored answer to `fan`'s `request` to `route` under `key`, if one was given; never

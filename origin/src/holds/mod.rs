@@ -20,7 +20,7 @@ use crate::domain::hold_request::HoldBody;
 use crate::domain::{HoldId, HoldRequest, IdempotencyKey, ShowId};
 use crate::error::{ApiError, Code};
 use crate::http::json_response;
-use crate::idempotency::{self, Begin};
+use crate::idempotency;
 use crate::json::ApiJson;
 use crate::status::HoldStatus;
 use crate::AppState;
@@ -59,45 +59,47 @@ pub(crate) async fn post_hold(
     let config = &state.config.holds;
     let request = HoldRequest::parse(body, config.max_seats_per_hold)?;
     let route = format!("POST /v1/shows/{show}/holds");
-    // The key, the hold and the stored answer commit together (see `idempotency`).
-    let mut tx = state.pool.begin().await?;
-    let begun =
-        idempotency::begin_request_on(&mut tx, &state, &admission.fan, &key, &route, &request)
-            .await?;
-    let claimed = match begun {
-        Begin::Replay(response) => return Ok(response),
-        Begin::Proceed(claimed) => claimed,
+    let fingerprint = idempotency::fingerprint(&route, &crate::http::to_json(&request)?);
+    let keyed = idempotency::Keyed {
+        fan: &admission.fan,
+        key: key.as_str(),
+        route: &route,
+        fingerprint: &fingerprint,
     };
-    let result = claim::create_hold(&mut tx, &state, show, &admission.fan, &request).await;
+    let result = claim::create_hold(&state, show, &request, &keyed).await;
     let metrics = &state.metrics;
     metrics
         .hold_duration
         .observe(started.elapsed().as_secs_f64());
+    let outcome = match &result {
+        Ok(claim::Claimed::Created(_)) => Some("created"),
+        Ok(claim::Claimed::KeyTaken) => None,
+        Err(error) => Some(match error.to_problem().status {
+            409 => "conflict",
+            500.. => "error",
+            _ => "rejected",
+        }),
+    };
+    if let Some(outcome) = outcome {
+        metrics.holds.with_label_values(&[outcome]).inc();
+    }
     match result {
-        Ok(body) => {
-            idempotency::store_in(&mut tx, &claimed, 201, &body).await?;
-            tx.commit().await?;
-            metrics.holds.with_label_values(&["created"]).inc();
-            Ok(json_response(StatusCode::CREATED, body))
-        }
+        Ok(claim::Claimed::Created(body)) => Ok(json_response(StatusCode::CREATED, body)),
+        Ok(claim::Claimed::KeyTaken) => idempotency::seen(&state.pool, &keyed).await,
         Err(error) => {
             let problem = error.to_problem();
-            let outcome = match problem.status {
-                409 => "conflict",
-                500.. => "error",
-                _ => "rejected",
-            };
-            metrics.holds.with_label_values(&[outcome]).inc();
             if problem.status >= 500 {
-                // Everything rolls back, the key too, so a retry runs again.
-                tx.rollback().await?;
-            } else {
-                // Nothing but the key was written: the refusal is its answer.
-                idempotency::store_in(&mut tx, &claimed, problem.status, &problem.to_json())
-                    .await?;
-                tx.commit().await?;
+                // Nothing is stored: a retry runs again.
+                return Err(error);
             }
-            Err(error)
+            // A refusal is the key's answer, unless another request answered it meanwhile.
+            let timeout = state.config.idempotency.in_flight_timeout_s;
+            let body = problem.to_json();
+            if idempotency::record(&state.pool, &keyed, timeout, problem.status, &body).await? {
+                Err(error)
+            } else {
+                idempotency::seen(&state.pool, &keyed).await
+            }
         }
     }
 }
