@@ -33,6 +33,8 @@ trap '[ -n "$origin_pid" ] && kill "$origin_pid" 2>/dev/null; stop_postgres; sto
 # A data directory per profile: a running server keeps the settings it started with.
 start_postgres "$ONSALE_ROOT/.onsale/bench/pg-$profile" 55436 "$profile"
 start_redis "$ONSALE_ROOT/.onsale/bench/redis" 56383 test
+# A fresh database each run: the seed, the migrations and the statistics start alike.
+psql "$PG_ADMIN_URL" -X -q -c "DROP DATABASE IF EXISTS onsale_bench WITH (FORCE)" >/dev/null
 DATABASE_URL=$(create_database "$PG_ADMIN_URL" onsale_bench)
 export DATABASE_URL REDIS_URL
 ensure_dev_keys "$ONSALE_ROOT/.onsale/bench/keys"
