@@ -45,7 +45,9 @@ CREATE TRIGGER seat_inventory_one_live_hold
     EXECUTE FUNCTION seat_inventory_one_live_hold();
 
 -- Room on every page for updated row versions, in the partitions there are now (rewritten
--- so existing pages get it) and, through the show's creation, in every later one.
+-- so existing pages get it) and, through the show's creation, in every later one. The
+-- rewrite locks each partition while it runs (about a second for a stadium): migrate
+-- between on-sales, not during one.
 DO $$
 DECLARE
     partition regclass;
