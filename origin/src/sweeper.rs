@@ -14,21 +14,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-/// What one batch did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Swept {
-    /// Expired holds it found.
-    pub due: usize,
-    /// Seats it returned to sale.
-    pub seats: u64,
-}
-
-/// One batch of at most `batch` expired holds.
+/// One batch of at most `batch` expired holds; returns how many it found.
 pub async fn sweep_once(
     pool: &PgPool,
     batch: i64,
     metrics: &Metrics,
-) -> Result<Swept, sqlx::Error> {
+) -> Result<usize, sqlx::Error> {
     let due = sqlx::query!(
         r#"SELECT id, extract(epoch FROM now() - expires_at)::float8 AS "lag_s!" FROM holds
          WHERE status = 'active' AND expires_at <= now()
@@ -38,20 +29,19 @@ pub async fn sweep_once(
     .fetch_all(pool)
     .await?;
     let Some(lag) = due.first().map(|d| d.lag_s) else {
-        return Ok(Swept { due: 0, seats: 0 });
+        return Ok(0);
     };
     let holds: Vec<Uuid> = due.iter().map(|d| d.id).collect();
     let mut tx = pool.begin().await?;
     // Rechecked once locked: an order may have extended a hold meanwhile.
-    let seats = sqlx::query_scalar!(
-        r#"SELECT count(*) AS "seats!" FROM (
-             SELECT 1 FROM seat_inventory i JOIN holds h
-               ON i.show_id = h.show_id AND i.seat_id = ANY(h.seat_ids) AND i.hold_id = h.id
-             WHERE h.id = ANY($1) AND i.hold_expires_at <= now()
-             ORDER BY i.show_id, i.seat_id FOR UPDATE OF i) locked"#,
+    sqlx::query!(
+        "SELECT 1 AS locked FROM seat_inventory i JOIN holds h
+           ON i.show_id = h.show_id AND i.seat_id = ANY(h.seat_ids) AND i.hold_id = h.id
+         WHERE h.id = ANY($1) AND i.hold_expires_at <= now()
+         ORDER BY i.show_id, i.seat_id FOR UPDATE OF i",
         &holds,
     )
-    .fetch_one(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
     let expired = crate::holds::end_expired(&mut tx, &holds).await?;
     tx.commit().await?;
@@ -60,10 +50,7 @@ pub async fn sweep_once(
         .holds_ended
         .with_label_values(&["expired_swept"])
         .inc_by(expired);
-    Ok(Swept {
-        due: holds.len(),
-        seats: seats as u64,
-    })
+    Ok(holds.len())
 }
 
 /// Sweeps every `interval` until `stopped`, draining a backlog in full batches first.
@@ -78,7 +65,7 @@ pub(crate) async fn run(
         // Drain a backlog in full batches, then wait for the next tick.
         loop {
             match sweep_once(&pool, batch, &metrics).await {
-                Ok(swept) if swept.due as i64 >= batch => continue,
+                Ok(due) if due as i64 >= batch => continue,
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "hold sweep failed; retrying next tick"),
             }

@@ -75,9 +75,9 @@ pub(crate) async fn lock_hold(
 
 /// Returns the seats `holds` still hold to sale: those of each hold's seats whose row still
 /// names it (a seat taken over after the hold expired is left to its new hold). Found by
-/// primary key through the holds' seat lists. Returns how many seats it freed.
-pub(crate) async fn free_seats(tx: &mut PgConnection, holds: &[Uuid]) -> Result<u64, sqlx::Error> {
-    let freed = sqlx::query!(
+/// primary key through the holds' seat lists.
+pub(crate) async fn free_seats(tx: &mut PgConnection, holds: &[Uuid]) -> Result<(), sqlx::Error> {
+    sqlx::query!(
         "UPDATE seat_inventory i
          SET status = 'available', hold_id = NULL, hold_expires_at = NULL, version = i.version + 1
          FROM holds h
@@ -87,5 +87,5 @@ pub(crate) async fn free_seats(tx: &mut PgConnection, holds: &[Uuid]) -> Result<
     )
     .execute(&mut *tx)
     .await?;
-    Ok(freed.rows_affected())
+    Ok(())
 }
