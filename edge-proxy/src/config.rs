@@ -488,6 +488,9 @@ impl Config {
         if self.tokens.queue_keys.is_empty() {
             return fail("tokens.queue_keys", "needs at least one key");
         }
+        if self.listen.admin.port() == self.listen.public.port() {
+            return fail("listen.admin", "must use another port than listen.public");
+        }
         if let Some(tls) = &self.listen.tls {
             if tls.cert.as_os_str().is_empty() || tls.key.as_os_str().is_empty() {
                 return fail("listen.tls", "needs both cert and key files");
@@ -590,5 +593,16 @@ mod tests {
         assert!(!cidr("2001:db8::/32").contains("10.0.0.1".parse().unwrap()));
         assert!(Cidr::try_from("10.0.0.0/33".to_owned()).is_err());
         assert!(Cidr::try_from("nonsense".to_owned()).is_err());
+    }
+
+    #[test]
+    fn listeners_need_ports_of_their_own() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/edge.toml");
+        let mut config = Config::load(&path).expect("the committed file loads");
+        config.listen.admin = SocketAddr::from(([127, 0, 0, 1], config.listen.public.port()));
+        let error = config
+            .validate(&path)
+            .expect_err("one port for two listeners");
+        assert!(error.to_string().contains("key `listen.admin`"), "{error}");
     }
 }

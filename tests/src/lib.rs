@@ -42,10 +42,21 @@ pub fn config_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
 }
 
-/// A port nobody listens on right now, for servers that cannot report the one they bound.
+/// A port nobody listens on right now and never handed out before in this process, for
+/// servers that cannot report the one they bound. The kernel may offer a port it offered a
+/// moment ago; two listeners of one Pingora server on one address would share a socket and
+/// close it twice.
 pub fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address")
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let addr = listener.local_addr().expect("local address");
+        let mut handed_out = HANDED_OUT.lock().expect("port list");
+        if !handed_out.contains(&addr.port()) {
+            handed_out.push(addr.port());
+            return addr;
+        }
+    }
 }
 
 /// A database of its own, dropped when the value is.
