@@ -147,7 +147,7 @@ pub(crate) async fn post_session(
         Counter::credential_email(&state, &email.key),
         Counter::credential_ip(&state, ip),
     ];
-    throttle::check(&state.pool, config.failure_window_s, &counters).await?;
+    throttle::attempt(&state.pool, config.failure_window_s, &counters).await?;
     let account = sqlx::query!(
         "SELECT id, password_hash FROM accounts WHERE email_key = $1",
         email.key,
@@ -160,10 +160,9 @@ pub(crate) async fn post_session(
         .verify(password.clone(), stored.clone())
         .await?;
     let (Some(account), Some(stored)) = (id.filter(|_| matches), stored) else {
-        throttle::hit(&state.pool, config.failure_window_s, &counters).await?;
         return Err(invalid_credentials());
     };
-    throttle::clear(&state.pool, &counters[0]).await?;
+    throttle::succeeded(&state.pool, &counters).await?;
     if state.passwords.outdated(&stored) {
         rehash(&state, account, password, &stored).await?;
     }
@@ -281,13 +280,12 @@ pub(crate) async fn post_password(
         Counter::credential_email(&state, &account.email_key),
         Counter::credential_ip(&state, ip),
     ];
-    throttle::check(&state.pool, config.failure_window_s, &counters).await?;
+    throttle::attempt(&state.pool, config.failure_window_s, &counters).await?;
     if !state
         .passwords
         .verify(current, Some(account.password_hash))
         .await?
     {
-        throttle::hit(&state.pool, config.failure_window_s, &counters).await?;
         return Err(ApiError::problem(
             Problem::new(401, Code::InvalidCredentials, "Invalid credentials")
                 .with_detail("the current password is wrong"),
@@ -297,7 +295,7 @@ pub(crate) async fn post_password(
     let mut tx = state.pool.begin().await?;
     set_password(&mut tx, session.account, &hash).await?;
     tx.commit().await?;
-    throttle::clear(&state.pool, &counters[0]).await?;
+    throttle::succeeded(&state.pool, &counters).await?;
     signed_out(secure)
 }
 

@@ -148,7 +148,7 @@ pub(crate) async fn post_confirm(
         Counter::credential_email(&state, &email.key),
         Counter::credential_ip(&state, ip),
     ];
-    throttle::check(&state.pool, config.failure_window_s, &counters).await?;
+    throttle::attempt(&state.pool, config.failure_window_s, &counters).await?;
     let account = sqlx::query_scalar!("SELECT id FROM accounts WHERE email_key = $1", email.key)
         .fetch_optional(&state.pool)
         .await?;
@@ -165,7 +165,6 @@ pub(crate) async fn post_confirm(
         None => None,
     };
     let Some((account, reset)) = matched else {
-        throttle::hit(&state.pool, config.failure_window_s, &counters).await?;
         return Err(invalid_code());
     };
     let hash = state.passwords.hash(new).await?;
@@ -190,7 +189,7 @@ pub(crate) async fn post_confirm(
     .await?;
     set_password(&mut tx, account, &hash).await?;
     tx.commit().await?;
-    throttle::clear(&state.pool, &counters[0]).await?;
+    throttle::succeeded(&state.pool, &counters).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

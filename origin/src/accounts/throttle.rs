@@ -4,8 +4,10 @@
 //! SHA-256. Past its maximum a subject gets 429 `rate_limited` with `Retry-After` until its
 //! window ends.
 //!
-//! The check and the count are separate statements, so concurrent attempts can pass a
-//! maximum by the few that were in flight together; the hashing slots bound how many.
+//! A credential check counts as a failure before it runs ([`attempt`]), in the statement
+//! that checks the maximum, so concurrent guesses cannot pass a maximum together; a check
+//! that succeeds gives its count back ([`succeeded`]). An attempt refused for one counter
+//! is not counted against the others.
 
 use crate::error::{ApiError, Code};
 use crate::AppState;
@@ -154,19 +156,25 @@ fn limited(scope: Scope, retry_after_s: i64) -> ApiError {
     )
 }
 
-/// 429 if any of `counters` is at its maximum in its current window.
-pub(crate) async fn check(
+/// Counts one credential check against each of `counters`, each only while it is below
+/// its maximum in its current window (a new window starts when the last one has ended);
+/// 429 for the first at its maximum, with that attempt counted against none of them.
+pub(crate) async fn attempt(
     pool: &PgPool,
     window_s: u32,
     counters: &[Counter],
 ) -> Result<(), ApiError> {
-    for counter in counters {
-        let remaining = sqlx::query_scalar!(
-            r#"SELECT ceil(extract(epoch FROM window_start + make_interval(secs => $3) - now()))::int8
-                      AS "remaining!"
-               FROM auth_throttle
-               WHERE scope = $1 AND subject = $2 AND hits >= $4
-                 AND window_start > now() - make_interval(secs => $3)"#,
+    for (counted, counter) in counters.iter().enumerate() {
+        let hits = sqlx::query_scalar!(
+            r#"INSERT INTO auth_throttle AS t (scope, subject, window_start, hits)
+               VALUES ($1, $2, now(), 1)
+               ON CONFLICT (scope, subject) DO UPDATE SET
+                 hits = CASE WHEN t.window_start > now() - make_interval(secs => $3)
+                             THEN t.hits + 1 ELSE 1 END,
+                 window_start = CASE WHEN t.window_start > now() - make_interval(secs => $3)
+                                     THEN t.window_start ELSE now() END
+               WHERE t.window_start <= now() - make_interval(secs => $3) OR t.hits < $4
+               RETURNING hits"#,
             counter.scope.as_str(),
             counter.subject,
             f64::from(window_s),
@@ -174,10 +182,56 @@ pub(crate) async fn check(
         )
         .fetch_optional(pool)
         .await?;
-        if let Some(remaining) = remaining {
-            return Err(limited(counter.scope, remaining));
+        if hits.is_none() {
+            for earlier in &counters[..counted] {
+                give_back(pool, earlier).await?;
+            }
+            let remaining = sqlx::query_scalar!(
+                r#"SELECT ceil(extract(epoch FROM window_start + make_interval(secs => $3) - now()))::int8
+                          AS "remaining!"
+                   FROM auth_throttle WHERE scope = $1 AND subject = $2"#,
+                counter.scope.as_str(),
+                counter.subject,
+                f64::from(window_s),
+            )
+            .fetch_optional(pool)
+            .await?;
+            return Err(limited(counter.scope, remaining.unwrap_or(1)));
         }
     }
+    Ok(())
+}
+
+/// A credential check of `counters` succeeded: the email's failures (the first counter) are
+/// forgotten, and the attempt is given back to the others.
+pub(crate) async fn succeeded(pool: &PgPool, counters: &[Counter]) -> Result<(), sqlx::Error> {
+    let Some((email, others)) = counters.split_first() else {
+        return Ok(());
+    };
+    sqlx::query!(
+        "DELETE FROM auth_throttle WHERE scope = $1 AND subject = $2",
+        email.scope.as_str(),
+        email.subject,
+    )
+    .execute(pool)
+    .await?;
+    for counter in others {
+        give_back(pool, counter).await?;
+    }
+    Ok(())
+}
+
+/// Takes back one attempt counted against `counter`.
+async fn give_back(pool: &PgPool, counter: &Counter) -> Result<(), sqlx::Error> {
+    // A count never stands at zero: its last attempt takes the row.
+    sqlx::query!(
+        "WITH last AS (DELETE FROM auth_throttle WHERE scope = $1 AND subject = $2 AND hits = 1)
+         UPDATE auth_throttle SET hits = hits - 1 WHERE scope = $1 AND subject = $2 AND hits > 1",
+        counter.scope.as_str(),
+        counter.subject,
+    )
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
@@ -213,18 +267,6 @@ pub(crate) async fn hit(
         }
     }
     Ok(over)
-}
-
-/// Forgets `counter`'s attempts (a correct password clears its email's failures).
-pub(crate) async fn clear(pool: &PgPool, counter: &Counter) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "DELETE FROM auth_throttle WHERE scope = $1 AND subject = $2",
-        counter.scope.as_str(),
-        counter.subject,
-    )
-    .execute(pool)
-    .await?;
-    Ok(())
 }
 
 /// Deletes windows that have ended.

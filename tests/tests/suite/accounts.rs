@@ -371,6 +371,85 @@ async fn a_wrong_password_and_an_unknown_email_are_answered_alike_after_the_same
     assert_eq!(count(&app, "SELECT count(*) FROM sessions").await, 0);
 }
 
+/// Statuses of `guesses` wrong-password sign-ins sent at once: (401s, 429s).
+async fn guesses_at_once(http: &Client, guesses: Vec<(String, String)>) -> (usize, usize) {
+    let answers = futures_util::future::join_all(
+        guesses
+            .iter()
+            .map(|(ip, email)| sign_in_from(http, ip, email, "wrong password!")),
+    )
+    .await;
+    let count = |status: u16| answers.iter().filter(|r| r.status == status).count();
+    assert_eq!(count(401) + count(429), answers.len(), "only 401 and 429");
+    (count(401), count(429))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guesses_sent_at_once_never_pass_a_maximum() {
+    let app = TestApp::spawn_with(|c| {
+        c.accounts.max_failures_per_email = 3;
+        c.accounts.max_failures_per_ip = 4;
+    })
+    .await;
+    let http = origin(&app);
+    sign_up(&http, "ana@example.com", PASSWORD)
+        .await
+        .expect_status(201);
+
+    // Twelve guesses at one email from twelve addresses, all in flight together: three are
+    // checked, nine refused before any work, and the email is locked for everyone.
+    let (checked, refused) = guesses_at_once(
+        &http,
+        (0..12)
+            .map(|n| (format!("198.51.100.{n}"), "ana@example.com".to_owned()))
+            .collect(),
+    )
+    .await;
+    assert_eq!((checked, refused), (3, 9));
+    sign_in_from(&http, "198.51.100.99", "ana@example.com", PASSWORD)
+        .await
+        .problem(429, "rate_limited");
+
+    // Twelve guesses from one address at twelve emails: four are checked. The refused ones
+    // count against no email.
+    let (checked, refused) = guesses_at_once(
+        &http,
+        (0..12)
+            .map(|n| ("203.0.113.7".to_owned(), format!("fan{n}@example.com")))
+            .collect(),
+    )
+    .await;
+    assert_eq!((checked, refused), (4, 8));
+    let counted: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(hits), 0) FROM auth_throttle WHERE scope = 'credential_email'",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(counted, 3 + 4, "ana's three and the four checked guesses");
+
+    // A right password gives its attempt back to the address.
+    sign_up(&http, "bo@example.com", PASSWORD)
+        .await
+        .expect_status(201);
+    for _ in 0..3 {
+        sign_in_from(&http, "192.0.2.1", "bo@example.com", PASSWORD)
+            .await
+            .expect_status(201);
+    }
+    let (checked, _) = guesses_at_once(
+        &http,
+        (0..6)
+            .map(|n| ("192.0.2.1".to_owned(), format!("guess{n}@example.com")))
+            .collect(),
+    )
+    .await;
+    assert_eq!(
+        checked, 4,
+        "three sign-ins cost the address none of its four failures"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn failures_are_throttled_per_email_and_per_ip_across_origins() {
     let app = TestApp::spawn_with(|c| {
