@@ -49,6 +49,10 @@ fn health_check(live: &Live) -> HttpHealthCheck {
         origin.health_check_interval_ms.max(500),
     ));
     check.reuse_connection = true;
+    // One slow answer on a busy origin is not an outage: taking the only origin out for an
+    // interval would refuse every fan meanwhile. A dead origin's connects fail at once and
+    // are retried on another origin until the second check removes it.
+    check.consecutive_failure = 2;
     check
 }
 

@@ -397,6 +397,7 @@ pub fn edge() -> EdgeBuilder {
     config.waiting_room.shows.clear();
     // Generous: a loaded test machine can stall a runtime for longer than production's.
     config.waiting_room.redis_timeout_ms = 5_000;
+    config.accounts.lookup_timeout_ms = 10_000;
     config.limits.per_ip = edge_proxy::config::Quota {
         per_minute: 1_000_000,
         burst: 100_000,

@@ -223,10 +223,17 @@ async fn edge_reports_health_readiness_and_metrics() {
 async fn edge_is_not_ready_and_answers_503_without_an_origin() {
     let unused = onsale_tests::free_port();
     let edge = onsale_tests::edge().upstream(unused).run();
-    onsale_tests::client(edge.admin)
-        .get("/readyz")
-        .await
-        .problem(503, "not_ready");
+    // An origin leaves the pool after its second failed check.
+    let not_ready = onsale_tests::eventually(
+        "the edge to report not ready",
+        Duration::from_secs(10),
+        || async {
+            let reply = onsale_tests::client(edge.admin).get("/readyz").await;
+            (reply.status == 503).then_some(reply)
+        },
+    )
+    .await;
+    not_ready.problem(503, "not_ready");
     let reply = onsale_tests::client(edge.public).get("/v1/events").await;
     reply.problem(503, "no_healthy_origin");
     assert!(reply.header("retry-after").is_some());
