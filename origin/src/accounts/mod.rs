@@ -147,7 +147,11 @@ pub(crate) async fn post_session(
         Counter::credential_email(&state, &email.key),
         Counter::credential_ip(&state, ip),
     ];
-    throttle::attempt(&state.pool, config.failure_window_s, &counters).await?;
+    if let Some(limited) =
+        throttle::attempt(&state.pool, config.failure_window_s, &counters).await?
+    {
+        return Err(limited);
+    }
     let account = sqlx::query!(
         "SELECT id, password_hash FROM accounts WHERE email_key = $1",
         email.key,
@@ -280,7 +284,11 @@ pub(crate) async fn post_password(
         Counter::credential_email(&state, &account.email_key),
         Counter::credential_ip(&state, ip),
     ];
-    throttle::attempt(&state.pool, config.failure_window_s, &counters).await?;
+    if let Some(limited) =
+        throttle::attempt(&state.pool, config.failure_window_s, &counters).await?
+    {
+        return Err(limited);
+    }
     if !state
         .passwords
         .verify(current, Some(account.password_hash))

@@ -57,7 +57,7 @@ pub(crate) async fn post_reset(
     let email = Email::parse("email", &body.email)?;
     let window = state.config.accounts.failure_window_s;
     if let Some(limited) =
-        throttle::hit(&state.pool, window, &[Counter::reset_ip(&state, ip)]).await?
+        throttle::attempt(&state.pool, window, &[Counter::reset_ip(&state, ip)]).await?
     {
         return Err(limited);
     }
@@ -73,7 +73,7 @@ pub(crate) async fn post_reset(
 async fn send_code(state: &AppState, email: &Email) -> Result<(), sqlx::Error> {
     let config = &state.config.accounts;
     let counter = Counter::reset_email(state, &email.key);
-    if throttle::hit(&state.pool, config.failure_window_s, &[counter])
+    if throttle::attempt(&state.pool, config.failure_window_s, &[counter])
         .await?
         .is_some()
     {
@@ -148,7 +148,11 @@ pub(crate) async fn post_confirm(
         Counter::credential_email(&state, &email.key),
         Counter::credential_ip(&state, ip),
     ];
-    throttle::attempt(&state.pool, config.failure_window_s, &counters).await?;
+    if let Some(limited) =
+        throttle::attempt(&state.pool, config.failure_window_s, &counters).await?
+    {
+        return Err(limited);
+    }
     let account = sqlx::query_scalar!("SELECT id FROM accounts WHERE email_key = $1", email.key)
         .fetch_optional(&state.pool)
         .await?;

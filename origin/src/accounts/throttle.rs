@@ -156,14 +156,14 @@ fn limited(scope: Scope, retry_after_s: i64) -> ApiError {
     )
 }
 
-/// Counts one credential check against each of `counters`, each only while it is below
-/// its maximum in its current window (a new window starts when the last one has ended);
-/// 429 for the first at its maximum, with that attempt counted against none of them.
+/// Counts one attempt against each of `counters`, each only while it is below its maximum
+/// in its current window (a new window starts when the last one has ended); the 429 of the
+/// first at its maximum, with that attempt counted against none of them.
 pub(crate) async fn attempt(
     pool: &PgPool,
     window_s: u32,
     counters: &[Counter],
-) -> Result<(), ApiError> {
+) -> Result<Option<ApiError>, sqlx::Error> {
     for (counted, counter) in counters.iter().enumerate() {
         let hits = sqlx::query_scalar!(
             r#"INSERT INTO auth_throttle AS t (scope, subject, window_start, hits)
@@ -196,10 +196,10 @@ pub(crate) async fn attempt(
             )
             .fetch_optional(pool)
             .await?;
-            return Err(limited(counter.scope, remaining.unwrap_or(1)));
+            return Ok(Some(limited(counter.scope, remaining.unwrap_or(1))));
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// A credential check of `counters` succeeded: the email's failures (the first counter) are
@@ -233,40 +233,6 @@ async fn give_back(pool: &PgPool, counter: &Counter) -> Result<(), sqlx::Error> 
     .execute(pool)
     .await?;
     Ok(())
-}
-
-/// Counts one attempt for each of `counters` (a new window starts when the last one has
-/// ended); returns the first that is now past its maximum, with the seconds its window
-/// has left.
-pub(crate) async fn hit(
-    pool: &PgPool,
-    window_s: u32,
-    counters: &[Counter],
-) -> Result<Option<ApiError>, sqlx::Error> {
-    let mut over = None;
-    for counter in counters {
-        let row = sqlx::query!(
-            r#"INSERT INTO auth_throttle AS t (scope, subject, window_start, hits)
-               VALUES ($1, $2, now(), 1)
-               ON CONFLICT (scope, subject) DO UPDATE SET
-                 hits = CASE WHEN t.window_start > now() - make_interval(secs => $3)
-                             THEN t.hits + 1 ELSE 1 END,
-                 window_start = CASE WHEN t.window_start > now() - make_interval(secs => $3)
-                                     THEN t.window_start ELSE now() END
-               RETURNING hits,
-                 ceil(extract(epoch FROM window_start + make_interval(secs => $3) - now()))::int8
-                   AS "remaining!""#,
-            counter.scope.as_str(),
-            counter.subject,
-            f64::from(window_s),
-        )
-        .fetch_one(pool)
-        .await?;
-        if over.is_none() && row.hits > counter.max as i32 {
-            over = Some(limited(counter.scope, row.remaining));
-        }
-    }
-    Ok(over)
 }
 
 /// Deletes windows that have ended.
