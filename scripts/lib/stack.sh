@@ -138,7 +138,9 @@ create_database() {
 }
 
 # start_redis DIR PORT [test]: a private Redis with its data in DIR on 127.0.0.1:PORT ("test":
-# a free port if PORT is taken). Sets REDIS_URL.
+# a free port if PORT is taken, and no append-only file: test data need not outlive a crash).
+# Otherwise queue state is kept as production keeps it: an append-only file synced every
+# second (ARCHITECTURE.md, "Queue state across a Redis restart"). Sets REDIS_URL.
 start_redis() {
     local dir=$1 port=$2 profile=${3:-dev}
     if [ -n "${REDIS_URL:-}" ]; then
@@ -151,8 +153,9 @@ start_redis() {
         port=$(cat "$dir/port")
         log "Redis already running on $port"
     else
-        local mode attempt i
+        local mode attempt i persistence=()
         mode=$([ "$profile" = test ] && echo any || echo fixed)
+        [ "$profile" = test ] || persistence=(--appendonly yes --appendfsync everysec)
         # A free port can still be taken before Redis binds it (it is in the range the
         # kernel hands out to outgoing connections): a test instance tries the next one.
         for attempt in 1 2 3 4 5; do
@@ -160,7 +163,8 @@ start_redis() {
             echo "$port" > "$dir/port"
             log "starting Redis on 127.0.0.1:$port"
             redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --daemonize yes \
-                --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save 60 1000 >/dev/null \
+                --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save 60 1000 \
+                "${persistence[@]}" >/dev/null \
                 || die "Redis did not start"
             for i in $(seq 50); do
                 redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 && break 2
@@ -172,6 +176,11 @@ start_redis() {
         redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 \
             || { tail -n 5 "$dir/redis.log" >&2; die "Redis did not start"; }
         ONSALE_STARTED_REDIS=$port
+    fi
+    if [ "$profile" != test ]; then
+        # An instance started before queue state was made durable gets it now.
+        redis-cli -h 127.0.0.1 -p "$port" CONFIG SET appendonly yes >/dev/null
+        redis-cli -h 127.0.0.1 -p "$port" CONFIG SET appendfsync everysec >/dev/null
     fi
     REDIS_URL="redis://127.0.0.1:$port"
 }

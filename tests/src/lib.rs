@@ -803,11 +803,13 @@ pub async fn redis() -> redis::aio::MultiplexedConnection {
 }
 
 /// A TCP forwarder between a client and a real server that a test can cut and restore, to
-/// take a dependency away mid-run (the server itself keeps running for other tests).
+/// take a dependency away mid-run (the server itself keeps running for other tests), or point
+/// at a server that came back elsewhere.
 pub struct TcpGate {
     /// Where clients connect: the gate's own address.
     pub addr: SocketAddr,
     open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    target: std::sync::Arc<std::sync::Mutex<SocketAddr>>,
     generation: tokio::sync::watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -820,8 +822,10 @@ impl TcpGate {
             .expect("bind gate");
         let addr = listener.local_addr().expect("gate address");
         let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let target = std::sync::Arc::new(std::sync::Mutex::new(target));
         let (generation, _) = tokio::sync::watch::channel(0u64);
         let accept_open = open.clone();
+        let accept_target = target.clone();
         let accept_generation = generation.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -832,6 +836,7 @@ impl TcpGate {
                     continue; // dropped: the client sees the connection close at once
                 }
                 let mut cut = accept_generation.subscribe();
+                let target = *accept_target.lock().expect("gate target");
                 tokio::spawn(async move {
                     let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
                         return;
@@ -846,6 +851,7 @@ impl TcpGate {
         TcpGate {
             addr,
             open,
+            target,
             generation,
             task,
         }
@@ -861,11 +867,156 @@ impl TcpGate {
     pub fn restore(&self) {
         self.open.store(true, std::sync::atomic::Ordering::SeqCst);
     }
+
+    /// Forwards connections to `target` from now on; those open are closed.
+    pub fn retarget(&self, target: SocketAddr) {
+        *self.target.lock().expect("gate target") = target;
+        self.generation.send_modify(|g| *g += 1);
+    }
 }
 
 impl Drop for TcpGate {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// A Redis server of one test's own, persisting as `scripts/up` runs Redis (append-only file,
+/// `appendfsync everysec`) in a directory of its own. Clients reach it through a [`TcpGate`],
+/// so they keep one address while the test stops, crashes and starts the server again (each
+/// start on a fresh port).
+pub struct OwnRedis {
+    gate: TcpGate,
+    dir: tempfile::TempDir,
+    server: std::process::Child,
+    port: u16,
+}
+
+impl OwnRedis {
+    /// A running server with no data.
+    pub async fn start() -> OwnRedis {
+        let dir = tempfile::tempdir().expect("a directory for Redis");
+        let (server, port) = Self::spawn(dir.path()).await;
+        let gate = TcpGate::start(SocketAddr::from(([127, 0, 0, 1], port))).await;
+        OwnRedis {
+            gate,
+            dir,
+            server,
+            port,
+        }
+    }
+
+    /// The server's URL, through the gate.
+    pub fn url(&self) -> String {
+        format!("redis://{}", self.gate.addr)
+    }
+
+    /// Stops the server as an operator does (`SHUTDOWN`: the append-only file written and
+    /// synced), then starts it again from its files.
+    pub async fn restart(&mut self) {
+        self.shut_down().await;
+        self.start_again().await;
+    }
+
+    /// Stops the server cleanly, copies its files and starts it again: the state a crash
+    /// within the next second may fall back to (`appendfsync everysec`).
+    pub async fn checkpoint(&mut self) -> tempfile::TempDir {
+        self.shut_down().await;
+        let copy = tempfile::tempdir().expect("a directory for the copy");
+        copy_dir(self.dir.path(), copy.path());
+        self.start_again().await;
+        copy
+    }
+
+    /// Kills the server (`SIGKILL`) and starts it again from `checkpoint`'s files: a crash
+    /// that lost every write since the checkpoint.
+    pub async fn crash_back_to(&mut self, checkpoint: &Path) {
+        self.server.kill().expect("kill Redis");
+        self.server.wait().expect("Redis exits");
+        std::fs::remove_dir_all(self.dir.path().join("appendonlydir")).expect("remove files");
+        copy_dir(checkpoint, self.dir.path());
+        self.start_again().await;
+    }
+
+    async fn shut_down(&mut self) {
+        let mut conn = redis::Client::open(format!("redis://127.0.0.1:{}", self.port))
+            .expect("Redis URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to Redis");
+        // The server closes the connection instead of answering.
+        let _ = redis::cmd("SHUTDOWN").query_async::<()>(&mut conn).await;
+        let status = self.server.wait().expect("Redis exits");
+        assert!(status.success(), "Redis shut down with {status}");
+    }
+
+    async fn start_again(&mut self) {
+        let (server, port) = Self::spawn(self.dir.path()).await;
+        self.server = server;
+        self.port = port;
+        self.gate.retarget(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+
+    async fn spawn(dir: &Path) -> (std::process::Child, u16) {
+        let port = free_port().port();
+        let server = std::process::Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", "everysec"])
+            .arg("--dir")
+            .arg(dir)
+            .args(["--logfile", "redis.log"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH (scripts/test installs it)");
+        let url = format!("redis://127.0.0.1:{port}");
+        eventually(
+            "Redis to answer",
+            std::time::Duration::from_secs(10),
+            || {
+                let url = url.clone();
+                async move {
+                    let mut conn = redis::Client::open(url)
+                        .ok()?
+                        .get_multiplexed_async_connection()
+                        .await
+                        .ok()?;
+                    // Loading the files answers LOADING until done.
+                    redis::cmd("PING")
+                        .query_async::<String>(&mut conn)
+                        .await
+                        .ok()
+                }
+            },
+        )
+        .await;
+        (server, port)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).expect("read a Redis directory") {
+        let entry = entry.expect("a directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("a file type").is_dir() {
+            std::fs::create_dir_all(&target).expect("create a directory");
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy a file");
+        }
     }
 }
 

@@ -17,6 +17,7 @@ pub(crate) struct RoomMetrics {
     pub(crate) joins: IntCounterVec,
     pub(crate) eta_error: HistogramVec,
     pub(crate) step_failures: IntCounter,
+    pub(crate) places_restored: IntCounterVec,
 }
 
 impl RoomMetrics {
@@ -84,6 +85,12 @@ impl RoomMetrics {
                 "Absolute error of sampled estimated waits, when the fan's turn came",
                 show,
                 &[1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0],
+            ),
+            places_restored: counter_vec(
+                registry,
+                "waiting_room_places_restored_total",
+                "Queue places restored from fans' queue tokens after Redis came back without them",
+                show,
             ),
             step_failures: register(
                 registry,

@@ -55,6 +55,9 @@ pub struct WaitingRoom {
     views: ArcSwap<HashMap<String, Arc<ShowView>>>,
     /// Places seen polling since the last step, per show.
     seen: Mutex<HashMap<String, Vec<u64>>>,
+    /// Places seen polling that the show's state in Redis lost, per show, to restore at the
+    /// next step.
+    lost: Mutex<HashMap<String, Vec<store::Lost>>>,
     /// The steps' and the admin API's connection, opened by the step loop.
     redis: ArcSwapOption<ConnectionManager>,
     /// Where the step loop reached Redis, and its timeout.
@@ -82,6 +85,7 @@ impl WaitingRoom {
         WaitingRoom {
             views: ArcSwap::default(),
             seen: Mutex::default(),
+            lost: Mutex::default(),
             redis: ArcSwapOption::empty(),
             redis_target: OnceLock::new(),
             request_redis: tokio::sync::OnceCell::new(),

@@ -3,8 +3,10 @@
 //! only when the fan's turn has come.
 
 use super::standing::{poll_after_ms, pre_queue_poll_after_ms, Standing};
+use super::store::Lost;
 use super::wire::{FanStatus, Reply, RoomResponse};
 use super::{Refusal, ShowView, WaitingRoom};
+use crate::accounts::Account;
 use crate::live::Runtime;
 use onsale_contract::tokens::{Claims, TokenType};
 use std::sync::Arc;
@@ -55,6 +57,18 @@ impl WaitingRoom {
                 "the queue token carries no place",
             ));
         };
+        if view.lost(lane, number, claims.iat) {
+            if let Some(account) = Account::parse(&claims.sub) {
+                self.mark_lost(
+                    &claims.show,
+                    Lost {
+                        lane,
+                        number,
+                        account,
+                    },
+                );
+            }
+        }
         let settings = &view.settings;
         let grace_ms = settings.grace_ms();
         let jitter = rand::random::<f64>();

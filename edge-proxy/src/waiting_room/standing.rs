@@ -10,6 +10,8 @@ use onsale_contract::tokens::Lane;
 
 /// Seconds of call history before the measured outflow is trusted over the configured rate.
 const MIN_MEASURED_S: f64 = 5.0;
+/// How far apart two nodes' clocks may be when one reads the other's token times.
+const CLOCK_MARGIN_MS: i64 = 2_000;
 
 /// One show's queue as this node last saw it.
 #[derive(Debug, Clone)]
@@ -76,6 +78,21 @@ impl ShowView {
                     (PrequeueOrder::JoinOrder, _) => Some(join),
                 }
             }
+        }
+    }
+
+    /// Whether (`lane`, `number`), from a queue token signed at `issued_s`, is a place the
+    /// queue's state does not have although its join was written before the step behind this
+    /// view: Redis came back without it. A token is signed after its join is written, so
+    /// only a token older than the step (clocks apart allowed for) can tell.
+    pub(crate) fn lost(&self, lane: Lane, number: u64, issued_s: i64) -> bool {
+        // `iat` is in whole seconds: the join may have been written up to a second after it.
+        if (issued_s + 1) * 1000 + CLOCK_MARGIN_MS > self.as_of_ms {
+            return false;
+        }
+        match lane {
+            Lane::Open => self.state.frozen.is_some() && number >= self.state.total,
+            Lane::PreQueue => self.state.frozen.is_none() && number >= self.state.pre_count,
         }
     }
 
@@ -207,6 +224,37 @@ mod tests {
             sold_out: false,
             as_of_ms: 0,
         }
+    }
+
+    #[test]
+    fn a_place_is_lost_only_when_its_token_predates_the_step_that_misses_it() {
+        let mut open = view(Advanced {
+            total: 10,
+            frozen: Some(4),
+            pre_count: 4,
+            ..Default::default()
+        });
+        open.as_of_ms = 100_000;
+        // Signed well before the step: the state should have it.
+        assert!(open.lost(Lane::Open, 10, 90));
+        assert!(open.lost(Lane::Open, 25, 96));
+        assert!(!open.lost(Lane::Open, 9, 90), "within the queue's count");
+        // Signed within the margin of the step: its join may have come after it.
+        assert!(!open.lost(Lane::Open, 10, 98));
+        assert!(!open.lost(Lane::Open, 10, 100));
+        assert!(!open.lost(Lane::PreQueue, 7, 90), "the draw is done");
+
+        let mut before_opening = view(Advanced {
+            pre_count: 5,
+            ..Default::default()
+        });
+        before_opening.as_of_ms = 100_000;
+        assert!(before_opening.lost(Lane::PreQueue, 5, 90));
+        assert!(!before_opening.lost(Lane::PreQueue, 4, 90));
+        assert!(
+            !before_opening.lost(Lane::Open, 5, 90),
+            "no open place before the pre-queue is frozen"
+        );
     }
 
     #[test]

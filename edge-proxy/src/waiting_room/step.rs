@@ -14,11 +14,15 @@ use onsale_contract::backoff::Backoff;
 use onsale_contract::clock::Clock;
 use onsale_contract::snapshot::Kind;
 use onsale_contract::tasks::StopSignal;
+use onsale_contract::tokens::Lane;
+use redis::aio::ConnectionManager;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
+/// Lost places restored per show per step; more are reported again at their fans' next polls.
+const MAX_LOST_PER_STEP: usize = 1_000;
 /// Sampled places whose predicted wait is checked when their turn comes, per show.
 const ETA_SAMPLE_EVERY: u64 = 16;
 const MAX_ETA_SAMPLES: usize = 10_000;
@@ -138,6 +142,7 @@ impl WaitingRoom {
             .unwrap_or_default();
         seen.sort_unstable();
         seen.dedup();
+        self.restore_lost(&mut conn, &keys, show).await?;
         let step = store::Step {
             settings,
             now_ms,
@@ -200,6 +205,8 @@ impl WaitingRoom {
         m.admitting
             .with_label_values(label)
             .set(i64::from(view.status(now_ms) == QueueStatus::Open));
+        // Exported from 0, so the first restore is an increase an alert sees.
+        m.places_restored.with_label_values(label);
         let mut samples = self
             .eta_samples
             .lock()
@@ -230,6 +237,44 @@ impl WaitingRoom {
         let samples = samples.entry(show.to_owned()).or_default();
         if samples.len() < MAX_ETA_SAMPLES {
             samples.entry(place).or_insert((now_ms, eta_s));
+        }
+    }
+
+    /// Restores the places of `show` that polls found lost, before the step counts the queue.
+    async fn restore_lost(
+        &self,
+        conn: &mut ConnectionManager,
+        keys: &Keys,
+        show: &str,
+    ) -> Result<(), StateError> {
+        let lost = self
+            .lost
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(show);
+        let Some(mut lost) = lost else {
+            return Ok(());
+        };
+        lost.sort_unstable_by_key(|place| (place.lane == Lane::Open, place.number));
+        lost.dedup_by_key(|place| (place.lane, place.number));
+        // On failure they are found again at their fans' next polls.
+        let restored = store::restore(conn, keys, &lost).await?;
+        if restored > 0 {
+            self.metrics
+                .places_restored
+                .with_label_values(&[show])
+                .inc_by(restored);
+            tracing::warn!(%show, restored, "queue places restored from fans' queue tokens: Redis came back without them");
+        }
+        Ok(())
+    }
+
+    /// Queues a place that the show's state lost, to restore at the next step.
+    pub(super) fn mark_lost(&self, show: &str, place: store::Lost) {
+        let mut lost = self.lost.lock().unwrap_or_else(PoisonError::into_inner);
+        let places = lost.entry(show.to_owned()).or_default();
+        if places.len() < MAX_LOST_PER_STEP {
+            places.push(place);
         }
     }
 

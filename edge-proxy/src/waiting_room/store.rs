@@ -20,6 +20,7 @@ static ADVANCE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lu
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/claim.lua")));
 static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/publish.lua")));
 static SPEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/spend.lua")));
+static RESTORE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/restore.lua")));
 
 /// Account hashes per show: an account's is chosen by the last 14 bits of its id, so a
 /// million fans make about 61 entries per hash, well within Redis's listpack encoding
@@ -142,6 +143,37 @@ pub async fn join(
         number,
         new: new == 1,
     })
+}
+
+/// A place a fan holds in a signed queue token that the show's state in Redis lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lost {
+    pub lane: Lane,
+    pub number: u64,
+    pub account: Account,
+}
+
+/// Records `lost` places again and raises the counters past them (`restore.lua`); returns how
+/// many changed anything.
+pub async fn restore(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    lost: &[Lost],
+) -> redis::RedisResult<u64> {
+    let mut invocation = RESTORE.prepare_invoke();
+    invocation.key(keys.state());
+    for place in lost {
+        let lane = match place.lane {
+            Lane::Open => "open",
+            Lane::PreQueue => "pre",
+        };
+        invocation
+            .key(keys.account(&place.account))
+            .arg(lane)
+            .arg(place.number)
+            .arg(&place.account.key[..]);
+    }
+    invocation.invoke_async(conn).await
 }
 
 /// What one admission step leaves behind, as every node caches it.

@@ -1096,6 +1096,137 @@ async fn with_redis_away_queued_fans_keep_polling_and_joins_say_so() {
     .await;
 }
 
+/// Redis restarting keeps the queue: a clean restart (`SHUTDOWN`, the append-only file
+/// synced) loses nothing; a crash that loses the last writes (at most a second's with
+/// `appendfsync everysec`) loses no place, because every fan holds its place in a signed queue
+/// token and the edge writes places it finds missing back, so no later fan is given the same
+/// number.
+#[tokio::test(flavor = "multi_thread")]
+async fn queue_places_and_admissions_survive_redis_restarting() {
+    let mut redis = onsale_tests::OwnRedis::start().await;
+    let mut s = settings();
+    s.admit_per_minute = 60;
+    s.max_active = 1;
+    let room = room_via(1, s, redis.url()).await;
+    let mut fans = Vec::new();
+    for _ in 0..5 {
+        let (account, session) = room.account().await;
+        let reply = room.join_as(0, &session).await;
+        reply.expect_status(201);
+        let token = reply.json()["queue_token"].as_str().unwrap().to_owned();
+        fans.push((account, token));
+    }
+    room.tick(Duration::from_secs(1)).await;
+    let admitted = room.poll(0, &fans[0].1).await.json();
+    assert_eq!(admitted["status"], "admitted");
+    let admission = admitted["admission_token"].as_str().unwrap().to_owned();
+    let place_of = |reply: &onsale_tests::Reply| {
+        claims_of(reply.json()["queue_token"].as_str().unwrap()).queue_no
+    };
+
+    redis.restart().await;
+    until_redis_answers(&room, fans[0].0).await;
+    for (i, (account, token)) in fans.iter().enumerate().skip(1) {
+        let again = rejoin(&room, *account).await;
+        assert_eq!(again.status, 200, "fan {i} has its place");
+        assert_eq!(place_of(&again), Some(i as u64));
+        assert_eq!(room.poll(0, token).await.json()["position"], i as u64 - 1);
+    }
+    let polled = room.poll(0, &fans[0].1).await.json();
+    assert_eq!(
+        polled["status"], "admitted",
+        "the admission session is kept"
+    );
+    assert_eq!(
+        polled["admission_expires_at_ms"],
+        admitted["admission_expires_at_ms"]
+    );
+    assert_eq!(room.admin(0)["active"], 1);
+    room.fan(0)
+        .bearer(&admission)
+        .get(&format!("/v1/holds/{}", uuid::Uuid::new_v4()))
+        .await
+        .problem(404, "hold_not_found");
+    let next = room.join_as(0, &room.account().await.1).await;
+    assert_eq!(
+        place_of(&next),
+        Some(5),
+        "the next place, not one given before"
+    );
+
+    // A crash that loses the last joins: their fans keep their places.
+    let checkpoint = redis.checkpoint().await;
+    until_redis_answers(&room, fans[0].0).await;
+    let mut late = Vec::new();
+    for _ in 0..3 {
+        let (account, session) = room.account().await;
+        let reply = room.join_as(0, &session).await;
+        reply.expect_status(201);
+        late.push((
+            account,
+            reply.json()["queue_token"].as_str().unwrap().to_owned(),
+        ));
+    }
+    redis.crash_back_to(checkpoint.path()).await;
+    room.clock.advance(Duration::from_secs(4));
+    until_redis_answers(&room, fans[0].0).await;
+    assert_eq!(
+        room.admin(0)["joined"],
+        6,
+        "Redis came back without the late joins"
+    );
+    for (i, (_, token)) in late.iter().enumerate() {
+        let polled = room.poll(0, token).await;
+        assert_eq!(polled.json()["status"], "queued");
+        assert_eq!(
+            polled.json()["position"],
+            5 + i as u64,
+            "the place in the token"
+        );
+    }
+    room.step().await;
+    assert_eq!(
+        room.admin(0)["joined"],
+        9,
+        "the late places are counted again"
+    );
+    let after = room.join_as(0, &room.account().await.1).await;
+    after.expect_status(201);
+    assert_eq!(
+        place_of(&after),
+        Some(9),
+        "no late fan's number is given again"
+    );
+    let again = rejoin(&room, late[1].0).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(
+        place_of(&again),
+        Some(7),
+        "the account's place is recorded again"
+    );
+}
+
+/// `account` joins from another device (no queue token): its place as Redis records it.
+async fn rejoin(room: &Room, account: uuid::Uuid) -> onsale_tests::Reply {
+    let session = create_session(room.db(), account).await;
+    room.join_as(0, &session).await
+}
+
+/// Steps the room until a step reaches Redis, and a join of `account` (which has a place)
+/// too: each finds its connection to the old server closed at first (a join answers 503 with
+/// `Retry-After`).
+async fn until_redis_answers(room: &Room, account: uuid::Uuid) {
+    eventually("a step to reach Redis", WITHIN, || async {
+        room.tick(Duration::from_millis(10)).await;
+        (room.admin(0)["as_of_ms"] == room.clock.now_ms()).then_some(())
+    })
+    .await;
+    eventually("a join to reach Redis", WITHIN, || async {
+        (rejoin(room, account).await.status != 503).then_some(())
+    })
+    .await;
+}
+
 /// Requests the origin at `origin` answered on `route` with `status`, from its metrics.
 async fn origin_answers(origin: SocketAddr, route: &str, status: u16) -> u64 {
     let metrics = String::from_utf8(client(origin).get("/metrics").await.body).unwrap();
