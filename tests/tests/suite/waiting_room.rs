@@ -1206,6 +1206,57 @@ async fn queue_places_and_admissions_survive_redis_restarting() {
     );
 }
 
+/// Before the opening too: pre-queue joins a crash lost keep their join numbers, so the
+/// draw at the opening counts them.
+#[tokio::test(flavor = "multi_thread")]
+async fn prequeue_joins_a_redis_crash_lost_keep_their_numbers() {
+    let mut redis = onsale_tests::OwnRedis::start().await;
+    let mut s = settings();
+    s.sale_opens_at = at(T0 + 60_000);
+    let room = room_via(1, s, redis.url()).await;
+    let (first, session) = room.account().await;
+    room.join_as(0, &session).await.expect_status(201);
+    let checkpoint = redis.checkpoint().await;
+    until_redis_answers(&room, first).await;
+    let mut late = Vec::new();
+    for _ in 0..2 {
+        let (account, session) = room.account().await;
+        let reply = room.join_as(0, &session).await;
+        reply.expect_status(201);
+        late.push((
+            account,
+            reply.json()["queue_token"].as_str().unwrap().to_owned(),
+        ));
+    }
+    redis.crash_back_to(checkpoint.path()).await;
+    room.clock.advance(Duration::from_secs(4));
+    until_redis_answers(&room, first).await;
+    assert_eq!(room.admin(0)["prequeue_size"], 1);
+    for (_, token) in &late {
+        assert_eq!(room.poll(0, token).await.json()["status"], "pre_queue");
+    }
+    room.step().await;
+    assert_eq!(
+        room.admin(0)["prequeue_size"],
+        3,
+        "the lost joins are counted again"
+    );
+    let after = room.join_as(0, &room.account().await.1).await;
+    after.expect_status(201);
+    let claims = claims_of(after.json()["queue_token"].as_str().unwrap());
+    assert_eq!(
+        (claims.lane, claims.queue_no),
+        (Some(Lane::PreQueue), Some(3))
+    );
+    let again = rejoin(&room, late[0].0).await;
+    assert_eq!(again.status, 200);
+    let claims = claims_of(again.json()["queue_token"].as_str().unwrap());
+    assert_eq!(
+        (claims.lane, claims.queue_no),
+        (Some(Lane::PreQueue), Some(1))
+    );
+}
+
 /// `account` joins from another device (no queue token): its place as Redis records it.
 async fn rejoin(room: &Room, account: uuid::Uuid) -> onsale_tests::Reply {
     let session = create_session(room.db(), account).await;
