@@ -174,6 +174,7 @@ pub fn render<T: Serialize>(config: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -213,6 +214,15 @@ mod tests {
     fn names_key_with_wrong_type() {
         let e = err("token = 't'\n[http]\nlisten = 'a'\nlimit = 'many'\n");
         assert!(e.starts_with("x.toml: key `http.limit`:"), "{e}");
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused_naming_the_file(text in "(?s).{0,200}") {
+            if let Err(error) = parse::<Outer>(Path::new("x.toml"), &text) {
+                prop_assert!(error.to_string().starts_with("x.toml: "), "{}", error);
+            }
+        }
     }
 
     #[test]

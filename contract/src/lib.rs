@@ -26,5 +26,5 @@ pub mod snapshot;
 pub mod tasks;
 pub mod tokens;
 
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;

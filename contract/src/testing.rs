@@ -1,5 +1,7 @@
-//! Test support shared by the binaries' own CLI tests (feature `testing`, dev-only).
+//! Test support shared by the binaries' own tests (feature `testing`, dev-only): their CLI
+//! checks, and what their property tests have in common.
 
+use proptest::prelude::*;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -43,4 +45,54 @@ pub fn assert_check_prints_effective_config(binary: &str, config: &str, table: &
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(stdout.contains(&format!("[{table}]")), "{stdout}");
     stdout
+}
+
+/// A configuration file's `text` with one to three of its settings or table headers damaged:
+/// the line deleted, or its value (a header: the whole line) replaced by a number, a string,
+/// an extreme of some TOML type or any text at all.
+pub fn damaged_config(text: &str) -> impl Strategy<Value = String> {
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    // Comments and blank lines are left alone: damaging them changes nothing.
+    let live: Vec<usize> = (0..lines.len())
+        .filter(|&i| !lines[i].trim().is_empty() && !lines[i].trim_start().starts_with('#'))
+        .collect();
+    // Mostly plausible numbers, so that many damaged files parse and reach validation.
+    let value = prop_oneof![
+        3 => (0..100_000i64).prop_map(|n| n.to_string()),
+        2 => (0.0..100_000.0f64).prop_map(|x| toml::Value::Float(x).to_string()),
+        1 => any::<i64>().prop_map(|n| n.to_string()),
+        1 => any::<f64>().prop_map(|x| toml::Value::Float(x).to_string()),
+        1 => prop::sample::select(&[
+            "nan",
+            "inf",
+            "-inf",
+            "1e300",
+            "0",
+            "-1",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "true",
+            "[]",
+            "{}",
+            "\"\"",
+        ][..])
+        .prop_map(str::to_owned),
+        1 => any::<String>().prop_map(|s| toml::Value::String(s).to_string()),
+        1 => "(?s).{0,40}",
+    ];
+    let edit = (
+        prop::sample::select(live),
+        prop::option::weighted(0.8, value),
+    );
+    prop::collection::vec(edit, 1..=3).prop_map(move |edits| {
+        let mut lines = lines.clone();
+        for (at, value) in edits {
+            lines[at] = match (value, lines[at].split_once('=')) {
+                (None, _) => String::new(),
+                (Some(value), Some((key, _))) => format!("{key}= {value}"),
+                (Some(value), None) => value,
+            };
+        }
+        lines.join("\n")
+    })
 }

@@ -674,6 +674,7 @@ pub fn generate_pem_pair() -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn a_session_and_a_jwt_are_told_apart_whichever_travels_as_bearer() {
@@ -987,6 +988,197 @@ mod tests {
             Err(KeyError::NotQueueKey(_))
         ));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Both kinds of token, signed and read the way their issuers and readers do.
+    struct Kinds {
+        signer: Signer,
+        verifier: Verifier,
+        queue: QueueKeys,
+    }
+
+    impl Kinds {
+        fn sign(&self, claims: &Claims) -> String {
+            match claims.typ {
+                TokenType::Admit => self.signer.sign(claims),
+                TokenType::Queue => self.queue.sign(claims).unwrap(),
+            }
+        }
+
+        fn verify(&self, token: &str, typ: TokenType) -> Result<Claims, TokenError> {
+            match typ {
+                TokenType::Admit => self.verifier.verify(token, typ),
+                TokenType::Queue => self.queue.verify(token, now()),
+            }
+        }
+    }
+
+    /// One key of each kind for every case: key generation would cost more than the checks.
+    static KINDS: std::sync::LazyLock<Kinds> = std::sync::LazyLock::new(|| {
+        let (signer, verifier) = pair();
+        Kinds {
+            signer,
+            verifier,
+            queue: queue_keys(&[&[9u8; 32]]),
+        }
+    });
+
+    /// Well-formed claims of either type from our issuer, unexpired for a minute at least.
+    fn any_claims() -> impl Strategy<Value = Claims> {
+        let now = now();
+        let typ = prop_oneof![Just(TokenType::Admit), Just(TokenType::Queue)];
+        let lane = prop::option::of(prop_oneof![Just(Lane::PreQueue), Just(Lane::Open)]);
+        (
+            (typ, any::<String>(), any::<String>(), any::<String>()),
+            (any::<i64>(), now + 60..now + 10 * 365 * 86_400),
+            (any::<Option<u64>>(), lane),
+        )
+            .prop_map(
+                |((typ, sub, show, jti), (iat, exp), (queue_no, lane))| Claims {
+                    iss: "onsale-edge".into(),
+                    sub,
+                    show,
+                    typ,
+                    iat,
+                    exp,
+                    jti,
+                    queue_no,
+                    lane,
+                },
+            )
+    }
+
+    /// RFC 6265 `cookie-octet`s: what a well-formed cookie value is made of.
+    const COOKIE_VALUE: &str = "[\\x21\\x23-\\x2B\\x2D-\\x3A\\x3C-\\x5B\\x5D-\\x7E]{0,40}";
+
+    proptest! {
+        #[test]
+        fn any_text_is_refused_as_a_token(
+            text in prop_oneof![
+                any::<String>(),
+                "[ -~]{0,200}",
+                "[A-Za-z0-9_-]{0,60}\\.[A-Za-z0-9_-]{0,200}\\.[A-Za-z0-9_-]{0,90}",
+            ],
+            bytes in prop::collection::vec(any::<u8>(), 0..300),
+        ) {
+            for text in [text.as_str(), &String::from_utf8_lossy(&bytes)] {
+                for typ in [TokenType::Admit, TokenType::Queue] {
+                    prop_assert!(KINDS.verify(text, typ).is_err());
+                }
+            }
+        }
+
+        #[test]
+        fn signed_tokens_round_trip_whatever_their_claims(claims in any_claims()) {
+            let token = KINDS.sign(&claims);
+            prop_assert_eq!(KINDS.verify(&token, claims.typ), Ok(claims));
+        }
+
+        #[test]
+        fn truncated_tokens_are_refused(claims in any_claims(), cut in any::<prop::sample::Index>()) {
+            let token = KINDS.sign(&claims);
+            let truncated = &token[..cut.index(token.len())];
+            prop_assert!(KINDS.verify(truncated, claims.typ).is_err());
+        }
+
+        #[test]
+        fn tokens_with_any_character_changed_are_refused(
+            claims in any_claims(),
+            at in any::<prop::sample::Index>(),
+            replacement in any::<char>(),
+        ) {
+            let token = KINDS.sign(&claims);
+            let at = at.index(token.len());
+            prop_assume!(!token[at..].starts_with(replacement));
+            let mut changed = token[..at].to_owned();
+            changed.push(replacement);
+            changed.push_str(&token[at + 1..]);
+            prop_assert!(KINDS.verify(&changed, claims.typ).is_err());
+        }
+
+        #[test]
+        fn tokens_whose_header_names_another_algorithm_are_refused(claims in any_claims()) {
+            let token = KINDS.sign(&claims);
+            let parts: Vec<&str> = token.split('.').collect();
+            let mut header: serde_json::Value =
+                serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+            let own = header["alg"].clone();
+            for alg in ["none", "None", "HS256", "hs256", "EdDSA", "eddsa", "RS256", "ES256"] {
+                if own == alg {
+                    continue;
+                }
+                header["alg"] = alg.into();
+                let header = URL_SAFE_NO_PAD.encode(header.to_string());
+                // With the old signature, and with none at all as `alg: none` has it.
+                for signature in [parts[2], ""] {
+                    let forged = format!("{header}.{}.{signature}", parts[1]);
+                    prop_assert!(KINDS.verify(&forged, claims.typ).is_err(), "{}", alg);
+                }
+            }
+        }
+
+        #[test]
+        fn tokens_with_altered_claims_under_the_old_signature_are_refused(
+            claims in any_claims(),
+            altered in any_claims(),
+        ) {
+            prop_assume!(claims != altered);
+            let token = KINDS.sign(&claims);
+            let parts: Vec<&str> = token.split('.').collect();
+            let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&altered).unwrap());
+            let forged = format!("{}.{payload}.{}", parts[0], parts[2]);
+            prop_assert_eq!(KINDS.verify(&forged, claims.typ), Err(TokenError::Invalid));
+        }
+
+        #[test]
+        fn cookie_headers_of_any_bytes_never_panic(
+            cookies in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..100), 0..3),
+            authorization in prop::collection::vec(any::<u8>(), 0..100),
+        ) {
+            let mut headers = http::HeaderMap::new();
+            for cookie in cookies {
+                if let Ok(value) = http::HeaderValue::from_bytes(&cookie) {
+                    headers.append(http::header::COOKIE, value);
+                }
+            }
+            if let Ok(value) = http::HeaderValue::from_bytes(&authorization) {
+                headers.insert(http::header::AUTHORIZATION, value);
+            }
+            for name in [ADMIT_COOKIE, QUEUE_COOKIE, SESSION_COOKIE] {
+                presented(&headers, name);
+            }
+            presented_session(&headers);
+        }
+
+        #[test]
+        fn a_cookie_among_any_others_is_found_with_its_exact_value(
+            name in prop::sample::select(&[ADMIT_COOKIE, QUEUE_COOKIE, SESSION_COOKIE][..]),
+            value in COOKIE_VALUE,
+            others in prop::collection::vec(
+                ("[!#$%&'*+.^_`|~0-9A-Za-z-]{1,16}", COOKIE_VALUE),
+                0..8,
+            ),
+            at in any::<prop::sample::Index>(),
+            fields in 1..=3usize,
+        ) {
+            let mut cookies: Vec<String> = others
+                .into_iter()
+                .filter(|(other, _)| other != name)
+                .map(|(other, value)| format!("{other}={value}"))
+                .collect();
+            cookies.insert(at.index(cookies.len() + 1), format!("{name}={value}"));
+            // HTTP/2 clients may send each cookie in a `Cookie` field of its own.
+            let mut headers = http::HeaderMap::new();
+            for chunk in cookies.chunks(cookies.len().div_ceil(fields)) {
+                headers.append(http::header::COOKIE, chunk.join("; ").parse().unwrap());
+            }
+            let found = if name == SESSION_COOKIE {
+                presented_session(&headers)
+            } else {
+                presented(&headers, name)
+            };
+            prop_assert_eq!(found, Some(value.as_str()));
+        }
     }
 
     #[test]

@@ -542,10 +542,11 @@ impl Config {
         if !(10..=10_000).contains(&room.redis_timeout_ms) {
             return fail("waiting_room.redis_timeout_ms", "must be 10 to 10000");
         }
-        if room.queue_token_ttl_s < 60 || room.max_steps_per_refresh == 0 {
+        // Bounded above too: a queue token's `exp` is its issue time plus this, in i64.
+        if !(60..=31_536_000).contains(&room.queue_token_ttl_s) || room.max_steps_per_refresh == 0 {
             return fail(
                 "waiting_room",
-                "queue_token_ttl_s must be at least 60, max_steps_per_refresh positive",
+                "queue_token_ttl_s must be 60 to 31536000 (a year), max_steps_per_refresh positive",
             );
         }
         if room.shows.len() > 1000 {
@@ -577,6 +578,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn cidr(s: &str) -> Cidr {
         Cidr::try_from(s.to_owned()).unwrap()
@@ -595,14 +597,46 @@ mod tests {
         assert!(Cidr::try_from("nonsense".to_owned()).is_err());
     }
 
+    fn committed() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/edge.toml")
+    }
+
+    /// What [`Config::load`] does with a file's text, short of the environment overrides.
+    fn load_text(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = config::parse(&committed(), text)?;
+        config.validate(&committed())?;
+        Ok(config)
+    }
+
     #[test]
     fn listeners_need_ports_of_their_own() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/edge.toml");
+        let path = committed();
         let mut config = Config::load(&path).expect("the committed file loads");
         config.listen.admin = SocketAddr::from(([127, 0, 0, 1], config.listen.public.port()));
         let error = config
             .validate(&path)
             .expect_err("one port for two listeners");
         assert!(error.to_string().contains("key `listen.admin`"), "{error}");
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_loaded_or_refused(text in any::<String>()) {
+            let _ = load_text(&text);
+        }
+
+        #[test]
+        fn a_damaged_committed_file_is_refused_or_fit_to_run(
+            text in onsale_contract::testing::damaged_config(
+                &std::fs::read_to_string(committed()).unwrap()
+            )
+        ) {
+            if let Ok(config) = load_text(&text) {
+                // A queue token issued now expires `queue_token_ttl_s` later, in Unix seconds.
+                let now_s = chrono::Utc::now().timestamp();
+                let ttl_s = i64::try_from(config.waiting_room.queue_token_ttl_s);
+                prop_assert!(ttl_s.is_ok_and(|ttl_s| now_s.checked_add(ttl_s).is_some()));
+            }
+        }
     }
 }

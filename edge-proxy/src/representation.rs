@@ -68,6 +68,7 @@ pub(crate) fn if_none_match(request: &RequestHeader, etag: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn negotiation_follows_q_values() {
@@ -82,5 +83,71 @@ mod tests {
         assert_eq!(negotiate(Some("identity")), Identity);
         assert_eq!(negotiate(Some("deflate")), Identity);
         assert_eq!(negotiate(Some("GZIP;Q=1")), Gzip);
+    }
+
+    /// An `Accept-Encoding` listing: codings, some in odd letter case, each with its q-value
+    /// in thousandths if it has one, and the header text that lists them.
+    fn listing() -> impl Strategy<Value = (Vec<(String, Option<u16>)>, String)> {
+        let coding = prop_oneof![
+            prop::sample::select(
+                &["br", "BR", "Br", "gzip", "GZIP", "x-gzip", "X-Gzip", "identity", "*"][..]
+            )
+            .prop_map(str::to_owned),
+            "[a-z-]{1,8}",
+        ];
+        let q = prop::option::of((0..=1000u16, "[qQ]", " ?", " ?"));
+        prop::collection::vec((coding, q), 0..6).prop_map(|items| {
+            let header = items
+                .iter()
+                .map(|(coding, q)| match q {
+                    None => coding.clone(),
+                    Some((q, name, before, after)) => {
+                        format!("{coding}{before};{after}{name}={}", f32::from(*q) / 1000.0)
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let items = items
+                .into_iter()
+                .map(|(coding, q)| (coding, q.map(|(q, ..)| q)))
+                .collect();
+            (items, header)
+        })
+    }
+
+    /// Whether `listing` names one of `codings` (or `*`) with a non-zero q-value.
+    fn offers(listing: &[(String, Option<u16>)], codings: &[&str]) -> bool {
+        listing.iter().any(|(coding, q)| {
+            let named = coding == "*" || codings.iter().any(|c| coding.eq_ignore_ascii_case(c));
+            named && q.is_none_or(|q| q > 0)
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn negotiation_never_panics(accept in any::<String>()) {
+            negotiate(Some(&accept));
+        }
+
+        #[test]
+        fn negotiation_picks_only_a_coding_listed_as_acceptable(
+            (listing, header) in listing()
+        ) {
+            match negotiate(Some(&header)) {
+                Encoding::Brotli => prop_assert!(offers(&listing, &["br"]), "{}", header),
+                Encoding::Gzip => prop_assert!(offers(&listing, &["gzip", "x-gzip"]), "{}", header),
+                Encoding::Identity => {}
+            }
+        }
+
+        #[test]
+        fn brotli_alone_at_q_1_is_picked(
+            br in "[bB][rR]",
+            q in prop::sample::select(&["q=1", "Q=1", "q=1.0", "q=1.000"][..]),
+            space in "[ \t]{0,2}",
+        ) {
+            let header = format!("{space}{br}{space};{space}{q}{space}");
+            prop_assert_eq!(negotiate(Some(&header)), Encoding::Brotli, "{}", header);
+        }
     }
 }

@@ -464,10 +464,16 @@ impl Config {
                 "refund_poll_ms and refund_retry_base_ms must be positive",
             );
         }
-        if payments.reconcile_interval_s <= 0.0 || payments.stuck_after_s < 0.0 {
+        // Ranges, not bare signs: NaN passes no sign check, and an interval past what a
+        // `Duration` holds would panic the reconciliation job at start.
+        let interval_s = payments.reconcile_interval_s;
+        let in_range = interval_s > 0.0
+            && interval_s <= 86_400.0
+            && (0.0..=86_400.0).contains(&payments.stuck_after_s);
+        if !in_range {
             return key(
                 "payments",
-                "reconcile_interval_s must be positive and stuck_after_s not negative",
+                "reconcile_interval_s must be positive and stuck_after_s not negative, both at most 86400 seconds",
             );
         }
         let sandbox = match (payments.provider, &payments.sandbox) {
@@ -508,6 +514,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn argon2_settings_must_reach_one_of_owasps_minimums() {
@@ -573,5 +580,45 @@ mod tests {
         assert_eq!(policy.refund_cents(10_000, 7 * day - 1), 0);
         assert_eq!(policy.refund_cents(10_000, -day), 0);
         assert_eq!(RefundPolicy(vec![]).refund_cents(10_000, 90 * day), 0);
+    }
+
+    fn committed() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/origin.toml")
+    }
+
+    /// What [`Config::load`] does with a file's text, short of the environment overrides.
+    fn load_text(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = config::parse(&committed(), text)?;
+        config.validate(&committed())?;
+        Ok(config)
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_loaded_or_refused(text in any::<String>()) {
+            let _ = load_text(&text);
+        }
+
+        #[test]
+        fn a_damaged_committed_file_is_refused_or_fit_to_run(
+            text in onsale_contract::testing::damaged_config(
+                &std::fs::read_to_string(committed()).unwrap()
+            )
+        ) {
+            if let Ok(config) = load_text(&text) {
+                let payments = &config.payments;
+                // The reconciliation job makes a `Duration` of it when it starts.
+                let interval = std::time::Duration::try_from_secs_f64(payments.reconcile_interval_s);
+                prop_assert!(interval.is_ok());
+                for seconds in [
+                    config.holds.ttl_s,
+                    config.orders.payment_window_s,
+                    payments.reconcile_interval_s,
+                    payments.stuck_after_s,
+                ] {
+                    prop_assert!(seconds.is_finite());
+                }
+            }
+        }
     }
 }

@@ -289,6 +289,7 @@ pub fn compress(document: &[u8], status_len: usize, tail_len: usize, quality: u3
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
@@ -354,6 +355,34 @@ mod tests {
             assert_eq!(
                 decode(&compress(&document(status), status.len(), 2, 10)),
                 document(status)
+            );
+        }
+    }
+
+    /// A status string of up to ~5000 seats: runs, each drawing its seats from a palette of
+    /// statuses (a repeated status is drawn more often), so that every shape of code is
+    /// written: one to four symbols, evenly or skewed.
+    fn any_status() -> impl Strategy<Value = String> {
+        let run = (
+            prop::collection::vec(prop::sample::select(b"AHSX".to_vec()), 1..=8),
+            prop::collection::vec(any::<prop::sample::Index>(), 0..1700),
+        )
+            .prop_map(|(palette, seats)| {
+                seats
+                    .iter()
+                    .map(|seat| char::from(*seat.get(&palette)))
+                    .collect::<String>()
+            });
+        prop::collection::vec(run, 0..=3).prop_map(|runs| runs.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn any_status_string_decodes_to_the_document(status in any_status(), quality in 0..=11u32) {
+            prop_assert_eq!(decode(&hybrid_only(&status)), document(&status));
+            prop_assert_eq!(
+                decode(&compress(&document(&status), status.len(), 2, quality)),
+                document(&status)
             );
         }
     }

@@ -141,6 +141,7 @@ pub fn solve(challenge: &str, difficulty: u8) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const SECRET: [u8; 32] = [7; 32];
 
@@ -211,6 +212,55 @@ mod tests {
             check(&key(), "show-1", &old, &solve(&old, 4), 4, 2_000),
             Err(PowError::Forged)
         );
+    }
+
+    /// A challenge as issued: for any show, at any time of this era, with any nonce.
+    fn issued() -> impl Strategy<Value = (String, i64, String)> {
+        (".{0,40}", 0..i64::MAX / 2, any::<[u8; NONCE]>()).prop_map(|(show, now_ms, nonce)| {
+            (challenge(&key(), &show, now_ms, nonce), now_ms, show)
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_challenge_and_solution_is_refused_as_forged(
+            challenge in prop_oneof![any::<String>(), "[A-Za-z0-9_-]{50,60}"],
+            solution in any::<String>(),
+            difficulty in any::<u8>(),
+            now_ms in any::<i64>(),
+        ) {
+            // `check` refuses a forgery before it hashes the solution: try `solves` alone too.
+            solves(&challenge, &solution, difficulty);
+            prop_assert_eq!(
+                check(&key(), "show-1", &challenge, &solution, difficulty, now_ms),
+                Err(PowError::Forged)
+            );
+        }
+
+        #[test]
+        fn what_solve_finds_solves_and_checks((challenge, now_ms, show) in issued(), difficulty in 0..=8u8) {
+            let solution = solve(&challenge, difficulty);
+            prop_assert!(solves(&challenge, &solution, difficulty));
+            prop_assert!(check(&key(), &show, &challenge, &solution, difficulty, now_ms).is_ok());
+        }
+
+        #[test]
+        fn challenges_with_any_character_changed_are_forged(
+            (challenge, now_ms, show) in issued(),
+            at in any::<prop::sample::Index>(),
+            replacement in any::<char>(),
+        ) {
+            let at = at.index(challenge.len());
+            prop_assume!(!challenge[at..].starts_with(replacement));
+            let mut changed = challenge[..at].to_owned();
+            changed.push(replacement);
+            changed.push_str(&challenge[at + 1..]);
+            // Difficulty 0: every solution solves, so only the tag can refuse it.
+            prop_assert_eq!(
+                check(&key(), &show, &changed, "", 0, now_ms),
+                Err(PowError::Forged)
+            );
+        }
     }
 
     #[test]

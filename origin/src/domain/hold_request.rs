@@ -1,16 +1,39 @@
 //! The body of `POST /v1/shows/{id}/holds` and the `Idempotency-Key` header, parsed.
 
 use crate::error::{ApiError, Code};
-use serde::{Deserialize, Serialize};
+use serde::de::{value::MapAccessDeserializer, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::HashSet;
+use std::fmt;
 
 /// Exactly one of the two shapes; anything else (both, neither, extra fields) is refused.
+#[derive(Debug)]
+pub(crate) struct HoldBody(HoldFields);
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct HoldBody {
+struct HoldFields {
     seat_ids: Option<Vec<i64>>,
     section_id: Option<String>,
     quantity: Option<i64>,
+}
+
+impl<'de> Deserialize<'de> for HoldBody {
+    /// From an object only: a derived struct also reads an array of its fields in order,
+    /// which would take `[[3, 5]]` for a hold of seats 3 and 5.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Object;
+        impl<'de> Visitor<'de> for Object {
+            type Value = HoldBody;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<HoldBody, A::Error> {
+                HoldFields::deserialize(MapAccessDeserializer::new(map)).map(HoldBody)
+            }
+        }
+        deserializer.deserialize_map(Object)
+    }
 }
 
 /// A hold request, parsed; serialized, it is the canonical request an `Idempotency-Key`
@@ -42,6 +65,7 @@ impl HoldRequest {
                     .with("max_seats_per_hold", max_seats),
             )
         };
+        let HoldBody(body) = body;
         match (body.seat_ids, body.section_id, body.quantity) {
             (Some(seat_ids), None, None) => {
                 if seat_ids.is_empty() {
@@ -106,12 +130,15 @@ impl HoldRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    const MAX_SEATS: usize = 8;
 
     fn parse(value: serde_json::Value) -> Result<HoldRequest, ApiError> {
         HoldRequest::parse(
             serde_json::from_value(value).map_err(|e| ApiError::InvalidBody(e.to_string()))?,
-            8,
+            MAX_SEATS,
         )
     }
 
@@ -159,5 +186,109 @@ mod tests {
             "invalid_body"
         );
         assert_eq!(code(json!({})), "invalid_body");
+    }
+
+    /// Any JSON value, a few levels deep.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            any::<String>().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                prop::collection::btree_map(any::<String>(), inner, 0..4)
+                    .prop_map(|fields| Value::Object(fields.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A body with any of the three fields, each usually of the right type and near the
+    /// limits, sometimes any JSON at all, and sometimes a field of another name.
+    fn any_hold_body() -> impl Strategy<Value = Value> {
+        let seat_ids = prop_oneof![
+            3 => prop::collection::vec(-3..12i64, 0..=MAX_SEATS + 2).prop_map(Value::from),
+            1 => any_json(),
+        ];
+        let section_id = prop_oneof![
+            3 => "[A-Za-z0-9_ .-]{0,34}".prop_map(Value::from),
+            1 => any_json(),
+        ];
+        let quantity = prop_oneof![
+            3 => (-2..=MAX_SEATS as i64 + 2).prop_map(Value::from),
+            1 => any_json(),
+        ];
+        (
+            prop::option::of(seat_ids),
+            prop::option::of(section_id),
+            prop::option::of(quantity),
+            prop::option::weighted(0.1, ("[a-z_]{1,10}", any_json())),
+        )
+            .prop_map(|(seat_ids, section_id, quantity, other)| {
+                let fields = [
+                    ("seat_ids", seat_ids),
+                    ("section_id", section_id),
+                    ("quantity", quantity),
+                ];
+                let mut body: serde_json::Map<String, Value> = fields
+                    .into_iter()
+                    .filter_map(|(name, value)| Some((name.to_owned(), value?)))
+                    .collect();
+                body.extend(other);
+                Value::Object(body)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused(text in any::<String>()) {
+            if let Ok(body) = serde_json::from_str::<HoldBody>(&text) {
+                let _ = HoldRequest::parse(body, MAX_SEATS);
+            }
+        }
+
+        #[test]
+        fn accepted_holds_keep_within_the_limits(
+            body in prop_oneof![any_hold_body(), any_json()]
+        ) {
+            match parse(body.clone()) {
+                Ok(HoldRequest::Seats(seats)) => {
+                    prop_assert!((1..=MAX_SEATS).contains(&seats.len()));
+                    // Sorted without duplicates: strictly increasing.
+                    prop_assert!(seats.windows(2).all(|pair| pair[0] < pair[1]));
+                    let mut sent: Vec<i64> = serde_json::from_value(body["seat_ids"].clone()).unwrap();
+                    sent.sort_unstable();
+                    prop_assert_eq!(seats, sent);
+                }
+                Ok(HoldRequest::BestAvailable { section_id, quantity }) => {
+                    prop_assert!((1..=32).contains(&section_id.len()));
+                    prop_assert!(section_id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+                    prop_assert!((1..=MAX_SEATS).contains(&quantity));
+                    prop_assert_eq!(&body["section_id"], &Value::from(section_id));
+                    prop_assert_eq!(&body["quantity"], &Value::from(quantity));
+                }
+                Err(_) => {}
+            }
+        }
+
+        #[test]
+        fn a_seat_list_is_accepted_exactly_when_it_names_one_to_the_most_distinct_seats(
+            seat_ids in prop::collection::vec(any::<i64>(), 0..=MAX_SEATS + 2),
+            duplicate in any::<Option<prop::sample::Index>>(),
+        ) {
+            let mut seat_ids = seat_ids;
+            if let (Some(at), Some(&seat)) = (duplicate, seat_ids.first()) {
+                seat_ids.insert(at.index(seat_ids.len() + 1), seat);
+            }
+            let distinct = seat_ids.iter().collect::<HashSet<_>>().len() == seat_ids.len();
+            let acceptable = (1..=MAX_SEATS).contains(&seat_ids.len()) && distinct;
+            prop_assert_eq!(parse(json!({ "seat_ids": seat_ids })).is_ok(), acceptable);
+        }
     }
 }

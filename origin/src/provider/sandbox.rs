@@ -48,7 +48,7 @@ pub(crate) struct Sandbox {
     pool: PgPool,
     config: SandboxConfig,
     secret: Vec<u8>,
-    tolerance_s: i64,
+    tolerance_s: u64,
     /// Wakes the delivery loop when a webhook is owed.
     owed: Notify,
     rng: Mutex<StdRng>,
@@ -121,6 +121,48 @@ pub fn sign(secret: &[u8], t: i64, body: &[u8]) -> String {
     format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// Checks a signature header against the exact `body`: one of its `v1` values is the HMAC
+/// of `"t.body"` under `secret`, and its `t` is within `tolerance_s` of `now_s`.
+fn check_signature(
+    secret: &[u8],
+    tolerance_s: u64,
+    header: &str,
+    body: &[u8],
+    now_s: i64,
+) -> Result<(), WebhookError> {
+    let mut t = None;
+    let mut signatures = Vec::new();
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", value)) => t = value.parse::<i64>().ok(),
+            Some(("v1", value)) => signatures.push(value),
+            _ => {}
+        }
+    }
+    let t = t.ok_or(WebhookError::MissingSignature)?;
+    if signatures.is_empty() {
+        return Err(WebhookError::MissingSignature);
+    }
+    let matches = signatures.iter().any(|signature| {
+        let Ok(signature) = hex::decode(signature) else {
+            return false;
+        };
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
+        mac.update(t.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        mac.verify_slice(&signature).is_ok()
+    });
+    if !matches {
+        return Err(WebhookError::BadSignature);
+    }
+    // `t` is any i64 the header carries: a difference could overflow.
+    if now_s.abs_diff(t) > tolerance_s {
+        return Err(WebhookError::Stale);
+    }
+    Ok(())
+}
+
 impl Sandbox {
     pub(crate) fn new(
         pool: PgPool,
@@ -133,7 +175,7 @@ impl Sandbox {
             pool,
             config,
             secret: secret.to_vec(),
-            tolerance_s: tolerance_s as i64,
+            tolerance_s,
             owed: Notify::new(),
             rng: Mutex::new(rng),
         }
@@ -541,35 +583,7 @@ impl PaymentProvider for Sandbox {
             .get(SIGNATURE_HEADER)
             .and_then(|v| v.to_str().ok())
             .ok_or(WebhookError::MissingSignature)?;
-        let mut t = None;
-        let mut signatures = Vec::new();
-        for part in header.split(',') {
-            match part.trim().split_once('=') {
-                Some(("t", value)) => t = value.parse::<i64>().ok(),
-                Some(("v1", value)) => signatures.push(value),
-                _ => {}
-            }
-        }
-        let t = t.ok_or(WebhookError::MissingSignature)?;
-        if signatures.is_empty() {
-            return Err(WebhookError::MissingSignature);
-        }
-        let matches = signatures.iter().any(|signature| {
-            let Ok(signature) = hex::decode(signature) else {
-                return false;
-            };
-            let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("any key length");
-            mac.update(t.to_string().as_bytes());
-            mac.update(b".");
-            mac.update(body);
-            mac.verify_slice(&signature).is_ok()
-        });
-        if !matches {
-            return Err(WebhookError::BadSignature);
-        }
-        if (now_s - t).abs() > self.tolerance_s {
-            return Err(WebhookError::Stale);
-        }
+        check_signature(&self.secret, self.tolerance_s, header, body, now_s)?;
         let payload: serde_json::Value =
             serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
         let event: EventBody = serde_json::from_value(payload.clone())
@@ -592,5 +606,67 @@ impl PaymentProvider for Sandbox {
             },
             payload,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SECRET: &[u8] = b"dev-webhook-secret-change-me";
+    const TOLERANCE_S: u64 = 300;
+    const NOW_S: i64 = 1_800_000_000;
+
+    fn check(header: &str, body: &[u8], now_s: i64) -> Result<(), WebhookError> {
+        check_signature(SECRET, TOLERANCE_S, header, body, now_s)
+    }
+
+    proptest! {
+        #[test]
+        fn any_signature_header_is_refused(
+            header in prop_oneof![
+                any::<String>(),
+                (any::<i64>(), any::<[u8; 32]>())
+                    .prop_map(|(t, mac)| format!("t={t},v1={}", hex::encode(mac))),
+            ],
+            body in prop::collection::vec(any::<u8>(), 0..200),
+        ) {
+            prop_assert!(check(&header, &body, NOW_S).is_err());
+        }
+
+        #[test]
+        fn a_correct_signature_over_any_body_verifies(
+            body in prop::collection::vec(any::<u8>(), 0..500),
+            age_s in -(TOLERANCE_S as i64)..=TOLERANCE_S as i64,
+        ) {
+            let header = sign(SECRET, NOW_S - age_s, &body);
+            prop_assert!(check(&header, &body, NOW_S).is_ok(), "{}", header);
+        }
+
+        #[test]
+        fn a_body_with_any_byte_changed_is_refused(
+            body in prop::collection::vec(any::<u8>(), 1..500),
+            at in any::<prop::sample::Index>(),
+            flip in 1..=u8::MAX,
+        ) {
+            let header = sign(SECRET, NOW_S, &body);
+            let at = at.index(body.len());
+            let mut changed = body;
+            changed[at] ^= flip;
+            prop_assert!(matches!(check(&header, &changed, NOW_S), Err(WebhookError::BadSignature)));
+        }
+
+        #[test]
+        fn a_signature_made_outside_the_tolerance_is_refused(
+            t in prop_oneof![any::<i64>(), i64::MIN..i64::MIN + 1000, i64::MAX - 1000..=i64::MAX]
+                .prop_filter("outside the tolerance", |t| {
+                    NOW_S.abs_diff(*t) > TOLERANCE_S
+                }),
+            body in prop::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let header = sign(SECRET, t, &body);
+            prop_assert!(matches!(check(&header, &body, NOW_S), Err(WebhookError::Stale)));
+        }
     }
 }
