@@ -191,6 +191,34 @@ stop_redis() {
     ONSALE_STARTED_REDIS=""
 }
 
+# supervise NAME LOG COMMAND...: runs COMMAND in a session of its own (so Ctrl-C reaches
+# only the caller), its output appended to LOG. When it exits without being asked to, says so
+# and starts it again after a backoff: ONSALE_RESTART_DELAY_MS (1,000) at first, doubling up
+# to 30 s, back to the first once a run lasted a minute. SIGTERM or SIGINT to the supervisor
+# is passed on to COMMAND (a graceful drain), awaited, and ends both. Run it in a subshell
+# of its own: `supervise ... &`.
+supervise() {
+    local name=$1 logfile=$2; shift 2
+    local first_ms=${ONSALE_RESTART_DELAY_MS:-1000} max_ms=30000 steady_s=60
+    local delay_ms=$first_ms restarts=0 pid="" started status delay
+    trap 'if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null; wait "$pid" || true; fi; exit 0' TERM INT
+    while :; do
+        started=$SECONDS
+        setsid "$@" >>"$logfile" 2>&1 &
+        pid=$!
+        status=0
+        wait "$pid" || status=$?
+        pid=""
+        [ $((SECONDS - started)) -lt $steady_s ] || delay_ms=$first_ms
+        restarts=$((restarts + 1))
+        delay=$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))
+        log "$name exited with status $status; restart $restarts in ${delay}s (log: $logfile)"
+        sleep "$delay" &
+        wait $!
+        delay_ms=$((delay_ms * 2 > max_ms ? max_ms : delay_ms * 2))
+    done
+}
+
 # Development keys, never committed: the admission tokens' Ed25519 pair, signing.pem
 # (PKCS#8) and verify.pem (SPKI), and the queue tokens' HS256 secret, queue.key (base64 of
 # 32 random bytes).

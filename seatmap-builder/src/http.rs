@@ -1,5 +1,6 @@
 //! The operations listener: `/healthz` (the process runs), `/readyz` (a build has
-//! completed) and `/metrics` (this builder's registry).
+//! completed, or, on a standby, another builder's lease was seen: it can take over) and
+//! `/metrics` (this builder's registry).
 
 use crate::metrics::Metrics;
 use axum::extract::State;

@@ -99,8 +99,10 @@ impl BuildLoop {
             let leader = self.lead(&mut builder, now_ms).await;
             builder.metrics().lease_holder.set(i64::from(leader));
             if !leader {
-                // Whoever leads builds now; when we take over, build at once.
+                // Whoever leads builds now; when we take over, build at once. Seeing the
+                // lease held by another is this standby's readiness: it can take over.
                 next_build_ms = now_ms;
+                self.ready.store(true, Ordering::Relaxed);
             } else if now_ms >= next_build_ms {
                 match builder.build_all(now_ms).await {
                     Ok(reports) => {

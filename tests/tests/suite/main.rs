@@ -14,6 +14,7 @@ mod orders;
 mod organizer;
 mod payments;
 mod schema;
+mod scripts;
 mod seed;
 mod snapshots;
 mod waiting_room;

@@ -3,7 +3,7 @@
 use futures_util::StreamExt;
 use onsale_contract::clock::{self, Clock};
 use onsale_contract::snapshot::{self, field, Kind};
-use onsale_tests::{builder_config, redis_prefix, ShowFixture, TcpGate};
+use onsale_tests::{builder_config, client, redis_prefix, ShowFixture, TcpGate};
 use redis::AsyncCommands;
 use seatmap_builder::metrics::Metrics;
 use seatmap_builder::{Builder, RunningBuilder};
@@ -254,6 +254,10 @@ async fn leader_and_follower(f: &Fixture, clock: &Clock) -> (RunningBuilder, Run
     settle(&[&a, &b]).await;
     assert_eq!((lease_holder(&a), lease_holder(&b)), (1, 0));
     assert_eq!((builds(&a), builds(&b)), (1, 0));
+    // Both are ready: one builds, the other stands by to take over.
+    for builder in [&a, &b] {
+        assert_eq!(client(builder.addr).get("/readyz").await.status, 200);
+    }
     (a, b)
 }
 
