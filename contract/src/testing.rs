@@ -96,3 +96,39 @@ pub fn damaged_config(text: &str) -> impl Strategy<Value = String> {
         lines.join("\n")
     })
 }
+
+/// The property tests every binary's configuration gets, in its `config.rs` test module
+/// (with `Config` in scope): any text at all is loaded or refused without a panic, and a
+/// damaged copy of the committed `config/<file>` is refused or leaves a configuration `fit`
+/// checks the running program can use. Loading is parsing and `Config::validate`, short of
+/// the environment overrides.
+#[macro_export]
+macro_rules! config_file_properties {
+    ($file:literal, |$config:ident| $fit:block) => {
+        fn committed() -> std::path::PathBuf {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(concat!("../config/", $file))
+        }
+
+        fn load_text(text: &str) -> Result<Config, $crate::config::ConfigError> {
+            let config: Config = $crate::config::parse(&committed(), text)?;
+            config.validate(&committed())?;
+            Ok(config)
+        }
+
+        proptest::proptest! {
+            #[test]
+            fn any_text_is_loaded_or_refused(text in proptest::prelude::any::<String>()) {
+                let _ = load_text(&text);
+            }
+
+            #[test]
+            fn a_damaged_committed_file_is_refused_or_fit_to_run(
+                text in $crate::testing::damaged_config(
+                    &std::fs::read_to_string(committed()).unwrap()
+                )
+            ) {
+                if let Ok($config) = load_text(&text) $fit
+            }
+        }
+    };
+}

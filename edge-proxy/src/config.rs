@@ -597,17 +597,6 @@ mod tests {
         assert!(Cidr::try_from("nonsense".to_owned()).is_err());
     }
 
-    fn committed() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/edge.toml")
-    }
-
-    /// What [`Config::load`] does with a file's text, short of the environment overrides.
-    fn load_text(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = config::parse(&committed(), text)?;
-        config.validate(&committed())?;
-        Ok(config)
-    }
-
     #[test]
     fn listeners_need_ports_of_their_own() {
         let path = committed();
@@ -619,24 +608,10 @@ mod tests {
         assert!(error.to_string().contains("key `listen.admin`"), "{error}");
     }
 
-    proptest! {
-        #[test]
-        fn any_text_is_loaded_or_refused(text in any::<String>()) {
-            let _ = load_text(&text);
-        }
-
-        #[test]
-        fn a_damaged_committed_file_is_refused_or_fit_to_run(
-            text in onsale_contract::testing::damaged_config(
-                &std::fs::read_to_string(committed()).unwrap()
-            )
-        ) {
-            if let Ok(config) = load_text(&text) {
-                // A queue token issued now expires `queue_token_ttl_s` later, in Unix seconds.
-                let now_s = chrono::Utc::now().timestamp();
-                let ttl_s = i64::try_from(config.waiting_room.queue_token_ttl_s);
-                prop_assert!(ttl_s.is_ok_and(|ttl_s| now_s.checked_add(ttl_s).is_some()));
-            }
-        }
-    }
+    onsale_contract::config_file_properties!("edge.toml", |config| {
+        // A queue token issued now expires `queue_token_ttl_s` later, in Unix seconds.
+        let now_s = chrono::Utc::now().timestamp();
+        let ttl_s = i64::try_from(config.waiting_room.queue_token_ttl_s);
+        prop_assert!(ttl_s.is_ok_and(|ttl_s| now_s.checked_add(ttl_s).is_some()));
+    });
 }

@@ -582,43 +582,18 @@ mod tests {
         assert_eq!(RefundPolicy(vec![]).refund_cents(10_000, 90 * day), 0);
     }
 
-    fn committed() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/origin.toml")
-    }
-
-    /// What [`Config::load`] does with a file's text, short of the environment overrides.
-    fn load_text(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = config::parse(&committed(), text)?;
-        config.validate(&committed())?;
-        Ok(config)
-    }
-
-    proptest! {
-        #[test]
-        fn any_text_is_loaded_or_refused(text in any::<String>()) {
-            let _ = load_text(&text);
+    onsale_contract::config_file_properties!("origin.toml", |config| {
+        let payments = &config.payments;
+        // The reconciliation job makes a `Duration` of it when it starts.
+        let interval = std::time::Duration::try_from_secs_f64(payments.reconcile_interval_s);
+        prop_assert!(interval.is_ok());
+        for seconds in [
+            config.holds.ttl_s,
+            config.orders.payment_window_s,
+            payments.reconcile_interval_s,
+            payments.stuck_after_s,
+        ] {
+            prop_assert!(seconds.is_finite());
         }
-
-        #[test]
-        fn a_damaged_committed_file_is_refused_or_fit_to_run(
-            text in onsale_contract::testing::damaged_config(
-                &std::fs::read_to_string(committed()).unwrap()
-            )
-        ) {
-            if let Ok(config) = load_text(&text) {
-                let payments = &config.payments;
-                // The reconciliation job makes a `Duration` of it when it starts.
-                let interval = std::time::Duration::try_from_secs_f64(payments.reconcile_interval_s);
-                prop_assert!(interval.is_ok());
-                for seconds in [
-                    config.holds.ttl_s,
-                    config.orders.payment_window_s,
-                    payments.reconcile_interval_s,
-                    payments.stuck_after_s,
-                ] {
-                    prop_assert!(seconds.is_finite());
-                }
-            }
-        }
-    }
+    });
 }

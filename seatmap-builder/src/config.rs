@@ -144,32 +144,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn committed() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/seatmap-builder.toml")
-    }
-
-    /// What [`Config::load`] does with a file's text, short of the environment overrides.
-    fn load_text(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = config::parse(&committed(), text)?;
-        config.validate(&committed())?;
-        Ok(config)
-    }
-
-    proptest! {
-        #[test]
-        fn any_text_is_loaded_or_refused(text in any::<String>()) {
-            let _ = load_text(&text);
-        }
-
-        #[test]
-        fn a_damaged_committed_file_is_refused_or_fit_to_run(
-            text in onsale_contract::testing::damaged_config(
-                &std::fs::read_to_string(committed()).unwrap()
-            )
-        ) {
-            if let Ok(config) = load_text(&text) {
-                prop_assert!(config.interval() > std::time::Duration::ZERO);
-            }
-        }
-    }
+    onsale_contract::config_file_properties!("seatmap-builder.toml", |config| {
+        prop_assert!(config.interval() > std::time::Duration::ZERO);
+    });
 }

@@ -1155,21 +1155,7 @@ async fn queue_places_and_admissions_survive_redis_restarting() {
     );
 
     // A crash that loses the last joins: their fans keep their places.
-    let checkpoint = redis.checkpoint().await;
-    until_redis_answers(&room, fans[0].0).await;
-    let mut late = Vec::new();
-    for _ in 0..3 {
-        let (account, session) = room.account().await;
-        let reply = room.join_as(0, &session).await;
-        reply.expect_status(201);
-        late.push((
-            account,
-            reply.json()["queue_token"].as_str().unwrap().to_owned(),
-        ));
-    }
-    redis.crash_back_to(checkpoint.path()).await;
-    room.clock.advance(Duration::from_secs(4));
-    until_redis_answers(&room, fans[0].0).await;
+    let late = joins_lost_in_a_crash(&room, &mut redis, 3, fans[0].0).await;
     assert_eq!(
         room.admin(0)["joined"],
         6,
@@ -1216,21 +1202,7 @@ async fn prequeue_joins_a_redis_crash_lost_keep_their_numbers() {
     let room = room_via(1, s, redis.url()).await;
     let (first, session) = room.account().await;
     room.join_as(0, &session).await.expect_status(201);
-    let checkpoint = redis.checkpoint().await;
-    until_redis_answers(&room, first).await;
-    let mut late = Vec::new();
-    for _ in 0..2 {
-        let (account, session) = room.account().await;
-        let reply = room.join_as(0, &session).await;
-        reply.expect_status(201);
-        late.push((
-            account,
-            reply.json()["queue_token"].as_str().unwrap().to_owned(),
-        ));
-    }
-    redis.crash_back_to(checkpoint.path()).await;
-    room.clock.advance(Duration::from_secs(4));
-    until_redis_answers(&room, first).await;
+    let late = joins_lost_in_a_crash(&room, &mut redis, 2, first).await;
     assert_eq!(room.admin(0)["prequeue_size"], 1);
     for (_, token) in &late {
         assert_eq!(room.poll(0, token).await.json()["status"], "pre_queue");
@@ -1255,6 +1227,31 @@ async fn prequeue_joins_a_redis_crash_lost_keep_their_numbers() {
         (claims.lane, claims.queue_no),
         (Some(Lane::PreQueue), Some(1))
     );
+}
+
+/// `n` new accounts join, then Redis crashes back to its state before them (a checkpoint
+/// taken just before) and the room's clock moves past their tokens' signing; `probe`, an
+/// account with a place, shows when Redis answers again. The lost fans: (account, token).
+async fn joins_lost_in_a_crash(
+    room: &Room,
+    redis: &mut onsale_tests::OwnRedis,
+    n: usize,
+    probe: uuid::Uuid,
+) -> Vec<(uuid::Uuid, String)> {
+    let checkpoint = redis.checkpoint().await;
+    until_redis_answers(room, probe).await;
+    let mut lost = Vec::new();
+    for _ in 0..n {
+        let (account, session) = room.account().await;
+        let reply = room.join_as(0, &session).await;
+        reply.expect_status(201);
+        let token = reply.json()["queue_token"].as_str().unwrap().to_owned();
+        lost.push((account, token));
+    }
+    redis.crash_back_to(checkpoint.path()).await;
+    room.clock.advance(Duration::from_secs(4));
+    until_redis_answers(room, probe).await;
+    lost
 }
 
 /// `account` joins from another device (no queue token): its place as Redis records it.
