@@ -16,7 +16,10 @@
 #       accounts (the join script through redis-cli --pipe, accounts spread over the 16,384
 #       hashes as the edge spreads them), next to a sorted set of as many members;
 #   (f) for reference, joins/s of COLD (100,000) sessions the edge has not seen: each join
-#       first asks the origin (GET /v1/me, one PostgreSQL lookup), one round, run first.
+#       first asks the origin (GET /v1/me, one PostgreSQL lookup), one round, run first;
+#   (g) recovery: the FANS joins of (e) kept as scripts/up keeps queue state (an append-only
+#       file, rewritten from memory when turned on), then Redis shut down and started again:
+#       the file's size and the seconds until Redis answers with every place.
 # wrk: ROUNDS (3) rounds of DURATION (10 s), medians. The edge runs one worker thread, the
 # origin (release) on the same machine until (a) is done; it and PostgreSQL are stopped
 # before (b)-(d), which need neither. Private PostgreSQL and Redis under .onsale/bench/.
@@ -235,7 +238,31 @@ joined=$(rcli hget "bench:wr:{memory}:state" open | tr -d '\r')
 encoding=$(rcli object encoding "bench:wr:{memory}:acct:0" | tr -d '\r')
 largest=$(for b in $(seq 0 16383); do echo "HLEN bench:wr:{memory}:acct:$b"; done \
     | rcli | sort -n | tail -1 | tr -d '\r')
-zbefore=$after
+
+# (g) The state of (e) in an append-only file, then a restart.
+redis_dir=$ONSALE_ROOT/.onsale/bench/wr-redis
+rcli config set appendonly yes >/dev/null
+until rcli info persistence | tr -d '\r' | grep -q '^aof_rewrite_in_progress:0' \
+    && rcli info persistence | tr -d '\r' | grep -q '^aof_rewrite_scheduled:0' \
+    && [ -n "$(ls "$redis_dir/appendonlydir" 2>/dev/null)" ]; do
+    sleep 0.1
+done
+aof_bytes=$(du -sb "$redis_dir/appendonlydir" | cut -f1)
+rcli shutdown >/dev/null 2>&1 || true
+while rcli ping >/dev/null 2>&1; do sleep 0.05; done
+restart_ns=$(date +%s%N)
+redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$redis_dir" --daemonize yes \
+    --pidfile "$redis_dir/redis.pid" --logfile "$redis_dir/redis.log" --save "" \
+    --appendonly yes --appendfsync everysec >/dev/null
+until [ "$(rcli ping 2>/dev/null | tr -d '\r')" = PONG ]; do sleep 0.02; done
+recovered_ns=$(date +%s%N)
+[ "$(rcli hget "bench:wr:{memory}:state" open | tr -d '\r')" = "$joined" ] \
+    || die "Redis came back without every place"
+awk -v n="$joined" -v bytes="$aof_bytes" -v ns="$((recovered_ns - restart_ns))" 'BEGIN {
+    printf "recovery joined=%d aof_bytes=%d restart_to_answer_s=%.2f\n", n, bytes, ns / 1e9 }' \
+    | tee -a "$work/results"
+
+zbefore=$(rcli info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p' | tr -d '\r')
 redis-benchmark -h 127.0.0.1 -p "$redis_port" -c 50 -P 32 -q -n "$fans" -r 1000000000 \
     zadd bench:zset __rand_int__ member:__rand_int__ >/dev/null
 zafter=$(rcli info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p' | tr -d '\r')
