@@ -111,6 +111,7 @@ pub(crate) async fn begin_request(
         route,
         &fingerprint(route, &canonical),
         state.config.idempotency.in_flight_timeout_s,
+        &state.instance,
     )
     .await
 }
@@ -123,13 +124,15 @@ pub(crate) async fn begin(
     route: &str,
     fingerprint: &[u8],
     in_flight_timeout_s: u32,
+    holder: &str,
 ) -> Result<Begin, ApiError> {
     // Claim the key, or take over a claim whose request died in flight.
     let claim = Uuid::new_v4();
     let claimed = sqlx::query_scalar!(
-        "INSERT INTO idempotency_keys (fan_id, key, route, request_hash, claim)
-         VALUES ($1, $2, $3, $4, $6)
-         ON CONFLICT (fan_id, key) DO UPDATE SET created_at = now(), claim = EXCLUDED.claim
+        "INSERT INTO idempotency_keys (fan_id, key, route, request_hash, claim, holder)
+         VALUES ($1, $2, $3, $4, $6, $7)
+         ON CONFLICT (fan_id, key) DO UPDATE
+           SET created_at = now(), claim = EXCLUDED.claim, holder = EXCLUDED.holder
            WHERE idempotency_keys.response_status IS NULL
              AND idempotency_keys.request_hash = EXCLUDED.request_hash
              AND idempotency_keys.created_at < now() - make_interval(secs => $5)
@@ -140,6 +143,7 @@ pub(crate) async fn begin(
         fingerprint,
         f64::from(in_flight_timeout_s),
         claim,
+        holder,
     )
     .fetch_optional(pool)
     .await?;
@@ -318,21 +322,49 @@ pub(crate) async fn respond(
 }
 
 /// Ends a claimed request that failed: client errors are stored for replay, server errors
-/// release the key so a retry can run.
+/// release the key so a retry can run. When the database is away (the usual reason a
+/// request failed), the key is released once it is back, so the fan's retries meet
+/// `idempotency_in_flight` for as long as the outage lasts, not `in_flight_timeout_s`.
 pub(crate) async fn finish_failed(pool: &PgPool, claimed: &Claimed, error: &ApiError) {
     let problem = error.to_problem();
     let result = if problem.status < 500 {
-        let mut conn = match pool.acquire().await {
-            Ok(conn) => conn,
-            Err(e) => return tracing::warn!(error = %e, "could not store an idempotent refusal"),
-        };
-        store_in(&mut conn, claimed, problem.status, &problem.to_json()).await
+        match pool.acquire().await {
+            Ok(mut conn) => store_in(&mut conn, claimed, problem.status, &problem.to_json()).await,
+            Err(e) => Err(e.into()),
+        }
     } else {
         release(pool, claimed).await.map_err(StoreError::from)
     };
     if let Err(e) = result {
-        tracing::warn!(error = %e, "could not finish an idempotency record");
+        tracing::warn!(error = %e, "could not finish an idempotency record; releasing it later");
+        let (pool, claimed) = (pool.clone(), claimed.clone());
+        tokio::spawn(async move { release_when_back(&pool, &claimed).await });
     }
+}
+
+/// Releases `claimed` as soon as the database answers, trying for [`RELEASE_RETRY_FOR`]
+/// (a takeover after `in_flight_timeout_s` frees the key anyway).
+async fn release_when_back(pool: &PgPool, claimed: &Claimed) {
+    let deadline = tokio::time::Instant::now() + RELEASE_RETRY_FOR;
+    while release(pool, claimed).await.is_err() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// How long a failed request keeps trying to release its key.
+const RELEASE_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Releases the keys `holder` left in flight: an origin starting on the node where one died
+/// (no two run with one name), so its fans' retries need not wait out
+/// `in_flight_timeout_s`. Returns how many.
+pub(crate) async fn release_claims_of(pool: &PgPool, holder: &str) -> Result<u64, sqlx::Error> {
+    let released = sqlx::query!(
+        "DELETE FROM idempotency_keys WHERE holder = $1 AND response_status IS NULL",
+        holder,
+    )
+    .execute(pool)
+    .await?;
+    Ok(released.rows_affected())
 }
 
 /// Gives the key up so a retry can run; a no-op once a takeover holds it.

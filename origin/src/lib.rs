@@ -65,6 +65,9 @@ pub struct AppState {
     pub(crate) tickets: Arc<tickets::TicketSigner>,
     pub(crate) provider: Arc<dyn provider::PaymentProvider>,
     pub(crate) workers: Arc<workers::Workers>,
+    /// This process's name on the idempotency keys it holds in flight: the node's hostname
+    /// and the listen address, the same when the origin starts again there.
+    pub(crate) instance: Arc<str>,
 }
 
 /// Why the origin could not start.
@@ -162,12 +165,22 @@ fn router(state: AppState) -> Router {
         .merge(operations)
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(run_to_completion))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(|_| {
             problem_response(&Problem::new(500, Code::Internal, "Internal server error"))
         }))
         .with_state(state)
+}
+
+/// The name an origin listening on `addr` holds idempotency keys under: the machine's
+/// hostname (`localhost` where it cannot be read) and the address.
+pub fn instance_name(addr: SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned());
+    format!("{host}:{addr}")
 }
 
 async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
@@ -212,6 +225,21 @@ async fn method_not_allowed() -> Response {
 
 /// Counts and times every request by its route template, never by raw path, so ids do not
 /// explode the label space.
+/// A write runs to its end even when its caller hangs up (an edge timing out on a stalled
+/// database, a fan's connection lost): dropped halfway, it would leave its idempotency key
+/// in flight until `idempotency.in_flight_timeout_s`, where finishing stores the answer that
+/// the caller's retry then replays.
+async fn run_to_completion(request: Request, next: Next) -> Response {
+    if request.method().is_safe() {
+        return next.run(request).await;
+    }
+    match tokio::spawn(next.run(request)).await {
+        Ok(response) => response,
+        // A panic stays a panic, for the panic guard outside.
+        Err(failed) => std::panic::resume_unwind(failed.into_panic()),
+    }
+}
+
 async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
@@ -330,7 +358,18 @@ pub(crate) async fn start_with_pool(
         .as_ref()
         .and_then(|settings| settings.webhook_url.clone())
         .unwrap_or_else(|| format!("http://{addr}/v1/webhooks/payments"));
+    let instance: Arc<str> = instance_name(addr).into();
+    let released = idempotency::release_claims_of(&pool, &instance)
+        .await
+        .map_err(StartError::Database)?;
+    if released > 0 {
+        tracing::warn!(
+            released,
+            "released idempotency keys a previous run left in flight"
+        );
+    }
     let state = AppState {
+        instance,
         pool,
         config: Arc::new(config),
         metrics,

@@ -55,7 +55,10 @@ struct ConfirmView {
 
 /// `POST /v1/payments/{id}/confirm` (`Idempotency-Key`). The answer that confirms the
 /// order spends the admission and says so (`onsale-admission-spent: true`); from then on the
-/// admission may only replay answers it was given, and those replays say so too.
+/// admission may only repeat confirmations it sent, and those answers say so too. A
+/// confirmation that reached the provider but whose answer was lost before it was stored (the
+/// origin or its database went down in between) is answered again from the provider's word
+/// under the same key, never refused as if it were a new one.
 pub(crate) async fn post_confirm(
     State(state): State<AppState>,
     ConfirmingAdmission { admission, spent }: ConfirmingAdmission,
@@ -68,10 +71,25 @@ pub(crate) async fn post_confirm(
     let method = PaymentMethod::parse(body)?;
     let route = format!("POST /v1/payments/{payment}/confirm");
     if spent {
-        let replay = idempotency::replay_request(&state, &admission.fan, &key, &route, &method)
+        if let Some(replay) =
+            idempotency::replay_request(&state, &admission.fan, &key, &route, &method).await?
+        {
+            return Ok(admission_spent(replay));
+        }
+        let (order, intent) = owned_payment(&state, &admission, payment).await?;
+        let provider_key = provider_key(payment, key.as_str());
+        let Some(intent) = state
+            .provider
+            .confirmed_with(&intent, &provider_key)
             .await?
-            .ok_or(ApiError::AdmissionSpent)?;
-        return Ok(admission_spent(replay));
+        else {
+            return Err(ApiError::AdmissionSpent);
+        };
+        let (body, _) = settle(&state, &admission, payment, order, Ok(intent), None).await?;
+        return Ok(admission_spent(crate::http::json_response(
+            StatusCode::OK,
+            body,
+        )));
     }
     let begun = idempotency::begin_request(&state, &admission.fan, &key, &route, &method).await?;
     let claimed = match begun {
@@ -110,22 +128,48 @@ async fn confirm(
         .provider
         .check_method(method.as_str())
         .map_err(|detail| ApiError::Unprocessable(Code::UnknownPaymentMethod, detail))?;
-    let (order, intent) = begin_confirmation(state, admission, payment).await?;
-    // The fan's key names this confirmation at the provider too, so a retry after a crash
-    // is answered from the first call.
-    let provider_key = format!("{payment}:{}", claimed.key);
-    let answer = match state
-        .provider
-        .confirm(&intent, method.as_str(), &provider_key)
-        .await
-    {
-        // The provider's state moved on without us (a crash between steps): take its word.
-        Err(ProviderError::Rejected(reason)) => {
-            tracing::warn!(%payment, %reason, "confirmation refused; reading the intent");
-            state.provider.retrieve(&intent).await
-        }
-        answer => answer,
+    let (order, intent, refusal) = begin_confirmation(state, admission, payment).await?;
+    let provider_key = provider_key(payment, &claimed.key);
+    let answer = match refusal {
+        // Past confirming, unless this very confirmation reached the provider before and
+        // its answer was lost: then the provider's word answers it again.
+        Some(refusal) => match state.provider.confirmed_with(&intent, &provider_key).await {
+            Ok(Some(intent)) => Ok(intent),
+            _ => return Err(refusal),
+        },
+        None => match state
+            .provider
+            .confirm(&intent, method.as_str(), &provider_key)
+            .await
+        {
+            // The provider's state moved on without us (a crash between steps): take its word.
+            Err(ProviderError::Rejected(reason)) => {
+                tracing::warn!(%payment, %reason, "confirmation refused; reading the intent");
+                state.provider.retrieve(&intent).await
+            }
+            answer => answer,
+        },
     };
+    settle(state, admission, payment, order, answer, Some(claimed)).await
+}
+
+/// The fan's key names a confirmation at the provider too, so a retry after a crash is
+/// answered from the first call.
+fn provider_key(payment: PaymentId, key: &str) -> String {
+    format!("{payment}:{key}")
+}
+
+/// Applies the provider's `answer` (when there is one) and answers with the order as it
+/// stands, storing the answer under `claimed` in the same transaction; spends the admission
+/// when the order is confirmed. Returns the body and whether the order is confirmed.
+async fn settle(
+    state: &AppState,
+    admission: &Admission,
+    payment: PaymentId,
+    order: OrderId,
+    answer: Result<Intent, ProviderError>,
+    claimed: Option<&Claimed>,
+) -> Result<(Vec<u8>, bool), ApiError> {
     let mut tx = state.pool.begin().await?;
     match answer {
         Ok(intent) => {
@@ -153,18 +197,40 @@ async fn confirm(
         order,
     };
     let body = crate::http::to_json(&view)?;
-    idempotency::store_in(&mut tx, claimed, 200, &body).await?;
+    if let Some(claimed) = claimed {
+        idempotency::store_in(&mut tx, claimed, 200, &body).await?;
+    }
     tx.commit().await?;
     Ok((body, confirmed))
 }
 
-/// Step 1: the fan's own order, awaiting payment with its hold live, has its payment marked
-/// `processing`. Returns the order and the provider's intent id.
-async fn begin_confirmation(
+/// The fan's own payment `payment`: its order and the provider's intent.
+async fn owned_payment(
     state: &AppState,
     admission: &Admission,
     payment: PaymentId,
 ) -> Result<(OrderId, String), ApiError> {
+    let seen = sqlx::query!(
+        "SELECT o.id, o.show_id, o.fan_id, p.provider_ref
+         FROM payments p JOIN orders o ON o.id = p.order_id WHERE p.id = $1",
+        payment.0,
+    )
+    .fetch_optional(&state.pool)
+    .await?;
+    match seen.filter(|o| admission.owns(&o.fan_id, &o.show_id)) {
+        Some(seen) => Ok((OrderId(seen.id), seen.provider_ref)),
+        None => Err(PaymentId::not_found()),
+    }
+}
+
+/// Step 1: the fan's own order, awaiting payment with its hold live, has its payment marked
+/// `processing`. Returns the order, the provider's intent id and, when the payment is past
+/// confirming, the refusal to answer with (nothing was changed then).
+async fn begin_confirmation(
+    state: &AppState,
+    admission: &Admission,
+    payment: PaymentId,
+) -> Result<(OrderId, String, Option<ApiError>), ApiError> {
     let mut tx = state.pool.begin().await?;
     let seen = sqlx::query!(
         r#"SELECT o.id, o.show_id, o.hold_id, o.fan_id,
@@ -188,17 +254,20 @@ async fn begin_confirmation(
     .fetch_one(&mut *tx)
     .await?;
     let (order_status, payment_status) = (locked.order_status, locked.payment_status);
+    let order = OrderId(seen.id);
     if order_status != OrderStatus::PendingPayment || !payment_status.confirmable() {
-        return Err(ApiError::Conflict(
+        let refusal = ApiError::Conflict(
             Code::PaymentNotConfirmable,
             format!("the order is {order_status} and its payment {payment_status}"),
-        ));
+        );
+        return Ok((order, locked.provider_ref, Some(refusal)));
     }
     if !hold_live {
-        return Err(ApiError::Conflict(
+        let refusal = ApiError::Conflict(
             Code::OrderExpired,
             "the payment window has passed; the seats are no longer held".to_owned(),
-        ));
+        );
+        return Ok((order, locked.provider_ref, Some(refusal)));
     }
     sqlx::query!(
         "UPDATE payments SET status = 'processing', updated_at = now() WHERE id = $1",
@@ -207,7 +276,7 @@ async fn begin_confirmation(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok((OrderId(seen.id), locked.provider_ref))
+    Ok((order, locked.provider_ref, None))
 }
 
 /// What [`apply`] made of a provider's word.

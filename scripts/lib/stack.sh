@@ -76,9 +76,9 @@ pg_run() {
     fi
 }
 
-# start_postgres DIR PORT [test]: a private cluster with its data in DIR, listening on
-# 127.0.0.1:PORT; "test" trades durability for speed and moves to a free port if PORT is
-# taken. Sets PG_ADMIN_URL.
+# start_postgres DIR PORT [dev|test|chaos]: a private cluster with its data in DIR, listening
+# on 127.0.0.1:PORT. "dev" (the default) insists on PORT; "test" trades durability for speed
+# and "chaos" keeps it, both moving to a free port if PORT is taken. Sets PG_ADMIN_URL.
 start_postgres() {
     local dir=$1 port=$2 profile=${3:-dev} bin
     if [ -n "${DATABASE_URL:-}" ]; then
@@ -99,7 +99,7 @@ start_postgres() {
         port=$(sed -n 4p "$dir/postmaster.pid")
         log "PostgreSQL already running on $port"
     else
-        port=$(usable_port "$port" "$([ "$profile" = test ] && echo any || echo fixed)")
+        port=$(usable_port "$port" "$([ "$profile" = dev ] && echo fixed || echo any)")
         local options="-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=256MB"
         if [ "$profile" = test ]; then
             options="$options -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
@@ -120,6 +120,12 @@ start_postgres() {
         ONSALE_STARTED_PG=$dir
     fi
     PG_ADMIN_URL="postgres://postgres@127.0.0.1:$port/postgres"
+}
+
+# restart_postgres DIR: restarts the cluster in DIR in fast mode (open transactions rolled
+# back, connections closed), with the options it was started with.
+restart_postgres() {
+    pg_run "$(pg_bindir)/pg_ctl" -D "$1" -m fast -w -t 60 restart >/dev/null
 }
 
 stop_postgres() {

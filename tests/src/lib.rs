@@ -260,6 +260,11 @@ fn test_password_hash() -> &'static str {
 /// (`admission(&id.to_string(), show)`). Tests of sign-in itself go through
 /// `POST /v1/sessions`.
 pub async fn create_account(db: &TestDb) -> (Uuid, String) {
+    insert_account(&db.pool).await
+}
+
+/// [`create_account`] in the database `pool` is on.
+pub async fn insert_account(pool: &PgPool) -> (Uuid, String) {
     let account = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO accounts (id, email, email_key, display_name, password_hash, role)
@@ -268,15 +273,19 @@ pub async fn create_account(db: &TestDb) -> (Uuid, String) {
     .bind(account)
     .bind(format!("fan-{}@test.onsale.test", account.simple()))
     .bind(test_password_hash())
-    .execute(&db.pool)
+    .execute(pool)
     .await
     .expect("insert an account");
-    (account, create_session(db, account).await)
+    (account, insert_session(pool, account).await)
 }
 
 /// A new live session (a day long) of `account`, inserted straight into `db`; returns its
 /// token (`ses_...`), to send as `Authorization: Bearer` or the `onsale_session` cookie.
 pub async fn create_session(db: &TestDb, account: Uuid) -> String {
+    insert_session(&db.pool, account).await
+}
+
+async fn insert_session(pool: &PgPool, account: Uuid) -> String {
     use base64::Engine;
     let token = format!(
         "{}{}",
@@ -290,7 +299,7 @@ pub async fn create_session(db: &TestDb, account: Uuid) -> String {
     .bind(Uuid::now_v7())
     .bind(account)
     .bind(Sha256::digest(token.as_bytes()).to_vec())
-    .execute(&db.pool)
+    .execute(pool)
     .await
     .expect("insert a session");
     token
@@ -803,12 +812,14 @@ pub async fn redis() -> redis::aio::MultiplexedConnection {
 }
 
 /// A TCP forwarder between a client and a real server that a test can cut and restore, to
-/// take a dependency away mid-run (the server itself keeps running for other tests), or point
-/// at a server that came back elsewhere.
+/// take a dependency away mid-run (the server itself keeps running for other tests), pause
+/// (connections stay open but nothing moves: a server that stalls), or point at a server that
+/// came back elsewhere.
 pub struct TcpGate {
     /// Where clients connect: the gate's own address.
     pub addr: SocketAddr,
     open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    paused: tokio::sync::watch::Sender<bool>,
     target: std::sync::Arc<std::sync::Mutex<SocketAddr>>,
     generation: tokio::sync::watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
@@ -824,25 +835,40 @@ impl TcpGate {
         let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let target = std::sync::Arc::new(std::sync::Mutex::new(target));
         let (generation, _) = tokio::sync::watch::channel(0u64);
+        let (paused, _) = tokio::sync::watch::channel(false);
+        let accept_paused = paused.clone();
         let accept_open = open.clone();
         let accept_target = target.clone();
         let accept_generation = generation.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let Ok((inbound, _)) = listener.accept().await else {
                     return;
                 };
                 if !accept_open.load(std::sync::atomic::Ordering::SeqCst) {
                     continue; // dropped: the client sees the connection close at once
                 }
                 let mut cut = accept_generation.subscribe();
+                let mut paused = accept_paused.subscribe();
                 let target = *accept_target.lock().expect("gate target");
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
-                        return;
+                    let forward = async {
+                        // A paused gate holds a new connection unanswered too.
+                        if paused.wait_for(|paused| !*paused).await.is_err() {
+                            return;
+                        }
+                        let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+                            return;
+                        };
+                        let (client_read, client_write) = inbound.into_split();
+                        let (server_read, server_write) = outbound.into_split();
+                        tokio::join!(
+                            pump(client_read, server_write, paused.clone()),
+                            pump(server_read, client_write, paused.clone())
+                        );
                     };
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = forward => {}
                         _ = cut.changed() => {}
                     }
                 });
@@ -851,6 +877,7 @@ impl TcpGate {
         TcpGate {
             addr,
             open,
+            paused,
             target,
             generation,
             task,
@@ -868,11 +895,40 @@ impl TcpGate {
         self.open.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Stops moving bytes either way, on open connections and new ones alike, which stay
+    /// open until [`TcpGate::resume`]: a server that stalls rather than one that is gone.
+    pub fn pause(&self) {
+        self.paused.send_replace(true);
+    }
+
+    /// Moves the bytes held since [`TcpGate::pause`], and all later ones.
+    pub fn resume(&self) {
+        self.paused.send_replace(false);
+    }
+
     /// Forwards connections to `target` from now on; those open are closed.
     pub fn retarget(&self, target: SocketAddr) {
         *self.target.lock().expect("gate target") = target;
         self.generation.send_modify(|g| *g += 1);
     }
+}
+
+/// Copies `from` to `to` until either ends, holding bytes while the gate is paused.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut paused: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0; 16 * 1024];
+    while let Ok(read @ 1..) = from.read(&mut buffer).await {
+        if paused.wait_for(|paused| !*paused).await.is_err()
+            || to.write_all(&buffer[..read]).await.is_err()
+        {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 impl Drop for TcpGate {

@@ -12,7 +12,10 @@ use pingora::proxy::Session;
 impl EdgeProxy {
     /// The admission gate: a valid admission token for the show in the path (401
     /// `admission_required`, 403 `wrong_show`) whose order is not paid yet (401
-    /// `admission_spent`), within the fan's purchase rate (429).
+    /// `admission_spent`), within the fan's purchase rate (429). A spent admission still
+    /// passes to a payment confirmation: the origin answers a confirmation it already
+    /// answered (its answer lost on the way, say with the edge that carried it) and refuses
+    /// any other.
     pub(super) fn gate(&self, session: &Session, ctx: &mut RequestCtx) -> Decision {
         let header = session.req_header();
         let show = ctx.route.show(header.uri.path());
@@ -32,7 +35,9 @@ impl EdgeProxy {
                 .with("show_id", show)
                 .into();
         }
-        if self.shared.waiting_room.is_spent(&claims.jti) {
+        if self.shared.waiting_room.is_spent(&claims.jti)
+            && !header.uri.path().starts_with("/v1/payments/")
+        {
             return problem::admission_spent().into();
         }
         if let Err(limited) = ctx.runtime.limits.check_fan(&claims.sub, &claims.show) {

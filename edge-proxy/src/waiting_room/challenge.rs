@@ -17,7 +17,7 @@ impl WaitingRoom {
         now_ms: i64,
     ) -> Result<Reply<ChallengeResponse>, Refusal> {
         let show = show.ok_or(Refusal::ShowIdRequired)?;
-        let view = self.view(show).ok_or(Refusal::NoRoom)?;
+        let view = self.view_for(runtime, show)?;
         let difficulty = view.settings.pow_difficulty;
         if difficulty == 0 {
             return Err(Refusal::NoChallenge);

@@ -25,7 +25,7 @@ impl WaitingRoom {
         now_ms: i64,
     ) -> Result<Reply<RoomResponse>, Refusal> {
         let show = request.show_id.as_str();
-        let view = self.view(show).ok_or(Refusal::NoRoom)?;
+        let view = self.view_for(runtime, show)?;
         if now_ms < view.settings.queue_opens_ms() {
             return Ok(Reply::ok(RoomResponse {
                 show_id: show.to_owned(),

@@ -38,6 +38,7 @@ pub use standing::{QueueStatus, ShowView};
 pub(crate) use wire::{JoinRequest, Reply};
 
 use crate::config::QueueSettings;
+use crate::live::Runtime;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use metrics::RoomMetrics;
 use redis::aio::ConnectionManager;
@@ -102,6 +103,17 @@ impl WaitingRoom {
     /// waiting room (or before its first step).
     pub fn view(&self, show: &str) -> Option<Arc<ShowView>> {
         self.views.load().get(show).cloned()
+    }
+
+    /// [`WaitingRoom::view`], or why there is none: no waiting room for `show`, or one in
+    /// this node's configuration whose first step has not run yet (the node just started,
+    /// or Redis has not answered it since): a fan retries that shortly.
+    pub(crate) fn view_for(&self, runtime: &Runtime, show: &str) -> Result<Arc<ShowView>, Refusal> {
+        match self.view(show) {
+            Some(view) => Ok(view),
+            None if runtime.config.waiting_room.shows.contains_key(show) => Err(Refusal::Starting),
+            None => Err(Refusal::NoRoom),
+        }
     }
 
     /// Whether the admission token `jti` is spent (its order paid).

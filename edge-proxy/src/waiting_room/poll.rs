@@ -39,7 +39,7 @@ impl WaitingRoom {
         if show_param.is_some_and(|s| s != claims.show) {
             return Err(Refusal::WrongShow);
         }
-        let view = self.view(&claims.show).ok_or(Refusal::NoRoom)?;
+        let view = self.view_for(runtime, &claims.show)?;
         self.answer(runtime, &view, &claims, token, now_ms).await
     }
 

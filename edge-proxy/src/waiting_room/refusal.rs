@@ -22,6 +22,8 @@ pub(crate) enum StateError {
 pub(crate) enum Refusal {
     #[error("there is no waiting room for this show")]
     NoRoom,
+    #[error("this show's waiting room is starting on this node; retry shortly")]
+    Starting,
     #[error("the waiting room cannot reach its state right now; retry shortly")]
     Unavailable(#[from] StateError),
     #[error("{0}")]
@@ -60,7 +62,7 @@ impl From<&Refusal> for Problem {
             Refusal::NoRoom => return problem::show_not_found(detail),
             Refusal::ShowIdRequired => return problem::invalid_query(detail),
             Refusal::Internal => return problem::internal(),
-            Refusal::Unavailable(_) => {
+            Refusal::Unavailable(_) | Refusal::Starting => {
                 Problem::new(503, Code::QueueUnavailable, "Waiting room unavailable")
                     .with("retry_after_s", 2)
             }
@@ -116,9 +118,18 @@ mod tests {
             problem.detail.as_deref(),
             Some("there is no waiting room for this show")
         );
-        let problem = Problem::from(&Refusal::Unavailable(StateError::NotConnected));
-        assert_eq!(problem.code, "queue_unavailable");
-        assert_eq!(problem.extensions["retry_after_s"], 2);
+        // A room of this node's that has not stepped yet is a wait, not a missing show.
+        for refusal in [
+            Refusal::Unavailable(StateError::NotConnected),
+            Refusal::Starting,
+        ] {
+            let problem = Problem::from(&refusal);
+            assert_eq!(
+                (problem.status, problem.code.as_str()),
+                (503, "queue_unavailable")
+            );
+            assert_eq!(problem.extensions["retry_after_s"], 2);
+        }
         let problem = Problem::from(&Refusal::PowRequired {
             show: "s1".into(),
             difficulty: 8,

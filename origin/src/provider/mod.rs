@@ -129,6 +129,15 @@ pub(crate) trait PaymentProvider: Send + Sync {
         idempotency_key: &str,
     ) -> Result<Intent, ProviderError>;
 
+    /// The intent now, if the confirmation sent with `idempotency_key` reached the provider
+    /// (its answer may have been lost to a crash); `None` if no such confirmation did.
+    /// Nothing moves.
+    async fn confirmed_with(
+        &self,
+        intent: &str,
+        idempotency_key: &str,
+    ) -> Result<Option<Intent>, ProviderError>;
+
     /// The intent as the provider sees it now.
     async fn retrieve(&self, intent: &str) -> Result<Intent, ProviderError>;
 

@@ -495,6 +495,25 @@ impl PaymentProvider for Sandbox {
         Ok(intent_of(&row))
     }
 
+    async fn confirmed_with(
+        &self,
+        intent: &str,
+        idempotency_key: &str,
+    ) -> Result<Option<Intent>, ProviderError> {
+        let confirm_key = sqlx::query_scalar!(
+            "SELECT confirm_key FROM sandbox_intents WHERE ref = $1",
+            intent,
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .flatten();
+        if confirm_key.as_deref() != Some(idempotency_key) {
+            return Ok(None);
+        }
+        self.retrieve(intent).await.map(Some)
+    }
+
     async fn retrieve(&self, intent: &str) -> Result<Intent, ProviderError> {
         self.settle_due(Some(intent)).await.map_err(unavailable)?;
         self.load(intent).await

@@ -685,3 +685,85 @@ async fn a_cancelled_order_is_refunded_by_policy_and_its_seats_go_back_on_sale()
         .await
         .problem(404, "order_not_found");
 }
+
+/// A write whose caller hangs up (an edge timing out on a stalled database) still runs to
+/// its end and stores its answer, so the caller's retry is answered at once rather than
+/// told the key is in flight until `in_flight_timeout_s`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_whose_caller_hangs_up_still_finishes() {
+    let s = stadium().await;
+    let ana = s.fan("ana").await;
+    let hold = held(&s, &ana, &[0]).await;
+    let hold_id = hold["hold_id"].as_str().unwrap();
+    // The order's transaction waits on the hold's row after its key is claimed.
+    let mut blocker = s.app.db.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM holds WHERE id = $1::uuid FOR UPDATE")
+        .bind(hold_id)
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let hung_up = ana
+        .raw(Method::POST, "/v1/orders")
+        .header("idempotency-key", "o")
+        .json(&json!({ "hold_id": hold_id }))
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(hung_up.unwrap_err().is_timeout());
+    blocker.rollback().await.unwrap();
+    eventually(
+        "the order's answer stored",
+        Duration::from_secs(10),
+        || async {
+            let stored: Option<i16> =
+                sqlx::query_scalar("SELECT response_status FROM idempotency_keys WHERE key = 'o'")
+                    .fetch_one(&s.app.db.pool)
+                    .await
+                    .unwrap();
+            stored.map(|_| ())
+        },
+    )
+    .await;
+    let retried = order(&ana, hold_id, "o").await;
+    retried.expect_status(201);
+    assert_eq!(retried.header("idempotent-replayed"), Some("true"));
+}
+
+/// An origin starting where one died releases the keys its predecessor left in flight, so
+/// those fans' retries run at once rather than after `in_flight_timeout_s`; another
+/// origin's keys stay claimed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_origin_starting_again_releases_the_keys_it_left_in_flight() {
+    let s = stadium().await;
+    let addr = onsale_tests::free_port();
+    let claim = |key: &'static str, holder: String| {
+        let pool = s.app.db.pool.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO idempotency_keys (fan_id, key, route, request_hash, claim, holder)
+                 VALUES ('fan', $1, 'POST /v1/orders', '\\x00', gen_random_uuid(), $2)",
+            )
+            .bind(key)
+            .bind(holder)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    claim("left", origin::instance_name(addr)).await;
+    claim(
+        "elsewhere",
+        origin::instance_name(onsale_tests::free_port()),
+    )
+    .await;
+    let _again = onsale_tests::origin(&s.app.db)
+        .config(|c| c.http.listen = addr)
+        .run()
+        .await;
+    let kept: Vec<String> =
+        sqlx::query_scalar("SELECT key FROM idempotency_keys WHERE fan_id = 'fan'")
+            .fetch_all(&s.app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(kept, vec!["elsewhere".to_owned()]);
+}

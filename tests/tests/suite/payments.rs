@@ -762,3 +762,59 @@ async fn payment_of(s: &Stadium, order_id: &str) -> String {
         .unwrap()
         .to_string()
 }
+
+/// The stored answer to `key` is gone, as a crash or a database restart between the
+/// provider's answer and the commit that stores it leaves things once the key's claim is
+/// taken over.
+async fn lose_answer(s: &Stadium, key: &str) {
+    sqlx::query("DELETE FROM idempotency_keys WHERE key = $1")
+        .bind(key)
+        .execute(&s.app.db.pool)
+        .await
+        .unwrap();
+}
+
+/// A confirmation that reached the provider but whose answer was lost is answered again
+/// from the provider's word under the same key (the paid order, with its admission spent;
+/// the declined payment), never refused as a new confirmation would be. A new key still is.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_confirmation_whose_answer_was_lost_is_answered_again() {
+    let s = stadium().await;
+    let ana = s.fan("ana").await;
+    let (_, payment) = ordered(&s, &ana, &[60, 61]).await;
+    let paid = confirm(&ana, &payment, "pm_card_ok", "paid").await;
+    paid.expect_status(200);
+    lose_answer(&s, "paid").await;
+    let again = confirm(&ana, &payment, "pm_card_ok", "paid").await;
+    again.expect_status(200);
+    assert_eq!(again.header("onsale-admission-spent"), Some("true"));
+    assert_eq!(again.json()["status"], "succeeded");
+    assert_eq!(
+        again.json()["order"]["tickets"],
+        paid.json()["order"]["tickets"]
+    );
+    confirm(&ana, &payment, "pm_card_ok", "new")
+        .await
+        .problem(401, "admission_spent");
+
+    let bob = s.fan("bob").await;
+    let (_, payment) = ordered(&s, &bob, &[62]).await;
+    confirm(&bob, &payment, "pm_card_declined", "declined")
+        .await
+        .expect_status(200);
+    lose_answer(&s, "declined").await;
+    let again = confirm(&bob, &payment, "pm_card_declined", "declined").await;
+    again.expect_status(200);
+    assert_eq!(again.json()["status"], "failed");
+    assert_eq!(again.json()["order"]["status"], "payment_failed");
+    confirm(&bob, &payment, "pm_card_ok", "new")
+        .await
+        .problem(409, "payment_not_confirmable");
+    assert_eq!(
+        s.count("SELECT count(*) FROM tickets WHERE show_id = $1::uuid")
+            .await,
+        2,
+        "nothing sold twice"
+    );
+    assert_invariants(&s).await;
+}

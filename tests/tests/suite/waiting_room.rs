@@ -1453,6 +1453,14 @@ async fn a_fan_goes_from_the_queue_to_tickets_through_the_edge() {
         refused_by_origin + 1,
         "the origin counts the refusals it answers"
     );
+    // The spent admission still reaches the origin to repeat its confirmation (its answer
+    // lost on the way, say); any other confirmation is refused there.
+    let repeated = crate::orders::confirm(&fan, payment, "pm_card_ok", "c").await;
+    repeated.expect_status(200);
+    assert_eq!(repeated.header("idempotent-replayed"), Some("true"));
+    crate::orders::confirm(&fan, payment, "pm_card_ok", "c-new")
+        .await
+        .problem(401, "admission_spent");
     // Paying also ended the waiting-room session, freeing its capacity.
     eventually("the session to end", WITHIN, || async {
         room.step().await;
