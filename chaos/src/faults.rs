@@ -3,7 +3,7 @@
 //! checked before the next.
 
 use crate::checks::{self, RateCheck};
-use crate::stack::{metric_sum, Stack};
+use crate::stack::{metric_sum, Node, Stack};
 use crate::{Options, Plan};
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -82,20 +82,8 @@ impl Fault {
         tracing::info!(fault = ?self, "injecting");
         let mut builds_before = None;
         let target = match self {
-            Fault::KillOrigin => {
-                let origin = &mut stack.origins[0];
-                origin.kill().await;
-                tokio::time::sleep(RESTART_DELAY).await;
-                origin.start();
-                origin.name.clone()
-            }
-            Fault::KillEdge => {
-                let edge = &mut stack.edges[KILLED_EDGE];
-                edge.kill().await;
-                tokio::time::sleep(RESTART_DELAY).await;
-                edge.start();
-                edge.name.clone()
-            }
+            Fault::KillOrigin => kill_and_restart(&mut stack.origins[0]).await,
+            Fault::KillEdge => kill_and_restart(&mut stack.edges[KILLED_EDGE]).await,
             Fault::RestartRedis => {
                 stack.redis.restart().await;
                 "redis".to_owned()
@@ -112,11 +100,7 @@ impl Fault {
             Fault::KillBuilderLeader => {
                 let leader = leader(stack, http).await;
                 builds_before = Some((leader, builds(stack, 1 - leader, http).await));
-                let builder = &mut stack.builders[leader];
-                builder.kill().await;
-                tokio::time::sleep(RESTART_DELAY).await;
-                builder.start();
-                builder.name.clone()
+                kill_and_restart(&mut stack.builders[leader]).await
             }
             Fault::CutEdgeFromRedis => {
                 stack.edge_redis[0].cut();
@@ -177,6 +161,14 @@ impl Fault {
         tracing::info!(?report, "fault over");
         report
     }
+}
+
+/// `kill -9`, then a start after a supervisor's delay; the node's name.
+async fn kill_and_restart(node: &mut Node) -> String {
+    node.kill().await;
+    tokio::time::sleep(RESTART_DELAY).await;
+    node.start();
+    node.name.clone()
 }
 
 /// Whether every edge carries a fan's requests again: two account pages (round robin: one
