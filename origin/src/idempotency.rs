@@ -237,15 +237,25 @@ pub(crate) async fn record(
     Ok(stored.rows_affected() == 1)
 }
 
-/// The stored answer to `fan`'s `request` to `route` under `key`, if one was given; never
-/// claims the key. For callers that may only repeat themselves (a spent admission).
+/// What a key holds for a request, without claiming it.
+pub(crate) enum Recorded {
+    /// The answer stored for this very request.
+    Answer(Response),
+    /// Nothing stored yet for this request: no record, or this request's still in flight.
+    Unanswered,
+    /// Another request's record.
+    Other,
+}
+
+/// What `fan`'s key holds for `request` to `route`; never claims the key. For callers that
+/// may only repeat themselves (a spent admission).
 pub(crate) async fn replay_request(
     state: &crate::AppState,
     fan: &str,
     key: &crate::domain::IdempotencyKey,
     route: &str,
     request: &impl serde::Serialize,
-) -> Result<Option<Response>, ApiError> {
+) -> Result<Recorded, ApiError> {
     let canonical = crate::http::to_json(request)?;
     let seen = sqlx::query!(
         "SELECT request_hash, response_status, response_body FROM idempotency_keys
@@ -255,13 +265,15 @@ pub(crate) async fn replay_request(
     )
     .fetch_optional(&state.pool)
     .await?;
-    Ok(seen.and_then(|seen| {
-        let same = seen.request_hash == fingerprint(route, &canonical);
-        match (same, seen.response_status, seen.response_body) {
-            (true, Some(status), Some(body)) => Some(replay(status, body)),
-            _ => None,
-        }
-    }))
+    let Some(seen) = seen else {
+        return Ok(Recorded::Unanswered);
+    };
+    let same = seen.request_hash == fingerprint(route, &canonical);
+    Ok(match (same, seen.response_status, seen.response_body) {
+        (true, Some(status), Some(body)) => Recorded::Answer(replay(status, body)),
+        (true, _, _) => Recorded::Unanswered,
+        (false, _, _) => Recorded::Other,
+    })
 }
 
 fn replay(status: i16, body: Vec<u8>) -> Response {

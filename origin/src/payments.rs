@@ -24,7 +24,7 @@ use crate::domain::payment_method::ConfirmBody;
 use crate::domain::{IdempotencyKey, OrderId, PaymentId, PaymentMethod};
 use crate::error::{ApiError, Code};
 use crate::holds::{end_expired, free_seats, lock_hold, lock_seats};
-use crate::idempotency::{self, Begin, Claimed};
+use crate::idempotency::{self, Begin, Claimed, Recorded};
 use crate::json::ApiJson;
 use crate::provider::{Intent, IntentStatus, ProviderError};
 use crate::status::{OrderStatus, PaymentStatus};
@@ -71,10 +71,10 @@ pub(crate) async fn post_confirm(
     let method = PaymentMethod::parse(body)?;
     let route = format!("POST /v1/payments/{payment}/confirm");
     if spent {
-        if let Some(replay) =
-            idempotency::replay_request(&state, &admission.fan, &key, &route, &method).await?
-        {
-            return Ok(admission_spent(replay));
+        match idempotency::replay_request(&state, &admission.fan, &key, &route, &method).await? {
+            Recorded::Answer(replay) => return Ok(admission_spent(replay)),
+            Recorded::Other => return Err(ApiError::AdmissionSpent),
+            Recorded::Unanswered => {}
         }
         let (order, intent) = owned_payment(&state, &admission, payment).await?;
         let provider_key = provider_key(payment, key.as_str());
