@@ -128,7 +128,8 @@ async fn confirm(
         .provider
         .check_method(method.as_str())
         .map_err(|detail| ApiError::Unprocessable(Code::UnknownPaymentMethod, detail))?;
-    let (order, intent, refusal) = begin_confirmation(state, admission, payment).await?;
+    let (order, intent, refusal) =
+        begin_confirmation(state, admission, payment, &claimed.key).await?;
     let provider_key = provider_key(payment, &claimed.key);
     let answer = match refusal {
         // Past confirming, unless this very confirmation reached the provider before and
@@ -224,12 +225,15 @@ async fn owned_payment(
 }
 
 /// Step 1: the fan's own order, awaiting payment with its hold live, has its payment marked
-/// `processing`. Returns the order, the provider's intent id and, when the payment is past
-/// confirming, the refusal to answer with (nothing was changed then).
+/// `processing` under the confirmation's `key`. A payment already `processing` under that
+/// same key was left there by this confirmation's first attempt, which died before the
+/// provider answered: it is resumed. Returns the order, the provider's intent id and, when
+/// the payment is past confirming, the refusal to answer with (nothing was changed then).
 async fn begin_confirmation(
     state: &AppState,
     admission: &Admission,
     payment: PaymentId,
+    key: &str,
 ) -> Result<(OrderId, String, Option<ApiError>), ApiError> {
     let mut tx = state.pool.begin().await?;
     let seen = sqlx::query!(
@@ -246,7 +250,7 @@ async fn begin_confirmation(
     let hold_live = lock_hold(&mut tx, seen.show_id, &seen.seats, seen.hold_id).await?;
     let locked = sqlx::query!(
         r#"SELECT o.status AS "order_status: OrderStatus", p.status AS "payment_status: PaymentStatus",
-                  p.provider_ref
+                  p.provider_ref, p.confirm_key
            FROM orders o JOIN payments p ON p.order_id = o.id
            WHERE p.id = $1 FOR UPDATE OF o, p"#,
         payment.0,
@@ -255,7 +259,9 @@ async fn begin_confirmation(
     .await?;
     let (order_status, payment_status) = (locked.order_status, locked.payment_status);
     let order = OrderId(seen.id);
-    if order_status != OrderStatus::PendingPayment || !payment_status.confirmable() {
+    let resumed =
+        payment_status == PaymentStatus::Processing && locked.confirm_key.as_deref() == Some(key);
+    if order_status != OrderStatus::PendingPayment || !(payment_status.confirmable() || resumed) {
         let refusal = ApiError::Conflict(
             Code::PaymentNotConfirmable,
             format!("the order is {order_status} and its payment {payment_status}"),
@@ -270,8 +276,10 @@ async fn begin_confirmation(
         return Ok((order, locked.provider_ref, Some(refusal)));
     }
     sqlx::query!(
-        "UPDATE payments SET status = 'processing', updated_at = now() WHERE id = $1",
+        "UPDATE payments SET status = 'processing', confirm_key = $2, updated_at = now()
+         WHERE id = $1",
         payment.0,
+        key,
     )
     .execute(&mut *tx)
     .await?;

@@ -818,3 +818,28 @@ async fn a_confirmation_whose_answer_was_lost_is_answered_again() {
     );
     assert_invariants(&s).await;
 }
+
+/// A confirmation that died after marking its payment `processing`, before the provider
+/// answered (its key released since), is resumed by its retry under the same key; a
+/// confirmation under another key is still refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_confirmation_that_died_before_the_provider_answered_is_resumed_by_its_retry() {
+    let s = stadium().await;
+    let ana = s.fan("ana").await;
+    let (_, payment) = ordered(&s, &ana, &[70]).await;
+    sqlx::query(
+        "UPDATE payments SET status = 'processing', confirm_key = 'first' WHERE id = $1::uuid",
+    )
+    .bind(&payment)
+    .execute(&s.app.db.pool)
+    .await
+    .unwrap();
+    confirm(&ana, &payment, "pm_card_ok", "other")
+        .await
+        .problem(409, "payment_not_confirmable");
+    let resumed = confirm(&ana, &payment, "pm_card_ok", "first").await;
+    resumed.expect_status(200);
+    assert_eq!(resumed.json()["status"], "succeeded");
+    assert_eq!(resumed.json()["order"]["status"], "confirmed");
+    assert_invariants(&s).await;
+}
