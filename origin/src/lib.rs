@@ -233,7 +233,8 @@ async fn run_to_completion(request: Request, next: Next) -> Response {
     if request.method().is_safe() {
         return next.run(request).await;
     }
-    match tokio::spawn(next.run(request)).await {
+    // The task keeps the request's span, so its logs still name the request.
+    match tokio::spawn(tracing::Instrument::in_current_span(next.run(request))).await {
         Ok(response) => response,
         // A panic stays a panic, for the panic guard outside.
         Err(failed) => std::panic::resume_unwind(failed.into_panic()),
