@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use onsale_contract::config::{self, override_from_env, ConfigError, PathList, Secret};
+use onsale_contract::redis::{Target, TargetError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -112,10 +113,20 @@ pub struct OriginConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
-    /// The Redis URL.
+    /// The Redis URL; with `cluster`, nodes of the cluster separated by commas.
     pub url: Secret,
+    /// Whether `url` names a Redis Cluster rather than one server.
+    #[serde(default)]
+    pub cluster: bool,
     /// Every key's prefix; the builder's must match.
     pub key_prefix: String,
+}
+
+impl RedisConfig {
+    /// Where Redis is.
+    pub fn target(&self) -> Result<Target, TargetError> {
+        Target::new(self.url.expose(), self.cluster)
+    }
 }
 
 /// The snapshot feed.
@@ -443,6 +454,7 @@ impl Config {
             override_from_env(&mut tls.key, "ONSALE_EDGE_TLS_KEY")?;
         }
         override_from_env(&mut config.redis.url, "REDIS_URL")?;
+        override_from_env(&mut config.redis.cluster, "REDIS_CLUSTER")?;
         let mut upstreams = AddrList(std::mem::take(&mut config.origin.upstreams));
         override_from_env(&mut upstreams, "ONSALE_ORIGIN_UPSTREAMS")?;
         config.origin.upstreams = upstreams.0;
@@ -478,6 +490,9 @@ impl Config {
         }
         if origin.health_check_interval_ms < 50 {
             return fail("origin.health_check_interval_ms", "must be at least 50");
+        }
+        if let Err(error) = self.redis.target() {
+            return fail("redis.url", &error.to_string());
         }
         if self.snapshots.poll_interval_ms < 100 {
             return fail("snapshots.poll_interval_ms", "must be at least 100");

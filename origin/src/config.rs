@@ -1,6 +1,7 @@
 //! `config/origin.toml`: every field is documented in that file.
 
 use onsale_contract::config::{self, override_from_env, ConfigError, PathList, Secret};
+use onsale_contract::redis::{Target, TargetError};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -195,8 +196,12 @@ pub struct SandboxConfig {
 pub struct NotificationsConfig {
     /// Relay outbox rows to the Redis stream; off: they wait in PostgreSQL.
     pub relay: bool,
-    /// The Redis the events stream lives in.
+    /// The Redis the events stream lives in; with `redis_cluster`, nodes of the cluster
+    /// separated by commas.
     pub redis_url: Secret,
+    /// Whether `redis_url` names a Redis Cluster rather than one server.
+    #[serde(default)]
+    pub redis_cluster: bool,
     /// Prefix of the stream keys (`<key_prefix>orders:events` and its dead letters).
     pub key_prefix: String,
     /// How often the relay publishes and the consumer reads.
@@ -215,6 +220,13 @@ pub struct NotificationsConfig {
     pub max_attempts: u32,
     /// First delay before a failed write is retried; doubles per attempt.
     pub retry_base_ms: u64,
+}
+
+impl NotificationsConfig {
+    /// Where the events stream's Redis is.
+    pub fn redis_target(&self) -> Result<Target, TargetError> {
+        Target::new(self.redis_url.expose(), self.redis_cluster)
+    }
 }
 
 /// `[tickets]`: the key ticket QR payloads are signed with.
@@ -375,6 +387,7 @@ impl Config {
         override_from_env(&mut config.tickets.signing_key, "ONSALE_TICKET_SIGNING_KEY")?;
         override_from_env(&mut config.payments.webhook_secret, "ONSALE_WEBHOOK_SECRET")?;
         override_from_env(&mut config.notifications.redis_url, "REDIS_URL")?;
+        override_from_env(&mut config.notifications.redis_cluster, "REDIS_CLUSTER")?;
         override_from_env(&mut config.accounts.cookie_secure, "ONSALE_COOKIE_SECURE")?;
         let mut keys = PathList(std::mem::take(&mut config.tokens.verify_keys));
         override_from_env(&mut keys, "ONSALE_VERIFY_KEYS")?;
@@ -506,6 +519,9 @@ impl Config {
                 "notifications",
                 "relay_interval_ms, relay_batch and max_attempts must be positive",
             );
+        }
+        if let Err(error) = notifications.redis_target() {
+            return key("notifications.redis_url", &error.to_string());
         }
         Ok(())
     }

@@ -17,7 +17,7 @@
 
 use crate::config::NotificationsConfig;
 use crate::metrics::Metrics;
-use redis::aio::ConnectionManager;
+use onsale_contract::redis::Connection;
 use serde::Serialize;
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -31,6 +31,10 @@ use uuid::Uuid;
 /// The advisory lock that makes one relay the publisher.
 const RELAY_LOCK: i64 = 0x6f6e_7361_6c65; // "onsale"
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn connect(config: &NotificationsConfig) -> redis::RedisResult<Connection> {
+    config.redis_target()?.connect(REDIS_TIMEOUT).await
+}
 
 pub(crate) fn stream_key(config: &NotificationsConfig) -> String {
     format!("{}orders:events", config.key_prefix)
@@ -55,7 +59,7 @@ pub enum RelayError {
 /// lock makes this a no-op.
 pub async fn relay_once(
     pool: &PgPool,
-    redis: &mut ConnectionManager,
+    redis: &mut Connection,
     config: &NotificationsConfig,
     metrics: &Metrics,
 ) -> Result<usize, RelayError> {
@@ -134,7 +138,7 @@ pub(crate) async fn run_relay(
     let mut redis = None;
     loop {
         if redis.is_none() {
-            match onsale_contract::redis::connect(config.redis_url.expose(), REDIS_TIMEOUT).await {
+            match connect(&config).await {
                 Ok(connection) => redis = Some(connection),
                 Err(error) => tracing::warn!(%error, "outbox relay cannot reach Redis yet"),
             }
@@ -285,7 +289,7 @@ impl Consumer {
         }
     }
 
-    async fn ensure_group(&self, redis: &mut ConnectionManager) -> Result<(), redis::RedisError> {
+    async fn ensure_group(&self, redis: &mut Connection) -> Result<(), redis::RedisError> {
         let created: Result<(), _> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(stream_key(&self.config))
@@ -305,7 +309,7 @@ impl Consumer {
     /// many events it handled.
     pub(crate) async fn consume_once(
         &self,
-        redis: &mut ConnectionManager,
+        redis: &mut Connection,
     ) -> Result<usize, redis::RedisError> {
         let stream = stream_key(&self.config);
         let group = &self.config.consumer_group;
@@ -366,7 +370,7 @@ impl Consumer {
 
     async fn handle(
         &self,
-        redis: &mut ConnectionManager,
+        redis: &mut Connection,
         id: &str,
         fields: &HashMap<String, String>,
         attempt: u64,
@@ -409,7 +413,7 @@ impl Consumer {
 
     async fn ack(
         &self,
-        redis: &mut ConnectionManager,
+        redis: &mut Connection,
         stream: &str,
         id: &str,
     ) -> Result<(), redis::RedisError> {
@@ -429,9 +433,7 @@ impl Consumer {
         loop {
             if redis.is_none() {
                 // The group is made once per connection, not every round.
-                match onsale_contract::redis::connect(self.config.redis_url.expose(), REDIS_TIMEOUT)
-                    .await
-                {
+                match connect(&self.config).await {
                     Ok(mut connection) => match self.ensure_group(&mut connection).await {
                         Ok(()) => redis = Some(connection),
                         Err(error) => tracing::warn!(%error, "cannot create the consumer group"),

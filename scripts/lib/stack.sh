@@ -5,6 +5,7 @@
 ONSALE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 ONSALE_STARTED_PG=""
 ONSALE_STARTED_REDIS=""
+ONSALE_STARTED_CLUSTER=""
 
 log() { printf '\033[1m[onsale]\033[0m %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -143,6 +144,33 @@ create_database() {
     echo "${admin%/*}/$name"
 }
 
+# launch_redis DIR PORT MODE [ARGS...]: a redis-server with its files in DIR on 127.0.0.1:PORT
+# and extra ARGS, waited for until it answers. MODE "any": the next free port if PORT is
+# taken, also when another program takes it before Redis binds it (it is in the range the
+# kernel hands out to outgoing connections). Sets LAUNCHED_PORT.
+launch_redis() {
+    local dir=$1 port=$2 mode=$3 attempt i
+    shift 3
+    mkdir -p "$dir"
+    for attempt in 1 2 3 4 5; do
+        port=$(usable_port "$port" "$mode")
+        echo "$port" > "$dir/port"
+        log "starting Redis on 127.0.0.1:$port"
+        redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --daemonize yes \
+            --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" "$@" >/dev/null \
+            || die "Redis did not start"
+        for i in $(seq 50); do
+            redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 && break 2
+            sleep 0.1
+        done
+        [ "$mode" = any ] || break
+        port=$((port + 1))
+    done
+    redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 \
+        || { tail -n 5 "$dir/redis.log" >&2; die "Redis did not start"; }
+    LAUNCHED_PORT=$port
+}
+
 # start_redis DIR PORT [test]: a private Redis with its data in DIR on 127.0.0.1:PORT ("test":
 # a free port if PORT is taken, and no append-only file: test data need not outlive a crash).
 # Otherwise queue state is kept as production keeps it: an append-only file synced every
@@ -159,28 +187,11 @@ start_redis() {
         port=$(cat "$dir/port")
         log "Redis already running on $port"
     else
-        local mode attempt i persistence=()
+        local mode persistence=()
         mode=$([ "$profile" = test ] && echo any || echo fixed)
         [ "$profile" = test ] || persistence=(--appendonly yes --appendfsync everysec)
-        # A free port can still be taken before Redis binds it (it is in the range the
-        # kernel hands out to outgoing connections): a test instance tries the next one.
-        for attempt in 1 2 3 4 5; do
-            port=$(usable_port "$port" "$mode")
-            echo "$port" > "$dir/port"
-            log "starting Redis on 127.0.0.1:$port"
-            redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --daemonize yes \
-                --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save 60 1000 \
-                "${persistence[@]}" >/dev/null \
-                || die "Redis did not start"
-            for i in $(seq 50); do
-                redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 && break 2
-                sleep 0.1
-            done
-            [ "$mode" = any ] || break
-            port=$((port + 1))
-        done
-        redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 \
-            || { tail -n 5 "$dir/redis.log" >&2; die "Redis did not start"; }
+        launch_redis "$dir" "$port" "$mode" --save 60 1000 "${persistence[@]}"
+        port=$LAUNCHED_PORT
         ONSALE_STARTED_REDIS=$port
     fi
     if [ "$profile" != test ]; then
@@ -189,6 +200,44 @@ start_redis() {
         redis-cli -h 127.0.0.1 -p "$port" CONFIG SET appendfsync everysec >/dev/null
     fi
     REDIS_URL="redis://127.0.0.1:$port"
+}
+
+# start_redis_cluster DIR PORT: a private Redis Cluster of three primaries (no replicas, no
+# persistence: test data), each with its files under DIR, client ports from PORT up (the next
+# free ones if taken), its slots spread evenly by `redis-cli --cluster create`. Sets
+# REDIS_CLUSTER_URL: the nodes' URLs, comma-separated.
+start_redis_cluster() {
+    local dir=$1 port=$2 nodes=() urls=() i
+    rm -rf "$dir"
+    for i in 1 2 3; do
+        # The cluster bus listens on the client port + 10000.
+        while port_in_use $((port + 10000)); do port=$((port + 1)); done
+        launch_redis "$dir/node-$i" "$port" any --cluster-enabled yes \
+            --cluster-config-file nodes.conf --save "" --appendonly no
+        ONSALE_STARTED_CLUSTER+=" $LAUNCHED_PORT"
+        nodes+=("127.0.0.1:$LAUNCHED_PORT")
+        urls+=("redis://127.0.0.1:$LAUNCHED_PORT")
+        port=$((LAUNCHED_PORT + 1))
+    done
+    log "creating a Redis Cluster of ${nodes[*]}"
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes \
+        >"$dir/create.log" 2>&1 || { tail -n 5 "$dir/create.log" >&2; die "the cluster did not form"; }
+    for i in $(seq 100); do
+        redis-cli --cluster check "${nodes[0]}" 2>/dev/null | grep -q "All 16384 slots covered" \
+            && [ "$(for n in "${nodes[@]}"; do redis-cli -h "${n%:*}" -p "${n#*:}" cluster info; done \
+                | grep -c 'cluster_state:ok')" = 3 ] && break
+        sleep 0.1
+    done
+    [ "$i" -lt 100 ] || die "the cluster did not come up (cluster_state not ok on every node)"
+    REDIS_CLUSTER_URL=$(IFS=,; echo "${urls[*]}")
+}
+
+stop_redis_cluster() {
+    local port
+    for port in $ONSALE_STARTED_CLUSTER; do
+        redis-cli -h 127.0.0.1 -p "$port" shutdown nosave >/dev/null 2>&1 || true
+    done
+    ONSALE_STARTED_CLUSTER=""
 }
 
 stop_redis() {

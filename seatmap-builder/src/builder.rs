@@ -12,7 +12,6 @@ use crate::publish::{self, RedisTarget, Stamp};
 use crate::sql;
 use crate::StartError;
 use onsale_contract::snapshot::Kind;
-use redis::IntoConnectionInfo;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -89,10 +88,8 @@ impl Builder {
             .map_err(StartError::Database)?;
         config
             .redis
-            .url
-            .expose()
-            .into_connection_info()
-            .map_err(StartError::Redis)?;
+            .target()
+            .map_err(|error| StartError::Redis(error.into()))?;
         metrics.build_interval.set(config.build.interval_s);
         Ok(Builder {
             config,
@@ -128,9 +125,12 @@ impl Builder {
     pub(crate) async fn redis(&mut self, now_ms: i64) -> Option<&mut RedisTarget> {
         let holding_off = self.redis_retry_at_ms.is_some_and(|at| now_ms < at);
         if self.redis.is_none() && !holding_off {
-            match onsale_contract::redis::connect(self.config.redis.url.expose(), REDIS_TIMEOUT)
-                .await
-            {
+            let target = self.config.redis.target();
+            let connected = match target {
+                Ok(target) => target.connect(REDIS_TIMEOUT).await,
+                Err(error) => Err(error.into()),
+            };
+            match connected {
                 Ok(conn) => {
                     self.redis = Some(RedisTarget {
                         conn,

@@ -1,6 +1,7 @@
 //! `config/seatmap-builder.toml`: every field is documented in that file.
 
 use onsale_contract::config::{self, override_from_env, ConfigError, Secret};
+use onsale_contract::redis::{Target, TargetError};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,12 +36,23 @@ pub struct DatabaseConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
-    /// Where snapshots are published for the edge.
+    /// Where snapshots are published for the edge; with `cluster`, nodes of the cluster
+    /// separated by commas.
     pub url: Secret,
+    /// Whether `url` names a Redis Cluster rather than one server.
+    #[serde(default)]
+    pub cluster: bool,
     /// Prefix of every key and channel; the edge must use the same.
     pub key_prefix: String,
     /// A published snapshot disappears this long after its last build.
     pub snapshot_ttl_s: u64,
+}
+
+impl RedisConfig {
+    /// Where Redis is.
+    pub fn target(&self) -> Result<Target, TargetError> {
+        Target::new(self.url.expose(), self.cluster)
+    }
 }
 
 /// `[build]`.
@@ -76,6 +88,7 @@ impl Config {
         override_from_env(&mut config.database.url, "DATABASE_URL")?;
         override_from_env(&mut config.database.replica_url, "DATABASE_REPLICA_URL")?;
         override_from_env(&mut config.redis.url, "REDIS_URL")?;
+        override_from_env(&mut config.redis.cluster, "REDIS_CLUSTER")?;
         override_from_env(&mut config.http.listen, "ONSALE_BUILDER_LISTEN")?;
         config.validate(path)?;
         Ok(config)
@@ -121,6 +134,9 @@ impl Config {
                 "redis.snapshot_ttl_s",
                 "must be positive",
             ));
+        }
+        if let Err(error) = self.redis.target() {
+            return Err(ConfigError::key(path, "redis.url", error.to_string()));
         }
         let prefix = &self.redis.key_prefix;
         if prefix.len() > 64 || prefix.contains(['{', '}', ' ']) {

@@ -13,7 +13,7 @@
 //! for `next_build_at_ms`. Redis's own expiry only collects the key of a builder that died,
 //! long after its lease lapsed; whether a lease is held never depends on it.
 
-use redis::aio::ConnectionManager;
+use onsale_contract::redis::Connection;
 use redis::Script;
 
 /// How long Redis keeps the key after the last renewal: only to collect a dead builder's
@@ -64,7 +64,7 @@ impl Lease {
     /// the lease's lifetime.
     pub(crate) async fn acquire_or_renew(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Connection,
         now_ms: i64,
     ) -> redis::RedisResult<bool> {
         let held: i32 = self
@@ -80,7 +80,7 @@ impl Lease {
     }
 
     /// Gives the lease up if this builder holds it, so a successor need not wait it out.
-    pub(crate) async fn release(&self, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
+    pub(crate) async fn release(&self, conn: &mut Connection) -> redis::RedisResult<()> {
         let _: i32 = self
             .release
             .key(&self.key)

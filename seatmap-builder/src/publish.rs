@@ -2,8 +2,8 @@
 //! layout) and, optionally, a directory any static server or CDN origin can serve.
 
 use crate::documents::Encoded;
+use onsale_contract::redis::Connection;
 use onsale_contract::snapshot::{self, field, Announcement, Kind};
-use redis::aio::ConnectionManager;
 use std::path::Path;
 
 /// When a document was built and when the next build is due.
@@ -15,7 +15,7 @@ pub struct Stamp {
 }
 
 pub struct RedisTarget {
-    pub conn: ConnectionManager,
+    pub conn: Connection,
     pub prefix: String,
     pub ttl_ms: u64,
 }
@@ -65,7 +65,9 @@ impl RedisTarget {
         })
     }
 
-    /// Replaces the whole snapshot in one `HSET` inside `MULTI`, then announces it.
+    /// Replaces the whole snapshot in one `HSET` inside `MULTI`, then announces it. The
+    /// announcement is a command of its own: on a cluster the channel is not the show's
+    /// slot (a `PUBLISH` reaches every node), and one lost is caught by the edges' poll.
     pub async fn publish(
         &mut self,
         show_id: &str,
@@ -107,8 +109,11 @@ impl RedisTarget {
             .ignore()
             .pexpire(&key, self.ttl_ms as i64)
             .ignore()
-            .publish(snapshot::channel(&self.prefix), announcement)
-            .ignore()
+            .query_async::<()>(&mut self.conn)
+            .await?;
+        redis::cmd("PUBLISH")
+            .arg(snapshot::channel(&self.prefix))
+            .arg(announcement)
             .query_async(&mut self.conn)
             .await
     }

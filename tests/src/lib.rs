@@ -169,9 +169,37 @@ pub fn redis_prefix() -> String {
     format!("test:{}:", Uuid::new_v4().simple())
 }
 
-/// `TEST_REDIS_URL`: the Redis every test shares, each under its own key prefix.
+/// The Redis every test shares, each under its own key prefix: the nodes of the Redis
+/// Cluster in `TEST_REDIS_CLUSTER_URL` (comma-separated) when it is set, else the one server
+/// of `TEST_REDIS_URL`.
 pub fn redis_url() -> String {
-    env("TEST_REDIS_URL")
+    cluster_url().unwrap_or_else(|| env("TEST_REDIS_URL"))
+}
+
+fn cluster_url() -> Option<String> {
+    std::env::var("TEST_REDIS_CLUSTER_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
+/// Whether [`redis_url`] is a Redis Cluster.
+pub fn redis_cluster() -> bool {
+    cluster_url().is_some()
+}
+
+/// Where [`redis_url`] is.
+pub fn redis_target() -> onsale_contract::redis::Target {
+    onsale_contract::redis::Target::new(&redis_url(), redis_cluster()).expect("a Redis URL")
+}
+
+/// The one server of `TEST_REDIS_URL`, for a test that puts a [`TcpGate`] in front of Redis:
+/// a cluster's clients find its nodes through `CLUSTER SLOTS`, past any gate.
+pub fn redis_server() -> SocketAddr {
+    let url = env("TEST_REDIS_URL");
+    url.trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("TEST_REDIS_URL is redis://ip:port")
 }
 
 /// The Ed25519 pair of this test process: the origin verifies with its public half.
@@ -336,6 +364,7 @@ pub fn origin_config(db: &TestDb) -> origin::config::Config {
     config.notifications.relay = false;
     config.notifications.consumer = false;
     config.notifications.redis_url = onsale_contract::config::Secret::new(redis_url());
+    config.notifications.redis_cluster = redis_cluster();
     config.notifications.relay_interval_ms = 20;
     config.notifications.retry_base_ms = 20;
     // Plain HTTP, like scripts/up's stack.
@@ -398,6 +427,7 @@ pub fn edge() -> EdgeBuilder {
     config.origin.upstreams.clear();
     config.origin.health_check_interval_ms = 100;
     config.redis.url = onsale_contract::config::Secret::new(redis_url());
+    config.redis.cluster = redis_cluster();
     config.redis.key_prefix = redis_prefix();
     config.snapshots.poll_interval_ms = 200;
     config.tokens.signing_key = keys().signing_pem.clone();
@@ -797,18 +827,18 @@ pub fn builder_config(db: &TestDb, prefix: &str) -> seatmap_builder::config::Con
             .expect("config/seatmap-builder.toml");
     config.database.url = onsale_contract::config::Secret::new(db.url.clone());
     config.redis.url = onsale_contract::config::Secret::new(redis_url());
+    config.redis.cluster = redis_cluster();
     config.redis.key_prefix = prefix.to_owned();
     config.http.listen = "127.0.0.1:0".parse().expect("address");
     config
 }
 
 /// A connection to the test Redis.
-pub async fn redis() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(redis_url())
-        .expect("TEST_REDIS_URL parses")
-        .get_multiplexed_async_connection()
+pub async fn redis() -> onsale_contract::redis::Connection {
+    redis_target()
+        .connect(std::time::Duration::from_secs(10))
         .await
-        .expect("connect to TEST_REDIS_URL")
+        .expect("connect to the test Redis")
 }
 
 /// A TCP forwarder between a client and a real server that a test can cut and restore, to

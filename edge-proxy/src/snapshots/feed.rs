@@ -16,6 +16,8 @@ use std::time::Duration;
 
 /// Reconnects to a Redis that went away.
 const RECONNECT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+/// A call unanswered this long ends the session: Redis is away.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Seats available or held in an availability document (`sections[].available + held`).
 fn open_seats(identity: &[u8]) -> Option<u64> {
@@ -53,7 +55,7 @@ pub(crate) struct SnapshotLoader {
     pub(crate) redis_up: prometheus::IntGauge,
 }
 
-type Conn = redis::aio::MultiplexedConnection;
+type Conn = onsale_contract::redis::Connection;
 
 impl SnapshotLoader {
     /// Loads one snapshot if its content differs from the one held; else moves its times.
@@ -118,24 +120,7 @@ impl SnapshotLoader {
     }
 
     async fn sync_all(&self, conn: &mut Conn, prefix: &str) -> redis::RedisResult<()> {
-        let pattern = format!("{prefix}snapshot:*");
-        let mut keys: Vec<String> = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(conn)
-                .await?;
-            keys.extend(batch);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        let keys = conn.scan_keys(&format!("{prefix}snapshot:*")).await?;
         for redis_key in keys {
             if let Some(key) = parse_key(prefix, &redis_key) {
                 self.sync_key(conn, &redis_key, key).await?;
@@ -145,13 +130,14 @@ impl SnapshotLoader {
     }
 
     /// One connected session: full sync, then announcements and polls until an error or
-    /// `stop` (`Ok(())`).
-    async fn session(&self, stop: &mut StopSignal) -> redis::RedisResult<()> {
+    /// `stop` (`Ok(())`). The `attempt`-th session subscribes through the `attempt`-th node
+    /// of a cluster, so a lost node is not tried again and again.
+    async fn session(&self, stop: &mut StopSignal, attempt: usize) -> redis::RedisResult<()> {
         let config = self.live.load().config.clone();
         let prefix = config.redis.key_prefix.clone();
-        let client = redis::Client::open(config.redis.url.expose())?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        let mut pubsub = client.get_async_pubsub().await?;
+        let target = config.redis.target()?;
+        let mut conn = target.connect(REDIS_TIMEOUT).await?;
+        let mut pubsub = target.subscriber(attempt).await?;
         pubsub.subscribe(snapshot::channel(&prefix)).await?;
         self.sync_all(&mut conn, &prefix).await?;
         self.redis_up.set(1);
@@ -181,9 +167,9 @@ impl SnapshotLoader {
     /// Sessions with Redis one after another, until `stop`; the store keeps serving what it
     /// holds between them.
     pub(crate) async fn run(&self, mut stop: StopSignal) {
-        let mut failures = 0;
+        let mut failures: u32 = 0;
         loop {
-            match self.session(&mut stop).await {
+            match self.session(&mut stop, failures as usize).await {
                 Ok(()) => return,
                 Err(error) => {
                     self.redis_up.set(0);

@@ -37,11 +37,11 @@ pub(crate) use refusal::Refusal;
 pub use standing::{QueueStatus, ShowView};
 pub(crate) use wire::{JoinRequest, Reply};
 
-use crate::config::QueueSettings;
+use crate::config::{QueueSettings, RedisConfig};
 use crate::live::Runtime;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use metrics::RoomMetrics;
-use redis::aio::ConnectionManager;
+use onsale_contract::redis::{Connection, Target};
 use refusal::StateError;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -60,13 +60,13 @@ pub struct WaitingRoom {
     /// next step.
     lost: Mutex<HashMap<String, Vec<store::Lost>>>,
     /// The steps' and the admin API's connection, opened by the step loop.
-    redis: ArcSwapOption<ConnectionManager>,
+    redis: ArcSwapOption<Connection>,
     /// Where the step loop reached Redis, and its timeout.
-    redis_target: OnceLock<(String, Duration)>,
+    redis_target: OnceLock<(Target, Duration)>,
     /// The requests' connection (joins, proof of work, claims, spent admissions), opened by
     /// the first request that needs Redis, so on the public listener's runtime: a join's
     /// round trip then never wakes a thread of another runtime.
-    request_redis: tokio::sync::OnceCell<ConnectionManager>,
+    request_redis: tokio::sync::OnceCell<Connection>,
     /// The settings this node last published per show (from its file).
     published: Mutex<HashMap<String, QueueSettings>>,
     eta_samples: Mutex<HashMap<String, EtaSamples>>,
@@ -124,7 +124,7 @@ impl WaitingRoom {
             .contains_key(jti)
     }
 
-    fn connection(&self) -> Result<ConnectionManager, StateError> {
+    fn connection(&self) -> Result<Connection, StateError> {
         self.redis
             .load()
             .as_deref()
@@ -133,11 +133,11 @@ impl WaitingRoom {
     }
 
     /// The requests' connection, opened on first use once the step loop has reached Redis.
-    async fn request_connection(&self) -> Result<ConnectionManager, StateError> {
-        let (url, timeout) = self.redis_target.get().ok_or(StateError::NotConnected)?;
+    async fn request_connection(&self) -> Result<Connection, StateError> {
+        let (target, timeout) = self.redis_target.get().ok_or(StateError::NotConnected)?;
         let connection = self
             .request_redis
-            .get_or_try_init(|| onsale_contract::redis::connect(url, *timeout))
+            .get_or_try_init(|| target.connect(*timeout))
             .await?;
         Ok(connection.clone())
     }
@@ -148,11 +148,13 @@ impl WaitingRoom {
 
     /// Connects to Redis; every call then fails after `timeout` rather than wait on a Redis
     /// that is away.
-    async fn connect(&self, url: &str, timeout: Duration) -> Result<(), StateError> {
-        let manager = onsale_contract::redis::connect(url, timeout).await?;
-        self.redis.store(Some(Arc::new(manager)));
-        // The first URL reached stays the requests' (like the connection, it applies at start).
-        let _ = self.redis_target.set((url.to_owned(), timeout));
+    async fn connect(&self, config: &RedisConfig, timeout: Duration) -> Result<(), StateError> {
+        let target = config.target().map_err(redis::RedisError::from)?;
+        let connection = target.connect(timeout).await?;
+        self.redis.store(Some(Arc::new(connection)));
+        // The first target reached stays the requests' (like the connection, it applies at
+        // start).
+        let _ = self.redis_target.set((target, timeout));
         Ok(())
     }
 }

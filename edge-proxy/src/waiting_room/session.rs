@@ -92,7 +92,7 @@ impl WaitingRoom {
     /// Reads `show`'s spent admissions recorded since the last read.
     pub(super) async fn read_spent(
         &self,
-        conn: &mut redis::aio::ConnectionManager,
+        conn: &mut onsale_contract::redis::Connection,
         keys: &Keys,
         show: &str,
     ) -> redis::RedisResult<()> {

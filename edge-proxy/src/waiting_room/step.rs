@@ -12,10 +12,10 @@ use crate::live::{Live, Runtime};
 use crate::snapshots::SnapshotStore;
 use onsale_contract::backoff::Backoff;
 use onsale_contract::clock::Clock;
+use onsale_contract::redis::Connection;
 use onsale_contract::snapshot::Kind;
 use onsale_contract::tasks::StopSignal;
 use onsale_contract::tokens::Lane;
-use redis::aio::ConnectionManager;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
@@ -43,7 +43,7 @@ impl WaitingRoom {
         while !self.connected() {
             let config = live.load().config.clone();
             let timeout = Duration::from_millis(config.waiting_room.redis_timeout_ms);
-            if let Err(error) = self.connect(config.redis.url.expose(), timeout).await {
+            if let Err(error) = self.connect(&config.redis, timeout).await {
                 tracing::warn!(%error, "waiting room cannot reach Redis; retrying");
                 attempt += 1;
                 tokio::select! {
@@ -243,7 +243,7 @@ impl WaitingRoom {
     /// Restores the places of `show` that polls found lost, before the step counts the queue.
     async fn restore_lost(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Connection,
         keys: &Keys,
         show: &str,
     ) -> Result<(), StateError> {

@@ -10,8 +10,8 @@
 
 use crate::accounts::Account;
 use crate::config::QueueSettings;
+use onsale_contract::redis::Connection;
 use onsale_contract::tokens::Lane;
-use redis::aio::ConnectionManager;
 use redis::Script;
 use std::sync::LazyLock;
 
@@ -114,7 +114,7 @@ impl Joined {
 /// `account`'s place in the show's queue: the one it has, else a new one. `give_up`, the
 /// place the caller found passed, is replaced by a new one if it is still the account's.
 pub async fn join(
-    conn: &mut ConnectionManager,
+    conn: &mut Connection,
     keys: &Keys,
     settings: &QueueSettings,
     seed_hex: &str,
@@ -155,11 +155,7 @@ pub struct Lost {
 
 /// Records `lost` places again and raises the counters past them (`restore.lua`); returns how
 /// many changed anything.
-pub async fn restore(
-    conn: &mut ConnectionManager,
-    keys: &Keys,
-    lost: &[Lost],
-) -> redis::RedisResult<u64> {
+pub async fn restore(conn: &mut Connection, keys: &Keys, lost: &[Lost]) -> redis::RedisResult<u64> {
     let mut invocation = RESTORE.prepare_invoke();
     invocation.key(keys.state());
     for place in lost {
@@ -214,7 +210,7 @@ type AdvanceReply = (
 );
 
 pub async fn advance(
-    conn: &mut ConnectionManager,
+    conn: &mut Connection,
     keys: &Keys,
     step: Step<'_>,
 ) -> redis::RedisResult<Advanced> {
@@ -271,7 +267,7 @@ pub enum Claim {
 }
 
 pub async fn claim(
-    conn: &mut ConnectionManager,
+    conn: &mut Connection,
     keys: &Keys,
     place: u64,
     now_ms: i64,
@@ -303,7 +299,7 @@ pub struct Spent {
 /// Ends an admitted session at once (the fan's order confirmed), freeing its capacity, and
 /// records its admission token as spent until `spent.exp_s`.
 pub async fn spend(
-    conn: &mut ConnectionManager,
+    conn: &mut Connection,
     keys: &Keys,
     place: Option<u64>,
     spent: &Spent,
@@ -323,7 +319,7 @@ pub async fn spend(
 /// Spent admissions recorded after the entry `after` (from the start when `None`), and the
 /// id of the last one read.
 pub async fn spent_since(
-    conn: &mut ConnectionManager,
+    conn: &mut Connection,
     keys: &Keys,
     after: Option<&str>,
 ) -> redis::RedisResult<(Vec<Spent>, Option<String>)> {
@@ -358,7 +354,7 @@ pub async fn spent_since(
 /// Publishes a show's settings (`settings_json`, with `paused` as given) if they differ from
 /// those in Redis; returns the version.
 pub async fn publish(
-    conn: &mut ConnectionManager,
+    conn: &mut Connection,
     keys: &Keys,
     settings_json: &str,
     paused: bool,
@@ -373,7 +369,7 @@ pub async fn publish(
 
 /// Pauses or resumes admission for every node at once.
 pub async fn set_paused(
-    conn: &mut ConnectionManager,
+    conn: &mut Connection,
     keys: &Keys,
     paused: bool,
 ) -> redis::RedisResult<u64> {
@@ -389,7 +385,7 @@ pub async fn set_paused(
 
 /// Records a proof-of-work challenge as used until it expires; false if it already was.
 pub async fn spend_challenge(
-    conn: &mut ConnectionManager,
+    conn: &mut Connection,
     keys: &Keys,
     nonce: &str,
     ttl_ms: i64,

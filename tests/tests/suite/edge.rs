@@ -4,7 +4,7 @@ use onsale_contract::clock::Clock;
 use onsale_contract::tokens::{Claims, Signer, TokenType};
 use onsale_tests::{
     admission, builder_config, client, create_account, db, edge, eventually, keys, origin,
-    redis_url, unix_now, write_edge_config, ShowFixture, TcpGate, TEST_PASSWORD,
+    redis_server, unix_now, write_edge_config, ShowFixture, TcpGate, TEST_PASSWORD,
 };
 use reqwest::Method;
 use seatmap_builder::metrics::Metrics;
@@ -206,12 +206,13 @@ async fn unknown_shows_are_404_and_unbuilt_ones_503() {
 #[tokio::test(flavor = "multi_thread")]
 async fn announcements_refresh_and_redis_loss_keeps_serving() {
     let f = ShowFixture::spawn().await;
-    let gate = TcpGate::start(redis_url()["redis://".len()..].parse().unwrap()).await;
+    let gate = TcpGate::start(redis_server()).await;
     let edge = edge()
         .upstream(f.app.origin.addr())
         .config(|c| {
             c.redis.key_prefix = f.app.prefix();
             c.redis.url = onsale_contract::config::Secret::new(format!("redis://{}", gate.addr));
+            c.redis.cluster = false;
             // Announcements, not the poll, must carry the change.
             c.snapshots.poll_interval_ms = 600_000;
         })

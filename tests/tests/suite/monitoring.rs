@@ -538,6 +538,7 @@ async fn every_metric_the_dashboard_and_alerts_name_is_exported() {
     // A second builder whose Redis is away: what the Redis alert's counter looks like.
     let mut away = builder_config(&db, &prefix);
     away.redis.url = Secret::new(format!("redis://{}", free_port()));
+    away.redis.cluster = false;
     let redis_away = seatmap_builder::start(away, "redis-away".into(), Clock::system())
         .await
         .unwrap();

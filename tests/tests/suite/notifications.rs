@@ -15,11 +15,15 @@ const PATIENCE: Duration = Duration::from_secs(10);
 type Entries = Vec<(String, HashMap<String, String>)>;
 
 async fn stream(key: &str) -> Entries {
+    stream_on(&mut redis().await, key).await
+}
+
+async fn stream_on(conn: &mut impl redis::aio::ConnectionLike, key: &str) -> Entries {
     redis::cmd("XRANGE")
         .arg(key)
         .arg("-")
         .arg("+")
-        .query_async(&mut redis().await)
+        .query_async(conn)
         .await
         .unwrap()
 }
@@ -156,29 +160,36 @@ async fn events_reach_the_stream_in_order_and_the_sink_once_each() {
 #[tokio::test(flavor = "multi_thread")]
 async fn with_redis_away_events_wait_in_postgres_and_none_is_lost() {
     let prefix = redis_prefix();
-    let redis_url = onsale_tests::redis_url();
-    let (scheme, authority) = redis_url.split_once("://").expect("a redis:// URL");
-    let gate = TcpGate::start(authority.trim_end_matches('/').parse().expect("host:port")).await;
+    let gate = TcpGate::start(onsale_tests::redis_server()).await;
     gate.cut();
-    let url = format!("{scheme}://{}", gate.addr);
+    let url = format!("redis://{}", gate.addr);
     let relay_prefix = prefix.clone();
     let s = stadium_with(move |c| {
         c.notifications.relay = true;
         c.notifications.key_prefix = relay_prefix;
         c.notifications.redis_url = onsale_contract::config::Secret::new(url);
+        c.notifications.redis_cluster = false;
     })
     .await;
     let ana = s.fan("ana").await;
     let order_id = paid_then_cancelled(&ana, &s, &[130]).await;
     // Redis cannot be reached: the events are all still waiting.
     assert_eq!(unpublished(&s).await, 3);
-    assert!(stream(&format!("{prefix}orders:events")).await.is_empty());
+    // The relay's Redis, past the gate.
+    let server_url = format!("redis://{}", onsale_tests::redis_server());
+    let mut server = onsale_contract::redis::Target::new(&server_url, false)
+        .unwrap()
+        .connect(PATIENCE)
+        .await
+        .unwrap();
+    let key = format!("{prefix}orders:events");
+    assert!(stream_on(&mut server, &key).await.is_empty());
     gate.restore();
     eventually("the relay to catch up", PATIENCE, || async {
         (unpublished(&s).await == 0).then_some(())
     })
     .await;
-    let entries = stream(&format!("{prefix}orders:events")).await;
+    let entries = stream_on(&mut server, &key).await;
     assert_eq!(
         types_of(&entries, &order_id),
         ["order_confirmed", "order_cancelled", "refund_issued"]
@@ -296,10 +307,12 @@ async fn the_unpublished_gauge_counts_the_rows_still_waiting_after_each_round() 
     let state = &s.app.origin.state;
     let mut config = state.config.notifications.clone();
     config.relay_batch = 3;
-    let mut redis =
-        onsale_contract::redis::connect(config.redis_url.expose(), Duration::from_secs(2))
-            .await
-            .unwrap();
+    let mut redis = config
+        .redis_target()
+        .unwrap()
+        .connect(Duration::from_secs(2))
+        .await
+        .unwrap();
     for (published, waiting) in [(3, 1), (1, 0), (0, 0)] {
         let relayed = origin::outbox::relay_once(&state.pool, &mut redis, &config, &state.metrics)
             .await

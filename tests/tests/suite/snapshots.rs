@@ -106,11 +106,7 @@ async fn unchanged_keeps_its_etag_changed_gets_a_new_one_and_is_announced() {
     assert!(first.availability_changed && first.layout_changed);
     let before = f.snapshot(Kind::Availability).await;
 
-    let mut pubsub = redis::Client::open(onsale_tests::redis_url())
-        .unwrap()
-        .get_async_pubsub()
-        .await
-        .unwrap();
+    let mut pubsub = onsale_tests::redis_target().subscriber(0).await.unwrap();
     pubsub
         .subscribe(snapshot::channel(&f.prefix))
         .await

@@ -61,25 +61,26 @@ struct Room {
 /// `nodes` edges on one Redis prefix and one manual clock at T0, with `settings` for one
 /// show, in front of an origin of their own.
 async fn room(nodes: usize, settings: QueueSettings) -> Room {
-    room_via(nodes, settings, onsale_tests::redis_url()).await
+    room_via(nodes, settings, None).await
 }
 
-/// [`room`], reaching Redis at `redis_url`.
-async fn room_via(nodes: usize, settings: QueueSettings, redis_url: String) -> Room {
+/// [`room`], reaching the one Redis server at `gated` (a gate in front of it) if given.
+async fn room_via(nodes: usize, settings: QueueSettings, gated: Option<String>) -> Room {
     let db = onsale_tests::db().await;
     let origin = onsale_tests::origin(&db).run().await;
     let show = uuid::Uuid::new_v4().to_string();
-    let mut room = room_for(nodes, settings, origin.addr(), redis_url, show).await;
+    let mut room = room_for(nodes, settings, origin.addr(), gated, show).await;
     room.accounts = Some((db, origin));
     room
 }
 
-/// `nodes` edges in front of `upstream` for a show of the caller's (one the origin knows).
+/// `nodes` edges in front of `upstream` for a show of the caller's (one the origin knows), on
+/// the test Redis or the one server at `gated`.
 async fn room_for(
     nodes: usize,
     settings: QueueSettings,
     upstream: SocketAddr,
-    redis_url: String,
+    gated: Option<String>,
     show: String,
 ) -> Room {
     let clock = Clock::manual(T0);
@@ -90,7 +91,10 @@ async fn room_for(
                 .clock(clock.clone())
                 .upstream(upstream)
                 .config(|c| {
-                    c.redis.url = onsale_contract::config::Secret::new(redis_url.clone());
+                    if let Some(url) = &gated {
+                        c.redis.url = onsale_contract::config::Secret::new(url.clone());
+                        c.redis.cluster = false;
+                    }
                     c.redis.key_prefix = prefix.clone();
                     c.waiting_room.shows.insert(show.clone(), settings.clone());
                     c.waiting_room.refresh_ms = 1000;
@@ -859,7 +863,7 @@ async fn max_active_caps_sessions_and_a_confirmed_order_frees_its_place() {
     s.max_active = 5;
     s.session_ttl_s = 60;
     let show = uuid::Uuid::new_v4().to_string();
-    let room = room_for(1, s, upstream().await, onsale_tests::redis_url(), show).await;
+    let room = room_for(1, s, upstream().await, None, show).await;
     let sessions: Vec<String> = (0..20).map(|_| named_session()).collect();
     let mut crowd = Crowd::join(&room, &sessions, |_| true).await;
     room.step().await;
@@ -1062,14 +1066,10 @@ async fn proof_of_work_guards_joins() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_redis_away_queued_fans_keep_polling_and_joins_say_so() {
-    let redis: SocketAddr = onsale_tests::redis_url()
-        .trim_start_matches("redis://")
-        .parse()
-        .expect("TEST_REDIS_URL is redis://ip:port");
-    let gate = onsale_tests::TcpGate::start(redis).await;
+    let gate = onsale_tests::TcpGate::start(onsale_tests::redis_server()).await;
     let mut s = settings();
     s.paused = true;
-    let room = room_via(1, s, format!("redis://{}", gate.addr)).await;
+    let room = room_via(1, s, Some(format!("redis://{}", gate.addr))).await;
     let token = room.join(0).await["queue_token"]
         .as_str()
         .unwrap()
@@ -1107,7 +1107,7 @@ async fn queue_places_and_admissions_survive_redis_restarting() {
     let mut s = settings();
     s.admit_per_minute = 60;
     s.max_active = 1;
-    let room = room_via(1, s, redis.url()).await;
+    let room = room_via(1, s, Some(redis.url())).await;
     let mut fans = Vec::new();
     for _ in 0..5 {
         let (account, session) = room.account().await;
@@ -1199,7 +1199,7 @@ async fn prequeue_joins_a_redis_crash_lost_keep_their_numbers() {
     let mut redis = onsale_tests::OwnRedis::start().await;
     let mut s = settings();
     s.sale_opens_at = at(T0 + 60_000);
-    let room = room_via(1, s, redis.url()).await;
+    let room = room_via(1, s, Some(redis.url())).await;
     let (first, session) = room.account().await;
     room.join_as(0, &session).await.expect_status(201);
     let late = joins_lost_in_a_crash(&room, &mut redis, 2, first).await;
@@ -1294,7 +1294,7 @@ async fn stadium_room(nodes: usize) -> (crate::holds::Stadium, Room) {
         nodes,
         settings(),
         stadium.app.origin.addr(),
-        onsale_tests::redis_url(),
+        None,
         stadium.show.clone(),
     )
     .await;
