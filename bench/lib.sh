@@ -43,3 +43,51 @@ run() {
 rps() {
     sed -n "s/^$1 rps=\([0-9.]*\).*/\1/p" "$2"
 }
+
+# insert_fans N FILE: N fans with sessions, straight into the origin's tables at DATABASE_URL
+# (argon2 for each would take minutes; the password is never checked here); their bearer
+# tokens, ses_bench<38 digits> (stored as their SHA-256), one per line in FILE.
+insert_fans() {
+    psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 <<SQL >/dev/null
+CREATE TEMP TABLE fans AS
+SELECT i, gen_random_uuid() AS id FROM generate_series(1, $1) i;
+INSERT INTO accounts (id, email, email_key, display_name, password_hash, role)
+SELECT id, 'bench-' || i || '@bench.test', 'bench-' || i || '@bench.test', 'Bench fan',
+       '\$argon2id\$v=19\$m=19456,t=2,p=1\$unused\$unused', 'fan'
+  FROM fans;
+INSERT INTO sessions (id, account_id, token_hash, expires_at)
+SELECT gen_random_uuid(), id, sha256(convert_to('ses_bench' || lpad(i::text, 38, '0'), 'UTF8')),
+       now() + interval '1 day'
+  FROM fans;
+SQL
+    seq 1 "$1" | awk '{printf "ses_bench%038d\n", $1}' >"$2"
+}
+
+# join_script FILE SESSIONS SHOW: a wrk script joining SHOW, one session per request,
+# round-robin over the lines of SESSIONS.
+join_script() {
+    cat >"$1" <<LUA
+local sessions, i = {}, 0
+for line in io.lines("$2") do sessions[#sessions + 1] = line end
+local body = '{"show_id":"$3"}'
+request = function()
+    i = i % #sessions + 1
+    return wrk.format("POST", nil, {
+        ["Content-Type"] = "application/json",
+        ["Authorization"] = "Bearer " .. sessions[i],
+    }, body)
+end
+LUA
+}
+
+# The join script's arguments as store::join passes them: now, a grace of 60 s, a zero seed.
+now_ms=$(date +%s%3N)
+grace_ms=60000
+seed=$(printf '0%.0s' $(seq 64))
+
+# join_args SHA SHOW: redis-benchmark arguments running the join script (loaded as SHA) on
+# SHOW's keys under the prefix bench:, every call a new account (a random one of the 16,384
+# hashes, a random id).
+join_args() {
+    echo "EVALSHA $1 3 bench:wr:{$2}:state bench:wr:{$2}:seen:$((now_ms / grace_ms)) bench:wr:{$2}:acct:__rand_int__ $now_ms 0 $seed $((grace_ms * 3)) fan:__rand_int__"
+}

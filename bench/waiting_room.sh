@@ -60,22 +60,8 @@ ensure_dev_keys "$ONSALE_ROOT/.onsale/bench/keys"
 cargo build --release --locked -p origin -p edge-proxy --bins >&2
 target/release/origin --config config/origin.toml migrate >&2
 
-# Fans with sessions, straight into the origin's tables (argon2 for each would take minutes;
-# the password is never checked here): tokens ses_bench<38 digits>, stored as their SHA-256.
 # The first SESSIONS are the warm ones, the next COLD the cold ones.
-psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 <<SQL >/dev/null
-CREATE TEMP TABLE fans AS
-SELECT i, gen_random_uuid() AS id FROM generate_series(1, $((sessions + cold))) i;
-INSERT INTO accounts (id, email, email_key, display_name, password_hash, role)
-SELECT id, 'bench-' || i || '@bench.test', 'bench-' || i || '@bench.test', 'Bench fan',
-       '\$argon2id\$v=19\$m=19456,t=2,p=1\$unused\$unused', 'fan'
-  FROM fans;
-INSERT INTO sessions (id, account_id, token_hash, expires_at)
-SELECT gen_random_uuid(), id, sha256(convert_to('ses_bench' || lpad(i::text, 38, '0'), 'UTF8')),
-       now() + interval '1 day'
-  FROM fans;
-SQL
-seq 1 "$((sessions + cold))" | awk '{printf "ses_bench%038d\n", $1}' >"$work/all-sessions"
+insert_fans "$((sessions + cold))" "$work/all-sessions"
 head -n "$sessions" "$work/all-sessions" >"$work/sessions"
 tail -n "$cold" "$work/all-sessions" >"$work/cold-sessions"
 
@@ -135,23 +121,6 @@ lookups() {
         | sed -n 's/^onsale_edge_session_lookups_total{outcome="account"} \([0-9]*\).*/\1/p'
 }
 
-
-# join_script FILE SESSIONS SHOW: a wrk script joining SHOW, one session per request,
-# round-robin over the lines of SESSIONS.
-join_script() {
-    cat >"$1" <<LUA
-local sessions, i = {}, 0
-for line in io.lines("$2") do sessions[#sessions + 1] = line end
-local body = '{"show_id":"$3"}'
-request = function()
-    i = i % #sessions + 1
-    return wrk.format("POST", nil, {
-        ["Content-Type"] = "application/json",
-        ["Authorization"] = "Bearer " .. sessions[i],
-    }, body)
-end
-LUA
-}
 join_script "$work/warm.lua" "$work/sessions" bench-warm
 join_script "$work/join.lua" "$work/sessions" bench-join
 join_script "$work/cold.lua" "$work/cold-sessions" bench-cold
@@ -189,13 +158,6 @@ redis_rate() {
 # The join script with a join's keys and arguments (as store::join passes them), on a show
 # of its own; every call a new account: a random one of the 16,384 hashes, a random 16-byte id.
 sha=$(rcli script load "$(cat edge-proxy/src/waiting_room/lua/join.lua)")
-now_ms=$(date +%s%3N)
-grace_ms=60000
-seed=$(printf '0%.0s' $(seq 64))
-join_args() {
-    local target=$1
-    echo "EVALSHA $sha 3 bench:wr:{$target}:state bench:wr:{$target}:seen:$((now_ms / grace_ms)) bench:wr:{$target}:acct:__rand_int__ $now_ms 0 $seed $((grace_ms * 3)) fan:__rand_int__"
-}
 
 {
     before_cold=$(lookups)
@@ -214,7 +176,7 @@ join_args() {
     run edge_poll "$edge_url/v1/waiting-room/sessions/current" -s "$work/poll.lua"
     redis_rate redis_get -n 1000000 -t get
     # shellcheck disable=SC2046
-    redis_rate redis_join -n 300000 -r 16384 $(join_args redis-join) ""
+    redis_rate redis_join -n 300000 -r 16384 $(join_args "$sha" redis-join) ""
 } | tee "$work/results"
 
 # Memory: FANS joins of one show by distinct accounts, as the edge makes them (account i in

@@ -101,6 +101,13 @@ impl Target {
     }
 }
 
+/// Why `prefix` cannot prefix keys: braces would make it the hash tag of every key, moving
+/// a show's keys off its own slot.
+pub fn key_prefix_problem(prefix: &str) -> Option<&'static str> {
+    (prefix.len() > 64 || prefix.contains(['{', '}', ' ']))
+        .then_some("at most 64 characters, without braces or spaces")
+}
+
 /// A connection to one server or to a cluster; cheap to clone (clones share it).
 #[derive(Clone)]
 pub enum Connection {
@@ -238,6 +245,13 @@ mod tests {
             cluster.nodes,
             ["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"]
         );
+    }
+
+    #[test]
+    fn a_prefix_cannot_carry_a_hash_tag() {
+        assert_eq!(key_prefix_problem("onsale:"), None);
+        assert!(key_prefix_problem("on{sale}:").is_some());
+        assert!(key_prefix_problem(&"x".repeat(65)).is_some());
     }
 
     #[test]

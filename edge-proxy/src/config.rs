@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use onsale_contract::config::{self, override_from_env, ConfigError, PathList, Secret};
-use onsale_contract::redis::{Target, TargetError};
+use onsale_contract::redis::{key_prefix_problem, Target, TargetError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -494,6 +494,9 @@ impl Config {
         if let Err(error) = self.redis.target() {
             return fail("redis.url", &error.to_string());
         }
+        if let Some(problem) = key_prefix_problem(&self.redis.key_prefix) {
+            return fail("redis.key_prefix", problem);
+        }
         if self.snapshots.poll_interval_ms < 100 {
             return fail("snapshots.poll_interval_ms", "must be at least 100");
         }
@@ -621,6 +624,37 @@ mod tests {
             .validate(&path)
             .expect_err("one port for two listeners");
         assert!(error.to_string().contains("key `listen.admin`"), "{error}");
+    }
+
+    #[test]
+    fn redis_urls_and_prefixes_that_would_break_a_cluster_are_refused() {
+        let path = committed();
+        let config = Config::load(&path).expect("the committed file loads");
+        let refused = |change: &dyn Fn(&mut Config), key: &str| {
+            let mut changed = config.clone();
+            change(&mut changed);
+            let error = changed.validate(&path).expect_err("refused");
+            assert!(
+                error.to_string().contains(&format!("key `{key}`")),
+                "{error}"
+            );
+        };
+        refused(
+            &|c| c.redis.key_prefix = "{onsale}:".into(),
+            "redis.key_prefix",
+        );
+        refused(&|c| c.redis.url = Secret::new("nonsense"), "redis.url");
+        refused(
+            &|c| {
+                c.redis.url = Secret::new("redis://10.0.0.1:6379,,redis://10.0.0.2:6379");
+                c.redis.cluster = true;
+            },
+            "redis.url",
+        );
+        let mut cluster = config.clone();
+        cluster.redis.url = Secret::new("redis://10.0.0.1:6379,redis://10.0.0.2:6379");
+        cluster.redis.cluster = true;
+        cluster.validate(&path).expect("a cluster's nodes");
     }
 
     onsale_contract::config_file_properties!("edge.toml", |config| {

@@ -223,13 +223,20 @@ start_redis_cluster() {
     redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes \
         >"$dir/create.log" 2>&1 || { tail -n 5 "$dir/create.log" >&2; die "the cluster did not form"; }
     for i in $(seq 100); do
-        redis-cli --cluster check "${nodes[0]}" 2>/dev/null | grep -q "All 16384 slots covered" \
-            && [ "$(for n in "${nodes[@]}"; do redis-cli -h "${n%:*}" -p "${n#*:}" cluster info; done \
-                | grep -c 'cluster_state:ok')" = 3 ] && break
+        cluster_ok "${nodes[@]}" && break
         sleep 0.1
     done
-    [ "$i" -lt 100 ] || die "the cluster did not come up (cluster_state not ok on every node)"
+    cluster_ok "${nodes[@]}" || die "the cluster did not come up (cluster_state not ok on every node)"
     REDIS_CLUSTER_URL=$(IFS=,; echo "${urls[*]}")
+}
+
+# cluster_ok HOST:PORT...: every node says the cluster is up with all slots served.
+cluster_ok() {
+    local node
+    for node in "$@"; do
+        redis-cli -h "${node%:*}" -p "${node#*:}" cluster info 2>/dev/null \
+            | grep -q 'cluster_state:ok' || return 1
+    done
 }
 
 stop_redis_cluster() {

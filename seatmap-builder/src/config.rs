@@ -1,7 +1,7 @@
 //! `config/seatmap-builder.toml`: every field is documented in that file.
 
 use onsale_contract::config::{self, override_from_env, ConfigError, Secret};
-use onsale_contract::redis::{Target, TargetError};
+use onsale_contract::redis::{key_prefix_problem, Target, TargetError};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -138,13 +138,8 @@ impl Config {
         if let Err(error) = self.redis.target() {
             return Err(ConfigError::key(path, "redis.url", error.to_string()));
         }
-        let prefix = &self.redis.key_prefix;
-        if prefix.len() > 64 || prefix.contains(['{', '}', ' ']) {
-            return Err(ConfigError::key(
-                path,
-                "redis.key_prefix",
-                "at most 64 characters, without braces or spaces",
-            ));
+        if let Some(problem) = key_prefix_problem(&self.redis.key_prefix) {
+            return Err(ConfigError::key(path, "redis.key_prefix", problem));
         }
         Ok(())
     }

@@ -841,6 +841,39 @@ pub async fn redis() -> onsale_contract::redis::Connection {
         .expect("connect to the test Redis")
 }
 
+/// Writes a snapshot of `show` straight into the test Redis under `prefix`, as the builder
+/// publishes one (without the announcement): built at `now_ms`, next build 30 s later,
+/// stand-in compressed bytes.
+pub async fn put_snapshot(
+    prefix: &str,
+    show: &str,
+    kind: onsale_contract::snapshot::Kind,
+    etag: &str,
+    identity: &[u8],
+    now_ms: i64,
+) {
+    use onsale_contract::snapshot::{self, field};
+    let key = snapshot::key(prefix, show, kind);
+    let now = now_ms.to_string();
+    let next = (now_ms + 30_000).to_string();
+    let fields: [(&str, &[u8]); 8] = [
+        (field::ETAG, etag.as_bytes()),
+        (field::BUILT_AT_MS, now.as_bytes()),
+        (field::CHECKED_AT_MS, now.as_bytes()),
+        (field::NEXT_BUILD_AT_MS, next.as_bytes()),
+        (field::LAYOUT_VERSION, b"1"),
+        (field::IDENTITY, identity),
+        (field::GZIP, b"gz"),
+        (field::BROTLI, b"br"),
+    ];
+    redis::cmd("HSET")
+        .arg(&key)
+        .arg(&fields[..])
+        .query_async::<()>(&mut redis().await)
+        .await
+        .expect("write a snapshot");
+}
+
 /// A TCP forwarder between a client and a real server that a test can cut and restore, to
 /// take a dependency away mid-run (the server itself keeps running for other tests), pause
 /// (connections stay open but nothing moves: a server that stalls), or point at a server that

@@ -429,3 +429,103 @@ async fn reads_come_from_the_replica_when_one_is_set() {
         20
     );
 }
+
+/// An edge's full sync finds the snapshots of every show, whichever node holds them: on a
+/// Redis Cluster the shows below hash to every primary, and a `SCAN` of one node would find
+/// a third of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edge_loads_every_shows_snapshot_whichever_node_holds_it() {
+    let prefix = redis_prefix();
+    let shows: Vec<String> = (0..24).map(|n| format!("show-{n}")).collect();
+    for show in &shows {
+        let identity = serde_json::json!({ "show_id": show, "sections": [] }).to_string();
+        let etag = format!("etag-{show}");
+        onsale_tests::put_snapshot(
+            &prefix,
+            show,
+            Kind::Availability,
+            &etag,
+            identity.as_bytes(),
+            1_000,
+        )
+        .await;
+    }
+    if onsale_tests::redis_cluster() {
+        let mut conn = onsale_tests::redis().await;
+        let ranges = slot_ranges(&mut conn).await;
+        let primaries: std::collections::BTreeSet<&str> =
+            ranges.iter().map(|(_, _, node)| node.as_str()).collect();
+        let mut holders = std::collections::BTreeSet::new();
+        for show in &shows {
+            let key = snapshot::key(&prefix, show, Kind::Availability);
+            let slot: i64 = redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let holder = ranges
+                .iter()
+                .find(|(start, end, _)| (*start..=*end).contains(&slot))
+                .map(|(_, _, node)| node.as_str());
+            holders.insert(holder.expect("every slot has a primary"));
+        }
+        assert_eq!(holders, primaries, "the shows span every primary");
+    }
+
+    // Announcements never come and the poll is far off: only the sync at connect loads them.
+    let edge = onsale_tests::edge()
+        .upstream(onsale_tests::free_port())
+        .config(|c| {
+            c.redis.key_prefix = prefix.clone();
+            c.snapshots.poll_interval_ms = 600_000;
+        })
+        .run();
+    onsale_tests::eventually(
+        "every show's snapshot at the edge",
+        Duration::from_secs(10),
+        || async {
+            shows
+                .iter()
+                .all(|show| {
+                    edge.shared
+                        .snapshots
+                        .get(show, Kind::Availability)
+                        .is_some_and(|held| held.etag == format!("etag-{show}"))
+                })
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// The cluster's slot ranges, each as (start, end, its primary's host:port), from
+/// `CLUSTER SLOTS`.
+async fn slot_ranges(conn: &mut onsale_contract::redis::Connection) -> Vec<(i64, i64, String)> {
+    let ranges: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async(conn)
+        .await
+        .unwrap();
+    ranges
+        .iter()
+        .map(|range| {
+            let (host, port): (String, u16) =
+                match redis::from_redis_value::<Vec<redis::Value>>(&range[2])
+                    .unwrap()
+                    .as_slice()
+                {
+                    [host, port, ..] => (
+                        redis::from_redis_value(host).unwrap(),
+                        redis::from_redis_value(port).unwrap(),
+                    ),
+                    _ => panic!("a CLUSTER SLOTS node without an address"),
+                };
+            (
+                redis::from_redis_value(&range[0]).unwrap(),
+                redis::from_redis_value(&range[1]).unwrap(),
+                format!("{host}:{port}"),
+            )
+        })
+        .collect()
+}

@@ -12,13 +12,12 @@ use edge_proxy::waiting_room::{draw, pow};
 use edge_proxy::RunningEdge;
 use futures_util::future::join_all;
 use onsale_contract::clock::Clock;
-use onsale_contract::snapshot::{self, field, Kind};
+use onsale_contract::snapshot::Kind;
 use onsale_contract::tokens::{Claims, Lane, QueueKeys, TokenType};
 use onsale_tests::{
     admission, client, create_account, create_session, edge, eventually, keys, redis, Client,
     RunningOrigin, TestDb,
 };
-use redis::AsyncCommands;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -974,28 +973,15 @@ async fn publish_availability(room: &Room, open: u64, version: i64) {
         "seat_status": "S".repeat(10),
     })
     .to_string();
-    let key = snapshot::key(&room.prefix, &room.show, Kind::Availability);
-    let mut conn = redis().await;
-    let now = room.clock.now_ms();
-    let _: () = conn
-        .hset_multiple(
-            &key,
-            &[
-                (field::ETAG, format!("etag{version}").into_bytes()),
-                (field::BUILT_AT_MS, now.to_string().into_bytes()),
-                (field::CHECKED_AT_MS, now.to_string().into_bytes()),
-                (
-                    field::NEXT_BUILD_AT_MS,
-                    (now + 30_000).to_string().into_bytes(),
-                ),
-                (field::LAYOUT_VERSION, b"1".to_vec()),
-                (field::IDENTITY, identity.into_bytes()),
-                (field::GZIP, b"gz".to_vec()),
-                (field::BROTLI, b"br".to_vec()),
-            ],
-        )
-        .await
-        .unwrap();
+    onsale_tests::put_snapshot(
+        &room.prefix,
+        &room.show,
+        Kind::Availability,
+        &format!("etag{version}"),
+        identity.as_bytes(),
+        room.clock.now_ms(),
+    )
+    .await;
     eventually("the edge to load the snapshot", WITHIN, || async {
         let held = room.edges[0]
             .shared
