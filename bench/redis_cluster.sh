@@ -6,8 +6,9 @@
 #   (a) the opening: SESSIONS (20,000) signed-in fans join the show as fast as the edge takes
 #       them (wrk -t1 -c64, DURATION, after a warm-up that joins each once to another show so
 #       the edge holds every session), while the edge's waiting-room step runs every 200 ms.
-#       Every node's commands processed (INFO stats) before and after: the show's node's
-#       ops/s and the other nodes', next to the edge's joins/s;
+#       Every node's commands (INFO: total_commands_processed, which counts the commands a
+#       script runs, and cmdstat_evalsha, the script calls) before and after: the show's
+#       node's rates and the other nodes', next to the edge's joins/s;
 #   (b) the most one show's slot can take: redis-benchmark running the join script on the
 #       show's node alone (EVALSHA with a join's keys and arguments, -c 50 -P 1, a new
 #       account each call).
@@ -97,11 +98,15 @@ owner=$(redis-cli -h "${first%:*}" -p "${first#*:}" cluster nodes | awk -v s="$s
     $3 ~ /master/ { for (i = 9; i <= NF; i++) { n = split($i, r, "-"); if (n == 1) r[2] = r[1]
         if (s >= r[1] + 0 && s <= r[2] + 0) { split($2, a, "@"); print a[1] } } }')
 [ -n "$owner" ] || die "no primary serves slot $slot"
+# commands: per node, its address, the commands it has run (those inside scripts too) and
+# its script calls (EVALSHA).
 commands() {
     local node
     for node in $nodes; do
-        redis-cli -h "${node%:*}" -p "${node#*:}" info stats \
-            | sed -n "s/^total_commands_processed:\([0-9]*\).*/$node \1/p"
+        echo "$node $(redis-cli -h "${node%:*}" -p "${node#*:}" info all | tr -d '\r' | awk -F'[:=,]' '
+            $1 == "total_commands_processed" { total = $2 }
+            $1 == "cmdstat_evalsha" { scripts = $3 }
+            END { print total, scripts + 0 }')"
     done
 }
 
@@ -115,11 +120,12 @@ for round in $(seq "$rounds"); do
     [ -z "$non2xx" ] || die "joins: $non2xx responses were not 2xx/3xx"
     joins=$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' <<<"$out")
     join -j1 "$work/before" "$work/after" | awk -v o="$owner" -v ns="$elapsed_ns" -v j="$joins" '
-        { rate = ($3 - $2) / (ns / 1e9); if ($1 == o) show += rate; else others += rate }
-        END { printf "%.0f %.0f %.0f\n", j, show, others }'
+        { s = ns / 1e9
+          if ($1 == o) { show = ($4 - $2) / s; scripts = ($5 - $3) / s } else others += ($4 - $2) / s }
+        END { printf "%.0f %.0f %.0f %.0f\n", j, show, scripts, others }'
 done | median | awk -v o="$owner" '{
-    printf "opening joins_per_s=%s show_node=%s show_node_ops_per_s=%s other_nodes_ops_per_s=%s ops_per_join=%.2f\n",
-        $1, o, $2, $3, $2 / $1 }' | tee "$work/results"
+    printf "opening joins_per_s=%s show_node=%s show_node_commands_per_s=%s show_node_script_calls_per_s=%s other_nodes_commands_per_s=%s commands_per_join=%.2f\n",
+        $1, o, $2, $3, $4, $2 / $1 }' | tee "$work/results"
 
 kill "$edge_pid" "$origin_pid"
 edge_pid= origin_pid=
