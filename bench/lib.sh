@@ -91,3 +91,54 @@ seed=$(printf '0%.0s' $(seq 64))
 join_args() {
     echo "EVALSHA $1 3 bench:wr:{$2}:state bench:wr:{$2}:seen:$((now_ms / grace_ms)) bench:wr:{$2}:acct:__rand_int__ $now_ms 0 $seed $((grace_ms * 3)) fan:__rand_int__"
 }
+
+# start_origin_and_edge ADMIT MAX_ACTIVE SHOW...: a release origin and a release edge in
+# front of it, on ports below the kernel's ephemeral range (where no outgoing connection can
+# hold them), logs and the edge's config in $work. The edge: one worker; limits out of the
+# way (every request comes from one address); sessions believed for the longest window
+# allowed; the committed shows replaced by the SHOWs, whose queue and sale are open,
+# admitting ADMIT fans a minute, at most MAX_ACTIVE at once. Sets origin_port, origin_pid,
+# edge_port, edge_admin, edge_pid and edge_url.
+start_origin_and_edge() {
+    local admit=$1 max_active=$2 name
+    shift 2
+    origin_port=$(usable_port 28081 any)
+    ONSALE_ORIGIN_LISTEN=127.0.0.1:$origin_port \
+    ONSALE_VERIFY_KEYS=.onsale/bench/keys/verify.pem ONSALE_TICKET_SIGNING_KEY=.onsale/bench/keys/signing.pem \
+    RUST_LOG=warn target/release/origin --config config/origin.toml serve >"$work/origin.log" 2>&1 &
+    origin_pid=$!
+    wait_http "http://127.0.0.1:$origin_port/readyz" origin
+    edge_port=$(usable_port 28180 any)
+    edge_admin=$(usable_port $((edge_port + 1)) any)
+    sed -e "s/^threads = .*/threads = 1/" \
+        -e "s/^per_ip = .*/per_ip = { per_minute = 600000000, burst = 10000000 }/" \
+        -e "s/^per_ip_join = .*/per_ip_join = { per_minute = 600000000, burst = 10000000 }/" \
+        -e "s/^waiting_room = .*/waiting_room = { per_minute = 600000000, burst = 10000000 }/" \
+        -e "s/^session_cache_s = .*/session_cache_s = 60/" \
+        -e "s/^key_prefix = .*/key_prefix = \"bench:\"/" \
+        -e '/^\[waiting_room.shows\./,$d' \
+        config/edge.toml >"$work/edge.toml"
+    for name in "$@"; do
+        cat >>"$work/edge.toml" <<TOML
+[waiting_room.shows."$name"]
+admit_per_minute = $admit
+max_active = $max_active
+session_ttl_s = 900
+queue_opens_at = "2026-01-01T00:00:00Z"
+sale_opens_at = "2026-01-01T00:00:00Z"
+TOML
+    done
+    ONSALE_EDGE_LISTEN=127.0.0.1:$edge_port ONSALE_EDGE_ADMIN_LISTEN=127.0.0.1:$edge_admin \
+    ONSALE_ORIGIN_UPSTREAMS=127.0.0.1:$origin_port \
+    ONSALE_VERIFY_KEYS=.onsale/bench/keys/verify.pem ONSALE_SIGNING_KEY=.onsale/bench/keys/signing.pem \
+    ONSALE_QUEUE_KEYS=.onsale/bench/keys/queue.key \
+    RUST_LOG=warn target/release/edge-proxy --config "$work/edge.toml" >"$work/edge.log" 2>&1 &
+    edge_pid=$!
+    edge_url=http://127.0.0.1:$edge_port
+}
+
+# join_show SHOW SESSION: one join through the edge, its JSON answer.
+join_show() {
+    curl -sS -X POST -H 'content-type: application/json' -H "authorization: Bearer $2" \
+        -d "{\"show_id\":\"$1\"}" "$edge_url/v1/waiting-room/sessions"
+}

@@ -47,44 +47,9 @@ cargo build --release --locked -p origin -p edge-proxy --bins >&2
 target/release/origin --config config/origin.toml migrate >&2
 insert_fans "$sessions" "$work/sessions"
 
-origin_port=$(usable_port 28081 any)
-ONSALE_ORIGIN_LISTEN=127.0.0.1:$origin_port \
-ONSALE_VERIFY_KEYS=.onsale/bench/keys/verify.pem ONSALE_TICKET_SIGNING_KEY=.onsale/bench/keys/signing.pem \
-RUST_LOG=warn target/release/origin --config config/origin.toml serve >"$work/origin.log" 2>&1 &
-origin_pid=$!
-wait_http "http://127.0.0.1:$origin_port/readyz" origin
-
-edge_port=$(usable_port 28180 any)
-edge_admin=$(usable_port $((edge_port + 1)) any)
-sed -e "s/^threads = .*/threads = 1/" \
-    -e "s/^per_ip = .*/per_ip = { per_minute = 600000000, burst = 10000000 }/" \
-    -e "s/^per_ip_join = .*/per_ip_join = { per_minute = 600000000, burst = 10000000 }/" \
-    -e "s/^waiting_room = .*/waiting_room = { per_minute = 600000000, burst = 10000000 }/" \
-    -e "s/^session_cache_s = .*/session_cache_s = 60/" \
-    -e "s/^key_prefix = .*/key_prefix = \"bench:\"/" \
-    -e '/^\[waiting_room.shows\./,$d' \
-    config/edge.toml >"$work/edge.toml"
-for name in bench-warm "$show"; do
-    cat >>"$work/edge.toml" <<TOML
-[waiting_room.shows."$name"]
-admit_per_minute = 600
-max_active = 2000
-session_ttl_s = 900
-queue_opens_at = "2026-01-01T00:00:00Z"
-sale_opens_at = "2026-01-01T00:00:00Z"
-TOML
-done
-ONSALE_EDGE_LISTEN=127.0.0.1:$edge_port ONSALE_EDGE_ADMIN_LISTEN=127.0.0.1:$edge_admin \
-ONSALE_ORIGIN_UPSTREAMS=127.0.0.1:$origin_port \
-ONSALE_VERIFY_KEYS=.onsale/bench/keys/verify.pem ONSALE_SIGNING_KEY=.onsale/bench/keys/signing.pem \
-ONSALE_QUEUE_KEYS=.onsale/bench/keys/queue.key \
-RUST_LOG=warn target/release/edge-proxy --config "$work/edge.toml" >"$work/edge.log" 2>&1 &
-edge_pid=$!
-edge_url=http://127.0.0.1:$edge_port
+start_origin_and_edge 600 2000 bench-warm "$show"
 for _ in $(seq 300); do
-    curl -sS -X POST -H 'content-type: application/json' \
-        -H "authorization: Bearer $(head -n1 "$work/sessions")" -d "{\"show_id\":\"$show\"}" \
-        "$edge_url/v1/waiting-room/sessions" 2>/dev/null | grep -q '"queue_token"' && break
+    join_show "$show" "$(head -n1 "$work/sessions")" 2>/dev/null | grep -q '"queue_token"' && break
     sleep 0.1
 done
 join_script "$work/warm.lua" "$work/sessions" bench-warm

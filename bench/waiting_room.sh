@@ -65,55 +65,14 @@ insert_fans "$((sessions + cold))" "$work/all-sessions"
 head -n "$sessions" "$work/all-sessions" >"$work/sessions"
 tail -n "$cold" "$work/all-sessions" >"$work/cold-sessions"
 
-# Ports below the kernel's ephemeral range, where no outgoing connection can hold them.
-origin_port=$(usable_port 28081 any)
-ONSALE_ORIGIN_LISTEN=127.0.0.1:$origin_port \
-ONSALE_VERIFY_KEYS=.onsale/bench/keys/verify.pem ONSALE_TICKET_SIGNING_KEY=.onsale/bench/keys/signing.pem \
-RUST_LOG=warn target/release/origin --config config/origin.toml serve >"$work/origin.log" 2>&1 &
-origin_pid=$!
-wait_http "http://127.0.0.1:$origin_port/readyz" origin
-
-edge_port=$(usable_port 28180 any)
-edge_admin=$(usable_port $((edge_port + 1)) any)
-# One worker; limits out of the way (every request comes from one address); sessions
-# believed for the longest window allowed; the committed shows replaced by bench shows
-# whose queue and sale are open, admitting one fan a minute so the polling fans stay queued
-# (a poll that admits is a claim in Redis and a signature).
-sed -e "s/^threads = .*/threads = 1/" \
-    -e "s/^per_ip = .*/per_ip = { per_minute = 600000000, burst = 10000000 }/" \
-    -e "s/^per_ip_join = .*/per_ip_join = { per_minute = 600000000, burst = 10000000 }/" \
-    -e "s/^waiting_room = .*/waiting_room = { per_minute = 600000000, burst = 10000000 }/" \
-    -e "s/^session_cache_s = .*/session_cache_s = 60/" \
-    -e "s/^key_prefix = .*/key_prefix = \"bench:\"/" \
-    -e '/^\[waiting_room.shows\./,$d' \
-    config/edge.toml >"$work/edge.toml"
-for show in bench-warm bench-join bench-cold bench-poll; do
-    cat >>"$work/edge.toml" <<TOML
-[waiting_room.shows."$show"]
-admit_per_minute = 1
-max_active = 1
-session_ttl_s = 900
-queue_opens_at = "2026-01-01T00:00:00Z"
-sale_opens_at = "2026-01-01T00:00:00Z"
-TOML
-done
-ONSALE_EDGE_LISTEN=127.0.0.1:$edge_port ONSALE_EDGE_ADMIN_LISTEN=127.0.0.1:$edge_admin \
-ONSALE_ORIGIN_UPSTREAMS=127.0.0.1:$origin_port \
-ONSALE_VERIFY_KEYS=.onsale/bench/keys/verify.pem ONSALE_SIGNING_KEY=.onsale/bench/keys/signing.pem \
-ONSALE_QUEUE_KEYS=.onsale/bench/keys/queue.key \
-RUST_LOG=warn target/release/edge-proxy --config "$work/edge.toml" >"$work/edge.log" 2>&1 &
-edge_pid=$!
-edge_url=http://127.0.0.1:$edge_port
-# join SHOW SESSION: one join, its JSON answer.
-join() {
-    curl -sS -X POST -H 'content-type: application/json' -H "authorization: Bearer $2" \
-        -d "{\"show_id\":\"$1\"}" "$edge_url/v1/waiting-room/sessions"
-}
+# Bench shows admitting one fan a minute, so the polling fans stay queued (a poll that
+# admits is a claim in Redis and a signature).
+start_origin_and_edge 1 1 bench-warm bench-join bench-cold bench-poll
 for _ in $(seq 300); do
-    join bench-poll "$(head -n1 "$work/sessions")" 2>/dev/null | grep -q '"status":"queued"' && break
+    join_show bench-poll "$(head -n1 "$work/sessions")" 2>/dev/null | grep -q '"status":"queued"' && break
     sleep 0.1
 done
-join bench-poll "$(head -n1 "$work/sessions")" | grep -q '"status":"queued"' \
+join_show bench-poll "$(head -n1 "$work/sessions")" | grep -q '"status":"queued"' \
     || die "the edge's waiting room did not come up (see $work/edge.log and $work/origin.log)"
 # Origin lookups of sessions so far, from the edge's metrics.
 lookups() {
@@ -128,7 +87,7 @@ join_script "$work/cold.lua" "$work/cold-sessions" bench-cold
 # The polling fans' queue tokens, taken just before the polls: a fan that stops polling for
 # longer than the show's no-show grace misses its turn, and its polls are refused.
 poll_tokens() {
-    head -n 1000 "$work/sessions" | while read -r session; do join bench-poll "$session"; echo; done \
+    head -n 1000 "$work/sessions" | while read -r session; do join_show bench-poll "$session"; echo; done \
         | sed -n 's/.*"queue_token":"\([^"]*\)".*/\1/p' >"$work/tokens"
     [ "$(wc -l <"$work/tokens")" = 1000 ] || die "could not collect 1,000 queue tokens"
 }
