@@ -137,6 +137,13 @@ TOML
     edge_url=http://127.0.0.1:$edge_port
 }
 
+# stop_origin_and_edge: stops what start_origin_and_edge started.
+stop_origin_and_edge() {
+    [ -n "${edge_pid:-}" ] && kill "$edge_pid" 2>/dev/null || true
+    [ -n "${origin_pid:-}" ] && kill "$origin_pid" 2>/dev/null || true
+    edge_pid= origin_pid=
+}
+
 # join_show SHOW SESSION: one join through the edge, its JSON answer.
 join_show() {
     curl -sS -X POST -H 'content-type: application/json' -H "authorization: Bearer $2" \

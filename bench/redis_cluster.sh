@@ -23,13 +23,10 @@ duration=${DURATION:-10s}
 sessions=${SESSIONS:-20000}
 show=bench-opening
 work=$ONSALE_ROOT/.onsale/bench/redis-cluster
-edge_pid=
-origin_pid=
 
 install_missing wrk:wrk redis-benchmark:redis-tools redis-server:redis-server
 cleanup() {
-    [ -n "$edge_pid" ] && kill "$edge_pid" 2>/dev/null || true
-    [ -n "$origin_pid" ] && kill "$origin_pid" 2>/dev/null || true
+    stop_origin_and_edge
     stop_redis_cluster
     stop_postgres
 }
@@ -92,8 +89,7 @@ done | median | awk -v o="$owner" '{
     printf "opening joins_per_s=%s show_node=%s show_node_commands_per_s=%s show_node_script_calls_per_s=%s other_nodes_commands_per_s=%s commands_per_join=%.2f\n",
         $1, o, $2, $3, $4, $2 / $1 }' | tee "$work/results"
 
-kill "$edge_pid" "$origin_pid"
-edge_pid= origin_pid=
+stop_origin_and_edge
 stop_postgres
 sha=$(redis-cli -h "${owner%:*}" -p "${owner#*:}" script load "$(cat edge-proxy/src/waiting_room/lua/join.lua)")
 for _ in $(seq "$rounds"); do

@@ -33,13 +33,10 @@ fans=${FANS:-1000000}
 sessions=${SESSIONS:-20000}
 cold=${COLD:-100000}
 work=$ONSALE_ROOT/.onsale/bench/waiting-room
-edge_pid=
-origin_pid=
 
 install_missing wrk:wrk redis-benchmark:redis-tools
 cleanup() {
-    [ -n "$edge_pid" ] && kill "$edge_pid" 2>/dev/null || true
-    [ -n "$origin_pid" ] && kill "$origin_pid" 2>/dev/null || true
+    stop_origin_and_edge
     stop_redis
     stop_postgres
 }
