@@ -62,11 +62,6 @@ impl Target {
         Ok(Target { nodes, cluster })
     }
 
-    /// Whether this is a cluster.
-    pub fn is_cluster(&self) -> bool {
-        self.cluster
-    }
-
     /// Connects to the target; every call then fails after `timeout`.
     pub async fn connect(&self, timeout: Duration) -> RedisResult<Connection> {
         if !self.cluster {
@@ -238,9 +233,9 @@ mod tests {
     #[test]
     fn a_single_url_is_one_node_and_a_cluster_takes_a_list() {
         let single = Target::new("redis://127.0.0.1:6379", false).unwrap();
-        assert!(!single.is_cluster());
+        assert!(!single.cluster);
         let cluster = Target::new("redis://10.0.0.1:6379, redis://10.0.0.2:6379", true).unwrap();
-        assert!(cluster.is_cluster());
+        assert!(cluster.cluster);
         assert_eq!(
             cluster.nodes,
             ["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"]

@@ -125,11 +125,8 @@ impl Builder {
     pub(crate) async fn redis(&mut self, now_ms: i64) -> Option<&mut RedisTarget> {
         let holding_off = self.redis_retry_at_ms.is_some_and(|at| now_ms < at);
         if self.redis.is_none() && !holding_off {
-            let target = self.config.redis.target();
-            let connected = match target {
-                Ok(target) => target.connect(REDIS_TIMEOUT).await,
-                Err(error) => Err(error.into()),
-            };
+            let redis = &self.config.redis;
+            let connected = async { redis.target()?.connect(REDIS_TIMEOUT).await }.await;
             match connected {
                 Ok(conn) => {
                     self.redis = Some(RedisTarget {
