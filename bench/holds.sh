@@ -44,11 +44,11 @@ target/release/origin --config config/origin.toml seed >&2
 sql() { psql "$DATABASE_URL" -X -q -t -A -v ON_ERROR_STOP=1 -c "$1"; }
 reset_inventory() {
     sql "BEGIN;
-         DELETE FROM holds; DELETE FROM idempotency_keys;
+         DELETE FROM holds; DELETE FROM fan_seats; DELETE FROM idempotency_keys;
          UPDATE seat_inventory SET status = 'available', hold_id = NULL, hold_expires_at = NULL
           WHERE show_id = '$show' AND status <> 'available';
          COMMIT;" >/dev/null
-    sql "VACUUM ANALYZE seat_inventory, holds, idempotency_keys" >/dev/null
+    sql "VACUUM ANALYZE seat_inventory, holds, fan_seats, idempotency_keys" >/dev/null
     sql "SELECT pg_stat_reset()" >/dev/null
 }
 held() { sql "SELECT count(*) FROM seat_inventory WHERE show_id = '$show' AND status = 'held'"; }

@@ -1,6 +1,7 @@
 //! Holds at the origin: all-or-nothing, idempotent, limited, expiring, owned, and never an
 //! oversell under real concurrency.
 
+use crate::orders::assert_invariants;
 use onsale_tests::{admission, client, create_show, venue_body, Client, Reply, TestApp};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -324,7 +325,8 @@ async fn limits_and_sale_state_are_enforced() {
     let nine: Vec<usize> = (0..9).collect();
     let problem = s.hold(&fan, &nine).await.problem(422, "too_many_seats");
     assert_eq!(problem["max_seats_per_hold"], 8);
-    assert_eq!(s.hold(&fan, &[0, 1, 2, 3, 4, 5]).await.status, 201);
+    let six = s.hold(&fan, &[0, 1, 2, 3, 4, 5]).await;
+    assert_eq!(six.status, 201);
     let problem = s
         .hold(&fan, &[10, 11, 12])
         .await
@@ -332,6 +334,12 @@ async fn limits_and_sale_state_are_enforced() {
     assert_eq!(problem["current_seats"], 6);
     assert_eq!(s.hold(&fan, &[10, 11]).await.status, 201, "up to the limit");
     assert_eq!(s.held_seats().await, 8);
+    // A released hold's seats no longer count.
+    let path = format!("/v1/holds/{}", six.json()["hold_id"].as_str().unwrap());
+    assert_eq!(fan.request(Method::DELETE, &path, None).await.status, 204);
+    assert_eq!(s.hold(&fan, &[20, 21, 22, 23, 24, 25]).await.status, 201);
+    s.hold(&fan, &[30]).await.problem(422, "fan_seat_limit");
+    assert_invariants(&s).await;
 
     let layout = venue_body("Club", "Oslo", &[("A", "T1")], 1, 5);
     let (_, later) = create_show(
@@ -407,6 +415,12 @@ async fn the_sweeper_returns_expired_seats_within_its_interval() {
         )
         .await;
     assert_eq!(named, 0);
+    assert_eq!(
+        s.count("SELECT count(*) FROM fan_seats WHERE show_id = $1::uuid")
+            .await,
+        0,
+        "ended holds leave no count"
+    );
     let metrics =
         String::from_utf8(client(s.app.origin.addr()).get("/metrics").await.body).unwrap();
     assert!(
@@ -716,4 +730,5 @@ async fn sixty_four_fans_never_oversell_two_hundred_seats() {
             .await,
         holds_active
     );
+    assert_invariants(&s).await;
 }

@@ -250,6 +250,26 @@ pub(crate) async fn assert_invariants(s: &Stadium) {
         0,
         "sold seats outside a confirmed order"
     );
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM (
+                 SELECT show_id, fan_id, sum(seat_count) AS n FROM fan_seats
+                 WHERE counts_until > now() GROUP BY show_id, fan_id) counted
+             FULL JOIN (
+                 SELECT show_id, fan_id, sum(n) AS n FROM (
+                     SELECT show_id, fan_id, seat_count AS n FROM holds
+                     WHERE status = 'active' AND expires_at > now()
+                     UNION ALL
+                     SELECT o.show_id, o.fan_id, count(*) FROM orders o
+                     JOIN order_items i ON i.order_id = o.id
+                     WHERE o.status = 'confirmed' GROUP BY o.id) seats
+                 GROUP BY show_id, fan_id) actual USING (show_id, fan_id)
+             WHERE counted.n IS DISTINCT FROM actual.n"
+        )
+        .await,
+        0,
+        "fans whose counted seats are not their live holds and paid seats"
+    );
     let report = origin::reconcile::reconcile_once(&s.app.origin.state)
         .await
         .expect("reconciliation runs");

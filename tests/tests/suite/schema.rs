@@ -116,6 +116,21 @@ async fn a_seat_cannot_have_two_valid_tickets() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_show_is_never_deleted() {
+    // Holds and orders name their show without a foreign key: the show outlives them.
+    let f = ShowFixture::spawn().await;
+    let delete = sqlx::query("DELETE FROM shows WHERE id = $1")
+        .bind(f.show)
+        .execute(f.pool())
+        .await;
+    assert_eq!(violated(delete), "shows_are_kept");
+    let truncate = sqlx::query("TRUNCATE shows CASCADE")
+        .execute(f.pool())
+        .await;
+    assert_eq!(violated(truncate), "shows_are_kept");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn each_show_has_its_own_inventory_partition() {
     let f = ShowFixture::spawn().await;
     let partition = origin::admin::inventory_partition(origin::domain::ShowId(f.show));
