@@ -21,7 +21,10 @@
 --     show's one row, and with a crowd claiming at once every lock on that row made a new
 --     multixact of all its lockers.
 --
--- Outcomes and order as in 0008_claim_as_one_statement.sql.
+--   * The claim checks the admission's `jti` against `spent_admissions` itself (outcome
+--     `admission_spent`, before anything else), so the route makes one round trip.
+--
+-- Other outcomes and their order as in 0008_claim_as_one_statement.sql.
 
 CREATE TABLE fan_seats (
     show_id      uuid NOT NULL,
@@ -87,8 +90,10 @@ CREATE TRIGGER shows_are_kept_whole BEFORE TRUNCATE ON shows
 ALTER TABLE holds DROP CONSTRAINT holds_show_id_fkey;
 ALTER TABLE orders DROP CONSTRAINT orders_show_id_fkey;
 
-CREATE OR REPLACE FUNCTION claim_hold(
-    p_hold uuid, p_show uuid, p_fan text, p_seats bigint[], p_ttl_s double precision,
+DROP FUNCTION claim_hold(uuid, uuid, text, bigint[], double precision, integer, text, text, bytea,
+                         double precision);
+CREATE FUNCTION claim_hold(
+    p_hold uuid, p_show uuid, p_fan text, p_jti text, p_seats bigint[], p_ttl_s double precision,
     p_max_per_fan integer, p_key text, p_route text, p_request_hash bytea,
     p_in_flight_timeout_s double precision)
 RETURNS TABLE (outcome text, body text, seat_ids bigint[], show_status text, current_seats bigint)
@@ -100,6 +105,8 @@ SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
 AS $$
 DECLARE
+    v_spent boolean;
+    v_taken boolean;
     v_status text;
     v_currency text;
     v_found bigint[];
@@ -109,12 +116,20 @@ DECLARE
     v_total bigint;
     v_body text;
 BEGIN
-    -- An answered key, or a claim still live, is the key's to answer; a claim that died in
-    -- flight long ago is taken over below.
-    IF EXISTS (SELECT 1 FROM idempotency_keys k
-               WHERE k.fan_id = p_fan AND k.key = p_key
-                 AND NOT (k.response_status IS NULL AND k.request_hash = p_request_hash
-                          AND k.created_at < now() - make_interval(secs => p_in_flight_timeout_s))) THEN
+    -- A spent admission buys nothing more, not even a replay. An answered key, or a claim
+    -- still live, is the key's to answer; a claim that died in flight long ago is taken
+    -- over below.
+    SELECT EXISTS (SELECT 1 FROM spent_admissions a WHERE a.jti = p_jti),
+           EXISTS (SELECT 1 FROM idempotency_keys k
+                   WHERE k.fan_id = p_fan AND k.key = p_key
+                     AND NOT (k.response_status IS NULL AND k.request_hash = p_request_hash
+                              AND k.created_at < now() - make_interval(secs => p_in_flight_timeout_s)))
+      INTO v_spent, v_taken;
+    IF v_spent THEN
+        RETURN QUERY SELECT 'admission_spent', NULL::text, NULL::bigint[], NULL::text, NULL::bigint;
+        RETURN;
+    END IF;
+    IF v_taken THEN
         RETURN QUERY SELECT 'key_taken', NULL::text, NULL::bigint[], NULL::text, NULL::bigint;
         RETURN;
     END IF;

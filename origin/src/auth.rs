@@ -80,6 +80,20 @@ impl FromRequestParts<AppState> for Admission {
     }
 }
 
+/// The admission of a hold's claim: verified here, its spent check left to `claim_hold`,
+/// which looks the `jti` up in the claim's own transaction: one round trip fewer on the
+/// busiest route.
+#[derive(Debug, Clone)]
+pub(crate) struct ClaimingAdmission(pub Admission);
+
+impl FromRequestParts<AppState> for ClaimingAdmission {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Ok(ClaimingAdmission(Admission::verified(parts, state).await?))
+    }
+}
+
 /// The admission of a payment confirmation: like [`Admission`], except that a spent one is
 /// let through flagged, for the one thing it may still do: replay a confirmation answered
 /// before (same `Idempotency-Key`), which then still reports the admission spent.

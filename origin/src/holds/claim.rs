@@ -1,8 +1,9 @@
 //! The claim: a hold of every requested seat or of none, in one statement.
 //!
-//! A claim is one call of `claim_hold` (migration 0008), one round trip and one commit. In
-//! order, it: leaves a key that has an answer to that answer; checks the show is on sale and
-//! has every seat; takes the per-(show, fan) lock and counts the fan's seats under it;
+//! A claim is one call of `claim_hold` (migrations 0008 and 0011), one round trip and one
+//! commit. In order, it: refuses a spent admission; leaves a key that has an answer to that
+//! answer; checks the show is on sale and has every seat; takes the per-(show, fan) lock
+//! and counts the fan's seats under it (`fan_seats`);
 //! locks the requested seats in seat-id order with `FOR UPDATE SKIP LOCKED`, where a seat
 //! another claim holds right now counts as taken (fail fast, never a queue of blocked
 //! connections; the fixed order rules out deadlocks); writes the hold row with its price
@@ -66,11 +67,13 @@ struct Outcome {
     current_seats: Option<i64>,
 }
 
-/// Claims `request`'s seats of `show` for `keyed.fan` under `keyed.key`.
+/// Claims `request`'s seats of `show` for `keyed.fan` under `keyed.key`, with the admission
+/// `jti` unless it is spent.
 pub(super) async fn create_hold(
     state: &AppState,
     show: ShowId,
     request: &HoldRequest,
+    jti: &str,
     keyed: &Keyed<'_>,
 ) -> Result<Claimed, ApiError> {
     let config = &state.config;
@@ -85,11 +88,12 @@ pub(super) async fn create_hold(
             } => best_available(&state.pool, show, section_id, *quantity).await?,
         };
         let called = sqlx::query_as::<_, Outcome>(
-            "SELECT * FROM claim_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "SELECT * FROM claim_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(Uuid::now_v7())
         .bind(show)
         .bind(keyed.fan)
+        .bind(jti)
         .bind(&seats)
         .bind(config.holds.ttl_s)
         .bind(config.holds.max_seats_per_fan as i32)
@@ -114,6 +118,7 @@ pub(super) async fn create_hold(
                 outcome.body.unwrap_or_default().into_bytes(),
             )),
             "key_taken" => Ok(Claimed::KeyTaken),
+            "admission_spent" => Err(ApiError::AdmissionSpent),
             "no_show" => Err(ShowId::not_found()),
             "not_on_sale" => match outcome.show_status {
                 Some(status) => Err(not_on_sale(status)),

@@ -15,7 +15,7 @@ pub(crate) mod inventory;
 
 pub(crate) use inventory::{end_expired, free_seats, lock_hold, lock_seats};
 
-use crate::auth::Admission;
+use crate::auth::{Admission, ClaimingAdmission};
 use crate::domain::hold_request::HoldBody;
 use crate::domain::{HoldId, HoldRequest, IdempotencyKey, ShowId};
 use crate::error::{ApiError, Code};
@@ -47,7 +47,7 @@ pub(crate) struct HoldView {
 
 pub(crate) async fn post_hold(
     State(state): State<AppState>,
-    admission: Admission,
+    ClaimingAdmission(admission): ClaimingAdmission,
     Path(show): Path<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<HoldBody>,
@@ -66,7 +66,7 @@ pub(crate) async fn post_hold(
         route: &route,
         fingerprint: &fingerprint,
     };
-    let result = claim::create_hold(&state, show, &request, &keyed).await;
+    let result = claim::create_hold(&state, show, &request, &admission.jti, &keyed).await;
     let metrics = &state.metrics;
     metrics
         .hold_duration
@@ -88,8 +88,9 @@ pub(crate) async fn post_hold(
         Ok(claim::Claimed::KeyTaken) => idempotency::seen(&state.pool, &keyed).await,
         Err(error) => {
             let problem = error.to_problem();
-            if problem.status >= 500 {
-                // Nothing is stored: a retry runs again.
+            if problem.status >= 500 || matches!(error, ApiError::AdmissionSpent) {
+                // Nothing is stored: a retry runs again, and a spent admission's key stays
+                // the fan's to use with a valid one.
                 return Err(error);
             }
             // A refusal is the key's answer, unless another request answered it meanwhile.

@@ -1016,6 +1016,13 @@ async fn an_admission_is_spent_at_the_origin_once_its_order_is_paid() {
         )
         .await
         .problem(401, "admission_spent");
+    // Nor is the refusal stored as the answer of the keys it came with.
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM idempotency_keys WHERE response_status = 401")
+            .fetch_one(&s.app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, 0);
     let hold_path = format!("/v1/holds/{}", order_body["hold_id"].as_str().unwrap());
     fan.get(&hold_path).await.problem(401, "admission_spent");
     confirm(&fan, &payment, "pm_card_ok", "c2")
