@@ -116,6 +116,30 @@ async fn a_seat_cannot_have_two_valid_tickets() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_idempotency_key_is_1_to_255_printable_ascii_characters() {
+    let f = ShowFixture::spawn().await;
+    let store = |key: String| {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (fan_id, key, route, request_hash) VALUES ('fan', $1, 'r', '')",
+        )
+        .bind(key)
+        .execute(f.pool())
+    };
+    for good in ["!".to_owned(), "~".repeat(255), "Aa0-_.:/{}".to_owned()] {
+        store(good).await.unwrap();
+    }
+    for bad in [
+        String::new(),
+        "x".repeat(256),
+        "a b".to_owned(),
+        "\u{7f}".to_owned(),
+        "é".to_owned(),
+    ] {
+        assert_eq!(violated(store(bad).await), "idempotency_keys_key_check");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_show_is_never_deleted() {
     // Holds and orders name their show without a foreign key: the show outlives them.
     let f = ShowFixture::spawn().await;
