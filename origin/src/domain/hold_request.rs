@@ -1,39 +1,16 @@
 //! The body of `POST /v1/shows/{id}/holds` and the `Idempotency-Key` header, parsed.
 
 use crate::error::{ApiError, Code};
-use serde::de::{value::MapAccessDeserializer, MapAccess, Visitor};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::fmt;
 
 /// Exactly one of the two shapes; anything else (both, neither, extra fields) is refused.
-#[derive(Debug)]
-pub(crate) struct HoldBody(HoldFields);
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct HoldFields {
+pub(crate) struct HoldBody {
     seat_ids: Option<Vec<i64>>,
     section_id: Option<String>,
     quantity: Option<i64>,
-}
-
-impl<'de> Deserialize<'de> for HoldBody {
-    /// From an object only: a derived struct also reads an array of its fields in order,
-    /// which would take `[[3, 5]]` for a hold of seats 3 and 5.
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Object;
-        impl<'de> Visitor<'de> for Object {
-            type Value = HoldBody;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<HoldBody, A::Error> {
-                HoldFields::deserialize(MapAccessDeserializer::new(map)).map(HoldBody)
-            }
-        }
-        deserializer.deserialize_map(Object)
-    }
 }
 
 /// A hold request, parsed; serialized, it is the canonical request an `Idempotency-Key`
@@ -65,7 +42,6 @@ impl HoldRequest {
                     .with("max_seats_per_hold", max_seats),
             )
         };
-        let HoldBody(body) = body;
         match (body.seat_ids, body.section_id, body.quantity) {
             (Some(seat_ids), None, None) => {
                 if seat_ids.is_empty() {
@@ -130,6 +106,7 @@ impl HoldRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json::Object;
     use proptest::prelude::*;
     use serde_json::{json, Value};
 
@@ -137,7 +114,9 @@ mod tests {
 
     fn parse(value: serde_json::Value) -> Result<HoldRequest, ApiError> {
         HoldRequest::parse(
-            serde_json::from_value(value).map_err(|e| ApiError::InvalidBody(e.to_string()))?,
+            serde_json::from_value::<Object<HoldBody>>(value)
+                .map_err(|e| ApiError::InvalidBody(e.to_string()))?
+                .0,
             MAX_SEATS,
         )
     }
@@ -246,7 +225,7 @@ mod tests {
     proptest! {
         #[test]
         fn any_text_parses_or_is_refused(text in any::<String>()) {
-            if let Ok(body) = serde_json::from_str::<HoldBody>(&text) {
+            if let Ok(Object(body)) = serde_json::from_str::<Object<HoldBody>>(&text) {
                 let _ = HoldRequest::parse(body, MAX_SEATS);
             }
         }

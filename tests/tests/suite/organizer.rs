@@ -53,6 +53,11 @@ async fn bad_bodies_are_problems_and_change_nothing() {
         )
         .await;
     unknown_field.problem(400, "invalid_body");
+    // The fields in order, as an array, are not the object.
+    organizer
+        .post("/v1/admin/venues", &json!(["Hall", "Oslo", []]))
+        .await
+        .problem(400, "invalid_body");
     organizer
         .post(
             "/v1/admin/venues",
