@@ -10,7 +10,7 @@
 //! key ([`release`]) so the client can retry.
 //!
 //! A write with no outside call in it (a hold) writes its key last, with its answer, in the
-//! statement that makes its effect (`claim_hold`, migration 0008): key, effect and answer
+//! statement that makes its effect (`claim_hold`, migration 0011): key, effect and answer
 //! commit together, so it has no in-flight window; a duplicate arriving meanwhile waits on
 //! the key's unique entry, then its own work rolls back and it replays the answer ([`seen`]).
 //! Its refusals are stored after the fact ([`record`]), unless another request answered
