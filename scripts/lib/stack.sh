@@ -100,23 +100,29 @@ start_postgres() {
         port=$(sed -n 4p "$dir/postmaster.pid")
         log "PostgreSQL already running on $port"
     else
-        port=$(usable_port "$port" "$([ "$profile" = dev ] && echo fixed || echo any)")
-        local options="-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=256MB"
-        if [ "$profile" = test ]; then
-            options="$options -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        fi
-        log "starting PostgreSQL on 127.0.0.1:$port"
-        local attempt
-        # Connections of a server stopped a moment ago linger in TIME_WAIT on its port and
-        # keep a new server from binding it for up to a minute: wait them out.
+        local mode attempt options
+        mode=$([ "$profile" = dev ] && echo fixed || echo any)
+        # A port nothing listens on may still be held by closed connections in TIME_WAIT (a
+        # server stopped a moment ago, or a client that drew it from the ephemeral range) for
+        # up to a minute: a fixed port waits them out, any other moves to the next port.
         for attempt in $(seq 40); do
+            port=$(usable_port "$port" "$mode")
+            options="-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=256MB"
+            if [ "$profile" = test ]; then
+                options="$options -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            fi
+            log "starting PostgreSQL on 127.0.0.1:$port"
             pg_run "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 -o "$options" start >/dev/null && break
             if [ "$attempt" = 40 ] || ! tail -n 20 "$dir/server.log" | grep -q 'Address already in use'; then
                 tail -n 20 "$dir/server.log" >&2
                 die "PostgreSQL did not start"
             fi
-            [ "$attempt" = 1 ] && log "port $port is still held by closed connections; waiting"
-            sleep 2
+            if [ "$mode" = any ]; then
+                port=$((port + 1))
+            else
+                [ "$attempt" = 1 ] && log "port $port is still held by closed connections; waiting"
+                sleep 2
+            fi
         done
         ONSALE_STARTED_PG=$dir
     fi
