@@ -262,6 +262,12 @@ pub(crate) async fn create_show(
     )
     .execute(&mut *tx)
     .await?;
+    // Statistics at once: until autovacuum's first ANALYZE the planner takes the new table
+    // for empty, and a pooled connection keeps the sequential scans it plans then as its
+    // generic plans (an order's items once read a whole stadium per order this way).
+    sqlx::query(&format!("ANALYZE {}", inventory_partition(id)))
+        .execute(&mut *tx)
+        .await?;
     // LEAST ignores NULL: the first show sets it, later shows can only move it earlier.
     sqlx::query!(
         "UPDATE events SET first_show_at = LEAST(first_show_at, $2) WHERE id = $1",

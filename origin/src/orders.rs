@@ -18,24 +18,24 @@ use crate::AppState;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use chrono::{DateTime, Utc};
 use onsale_contract::clock::now_ms;
 use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
 use uuid::Uuid;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct PaymentView {
     payment_id: Uuid,
     status: PaymentStatus,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct ItemView {
     seat_id: i64,
     price_cents: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct TicketView {
     ticket_id: Uuid,
     seat_id: i64,
@@ -75,7 +75,7 @@ impl OrderView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct RefundView {
     refund_id: Uuid,
     amount_cents: i64,
@@ -100,6 +100,13 @@ pub(crate) async fn post_order(
     };
     let result = create_order(&state, &admission, request.hold_id, &claimed).await;
     idempotency::respond(&state.pool, &claimed, StatusCode::CREATED, result).await
+}
+
+fn hold_already_ordered() -> ApiError {
+    ApiError::Conflict(
+        Code::HoldAlreadyOrdered,
+        "this hold already has an order".to_owned(),
+    )
 }
 
 async fn create_order(
@@ -130,85 +137,75 @@ async fn create_order(
         .await?;
     let mut tx = state.pool.begin().await?;
     let active = lock_hold(&mut tx, show, &seats, hold.0).await?;
-    let ordered = sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM orders WHERE hold_id = $1) AS "ordered!""#,
-        hold.0,
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    if ordered {
-        return Err(ApiError::Conflict(
-            Code::HoldAlreadyOrdered,
-            "this hold already has an order".to_owned(),
-        ));
-    }
     if !active {
-        return Err(ApiError::Conflict(
-            Code::HoldNotActive,
-            "the hold has expired or was released; hold the seats again".to_owned(),
-        ));
+        let ordered = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM orders WHERE hold_id = $1) AS "ordered!""#,
+            hold.0,
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        return Err(if ordered {
+            hold_already_ordered()
+        } else {
+            ApiError::Conflict(
+                Code::HoldNotActive,
+                "the hold has expired or was released; hold the seats again".to_owned(),
+            )
+        });
     }
-    // The payment window, once: an order is made once per hold.
-    let expires_at: DateTime<Utc> = sqlx::query_scalar!(
-        "UPDATE holds SET expires_at = greatest(expires_at, clock_timestamp() + make_interval(secs => $2))
-         WHERE id = $1 RETURNING expires_at",
+    // One statement for the live hold, locked above: unless it already has an order, the
+    // payment window is set on the hold and its seats (once: an order is made once per
+    // hold), and the order, its items and its payment are written. Nothing comes back when
+    // the hold was ordered before. Seats are named by the show and seat ids as parameters,
+    // never through a join with the hold: the planner prunes the inventory's partitions and
+    // finds the rows by key only for values it is given (a join scanned the whole show).
+    let order = Uuid::now_v7();
+    let placed = sqlx::query_scalar!(
+        r#"WITH extended AS (
+             UPDATE holds SET expires_at = greatest(expires_at, clock_timestamp() + make_interval(secs => $2))
+             WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM orders WHERE hold_id = $1)
+             RETURNING id, show_id, seat_ids, expires_at
+           ), windowed AS (
+             UPDATE seat_inventory i SET hold_expires_at = e.expires_at, version = i.version + 1
+             FROM extended e
+             WHERE i.show_id = $13 AND i.seat_id = ANY($14) AND i.hold_id = e.id
+             RETURNING i.seat_id, i.price_tier
+           ), placed AS (
+             INSERT INTO orders (id, show_id, hold_id, fan_id, status, total_cents, currency, expires_at,
+                                 admission_jti)
+             SELECT $3, e.show_id, e.id, $4, 'pending_payment', $5, $6, e.expires_at, $7 FROM extended e
+             RETURNING id
+           ), items AS (
+             INSERT INTO order_items (order_id, show_id, seat_id, price_cents)
+             SELECT p.id, $13, w.seat_id, t.price_cents
+             FROM placed p, windowed w
+             JOIN show_price_tiers t ON t.show_id = $13 AND t.tier = w.price_tier
+           ), payment AS (
+             INSERT INTO payments (id, order_id, provider, provider_ref, status, provider_version,
+                                   amount_cents, currency)
+             SELECT $8, p.id, $9, $10, $11, $12, $5, $6 FROM placed p
+           )
+           SELECT id AS "id!" FROM placed"#,
         hold.0,
         state.config.orders.payment_window_s,
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    sqlx::query!(
-        "UPDATE seat_inventory SET hold_expires_at = $4, version = version + 1
-         WHERE show_id = $1 AND seat_id = ANY($2) AND hold_id = $3",
-        show,
-        &seats,
-        hold.0,
-        expires_at,
-    )
-    .execute(&mut *tx)
-    .await?;
-    let order = Uuid::now_v7();
-    sqlx::query!(
-        "INSERT INTO orders (id, show_id, hold_id, fan_id, status, total_cents, currency, expires_at,
-                             admission_jti)
-         VALUES ($1, $2, $3, $4, 'pending_payment', $5, $6, $7, $8)",
         order,
-        show,
-        hold.0,
         admission.fan,
         total_cents,
         currency,
-        expires_at,
         admission.jti,
-    )
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query!(
-        "INSERT INTO order_items (order_id, show_id, seat_id, price_cents)
-         SELECT $1, i.show_id, i.seat_id, p.price_cents
-         FROM holds h
-         JOIN seat_inventory i ON i.show_id = h.show_id AND i.seat_id = ANY(h.seat_ids)
-         JOIN show_price_tiers p ON p.show_id = i.show_id AND p.tier = i.price_tier
-         WHERE h.id = $2",
-        order,
-        hold.0,
-    )
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query!(
-        "INSERT INTO payments (id, order_id, provider, provider_ref, status, provider_version, amount_cents, currency)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         Uuid::now_v7(),
-        order,
         state.provider.name(),
         intent.reference,
         intent.status.as_str(),
         intent.version,
-        total_cents,
-        currency,
+        show,
+        &seats,
     )
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
+    if placed.is_none() {
+        return Err(hold_already_ordered());
+    }
     let view = load(&mut tx, OrderId(order)).await?;
     let body = crate::http::to_json(&view)?;
     idempotency::store_in(&mut tx, claimed, 201, &body).await?;
@@ -216,48 +213,31 @@ async fn create_order(
     Ok(body)
 }
 
+/// The order's view in one statement: the order with its items, tickets, latest payment
+/// and refund, each part read in the caller's snapshot.
 pub(crate) async fn load(
     tx: &mut sqlx::PgConnection,
     order: OrderId,
 ) -> Result<OrderView, ApiError> {
     let row = sqlx::query!(
-        r#"SELECT id, show_id, hold_id, status AS "status: OrderStatus", cancel_reason, total_cents,
-                  currency, expires_at
-           FROM orders WHERE id = $1"#,
+        r#"SELECT o.id, o.show_id, o.hold_id, o.status AS "status: OrderStatus", o.cancel_reason,
+                  o.total_cents, o.currency, o.expires_at,
+                  (SELECT coalesce(json_agg(json_build_object('seat_id', seat_id, 'price_cents', price_cents)
+                                            ORDER BY seat_id), '[]')
+                     FROM order_items WHERE order_id = o.id) AS "items!: Json<Vec<ItemView>>",
+                  (SELECT coalesce(json_agg(json_build_object('ticket_id', id, 'seat_id', seat_id, 'status', status)
+                                            ORDER BY seat_id), '[]')
+                     FROM tickets WHERE order_id = o.id) AS "tickets!: Json<Vec<TicketView>>",
+                  (SELECT json_build_object('payment_id', id, 'status', status)
+                     FROM payments WHERE order_id = o.id ORDER BY created_at DESC LIMIT 1)
+                    AS "payment!: Json<PaymentView>",
+                  (SELECT json_build_object('refund_id', id, 'amount_cents', amount_cents, 'reason', reason,
+                                            'status', status)
+                     FROM refunds WHERE order_id = o.id) AS "refund: Json<RefundView>"
+           FROM orders o WHERE o.id = $1"#,
         order.0,
     )
     .fetch_one(&mut *tx)
-    .await?;
-    let items = sqlx::query_as!(
-        ItemView,
-        "SELECT seat_id, price_cents FROM order_items WHERE order_id = $1 ORDER BY seat_id",
-        order.0,
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    let tickets = sqlx::query_as!(
-        TicketView,
-        r#"SELECT id AS ticket_id, seat_id, status AS "status: TicketStatus"
-           FROM tickets WHERE order_id = $1 ORDER BY seat_id"#,
-        order.0,
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    let payment = sqlx::query_as!(
-        PaymentView,
-        r#"SELECT id AS payment_id, status AS "status: PaymentStatus"
-           FROM payments WHERE order_id = $1 ORDER BY created_at DESC LIMIT 1"#,
-        order.0,
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    let refund = sqlx::query_as!(
-        RefundView,
-        r#"SELECT id AS refund_id, amount_cents, reason, status AS "status: RefundStatus"
-           FROM refunds WHERE order_id = $1"#,
-        order.0,
-    )
-    .fetch_optional(&mut *tx)
     .await?;
     Ok(OrderView {
         order_id: row.id,
@@ -269,10 +249,10 @@ pub(crate) async fn load(
         currency: row.currency,
         expires_at_ms: row.expires_at.timestamp_millis(),
         server_time_ms: now_ms(),
-        items,
-        tickets,
-        payment,
-        refund,
+        items: row.items.0,
+        tickets: row.tickets.0,
+        payment: row.payment.0,
+        refund: row.refund.map(|refund| refund.0),
     })
 }
 

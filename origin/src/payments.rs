@@ -381,6 +381,10 @@ async fn spend_admission(tx: &mut PgConnection, jti: &str, order: Uuid) -> Resul
     Ok(())
 }
 
+/// The sale, in one statement: the order confirmed and its admission spent (the order's
+/// admission is spent with the sale however the payment's word arrived: the fan's
+/// confirmation, a webhook, reconciliation), the hold converted, its seats sold, a ticket per
+/// seat and an `order_confirmed` outbox row.
 async fn sell(
     tx: &mut PgConnection,
     order: OrderId,
@@ -388,61 +392,48 @@ async fn sell(
     hold: Uuid,
     seats: &[i64],
 ) -> Result<(), ApiError> {
-    let admission = sqlx::query_scalar!(
-        "UPDATE orders SET status = 'confirmed', confirmed_at = now() WHERE id = $1
-         RETURNING admission_jti",
+    let tickets: Vec<Uuid> = seats.iter().map(|_| Uuid::now_v7()).collect();
+    let sold = sqlx::query_scalar!(
+        r#"WITH confirmed AS (
+             UPDATE orders SET status = 'confirmed', confirmed_at = now() WHERE id = $1
+             RETURNING id, fan_id, show_id, admission_jti
+           ), spent AS (
+             INSERT INTO spent_admissions (jti, order_id)
+             SELECT admission_jti, id FROM confirmed WHERE admission_jti IS NOT NULL
+             ON CONFLICT (jti) DO NOTHING
+           ), converted AS (
+             UPDATE holds SET status = 'converted', ended_at = now() WHERE id = $3
+           ), sold AS (
+             UPDATE seat_inventory SET status = 'sold', order_id = $1, hold_id = NULL, hold_expires_at = NULL,
+                                       version = version + 1
+             WHERE show_id = $2 AND seat_id = ANY($4) AND hold_id = $3 AND status = 'held'
+             RETURNING seat_id
+           ), issued AS (
+             INSERT INTO tickets (id, order_id, show_id, seat_id, status)
+             SELECT unnest($5::uuid[]), $1, $2, unnest($4::int8[]), 'valid'
+           ), announced AS (
+             INSERT INTO outbox (aggregate_id, event_type, payload)
+             SELECT id, 'order_confirmed',
+                    jsonb_build_object('order_id', id, 'fan_id', fan_id, 'show_id', show_id,
+                                       'ticket_ids', to_jsonb($5::uuid[]))
+             FROM confirmed
+           )
+           SELECT count(*) AS "sold!" FROM sold"#,
         order.0,
+        show,
+        hold,
+        seats,
+        &tickets,
     )
     .fetch_one(&mut *tx)
     .await?;
-    // The order's admission is spent with the sale, however the payment's word arrived
-    // (the fan's confirmation, a webhook, reconciliation).
-    if let Some(jti) = admission {
-        spend_admission(tx, &jti, order.0).await?;
-    }
-    sqlx::query!(
-        "UPDATE holds SET status = 'converted', ended_at = now() WHERE id = $1",
-        hold,
-    )
-    .execute(&mut *tx)
-    .await?;
-    let sold = sqlx::query!(
-        "UPDATE seat_inventory SET status = 'sold', order_id = $4, hold_id = NULL, hold_expires_at = NULL,
-                                   version = version + 1
-         WHERE show_id = $1 AND seat_id = ANY($2) AND hold_id = $3 AND status = 'held'",
-        show,
-        seats,
-        hold,
-        order.0,
-    )
-    .execute(&mut *tx)
-    .await?;
     // The live hold was locked above, so all its seats are still its own.
-    if sold.rows_affected() != seats.len() as u64 {
+    if sold != seats.len() as i64 {
         return Err(ApiError::Internal(format!(
-            "order {order}: {} of {} seats were still held",
-            sold.rows_affected(),
+            "order {order}: {sold} of {} seats were still held",
             seats.len()
         )));
     }
-    let tickets: Vec<Uuid> = seats.iter().map(|_| Uuid::now_v7()).collect();
-    sqlx::query!(
-        "INSERT INTO tickets (id, order_id, show_id, seat_id, status)
-         SELECT unnest($1::uuid[]), $2, $3, unnest($4::int8[]), 'valid'",
-        &tickets,
-        order.0,
-        show,
-        seats,
-    )
-    .execute(&mut *tx)
-    .await?;
-    outbox(
-        tx,
-        order,
-        "order_confirmed",
-        serde_json::json!({ "ticket_ids": tickets }),
-    )
-    .await?;
     Ok(())
 }
 

@@ -164,4 +164,12 @@ async fn each_show_has_its_own_inventory_partition() {
         .unwrap();
     assert_eq!(rows, 20);
     assert_eq!(f.seats.len(), 20);
+    // Analyzed when made: a new table's statistics say nothing (-1) until an ANALYZE.
+    let estimated: f32 =
+        sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE oid = $1::regclass")
+            .bind(&partition)
+            .fetch_one(f.pool())
+            .await
+            .unwrap();
+    assert_eq!(estimated, 20.0);
 }
