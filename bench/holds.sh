@@ -13,6 +13,9 @@
 #       CONCURRENCY (default 32) HTTP clients, fresh idempotency keys, tokens signed up front.
 #   (d) every hold of (b) expired at once: the sweeper ends them while the same claims run
 #       again; the longest claim shows whether the sweep stalls claims.
+#   (e) the whole checkout: the same 20,000 claims, each then ordered and paid (the sandbox
+#       provider, its webhooks delivered to the origin as a real provider's would be), by
+#       CONCURRENCY HTTP clients; every seat ends sold once, with one ticket.
 # Inventory is reset between (a) and (b); every run must end with every seat held exactly
 # once. Private PostgreSQL and Redis under .onsale/bench/. The last lines compare (b) to (r).
 set -euo pipefail
@@ -116,15 +119,21 @@ pgbench_seconds=$(awk -v c="$claims" -v t="$pgbench_tps" 'BEGIN {printf "%.3f", 
 echo "pgbench_holds_per_s=$pgbench_tps pgbench_seconds=$pgbench_seconds p50_ms=$pgbench_p50 p99_ms=$pgbench_p99 seats_held=$pgbench_held wal_bytes_per_claim=$pgbench_wal hot_updates=$pgbench_hot/$pgbench_updates"
 
 reset_inventory
-origin_listen=127.0.0.1:$(usable_port 58081 any)
-ONSALE_ORIGIN_LISTEN=$origin_listen \
-ONSALE_VERIFY_KEYS="$ONSALE_ROOT/.onsale/bench/keys/verify.pem" \
-ONSALE_TICKET_SIGNING_KEY="$ONSALE_ROOT/.onsale/bench/keys/signing.pem" \
-RUST_LOG=warn \
-    target/release/origin --config config/origin.toml serve >.onsale/bench/origin.log 2>&1 &
-origin_pid=$!
-origin_url=http://$origin_listen
-wait_http "$origin_url/readyz" origin
+# start_origin CONFIG: the release origin on a free port; sets origin_pid and origin_url.
+start_origin() {
+    local listen
+    listen=127.0.0.1:$(usable_port 58081 any)
+    ONSALE_ORIGIN_LISTEN=$listen \
+    ONSALE_VERIFY_KEYS="$ONSALE_ROOT/.onsale/bench/keys/verify.pem" \
+    ONSALE_TICKET_SIGNING_KEY="$ONSALE_ROOT/.onsale/bench/keys/signing.pem" \
+    RUST_LOG=warn \
+        target/release/origin --config "$1" serve >>.onsale/bench/origin.log 2>&1 &
+    origin_pid=$!
+    origin_url=http://$listen
+    wait_http "$origin_url/readyz" origin
+}
+: >.onsale/bench/origin.log
+start_origin config/origin.toml
 wal_before=$(wal_lsn)
 http_out=$(target/release/examples/hold_load "$origin_url" "$show" .onsale/bench/keys/signing.pem \
     "$first" "$claims" "$seats_per_claim" "$concurrency")
@@ -165,7 +174,24 @@ read -r held_now in_live stray < <(sql "SELECT
 [ "$held_now" -eq "$in_live" ] && [ "$stray" -eq 0 ] \
     || die "after the sweep: $held_now seats held, $in_live in live holds, $stray held by no live hold"
 echo "sweep_claims: $(echo "$sweep_out" | tr '\n' ' ')sweep_seconds=$sweep_seconds seats_held=$held_now"
-sweep_max=$(sed -n 's/^http_max_ms=//p' <<<"$sweep_out")
+sweep_max=$(sed -n 's/^http_holds_max_ms=//p' <<<"$sweep_out")
+
+# (e) Checkout. Webhooks go straight to the origin (no edge runs here).
+kill "$origin_pid"
+wait "$origin_pid" 2>/dev/null || true
+reset_inventory
+sed '/^webhook_url = /d' config/origin.toml >.onsale/bench/origin-checkout.toml
+start_origin .onsale/bench/origin-checkout.toml
+wal_before=$(wal_lsn)
+checkout_out=$(target/release/examples/hold_load "$origin_url" "$show" .onsale/bench/keys/signing.pem \
+    "$first" "$claims" "$seats_per_claim" "$concurrency" checkout)
+wal_after=$(wal_lsn)
+read -r sold tickets < <(sql "SELECT
+      (SELECT count(*) FROM seat_inventory WHERE show_id = '$show' AND status = 'sold'),
+      (SELECT count(*) FROM tickets WHERE show_id = '$show' AND status = 'valid')" | tr '|' ' ')
+[ "$sold" -eq "$seats" ] && [ "$tickets" -eq "$seats" ] \
+    || die "checkout: $sold seats sold and $tickets tickets, not $seats"
+echo "checkout: $(echo "$checkout_out" | tr '\n' ' ')seats_sold=$sold tickets=$tickets wal_bytes_per_checkout=$(wal_per_claim "$wal_before" "$wal_after")"
 
 http_rate=$(sed -n 's/^http_holds_per_s=//p' <<<"$http_out")
 http_seconds=$(sed -n 's/^http_seconds=//p' <<<"$http_out")
@@ -176,3 +202,4 @@ echo "http_holds_per_s=$http_rate"
 awk -v h="$http_rate" -v m="$minimal_tps" 'BEGIN {printf "ratio_http_over_minimal=%.2f\n", h / m}'
 echo "sellout_seconds_http=$http_seconds sellout_seconds_minimal=$minimal_seconds"
 echo "claims_during_sweep_max_ms=$sweep_max"
+grep -E '^http_(orders|payments)_(per_s|p99_ms)=' <<<"$checkout_out"
