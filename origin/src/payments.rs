@@ -308,13 +308,20 @@ pub(crate) async fn apply(
     resync: bool,
 ) -> Result<Applied, ApiError> {
     let seen = sqlx::query!(
-        r#"SELECT o.id, o.show_id, o.hold_id,
+        r#"SELECT o.id, o.show_id, o.hold_id, p.status AS "payment_status: PaymentStatus", p.provider_version,
                 array(SELECT seat_id FROM order_items WHERE order_id = o.id ORDER BY seat_id) AS "seats!"
          FROM payments p JOIN orders o ON o.id = p.order_id WHERE p.id = $1"#,
         payment,
     )
     .fetch_one(&mut *tx)
     .await?;
+    // Stale without a lock: a settled payment never moves and its version only grows, so
+    // what is stale now stays stale. Most webhooks end here, their payment already applied
+    // by the fan's confirmation. (A resync may move a `processing` payment at the same
+    // version, which a confirmation can set meanwhile: it takes the locks.)
+    if !resync && (seen.payment_status.settled() || intent.version <= seen.provider_version) {
+        return Ok(Applied::Stale);
+    }
     let (order, show, hold, seats) = (seen.id, seen.show_id, seen.hold_id, seen.seats);
     let hold_live = lock_hold(tx, show, &seats, hold).await?;
     let locked = sqlx::query!(
