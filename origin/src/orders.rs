@@ -1,5 +1,6 @@
 //! Orders: a fan's active hold becomes an order awaiting payment, in one transaction that
-//! also extends the hold, once, to the payment window and creates the payment intent.
+//! also extends the hold, once, to the payment window and records the payment; the
+//! provider's intent is created just before, outside any transaction.
 //!
 //! Lock order: the hold's inventory rows, then the hold row; the sweeper takes them in the
 //! same order, and a claim locks inventory rows only. An order whose hold expires before
