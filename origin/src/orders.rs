@@ -165,7 +165,7 @@ async fn create_order(
         r#"WITH extended AS (
              UPDATE holds SET expires_at = greatest(expires_at, clock_timestamp() + make_interval(secs => $2))
              WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM orders WHERE hold_id = $1)
-             RETURNING id, show_id, seat_ids, expires_at
+             RETURNING id, show_id, expires_at
            ), windowed AS (
              UPDATE seat_inventory i SET hold_expires_at = e.expires_at, version = i.version + 1
              FROM extended e

@@ -419,6 +419,7 @@ async fn sell(
              INSERT INTO tickets (id, order_id, show_id, seat_id, status)
              SELECT unnest($5::uuid[]), $1, $2, unnest($4::int8[]), 'valid'
            ), announced AS (
+             -- The payload as `outbox` builds every event's: the order and its fan first.
              INSERT INTO outbox (aggregate_id, event_type, payload)
              SELECT id, 'order_confirmed',
                     jsonb_build_object('order_id', id, 'fan_id', fan_id, 'show_id', show_id,
