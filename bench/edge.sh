@@ -14,6 +14,7 @@ set -euo pipefail
 source "$(dirname "$0")/../scripts/lib/stack.sh"
 source "$(dirname "$0")/lib.sh"
 cd "$ONSALE_ROOT"
+cpu_model
 rounds=${ROUNDS:-3}
 duration=${DURATION:-10s}
 show=0193a6f0-0000-7000-8000-000000000201

@@ -15,6 +15,12 @@ end
 LUA
 }
 
+# cpu_model: the benchmark's CPU, printed first: absolute rates, and how Pingora fares
+# against nginx and Redis, move with it.
+cpu_model() {
+    echo "cpu=\"$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)\" cores=$(nproc)"
+}
+
 # median: the middle line of ROUNDS lines on stdin, sorted by their first number.
 median() {
     sort -n | sed -n "$(( (rounds + 1) / 2 ))p"

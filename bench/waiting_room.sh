@@ -27,6 +27,7 @@ set -euo pipefail
 source "$(dirname "$0")/../scripts/lib/stack.sh"
 source "$(dirname "$0")/lib.sh"
 cd "$ONSALE_ROOT"
+cpu_model
 rounds=${ROUNDS:-3}
 duration=${DURATION:-10s}
 fans=${FANS:-1000000}

@@ -9,6 +9,7 @@ mod accounts;
 mod admin;
 mod background;
 pub mod config;
+mod fastlane;
 mod limits;
 pub mod live;
 mod metrics;
@@ -153,8 +154,11 @@ pub fn build_server(options: Options) -> Result<(Server, Arc<Shared>), StartErro
     let edge = proxy::EdgeProxy {
         shared: shared.clone(),
     };
-    let mut public =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, edge, "public");
+    let proxy = pingora::proxy::http_proxy(&server.configuration, edge);
+    let mut public = Service::new(
+        "public".to_owned(),
+        fastlane::EdgeApp::new(proxy, shared.clone()),
+    );
     public.add_tcp(&config.listen.public.to_string());
     if let (Some(tls), Some(certificates)) = (&config.listen.tls, &shared.certificates) {
         let settings = certificates

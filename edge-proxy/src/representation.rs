@@ -3,7 +3,7 @@
 //! Snapshots and the web app both keep brotli, gzip and identity forms made ahead of time.
 
 use http::header;
-use pingora::http::RequestHeader;
+use http::HeaderMap;
 
 /// `Accept-Encoding` negotiation: the acceptable coding with the highest q-value, brotli
 /// before gzip before identity on ties. Unlisted codings are unacceptable unless `*` says
@@ -54,9 +54,8 @@ pub(crate) fn negotiate(accept_encoding: Option<&str>) -> Encoding {
         .map_or(Encoding::Identity, |(e, _)| e)
 }
 
-pub(crate) fn if_none_match(request: &RequestHeader, etag: &[u8]) -> bool {
+pub(crate) fn if_none_match(request: &HeaderMap, etag: &[u8]) -> bool {
     request
-        .headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|v| v.to_str().ok())

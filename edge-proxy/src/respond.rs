@@ -1,5 +1,6 @@
-//! Local responses written by the edge itself. Pingora needs an explicit Content-Length on
-//! them, and a HEAD request gets the headers without the body.
+//! Local responses written by the edge itself, through a Pingora session or straight onto a
+//! connection of the fast lane. Pingora needs an explicit Content-Length on them, and a HEAD
+//! request gets the headers without the body.
 
 use crate::problem;
 use bytes::Bytes;
@@ -8,9 +9,13 @@ use onsale_contract::problem::{Problem, CONTENT_TYPE as PROBLEM_JSON};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use serde::Serialize;
+use std::io::Write;
 
-/// Writes `problem` as problem+json, with `Retry-After` when it carries `retry_after_s`.
-pub(crate) async fn problem(session: &mut Session, problem: &Problem) -> pingora::Result<()> {
+/// A response the edge makes itself: its header and its whole body.
+pub(crate) type Local = (ResponseHeader, Bytes);
+
+/// `problem` as problem+json, with `Retry-After` when it carries `retry_after_s`.
+pub(crate) fn problem_response(problem: &Problem) -> pingora::Result<Local> {
     let mut header = ResponseHeader::build(problem.status, Some(4))?;
     header.insert_header(http::header::CONTENT_TYPE, PROBLEM_JSON)?;
     header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
@@ -21,22 +26,21 @@ pub(crate) async fn problem(session: &mut Session, problem: &Problem) -> pingora
     {
         header.insert_header(http::header::RETRY_AFTER, retry.to_string())?;
     }
-    body(session, header, Bytes::from(problem.to_json())).await
+    Ok((header, Bytes::from(problem.to_json())))
 }
 
-/// Writes `value` as an uncacheable JSON answer with `status`, setting `cookies`; a value
-/// that does not serialize is answered 500 instead.
-pub(crate) async fn json(
-    session: &mut Session,
+/// `value` as an uncacheable JSON answer with `status`, setting `cookies`; a value that
+/// does not serialize is answered 500 instead.
+pub(crate) fn json_response(
     status: u16,
     value: &impl Serialize,
     cookies: Vec<String>,
-) -> pingora::Result<()> {
+) -> pingora::Result<Local> {
     let bytes = match serde_json::to_vec(value) {
         Ok(bytes) => bytes,
         Err(error) => {
             tracing::error!(%error, "cannot serialize a response");
-            return self::problem(session, &problem::internal()).await;
+            return problem_response(&problem::internal());
         }
     };
     let mut header = ResponseHeader::build(status, Some(4 + cookies.len()))?;
@@ -45,7 +49,24 @@ pub(crate) async fn json(
     for cookie in cookies {
         header.append_header(http::header::SET_COOKIE, cookie)?;
     }
-    body(session, header, Bytes::from(bytes)).await
+    Ok((header, Bytes::from(bytes)))
+}
+
+/// Writes `problem` as problem+json (see [`problem_response`]).
+pub(crate) async fn problem(session: &mut Session, problem: &Problem) -> pingora::Result<()> {
+    let (header, bytes) = problem_response(problem)?;
+    body(session, header, bytes).await
+}
+
+/// Writes `value` as JSON (see [`json_response`]).
+pub(crate) async fn json(
+    session: &mut Session,
+    status: u16,
+    value: &impl Serialize,
+    cookies: Vec<String>,
+) -> pingora::Result<()> {
+    let (header, bytes) = json_response(status, value, cookies)?;
+    body(session, header, bytes).await
 }
 
 /// Writes `header` with a Content-Length for `body`, and the body unless the request is HEAD.
@@ -66,4 +87,37 @@ pub(crate) async fn body(
         session.write_response_body(Some(body), true).await?;
     }
     Ok(())
+}
+
+/// `header` and `body` as an HTTP/1.1 response appended to `out`, for a connection the edge
+/// writes itself: a Content-Length for `body`, the body unless `head_only`, and
+/// `Connection: close` when the connection ends after it.
+pub(crate) fn encode_http1(
+    out: &mut Vec<u8>,
+    header: &ResponseHeader,
+    body: &[u8],
+    head_only: bool,
+    close: bool,
+) {
+    let status = header.status;
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in header.headers.iter() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "content-length: {}", body.len());
+    if close {
+        out.extend_from_slice(b"\r\nconnection: close");
+    }
+    out.extend_from_slice(b"\r\n\r\n");
+    if !head_only {
+        out.extend_from_slice(body);
+    }
 }

@@ -9,8 +9,8 @@
 
 use crate::representation::{if_none_match, negotiate, Encoding};
 use bytes::Bytes;
-use http::{header, HeaderValue, StatusCode};
-use pingora::http::{RequestHeader, ResponseHeader};
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+use pingora::http::ResponseHeader;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
@@ -98,7 +98,7 @@ pub(crate) fn is_page(segments: &[&str]) -> bool {
 /// this build is there (an asset of another build, a name that never existed).
 pub(crate) fn respond(
     path: &str,
-    request: &RequestHeader,
+    request: &HeaderMap,
     hsts: Option<&str>,
 ) -> Option<pingora::Result<(ResponseHeader, Bytes)>> {
     let key = match path.starts_with("/assets/") {
@@ -111,12 +111,11 @@ pub(crate) fn respond(
 
 fn answer(
     served: &Served,
-    request: &RequestHeader,
+    request: &HeaderMap,
     hsts: Option<&str>,
 ) -> pingora::Result<(ResponseHeader, Bytes)> {
     let file = served.file;
     let accept = request
-        .headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok());
     let (body, coding, etag) = match negotiate(accept) {
@@ -157,13 +156,14 @@ fn answer(
 mod tests {
     use super::*;
 
-    fn request(headers: &[(&str, &str)]) -> RequestHeader {
-        let mut req = RequestHeader::build("GET", b"/", None).expect("a request");
-        for (name, value) in headers {
-            req.append_header(name.to_string(), *value)
-                .expect("a header");
-        }
-        req
+    fn request(headers: &[(&str, &str)]) -> HeaderMap {
+        headers
+            .iter()
+            .map(|(name, value)| {
+                let name = name.parse().expect("a header name");
+                (name, HeaderValue::from_str(value).expect("a header"))
+            })
+            .collect()
     }
 
     fn get(header: &ResponseHeader, name: &str) -> String {

@@ -4,6 +4,7 @@
 
 use super::{EdgeProxy, RequestCtx};
 use crate::limits::{client_ip, Limited};
+use crate::metrics::Metrics;
 use crate::problem::{self, Code};
 use crate::routes::{classify, Account, RouteClass};
 use http::header;
@@ -38,15 +39,19 @@ fn header_bytes(session: &Session) -> usize {
     fields + header.uri.path_and_query().map_or(0, |p| p.as_str().len())
 }
 
+/// A 429 for `limited`, counted by the limit that refused.
+pub(crate) fn refused_by_limit(metrics: &Metrics, limited: Limited) -> Problem {
+    metrics
+        .rate_limited
+        .with_label_values(&[limited.limiter])
+        .inc();
+    problem::rate_limited(limited)
+}
+
 impl EdgeProxy {
-    /// A 429 for `limited`, counted by the limit that refused.
+    /// A 429 for `limited` (see [`refused_by_limit`]).
     pub(super) fn limited(&self, limited: Limited) -> Decision {
-        self.shared
-            .metrics
-            .rate_limited
-            .with_label_values(&[limited.limiter])
-            .inc();
-        problem::rate_limited(limited).into()
+        refused_by_limit(&self.shared.metrics, limited).into()
     }
 
     /// The decision for the request in `session`, recording what later phases need in `ctx`.

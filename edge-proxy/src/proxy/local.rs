@@ -26,7 +26,7 @@ impl EdgeProxy {
         let show = ctx.route.show(header.uri.path()).unwrap_or_default();
         let now_ms = shared.clock.now_ms();
         if let Some(snapshot) = shared.snapshots.get(show, kind) {
-            let answer = snapshots::respond(&snapshot, header, now_ms);
+            let answer = snapshots::respond(&snapshot, &header.headers, now_ms);
             return write(session, answer, "snapshot").await;
         }
         let show = show.to_owned();
@@ -92,7 +92,7 @@ impl EdgeProxy {
             _ => None,
         };
         let header = session.req_header();
-        let Some(answer) = web::respond(header.uri.path(), header, hsts.as_deref()) else {
+        let Some(answer) = web::respond(header.uri.path(), &header.headers, hsts.as_deref()) else {
             return problem::route_not_found().into();
         };
         write(session, answer, "web app").await

@@ -12,10 +12,14 @@ mod gate;
 mod local;
 mod room;
 
+pub(crate) use decide::refused_by_limit;
+pub(crate) use room::{join, poll, MAX_JOIN_BODY};
+
 use crate::live::Runtime;
+use crate::metrics::Metrics;
 use crate::microcache::{Capture, MicroCache};
 use crate::problem::{self, Code};
-use crate::routes::Route;
+use crate::routes::{Route, RouteClass};
 use crate::{respond, Shared};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -31,7 +35,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The edge's `ProxyHttp`.
 /// Whether the fan reached the edge over HTTPS: this edge's TLS listener, or a terminator
 /// in front of it (`listen.https_in_front`).
 pub(crate) fn over_https(session: &Session, runtime: &Runtime) -> bool {
@@ -41,6 +44,7 @@ pub(crate) fn over_https(session: &Session, runtime: &Runtime) -> bool {
             .is_some_and(|digest| digest.ssl_digest.is_some())
 }
 
+/// The edge's `ProxyHttp`.
 pub(crate) struct EdgeProxy {
     pub(crate) shared: Arc<Shared>,
 }
@@ -303,24 +307,52 @@ impl ProxyHttp for EdgeProxy {
         }
     }
 
+    /// Counts the request and writes its access log line (see [`Access`]).
+    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
+        let header = session.req_header();
+        Access {
+            method: header.method.as_str(),
+            path: header.uri.path(),
+            class: ctx.route.class,
+            status: session.response_written().map_or(0, |r| r.status.as_u16()),
+            started: ctx.started,
+            client: ctx.client,
+            upstream: ctx.tried.last(),
+            error,
+        }
+        .record(&self.shared.metrics);
+    }
+}
+
+/// One finished request, as it is counted and logged.
+pub(crate) struct Access<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) class: RouteClass,
+    /// 0 when no response was written.
+    pub(crate) status: u16,
+    pub(crate) started: Instant,
+    pub(crate) client: Option<IpAddr>,
+    pub(crate) upstream: Option<&'a Backend>,
+    pub(crate) error: Option<&'a Error>,
+}
+
+impl Access<'_> {
     /// Counts the request by route class and status, with its latency, and writes the
     /// access log line: the path only, no query string or headers, so no tokens.
-    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let class = ctx.route.class.label();
-        let elapsed = ctx.started.elapsed();
-        self.shared.metrics.record(ctx.route.class, status, elapsed);
-        let header = session.req_header();
+    pub(crate) fn record(self, metrics: &Metrics) {
+        let elapsed = self.started.elapsed();
+        metrics.record(self.class, self.status, elapsed);
         tracing::info!(
             target: "edge::access",
-            method = %header.method,
-            path = header.uri.path(),
-            status,
-            class,
+            method = self.method,
+            path = self.path,
+            status = self.status,
+            class = self.class.label(),
             micros = elapsed.as_micros() as u64,
-            client = ?ctx.client,
-            upstream = ?ctx.tried.last().map(|b| b.addr.to_string()),
-            error = error.map(|e| e.to_string()),
+            client = ?self.client,
+            upstream = ?self.upstream.map(|b| b.addr.to_string()),
+            error = self.error.map(|e| e.to_string()),
         );
     }
 }

@@ -10,7 +10,9 @@ use crate::live::Runtime;
 use crate::problem;
 use crate::respond;
 use crate::routes::{is_id, Room};
-use crate::waiting_room::{JoinRequest, Reply};
+use crate::waiting_room::{JoinRequest, Reply, RoomResponse};
+use crate::Shared;
+use http::HeaderMap;
 use onsale_contract::problem::Problem;
 use onsale_contract::tokens;
 use pingora::lb::Backend;
@@ -20,10 +22,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Longest join body read: `{"show_id", "pow"}` fits in far less.
-const MAX_JOIN_BODY: usize = 2048;
+pub(crate) const MAX_JOIN_BODY: usize = 2048;
 
-/// A join's body, read to its end (at most [`MAX_JOIN_BODY`]) and checked.
-async fn join_request(session: &mut Session) -> Result<JoinRequest, Problem> {
+/// A join's body, read to its end: at most [`MAX_JOIN_BODY`].
+async fn join_body(session: &mut Session) -> Result<Vec<u8>, Problem> {
     let mut body = Vec::new();
     loop {
         match session.read_request_body().await {
@@ -33,22 +35,22 @@ async fn join_request(session: &mut Session) -> Result<JoinRequest, Problem> {
                 }
                 body.extend_from_slice(&chunk);
             }
-            Ok(None) => break,
+            Ok(None) => return Ok(body),
             Err(_) => return Err(problem::invalid_body("the request body could not be read")),
         }
     }
-    let request: JoinRequest = serde_json::from_slice(&body)
-        .map_err(|e| problem::invalid_body(format!("expected {{\"show_id\": \"...\"}}: {e}")))?;
+}
+
+/// A join's body, checked; what is wrong with it otherwise.
+fn join_request(body: &[u8]) -> Result<JoinRequest, String> {
+    let request: JoinRequest = serde_json::from_slice(body)
+        .map_err(|e| format!("expected {{\"show_id\": \"...\"}}: {e}"))?;
     if !is_id(&request.show_id) {
-        return Err(problem::invalid_body(
-            "show_id must be 1-64 URL-safe characters",
-        ));
+        return Err("show_id must be 1-64 URL-safe characters".into());
     }
     if let Some(pow) = &request.pow {
         if pow.challenge.len() > 256 || pow.solution.len() > 64 {
-            return Err(problem::invalid_body(
-                "pow.challenge or pow.solution is too long",
-            ));
+            return Err("pow.challenge or pow.solution is too long".into());
         }
     }
     Ok(request)
@@ -76,50 +78,97 @@ async fn write<B: Serialize>(
     runtime: &Runtime,
     reply: Reply<B>,
 ) -> Decision {
-    let secure = super::over_https(session, runtime);
-    let cookies = reply.cookies.iter().map(|c| c.header(secure)).collect();
+    let cookies = reply.cookie_headers(super::over_https(session, runtime));
     if let Err(error) = respond::json(session, reply.status, &reply.body, cookies).await {
         tracing::debug!(%error, "client went away");
     }
     Decision::Served
 }
 
-impl EdgeProxy {
-    /// The account whose session `token` is (401 `sign_in_required` without one the origin
-    /// vouches for, 503 `session_unavailable` when no origin can say).
-    async fn account(
-        &self,
-        token: Option<&str>,
-        runtime: &Runtime,
-    ) -> Result<Arc<Account>, Problem> {
-        let token =
-            token.ok_or_else(|| problem::sign_in_required("sign in to join the waiting room"))?;
-        let shared = &self.shared;
-        // Two healthy origins at most: one that cannot answer is not the last word.
-        let origins = || {
-            let first = shared.pool.select(b"", 256);
-            let second = first.as_ref().and_then(|first| {
-                let other = |b: &Backend, healthy: bool| healthy && b != first;
-                shared.pool.select_with(b"", 256, other)
-            });
-            [first, second]
-                .into_iter()
-                .flatten()
-                .filter_map(|b| b.addr.as_inet().copied())
-                .collect()
-        };
-        let now_ms = shared.clock.now_ms();
-        match shared
-            .sessions
-            .resolve(token, origins, &runtime.config.accounts, now_ms)
-            .await
-        {
-            Ok(account) => Ok(account),
-            Err(SessionError::SignInRequired(detail)) => Err(problem::sign_in_required(detail)),
-            Err(SessionError::Unavailable) => Err(problem::session_unavailable()),
-        }
-    }
+/// A queue poll's answer: where the fan holding the queue token in `headers` stands
+/// (`show_id` in `query`, when given, must be its show).
+pub(crate) async fn poll(
+    shared: &Shared,
+    runtime: &Runtime,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Reply<RoomResponse>, Problem> {
+    let Ok(show) = show_param(query) else {
+        return Err(invalid_show_param());
+    };
+    let presented = tokens::presented(headers, tokens::QUEUE_COOKIE);
+    let now_ms = shared.clock.now_ms();
+    shared
+        .waiting_room
+        .poll(runtime, presented, show, now_ms)
+        .await
+        .map_err(|refusal| Problem::from(&refusal))
+}
 
+fn invalid_show_param() -> Problem {
+    problem::invalid_query("show_id must be 1-64 URL-safe characters")
+}
+
+/// The account whose session `token` is (401 `sign_in_required` without one the origin
+/// vouches for, 503 `session_unavailable` when no origin can say).
+async fn account(
+    shared: &Shared,
+    token: Option<&str>,
+    runtime: &Runtime,
+) -> Result<Arc<Account>, Problem> {
+    let token =
+        token.ok_or_else(|| problem::sign_in_required("sign in to join the waiting room"))?;
+    // Two healthy origins at most: one that cannot answer is not the last word.
+    let origins = || {
+        let first = shared.pool.select(b"", 256);
+        let second = first.as_ref().and_then(|first| {
+            let other = |b: &Backend, healthy: bool| healthy && b != first;
+            shared.pool.select_with(b"", 256, other)
+        });
+        [first, second]
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b.addr.as_inet().copied())
+            .collect()
+    };
+    let now_ms = shared.clock.now_ms();
+    match shared
+        .sessions
+        .resolve(token, origins, &runtime.config.accounts, now_ms)
+        .await
+    {
+        Ok(account) => Ok(account),
+        Err(SessionError::SignInRequired(detail)) => Err(problem::sign_in_required(detail)),
+        Err(SessionError::Unavailable) => Err(problem::session_unavailable()),
+    }
+}
+
+/// A join's answer: the fan's place in the queue of the show in `body`, for the account
+/// whose session `headers` carry; spends the client's join rate (429) first.
+pub(crate) async fn join(
+    shared: &Shared,
+    runtime: &Runtime,
+    client: IpAddr,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Reply<RoomResponse>, Problem> {
+    runtime
+        .limits
+        .check_join(client)
+        .map_err(|limited| super::refused_by_limit(&shared.metrics, limited))?;
+    let request = join_request(body).map_err(problem::invalid_body)?;
+    let session = tokens::presented_session(headers);
+    let account = account(shared, session, runtime).await?;
+    let presented = tokens::presented(headers, tokens::QUEUE_COOKIE);
+    let now_ms = shared.clock.now_ms();
+    shared
+        .waiting_room
+        .join(runtime, request, &account, presented, now_ms)
+        .await
+        .map_err(|refusal| Problem::from(&refusal))
+}
+
+impl EdgeProxy {
     /// Joins, polls and challenges, answered from this node's view of the queue; a join
     /// also spends the client's join rate (429) and needs a session (401).
     pub(super) async fn waiting_room(
@@ -129,53 +178,36 @@ impl EdgeProxy {
         room: Room,
         runtime: &Runtime,
     ) -> Decision {
-        let now_ms = self.shared.clock.now_ms();
-        let header = session.req_header();
-        let Ok(show_param) = show_param(header.uri.query()) else {
-            return problem::invalid_query("show_id must be 1-64 URL-safe characters").into();
-        };
-        let show_param = show_param.map(str::to_owned);
-        let presented = tokens::presented(&header.headers, tokens::QUEUE_COOKIE).map(str::to_owned);
-        let session_token = match room {
-            Room::Join => tokens::presented_session(&header.headers).map(str::to_owned),
-            Room::Poll | Room::Challenge => None,
-        };
-        let wr = &self.shared.waiting_room;
-        let refusal = match room {
-            Room::Challenge => match wr.challenge(runtime, show_param.as_deref(), now_ms) {
-                Ok(reply) => return write(session, runtime, reply).await,
-                Err(refusal) => refusal,
-            },
+        let shared = &self.shared;
+        let answer = match room {
             Room::Poll => {
-                let polled = wr
-                    .poll(runtime, presented.as_deref(), show_param.as_deref(), now_ms)
-                    .await;
-                match polled {
-                    Ok(reply) => return write(session, runtime, reply).await,
-                    Err(refusal) => refusal,
-                }
+                let header = session.req_header();
+                poll(shared, runtime, &header.headers, header.uri.query()).await
             }
-            Room::Join => {
-                if let Err(limited) = runtime.limits.check_join(client) {
-                    return self.limited(limited);
-                }
-                let request = match join_request(session).await {
-                    Ok(request) => request,
-                    Err(problem) => return problem.into(),
+            Room::Challenge => {
+                let challenged = match show_param(session.req_header().uri.query()) {
+                    Ok(show) => shared
+                        .waiting_room
+                        .challenge(runtime, show, shared.clock.now_ms())
+                        .map_err(|refusal| Problem::from(&refusal)),
+                    Err(()) => Err(invalid_show_param()),
                 };
-                let account = match self.account(session_token.as_deref(), runtime).await {
-                    Ok(account) => account,
-                    Err(problem) => return problem.into(),
+                return match challenged {
+                    Ok(reply) => write(session, runtime, reply).await,
+                    Err(problem) => problem.into(),
                 };
-                match wr
-                    .join(runtime, request, &account, presented.as_deref(), now_ms)
-                    .await
-                {
-                    Ok(reply) => return write(session, runtime, reply).await,
-                    Err(refusal) => refusal,
-                }
             }
+            Room::Join => match join_body(session).await {
+                Ok(body) => {
+                    let headers = &session.req_header().headers;
+                    join(shared, runtime, client, headers, &body).await
+                }
+                Err(problem) => Err(problem),
+            },
         };
-        Problem::from(&refusal).into()
+        match answer {
+            Ok(reply) => write(session, runtime, reply).await,
+            Err(problem) => problem.into(),
+        }
     }
 }

@@ -5,18 +5,17 @@
 use super::Snapshot;
 use crate::representation::{if_none_match, negotiate, Encoding};
 use bytes::Bytes;
-use http::{header, HeaderValue, StatusCode};
-use pingora::http::{RequestHeader, ResponseHeader};
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+use pingora::http::ResponseHeader;
 
 /// The answer for `snapshot`: headers and the body (empty for 304; the caller drops it
 /// for HEAD).
 pub(crate) fn respond(
     snapshot: &Snapshot,
-    request: &RequestHeader,
+    request: &HeaderMap,
     now_ms: i64,
 ) -> pingora::Result<(ResponseHeader, Bytes)> {
     let accept = request
-        .headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok());
     let (body, coding, etag) = match negotiate(accept) {
@@ -71,12 +70,11 @@ mod tests {
         }
     }
 
-    fn request(headers: &[(&str, &str)]) -> RequestHeader {
-        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        for (k, v) in headers {
-            req.append_header(k.to_string(), *v).unwrap();
-        }
-        req
+    fn request(headers: &[(&str, &str)]) -> HeaderMap {
+        headers
+            .iter()
+            .map(|(k, v)| (k.parse().unwrap(), HeaderValue::from_str(v).unwrap()))
+            .collect()
     }
 
     #[test]

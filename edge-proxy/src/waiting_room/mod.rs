@@ -35,7 +35,7 @@ mod wire;
 pub use admin::QueueReport;
 pub(crate) use refusal::Refusal;
 pub use standing::{QueueStatus, ShowView};
-pub(crate) use wire::{JoinRequest, Reply};
+pub(crate) use wire::{JoinRequest, Reply, RoomResponse};
 
 use crate::config::{QueueSettings, RedisConfig};
 use crate::live::Runtime;

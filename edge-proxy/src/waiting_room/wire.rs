@@ -39,6 +39,11 @@ impl<B> Reply<B> {
             cookies: Vec::new(),
         }
     }
+
+    /// Its cookies as `Set-Cookie` values, `Secure` when the fan came over HTTPS.
+    pub(crate) fn cookie_headers(&self, secure: bool) -> Vec<String> {
+        self.cookies.iter().map(|c| c.header(secure)).collect()
+    }
 }
 
 /// What a fan is told about where it stands: one variant per `status`, with the fields

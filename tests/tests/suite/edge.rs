@@ -13,6 +13,8 @@ use serde_json::{json, Value};
 use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 
 const WITHIN: Duration = Duration::from_secs(10);
 
@@ -147,6 +149,138 @@ async fn snapshots_are_negotiated_validated_and_cacheable() {
         layout.json()["sections"].as_array().map(|s| !s.is_empty()),
         Some(true)
     );
+}
+
+/// One response read off a raw connection: status, headers by lower-case name, body.
+struct Raw {
+    status: u16,
+    headers: std::collections::HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+/// Reads one HTTP/1.1 response (its body by Content-Length; none after a HEAD).
+async fn read_response(conn: &mut BufReader<TcpStream>, head: bool) -> Raw {
+    let mut status_line = String::new();
+    conn.read_line(&mut status_line).await.unwrap();
+    let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut headers = std::collections::HashMap::new();
+    loop {
+        let mut line = String::new();
+        conn.read_line(&mut line).await.unwrap();
+        let Some((name, value)) = line.trim_end().split_once(": ") else {
+            break;
+        };
+        headers.insert(name.to_ascii_lowercase(), value.to_owned());
+    }
+    let length: usize = headers["content-length"].parse().unwrap();
+    let mut body = vec![0; if head { 0 } else { length }];
+    conn.read_exact(&mut body).await.unwrap();
+    Raw {
+        status,
+        headers,
+        body,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_connection_takes_local_answers_and_proxied_requests_in_turn() {
+    let f = ShowFixture::spawn().await;
+    let etag = publish(&f, unix_now() * 1000).await;
+    served(&f, &etag).await;
+    let path = availability_path(&f);
+    let document = f.app.fan().get(&path).await.body;
+    let stream = TcpStream::connect(f.app.edge.public).await.unwrap();
+    let mut conn = BufReader::new(stream);
+    let get = |path: &str, extra: &str| format!("GET {path} HTTP/1.1\r\nhost: edge\r\n{extra}\r\n");
+
+    // A snapshot, then a proxied catalog read, then the snapshot again, on one connection.
+    conn.get_mut()
+        .write_all(get(&path, "").as_bytes())
+        .await
+        .unwrap();
+    let first = read_response(&mut conn, false).await;
+    assert_eq!((first.status, &first.body), (200, &document));
+    assert_eq!(first.headers["etag"], format!("\"{etag}\""));
+    let show = format!("/v1/shows/{}", f.show);
+    conn.get_mut()
+        .write_all(get(&show, "").as_bytes())
+        .await
+        .unwrap();
+    let catalog = read_response(&mut conn, false).await;
+    assert_eq!(catalog.status, 200);
+    let catalog: Value = serde_json::from_slice(&catalog.body).unwrap();
+    assert_eq!(catalog["id"], f.show.to_string());
+
+    // Pipelined in one write: a HEAD and a revalidation, answered in order.
+    let pipelined = format!(
+        "HEAD {path} HTTP/1.1\r\nhost: edge\r\n\r\n{}",
+        get(&path, &format!("if-none-match: \"{etag}\"\r\n"))
+    );
+    conn.get_mut()
+        .write_all(pipelined.as_bytes())
+        .await
+        .unwrap();
+    let head = read_response(&mut conn, true).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.headers["content-length"], document.len().to_string());
+    let revalidated = read_response(&mut conn, false).await;
+    assert_eq!(revalidated.status, 304);
+    assert!(revalidated.body.is_empty());
+
+    // Joins without a session, with a declared length (the fast lane's) and chunked (the
+    // proxy's), then a poll without a queue token: each refused the same way either path.
+    let join = r#"{"show_id":"x"}"#;
+    for body in [
+        format!("content-length: {}\r\n\r\n{join}", join.len()),
+        format!(
+            "transfer-encoding: chunked\r\n\r\n{:x}\r\n{join}\r\n0\r\n\r\n",
+            join.len()
+        ),
+    ] {
+        let join = format!(
+            "POST /v1/waiting-room/sessions HTTP/1.1\r\nhost: edge\r\n\
+             content-type: application/json\r\n{body}"
+        );
+        conn.get_mut().write_all(join.as_bytes()).await.unwrap();
+        let refused = read_response(&mut conn, false).await;
+        assert_eq!(refused.status, 401, "{body}");
+        assert_eq!(refused.headers["content-type"], "application/problem+json");
+        let refused: Value = serde_json::from_slice(&refused.body).unwrap();
+        assert_eq!(refused["code"], "sign_in_required");
+    }
+    let poll = get("/v1/waiting-room/sessions/current", "");
+    conn.get_mut().write_all(poll.as_bytes()).await.unwrap();
+    let refused: Value =
+        serde_json::from_slice(&read_response(&mut conn, false).await.body).unwrap();
+    assert_eq!(refused["code"], "queue_token_required");
+
+    // A head arriving in pieces, then one that asks to close.
+    let request = get(&path, "connection: close\r\n");
+    let (start, rest) = request.split_at(10);
+    conn.get_mut().write_all(start.as_bytes()).await.unwrap();
+    conn.get_mut().flush().await.unwrap();
+    conn.get_mut().write_all(rest.as_bytes()).await.unwrap();
+    let last = read_response(&mut conn, false).await;
+    assert_eq!((last.status, &last.body), (200, &document));
+    assert_eq!(last.headers["connection"], "close");
+    let mut after = Vec::new();
+    conn.read_to_end(&mut after).await.unwrap();
+    assert!(after.is_empty(), "the edge closed the connection");
+
+    // HTTP/1.0 and oversized heads are the proxy's, with the same answers.
+    let mut old = BufReader::new(TcpStream::connect(f.app.edge.public).await.unwrap());
+    let request = format!("GET {path} HTTP/1.0\r\n\r\n");
+    old.get_mut().write_all(request.as_bytes()).await.unwrap();
+    let old = read_response(&mut old, false).await;
+    assert_eq!((old.status, &old.body), (200, &document));
+    let mut big = BufReader::new(TcpStream::connect(f.app.edge.public).await.unwrap());
+    let padding = format!("x-padding: {}\r\n", "y".repeat(20_000));
+    big.get_mut()
+        .write_all(get(&path, &padding).as_bytes())
+        .await
+        .unwrap();
+    let big: Value = serde_json::from_slice(&read_response(&mut big, false).await.body).unwrap();
+    assert_eq!(big["code"], "headers_too_large");
 }
 
 #[tokio::test(flavor = "multi_thread")]
