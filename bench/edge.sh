@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Edge benchmark, in one run on this machine, wrk -t1 -c64 for DURATION (10 s) per
-# measurement, ROUNDS (3) rounds, medians reported:
+# measurement, ROUNDS (3) rounds each running every measurement once, medians reported:
 #   (a) availability of the 80,000-seat show from the edge's memory, gzip, vs
 #   (b) nginx serving the same gzip bytes with gzip_static and ETag;
 #   the same two with If-None-Match (the 304 path);
@@ -126,15 +126,24 @@ echo "gzip_bytes=$edge_bytes edge_etag=$edge_etag nginx_etag=$nginx_etag"
 
 bearer_script "$work/tokens.lua" "$work/tokens"
 
-{
-    run edge_200 "$edge_url$avail" -H 'Accept-Encoding: gzip'
-    run nginx_200 "http://127.0.0.1:$nginx_static$nginx_file" -H 'Accept-Encoding: gzip'
-    run edge_304 "$edge_url$avail" -H 'Accept-Encoding: gzip' -H "If-None-Match: $edge_etag"
-    run nginx_304 "http://127.0.0.1:$nginx_static$nginx_file" -H 'Accept-Encoding: gzip' -H "If-None-Match: $nginx_etag"
-    run edge_gated "$edge_url/v1/holds/0193a6f0-0000-7000-8000-00000000b001" -s "$work/tokens.lua"
-    run nginx_proxy "http://127.0.0.1:$nginx_proxy/v1/holds/0193a6f0-0000-7000-8000-00000000b001"
-    run bare_pingora "http://127.0.0.1:$bare/v1/holds/0193a6f0-0000-7000-8000-00000000b001"
-} | tee "$work/results"
+# Rounds interleave the measures, so a slow minute of the host falls on both sides of a
+# ratio rather than on one.
+measures=(edge_200 nginx_200 edge_304 nginx_304 edge_gated nginx_proxy bare_pingora)
+hold=/v1/holds/0193a6f0-0000-7000-8000-00000000b001
+measure() {
+    case $1 in
+    edge_200) run_once "$1" "$edge_url$avail" -H 'Accept-Encoding: gzip' ;;
+    nginx_200) run_once "$1" "http://127.0.0.1:$nginx_static$nginx_file" -H 'Accept-Encoding: gzip' ;;
+    edge_304) run_once "$1" "$edge_url$avail" -H 'Accept-Encoding: gzip' -H "If-None-Match: $edge_etag" ;;
+    nginx_304) run_once "$1" "http://127.0.0.1:$nginx_static$nginx_file" -H 'Accept-Encoding: gzip' -H "If-None-Match: $nginx_etag" ;;
+    edge_gated) run_once "$1" "$edge_url$hold" -s "$work/tokens.lua" ;;
+    nginx_proxy) run_once "$1" "http://127.0.0.1:$nginx_proxy$hold" ;;
+    bare_pingora) run_once "$1" "http://127.0.0.1:$bare$hold" ;;
+    esac
+}
+for _ in $(seq "$rounds"); do
+    for m in "${measures[@]}"; do measure "$m"; done
+done | medians "${measures[@]}" | tee "$work/results"
 
 r=$work/results
 awk -v a="$(rps edge_200 "$r")" -v b="$(rps nginx_200 "$r")" -v c="$(rps edge_304 "$r")" \

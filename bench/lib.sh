@@ -26,23 +26,38 @@ median() {
     sort -n | sed -n "$(( (rounds + 1) / 2 ))p"
 }
 
-# run NAME URL [wrk args...]: ROUNDS runs of wrk -t1 -c64; prints the median req/s with
-# its p50/p99. Any response that is not 2xx/3xx fails the benchmark.
-run() {
+# run_once NAME URL [wrk args...]: one wrk -t1 -c64 run; prints "NAME RPS P50 P99". Any
+# response that is not 2xx/3xx fails the benchmark.
+run_once() {
     local name=$1 url=$2; shift 2
-    local results=()
+    local out rps p50 p99 non2xx
+    out=$(wrk -t1 -c64 -d"$duration" --latency "$@" "$url")
+    non2xx=$(sed -n 's/.*Non-2xx or 3xx responses: \([0-9]*\).*/\1/p' <<<"$out")
+    [ -z "$non2xx" ] || die "$name: $non2xx responses were not 2xx/3xx"
+    rps=$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' <<<"$out")
+    p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+    p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    echo "$name $rps $p50 $p99"
+}
+
+# run NAME URL [wrk args...]: ROUNDS runs of wrk -t1 -c64; prints the median req/s with
+# its p50/p99.
+run() {
+    local name=$1
     for _ in $(seq "$rounds"); do
-        local out rps p50 p99 non2xx
-        out=$(wrk -t1 -c64 -d"$duration" --latency "$@" "$url")
-        non2xx=$(sed -n 's/.*Non-2xx or 3xx responses: \([0-9]*\).*/\1/p' <<<"$out")
-        [ -z "$non2xx" ] || die "$name: $non2xx responses were not 2xx/3xx"
-        rps=$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' <<<"$out")
-        p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
-        p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-        results+=("$rps $p50 $p99")
+        run_once "$@"
+    done | medians "$name"
+}
+
+# medians NAME...: from "NAME RPS P50 P99" lines on stdin (rounds of several measures,
+# in any order), each NAME's median req/s with its p50/p99, in the order named.
+medians() {
+    local lines name
+    lines=$(cat)
+    for name in "$@"; do
+        awk -v n="$name" '$1 == n { print $2, $3, $4 }' <<<"$lines" | median \
+            | awk -v n="$name" '{printf "%s rps=%s p50=%s p99=%s\n", n, $1, $2, $3}'
     done
-    printf '%s\n' "${results[@]}" | median \
-        | awk -v n="$name" '{printf "%s rps=%s p50=%s p99=%s\n", n, $1, $2, $3}'
 }
 
 # rps NAME FILE: the req/s recorded for NAME in a results file.

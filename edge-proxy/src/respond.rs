@@ -75,10 +75,12 @@ pub(crate) async fn body(
     mut header: ResponseHeader,
     body: Bytes,
 ) -> pingora::Result<()> {
-    header.insert_header(
-        http::header::CONTENT_LENGTH,
-        http::HeaderValue::from(body.len()),
-    )?;
+    if sends_length(header.status) {
+        header.insert_header(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from(body.len()),
+        )?;
+    }
     let head_only = session.req_header().method == Method::HEAD;
     session
         .write_response_header(Box::new(header), head_only)
@@ -89,8 +91,15 @@ pub(crate) async fn body(
     Ok(())
 }
 
+/// Whether an answer with `status` carries a Content-Length: a 304 must not, unless it
+/// is the length the 200 would have had (RFC 9110, 8.6); it has no body either way.
+fn sends_length(status: http::StatusCode) -> bool {
+    status != http::StatusCode::NOT_MODIFIED
+}
+
 /// `header` and `body` as an HTTP/1.1 response appended to `out`, for a connection the edge
-/// writes itself: a Content-Length for `body`, the body unless `head_only`, and
+/// writes itself: a Content-Length for `body` (see [`sends_length`]), the body unless
+/// `head_only`, and
 /// `Connection: close` when the connection ends after it.
 pub(crate) fn encode_http1(
     out: &mut Vec<u8>,
@@ -111,13 +120,44 @@ pub(crate) fn encode_http1(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    // Writing to a Vec cannot fail.
-    let _ = write!(out, "content-length: {}", body.len());
-    if close {
-        out.extend_from_slice(b"\r\nconnection: close");
+    if sends_length(status) {
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "content-length: {}\r\n", body.len());
     }
-    out.extend_from_slice(b"\r\n\r\n");
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
     if !head_only {
         out.extend_from_slice(body);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(status: u16, body: &[u8], head_only: bool, close: bool) -> String {
+        let mut header = ResponseHeader::build_no_case(status, None).unwrap();
+        header.insert_header("etag", "\"e\"").unwrap();
+        let mut out = Vec::new();
+        encode_http1(&mut out, &header, body, head_only, close);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn http1_answers_frame_their_bodies() {
+        assert_eq!(
+            encoded(200, b"{}", false, false),
+            "HTTP/1.1 200 OK\r\netag: \"e\"\r\ncontent-length: 2\r\n\r\n{}"
+        );
+        assert_eq!(
+            encoded(200, b"{}", true, true),
+            "HTTP/1.1 200 OK\r\netag: \"e\"\r\ncontent-length: 2\r\nconnection: close\r\n\r\n"
+        );
+        assert_eq!(
+            encoded(304, b"", false, false),
+            "HTTP/1.1 304 Not Modified\r\netag: \"e\"\r\n\r\n"
+        );
     }
 }

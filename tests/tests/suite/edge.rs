@@ -172,8 +172,11 @@ async fn read_response(conn: &mut BufReader<TcpStream>, head: bool) -> Raw {
         };
         headers.insert(name.to_ascii_lowercase(), value.to_owned());
     }
-    let length: usize = headers["content-length"].parse().unwrap();
-    let mut body = vec![0; if head { 0 } else { length }];
+    let length = match (status, head) {
+        (304, _) | (_, true) => 0,
+        _ => headers["content-length"].parse().unwrap(),
+    };
+    let mut body = vec![0; length];
     conn.read_exact(&mut body).await.unwrap();
     Raw {
         status,
@@ -225,7 +228,10 @@ async fn one_connection_takes_local_answers_and_proxied_requests_in_turn() {
     assert_eq!(head.headers["content-length"], document.len().to_string());
     let revalidated = read_response(&mut conn, false).await;
     assert_eq!(revalidated.status, 304);
-    assert!(revalidated.body.is_empty());
+    assert!(
+        !revalidated.headers.contains_key("content-length"),
+        "a 304's length would be the 200's"
+    );
 
     // Joins without a session, with a declared length (the fast lane's) and chunked (the
     // proxy's), then a poll without a queue token: each refused the same way either path.
