@@ -559,6 +559,28 @@ pub fn presented_session(headers: &http::HeaderMap) -> Option<&str> {
     }
 }
 
+/// A map keyed by SHA-256 digests, hashed by their first eight bytes: a digest is
+/// uniform already, and only tokens that verified are ever stored, so no one can choose
+/// keys that collide.
+type DigestMap<V> = HashMap<[u8; 32], V, std::hash::BuildHasherDefault<DigestHasher>>;
+
+/// See [`DigestMap`].
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // The array's length is hashed first, then its bytes: the digest is the last word.
+        if let Some(first) = bytes.first_chunk::<8>() {
+            self.0 = u64::from_le_bytes(*first);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Verified tokens of one type, cached by SHA-256 of the token until they expire, so a
 /// fan's repeated requests cost a hash and a map lookup instead of a signature check (or a
 /// MAC check and its parsing). Bounded: when full, expired entries go first, then
@@ -566,7 +588,7 @@ pub fn presented_session(headers: &http::HeaderMap) -> Option<&str> {
 pub struct VerifiedCache<V = Verifier> {
     verifier: V,
     typ: TokenType,
-    entries: std::sync::Mutex<HashMap<[u8; 32], Arc<Claims>>>,
+    entries: std::sync::Mutex<DigestMap<Arc<Claims>>>,
     max_entries: usize,
     /// Tokens answered from the cache.
     pub hits: prometheus::IntCounter,
@@ -612,7 +634,7 @@ impl<V: TokenCheck> VerifiedCache<V> {
         VerifiedCache {
             verifier,
             typ,
-            entries: std::sync::Mutex::new(HashMap::new()),
+            entries: std::sync::Mutex::new(DigestMap::default()),
             max_entries,
             hits: counters.hits.with_label_values(&[typ.name()]),
             misses: counters.misses.with_label_values(&[typ.name()]),
@@ -624,7 +646,7 @@ impl<V: TokenCheck> VerifiedCache<V> {
         &self.verifier
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<Claims>>> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, DigestMap<Arc<Claims>>> {
         self.entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

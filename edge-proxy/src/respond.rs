@@ -16,7 +16,7 @@ pub(crate) type Local = (ResponseHeader, Bytes);
 
 /// `problem` as problem+json, with `Retry-After` when it carries `retry_after_s`.
 pub(crate) fn problem_response(problem: &Problem) -> pingora::Result<Local> {
-    let mut header = ResponseHeader::build(problem.status, Some(4))?;
+    let mut header = ResponseHeader::build_no_case(problem.status, Some(4))?;
     header.insert_header(http::header::CONTENT_TYPE, PROBLEM_JSON)?;
     header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
     if let Some(retry) = problem
@@ -43,7 +43,7 @@ pub(crate) fn json_response(
             return problem_response(&problem::internal());
         }
     };
-    let mut header = ResponseHeader::build(status, Some(4 + cookies.len()))?;
+    let mut header = ResponseHeader::build_no_case(status, Some(4 + cookies.len()))?;
     header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
     for cookie in cookies {
