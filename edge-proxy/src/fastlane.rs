@@ -362,14 +362,16 @@ impl<'b> FastRequest<'b> {
 
 /// What a connection waiting for bytes also waits on.
 struct Waits<'a, S> {
-    /// The keep-alive deadline, moved on at every read.
+    /// The connection's deadline: [`KEEPALIVE`] to start a request once idle, and again
+    /// from its first bytes for the rest of it, so a head trickled in never holds a
+    /// connection longer.
     idle: Pin<&'a mut Sleep>,
     /// The edge shutting down.
     stopping: Pin<&'a mut S>,
 }
 
-/// Reads more of the connection into `buf`; `false` when the client left, went quiet too
-/// long, or the edge is shutting down while the connection is idle.
+/// Reads more of the connection into `buf`; `false` when the client left, missed its
+/// deadline, or the edge is shutting down while the connection is idle.
 async fn read_more<S: Future<Output = ()>>(
     tcp: &mut TcpStream,
     buf: &mut BytesMut,
@@ -378,17 +380,26 @@ async fn read_more<S: Future<Output = ()>>(
     buf.reserve(2048);
     let idle = buf.is_empty();
     // Moving a deadline later is lock-free in Tokio's timer.
-    waits
-        .idle
-        .as_mut()
-        .reset(tokio::time::Instant::now() + KEEPALIVE);
+    let restart = |waits: &mut Waits<'_, S>| {
+        waits
+            .idle
+            .as_mut()
+            .reset(tokio::time::Instant::now() + KEEPALIVE)
+    };
+    if idle {
+        restart(waits);
+    }
     let read = tokio::select! {
         biased;
         read = tcp.read_buf(buf) => read,
         _ = waits.idle.as_mut() => return false,
         _ = waits.stopping.as_mut(), if idle => return false,
     };
-    matches!(read, Ok(n) if n > 0)
+    let more = matches!(read, Ok(n) if n > 0);
+    if more && idle {
+        restart(waits);
+    }
+    more
 }
 
 /// Resolves once the edge is shutting down: idle connections close then.
