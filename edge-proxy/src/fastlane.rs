@@ -177,10 +177,7 @@ impl EdgeApp {
             return Outcome::Incomplete;
         };
         let shared = &self.shared;
-        let (path, query) = match request.target.split_once('?') {
-            Some((path, query)) => (path, Some(query)),
-            None => (request.target, None),
-        };
+        let (path, query) = split_target(request.target);
         let class = request.route.class;
         let snapshot = match class {
             RouteClass::SeatMap(kind) => {
@@ -202,7 +199,7 @@ impl EdgeApp {
             (Err(limited), _) => Err(proxy::refused_by_limit(&shared.metrics, limited)),
             (Ok(()), Some(snapshot)) => {
                 let answer = snapshots::respond(&snapshot, headers, shared.clock.now_ms());
-                return self.finish(answer, &request, path, client, started, out, shutdown);
+                return self.finish(answer, &request, client, started, out, shutdown);
             }
             (Ok(()), None) => match class {
                 RouteClass::WaitingRoom(Room::Join) => {
@@ -218,16 +215,14 @@ impl EdgeApp {
             }
             Err(problem) => respond::problem_response(&problem),
         };
-        self.finish(answer, &request, path, client, started, out, shutdown)
+        self.finish(answer, &request, client, started, out, shutdown)
     }
 
     /// Encodes `answer` into `out`, counts and logs the request.
-    #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
         answer: pingora::Result<respond::Local>,
         request: &FastRequest<'_>,
-        path: &str,
         client: IpAddr,
         started: Instant,
         out: &mut Vec<u8>,
@@ -249,7 +244,7 @@ impl EdgeApp {
         respond::encode_http1(out, &header, &body, request.method == Method::HEAD, close);
         Access {
             method: request.method.as_str(),
-            path,
+            path: split_target(request.target).0,
             class: request.route.class,
             status: header.status.as_u16(),
             started,
@@ -296,8 +291,7 @@ impl<'b> FastRequest<'b> {
             _ => return None,
         };
         let target = request.path.filter(|t| t.starts_with('/'))?;
-        let path = target.split_once('?').map_or(target, |(p, _)| p);
-        let route = classify(&method, path);
+        let route = classify(&method, split_target(target).0);
         let with_body = match route.class {
             RouteClass::SeatMap(_) | RouteClass::WaitingRoom(Room::Poll) => false,
             RouteClass::WaitingRoom(Room::Join) => true,
@@ -306,12 +300,10 @@ impl<'b> FastRequest<'b> {
         if !route.method_allowed || with_body != (method == Method::POST) {
             return None;
         }
-        let mut size = target.len();
         let mut body = None;
         let mut close = false;
         let mut headers = HeaderMap::with_capacity(request.headers.len());
         for field in request.headers.iter() {
-            size += field.name.len() + field.value.len() + 4;
             let name = HeaderName::from_bytes(field.name.as_bytes()).ok()?;
             let framing = [header::TRANSFER_ENCODING, header::EXPECT, header::UPGRADE];
             if framing.contains(&name) {
@@ -345,7 +337,7 @@ impl<'b> FastRequest<'b> {
             }
             _ => return None,
         };
-        if size > limits.max_header_bytes {
+        if proxy::header_bytes(&headers, target) > limits.max_header_bytes {
             return None;
         }
         Some(FastRequest {
@@ -357,6 +349,14 @@ impl<'b> FastRequest<'b> {
             body,
             close,
         })
+    }
+}
+
+/// A request target's path and query string.
+fn split_target(target: &str) -> (&str, Option<&str>) {
+    match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
     }
 }
 

@@ -7,7 +7,7 @@ use crate::limits::{client_ip, Limited};
 use crate::metrics::Metrics;
 use crate::problem::{self, Code};
 use crate::routes::{classify, Account, RouteClass};
-use http::header;
+use http::{header, HeaderMap};
 use onsale_contract::problem::Problem;
 use pingora::proxy::Session;
 use std::net::IpAddr;
@@ -28,15 +28,14 @@ impl From<Problem> for Decision {
     }
 }
 
-/// Bytes of the request line's target and headers, as the client sent them.
-fn header_bytes(session: &Session) -> usize {
-    let header = session.req_header();
-    let fields: usize = header
-        .headers
+/// Bytes of the request line's target and headers, as the client sent them: what
+/// `limits.max_header_bytes` bounds.
+pub(crate) fn header_bytes(headers: &HeaderMap, target: &str) -> usize {
+    let fields: usize = headers
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
-    fields + header.uri.path_and_query().map_or(0, |p| p.as_str().len())
+    fields + target.len()
 }
 
 /// A 429 for `limited`, counted by the limit that refused.
@@ -58,7 +57,9 @@ impl EdgeProxy {
     pub(super) async fn decide(&self, session: &mut Session, ctx: &mut RequestCtx) -> Decision {
         let runtime = ctx.runtime.clone();
         let limits = &runtime.config.limits;
-        if header_bytes(session) > limits.max_header_bytes {
+        let header = session.req_header();
+        let target = header.uri.path_and_query().map_or("", |p| p.as_str());
+        if header_bytes(&header.headers, target) > limits.max_header_bytes {
             return Problem::new(431, Code::HeadersTooLarge, "Request headers too large")
                 .with_detail(format!(
                     "headers are limited to {} bytes",
@@ -66,7 +67,6 @@ impl EdgeProxy {
                 ))
                 .into();
         }
-        let header = session.req_header();
         ctx.route = classify(&header.method, header.uri.path());
         if ctx.route.class == RouteClass::Unknown {
             return problem::route_not_found().into();

@@ -12,7 +12,7 @@ mod gate;
 mod local;
 mod room;
 
-pub(crate) use decide::refused_by_limit;
+pub(crate) use decide::{header_bytes, refused_by_limit};
 pub(crate) use room::{join, poll, MAX_JOIN_BODY};
 
 use crate::live::Runtime;
