@@ -280,7 +280,8 @@ pub(crate) async fn create_show(
     Ok(find_show(pool, id).await?.expect("committed above"))
 }
 
-/// The partition holding one show's seats.
+/// The partition holding one show's seats. `claim_hold` spells the same name in SQL
+/// (migration 0012).
 pub fn inventory_partition(id: ShowId) -> String {
     format!("seat_inventory_{}", id.0.simple())
 }

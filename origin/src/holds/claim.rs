@@ -1,6 +1,6 @@
 //! The claim: a hold of every requested seat or of none, in one statement.
 //!
-//! A claim is one call of `claim_hold` (migration 0011), one round trip and one
+//! A claim is one call of `claim_hold` (migrations 0011 and 0012), one round trip and one
 //! commit. In order, it: refuses a spent admission; leaves a key that has an answer to that
 //! answer; checks the show is on sale and has every seat; takes the per-(show, fan) lock
 //! and counts the fan's seats under it (`fan_seats`);

@@ -1,6 +1,6 @@
 //! The no-oversell truths hold in the schema itself: direct SQL that would break them fails.
 
-use onsale_tests::ShowFixture;
+use onsale_tests::{create_catalog, ShowFixture};
 use uuid::Uuid;
 
 fn violated(result: Result<sqlx::postgres::PgQueryResult, sqlx::Error>) -> String {
@@ -172,4 +172,57 @@ async fn each_show_has_its_own_inventory_partition() {
             .await
             .unwrap();
     assert_eq!(estimated, 20.0);
+}
+
+/// Relation locks a claim holds at its end: one call of `claim_hold` for two of the show's
+/// seats, rolled back.
+async fn locks_of_a_claim(conn: &mut sqlx::PgConnection, show: Uuid, seats: &[i64]) -> i64 {
+    let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
+    let outcome: String = sqlx::query_scalar(
+        "SELECT outcome FROM claim_hold(gen_random_uuid(), $1, 'fan', 'jti', $2, 60, 8, 'key',
+                                        'test', '\\x00', 60)",
+    )
+    .bind(show)
+    .bind(seats)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(outcome, "created");
+    let locks = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'relation'",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.rollback().await.unwrap();
+    locks
+}
+
+/// A claim reads and writes the show's own partition: a plan kept over the whole
+/// inventory would lock every show's partition and its indexes at each call, so every show
+/// ever created would slow every claim.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claims_locks_do_not_grow_with_the_number_of_shows() {
+    let f = ShowFixture::spawn().await;
+    let mut conn = f.pool().acquire().await.unwrap();
+    let seats = &f.seats[..2];
+    // The first call makes the connection's plans, which takes locks of its own.
+    locks_of_a_claim(&mut conn, f.show, seats).await;
+    let before = locks_of_a_claim(&mut conn, f.show, seats).await;
+    let organizer = f.app.organizer();
+    for city in ["Nantes", "Lille", "Nice", "Metz", "Caen", "Brest"] {
+        create_catalog(
+            &organizer,
+            "Jazz",
+            "Blue Notes",
+            city,
+            "2099-03-10T20:00:00Z",
+        )
+        .await;
+    }
+    let after = locks_of_a_claim(&mut conn, f.show, seats).await;
+    assert_eq!(
+        after, before,
+        "locks with 1 show: {before}, with 7: {after}"
+    );
 }
