@@ -7,7 +7,8 @@ ONSALE_STARTED_PG=""
 ONSALE_STARTED_REDIS=""
 ONSALE_STARTED_CLUSTER=""
 
-log() { printf '\033[1m[onsale]\033[0m %s\n' "$*" >&2; }
+# Each line carries the seconds since the script started: a slow step shows in any log.
+log() { printf '\033[1m[onsale %ss]\033[0m %s\n' "$SECONDS" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 as_root() {
