@@ -299,9 +299,19 @@ impl Verifier {
         if data.claims.typ != typ {
             return Err(TokenError::WrongType(data.claims.typ));
         }
+        if typ == TokenType::Admit
+            && data.claims.exp.saturating_sub(data.claims.iat) > MAX_ADMISSION_LIFETIME_S
+        {
+            return Err(TokenError::Invalid);
+        }
         Ok(data.claims)
     }
 }
+
+/// The longest an admission token may live, `iat` to `exp`, in seconds: a day. The edge
+/// signs none longer and a verifier refuses any longer, so a spent admission needs
+/// remembering only until every token that could carry its `jti` has expired.
+pub const MAX_ADMISSION_LIFETIME_S: i64 = 86_400;
 
 /// The shortest queue key accepted, in bytes (the HMAC-SHA256 block's worth of entropy
 /// RFC 7518 asks of an HS256 key).
@@ -772,6 +782,15 @@ mod tests {
             Err(TokenError::Expired)
         );
 
+        let day = MAX_ADMISSION_LIFETIME_S;
+        let longest = signer.issue(TokenType::Admit, "fan", "show", now(), day, None);
+        assert!(verifier.verify(&longest, TokenType::Admit).is_ok());
+        let too_long = signer.issue(TokenType::Admit, "fan", "show", now(), day + 1, None);
+        assert_eq!(
+            verifier.verify(&too_long, TokenType::Admit),
+            Err(TokenError::Invalid)
+        );
+
         let (other, _) = pair();
         let foreign = other.issue(TokenType::Admit, "fan", "show", now(), 600, None);
         assert_eq!(
@@ -1061,7 +1080,11 @@ mod tests {
                     sub,
                     show,
                     typ,
-                    iat,
+                    // An admission token lives a day at most; a queue token's `iat` is free.
+                    iat: match typ {
+                        TokenType::Admit => exp - iat.rem_euclid(MAX_ADMISSION_LIFETIME_S + 1),
+                        TokenType::Queue => iat,
+                    },
                     exp,
                     jti,
                     queue_no,

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use onsale_contract::config::{self, override_from_env, ConfigError, PathList, Secret};
 use onsale_contract::redis::{key_prefix_problem, Target, TargetError};
+use onsale_contract::tokens;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -338,7 +339,8 @@ impl QueueSettings {
         if self.admit_per_minute == 0 || self.max_active == 0 {
             return Some("admit_per_minute and max_active must be positive");
         }
-        if !(10..=86_400).contains(&self.session_ttl_s) {
+        // An admission token lives as long as its session; verifiers refuse longer ones.
+        if !(10..=tokens::MAX_ADMISSION_LIFETIME_S as u64).contains(&self.session_ttl_s) {
             return Some("session_ttl_s must be 10 to 86400");
         }
         if self.sale_opens_at < self.queue_opens_at {

@@ -33,6 +33,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use onsale_contract::clock::now_ms;
 use onsale_contract::problem::Problem;
+use onsale_contract::tokens;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use throttle::{ClientIp, Counter};
@@ -324,9 +325,9 @@ async fn set_password(tx: &mut PgConnection, account: Uuid, hash: &str) -> Resul
 /// How often ended sessions, codes and windows are purged.
 const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Deletes sessions and reset codes that ended a day ago or more, and throttling windows
-/// that have ended.
-async fn purge(pool: &PgPool, window_s: u32) -> Result<(), sqlx::Error> {
+/// Deletes sessions and reset codes that ended a day ago or more, throttling windows that
+/// have ended, and spent admissions no token can carry any more.
+pub async fn purge(pool: &PgPool, window_s: u32) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "DELETE FROM sessions
          WHERE expires_at < now() - interval '1 day' OR revoked_at < now() - interval '1 day'"
@@ -337,6 +338,14 @@ async fn purge(pool: &PgPool, window_s: u32) -> Result<(), sqlx::Error> {
         .execute(pool)
         .await?;
     throttle::purge(pool, window_s).await?;
+    // Twice the longest an admission token lives: every token that could carry the `jti`
+    // has expired by then, whatever the skew between the edge's clock and ours.
+    sqlx::query!(
+        "DELETE FROM spent_admissions WHERE spent_at < now() - make_interval(secs => $1)",
+        (2 * tokens::MAX_ADMISSION_LIFETIME_S) as f64,
+    )
+    .execute(pool)
+    .await?;
     Ok(())
 }
 

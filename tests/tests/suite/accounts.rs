@@ -1046,6 +1046,26 @@ async fn an_admission_is_spent_at_the_origin_once_its_order_is_paid() {
     let (again, _) = device(&s, "ana").await;
     held(&s, &again, &[5]).await;
     assert_invariants(&s).await;
+
+    // Remembered while a token could still carry it (two days: an admission token lives
+    // one at most), forgotten after.
+    let spent_after_purge = |age: &'static str| {
+        let pool = &s.app.db.pool;
+        async move {
+            sqlx::query("UPDATE spent_admissions SET spent_at = now() - $1::interval")
+                .bind(age)
+                .execute(pool)
+                .await
+                .unwrap();
+            origin::accounts::purge(pool, 60).await.unwrap();
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM spent_admissions")
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(spent_after_purge("47 hours").await, 1);
+    assert_eq!(spent_after_purge("49 hours").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
