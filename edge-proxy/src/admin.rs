@@ -2,11 +2,14 @@
 //! its health check, so proxied routes can work), `/metrics`, and `/admin/config` (the
 //! effective configuration and its version), and the waiting room's
 //! `/admin/shows/{id}/queue` (this node's view of a show's queue, the seed's commitment and,
-//! after the draw, the seed), `POST /admin/shows/{id}/pause` and `/resume` (every node stops
-//! or resumes admitting at its next step). `/admin/*` is behind the admin token when one is
-//! set.
+//! after the draw, the seed), `PUT` of the same path (a show's admission numbers changed on
+//! every node at its next step, audited), `POST /admin/shows/{id}/pause` and `/resume`
+//! (every node stops or resumes admitting at its next step). `/admin/*` is behind the admin
+//! token when one is set.
 
+use crate::config::QueueTuning;
 use crate::problem::{self, Code};
+use crate::waiting_room::{Operator, TuneError};
 use crate::Shared;
 use async_trait::async_trait;
 use http::{header, HeaderValue, Response, StatusCode};
@@ -15,6 +18,12 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde::Serialize;
 use std::sync::Arc;
+
+/// The largest admin request body read.
+const MAX_ADMIN_BODY: usize = 4096;
+
+/// The header naming who makes a change through the admin API.
+const OPERATOR: &str = "onsale-operator";
 
 /// The operations listener's application.
 pub(crate) struct AdminApp {
@@ -54,6 +63,22 @@ struct Paused<'a> {
     paused: bool,
     settings_version: u64,
     show_id: &'a str,
+}
+
+/// A request body of at most [`MAX_ADMIN_BODY`] bytes.
+async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, Problem> {
+    let mut body = Vec::new();
+    while let Some(chunk) = session
+        .read_request_body()
+        .await
+        .map_err(|_| problem::invalid_body("the request body could not be read"))?
+    {
+        if body.len() + chunk.len() > MAX_ADMIN_BODY {
+            return Err(problem::body_too_large(MAX_ADMIN_BODY));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// `/admin/config`.
@@ -107,7 +132,57 @@ impl AdminApp {
         }))
     }
 
-    async fn show(&self, session: &ServerSession, path: &str) -> Response<Vec<u8>> {
+    /// `PUT /admin/shows/{show}/queue`: the body's numbers in force on every node, by the
+    /// operator the `onsale-operator` header names.
+    async fn tune(&self, session: &mut ServerSession, show: &str) -> Response<Vec<u8>> {
+        let name = session
+            .req_header()
+            .headers
+            .get(OPERATOR)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
+            .map(str::to_owned);
+        let Some(name) = name else {
+            return problem_reply(
+                &Problem::new(400, Code::OperatorRequired, "Operator required").with_detail(
+                    "name who makes the change in the onsale-operator header (1-64 printable characters)",
+                ),
+            );
+        };
+        let body = match read_body(session).await {
+            Ok(body) => body,
+            Err(problem) => return problem_reply(&problem),
+        };
+        let tuning: QueueTuning = match serde_json::from_slice(&body) {
+            Ok(tuning) => tuning,
+            Err(error) => return problem_reply(&problem::invalid_body(error.to_string())),
+        };
+        let operator = Operator {
+            name: &name,
+            client: session
+                .client_addr()
+                .map_or_else(|| "unknown".to_owned(), ToString::to_string),
+            at_ms: self.shared.clock.now_ms(),
+        };
+        let prefix = self.shared.live.load().config.redis.key_prefix.clone();
+        let room = &self.shared.waiting_room;
+        match room.tune(&prefix, show, &tuning, &operator).await {
+            Ok(tuned) => json_reply(serde_json::to_vec(&tuned)),
+            Err(TuneError::Invalid(detail)) => problem_reply(
+                &Problem::new(422, Code::InvalidSettings, "Invalid settings").with_detail(detail),
+            ),
+            Err(error @ TuneError::Contended) => problem_reply(
+                &Problem::new(409, Code::SettingsContended, "Settings changing")
+                    .with_detail(error.to_string()),
+            ),
+            Err(error @ (TuneError::Unpublished | TuneError::State(_))) => problem_reply(
+                &Problem::new(503, Code::QueueUnavailable, "Waiting room unavailable")
+                    .with_detail(error.to_string()),
+            ),
+        }
+    }
+
+    async fn show(&self, session: &mut ServerSession, path: &str) -> Response<Vec<u8>> {
         let rest = path.trim_start_matches("/admin/shows/");
         let Some((show, action)) = rest.split_once('/') else {
             return problem_reply(&problem::route_not_found());
@@ -120,6 +195,7 @@ impl AdminApp {
         };
         match (session.req_header().method.as_str(), action) {
             ("GET", "queue") => json_reply(serde_json::to_vec(&report)),
+            ("PUT", "queue") => self.tune(session, show).await,
             ("POST", "pause" | "resume") => {
                 let paused = action == "pause";
                 let prefix = self.shared.live.load().config.redis.key_prefix.clone();
@@ -163,7 +239,7 @@ impl ServeHttp for AdminApp {
                     .with_detail("the admin API needs the admin bearer token"),
             ),
             "/admin/config" => self.config(),
-            p if p.starts_with("/admin/shows/") => self.show(session, p).await,
+            p if p.starts_with("/admin/shows/") => self.show(session, &path).await,
             _ => problem_reply(&problem::route_not_found()),
         }
     }

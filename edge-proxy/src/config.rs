@@ -356,6 +356,43 @@ impl QueueSettings {
     }
 }
 
+/// A change of a show's admission numbers from the admin API (`PUT
+/// /admin/shows/{id}/queue`): the fields given replace the show's values in force. The
+/// schedule (`queue_opens_at`, `sale_opens_at`, `prequeue_order`) is the file's alone, so
+/// no change of fairness can come from a live call; `paused` has its own routes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueTuning {
+    /// Fans called per minute, across all nodes.
+    pub admit_per_minute: Option<u32>,
+    /// Most admitted sessions and unclaimed calls open at once.
+    pub max_active: Option<u32>,
+    /// How long an admission lasts.
+    pub session_ttl_s: Option<u64>,
+    /// A fan silent this long is skipped when its turn comes.
+    pub no_show_grace_s: Option<u64>,
+    /// Leading zero bits a join's proof of work needs; 0: none.
+    pub pow_difficulty: Option<u8>,
+}
+
+impl QueueTuning {
+    /// `settings` with this change applied, or the first problem with the result.
+    pub fn applied_to(&self, settings: &QueueSettings) -> Result<QueueSettings, &'static str> {
+        let tuned = QueueSettings {
+            admit_per_minute: self.admit_per_minute.unwrap_or(settings.admit_per_minute),
+            max_active: self.max_active.unwrap_or(settings.max_active),
+            session_ttl_s: self.session_ttl_s.unwrap_or(settings.session_ttl_s),
+            no_show_grace_s: self.no_show_grace_s.unwrap_or(settings.no_show_grace_s),
+            pow_difficulty: self.pow_difficulty.unwrap_or(settings.pow_difficulty),
+            ..settings.clone()
+        };
+        match tuned.problem() {
+            Some(problem) => Err(problem),
+            None => Ok(tuned),
+        }
+    }
+}
+
 /// An IP network such as `10.0.0.0/8` or `2001:db8::/32`; a bare address is a /32 or /128.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

@@ -63,6 +63,12 @@ onsale_contract::problem_codes! {
         NotReady = "not_ready",
         /// The admin API without the admin bearer token.
         Unauthorized = "unauthorized",
+        /// A change through the admin API without the `onsale-operator` header naming who.
+        OperatorRequired = "operator_required",
+        /// A change of a show's settings that would leave them invalid.
+        InvalidSettings = "invalid_settings",
+        /// Other changes of the show's settings kept landing first.
+        SettingsContended = "settings_contended",
     }
 }
 

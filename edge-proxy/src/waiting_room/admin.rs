@@ -1,11 +1,12 @@
 //! The operator's side of the waiting room: this node's view of a show's queue
-//! (`GET /admin/shows/{id}/queue`), and pausing or resuming admission on every node.
+//! (`GET /admin/shows/{id}/queue`), changing a show's admission numbers on every node
+//! (`PUT`, audited), and pausing or resuming admission on every node.
 
 use super::refusal::StateError;
 use super::standing::QueueStatus;
 use super::store::{self, Keys};
 use super::{draw, WaitingRoom};
-use crate::config::PrequeueOrder;
+use crate::config::{PrequeueOrder, QueueSettings, QueueTuning};
 
 /// A show's queue as this node last stepped it, for operators.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -105,5 +106,96 @@ impl WaitingRoom {
     ) -> Result<u64, StateError> {
         let mut conn = self.connection()?;
         Ok(store::set_paused(&mut conn, &Keys::new(prefix, show), paused).await?)
+    }
+}
+
+/// Attempts at a change when other changes keep landing between its read and its write.
+const TUNE_ATTEMPTS: usize = 5;
+
+/// Who changed a show's settings, from where, when: the audit entry's context.
+pub(crate) struct Operator<'a> {
+    /// The name the operator gave (`onsale-operator`), under the shared admin token.
+    pub name: &'a str,
+    /// The address the call came from.
+    pub client: String,
+    /// When the call was answered, Unix ms.
+    pub at_ms: i64,
+}
+
+/// A change of a show's settings, applied.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct Tuned {
+    pub settings_version: u64,
+    pub previous: QueueSettings,
+    pub settings: QueueSettings,
+}
+
+/// Why a change of a show's settings was not applied.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TuneError {
+    /// The change would leave the settings invalid.
+    #[error("{0}")]
+    Invalid(&'static str),
+    /// No node has published settings for the show yet.
+    #[error("no settings for this show in Redis yet")]
+    Unpublished,
+    /// Other changes kept landing first.
+    #[error("the settings kept changing meanwhile; retry")]
+    Contended,
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl WaitingRoom {
+    /// Applies `tuning` to `show`'s settings in Redis, where every node's next step picks
+    /// them up, and records who did it on the show's audit stream and in the log. A
+    /// node's configuration reload publishes its file's values again (the file is the
+    /// source of truth).
+    pub(crate) async fn tune(
+        &self,
+        prefix: &str,
+        show: &str,
+        tuning: &QueueTuning,
+        operator: &Operator<'_>,
+    ) -> Result<Tuned, TuneError> {
+        let mut conn = self.connection()?;
+        let keys = Keys::new(prefix, show);
+        for _ in 0..TUNE_ATTEMPTS {
+            let from_json = store::settings(&mut conn, &keys)
+                .await
+                .map_err(StateError::from)?
+                .ok_or(TuneError::Unpublished)?;
+            let previous: QueueSettings =
+                serde_json::from_str(&from_json).map_err(StateError::from)?;
+            let settings = tuning.applied_to(&previous).map_err(TuneError::Invalid)?;
+            let to_json = serde_json::to_string(&settings).map_err(StateError::from)?;
+            let audit = [
+                ("at_ms", operator.at_ms.to_string()),
+                ("operator", operator.name.to_owned()),
+                ("client", operator.client.clone()),
+                ("previous", from_json.clone()),
+                ("settings", to_json.clone()),
+            ];
+            let written = store::tune(&mut conn, &keys, &from_json, &to_json, &audit)
+                .await
+                .map_err(StateError::from)?;
+            if let Some(settings_version) = written {
+                tracing::info!(
+                    %show,
+                    operator = operator.name,
+                    client = %operator.client,
+                    previous = %from_json,
+                    settings = %to_json,
+                    settings_version,
+                    "waiting-room settings changed through the admin API"
+                );
+                return Ok(Tuned {
+                    settings_version,
+                    previous,
+                    settings,
+                });
+            }
+        }
+        Err(TuneError::Contended)
     }
 }

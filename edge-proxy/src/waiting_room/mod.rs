@@ -33,11 +33,12 @@ mod store;
 mod wire;
 
 pub use admin::QueueReport;
+pub(crate) use admin::{Operator, TuneError};
 pub(crate) use refusal::Refusal;
 pub use standing::{QueueStatus, ShowView};
 pub(crate) use wire::{JoinRequest, Reply, RoomResponse};
 
-use crate::config::{QueueSettings, RedisConfig};
+use crate::config::RedisConfig;
 use crate::live::Runtime;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use metrics::RoomMetrics;
@@ -67,8 +68,9 @@ pub struct WaitingRoom {
     /// the first request that needs Redis, so on the public listener's runtime: a join's
     /// round trip then never wakes a thread of another runtime.
     request_redis: tokio::sync::OnceCell<Connection>,
-    /// The settings this node last published per show (from its file).
-    published: Mutex<HashMap<String, QueueSettings>>,
+    /// Per show, the version of this node's configuration whose file values it last
+    /// published.
+    published: Mutex<HashMap<String, u64>>,
     eta_samples: Mutex<HashMap<String, EtaSamples>>,
     /// Spent admission tokens, by `jti`, until their expiry (Unix s): this node's own at
     /// once, every node's from Redis at each step.

@@ -114,12 +114,14 @@ impl WaitingRoom {
     ) -> Result<ShowView, StateError> {
         let mut conn = self.connection()?;
         let keys = Keys::new(&runtime.config.redis.key_prefix, show);
+        // Once per configuration this node loads: a reload puts the file's values back in
+        // force over any change made through the admin API since.
         let unpublished = self
             .published
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(show)
-            != Some(file_settings);
+            != Some(&runtime.version);
         if unpublished {
             let json = serde_json::to_string(file_settings)?;
             let version = store::publish(&mut conn, &keys, &json, file_settings.paused).await?;
@@ -127,7 +129,7 @@ impl WaitingRoom {
             self.published
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(show.to_owned(), file_settings.clone());
+                .insert(show.to_owned(), runtime.version);
         }
         let settings = previous.map_or(file_settings, |v| &v.settings);
         let sold_out = snapshots

@@ -21,6 +21,7 @@ static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/
 static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/publish.lua")));
 static SPEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/spend.lua")));
 static RESTORE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/restore.lua")));
+static TUNE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/tune.lua")));
 
 /// Account hashes per show: an account's is chosen by the last 14 bits of its id, so a
 /// million fans make about 61 entries per hash, well within Redis's listpack encoding
@@ -79,6 +80,11 @@ impl Keys {
     /// The stream of spent admissions.
     pub fn spent(&self) -> String {
         self.key("spent")
+    }
+
+    /// The stream of settings changed through the admin API.
+    pub fn audit(&self) -> String {
+        self.key("audit")
     }
 }
 
@@ -365,6 +371,34 @@ pub async fn publish(
         .arg(u8::from(paused))
         .invoke_async(conn)
         .await
+}
+
+/// The settings in Redis as JSON, if a node has published any.
+pub async fn settings(conn: &mut Connection, keys: &Keys) -> redis::RedisResult<Option<String>> {
+    redis::cmd("HGET")
+        .arg(keys.state())
+        .arg("settings")
+        .query_async(conn)
+        .await
+}
+
+/// Replaces the settings `from_json` with `to_json` and records `audit` (field/value pairs)
+/// on the audit stream; the new version, or `None` if the settings were no longer
+/// `from_json`.
+pub async fn tune(
+    conn: &mut Connection,
+    keys: &Keys,
+    from_json: &str,
+    to_json: &str,
+    audit: &[(&str, String)],
+) -> redis::RedisResult<Option<u64>> {
+    let mut invocation = TUNE.key(keys.state());
+    invocation.key(keys.audit()).arg(from_json).arg(to_json);
+    for (field, value) in audit {
+        invocation.arg(*field).arg(value);
+    }
+    let version: i64 = invocation.invoke_async(conn).await?;
+    Ok(u64::try_from(version).ok())
 }
 
 /// Pauses or resumes admission for every node at once.

@@ -962,6 +962,118 @@ async fn settings_and_pause_reach_every_node() {
     assert!(crowd.admitted.iter().any(|&a| a));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_api_tunes_every_node_audited_until_a_reload() {
+    let room = room(2, settings()).await;
+    let admin = client(room.edges[0].admin);
+    let path = format!("/admin/shows/{}/queue", room.show);
+    let put = |path: &str, operator: Option<&str>, body: String| {
+        let mut request = admin
+            .raw(Method::PUT, path)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(operator) = operator {
+            request = request.header("onsale-operator", operator);
+        }
+        admin.send(request)
+    };
+    let version = room.admin(1)["settings_version"].as_u64().unwrap();
+
+    // Bad calls change nothing.
+    let rate = json!({"admit_per_minute": 1200}).to_string();
+    put(&path, None, rate.clone())
+        .await
+        .problem(400, "operator_required");
+    put(&path, Some(""), rate.clone())
+        .await
+        .problem(400, "operator_required");
+    let invalid = put(&path, Some("sre-ana"), json!({"max_active": 0}).to_string()).await;
+    assert!(invalid.problem(422, "invalid_settings")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("max_active"));
+    let schedule = json!({"admit_per_minute": 1200, "sale_opens_at": "2031-01-01T00:00:00Z"});
+    put(&path, Some("sre-ana"), schedule.to_string())
+        .await
+        .problem(400, "invalid_body");
+    put(&path, Some("sre-ana"), "not json".into())
+        .await
+        .problem(400, "invalid_body");
+    put(&path, Some("sre-ana"), " ".repeat(5000))
+        .await
+        .problem(413, "body_too_large");
+    put(
+        "/admin/shows/no-such-show/queue",
+        Some("sre-ana"),
+        rate.clone(),
+    )
+    .await
+    .problem(404, "show_not_found");
+    room.step().await;
+    assert_eq!(room.admin(1)["settings_version"].as_u64().unwrap(), version);
+    let audit = format!("{}wr:{{{}}}:audit", room.prefix, room.show);
+    assert!(stream_entries(&audit).await.is_empty());
+
+    // A change on node 0 is in force on both nodes at their next step.
+    let both = json!({"admit_per_minute": 1200, "max_active": 50}).to_string();
+    let tuned = put(&path, Some("sre-ana"), both).await.json();
+    assert_eq!(tuned["previous"]["admit_per_minute"], 600);
+    assert_eq!(tuned["settings"]["admit_per_minute"], 1200);
+    assert_eq!(tuned["settings"]["session_ttl_s"], 600);
+    let tuned_version = tuned["settings_version"].as_u64().unwrap();
+    assert!(tuned_version > version);
+    room.step().await;
+    for node in 0..2 {
+        assert_eq!(room.admin(node)["admit_per_minute"], 1200);
+        assert_eq!(room.admin(node)["max_active"], 50);
+        assert_eq!(room.admin(node)["settings_version"], tuned_version);
+    }
+
+    // Who, from where, when, and the values before and after, on the show's audit stream.
+    let entries = stream_entries(&audit).await;
+    let [entry] = entries.as_slice() else {
+        panic!("one audit entry, got {}", entries.len());
+    };
+    let field = |name: &str| entry[name].clone();
+    assert_eq!(field("operator"), "sre-ana");
+    assert!(field("client").starts_with("127.0.0.1:"));
+    assert_eq!(field("at_ms"), T0.to_string());
+    assert_eq!(field("version"), tuned_version.to_string());
+    let previous: QueueSettings = serde_json::from_str(&field("previous")).unwrap();
+    assert_eq!(previous, settings());
+    let now: QueueSettings = serde_json::from_str(&field("settings")).unwrap();
+    assert_eq!((now.admit_per_minute, now.max_active), (1200, 50));
+
+    // The file is the source of truth: a reload on any node puts its values back.
+    let config = room.edges[1].shared.live.load().config.clone();
+    room.edges[1].shared.live.apply(config).unwrap();
+    room.step().await;
+    room.step().await;
+    for node in 0..2 {
+        assert_eq!(room.admin(node)["admit_per_minute"], 600);
+        assert_eq!(room.admin(node)["max_active"], 100_000);
+    }
+}
+
+/// Each entry of the Redis stream `key`, as its fields.
+async fn stream_entries(key: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let mut redis = onsale_tests::redis().await;
+    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg(key)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    entries
+        .into_iter()
+        .map(|(_, fields)| {
+            let pairs = fields.chunks_exact(2);
+            pairs.map(|p| (p[0].clone(), p[1].clone())).collect()
+        })
+        .collect()
+}
+
 /// Publishes an availability document for `show` with `open` seats available.
 async fn publish_availability(room: &Room, open: u64, version: i64) {
     let identity = json!({
