@@ -1,0 +1,491 @@
+//! `onsale-sim model`: the on-sale a scenario describes, predicted without a stack.
+//!
+//! A discrete-time model of the waiting room as the edge runs it and of the fans the
+//! scenario draws. Every `STEP_MS` (the shipped edge's `refresh_ms`) the serving counter
+//! calls the next places at `admit_per_minute`, never more than one step's worth at once
+//! and never past `max_active` open admissions, stepping over fans who stopped polling
+//! (once they have been silent for `no_show_grace_s`, as the edge does, without spending
+//! the rate on them), and not while no seat is free. A called fan is admitted at once,
+//! thinks, holds the seats it wants (or what is left), and pays, abandons its hold (the
+//! seats come back when the hold expires) or is declined (they come back at once). An
+//! admission ends when its order is paid or after `session_ttl_s`.
+//!
+//! Simplifications, each small against a queue's wait: a called fan claims its admission
+//! at the step that calls it (a real one at its next poll); a fan who stops polling does
+//! so as soon as it joins; the edge learns that seats are gone at once (a real edge from
+//! the next availability snapshot, up to one build interval later); every fan joins after
+//! the opening, in arrival order (no pre-queue draw).
+
+use crate::arrivals;
+use crate::scenario::{Card, Scenario};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// The model's time step: the edge's admission step as shipped (`refresh_ms`).
+pub const STEP_MS: i64 = 200;
+
+/// What the model predicts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    /// When the last seat was sold, in seconds from the opening; `None` if seats were left.
+    pub sellout_s: Option<f64>,
+    /// Seats sold.
+    pub seats_sold: u64,
+    /// Fans admitted to the purchase path.
+    pub fans_admitted: u64,
+    /// Fans who bought.
+    pub fans_bought: u64,
+    /// Places stepped over because their fan had stopped polling.
+    pub no_shows_skipped: u64,
+    /// How long admitted fans waited, from joining to admission.
+    pub wait_s: Percentiles,
+    /// Most admissions open at once.
+    pub peak_active: u64,
+    /// Requests to the origin in the busiest second (holds, orders, payments).
+    pub peak_origin_per_s: u64,
+    /// Every minute from the opening.
+    pub minutes: Vec<Minute>,
+}
+
+/// Percentiles of a distribution.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Percentiles {
+    /// The median.
+    pub p50: f64,
+    /// 90% are at most this.
+    pub p90: f64,
+    /// 99% are at most this.
+    pub p99: f64,
+}
+
+impl Percentiles {
+    /// Of `values` (reordered); zeros when there are none.
+    pub fn of(values: &mut [f64]) -> Percentiles {
+        values.sort_by(f64::total_cmp);
+        let at = |q: f64| match values.len() {
+            0 => 0.0,
+            n => values[((n as f64 * q).ceil() as usize).clamp(1, n) - 1],
+        };
+        Percentiles {
+            p50: at(0.5),
+            p90: at(0.9),
+            p99: at(0.99),
+        }
+    }
+}
+
+/// The state at the end of one minute.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Minute {
+    /// Minutes from the opening at this minute's end.
+    pub minute: u32,
+    /// Fans who joined and have not been called or stepped over.
+    pub queued: u64,
+    /// Fans admitted during the minute.
+    pub admitted: u64,
+    /// Admissions open.
+    pub active: u64,
+    /// Seats neither held nor sold.
+    pub seats_left: u64,
+    /// Seats sold so far.
+    pub sold: u64,
+    /// Requests to the origin during the minute.
+    pub origin_requests: u64,
+}
+
+/// One fan's plan, drawn from the scenario.
+struct Fan {
+    arrives_ms: i64,
+    stops_polling: bool,
+    seats: u32,
+    think_ms: i64,
+    abandons: bool,
+    pay_ms: i64,
+    card: Card,
+}
+
+fn draw_fans(scenario: &Scenario) -> Vec<Fan> {
+    let mut rng = StdRng::seed_from_u64(scenario.seed);
+    let times = arrivals::times(&scenario.arrivals, scenario.fans.get(), &mut rng);
+    let b = &scenario.behaviour;
+    let span = |s: crate::scenario::Span, rng: &mut StdRng| {
+        ((s.min + rng.random::<f64>() * (s.max - s.min)) * 1000.0) as i64
+    };
+    times
+        .into_iter()
+        .map(|t| Fan {
+            arrives_ms: (t * 1000.0) as i64,
+            stops_polling: rng.random::<f64>() < b.stop_polling.get(),
+            seats: *b.seats.pick(rng.random()),
+            think_ms: span(b.think_s, &mut rng),
+            abandons: rng.random::<f64>() < b.abandon_hold.get(),
+            pay_ms: span(b.pay_s, &mut rng),
+            card: *b.cards.pick(rng.random()),
+        })
+        .collect()
+}
+
+/// Something that happens to the seats or an admission at a set time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    /// Fan `fan`, admitted at `admitted_ms`, holds its seats.
+    Hold { fan: usize, admitted_ms: i64 },
+    /// Fan `fan`, admitted at `admitted_ms`, pays for the `seats` it holds.
+    Pay {
+        fan: usize,
+        seats: u64,
+        admitted_ms: i64,
+    },
+    /// An abandoned or unpaid hold of `seats` ends.
+    HoldExpires { seats: u64 },
+    /// An admission ends unused.
+    SessionEnds,
+}
+
+/// The seats and admissions as the night goes.
+#[derive(Default)]
+struct Night {
+    available: u64,
+    sold: u64,
+    active: u64,
+    peak_active: u64,
+    bought: u64,
+    sellout_ms: Option<i64>,
+    origin_requests: Vec<u64>,
+    events: BinaryHeap<Reverse<(i64, u64, Event)>>,
+    scheduled: u64,
+}
+
+impl Night {
+    fn at(&mut self, ms: i64, event: Event) {
+        self.scheduled += 1;
+        self.events.push(Reverse((ms, self.scheduled, event)));
+    }
+
+    fn request(&mut self, ms: i64, count: u64) {
+        let second = (ms / 1000) as usize;
+        if self.origin_requests.len() <= second {
+            self.origin_requests.resize(second + 1, 0);
+        }
+        self.origin_requests[second] += count;
+    }
+}
+
+/// Predicts the night `scenario` describes.
+pub fn predict(scenario: &Scenario) -> Prediction {
+    let fans = draw_fans(scenario);
+    let room = &scenario.room;
+    let ttl_ms = (room.session_ttl_s.get() * 1000.0) as i64;
+    let hold_ttl_ms = (room.hold_ttl_s.get() * 1000.0) as i64;
+    let grace_ms = (room.no_show_grace_s.get() * 1000.0) as i64;
+    let per_step = f64::from(room.admit_per_minute.get()) * STEP_MS as f64 / 60_000.0;
+    let max_active = u64::from(room.max_active.get());
+    let seats = u64::from(room.seats.get());
+
+    let mut night = Night {
+        available: seats,
+        ..Night::default()
+    };
+    let (mut next, mut allowance, mut skipped) = (0usize, 0.0f64, 0u64);
+    let mut waits = Vec::new();
+    let mut minutes = Vec::new();
+    let mut minute = Minute {
+        minute: 1,
+        queued: 0,
+        admitted: 0,
+        active: 0,
+        seats_left: seats,
+        sold: 0,
+        origin_requests: 0,
+    };
+    let mut now = 0i64;
+    loop {
+        while let Some(&Reverse((at, _, event))) = night.events.peek() {
+            if at > now {
+                break;
+            }
+            night.events.pop();
+            apply(&mut night, &fans, event, at, ttl_ms, hold_ttl_ms, seats);
+        }
+
+        // The admission step.
+        allowance = (allowance + per_step).min(per_step.max(1.0));
+        while next < fans.len() && fans[next].arrives_ms <= now && night.available > 0 {
+            let fan = &fans[next];
+            if fan.stops_polling && now - fan.arrives_ms >= grace_ms {
+                skipped += 1;
+                next += 1;
+                continue;
+            }
+            if allowance < 1.0 || night.active >= max_active {
+                break;
+            }
+            allowance -= 1.0;
+            night.active += 1;
+            night.peak_active = night.peak_active.max(night.active);
+            if fan.stops_polling {
+                // Gone, but not yet silent for long enough to be stepped over: called, and
+                // the call lapses unclaimed after the grace.
+                night.at(fan.arrives_ms + grace_ms, Event::SessionEnds);
+                next += 1;
+                continue;
+            }
+            waits.push((now - fan.arrives_ms) as f64 / 1000.0);
+            minute.admitted += 1;
+            night.at(
+                now + fan.think_ms,
+                Event::Hold {
+                    fan: next,
+                    admitted_ms: now,
+                },
+            );
+            next += 1;
+        }
+
+        now += STEP_MS;
+        if now % 60_000 == 0 {
+            let arrived = fans.partition_point(|f| f.arrives_ms <= now);
+            let requests: u64 = night
+                .origin_requests
+                .iter()
+                .skip(((now - 60_000) / 1000) as usize)
+                .take(60)
+                .sum();
+            minutes.push(Minute {
+                queued: (arrived - next) as u64,
+                active: night.active,
+                seats_left: night.available,
+                sold: night.sold,
+                origin_requests: requests,
+                ..minute
+            });
+            minute = Minute {
+                minute: minute.minute + 1,
+                admitted: 0,
+                ..minute
+            };
+        }
+        let queue_done = next == fans.len() || night.available == 0;
+        if queue_done && night.events.is_empty() {
+            break;
+        }
+    }
+
+    Prediction {
+        sellout_s: night.sellout_ms.map(|ms| ms as f64 / 1000.0),
+        seats_sold: night.sold,
+        fans_admitted: waits.len() as u64,
+        fans_bought: night.bought,
+        no_shows_skipped: skipped,
+        wait_s: Percentiles::of(&mut waits),
+        peak_active: night.peak_active,
+        peak_origin_per_s: night.origin_requests.iter().copied().max().unwrap_or(0),
+        minutes,
+    }
+}
+
+/// What `event` at `at` does to the night.
+fn apply(
+    night: &mut Night,
+    fans: &[Fan],
+    event: Event,
+    at: i64,
+    ttl_ms: i64,
+    hold_ttl_ms: i64,
+    seats: u64,
+) {
+    match event {
+        Event::Hold { fan, admitted_ms } => {
+            let plan = &fans[fan];
+            let session_ends = admitted_ms + ttl_ms;
+            // Nothing left, or the admission ran out while the fan thought: it leaves.
+            if night.available == 0 || at >= session_ends {
+                night.at(session_ends.max(at), Event::SessionEnds);
+                return;
+            }
+            let held = u64::from(plan.seats).min(night.available);
+            night.available -= held;
+            night.request(at, 1);
+            let pays_at = at + plan.pay_ms;
+            if plan.abandons || pays_at >= at + hold_ttl_ms || pays_at >= session_ends {
+                night.at(at + hold_ttl_ms, Event::HoldExpires { seats: held });
+                night.at(session_ends, Event::SessionEnds);
+            } else {
+                night.at(
+                    pays_at,
+                    Event::Pay {
+                        fan,
+                        seats: held,
+                        admitted_ms,
+                    },
+                );
+            }
+        }
+        Event::Pay {
+            fan,
+            seats: held,
+            admitted_ms,
+        } => {
+            let card = fans[fan].card;
+            // An order and a confirmation; 3-D Secure confirms a second time.
+            night.request(at, if card == Card::ThreeDSecure { 3 } else { 2 });
+            if card.pays() {
+                night.sold += held;
+                night.bought += 1;
+                night.active -= 1;
+                if night.sold == seats {
+                    night.sellout_ms = Some(at);
+                }
+            } else {
+                // Declined: the seats go back at once, the unused admission runs its course.
+                night.available += held;
+                night.at(admitted_ms + ttl_ms, Event::SessionEnds);
+            }
+        }
+        Event::HoldExpires { seats: held } => night.available += held,
+        Event::SessionEnds => night.active -= 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scenario of `fans` fans all there at the opening, each buying one seat with a
+    /// card that pays, holding 0.5 s after admission and paying 0.5 s later; `behaviour`
+    /// and `room` (TOML) replace or add values of those tables.
+    fn scenario(fans: u32, behaviour: &str, room: &str) -> Scenario {
+        let base = format!(
+            r#"
+            name = "test"
+            show_id = "s"
+            fans = {fans}
+            seed = 1
+            [arrivals]
+            curve = "burst"
+            burst_s = 0.001
+            share = 1.0
+            over_s = 1
+            [behaviour]
+            stop_polling = 0.0
+            seats = [[1, 1.0]]
+            best_available = 1.0
+            think_s = [0.5, 0.5]
+            abandon_hold = 0.0
+            pay_s = [0.5, 0.5]
+            cards = [["pm_card_ok", 1.0]]
+            [room]
+            session_ttl_s = 900
+            no_show_grace_s = 60
+            hold_ttl_s = 480
+            "#
+        );
+        let mut table: toml::Table = toml::from_str(&base).expect("the base scenario");
+        for (name, changes) in [("behaviour", behaviour), ("room", room)] {
+            let changes: toml::Table = toml::from_str(changes).expect("changes");
+            let section = table[name].as_table_mut().expect("a table");
+            section.extend(changes);
+        }
+        table.try_into().expect("a scenario")
+    }
+
+    #[test]
+    fn fans_are_admitted_at_the_rate_and_the_seats_sell_out_on_time() {
+        let s = scenario(
+            10_000,
+            "",
+            "admit_per_minute = 600\nmax_active = 100000\nseats = 3000",
+        );
+        let p = predict(&s);
+        assert_eq!(p.seats_sold, 3000);
+        assert_eq!(p.fans_bought, 3000);
+        // 3,000 buyers at 10 a second, each paying a second after its call.
+        let sellout = p.sellout_s.expect("sold out");
+        assert!((sellout - 300.0).abs() < 2.0, "sold out at {sellout} s");
+        assert!(p.minutes[..4].iter().all(|m| m.admitted == 600));
+        // The last buyer waited five minutes, the median two and a half.
+        assert!((p.wait_s.p50 - 150.0).abs() < 1.0, "{:?}", p.wait_s);
+    }
+
+    #[test]
+    fn max_active_holds_admission_back() {
+        // Each admission lasts 30 s (think and pay), so 100 at once admit 200 a minute.
+        let b = "think_s = [15, 15]\npay_s = [15, 15]";
+        let s = scenario(
+            5_000,
+            b,
+            "admit_per_minute = 6000\nmax_active = 100\nseats = 1000",
+        );
+        let p = predict(&s);
+        assert_eq!(p.peak_active, 100);
+        let admitted: Vec<u64> = p.minutes[1..4].iter().map(|m| m.admitted).collect();
+        assert!(
+            admitted.iter().all(|&a| (195..=205).contains(&a)),
+            "{admitted:?}"
+        );
+    }
+
+    #[test]
+    fn fans_who_stopped_polling_do_not_eat_the_rate() {
+        let b = "stop_polling = 0.5";
+        let s = scenario(
+            20_000,
+            b,
+            "admit_per_minute = 600\nmax_active = 100000\nseats = 100000",
+        );
+        let p = predict(&s);
+        // Within the grace every place is called; after it, absent fans are stepped over
+        // and the present ones come at the full rate.
+        assert!(p.minutes[3..8].iter().all(|m| m.admitted == 600));
+        assert!(p.no_shows_skipped > 0);
+    }
+
+    #[test]
+    fn seats_of_declined_and_abandoned_holds_are_sold_again() {
+        let b = "abandon_hold = 0.2\ncards = [[\"pm_card_ok\", 0.8], [\"pm_card_declined\", 0.2]]";
+        let s = scenario(
+            10_000,
+            b,
+            "admit_per_minute = 1200\nmax_active = 100000\nseats = 2000",
+        );
+        let p = predict(&s);
+        assert_eq!(p.seats_sold, 2000);
+        // About 0.8 x 0.8 of the admitted fans buy; the rest give their seats back.
+        assert!(p.fans_admitted > 3000, "{}", p.fans_admitted);
+        let sellout = p.sellout_s.expect("sold out");
+        // The abandoned holds' seats return after the hold's 480 s.
+        assert!(sellout > 480.0, "{sellout}");
+    }
+
+    #[test]
+    fn seats_left_over_mean_no_sell_out() {
+        let s = scenario(
+            100,
+            "",
+            "admit_per_minute = 600\nmax_active = 100000\nseats = 1000",
+        );
+        let p = predict(&s);
+        assert_eq!((p.seats_sold, p.sellout_s), (100, None));
+    }
+
+    #[test]
+    fn the_same_scenario_gives_the_same_prediction() {
+        let file = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../config/scenarios/stadium.toml"
+        );
+        let s = Scenario::load(std::path::Path::new(file)).expect("the stadium scenario");
+        assert_eq!(predict(&s), predict(&s));
+    }
+
+    #[test]
+    fn percentiles_pick_the_nearest_rank() {
+        let mut values: Vec<f64> = (1..=100).map(f64::from).collect();
+        let p = Percentiles::of(&mut values);
+        assert_eq!((p.p50, p.p90, p.p99), (50.0, 90.0, 99.0));
+        assert_eq!(Percentiles::of(&mut []).p50, 0.0);
+    }
+}
