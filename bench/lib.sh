@@ -170,3 +170,39 @@ join_show() {
     curl -sS -X POST -H 'content-type: application/json' -H "authorization: Bearer $2" \
         -d "{\"show_id\":\"$1\"}" "$edge_url/v1/waiting-room/sessions"
 }
+
+# nginx_conf DIR TRIVIAL PROXY [SERVERS]: DIR/nginx.conf for one nginx worker: a trivial
+# upstream on port TRIVIAL (200 {"ok":true}), a keep-alive proxy to it on port PROXY (64
+# upstream connections kept), and the server blocks in SERVERS; temp files and logs in DIR.
+nginx_conf() {
+    cat >"$1/nginx.conf" <<CONF
+worker_processes 1;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    default_type application/json;
+    client_body_temp_path $1/body;
+    proxy_temp_path $1/proxy;
+    fastcgi_temp_path $1/fastcgi;
+    uwsgi_temp_path $1/uwsgi;
+    scgi_temp_path $1/scgi;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$2;
+        location / { return 200 '{"ok":true}'; }
+    }
+    upstream trivial { server 127.0.0.1:$2; keepalive 64; }
+    server {
+        listen 127.0.0.1:$3;
+        location / {
+            proxy_pass http://trivial;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+${4:-}
+}
+CONF
+}

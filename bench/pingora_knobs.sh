@@ -31,35 +31,7 @@ next=58180
 take_port() { port=$(usable_port "$next" any); next=$((port + 1)); }
 take_port && trivial=$port
 take_port && nginx_proxy=$port
-cat >"$work/nginx/nginx.conf" <<CONF
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    default_type application/json;
-    client_body_temp_path $work/nginx/body;
-    proxy_temp_path $work/nginx/proxy;
-    fastcgi_temp_path $work/nginx/fastcgi;
-    uwsgi_temp_path $work/nginx/uwsgi;
-    scgi_temp_path $work/nginx/scgi;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$trivial;
-        location / { return 200 '{"ok":true}'; }
-    }
-    upstream trivial { server 127.0.0.1:$trivial; keepalive 64; }
-    server {
-        listen 127.0.0.1:$nginx_proxy;
-        location / {
-            proxy_pass http://trivial;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-CONF
+nginx_conf "$work/nginx" "$trivial" "$nginx_proxy"
 nginx -c "$work/nginx/nginx.conf" -g 'daemon off;' &
 pids+=($!)
 wait_http "http://127.0.0.1:$nginx_proxy/" "nginx"
