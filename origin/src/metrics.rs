@@ -20,6 +20,8 @@ pub struct Metrics {
     /// `payment_webhooks_received_total` by `result`: applied, stale, duplicate,
     /// unknown_payment, rejected.
     pub webhooks_received: IntCounterVec,
+    /// `payment_webhook_lag_seconds`: from a provider's event to its webhook's receipt.
+    pub webhook_lag: Histogram,
     /// `sandbox_webhook_deliveries_total` by `result`: delivered, failed, abandoned.
     pub webhook_deliveries: IntCounterVec,
     pub(crate) refunds: IntCounterVec,
@@ -101,6 +103,17 @@ impl Metrics {
                 "payment_webhooks_received_total",
                 "Payment webhooks by result: applied, stale, duplicate, unknown_payment, rejected",
                 &["result"],
+            ),
+            webhook_lag: register(
+                &registry,
+                &Histogram::with_opts(
+                    HistogramOpts::new(
+                        "payment_webhook_lag_seconds",
+                        "From the provider's event to the receipt of its webhook (signature checked)",
+                    )
+                    .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0]),
+                )
+                .expect("static metric"),
             ),
             webhook_deliveries: counter_vec(
                 &registry,

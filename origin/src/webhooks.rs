@@ -49,11 +49,14 @@ pub(crate) async fn post_payment_webhook(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let metrics = &state.metrics.webhooks_received;
-    let now_s = onsale_contract::clock::now_ms() / 1000;
+    let now_ms = onsale_contract::clock::now_ms();
     let event = state
         .provider
-        .parse_webhook(&headers, &body, now_s)
+        .parse_webhook(&headers, &body, now_ms / 1000)
         .inspect_err(|_| metrics.with_label_values(&["rejected"]).inc())?;
+    // Redeliveries count too: how late the word arrives is what reconciliation waits on.
+    let lag_s = (now_ms - event.created_ms).max(0) as f64 / 1000.0;
+    state.metrics.webhook_lag.observe(lag_s);
     let provider = state.provider.name();
     let mut tx = state.pool.begin().await?;
     let payment: Option<Uuid> = sqlx::query_scalar!(

@@ -76,6 +76,8 @@ pub(crate) struct WebhookEvent {
     /// The provider's event id: webhooks are deduplicated by it.
     pub id: String,
     pub kind: String,
+    /// When the provider made the event, Unix ms.
+    pub created_ms: i64,
     pub intent: Intent,
     pub payload: serde_json::Value,
 }

@@ -618,6 +618,7 @@ impl PaymentProvider for Sandbox {
         Ok(WebhookEvent {
             id: event.id,
             kind: event.kind,
+            created_ms: event.created_ms,
             intent: Intent {
                 reference: object.id.clone(),
                 status,

@@ -131,6 +131,24 @@ fn now_s() -> i64 {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_webhooks_lag_runs_from_the_providers_event() {
+    let s = stadium().await;
+    let lag = &s.app.origin.state.metrics.webhook_lag;
+    let mut late = event("evt_late", "pi_unknown", "succeeded", 1);
+    late["created_ms"] = json!(onsale_contract::clock::now_ms() - 7_000);
+    let reply = webhook(&s, &late, now_s()).await;
+    assert_eq!(reply.json()["result"], "unknown_payment");
+    assert_eq!(lag.get_sample_count(), 1);
+    let seconds = lag.get_sample_sum();
+    assert!((7.0..8.0).contains(&seconds), "{seconds} s");
+    // A refused delivery says nothing of the provider's lag.
+    webhook_raw(&s, &serde_json::to_vec(&late).unwrap(), "")
+        .await
+        .problem(400, "webhook_signature_invalid");
+    assert_eq!(lag.get_sample_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn three_d_secure_needs_a_second_confirmation() {
     let s = stadium().await;
     let ana = s.fan("ana").await;
