@@ -6,6 +6,7 @@ ONSALE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 ONSALE_STARTED_PG=""
 ONSALE_STARTED_REDIS=""
 ONSALE_STARTED_CLUSTER=""
+PLOT_FONT=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 
 # Each line carries the seconds since the script started: a slow step shows in any log.
 log() { printf '\033[1m[onsale %ss]\033[0m %s\n' "$SECONDS" "$*" >&2; }
@@ -48,6 +49,8 @@ install_missing() {
         pg_bindir >/dev/null || packages+=(postgresql)
     fi
     command -v psql >/dev/null || packages+=(postgresql-client)
+    # The typeface of the simulator's PNG plots.
+    [ -f "$PLOT_FONT" ] || packages+=(fonts-dejavu-core)
     [ ${#packages[@]} -eq 0 ] && return 0
     command -v apt-get >/dev/null || die "missing ${packages[*]} and no apt-get to install them"
     log "installing ${packages[*]}"

@@ -1,9 +1,10 @@
 //! The `onsale-sim` binary: `model SCENARIO` predicts the on-sale a scenario file
-//! describes and prints the prediction as JSON.
+//! describes and prints the prediction as JSON, or writes it as a report directory with
+//! `--out`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use onsale_sim::{model, scenario::Scenario};
+use onsale_sim::{model, report, scenario::Scenario};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -20,6 +21,9 @@ enum Command {
     Model {
         /// The scenario file (config/scenarios/*.toml).
         scenario: PathBuf,
+        /// Write summary.json, report.md and the charts (PNG and SVG) here instead.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -35,11 +39,20 @@ fn print(text: &str) -> std::io::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Model { scenario } => {
+        Command::Model { scenario, out } => {
             let scenario = Scenario::load(&scenario)?;
             let prediction = model::predict(&scenario);
-            let json = serde_json::to_string_pretty(&prediction).context("the prediction")?;
-            print(&json)?;
+            match out {
+                Some(dir) => {
+                    report::write_prediction(&dir, &scenario, &prediction)?;
+                    print(&format!("report in {}", dir.display()))?;
+                }
+                None => {
+                    let json =
+                        serde_json::to_string_pretty(&prediction).context("the prediction")?;
+                    print(&json)?;
+                }
+            }
         }
     }
     Ok(())
