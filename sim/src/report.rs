@@ -1,7 +1,7 @@
 //! A prediction written as a report directory: `summary.json`, `report.md`, and the
 //! minute-by-minute charts as PNG and SVG.
 
-use crate::model::Prediction;
+use crate::model::{Minute, Prediction};
 use crate::plots::{Chart, Line, PlotError};
 use crate::scenario::Scenario;
 use std::fmt::Write as _;
@@ -30,85 +30,75 @@ fn write(path: &Path, contents: &[u8]) -> Result<(), ReportError> {
     })
 }
 
+/// A chart over the minutes from the opening.
+fn by_minute<'a>(title: &'a str, y: &'a str, lines: Vec<Line<'a>>) -> Chart<'a> {
+    Chart {
+        title,
+        x: "minutes from the opening",
+        y,
+        lines,
+    }
+}
+
 /// The charts of a prediction, by file stem.
 fn charts<'a>(scenario: &Scenario, p: &Prediction) -> Vec<(&'static str, Chart<'a>)> {
-    let per_minute = |value: fn(&crate::model::Minute) -> u64| -> Vec<(f64, f64)> {
-        p.minutes
+    let per_minute = |label, value: fn(&Minute) -> u64| Line {
+        label,
+        points: p
+            .minutes
             .iter()
             .map(|m| (f64::from(m.minute), value(m) as f64))
-            .collect()
+            .collect(),
     };
-    let flat = |y: u32| -> Vec<(f64, f64)> {
+    let setting = |label, y: u32| {
         let end = p.minutes.last().map_or(1.0, |m| f64::from(m.minute));
-        vec![(0.0, f64::from(y)), (end, f64::from(y))]
+        Line {
+            label,
+            points: vec![(0.0, f64::from(y)), (end, f64::from(y))],
+        }
     };
     let room = &scenario.room;
     vec![
         (
             "queue-length",
-            Chart {
-                title: "Queue length",
-                x: "minutes from the opening",
-                y: "fans waiting",
-                lines: vec![Line {
-                    label: "queued",
-                    points: per_minute(|m| m.queued),
-                }],
-            },
+            by_minute(
+                "Queue length",
+                "fans waiting",
+                vec![per_minute("queued", |m| m.queued)],
+            ),
         ),
         (
             "admissions",
-            Chart {
-                title: "Admissions per minute against the setting",
-                x: "minutes from the opening",
-                y: "fans admitted in the minute",
-                lines: vec![
-                    Line {
-                        label: "admitted",
-                        points: per_minute(|m| m.admitted),
-                    },
-                    Line {
-                        label: "admit_per_minute",
-                        points: flat(room.admit_per_minute.get()),
-                    },
+            by_minute(
+                "Admissions per minute against the setting",
+                "fans admitted in the minute",
+                vec![
+                    per_minute("admitted", |m| m.admitted),
+                    setting("admit_per_minute", room.admit_per_minute.get()),
                 ],
-            },
+            ),
         ),
         (
             "active",
-            Chart {
-                title: "Open admissions against max_active",
-                x: "minutes from the opening",
-                y: "admissions open",
-                lines: vec![
-                    Line {
-                        label: "active",
-                        points: per_minute(|m| m.active),
-                    },
-                    Line {
-                        label: "max_active",
-                        points: flat(room.max_active.get()),
-                    },
+            by_minute(
+                "Open admissions against max_active",
+                "admissions open",
+                vec![
+                    per_minute("active", |m| m.active),
+                    setting("max_active", room.max_active.get()),
                 ],
-            },
+            ),
         ),
         (
             "seats-left",
-            Chart {
-                title: "Seats over time",
-                x: "minutes from the opening",
-                y: "seats",
-                lines: vec![
-                    Line {
-                        label: "neither held nor sold",
-                        points: per_minute(|m| m.seats_left),
-                    },
-                    Line {
-                        label: "sold",
-                        points: per_minute(|m| m.sold),
-                    },
+            by_minute(
+                "Seats over time",
+                "seats",
+                vec![
+                    per_minute("neither held nor sold", |m| m.seats_left),
+                    per_minute("sold", |m| m.sold),
                 ],
-            },
+            ),
         ),
     ]
 }
