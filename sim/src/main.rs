@@ -4,7 +4,8 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use onsale_sim::{model, report, scenario::Scenario};
+use onsale_sim::scenario::{Count, Scenario};
+use onsale_sim::{model, report};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -24,6 +25,12 @@ enum Command {
         /// Write summary.json, report.md and the charts (PNG and SVG) here instead.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// What if the show admitted this many fans a minute (instead of the scenario's).
+        #[arg(long)]
+        admit_per_minute: Option<Count>,
+        /// What if at most this many admissions were open at once.
+        #[arg(long)]
+        max_active: Option<Count>,
     },
 }
 
@@ -39,8 +46,16 @@ fn print(text: &str) -> std::io::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Model { scenario, out } => {
-            let scenario = Scenario::load(&scenario)?;
+        Command::Model {
+            scenario,
+            out,
+            admit_per_minute,
+            max_active,
+        } => {
+            let mut scenario = Scenario::load(&scenario)?;
+            let room = &mut scenario.room;
+            room.admit_per_minute = admit_per_minute.unwrap_or(room.admit_per_minute);
+            room.max_active = max_active.unwrap_or(room.max_active);
             let prediction = model::predict(&scenario);
             match out {
                 Some(dir) => {

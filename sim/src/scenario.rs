@@ -60,7 +60,7 @@ impl Scenario {
     }
 }
 
-/// A positive number of fans, at most ten million.
+/// A positive count (of fans, a minute's admissions, seats), at most ten million.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "u32")]
 pub struct Count(u32);
@@ -72,12 +72,22 @@ impl Count {
     }
 }
 
+impl std::str::FromStr for Count {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let n: u32 = s
+            .parse()
+            .map_err(|_| format!("{s:?} is not a whole number"))?;
+        Count::try_from(n)
+    }
+}
+
 impl TryFrom<u32> for Count {
     type Error = String;
     fn try_from(n: u32) -> Result<Self, String> {
         match n {
             1..=10_000_000 => Ok(Count(n)),
-            _ => Err(format!("{n} fans: must be 1 to 10,000,000")),
+            _ => Err(format!("{n}: must be 1 to 10,000,000")),
         }
     }
 }
@@ -286,4 +296,54 @@ pub struct Room {
     pub hold_ttl_s: Positive,
     /// Seats on sale.
     pub seats: Count,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_parse_from_text_within_their_bounds() {
+        assert_eq!("1200".parse::<Count>().map(Count::get), Ok(1200));
+        assert!("0".parse::<Count>().is_err());
+        assert!("10000001".parse::<Count>().is_err());
+        assert!("-5".parse::<Count>().is_err());
+        assert!("twelve".parse::<Count>().is_err());
+    }
+
+    #[test]
+    fn the_shipped_scenarios_parse() {
+        for name in ["stadium", "theatre-presale"] {
+            let file = format!(
+                "{}/../config/scenarios/{name}.toml",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            Scenario::load(Path::new(&file)).expect(name);
+        }
+    }
+
+    #[test]
+    fn nonsense_is_refused_with_the_value_named() {
+        let bad = |field: &str, value: &str| {
+            let text = std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../config/scenarios/theatre-presale.toml"
+            ))
+            .unwrap();
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&format!("{field} =")))
+                .unwrap()
+                .to_owned();
+            let changed = text.replace(&line, &format!("{field} = {value}"));
+            toml::from_str::<Scenario>(&changed)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad("stop_polling", "1.5").contains("not a probability"));
+        assert!(bad("per_s", "0").contains("positive"));
+        assert!(bad("think_s", "[30, 10]").contains("min <= max"));
+        assert!(bad("cards", "[[\"pm_card_stolen\", 1.0]]").contains("pm_card_stolen"));
+        assert!(bad("seats", "[]").contains("weighted choices"));
+    }
 }
