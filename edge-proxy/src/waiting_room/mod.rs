@@ -14,7 +14,7 @@
 //!
 //! The rest, one job per file: `join` (a new place, or the same one again), `challenge`
 //! (proof of work handed out and checked; the puzzle itself in [`pow`]), `admin` (the
-//! operator's view, pause and resume), `wire` (the typed answers), `refusal` (reasons to
+//! operator's view, changes of the admission numbers, pause and resume), `wire` (the typed answers), `refusal` (reasons to
 //! problem+json), `cookies`, `metrics`.
 
 mod admin;
