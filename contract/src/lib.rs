@@ -7,6 +7,7 @@
 //! - [`tokens`]: admission JWTs (Ed25519), signed by the edge and verified everywhere; queue
 //!   JWTs (HS256 under keys the edge nodes share), which only the edge reads; where a
 //!   request carries them and its session.
+//! - [`pow`]: the waiting room's proof-of-work puzzle, checked by the edge, solved by clients.
 //! - [`snapshot`]: where seat-map snapshots live in Redis and on disk, and how they are announced.
 //! - [`clock`]: wall-clock time, manual in tests so time-dependent behaviour is driven, not slept.
 //! - [`backoff`]: doubling retry delays with optional jitter.
@@ -20,6 +21,7 @@ pub mod clock;
 pub mod config;
 pub mod logging;
 pub mod metrics;
+pub mod pow;
 pub mod problem;
 pub mod redis;
 pub mod snapshot;

@@ -1,13 +1,17 @@
 //! The `onsale-sim` binary: `model SCENARIO` predicts the on-sale a scenario file
 //! describes and prints the prediction as JSON, or writes it as a report directory with
-//! `--out`.
+//! `--out`; `run SCENARIO` sends the scenario's fans through a running edge and writes the
+//! run's report beside the model's prediction.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use onsale_sim::run::{Options, Target};
 use onsale_sim::scenario::{Count, Scenario};
-use onsale_sim::{model, report};
+use onsale_sim::{model, report, run};
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "onsale-sim", about = "Rehearse an on-sale")]
@@ -32,6 +36,27 @@ enum Command {
         #[arg(long)]
         max_active: Option<Count>,
     },
+    /// Send the scenario's fans through a running edge (scripts/up) and report what they saw.
+    Run {
+        /// The scenario file (config/scenarios/*.toml); its show must have every seat on sale.
+        scenario: PathBuf,
+        /// The edge's public listener.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        edge: SocketAddr,
+        /// The origin's configuration: its database (DATABASE_URL overrides it, as for the
+        /// origin) gets the fans' accounts, hashed as it says.
+        #[arg(long, default_value = "config/origin.toml")]
+        origin_config: PathBuf,
+        /// The report's directory (default: .onsale/sim/<scenario>-<time>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Stop after this many minutes whatever is left.
+        #[arg(long, default_value_t = 180)]
+        limit_minutes: u64,
+        /// No progress bar (it is drawn only on a terminal anyway).
+        #[arg(long)]
+        quiet: bool,
+    },
 }
 
 /// Writes `text` and a newline to stdout; a reader that stopped reading (`| head`) is
@@ -45,6 +70,7 @@ fn print(text: &str) -> std::io::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
+    onsale_contract::logging::init("onsale_sim=info,warn");
     match Cli::parse().command {
         Command::Model {
             scenario,
@@ -68,6 +94,43 @@ fn main() -> anyhow::Result<()> {
                     print(&json)?;
                 }
             }
+        }
+        Command::Run {
+            scenario,
+            edge,
+            origin_config,
+            out,
+            limit_minutes,
+            quiet,
+        } => {
+            let scenario = Scenario::load(&scenario)?;
+            let config = origin::config::Config::load(&origin_config)?;
+            let started = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs();
+            let name = format!("{}-{started}", scenario.name);
+            let out = out.unwrap_or_else(|| PathBuf::from(".onsale/sim").join(&name));
+            let runtime = tokio::runtime::Runtime::new()?;
+            let outcome = runtime.block_on(async {
+                let pool = origin::db::connect(&config.database)
+                    .await
+                    .context("connecting to the origin's database")?;
+                let target = Target {
+                    edge,
+                    pool,
+                    accounts: config.accounts.clone(),
+                };
+                let options = Options {
+                    progress: !quiet,
+                    limit: Duration::from_secs(limit_minutes * 60),
+                    sample_every: Duration::from_secs(2),
+                    name,
+                };
+                anyhow::Ok(run::run(&scenario, &target, &options).await?)
+            })?;
+            let prediction = model::predict(&scenario);
+            report::write_run(&out, &scenario, &outcome, &prediction)?;
+            print(&format!("report in {}", out.display()))?;
         }
     }
     Ok(())

@@ -2,24 +2,24 @@
 //!
 //! A discrete-time model of the waiting room as the edge runs it and of the fans the
 //! scenario draws. Every `STEP_MS` (the shipped edge's `refresh_ms`) the serving counter
-//! calls the next places at `admit_per_minute`, never more than one step's worth at once
-//! and never past `max_active` open admissions, stepping over fans who stopped polling
-//! (once they have been silent for `no_show_grace_s`, as the edge does, without spending
-//! the rate on them), and not while no seat is free. A called fan is admitted at once,
-//! thinks, holds the seats it wants (or what is left), and pays, abandons its hold (the
-//! seats come back when the hold expires) or is declined (they come back at once). An
-//! admission ends when its order is paid or after `session_ttl_s`.
+//! calls the next places at `admit_per_minute` (the rate accrues with time, at most one
+//! second's worth banked), never past `max_active` open admissions and calls, and not while
+//! no seat is free; it steps over fans who stopped polling once they have been silent for
+//! `no_show_grace_s` to twice that, as the edge does, without spending the rate on them. A
+//! call a fan never claims holds its capacity for the grace. A called fan learns of its
+//! turn at its next poll (the edge asks fans at the front to poll every 2 s, or every
+//! quarter of `no_show_grace_s` when that is shorter), thinks, holds the seats it wants
+//! (or what is left), and pays, abandons its hold (the seats come back when the hold
+//! expires) or is declined (they come back at once). An admission ends when its order is
+//! paid or after `session_ttl_s`.
 //!
-//! Simplifications, each small against a queue's wait: a called fan claims its admission
-//! at the step that calls it (a real one at its next poll); a fan who stops polling does
-//! so as soon as it joins; the edge learns that seats are gone at once (a real edge from
-//! the next availability snapshot, up to one build interval later); every fan joins after
-//! the opening, in arrival order (no pre-queue draw).
+//! Simplifications, each small against a queue's wait: a fan who stops polling does so as
+//! soon as it joins; the edge learns that seats are gone at once (a real edge from the
+//! next availability snapshot, up to one build interval later); every fan joins after the
+//! opening, in arrival order (no pre-queue draw).
 
-use crate::arrivals;
+use crate::plan::{self, FanPlan};
 use crate::scenario::{Card, Scenario};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -27,11 +27,28 @@ use std::collections::BinaryHeap;
 /// The model's time step: the edge's admission step as shipped (`refresh_ms`).
 pub const STEP_MS: i64 = 200;
 
+/// When a fan last seen at `seen_ms` counts as absent: the edge records presence in
+/// buckets `grace_ms` wide and looks at the current and the previous one, so between one
+/// and two graces later (buckets counted from the opening here; a real edge's from 1970).
+fn absent_from(seen_ms: i64, grace_ms: i64) -> i64 {
+    (seen_ms.div_euclid(grace_ms) + 2) * grace_ms
+}
+
+/// How often a fan at the front of the queue polls, as the edge asks: every 2 s, or a
+/// quarter of the grace if that is shorter, never under 1 s.
+fn front_poll_ms(grace_ms: i64) -> i64 {
+    (grace_ms / 4).clamp(1_000, 2_000)
+}
+
 /// What the model predicts.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Prediction {
     /// When the last seat was sold, in seconds from the opening; `None` if seats were left.
     pub sellout_s: Option<f64>,
+    /// When 95% of the seats had sold: the last few seats of a small show sell as
+    /// abandoned holds run out, a hold's length apart, so this moves less from night to
+    /// night than the sell-out itself.
+    pub sold_95_s: Option<f64>,
     /// Seats sold.
     pub seats_sold: u64,
     /// Fans admitted to the purchase path.
@@ -82,7 +99,7 @@ impl Percentiles {
 pub struct Minute {
     /// Minutes from the opening at this minute's end.
     pub minute: u32,
-    /// Fans who joined and have not been called or stepped over.
+    /// Fans who joined, still poll, and have not been called.
     pub queued: u64,
     /// Fans admitted during the minute.
     pub admitted: u64,
@@ -94,38 +111,6 @@ pub struct Minute {
     pub sold: u64,
     /// Requests to the origin during the minute.
     pub origin_requests: u64,
-}
-
-/// One fan's plan, drawn from the scenario.
-struct Fan {
-    arrives_ms: i64,
-    stops_polling: bool,
-    seats: u32,
-    think_ms: i64,
-    abandons: bool,
-    pay_ms: i64,
-    card: Card,
-}
-
-fn draw_fans(scenario: &Scenario) -> Vec<Fan> {
-    let mut rng = StdRng::seed_from_u64(scenario.seed);
-    let times = arrivals::times(&scenario.arrivals, scenario.fans.get(), &mut rng);
-    let b = &scenario.behaviour;
-    let span = |s: crate::scenario::Span, rng: &mut StdRng| {
-        ((s.min + rng.random::<f64>() * (s.max - s.min)) * 1000.0) as i64
-    };
-    times
-        .into_iter()
-        .map(|t| Fan {
-            arrives_ms: (t * 1000.0) as i64,
-            stops_polling: rng.random::<f64>() < b.stop_polling.get(),
-            seats: *b.seats.pick(rng.random()),
-            think_ms: span(b.think_s, &mut rng),
-            abandons: rng.random::<f64>() < b.abandon_hold.get(),
-            pay_ms: span(b.pay_s, &mut rng),
-            card: *b.cards.pick(rng.random()),
-        })
-        .collect()
 }
 
 /// Something that happens to the seats or an admission at a set time.
@@ -153,7 +138,8 @@ struct Night {
     active: u64,
     peak_active: u64,
     bought: u64,
-    sellout_ms: Option<i64>,
+    /// Each sale: when, and how many seats.
+    sales: Vec<(i64, u64)>,
     origin_requests: Vec<u64>,
     events: BinaryHeap<Reverse<(i64, u64, Event)>>,
     scheduled: u64,
@@ -174,14 +160,33 @@ impl Night {
     }
 }
 
+/// When `share` of `seats` had sold, in seconds from the opening, given each sale's time (ms,
+/// in order) and seats.
+pub fn when_sold(sales: &[(i64, u64)], seats: u64, share: f64) -> Option<f64> {
+    let goal = (seats as f64 * share).ceil() as u64;
+    let mut sold = 0;
+    sales.iter().find_map(|&(at, count)| {
+        sold += count;
+        (sold >= goal).then_some(at as f64 / 1000.0)
+    })
+}
+
 /// Predicts the night `scenario` describes.
 pub fn predict(scenario: &Scenario) -> Prediction {
-    let fans = draw_fans(scenario);
+    let fans = plan::draw(scenario);
+    // Fans before each index who stop polling: the queue's length counts fans still there.
+    let stopping_before: Vec<usize> = std::iter::once(0)
+        .chain(fans.iter().scan(0, |n, f| {
+            *n += usize::from(f.stops_polling);
+            Some(*n)
+        }))
+        .collect();
     let room = &scenario.room;
     let ttl_ms = (room.session_ttl_s.get() * 1000.0) as i64;
     let hold_ttl_ms = (room.hold_ttl_s.get() * 1000.0) as i64;
     let grace_ms = (room.no_show_grace_s.get() * 1000.0) as i64;
-    let per_step = f64::from(room.admit_per_minute.get()) * STEP_MS as f64 / 60_000.0;
+    let per_second = f64::from(room.admit_per_minute.get()) / 60.0;
+    let per_step = per_second * STEP_MS as f64 / 1000.0;
     let max_active = u64::from(room.max_active.get());
     let seats = u64::from(room.seats.get());
 
@@ -208,14 +213,14 @@ pub fn predict(scenario: &Scenario) -> Prediction {
                 break;
             }
             night.events.pop();
-            apply(&mut night, &fans, event, at, ttl_ms, hold_ttl_ms, seats);
+            apply(&mut night, &fans, event, at, ttl_ms, hold_ttl_ms);
         }
 
-        // The admission step.
-        allowance = (allowance + per_step).min(per_step.max(1.0));
+        // The admission step: the rate accrues with time, at most one second's worth banked.
+        allowance = (allowance + per_step).min(per_second.max(1.0));
         while next < fans.len() && fans[next].arrives_ms <= now && night.available > 0 {
             let fan = &fans[next];
-            if fan.stops_polling && now - fan.arrives_ms >= grace_ms {
+            if fan.stops_polling && now >= absent_from(fan.arrives_ms, grace_ms) {
                 skipped += 1;
                 next += 1;
                 continue;
@@ -229,17 +234,18 @@ pub fn predict(scenario: &Scenario) -> Prediction {
             if fan.stops_polling {
                 // Gone, but not yet silent for long enough to be stepped over: called, and
                 // the call lapses unclaimed after the grace.
-                night.at(fan.arrives_ms + grace_ms, Event::SessionEnds);
+                night.at(now + grace_ms, Event::SessionEnds);
                 next += 1;
                 continue;
             }
-            waits.push((now - fan.arrives_ms) as f64 / 1000.0);
+            let learns = now + (fan.poll_phase * front_poll_ms(grace_ms) as f64) as i64;
+            waits.push((learns - fan.arrives_ms) as f64 / 1000.0);
             minute.admitted += 1;
             night.at(
-                now + fan.think_ms,
+                learns + fan.think_ms,
                 Event::Hold {
                     fan: next,
-                    admitted_ms: now,
+                    admitted_ms: learns,
                 },
             );
             next += 1;
@@ -255,7 +261,8 @@ pub fn predict(scenario: &Scenario) -> Prediction {
                 .take(60)
                 .sum();
             minutes.push(Minute {
-                queued: (arrived - next) as u64,
+                queued: (arrived - next - (stopping_before[arrived] - stopping_before[next]))
+                    as u64,
                 active: night.active,
                 seats_left: night.available,
                 sold: night.sold,
@@ -275,7 +282,8 @@ pub fn predict(scenario: &Scenario) -> Prediction {
     }
 
     Prediction {
-        sellout_s: night.sellout_ms.map(|ms| ms as f64 / 1000.0),
+        sellout_s: when_sold(&night.sales, seats, 1.0),
+        sold_95_s: when_sold(&night.sales, seats, 0.95),
         seats_sold: night.sold,
         fans_admitted: waits.len() as u64,
         fans_bought: night.bought,
@@ -290,12 +298,11 @@ pub fn predict(scenario: &Scenario) -> Prediction {
 /// What `event` at `at` does to the night.
 fn apply(
     night: &mut Night,
-    fans: &[Fan],
+    fans: &[FanPlan],
     event: Event,
     at: i64,
     ttl_ms: i64,
     hold_ttl_ms: i64,
-    seats: u64,
 ) {
     match event {
         Event::Hold { fan, admitted_ms } => {
@@ -336,9 +343,7 @@ fn apply(
                 night.sold += held;
                 night.bought += 1;
                 night.active -= 1;
-                if night.sold == seats {
-                    night.sellout_ms = Some(at);
-                }
+                night.sales.push((at, held));
             } else {
                 // Declined: the seats go back at once, the unused admission runs its course.
                 night.available += held;
@@ -370,6 +375,7 @@ mod tests {
             share = 1.0
             over_s = 1
             [behaviour]
+            sign_in_on_arrival = 0.0
             stop_polling = 0.0
             seats = [[1, 1.0]]
             best_available = 1.0
@@ -406,8 +412,9 @@ mod tests {
         let sellout = p.sellout_s.expect("sold out");
         assert!((sellout - 300.0).abs() < 2.0, "sold out at {sellout} s");
         assert!(p.minutes[..4].iter().all(|m| m.admitted == 600));
-        // The last buyer waited five minutes, the median two and a half.
-        assert!((p.wait_s.p50 - 150.0).abs() < 1.0, "{:?}", p.wait_s);
+        // The last buyer waited five minutes, the median two and a half, each fan learning
+        // of its turn at its next poll (within 2 s, a second on average).
+        assert!((p.wait_s.p50 - 151.0).abs() < 1.0, "{:?}", p.wait_s);
     }
 
     #[test]

@@ -22,9 +22,9 @@ pub enum PlotError {
 }
 
 /// One line of a chart: its legend and its points (x, y).
-pub struct Line<'a> {
+pub struct Line {
     /// The legend.
-    pub label: &'a str,
+    pub label: String,
     /// The points, in x order.
     pub points: Vec<(f64, f64)>,
 }
@@ -38,7 +38,7 @@ pub struct Chart<'a> {
     /// The y axis.
     pub y: &'a str,
     /// The lines, each in its own colour.
-    pub lines: Vec<Line<'a>>,
+    pub lines: Vec<Line>,
 }
 
 fn register_font() -> Result<(), PlotError> {
@@ -97,7 +97,7 @@ impl Chart<'_> {
             chart
                 .draw_series(LineSeries::new(line.points.iter().copied(), colour))
                 .map_err(error)?
-                .label(line.label)
+                .label(&line.label)
                 .legend(move |(x, y)| {
                     PathElement::new([(x, y), (x + 20, y)], Palette99::pick(i).stroke_width(2))
                 });

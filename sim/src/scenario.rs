@@ -60,6 +60,58 @@ impl Scenario {
     }
 }
 
+impl Scenario {
+    /// The same night with `1 / divisor` of the fans, seats and open admissions, played
+    /// `speed` times as fast: arrivals, thinking, paying and every time limit shortened,
+    /// admission and Poisson rates changed to match, so the queue's shape is kept at a
+    /// size and length that fit a test. The admission time stays at least what an edge
+    /// accepts (10 s), and the no-show grace at least 20 s: the edge asks queued fans to
+    /// poll every quarter of it, and a shorter grace would have every fan polling every
+    /// second. Both in whole seconds, as the edge's settings take them.
+    pub fn scaled(&self, divisor: u32, speed: f64) -> Scenario {
+        let fewer = |n: Count| Count((n.0 / divisor).max(1));
+        let faster = |x: Positive| Positive(x.0 / speed);
+        let whole_s = |x: Positive, least: f64| Positive((x.0 / speed).ceil().max(least));
+        let span = |s: Span| Span {
+            min: s.min / speed,
+            max: s.max / speed,
+        };
+        let mut scaled = self.clone();
+        scaled.fans = fewer(self.fans);
+        scaled.arrivals = match self.arrivals.clone() {
+            Arrivals::Burst {
+                burst_s,
+                share,
+                over_s,
+            } => Arrivals::Burst {
+                burst_s: faster(burst_s),
+                share,
+                over_s: faster(over_s),
+            },
+            Arrivals::Ramp { over_s } => Arrivals::Ramp {
+                over_s: faster(over_s),
+            },
+            Arrivals::Poisson { per_s } => Arrivals::Poisson {
+                per_s: Positive(per_s.0 * speed / f64::from(divisor)),
+            },
+        };
+        let b = &mut scaled.behaviour;
+        b.think_s = span(b.think_s);
+        b.pay_s = span(b.pay_s);
+        let room = &mut scaled.room;
+        room.admit_per_minute = Count(
+            ((f64::from(room.admit_per_minute.0) * speed / f64::from(divisor)).round() as u32)
+                .max(1),
+        );
+        room.max_active = fewer(room.max_active);
+        room.seats = fewer(room.seats);
+        room.session_ttl_s = whole_s(room.session_ttl_s, 10.0);
+        room.no_show_grace_s = whole_s(room.no_show_grace_s, 20.0);
+        room.hold_ttl_s = faster(room.hold_ttl_s);
+        scaled
+    }
+}
+
 /// A positive count (of fans, a minute's admissions, seats), at most ten million.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "u32")]
@@ -263,6 +315,8 @@ impl Card {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Behaviour {
+    /// Fans who sign in when they arrive; the others come signed in from before.
+    pub sign_in_on_arrival: Probability,
     /// Fans who stop polling before their turn (the tab closed, the phone locked).
     pub stop_polling: Probability,
     /// Seats a fan wants: `[[seats, weight], ...]`.
@@ -320,6 +374,37 @@ mod tests {
             );
             Scenario::load(Path::new(&file)).expect(name);
         }
+    }
+
+    #[test]
+    fn a_scaled_scenario_keeps_the_queues_shape() {
+        let file = format!(
+            "{}/../config/scenarios/stadium.toml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let full = Scenario::load(Path::new(&file)).unwrap();
+        let small = full.scaled(100, 40.0);
+        assert_eq!(small.fans.get(), 1_000);
+        assert_eq!(small.room.seats.get(), 800);
+        assert_eq!(small.room.max_active.get(), 20);
+        // 600 a minute for 100,000 fans: 240 a minute for 1,000 fans 40 times as fast.
+        assert_eq!(small.room.admit_per_minute.get(), 240);
+        assert_eq!(small.room.session_ttl_s.get(), 23.0);
+        assert_eq!(small.room.no_show_grace_s.get(), 20.0);
+        assert_eq!(
+            small.behaviour.pay_s,
+            Span {
+                min: 0.375,
+                max: 2.25
+            }
+        );
+        let Arrivals::Burst {
+            burst_s, over_s, ..
+        } = small.arrivals
+        else {
+            panic!("a burst");
+        };
+        assert_eq!((burst_s.get(), over_s.get()), (1.5, 45.0));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
+pub use onsale_contract::pow::{solve, solves};
 use sha2::{Digest, Sha256};
 
 /// How long a challenge may be solved and used.
@@ -76,28 +77,6 @@ pub(crate) fn challenge(key: &PowKey, show: &str, now_ms: i64, nonce: [u8; NONCE
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Leading zero bits of a digest.
-fn zero_bits(digest: &[u8]) -> u32 {
-    let mut bits = 0;
-    for byte in digest {
-        bits += byte.leading_zeros();
-        if *byte != 0 {
-            break;
-        }
-    }
-    bits
-}
-
-/// Whether `solution` solves `challenge` at `difficulty`.
-pub fn solves(challenge: &str, solution: &str, difficulty: u8) -> bool {
-    let digest = Sha256::new()
-        .chain_update(challenge.as_bytes())
-        .chain_update(b":")
-        .chain_update(solution.as_bytes())
-        .finalize();
-    zero_bits(&digest) >= u32::from(difficulty)
-}
-
 /// Checks a challenge and its solution; returns the nonce (hex) to spend and the
 /// challenge's expiry.
 pub(crate) fn check(
@@ -128,14 +107,6 @@ pub(crate) fn check(
         return Err(PowError::Unsolved);
     }
     Ok((hex::encode(nonce), expires_ms))
-}
-
-/// Finds a solution by counting up: for tests and clients' reference.
-pub fn solve(challenge: &str, difficulty: u8) -> String {
-    (0u64..)
-        .map(|n| n.to_string())
-        .find(|s| solves(challenge, s, difficulty))
-        .expect("some counter solves any difficulty up to 64 bits")
 }
 
 #[cfg(test)]
@@ -261,11 +232,5 @@ mod tests {
                 Err(PowError::Forged)
             );
         }
-    }
-
-    #[test]
-    fn zero_bits_are_counted_across_bytes() {
-        assert_eq!(zero_bits(&[0, 0, 0x10, 0xff]), 19);
-        assert_eq!(zero_bits(&[0x80]), 0);
     }
 }

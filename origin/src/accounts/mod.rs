@@ -7,13 +7,15 @@
 //!   makes an unknown email cost what a wrong password does;
 //! - [`sessions`]: opaque session tokens and the [`Session`] extractor;
 //! - [`throttle`]: failure windows per email and per client IP, in PostgreSQL;
-//! - [`resets`]: password reset codes through the notification pipeline.
+//! - [`resets`]: password reset codes through the notification pipeline;
+//! - [`rehearsal`]: fans' accounts and sessions in bulk, for rehearsing an on-sale.
 //!
 //! Credentials are never enumerable: a wrong email and a wrong password get one answer
 //! (401 `invalid_credentials`) after the same work, and a reset request is 202 whether or
 //! not the email has an account.
 
 pub mod passwords;
+pub mod rehearsal;
 pub(crate) mod resets;
 pub(crate) mod sessions;
 pub(crate) mod throttle;

@@ -21,7 +21,7 @@ use uuid::Uuid;
 const TOKEN_CHARS: usize = 43;
 
 /// A new session token: the prefix and 32 random bytes.
-fn new_token() -> String {
+pub(crate) fn new_token() -> String {
     format!(
         "{SESSION_PREFIX}{}",
         URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())

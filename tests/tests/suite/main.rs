@@ -16,6 +16,7 @@ mod payments;
 mod schema;
 mod scripts;
 mod seed;
+mod sim;
 mod snapshots;
 mod waiting_room;
 mod web;
