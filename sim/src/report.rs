@@ -241,14 +241,15 @@ impl Agreement {
 
 /// Every fan's milestones, one row each, in ms from the opening (empty: never reached).
 fn fans_csv(fans: &[Milestones]) -> String {
-    let mut csv = "joined_ms,eta_s,left_queue_ms,admitted_ms,admission_ends_ms,held_ms,\
-                   seats_held,bought_ms\n"
+    let mut csv = "arrives_ms,joined_ms,eta_s,left_queue_ms,admitted_ms,admission_ends_ms,\
+                   held_ms,seats_held,bought_ms\n"
         .to_owned();
     let cell = |v: Option<u32>| v.map_or_else(String::new, |v| v.to_string());
     for m in fans {
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{}",
+            m.arrives_ms,
             cell(m.joined_ms),
             cell(m.eta_s),
             cell(m.stopped_ms),
@@ -288,6 +289,14 @@ pub fn write_run(
         fans_csv(&outcome.recorded.fans).as_bytes(),
     )?;
     let mut page = heading(scenario, "a run");
+    if run.cut_short {
+        let _ = write!(
+            page,
+            "The run's time limit ended it after {:.0} s, fans still out: the model's figures \
+             are for the whole night.\n\n",
+            run.duration_s
+        );
+    }
     page.push_str("| | run | model |\n|---|---|---|\n");
     let ran = Prediction {
         sellout_s: run.sellout_s,

@@ -54,11 +54,14 @@ impl Fan {
         Fan {
             over: stage.over.clone(),
             stage,
+            seen: Milestones {
+                arrives_ms: plan.arrives_ms as u32,
+                ..Milestones::default()
+            },
             plan,
             from: http::fan_address(index),
             rng: StdRng::seed_from_u64(seed),
             credentials,
-            seen: Milestones::default(),
         }
     }
 

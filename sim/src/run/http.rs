@@ -16,9 +16,9 @@ use tokio::net::TcpSocket;
 /// A request with no answer after this long has failed.
 pub const TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Answers larger than this are cut off as broken: the largest the fans read is a
-/// stadium's availability, 80,000 seat states.
-const MAX_ANSWER_BYTES: usize = 4 << 20;
+/// Answers larger than this are cut off as broken: the largest a run reads is a stadium's
+/// seat map, 4.5 MB for 80,000 seats.
+const MAX_ANSWER_BYTES: usize = 32 << 20;
 
 /// The loopback address fan `index` sends from: 127.1.0.0 onwards, one per fan, up to
 /// 16 million fans.

@@ -149,6 +149,9 @@ pub struct RunSummary {
     pub memory_per_fan_bytes: u64,
     /// CPU time the simulator used (user and system).
     pub cpu_s: f64,
+    /// The time limit ended the run: fans were still out, and the model's figures for
+    /// the whole night do not compare.
+    pub cut_short: bool,
     /// Every minute from the opening.
     pub minutes: Vec<Minute>,
 }
@@ -255,16 +258,16 @@ pub async fn run(
     let duration_s = stage.tally.started().elapsed().as_secs_f64();
     let recorded = stage.tally.take();
     let memory_per_fan_bytes =
-        memory::peak_resident_bytes().saturating_sub(baseline_rss) / scenario.fans.get() as u64;
+        memory::peak_resident_bytes().saturating_sub(baseline_rss) / u64::from(scenario.fans.get());
     let cpu_s = memory::cpu_seconds() - cpu_before;
-    let summary = summarize(
-        scenario,
-        &recorded,
-        Live::get(&stage.tally.live.requests),
+    let measured = Measured {
+        requests: Live::get(&stage.tally.live.requests),
         duration_s,
         memory_per_fan_bytes,
         cpu_s,
-    );
+        cut_short: !finished,
+    };
+    let summary = summarize(scenario, &recorded, measured);
     Ok(RunOutcome { summary, recorded })
 }
 
@@ -370,15 +373,17 @@ async fn availability(edge: SocketAddr, show: &str) -> Result<Availability, RunE
     serde_json::from_value(body).map_err(|e| error(e.to_string()))
 }
 
-/// The run's figures from its record.
-fn summarize(
-    scenario: &Scenario,
-    recorded: &Recorded,
+/// What a run cost and how it ended.
+struct Measured {
     requests: u64,
     duration_s: f64,
     memory_per_fan_bytes: u64,
     cpu_s: f64,
-) -> RunSummary {
+    cut_short: bool,
+}
+
+/// The run's figures from its record.
+fn summarize(scenario: &Scenario, recorded: &Recorded, measured: Measured) -> RunSummary {
     let fans = &recorded.fans;
     let count = |f: fn(&Milestones) -> bool| fans.iter().filter(|m| f(m)).count() as u64;
     let mut waits: Vec<f64> = fans
@@ -391,7 +396,7 @@ fn summarize(
         .collect();
     sales.sort_unstable();
     let seats = u64::from(scenario.room.seats.get());
-    let minutes = minutes(recorded, duration_s);
+    let minutes = minutes(recorded, measured.duration_s);
     RunSummary {
         fans: u64::from(scenario.fans.get()),
         fans_joined: count(|m| m.joined_ms.is_some()),
@@ -409,15 +414,16 @@ fn summarize(
             .copied()
             .max()
             .map_or(0, u64::from),
-        requests,
+        requests: measured.requests,
         errors: recorded
             .errors
             .iter()
             .map(|(label, times)| (label.clone(), times.len() as u64))
             .collect(),
-        duration_s,
-        memory_per_fan_bytes,
-        cpu_s,
+        duration_s: measured.duration_s,
+        memory_per_fan_bytes: measured.memory_per_fan_bytes,
+        cpu_s: measured.cpu_s,
+        cut_short: measured.cut_short,
         minutes,
     }
 }

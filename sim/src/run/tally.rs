@@ -10,6 +10,8 @@ use std::time::Instant;
 /// One fan's milestones, in ms from the opening.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Milestones {
+    /// When its plan had it arrive.
+    pub arrives_ms: u32,
     /// Its join was answered.
     pub joined_ms: Option<u32>,
     /// The wait the edge estimated in its first answer, in seconds.

@@ -118,16 +118,27 @@ fn within(what: &str, run: f64, model: f64, slack: f64) -> Result<(), String> {
     }
 }
 
-/// Writes the run's report; panics with `disagreements` and where the report is kept if
-/// there are any.
+/// When 95% of the seats had sold, run against model.
+fn sold_95_agrees(run: &run::RunSummary, predicted: &model::Prediction) -> Result<(), String> {
+    within(
+        "95% sold (s)",
+        run.sold_95_s.expect("the run sold 95%"),
+        predicted.sold_95_s.expect("the model sells 95%"),
+        0.0,
+    )
+}
+
+/// Writes the run's report; panics with the failed `checks` and where the report is kept
+/// if any failed.
 fn report_and_check(
     outcome: &run::RunOutcome,
     predicted: &model::Prediction,
     scenario: &Scenario,
-    disagreements: Vec<String>,
+    checks: Vec<Result<(), String>>,
 ) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     report::write_run(dir.path(), scenario, outcome, predicted).expect("the report");
+    let disagreements: Vec<String> = checks.into_iter().filter_map(Result::err).collect();
     if !disagreements.is_empty() {
         let kept = dir.keep();
         panic!(
@@ -170,27 +181,17 @@ async fn the_stadium_run_agrees_with_its_model() {
         run_against_the_model("stadium", 100, 40.0, 0, (8, 5, 20)).await;
     sound(&outcome, &scenario);
     let run = &outcome.summary;
-    let disagreements = [
+    let checks = vec![
         within(
             "sell-out (s)",
             run.sellout_s.expect("the run sold out"),
             predicted.sellout_s.expect("the model sells out"),
             0.0,
         ),
-        within(
-            "95% sold (s)",
-            run.sold_95_s.expect("the run sold 95%"),
-            predicted.sold_95_s.expect("the model sells 95%"),
-            0.0,
-        ),
+        sold_95_agrees(run, &predicted),
         within("median wait (s)", run.wait_s.p50, predicted.wait_s.p50, 0.0),
     ];
-    let dir = report_and_check(
-        &outcome,
-        &predicted,
-        &scenario,
-        disagreements.into_iter().filter_map(Result::err).collect(),
-    );
+    let dir = report_and_check(&outcome, &predicted, &scenario, checks);
     assert!(run.peak_active <= u64::from(scenario.room.max_active.get()));
     for stem in [
         "queue-length",
@@ -223,25 +224,15 @@ async fn the_theatre_presale_run_agrees_with_its_model() {
         run_against_the_model("theatre-presale", 4, 20.0, 8, (5, 5, 5)).await;
     sound(&outcome, &scenario);
     let run = &outcome.summary;
-    let disagreements = [
+    let checks = vec![
         // The theatre's last seats sell as abandoned and declined holds come back, a hold's
         // length apart (24 s here): its sell-out lands on one of those steps (40 to 63 s in
         // the model across seeds), so the run is held to when 95% had sold.
-        within(
-            "95% sold (s)",
-            run.sold_95_s.expect("the run sold 95%"),
-            predicted.sold_95_s.expect("the model sells 95%"),
-            0.0,
-        ),
+        sold_95_agrees(run, &predicted),
         // Arrivals here come slower than admission: half the fans wait under two seconds,
         // the time a fan at the front of the queue polls at, so the median agrees within
         // one poll rather than 15%.
         within("median wait (s)", run.wait_s.p50, predicted.wait_s.p50, 2.0),
     ];
-    report_and_check(
-        &outcome,
-        &predicted,
-        &scenario,
-        disagreements.into_iter().filter_map(Result::err).collect(),
-    );
+    report_and_check(&outcome, &predicted, &scenario, checks);
 }
