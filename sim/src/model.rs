@@ -11,12 +11,14 @@
 //! quarter of `no_show_grace_s` when that is shorter), thinks, holds the seats it wants
 //! (or what is left), and pays, abandons its hold (the seats come back when the hold
 //! expires) or is declined (they come back at once). An admission ends when its order is
-//! paid or after `session_ttl_s`.
+//! paid or after `session_ttl_s`. Fans and the serving counter see seats as the last
+//! availability snapshot had them (`snapshot_interval_s`): a fan who finds none there
+//! leaves, its admission running its course, and the counter calls nobody while it shows
+//! none; the hold itself takes what is really left.
 //!
 //! Simplifications, each small against a queue's wait: a fan who stops polling does so as
-//! soon as it joins; the edge learns that seats are gone at once (a real edge from the
-//! next availability snapshot, up to one build interval later); every fan joins after the
-//! opening, in arrival order (no pre-queue draw).
+//! soon as it joins; every fan joins after the opening, in arrival order (no pre-queue
+//! draw).
 
 use crate::plan::{self, FanPlan};
 use crate::scenario::{Card, Scenario};
@@ -134,6 +136,11 @@ enum Event {
 #[derive(Default)]
 struct Night {
     available: u64,
+    /// Seats free at the last snapshot, as fans and the edge see them.
+    visible: u64,
+    /// When the next snapshot is taken.
+    next_snapshot_ms: i64,
+    snapshot_interval_ms: i64,
     sold: u64,
     active: u64,
     peak_active: u64,
@@ -146,6 +153,16 @@ struct Night {
 }
 
 impl Night {
+    /// Takes the snapshots due by `ms`: the seats then were as they are now, no event having
+    /// come between.
+    fn look(&mut self, ms: i64) {
+        if ms >= self.next_snapshot_ms {
+            self.visible = self.available;
+            self.next_snapshot_ms =
+                (ms / self.snapshot_interval_ms + 1) * self.snapshot_interval_ms;
+        }
+    }
+
     fn at(&mut self, ms: i64, event: Event) {
         self.scheduled += 1;
         self.events.push(Reverse((ms, self.scheduled, event)));
@@ -192,6 +209,8 @@ pub fn predict(scenario: &Scenario) -> Prediction {
 
     let mut night = Night {
         available: seats,
+        visible: seats,
+        snapshot_interval_ms: ((room.snapshot_interval_s.get() * 1000.0) as i64).max(1),
         ..Night::default()
     };
     let (mut next, mut allowance, mut skipped) = (0usize, 0.0f64, 0u64);
@@ -213,12 +232,14 @@ pub fn predict(scenario: &Scenario) -> Prediction {
                 break;
             }
             night.events.pop();
+            night.look(at);
             apply(&mut night, &fans, event, at, ttl_ms, hold_ttl_ms);
         }
 
         // The admission step: the rate accrues with time, at most one second's worth banked.
+        night.look(now);
         allowance = (allowance + per_step).min(per_second.max(1.0));
-        while next < fans.len() && fans[next].arrives_ms <= now && night.available > 0 {
+        while next < fans.len() && fans[next].arrives_ms <= now && night.visible > 0 {
             let fan = &fans[next];
             if fan.stops_polling && now >= absent_from(fan.arrives_ms, grace_ms) {
                 skipped += 1;
@@ -308,14 +329,16 @@ fn apply(
         Event::Hold { fan, admitted_ms } => {
             let plan = &fans[fan];
             let session_ends = admitted_ms + ttl_ms;
-            // Nothing left, or the admission ran out while the fan thought: it leaves.
-            if night.available == 0 || at >= session_ends {
+            // None on the map, none left to hold, or the admission ran out while the fan
+            // thought: it leaves.
+            if night.visible == 0 || night.available == 0 || at >= session_ends {
                 night.at(session_ends.max(at), Event::SessionEnds);
                 return;
             }
             let held = u64::from(plan.seats).min(night.available);
             night.available -= held;
-            night.request(at, 1);
+            // The hold, and the order checkout makes at once unless the fan walks away.
+            night.request(at, if plan.abandons { 1 } else { 2 });
             let pays_at = at + plan.pay_ms;
             if plan.abandons || pays_at >= at + hold_ttl_ms || pays_at >= session_ends {
                 night.at(at + hold_ttl_ms, Event::HoldExpires { seats: held });
@@ -337,8 +360,8 @@ fn apply(
             admitted_ms,
         } => {
             let card = fans[fan].card;
-            // An order and a confirmation; 3-D Secure confirms a second time.
-            night.request(at, if card == Card::ThreeDSecure { 3 } else { 2 });
+            // A confirmation; 3-D Secure confirms a second time.
+            night.request(at, if card == Card::ThreeDSecure { 2 } else { 1 });
             if card.pays() {
                 night.sold += held;
                 night.bought += 1;
@@ -387,6 +410,7 @@ mod tests {
             session_ttl_s = 900
             no_show_grace_s = 60
             hold_ttl_s = 480
+            snapshot_interval_s = 0.2
             "#
         );
         let mut table: toml::Table = toml::from_str(&base).expect("the base scenario");

@@ -57,6 +57,15 @@ fn register_font() -> Result<(), PlotError> {
         .map_err(PlotError::Font)
 }
 
+/// Decimals for the labels of an axis from 0 to `max` (about ten labels).
+fn decimals(max: f64) -> usize {
+    match max {
+        m if m >= 20.0 => 0,
+        m if m >= 2.0 => 1,
+        _ => 2,
+    }
+}
+
 impl Chart<'_> {
     /// Writes the chart as `<stem>.png` and `<stem>.svg`.
     pub fn write(&self, stem: &Path) -> Result<(), PlotError> {
@@ -83,13 +92,14 @@ impl Chart<'_> {
             .y_label_area_size(70)
             .build_cartesian_2d(0.0..x_max, 0.0..y_max)
             .map_err(error)?;
-        let whole = |v: &f64| format!("{v:.0}");
+        // Whole numbers, or as many decimals as a short axis needs to tell its labels apart.
+        let scale = |max: f64| move |v: &f64| format!("{v:.*}", decimals(max));
         chart
             .configure_mesh()
             .x_desc(self.x)
             .y_desc(self.y)
-            .x_label_formatter(&whole)
-            .y_label_formatter(&whole)
+            .x_label_formatter(&scale(x_max))
+            .y_label_formatter(&scale(y_max))
             .draw()
             .map_err(error)?;
         for (i, line) in self.lines.iter().enumerate() {

@@ -203,7 +203,7 @@ fn prediction_rows(p: &Prediction) -> Vec<(&'static str, String)> {
         ("fans admitted", p.fans_admitted.to_string()),
         ("fans who bought", p.fans_bought.to_string()),
         (
-            "places stepped over (stopped polling)",
+            "gone from the queue (a run: stopped polling; the model: stepped over)",
             p.no_shows_skipped.to_string(),
         ),
         ("wait p50", minutes(p.wait_s.p50)),

@@ -108,6 +108,7 @@ impl Scenario {
         room.session_ttl_s = whole_s(room.session_ttl_s, 10.0);
         room.no_show_grace_s = whole_s(room.no_show_grace_s, 20.0);
         room.hold_ttl_s = faster(room.hold_ttl_s);
+        room.snapshot_interval_s = faster(room.snapshot_interval_s);
         scaled
     }
 }
@@ -348,6 +349,9 @@ pub struct Room {
     pub no_show_grace_s: Positive,
     /// How long a hold keeps its seats (`config/origin.toml [holds] ttl_s`).
     pub hold_ttl_s: Positive,
+    /// Seconds between availability snapshots (`config/seatmap-builder.toml [build]
+    /// interval_s`): fans and the edge see seats come and go this late.
+    pub snapshot_interval_s: Positive,
     /// Seats on sale.
     pub seats: Count,
 }

@@ -90,6 +90,12 @@ impl Fan {
         }
     }
 
+    /// Waits until `at_ms` into the run; false if the run ended meanwhile.
+    async fn pause_until(&mut self, at_ms: u32) -> bool {
+        let ms = at_ms.saturating_sub(self.now_ms());
+        self.pause(u64::from(ms)).await
+    }
+
     /// Sends `call` until it is answered with anything but a failure; `None` after
     /// [`GIVE_UP`] or when the run ends. `to_origin`: the edge passes it on to the origin.
     async fn ask(&mut self, call: &Call<'_>, to_origin: bool) -> Option<Answer> {
@@ -243,19 +249,20 @@ impl Fan {
         Some(body["admission_token"].as_str()?.to_owned())
     }
 
-    /// Thinks, holds, and pays or walks away.
+    /// Thinks, holds, and pays or walks away. Each step is due a planned time after the
+    /// last (the order is made as checkout opens, before the card is entered), so that the
+    /// time requests take is part of the fan's paying, not added to it.
     async fn buy(&mut self, admission: &str) {
-        if !self.pause(self.plan.think_ms as u64).await {
-            return;
-        }
-        let Some(hold) = self.hold(admission).await else {
+        let learned = self.seen.admitted_ms.unwrap_or_else(|| self.now_ms());
+        let decides_at = learned.saturating_add(self.plan.think_ms as u32);
+        let Some(hold) = self.hold(admission, decides_at).await else {
             return;
         };
         let live = &self.stage.tally.live;
         Live::add(&live.holding, 1);
         let bought = match self.plan.abandons {
             true => false,
-            false => self.pause(self.plan.pay_ms as u64).await && self.pay(admission, &hold).await,
+            false => self.pay(admission, &hold).await,
         };
         let live = &self.stage.tally.live;
         Live::sub(&live.holding, 1);
@@ -268,11 +275,15 @@ impl Fan {
         }
     }
 
-    /// Holds the seats it wants: picked on the map, or the best available in a section
-    /// with enough left; the hold's id.
-    async fn hold(&mut self, admission: &str) -> Option<String> {
+    /// Holds the seats it wants at `decides_at`: picked on the map, or the best available
+    /// in a section with enough left; the hold's id.
+    async fn hold(&mut self, admission: &str, decides_at: u32) -> Option<String> {
         let count = self.plan.seats;
+        if !self.pause_until(decides_at).await {
+            return None;
+        }
         for attempt in 0..HOLD_ATTEMPTS {
+            // The web app keeps its map as fresh as the last snapshot: read it now.
             let availability = self.availability().await?;
             let picked = match self.plan.best_available && attempt == 0 {
                 false => {
@@ -318,7 +329,8 @@ impl Fan {
         serde_json::from_value(answer.body).ok()
     }
 
-    /// Orders the hold and pays with the fan's card; whether the order confirmed.
+    /// Orders the hold, enters its card for the planned time after holding, and pays;
+    /// whether the order confirmed.
     async fn pay(&mut self, admission: &str, hold: &str) -> bool {
         let key = self.key();
         let mut call = Call::new(Method::POST, "/v1/orders");
@@ -335,6 +347,13 @@ impl Fan {
             return false;
         };
         let (order, payment) = (order.to_owned(), payment.to_owned());
+        let held = self.seen.held_ms.unwrap_or_else(|| self.now_ms());
+        if !self
+            .pause_until(held.saturating_add(self.plan.pay_ms as u32))
+            .await
+        {
+            return false;
+        }
         let mut status = self.confirm(admission, &payment).await;
         if status.as_deref() == Some("requires_action") {
             // Authenticated with the bank: confirm again.
