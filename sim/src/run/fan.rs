@@ -276,7 +276,7 @@ impl Fan {
     }
 
     /// Holds the seats it wants at `decides_at`: picked on the map, or the best available
-    /// in a section with enough left; the hold's id.
+    /// in a section with enough left (and so after a conflict); the hold's id.
     async fn hold(&mut self, admission: &str, decides_at: u32) -> Option<String> {
         let count = self.plan.seats;
         if !self.pause_until(decides_at).await {
@@ -285,7 +285,9 @@ impl Fan {
         for attempt in 0..HOLD_ATTEMPTS {
             // The web app keeps its map as fresh as the last snapshot: read it now.
             let availability = self.availability().await?;
-            let picked = match self.plan.best_available && attempt == 0 {
+            // After a conflict the fan lets the box office choose, as the web app's
+            // best-available form offers: a map up to a snapshot old keeps its taken seats.
+            let picked = match self.plan.best_available || attempt > 0 {
                 false => {
                     let status = availability.seat_status.as_bytes();
                     self.stage
@@ -315,7 +317,7 @@ impl Fan {
                     self.seen.seats_held = answer.body["seat_ids"].as_array()?.len() as u32;
                     return Some(answer.body["hold_id"].as_str()?.to_owned());
                 }
-                // Taken since the snapshot, or not enough together: look again.
+                // Taken since the snapshot, or too few left in the section: look again.
                 409 => continue,
                 _ => return None,
             }

@@ -217,9 +217,9 @@ async fn the_stadium_run_waits_as_long_as_its_model_predicts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_theatre_presale_sells_every_seat_to_fans_who_solved_the_proof_of_work() {
-    // 500 fans for 125 seats, 20 times as fast.
+    // 200 fans for 50 seats, 40 times as fast.
     let (outcome, predicted, scenario) =
-        run_against_the_model("theatre-presale", 4, 20.0, 8, (5, 5, 5)).await;
+        run_against_the_model("theatre-presale", 10, 40.0, 8, (5, 5, 2)).await;
     sound(&outcome, &scenario);
     let run = &outcome.summary;
     // Every join is first asked for a proof of work, and every solution is accepted.
