@@ -85,6 +85,9 @@ struct Driver {
     url: String,
 }
 
+/// Ports tried before giving up on starting chromedriver.
+const DRIVER_PORTS: usize = 5;
+
 impl Driver {
     async fn start() -> Driver {
         for binary in [CHROMIUM, CHROMEDRIVER] {
@@ -94,12 +97,24 @@ impl Driver {
                  (scripts/test does)"
             );
         }
-        let port = free_port().port();
+        // A port free when asked can be taken before chromedriver binds it (the rehearsal
+        // tests open connections from thousands of loopback addresses): chromedriver then
+        // exits, and it is started again on another.
+        for _ in 0..DRIVER_PORTS {
+            if let Some(driver) = Driver::start_on(free_port().port()).await {
+                return driver;
+            }
+        }
+        panic!("chromedriver exited on {DRIVER_PORTS} ports in turn");
+    }
+
+    /// chromedriver on `port` once it is ready; `None` if it exited first.
+    async fn start_on(port: u16) -> Option<Driver> {
         let child = {
             use std::os::unix::process::CommandExt;
+            // Listening on localhost only: `--allowed-ips` would bind every address.
             Command::new(CHROMEDRIVER)
                 .arg(format!("--port={port}"))
-                .arg("--allowed-ips=127.0.0.1")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -107,18 +122,32 @@ impl Driver {
                 .spawn()
                 .expect("chromedriver starts")
         };
-        let driver = Driver {
+        let mut driver = Driver {
             child,
             url: format!("http://127.0.0.1:{port}"),
         };
         let status = format!("{}/status", driver.url);
-        eventually("chromedriver to listen", WITHIN, || async {
-            let reply = reqwest::get(&status).await.ok()?;
-            let body: Value = reply.json().await.ok()?;
-            (body["value"]["ready"] == true).then_some(())
-        })
-        .await;
-        driver
+        let deadline = tokio::time::Instant::now() + WITHIN;
+        loop {
+            if let Ok(Some(_)) = driver.child.try_wait() {
+                return None;
+            }
+            let ready = match reqwest::get(&status).await {
+                Ok(reply) => reply
+                    .json::<Value>()
+                    .await
+                    .is_ok_and(|body| body["value"]["ready"] == true),
+                Err(_) => false,
+            };
+            if ready {
+                return Some(driver);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {WITHIN:?} waiting for chromedriver to listen"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
