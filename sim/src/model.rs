@@ -12,9 +12,10 @@
 //! (or what is left), and pays, abandons its hold (the seats come back when the hold
 //! expires) or is declined (they come back at once). An admission ends when its order is
 //! paid or after `session_ttl_s`. Fans and the serving counter see seats as the last
-//! availability snapshot had them (`snapshot_interval_s`): a fan who finds none there
-//! leaves, its admission running its course, and the counter calls nobody while it shows
-//! none; the hold itself takes what is really left.
+//! availability snapshot had them (`snapshot_interval_s`): a fan who finds none free there
+//! leaves, its admission running its course, and the counter calls fans while it shows any
+//! seat not sold, held ones included (they may come back); the hold itself takes what is
+//! really left.
 //!
 //! Simplifications, each small against a queue's wait: a fan who stops polling does so as
 //! soon as it joins; every fan joins after the opening, in arrival order (no pre-queue
@@ -136,8 +137,12 @@ enum Event {
 #[derive(Default)]
 struct Night {
     available: u64,
-    /// Seats free at the last snapshot, as fans and the edge see them.
+    /// Seats free at the last snapshot, as fans see them.
     visible: u64,
+    /// Seats not sold (free or held) at the last snapshot: the edge calls fans while any
+    /// are, since held seats may come back.
+    visible_unsold: u64,
+    seats: u64,
     /// When the next snapshot is taken.
     next_snapshot_ms: i64,
     snapshot_interval_ms: i64,
@@ -158,6 +163,7 @@ impl Night {
     fn look(&mut self, ms: i64) {
         if ms >= self.next_snapshot_ms {
             self.visible = self.available;
+            self.visible_unsold = self.seats - self.sold;
             self.next_snapshot_ms =
                 (ms / self.snapshot_interval_ms + 1) * self.snapshot_interval_ms;
         }
@@ -210,6 +216,8 @@ pub fn predict(scenario: &Scenario) -> Prediction {
     let mut night = Night {
         available: seats,
         visible: seats,
+        visible_unsold: seats,
+        seats,
         snapshot_interval_ms: ((room.snapshot_interval_s.get() * 1000.0) as i64).max(1),
         ..Night::default()
     };
@@ -239,7 +247,7 @@ pub fn predict(scenario: &Scenario) -> Prediction {
         // The admission step: the rate accrues with time, at most one second's worth banked.
         night.look(now);
         allowance = (allowance + per_step).min(per_second.max(1.0));
-        while next < fans.len() && fans[next].arrives_ms <= now && night.visible > 0 {
+        while next < fans.len() && fans[next].arrives_ms <= now && night.visible_unsold > 0 {
             let fan = &fans[next];
             if fan.stops_polling && now >= absent_from(fan.arrives_ms, grace_ms) {
                 skipped += 1;
@@ -477,10 +485,12 @@ mod tests {
     #[test]
     fn seats_of_declined_and_abandoned_holds_are_sold_again() {
         let b = "abandon_hold = 0.2\ncards = [[\"pm_card_ok\", 0.8], [\"pm_card_declined\", 0.2]]";
+        // The edge calls fans while seats are held, and those called before the holds run
+        // out find none: enough fans must still be queued when the seats come back.
         let s = scenario(
-            10_000,
+            30_000,
             b,
-            "admit_per_minute = 1200\nmax_active = 100000\nseats = 2000",
+            "admit_per_minute = 600\nmax_active = 100000\nseats = 2000",
         );
         let p = predict(&s);
         assert_eq!(p.seats_sold, 2000);
