@@ -35,14 +35,17 @@ pub struct Problem {
 pub trait ProblemCode: Copy {
     /// The stable wire form, `snake_case`.
     fn as_str(self) -> &'static str;
+    /// The HTTP status every answer with this code has.
+    fn status(self) -> u16;
 }
 
-/// Declares an enum of problem codes with their wire forms, `ALL` (every variant, for
-/// documentation and tests) and its [`ProblemCode`] impl.
+/// Declares an enum of problem codes with their statuses and wire forms, `ALL` (every
+/// variant, for documentation and tests) and its [`ProblemCode`] impl. A code has one status,
+/// so what a route documents for a code is what it answers.
 #[macro_export]
 macro_rules! problem_codes {
     ($(#[$meta:meta])* $vis:vis enum $name:ident {
-        $($(#[$vmeta:meta])* $variant:ident = $code:literal,)*
+        $($(#[$vmeta:meta])* $variant:ident = ($status:literal, $code:literal),)*
     }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,11 +63,22 @@ macro_rules! problem_codes {
                     $($name::$variant => $code,)*
                 }
             }
+
+            /// The HTTP status of every answer with this code.
+            pub const fn status(self) -> u16 {
+                match self {
+                    $($name::$variant => $status,)*
+                }
+            }
         }
 
         impl $crate::problem::ProblemCode for $name {
             fn as_str(self) -> &'static str {
                 $name::as_str(self)
+            }
+
+            fn status(self) -> u16 {
+                $name::status(self)
             }
         }
     };
@@ -87,8 +101,9 @@ pub fn assert_well_formed<C: ProblemCode + std::fmt::Debug>(codes: &[C]) {
 }
 
 impl Problem {
-    /// A problem with `status`, its stable `code` and a short human `title`.
-    pub fn new(status: u16, code: impl ProblemCode, title: &str) -> Self {
+    /// A problem with its stable `code` (and the code's status) and a short human `title`.
+    pub fn new(code: impl ProblemCode, title: &str) -> Self {
+        let status = code.status();
         let code = code.as_str();
         Problem {
             type_uri: format!("{TYPE_BASE}{code}"),
@@ -124,8 +139,8 @@ mod tests {
 
     problem_codes! {
         enum Code {
-            SeatsUnavailable = "seats_unavailable",
-            Other = "other",
+            SeatsUnavailable = (409, "seats_unavailable"),
+            Other = (400, "other"),
         }
     }
 
@@ -137,7 +152,7 @@ mod tests {
 
     #[test]
     fn serializes_rfc9457_members_and_flattens_extensions() {
-        let problem = Problem::new(409, Code::SeatsUnavailable, "Seats are taken")
+        let problem = Problem::new(Code::SeatsUnavailable, "Seats are taken")
             .with_detail("2 of 3 seats are held by someone else")
             .with("unavailable_seat_ids", vec![4, 5]);
         let value: Value = serde_json::from_slice(&problem.to_json()).unwrap();

@@ -144,7 +144,7 @@ impl AdminApp {
             .map(str::to_owned);
         let Some(name) = name else {
             return problem_reply(
-                &Problem::new(400, Code::OperatorRequired, "Operator required").with_detail(
+                &Problem::new(Code::OperatorRequired, "Operator required").with_detail(
                     "name who makes the change in the onsale-operator header (1-64 printable characters)",
                 ),
             );
@@ -169,14 +169,14 @@ impl AdminApp {
         match room.tune(&prefix, show, &tuning, &operator).await {
             Ok(tuned) => json_reply(serde_json::to_vec(&tuned)),
             Err(TuneError::Invalid(detail)) => problem_reply(
-                &Problem::new(422, Code::InvalidSettings, "Invalid settings").with_detail(detail),
+                &Problem::new(Code::InvalidSettings, "Invalid settings").with_detail(detail),
             ),
             Err(error @ TuneError::Contended) => problem_reply(
-                &Problem::new(409, Code::SettingsContended, "Settings changing")
+                &Problem::new(Code::SettingsContended, "Settings changing")
                     .with_detail(error.to_string()),
             ),
             Err(error @ (TuneError::Unpublished | TuneError::State(_))) => problem_reply(
-                &Problem::new(503, Code::QueueUnavailable, "Waiting room unavailable")
+                &Problem::new(Code::QueueUnavailable, "Waiting room unavailable")
                     .with_detail(error.to_string()),
             ),
         }
@@ -209,7 +209,7 @@ impl AdminApp {
                         }))
                     }
                     Err(error) => problem_reply(
-                        &Problem::new(503, Code::QueueUnavailable, "Waiting room unavailable")
+                        &Problem::new(Code::QueueUnavailable, "Waiting room unavailable")
                             .with_detail(error.to_string()),
                     ),
                 }
@@ -230,12 +230,12 @@ impl ServeHttp for AdminApp {
                 reply(StatusCode::OK, "text/plain", b"ready".to_vec())
             }
             "/readyz" => problem_reply(
-                &Problem::new(503, Code::NotReady, "Not ready")
+                &Problem::new(Code::NotReady, "Not ready")
                     .with_detail("no origin passes its health check"),
             ),
             "/metrics" => self.metrics(),
             p if p.starts_with("/admin/") && !self.authorized(session) => problem_reply(
-                &Problem::new(401, Code::Unauthorized, "Unauthorized")
+                &Problem::new(Code::Unauthorized, "Unauthorized")
                     .with_detail("the admin API needs the admin bearer token"),
             ),
             "/admin/config" => self.config(),

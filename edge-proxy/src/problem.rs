@@ -12,101 +12,101 @@ onsale_contract::problem_codes! {
     /// The edge's problem codes.
     pub enum Code {
         /// The path is not part of the public contract.
-        RouteNotFound = "route_not_found",
+        RouteNotFound = (404, "route_not_found"),
         /// The route exists, not with this method.
-        MethodNotAllowed = "method_not_allowed",
+        MethodNotAllowed = (405, "method_not_allowed"),
         /// Request headers over `limits.max_header_bytes`.
-        HeadersTooLarge = "headers_too_large",
+        HeadersTooLarge = (431, "headers_too_large"),
         /// A declared or streamed body over its limit.
-        BodyTooLarge = "body_too_large",
+        BodyTooLarge = (413, "body_too_large"),
         /// A body the edge reads (a join) that does not parse.
-        InvalidBody = "invalid_body",
+        InvalidBody = (400, "invalid_body"),
         /// A query parameter that cannot be what it names.
-        InvalidQuery = "invalid_query",
+        InvalidQuery = (400, "invalid_query"),
         /// A rate limit refused the request.
-        RateLimited = "rate_limited",
+        RateLimited = (429, "rate_limited"),
         /// The purchase path without a valid admission token.
-        AdmissionRequired = "admission_required",
+        AdmissionRequired = (401, "admission_required"),
         /// An admission token whose order is paid: it has done its job.
-        AdmissionSpent = "admission_spent",
+        AdmissionSpent = (401, "admission_spent"),
         /// A join without a valid session: the fan must sign in first.
-        SignInRequired = "sign_in_required",
+        SignInRequired = (401, "sign_in_required"),
         /// No origin could say whose session a join carries.
-        SessionUnavailable = "session_unavailable",
+        SessionUnavailable = (503, "session_unavailable"),
         /// A token for another show than the one in the request.
-        WrongShow = "wrong_show",
+        WrongShow = (403, "wrong_show"),
         /// No such show, or no waiting room for it.
-        ShowNotFound = "show_not_found",
+        ShowNotFound = (404, "show_not_found"),
         /// A known show whose first snapshot has not landed.
-        SnapshotNotReady = "snapshot_not_ready",
+        SnapshotNotReady = (503, "snapshot_not_ready"),
         /// No origin passes its health check.
-        NoHealthyOrigin = "no_healthy_origin",
+        NoHealthyOrigin = (503, "no_healthy_origin"),
         /// The origin did not answer properly.
-        UpstreamFailed = "upstream_failed",
+        UpstreamFailed = (502, "upstream_failed"),
         /// The edge failed to build its own answer.
-        Internal = "internal",
+        Internal = (500, "internal"),
         /// The waiting room cannot reach its state in Redis.
-        QueueUnavailable = "queue_unavailable",
+        QueueUnavailable = (503, "queue_unavailable"),
         /// A waiting-room poll without a valid queue token.
-        QueueTokenRequired = "queue_token_required",
+        QueueTokenRequired = (401, "queue_token_required"),
         /// The fan's turn came and went.
-        TurnMissed = "turn_missed",
+        TurnMissed = (410, "turn_missed"),
         /// The show's joins need proof of work.
-        PowRequired = "pow_required",
+        PowRequired = (400, "pow_required"),
         /// A proof of work that is forged, expired or unsolved.
-        PowInvalid = "pow_invalid",
+        PowInvalid = (400, "pow_invalid"),
         /// A challenge already spent on a join.
-        PowReused = "pow_reused",
+        PowReused = (409, "pow_reused"),
         /// The show's waiting room hands out no challenges.
-        NoChallenge = "no_challenge",
+        NoChallenge = (404, "no_challenge"),
         /// `/readyz`: no origin passes its health check.
-        NotReady = "not_ready",
+        NotReady = (503, "not_ready"),
         /// The admin API without the admin bearer token.
-        Unauthorized = "unauthorized",
+        Unauthorized = (401, "unauthorized"),
         /// A change through the admin API without the `onsale-operator` header naming who.
-        OperatorRequired = "operator_required",
+        OperatorRequired = (400, "operator_required"),
         /// A change of a show's settings that would leave them invalid.
-        InvalidSettings = "invalid_settings",
+        InvalidSettings = (422, "invalid_settings"),
         /// Other changes of the show's settings kept landing first.
-        SettingsContended = "settings_contended",
+        SettingsContended = (409, "settings_contended"),
     }
 }
 
 /// 404 `route_not_found`.
 pub(crate) fn route_not_found() -> Problem {
-    Problem::new(404, Code::RouteNotFound, "No such route")
+    Problem::new(Code::RouteNotFound, "No such route")
 }
 
 /// 405 `method_not_allowed`.
 pub(crate) fn method_not_allowed() -> Problem {
-    Problem::new(405, Code::MethodNotAllowed, "Method not allowed")
+    Problem::new(Code::MethodNotAllowed, "Method not allowed")
 }
 
 /// 404 `show_not_found`, saying what was looked for.
 pub(crate) fn show_not_found(detail: impl Into<String>) -> Problem {
-    Problem::new(404, Code::ShowNotFound, "No such show").with_detail(detail)
+    Problem::new(Code::ShowNotFound, "No such show").with_detail(detail)
 }
 
 /// 400 `invalid_query`.
 pub(crate) fn invalid_query(detail: impl Into<String>) -> Problem {
-    Problem::new(400, Code::InvalidQuery, "Invalid query").with_detail(detail)
+    Problem::new(Code::InvalidQuery, "Invalid query").with_detail(detail)
 }
 
 /// 400 `invalid_body`.
 pub(crate) fn invalid_body(detail: impl Into<String>) -> Problem {
-    Problem::new(400, Code::InvalidBody, "Invalid request body").with_detail(detail)
+    Problem::new(Code::InvalidBody, "Invalid request body").with_detail(detail)
 }
 
 /// 413 `body_too_large` for bodies over `max` bytes.
 pub(crate) fn body_too_large(max: usize) -> Problem {
-    Problem::new(413, Code::BodyTooLarge, "Request body too large")
+    Problem::new(Code::BodyTooLarge, "Request body too large")
         .with_detail(format!("request bodies are limited to {max} bytes"))
         .with("max_bytes", max)
 }
 
 /// 429 `rate_limited`, naming the limit and when to come back.
 pub(crate) fn rate_limited(limited: Limited) -> Problem {
-    Problem::new(429, Code::RateLimited, "Too many requests")
+    Problem::new(Code::RateLimited, "Too many requests")
         .with_detail(format!(
             "over the {} rate limit; slow down",
             limited.limiter
@@ -117,7 +117,7 @@ pub(crate) fn rate_limited(limited: Limited) -> Problem {
 
 /// 401 `admission_required`, with the way in and the show asked for when known.
 pub(crate) fn admission_required(detail: &str, show: Option<&str>) -> Problem {
-    let problem = Problem::new(401, Code::AdmissionRequired, "Admission required")
+    let problem = Problem::new(Code::AdmissionRequired, "Admission required")
         .with_detail(detail)
         .with("join", WAITING_ROOM_PATH);
     match show {
@@ -128,35 +128,35 @@ pub(crate) fn admission_required(detail: &str, show: Option<&str>) -> Problem {
 
 /// 401 `admission_spent`: the order this admission was for is paid.
 pub(crate) fn admission_spent() -> Problem {
-    Problem::new(401, Code::AdmissionSpent, "Admission spent")
+    Problem::new(Code::AdmissionSpent, "Admission spent")
         .with_detail("this admission's order is paid; join the waiting room again to buy more")
         .with("join", WAITING_ROOM_PATH)
 }
 
 /// 401 `sign_in_required`, with the way to sign in.
 pub(crate) fn sign_in_required(detail: &str) -> Problem {
-    Problem::new(401, Code::SignInRequired, "Sign-in required")
+    Problem::new(Code::SignInRequired, "Sign-in required")
         .with_detail(detail)
         .with("sign_in", SIGN_IN_PATH)
 }
 
 /// 503 `session_unavailable`: no origin could check the session right now.
 pub(crate) fn session_unavailable() -> Problem {
-    Problem::new(503, Code::SessionUnavailable, "Service unavailable")
+    Problem::new(Code::SessionUnavailable, "Service unavailable")
         .with_detail("the session cannot be checked right now; retry shortly")
         .with("retry_after_s", 2)
 }
 
 /// 503 `no_healthy_origin`.
 pub(crate) fn no_origin() -> Problem {
-    Problem::new(503, Code::NoHealthyOrigin, "Service unavailable")
+    Problem::new(Code::NoHealthyOrigin, "Service unavailable")
         .with_detail("no origin is available right now; retry shortly")
         .with("retry_after_s", 2)
 }
 
 /// 500 `internal`: the edge could not build its own answer.
 pub(crate) fn internal() -> Problem {
-    Problem::new(500, Code::Internal, "Internal error")
+    Problem::new(Code::Internal, "Internal error")
 }
 
 #[cfg(test)]

@@ -12,110 +12,110 @@ pub const SIGN_IN_PATH: &str = "/v1/sessions";
 onsale_contract::problem_codes! {
     /// Every problem `code` the origin answers with.
     pub enum Code {
-        /// 401: no valid admission token for the route.
-        AdmissionRequired = "admission_required",
-        /// 401: the admission token's order is paid; it buys nothing more.
-        AdmissionSpent = "admission_spent",
-        /// 413: the request body exceeds the route's size limit.
-        BodyTooLarge = "body_too_large",
-        /// 422: a hold asks for the same seat more than once.
-        DuplicateSeats = "duplicate_seats",
-        /// 409: an account with this email (in any letter case) exists.
-        EmailTaken = "email_taken",
-        /// 404: no such event.
-        EventNotFound = "event_not_found",
-        /// 422: the fan would hold more seats of the show than allowed.
-        FanSeatLimit = "fan_seat_limit",
-        /// 409: the hold already has an order.
-        HoldAlreadyOrdered = "hold_already_ordered",
-        /// 409: the hold became an order; cancel the order instead.
-        HoldConverted = "hold_converted",
-        /// 409: the hold has expired or was released.
-        HoldNotActive = "hold_not_active",
-        /// 404: no such hold (for this fan).
-        HoldNotFound = "hold_not_found",
-        /// 409: the hold has an order awaiting payment.
-        HoldOrdered = "hold_ordered",
-        /// 409: a request with this `Idempotency-Key` is still in flight.
-        IdempotencyInFlight = "idempotency_in_flight",
-        /// 400: the write needs a well-formed `Idempotency-Key` header.
-        IdempotencyKeyRequired = "idempotency_key_required",
-        /// 422: the `Idempotency-Key` was used with a different request.
-        IdempotencyKeyReused = "idempotency_key_reused",
-        /// 500: a failure on the origin's side.
-        Internal = "internal",
-        /// 400: the body does not have the expected shape.
-        InvalidBody = "invalid_body",
-        /// 401: wrong email or password; the same answer whether the email has an account.
-        InvalidCredentials = "invalid_credentials",
-        /// 422: an organizer field is out of its limits.
-        InvalidField = "invalid_field",
-        /// 400: a query parameter is malformed or out of range.
-        InvalidQuery = "invalid_query",
-        /// 400: the password reset code is wrong, used or expired (or the email has none).
-        InvalidResetCode = "invalid_reset_code",
-        /// 400: the body is not JSON.
-        MalformedJson = "malformed_json",
-        /// 405: the route exists, not with this method.
-        MethodNotAllowed = "method_not_allowed",
-        /// 422: a show leaves some of its venue's price tiers unpriced.
-        MissingPriceTier = "missing_price_tier",
-        /// 422: a hold asks for no seats.
-        NoSeats = "no_seats",
-        /// 409: the section has too few seats free for a best-available hold.
-        NotEnoughSeats = "not_enough_seats",
-        /// 409: the order's payment window has passed.
-        OrderExpired = "order_expired",
-        /// 409: the order is not one that can be cancelled.
-        OrderNotCancellable = "order_not_cancellable",
-        /// 404: no such order (for this fan).
-        OrderNotFound = "order_not_found",
-        /// 409: the order or its payment is past confirmation.
-        PaymentNotConfirmable = "payment_not_confirmable",
-        /// 404: no such payment (for this fan).
-        PaymentNotFound = "payment_not_found",
-        /// 502: the payment provider did not answer.
-        PaymentProviderUnavailable = "payment_provider_unavailable",
-        /// 429: too many failed credential checks or reset requests (`limit`: `email` or
+        /// No valid admission token for the route.
+        AdmissionRequired = (401, "admission_required"),
+        /// The admission token's order is paid; it buys nothing more.
+        AdmissionSpent = (401, "admission_spent"),
+        /// The request body exceeds the route's size limit.
+        BodyTooLarge = (413, "body_too_large"),
+        /// A hold asks for the same seat more than once.
+        DuplicateSeats = (422, "duplicate_seats"),
+        /// An account with this email (in any letter case) exists.
+        EmailTaken = (409, "email_taken"),
+        /// No such event.
+        EventNotFound = (404, "event_not_found"),
+        /// The fan would hold more seats of the show than allowed.
+        FanSeatLimit = (422, "fan_seat_limit"),
+        /// The hold already has an order.
+        HoldAlreadyOrdered = (409, "hold_already_ordered"),
+        /// The hold became an order; cancel the order instead.
+        HoldConverted = (409, "hold_converted"),
+        /// The hold has expired or was released.
+        HoldNotActive = (409, "hold_not_active"),
+        /// No such hold (for this fan).
+        HoldNotFound = (404, "hold_not_found"),
+        /// The hold has an order awaiting payment.
+        HoldOrdered = (409, "hold_ordered"),
+        /// A request with this `Idempotency-Key` is still in flight.
+        IdempotencyInFlight = (409, "idempotency_in_flight"),
+        /// The write needs a well-formed `Idempotency-Key` header.
+        IdempotencyKeyRequired = (400, "idempotency_key_required"),
+        /// The `Idempotency-Key` was used with a different request.
+        IdempotencyKeyReused = (422, "idempotency_key_reused"),
+        /// A failure on the origin's side.
+        Internal = (500, "internal"),
+        /// The body does not have the expected shape.
+        InvalidBody = (400, "invalid_body"),
+        /// Wrong email or password; the same answer whether the email has an account.
+        InvalidCredentials = (401, "invalid_credentials"),
+        /// An organizer field is out of its limits.
+        InvalidField = (422, "invalid_field"),
+        /// A query parameter is malformed or out of range.
+        InvalidQuery = (400, "invalid_query"),
+        /// The password reset code is wrong, used or expired (or the email has none).
+        InvalidResetCode = (400, "invalid_reset_code"),
+        /// The body is not JSON.
+        MalformedJson = (400, "malformed_json"),
+        /// The route exists, not with this method.
+        MethodNotAllowed = (405, "method_not_allowed"),
+        /// A show leaves some of its venue's price tiers unpriced.
+        MissingPriceTier = (422, "missing_price_tier"),
+        /// A hold asks for no seats.
+        NoSeats = (422, "no_seats"),
+        /// The section has too few seats free for a best-available hold.
+        NotEnoughSeats = (409, "not_enough_seats"),
+        /// The order's payment window has passed.
+        OrderExpired = (409, "order_expired"),
+        /// The order is not one that can be cancelled.
+        OrderNotCancellable = (409, "order_not_cancellable"),
+        /// No such order (for this fan).
+        OrderNotFound = (404, "order_not_found"),
+        /// The order or its payment is past confirmation.
+        PaymentNotConfirmable = (409, "payment_not_confirmable"),
+        /// No such payment (for this fan).
+        PaymentNotFound = (404, "payment_not_found"),
+        /// The payment provider did not answer.
+        PaymentProviderUnavailable = (502, "payment_provider_unavailable"),
+        /// Too many failed credential checks or reset requests (`limit`: `email` or
         /// `ip`); `Retry-After` says when the window ends.
-        RateLimited = "rate_limited",
-        /// 404: no such route.
-        RouteNotFound = "route_not_found",
-        /// 409: some of the asked-for seats are taken.
-        SeatsUnavailable = "seats_unavailable",
-        /// 404: no such show.
-        ShowNotFound = "show_not_found",
-        /// 409: the show is not on sale.
-        ShowNotOnSale = "show_not_on_sale",
-        /// 401: no live session (none, unknown, expired or revoked); `sign_in` links sign-in.
-        SignInRequired = "sign_in_required",
-        /// 404: no such ticket (for this fan).
-        TicketNotFound = "ticket_not_found",
-        /// 409: the fan cannot cancel an order with a ticket scanned at the door
+        RateLimited = (429, "rate_limited"),
+        /// No such route.
+        RouteNotFound = (404, "route_not_found"),
+        /// Some of the asked-for seats are taken.
+        SeatsUnavailable = (409, "seats_unavailable"),
+        /// No such show.
+        ShowNotFound = (404, "show_not_found"),
+        /// The show is not on sale.
+        ShowNotOnSale = (409, "show_not_on_sale"),
+        /// No live session (none, unknown, expired or revoked); `sign_in` links sign-in.
+        SignInRequired = (401, "sign_in_required"),
+        /// No such ticket (for this fan).
+        TicketNotFound = (404, "ticket_not_found"),
+        /// The fan cannot cancel an order with a ticket scanned at the door
         /// (`scanned_ticket_ids`); only an organizer can.
-        TicketsScanned = "tickets_scanned",
-        /// 422: a hold asks for more seats than one hold may have.
-        TooManySeats = "too_many_seats",
-        /// 401: missing or invalid admin token.
-        Unauthorized = "unauthorized",
-        /// 503: the database did not answer.
-        Unavailable = "unavailable",
-        /// 422: not a payment method the provider takes.
-        UnknownPaymentMethod = "unknown_payment_method",
-        /// 422: seats that are not part of the show.
-        UnknownSeats = "unknown_seats",
-        /// 422: the show has no such section.
-        UnknownSection = "unknown_section",
-        /// 422: an event names a venue that does not exist.
-        UnknownVenue = "unknown_venue",
-        /// 415: the body is not sent as `application/json`.
-        UnsupportedMediaType = "unsupported_media_type",
-        /// 404: no such venue.
-        VenueNotFound = "venue_not_found",
-        /// 400: a payment webhook whose signature does not check out.
-        WebhookSignatureInvalid = "webhook_signature_invalid",
-        /// 403: the admission token is for another show.
-        WrongShow = "wrong_show",
+        TicketsScanned = (409, "tickets_scanned"),
+        /// A hold asks for more seats than one hold may have.
+        TooManySeats = (422, "too_many_seats"),
+        /// Missing or invalid admin token.
+        Unauthorized = (401, "unauthorized"),
+        /// The database did not answer.
+        Unavailable = (503, "unavailable"),
+        /// Not a payment method the provider takes.
+        UnknownPaymentMethod = (422, "unknown_payment_method"),
+        /// Seats that are not part of the show.
+        UnknownSeats = (422, "unknown_seats"),
+        /// The show has no such section.
+        UnknownSection = (422, "unknown_section"),
+        /// An event names a venue that does not exist.
+        UnknownVenue = (422, "unknown_venue"),
+        /// The body is not sent as `application/json`.
+        UnsupportedMediaType = (415, "unsupported_media_type"),
+        /// No such venue.
+        VenueNotFound = (404, "venue_not_found"),
+        /// A payment webhook whose signature does not check out.
+        WebhookSignatureInvalid = (400, "webhook_signature_invalid"),
+        /// The admission token is for another show.
+        WrongShow = (403, "wrong_show"),
     }
 }
 
@@ -203,56 +203,50 @@ impl ApiError {
     /// The problem+json body this error is answered with.
     pub(crate) fn to_problem(&self) -> Problem {
         match self {
-            ApiError::NotFound { code, what } => {
-                Problem::new(404, *code, &format!("{what} not found"))
-            }
+            ApiError::NotFound { code, what } => Problem::new(*code, &format!("{what} not found")),
             ApiError::InvalidQuery { param, reason } => {
-                Problem::new(400, Code::InvalidQuery, "Invalid query parameter")
+                Problem::new(Code::InvalidQuery, "Invalid query parameter")
                     .with_detail(format!("`{param}`: {reason}"))
                     .with("param", *param)
             }
             ApiError::InvalidBody(reason) => {
-                Problem::new(400, Code::InvalidBody, "Invalid request body")
-                    .with_detail(reason.clone())
+                Problem::new(Code::InvalidBody, "Invalid request body").with_detail(reason.clone())
             }
             ApiError::Unprocessable(code, detail) => {
-                Problem::new(422, *code, "Request cannot be processed").with_detail(detail.clone())
+                Problem::new(*code, "Request cannot be processed").with_detail(detail.clone())
             }
             ApiError::Conflict(code, detail) => {
-                Problem::new(409, *code, "Conflict").with_detail(detail.clone())
+                Problem::new(*code, "Conflict").with_detail(detail.clone())
             }
-            ApiError::Unauthorized => Problem::new(401, Code::Unauthorized, "Unauthorized")
+            ApiError::Unauthorized => Problem::new(Code::Unauthorized, "Unauthorized")
                 .with_detail("a valid bearer token is required"),
             ApiError::Unadmitted(detail) => {
-                Problem::new(401, Code::AdmissionRequired, "Admission required")
+                Problem::new(Code::AdmissionRequired, "Admission required")
                     .with_detail(*detail)
                     .with("join", WAITING_ROOM_PATH)
             }
-            ApiError::AdmissionSpent => Problem::new(401, Code::AdmissionSpent, "Admission spent")
+            ApiError::AdmissionSpent => Problem::new(Code::AdmissionSpent, "Admission spent")
                 .with_detail("this admission's order is paid; join again to buy more")
                 .with("join", WAITING_ROOM_PATH),
             ApiError::SignInRequired(detail) => {
-                Problem::new(401, Code::SignInRequired, "Sign-in required")
+                Problem::new(Code::SignInRequired, "Sign-in required")
                     .with_detail(*detail)
                     .with("sign_in", SIGN_IN_PATH)
             }
-            ApiError::WrongShow => {
-                Problem::new(403, Code::WrongShow, "Admission is for another show")
-                    .with_detail("join the waiting room of this show")
-                    .with("join", WAITING_ROOM_PATH)
-            }
+            ApiError::WrongShow => Problem::new(Code::WrongShow, "Admission is for another show")
+                .with_detail("join the waiting room of this show")
+                .with("join", WAITING_ROOM_PATH),
             ApiError::Problem { problem, .. } => (**problem).clone(),
-            ApiError::Database(_) => Problem::new(503, Code::Unavailable, "Service unavailable")
+            ApiError::Database(_) => Problem::new(Code::Unavailable, "Service unavailable")
                 .with_detail("the database did not answer; retry shortly")
                 .with("retry_after_s", 1),
             ApiError::Provider(_) => Problem::new(
-                502,
                 Code::PaymentProviderUnavailable,
                 "Payment provider unavailable",
             )
             .with_detail("the payment provider did not answer; retry shortly")
             .with("retry_after_s", 2),
-            ApiError::Internal(_) => Problem::new(500, Code::Internal, "Internal error")
+            ApiError::Internal(_) => Problem::new(Code::Internal, "Internal error")
                 .with_detail("nothing was changed; retry shortly"),
         }
     }

@@ -80,7 +80,7 @@ impl From<StoreError> for ApiError {
 }
 
 fn in_flight() -> Problem {
-    Problem::new(409, Code::IdempotencyInFlight, "Request in flight")
+    Problem::new(Code::IdempotencyInFlight, "Request in flight")
         .with_detail("a request with this key is still being processed; retry shortly")
         .with("retry_after_s", 1)
 }
@@ -196,7 +196,7 @@ pub(crate) async fn seen(pool: &PgPool, keyed: &Keyed<'_>) -> Result<Response, A
     };
     if seen.request_hash != fingerprint {
         return Err(ApiError::problem(
-            Problem::new(422, Code::IdempotencyKeyReused, "Idempotency-Key reused")
+            Problem::new(Code::IdempotencyKeyReused, "Idempotency-Key reused")
                 .with_detail("this key was used with a different request; use a new key"),
         ));
     }

@@ -83,19 +83,20 @@ where
 fn rejection_problem(rejection: &JsonRejection) -> Problem {
     match rejection {
         JsonRejection::JsonSyntaxError(e) => {
-            Problem::new(400, Code::MalformedJson, "Malformed JSON").with_detail(e.body_text())
+            Problem::new(Code::MalformedJson, "Malformed JSON").with_detail(e.body_text())
         }
         JsonRejection::JsonDataError(e) => ApiError::InvalidBody(e.body_text()).to_problem(),
         JsonRejection::MissingJsonContentType(_) => {
-            Problem::new(415, Code::UnsupportedMediaType, "Unsupported media type")
+            Problem::new(Code::UnsupportedMediaType, "Unsupported media type")
                 .with_detail("send the body as Content-Type: application/json")
         }
         JsonRejection::BytesRejection(e) if e.status().as_u16() == 413 => {
-            Problem::new(413, Code::BodyTooLarge, "Request body too large")
+            Problem::new(Code::BodyTooLarge, "Request body too large")
                 .with_detail("the body exceeds this route's size limit")
         }
-        other => Problem::new(400, Code::InvalidBody, "Invalid request body")
-            .with_detail(other.body_text()),
+        other => {
+            Problem::new(Code::InvalidBody, "Invalid request body").with_detail(other.body_text())
+        }
     }
 }
 

@@ -169,7 +169,7 @@ fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(|_| {
-            problem_response(&Problem::new(500, Code::Internal, "Internal server error"))
+            problem_response(&Problem::new(Code::Internal, "Internal server error"))
         }))
         .with_state(state)
 }
@@ -212,15 +212,11 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
 }
 
 async fn route_not_found() -> Response {
-    problem_response(&Problem::new(404, Code::RouteNotFound, "No such route"))
+    problem_response(&Problem::new(Code::RouteNotFound, "No such route"))
 }
 
 async fn method_not_allowed() -> Response {
-    problem_response(&Problem::new(
-        405,
-        Code::MethodNotAllowed,
-        "Method not allowed",
-    ))
+    problem_response(&Problem::new(Code::MethodNotAllowed, "Method not allowed"))
 }
 
 /// Counts and times every request by its route template, never by raw path, so ids do not

@@ -657,7 +657,7 @@ async fn cancel(state: &AppState, order: OrderId, by: Canceller<'_>) -> Result<V
         .collect();
     if matches!(by, Canceller::Fan { .. }) && !scanned.is_empty() {
         return Err(ApiError::problem(
-            Problem::new(409, Code::TicketsScanned, "Tickets already scanned")
+            Problem::new(Code::TicketsScanned, "Tickets already scanned")
                 .with_detail(
                     "a ticket of this order was scanned at the door and is not refundable; \
                      only the organizer can cancel the order",

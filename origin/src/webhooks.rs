@@ -29,15 +29,10 @@ impl From<WebhookError> for ApiError {
     fn from(error: WebhookError) -> Self {
         let problem = match &error {
             WebhookError::Malformed(detail) => {
-                Problem::new(400, Code::InvalidBody, "Invalid webhook event")
-                    .with_detail(detail.clone())
+                Problem::new(Code::InvalidBody, "Invalid webhook event").with_detail(detail.clone())
             }
-            signature => Problem::new(
-                400,
-                Code::WebhookSignatureInvalid,
-                "Invalid webhook signature",
-            )
-            .with_detail(signature.to_string()),
+            signature => Problem::new(Code::WebhookSignatureInvalid, "Invalid webhook signature")
+                .with_detail(signature.to_string()),
         };
         ApiError::problem(problem)
     }

@@ -60,7 +60,7 @@ impl EdgeProxy {
         let header = session.req_header();
         let target = header.uri.path_and_query().map_or("", |p| p.as_str());
         if header_bytes(&header.headers, target) > limits.max_header_bytes {
-            return Problem::new(431, Code::HeadersTooLarge, "Request headers too large")
+            return Problem::new(Code::HeadersTooLarge, "Request headers too large")
                 .with_detail(format!(
                     "headers are limited to {} bytes",
                     limits.max_header_bytes

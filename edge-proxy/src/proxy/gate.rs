@@ -29,7 +29,7 @@ impl EdgeProxy {
             }
         };
         if let Some(show) = show.filter(|s| *s != claims.show) {
-            return Problem::new(403, Code::WrongShow, "Admission is for another show")
+            return Problem::new(Code::WrongShow, "Admission is for another show")
                 .with_detail("join the waiting room of this show")
                 .with("join", WAITING_ROOM_PATH)
                 .with("show_id", show)

@@ -36,7 +36,7 @@ impl EdgeProxy {
             .and_then(|b| b.addr.as_inet().copied());
         match shared.shows.exists(&show, origin, now_ms).await {
             Some(false) => problem::show_not_found("there is no show with this id").into(),
-            _ => Problem::new(503, Code::SnapshotNotReady, "Seat map not ready")
+            _ => Problem::new(Code::SnapshotNotReady, "Seat map not ready")
                 .with_detail("the first snapshot of this show is still being built")
                 .with("retry_after_s", ctx.runtime.config.snapshots.retry_after_s)
                 .into(),

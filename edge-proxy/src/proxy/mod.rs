@@ -294,7 +294,7 @@ impl ProxyHttp for EdgeProxy {
             | ErrorType::ConnectTimedout
             | ErrorType::ConnectRefused
             | ErrorType::ConnectError => problem::no_origin(),
-            _ => Problem::new(502, Code::UpstreamFailed, "Bad gateway")
+            _ => Problem::new(Code::UpstreamFailed, "Bad gateway")
                 .with_detail("the origin did not answer properly"),
         };
         let status = problem.status;

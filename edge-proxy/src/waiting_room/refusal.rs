@@ -63,35 +63,29 @@ impl From<&Refusal> for Problem {
             Refusal::ShowIdRequired => return problem::invalid_query(detail),
             Refusal::Internal => return problem::internal(),
             Refusal::Unavailable(_) | Refusal::Starting => {
-                Problem::new(503, Code::QueueUnavailable, "Waiting room unavailable")
+                Problem::new(Code::QueueUnavailable, "Waiting room unavailable")
                     .with("retry_after_s", 2)
             }
             Refusal::QueueTokenRequired(_) => join(Problem::new(
-                401,
                 Code::QueueTokenRequired,
                 "Queue token required",
             )),
             Refusal::WrongShow => join(Problem::new(
-                403,
                 Code::WrongShow,
                 "Queue token is for another show",
             )),
-            Refusal::TurnMissed => {
-                join(Problem::new(410, Code::TurnMissed, "Your turn has passed"))
-            }
+            Refusal::TurnMissed => join(Problem::new(Code::TurnMissed, "Your turn has passed")),
             Refusal::PowRequired { show, difficulty } => {
-                Problem::new(400, Code::PowRequired, "Proof of work required")
+                Problem::new(Code::PowRequired, "Proof of work required")
                     .with(
                         "challenge",
                         format!("/v1/waiting-room/challenge?show_id={show}"),
                     )
                     .with("difficulty", *difficulty)
             }
-            Refusal::PowInvalid(_) => {
-                Problem::new(400, Code::PowInvalid, "Proof of work not accepted")
-            }
-            Refusal::PowReused => Problem::new(409, Code::PowReused, "Challenge already used"),
-            Refusal::NoChallenge => Problem::new(404, Code::NoChallenge, "No proof of work here"),
+            Refusal::PowInvalid(_) => Problem::new(Code::PowInvalid, "Proof of work not accepted"),
+            Refusal::PowReused => Problem::new(Code::PowReused, "Challenge already used"),
+            Refusal::NoChallenge => Problem::new(Code::NoChallenge, "No proof of work here"),
         };
         problem.with_detail(detail)
     }

@@ -52,7 +52,7 @@ struct AccountView {
 
 fn invalid_credentials() -> ApiError {
     ApiError::problem(
-        Problem::new(401, Code::InvalidCredentials, "Invalid credentials")
+        Problem::new(Code::InvalidCredentials, "Invalid credentials")
             .with_detail("the email or the password is wrong"),
     )
 }
@@ -83,7 +83,7 @@ pub(crate) async fn insert_account(
 
 fn email_taken() -> ApiError {
     ApiError::problem(
-        Problem::new(409, Code::EmailTaken, "Email taken")
+        Problem::new(Code::EmailTaken, "Email taken")
             .with_detail("an account with this email exists; sign in, or reset its password")
             .with("field", "email"),
     )
@@ -298,7 +298,7 @@ pub(crate) async fn post_password(
         .await?
     {
         return Err(ApiError::problem(
-            Problem::new(401, Code::InvalidCredentials, "Invalid credentials")
+            Problem::new(Code::InvalidCredentials, "Invalid credentials")
                 .with_detail("the current password is wrong"),
         ));
     }

@@ -147,7 +147,7 @@ impl Passwords {
 
 fn busy() -> ApiError {
     ApiError::problem(
-        Problem::new(503, Code::Unavailable, "Service unavailable")
+        Problem::new(Code::Unavailable, "Service unavailable")
             .with_detail("too many sign-ins at once; retry shortly")
             .with("retry_after_s", 1),
     )

@@ -123,7 +123,7 @@ async fn send_code(state: &AppState, email: &Email) -> Result<(), sqlx::Error> {
 
 fn invalid_code() -> ApiError {
     ApiError::problem(
-        Problem::new(400, Code::InvalidResetCode, "Invalid reset code")
+        Problem::new(Code::InvalidResetCode, "Invalid reset code")
             .with_detail("the code is wrong, used or expired; request a new one"),
     )
 }

@@ -146,7 +146,7 @@ impl Counter {
 
 fn limited(scope: Scope, retry_after_s: i64) -> ApiError {
     ApiError::problem(
-        Problem::new(429, Code::RateLimited, "Too many attempts")
+        Problem::new(Code::RateLimited, "Too many attempts")
             .with_detail(format!(
                 "too many attempts for this {}; retry in {retry_after_s} s",
                 scope.limit()

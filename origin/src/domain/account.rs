@@ -19,7 +19,7 @@ const MAX_LOCAL_CHARS: usize = 64;
 /// 422 `invalid_field` naming `field`.
 pub(crate) fn invalid(field: &'static str, detail: impl Into<String>) -> ApiError {
     ApiError::problem(
-        Problem::new(422, Code::InvalidField, "Invalid field")
+        Problem::new(Code::InvalidField, "Invalid field")
             .with_detail(detail.into())
             .with("field", field),
     )

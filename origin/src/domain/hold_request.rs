@@ -37,7 +37,7 @@ impl HoldRequest {
     pub(crate) fn parse(body: HoldBody, max_seats: usize) -> Result<Self, ApiError> {
         let too_many = || {
             ApiError::problem(
-                onsale_contract::problem::Problem::new(422, Code::TooManySeats, "Too many seats")
+                onsale_contract::problem::Problem::new(Code::TooManySeats, "Too many seats")
                     .with_detail(format!("a hold has at most {max_seats} seats"))
                     .with("max_seats_per_hold", max_seats),
             )
@@ -62,7 +62,6 @@ impl HoldRequest {
                 if !duplicates.is_empty() {
                     return Err(ApiError::problem(
                         onsale_contract::problem::Problem::new(
-                            422,
                             Code::DuplicateSeats,
                             "Duplicate seats",
                         )

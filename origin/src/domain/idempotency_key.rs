@@ -14,12 +14,9 @@ impl IdempotencyKey {
     pub(crate) fn parse(raw: Option<&axum::http::HeaderValue>) -> Result<Self, ApiError> {
         let missing = || {
             ApiError::problem(
-                Problem::new(
-                    400,
-                    Code::IdempotencyKeyRequired,
-                    "Idempotency-Key required",
-                )
-                .with_detail("send an Idempotency-Key header of 1 to 255 visible ASCII characters"),
+                Problem::new(Code::IdempotencyKeyRequired, "Idempotency-Key required").with_detail(
+                    "send an Idempotency-Key header of 1 to 255 visible ASCII characters",
+                ),
             )
         };
         let raw = raw.ok_or_else(missing)?;

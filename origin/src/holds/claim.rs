@@ -31,7 +31,7 @@ const KEY_ANSWERED_MEANWHILE: &str = "ON409";
 
 fn unavailable(code: Code, seats: Vec<i64>) -> ApiError {
     ApiError::problem(
-        Problem::new(409, code, "Seats unavailable")
+        Problem::new(code, "Seats unavailable")
             .with_detail("some of the seats are held or sold; nothing was held")
             .with("unavailable_seat_ids", seats),
     )
@@ -39,7 +39,7 @@ fn unavailable(code: Code, seats: Vec<i64>) -> ApiError {
 
 fn not_on_sale(status: ShowStatus) -> ApiError {
     ApiError::problem(
-        Problem::new(409, Code::ShowNotOnSale, "Show not on sale")
+        Problem::new(Code::ShowNotOnSale, "Show not on sale")
             .with_detail(format!("the show is {status}"))
             .with("show_status", status.as_str()),
     )
@@ -125,14 +125,14 @@ pub(super) async fn create_hold(
                 None => Err(ApiError::Internal("claim_hold gave no show status".into())),
             },
             "unknown_seats" => Err(ApiError::problem(
-                Problem::new(422, Code::UnknownSeats, "Unknown seats")
+                Problem::new(Code::UnknownSeats, "Unknown seats")
                     .with_detail("these seats are not part of the show")
                     .with("unknown_seat_ids", outcome.seat_ids.unwrap_or_default()),
             )),
             "fan_limit" => {
                 let current = outcome.current_seats.unwrap_or_default();
                 Err(ApiError::problem(
-                    Problem::new(422, Code::FanSeatLimit, "Seat limit reached")
+                    Problem::new(Code::FanSeatLimit, "Seat limit reached")
                         .with_detail(format!(
                             "at most {max} seats per fan for this show; you have {current}"
                         ))
