@@ -21,6 +21,8 @@ pub mod clock;
 pub mod config;
 pub mod logging;
 pub mod metrics;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod pow;
 pub mod problem;
 pub mod redis;

@@ -43,7 +43,13 @@ fn reply(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Respo
 
 fn problem_reply(problem: &Problem) -> Response<Vec<u8>> {
     let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    reply(status, PROBLEM_JSON, problem.to_json())
+    let mut response = reply(status, PROBLEM_JSON, problem.to_json());
+    for (name, value) in problem::headers(problem) {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
 }
 
 /// A serialized value as a 200 JSON answer; a value that did not serialize is a 500.
@@ -214,7 +220,8 @@ impl AdminApp {
                     ),
                 }
             }
-            (_, "queue" | "pause" | "resume") => problem_reply(&problem::method_not_allowed()),
+            (_, "queue") => problem_reply(&problem::method_not_allowed("GET, PUT")),
+            (_, "pause" | "resume") => problem_reply(&problem::method_not_allowed("POST")),
             _ => problem_reply(&problem::route_not_found()),
         }
     }

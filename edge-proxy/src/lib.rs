@@ -14,6 +14,7 @@ mod limits;
 pub mod live;
 mod metrics;
 mod microcache;
+pub mod openapi;
 pub mod pool;
 mod problem;
 mod proxy;

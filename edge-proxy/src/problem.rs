@@ -77,9 +77,23 @@ pub(crate) fn route_not_found() -> Problem {
     Problem::new(Code::RouteNotFound, "No such route")
 }
 
-/// 405 `method_not_allowed`.
-pub(crate) fn method_not_allowed() -> Problem {
-    Problem::new(Code::MethodNotAllowed, "Method not allowed")
+/// 405 `method_not_allowed`; `allow` lists the methods the route answers (the `Allow`
+/// header).
+pub(crate) fn method_not_allowed(allow: &str) -> Problem {
+    Problem::new(Code::MethodNotAllowed, "Method not allowed").with("allow", allow)
+}
+
+/// The headers a problem's members call for: `Retry-After` from `retry_after_s`, `Allow`
+/// from `allow`.
+pub(crate) fn headers(problem: &Problem) -> impl Iterator<Item = (http::HeaderName, String)> + '_ {
+    let member = |name: &str| problem.extensions.get(name);
+    let retry = member("retry_after_s")
+        .and_then(|v| v.as_u64())
+        .map(|s| (http::header::RETRY_AFTER, s.to_string()));
+    let allow = member("allow")
+        .and_then(|v| v.as_str())
+        .map(|methods| (http::header::ALLOW, methods.to_owned()));
+    retry.into_iter().chain(allow)
 }
 
 /// 404 `show_not_found`, saying what was looked for.

@@ -14,17 +14,14 @@ use std::io::Write;
 /// A response the edge makes itself: its header and its whole body.
 pub(crate) type Local = (ResponseHeader, Bytes);
 
-/// `problem` as problem+json, with `Retry-After` when it carries `retry_after_s`.
+/// `problem` as problem+json, with the headers its members call for
+/// ([`problem::headers`]).
 pub(crate) fn problem_response(problem: &Problem) -> pingora::Result<Local> {
     let mut header = ResponseHeader::build_no_case(problem.status, Some(4))?;
     header.insert_header(http::header::CONTENT_TYPE, PROBLEM_JSON)?;
     header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    if let Some(retry) = problem
-        .extensions
-        .get("retry_after_s")
-        .and_then(|v| v.as_u64())
-    {
-        header.insert_header(http::header::RETRY_AFTER, retry.to_string())?;
+    for (name, value) in problem::headers(problem) {
+        header.insert_header(name, value)?;
     }
     Ok((header, Bytes::from(problem.to_json())))
 }

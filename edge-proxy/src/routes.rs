@@ -236,18 +236,41 @@ pub fn classify(method: &Method, path: &str) -> Route {
     }
 }
 
-/// The web app's routes: `/assets/...` (a file of this build or 404) and its page paths.
+/// The methods `path` answers, as a 405's `Allow` lists them.
+pub fn allowed_methods(path: &str) -> String {
+    let candidates = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+    ];
+    candidates
+        .into_iter()
+        .filter(|method| {
+            let route = classify(method, path);
+            route.class != RouteClass::Unknown && route.method_allowed
+        })
+        .map(|method| method.as_str().to_owned())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The web app's routes: `/assets/...` (a file of this build or 404), its page paths, and
+/// the OpenAPI document served beside them.
 fn classify_web(method: &Method, path: &str) -> Option<Route> {
     let rest = path.strip_prefix('/')?;
-    let is_web = rest.starts_with("assets/") && path.len() <= 256 || {
-        let mut segments = [""; crate::web::MAX_PAGE_SEGMENTS + 1];
-        let mut count = 0;
-        for segment in rest.split('/').take(segments.len()) {
-            segments[count] = segment;
-            count += 1;
-        }
-        crate::web::is_page(&segments[..count])
-    };
+    let is_web =
+        rest.starts_with("assets/") && path.len() <= 256 || path == crate::web::OPENAPI || {
+            let mut segments = [""; crate::web::MAX_PAGE_SEGMENTS + 1];
+            let mut count = 0;
+            for segment in rest.split('/').take(segments.len()) {
+                segments[count] = segment;
+                count += 1;
+            }
+            crate::web::is_page(&segments[..count])
+        };
     is_web.then(|| Route {
         class: RouteClass::Web,
         method_allowed: [Method::GET, Method::HEAD].contains(method),
@@ -258,6 +281,15 @@ fn classify_web(method: &Method, path: &str) -> Option<Route> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_405_allows_every_method_of_the_path() {
+        assert_eq!(allowed_methods("/v1/orders"), "GET, POST");
+        assert_eq!(allowed_methods("/v1/holds/h1"), "GET, DELETE");
+        assert_eq!(allowed_methods("/v1/events"), "GET, HEAD");
+        assert_eq!(allowed_methods("/openapi.json"), "GET, HEAD");
+        assert_eq!(allowed_methods("/nowhere"), "");
+    }
 
     #[test]
     fn catalog_reads_are_recognised() {

@@ -35,6 +35,9 @@ include!(concat!(env!("OUT_DIR"), "/web_files.rs"));
 /// The HTML shell served for `/` and every page path.
 const SHELL: &str = "/index.html";
 
+/// The edge's public OpenAPI document (`web/openapi.json`, kept by the test suite).
+pub(crate) const OPENAPI: &str = "/openapi.json";
+
 /// The first path segments of the app's pages; each page path has at most
 /// [`MAX_PAGE_SEGMENTS`] segments, each an id-like segment.
 pub(crate) const PAGE_ROOTS: [&str; 6] =
@@ -94,14 +97,14 @@ pub(crate) fn is_page(segments: &[&str]) -> bool {
     }
 }
 
-/// The answer for a GET or HEAD of `path` (a page or an asset), or `None` when no file of
+/// The answer for a GET or HEAD of `path` (a page, an asset or the OpenAPI document), or `None` when no file of
 /// this build is there (an asset of another build, a name that never existed).
 pub(crate) fn respond(
     path: &str,
     request: &HeaderMap,
     hsts: Option<&str>,
 ) -> Option<pingora::Result<(ResponseHeader, Bytes)>> {
-    let key = match path.starts_with("/assets/") {
+    let key = match path.starts_with("/assets/") || path == OPENAPI {
         true => path,
         false => SHELL,
     };

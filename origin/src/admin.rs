@@ -6,6 +6,7 @@ use crate::domain::drafts::{EventBody, SeatFlag, ShowBody, VenueBody};
 use crate::domain::{EventDraft, EventId, ShowDraft, ShowId, VenueDraft, VenueId};
 use crate::error::{ApiError, Code};
 use crate::json::ApiJson;
+use crate::openapi;
 use crate::AppState;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
@@ -34,13 +35,33 @@ pub(crate) async fn require_admin(
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A venue created with its seat map.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct VenueCreated {
+    /// The new venue.
     pub venue_id: Uuid,
+    /// How many sections it has.
     pub sections: usize,
+    /// How many seats it has.
     pub seat_count: usize,
 }
 
+onsale_contract::problems!(pub(crate) VenueProblems = [
+    openapi::ANY,
+    openapi::JSON_BODY,
+    openapi::ORGANIZER,
+    &[Code::InvalidField],
+]);
+
+/// Creates a venue with its whole seat map, in one transaction.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/venues",
+    tag = "organizer",
+    request_body = VenueBody,
+    responses((status = 201, description = "The venue.", body = VenueCreated), VenueProblems),
+    security(("organizer" = [])),
+)]
 pub(crate) async fn post_venue(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<VenueBody>,
@@ -137,6 +158,22 @@ pub(crate) async fn create_venue(
     tx.commit().await
 }
 
+onsale_contract::problems!(pub(crate) EventProblems = [
+    openapi::ANY,
+    openapi::JSON_BODY,
+    openapi::ORGANIZER,
+    &[Code::InvalidField, Code::UnknownVenue],
+]);
+
+/// Creates an event at a venue; the public listing shows it once it has a show.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/events",
+    tag = "organizer",
+    request_body = EventBody,
+    responses((status = 201, description = "The event.", body = EventView), EventProblems),
+    security(("organizer" = [])),
+)]
 pub(crate) async fn post_event(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<EventBody>,
@@ -172,6 +209,23 @@ pub(crate) async fn create_event(
     Ok(find_event(pool, id).await?.expect("inserted above"))
 }
 
+onsale_contract::problems!(pub(crate) ShowProblems = [
+    openapi::ANY,
+    openapi::JSON_BODY,
+    openapi::ORGANIZER,
+    &[Code::EventNotFound, Code::InvalidField, Code::MissingPriceTier],
+]);
+
+/// Creates a show of an event with its prices and all its venue's seats.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/events/{id}/shows",
+    tag = "organizer",
+    params(("id" = Uuid, Path, description = "The event.")),
+    request_body = ShowBody,
+    responses((status = 201, description = "The show.", body = ShowView), ShowProblems),
+    security(("organizer" = [])),
+)]
 pub(crate) async fn post_show(
     State(state): State<AppState>,
     Path(event_id): Path<String>,

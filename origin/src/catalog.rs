@@ -2,7 +2,8 @@
 //! micro-caches them; `Cache-Control` here says for how long.
 
 use crate::domain::{EventFilter, EventId, Keyset, ShowId};
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
+use crate::openapi;
 use crate::AppState;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue};
@@ -18,21 +19,33 @@ use uuid::Uuid;
 pub(crate) const EFFECTIVE_STATUS: &str =
     "CASE WHEN s.status = 'scheduled' AND s.on_sale_at <= now() THEN 'on_sale' ELSE s.status END";
 
-#[derive(Debug, Serialize)]
+/// The venue an event takes place at.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct VenueSummary {
+    /// The venue's id.
     pub id: Uuid,
+    /// The venue's name.
     pub name: String,
+    /// The city it is in.
     pub city: String,
+    /// Its IANA time zone (e.g. `Europe/London`), for showing local times.
     pub timezone: String,
 }
 
-#[derive(Debug, Serialize)]
+/// An event: what is performed, by whom, where.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct EventView {
+    /// The event's id.
     pub id: Uuid,
+    /// The event's name.
     pub name: String,
+    /// Who performs.
     pub performer: String,
+    /// The organizer's description.
     pub description: String,
+    /// When its first show starts; null while it has no show.
     pub first_show_at: Option<DateTime<Utc>>,
+    /// Where it takes place.
     pub venue: VenueSummary,
 }
 
@@ -67,34 +80,82 @@ impl From<EventRow> for EventView {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A page of events, by first show then id.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct EventPage {
+    /// The events of this page.
     pub items: Vec<EventView>,
+    /// The `cursor` of the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+/// A show: one performance of an event, with its prices.
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub(crate) struct ShowView {
+    /// The show's id.
     pub id: Uuid,
+    /// Its event.
     pub event_id: Uuid,
+    /// Its event's venue.
     pub venue_id: Uuid,
+    /// When the show starts.
     pub starts_at: DateTime<Utc>,
+    /// When its sale opens.
     pub on_sale_at: DateTime<Utc>,
+    /// Its state; a scheduled show past `on_sale_at` is `on_sale`.
     pub status: crate::status::ShowStatus,
+    /// The currency of its prices (ISO 4217, e.g. `EUR`).
+    #[schema(min_length = 3, max_length = 3)]
     pub currency: String,
+    /// How many seats it has.
     pub seat_count: i32,
+    /// The version of the venue's seat map the show uses.
     pub layout_version: i32,
+    /// Its price tiers, dearest first.
     #[sqlx(skip)]
     pub price_tiers: Vec<PriceTierView>,
 }
 
-#[derive(Debug, Serialize)]
+/// The price of one tier of a show's seats.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct PriceTierView {
+    /// The tier's key in the venue's seat map.
     pub tier: String,
+    /// The tier's name for fans.
     pub name: String,
+    /// A seat's price in cents of the show's currency.
+    #[schema(minimum = 0)]
     pub price_cents: i64,
 }
 
+onsale_contract::problems!(pub(crate) EventListProblems = [openapi::ANY, &[Code::InvalidQuery]]);
+
+onsale_contract::problems!(pub(crate) EventProblems = [openapi::ANY, &[Code::EventNotFound]]);
+
+onsale_contract::problems!(pub(crate) ShowProblems = [openapi::ANY, &[Code::ShowNotFound]]);
+
+/// Events that have a show, by their first show's start, a keyset page at a time.
+///
+/// Filtered by city, venue, show dates and words. Unknown parameters are refused, never
+/// ignored, so a misspelt filter never returns everything.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "catalog",
+    params(
+        ("city" = Option<String>, Query, description = "Only events in this city (any letter case). 1 to 100 characters after trimming, no control characters.", min_length = 1, max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"),
+        ("venue_id" = Option<Uuid>, Query, description = "Only events at this venue."),
+        ("q" = Option<String>, Query, description = "Words the event's name or performer must contain, each as a prefix (`quart live` finds \"Midnight Quartet Live\"). 1 to 200 characters after trimming, no control characters, at least one letter or digit; only the first 16 words count.", min_length = 1, max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\W_][^\x00-\x1f\x7f-\x9f]*$"),
+        ("from" = Option<String>, Query, description = "Only events with a show (not cancelled) starting at or after this: an RFC 3339 time, or a date (`YYYY-MM-DD`, from the start of that day, UTC)."),
+        ("to" = Option<String>, Query, description = "Only events with a show (not cancelled) starting before this: an RFC 3339 time, or a date (`YYYY-MM-DD`, through the end of that day, UTC). Must be after `from`."),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page; opaque.", min_length = 1, max_length = 128),
+        ("limit" = Option<u32>, Query, description = "Events per page: 1 to `catalog.max_page_size` (100 by default); `catalog.default_page_size` (20 by default) when absent.", minimum = 1, maximum = 100),
+    ),
+    responses(
+        (status = 200, description = "A page of events.", body = EventPage, headers(("Cache-Control" = String, description = "`public, max-age=<catalog.public_cache_max_age_s>`: the edge and browsers may reuse the answer that long."))),
+        EventListProblems,
+    ),
+)]
 pub(crate) async fn list_events(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
@@ -153,6 +214,17 @@ pub(crate) async fn query_events(
     Ok(EventPage { items, next_cursor })
 }
 
+/// One event, with its venue.
+#[utoipa::path(
+    get,
+    path = "/v1/events/{id}",
+    tag = "catalog",
+    params(("id" = Uuid, Path, description = "The event.")),
+    responses(
+        (status = 200, description = "The event.", body = EventView, headers(("Cache-Control" = String, description = "`public, max-age=<catalog.public_cache_max_age_s>`: the edge and browsers may reuse the answer that long."))),
+        EventProblems,
+    ),
+)]
 pub(crate) async fn get_event(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -180,12 +252,26 @@ pub(crate) async fn find_event(
     Ok(row.map(EventView::from))
 }
 
-#[derive(Debug, Serialize)]
+/// An event's shows, by start time.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct ShowList {
+    /// The event.
     pub event_id: Uuid,
+    /// Its shows.
     pub items: Vec<ShowView>,
 }
 
+/// Every show of an event, by start time, with its prices.
+#[utoipa::path(
+    get,
+    path = "/v1/events/{id}/shows",
+    tag = "catalog",
+    params(("id" = Uuid, Path, description = "The event.")),
+    responses(
+        (status = 200, description = "The event's shows.", body = ShowList, headers(("Cache-Control" = String, description = "`public, max-age=<catalog.public_cache_max_age_s>`: the edge and browsers may reuse the answer that long."))),
+        EventProblems,
+    ),
+)]
 pub(crate) async fn list_event_shows(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -211,6 +297,17 @@ pub(crate) async fn list_event_shows(
     ))
 }
 
+/// One show, with its sale state and prices.
+#[utoipa::path(
+    get,
+    path = "/v1/shows/{id}",
+    tag = "catalog",
+    params(("id" = Uuid, Path, description = "The show.")),
+    responses(
+        (status = 200, description = "The show.", body = ShowView, headers(("Cache-Control" = String, description = "`public, max-age=<catalog.public_cache_max_age_s>`: the edge and browsers may reuse the answer that long."))),
+        ShowProblems,
+    ),
+)]
 pub(crate) async fn get_show(
     State(state): State<AppState>,
     Path(id): Path<String>,

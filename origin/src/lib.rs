@@ -17,6 +17,7 @@ mod http;
 pub mod idempotency;
 mod json;
 pub mod metrics;
+mod openapi;
 mod orders;
 pub mod outbox;
 mod payments;
@@ -37,7 +38,6 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use axum::Router;
 use onsale_contract::problem::Problem;
 use onsale_contract::tasks::Tasks;
@@ -50,6 +50,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// What every handler and worker of one origin shares.
 #[derive(Clone)]
@@ -101,68 +103,75 @@ pub enum StartError {
     SandboxUnconfigured,
 }
 
+/// The fans' routes (public, account and purchase), each registered with its documentation.
+fn fan_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(accounts::post_account))
+        .routes(routes!(accounts::post_session))
+        .routes(routes!(accounts::delete_current_session))
+        .routes(routes!(accounts::get_me))
+        .routes(routes!(accounts::post_password))
+        .routes(routes!(tickets::list_mine))
+        .routes(routes!(accounts::resets::post_reset))
+        .routes(routes!(accounts::resets::post_confirm))
+        .routes(routes!(catalog::list_events))
+        .routes(routes!(catalog::get_event))
+        .routes(routes!(catalog::list_event_shows))
+        .routes(routes!(catalog::get_show))
+        .routes(routes!(holds::post_hold))
+        .routes(routes!(holds::get_hold, holds::delete_hold))
+        .routes(routes!(orders::list_orders, orders::post_order))
+        .routes(routes!(orders::get_order))
+        .routes(routes!(payments::post_cancel))
+        .routes(routes!(payments::post_confirm))
+        .routes(routes!(tickets::get_qr))
+        .routes(routes!(webhooks::post_payment_webhook))
+}
+
+/// The organizer's routes, behind the admin token.
+fn organizer_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(admin::post_venue))
+        .routes(routes!(admin::post_event))
+        .routes(routes!(admin::post_show))
+        .routes(routes!(payments::post_forced_cancel))
+        .routes(routes!(tickets::post_verify))
+}
+
+/// Health, readiness, metrics and the OpenAPI document.
+fn operations_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics_text))
+        .routes(routes!(get_openapi))
+}
+
+/// The origin's OpenAPI document: every route it serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    openapi::complete(
+        fan_routes()
+            .merge(organizer_routes())
+            .merge(operations_routes())
+            .into_openapi(),
+    )
+}
+
 /// Every route of the origin, with its body limits, admin guard, metrics and panic guard.
 fn router(state: AppState) -> Router {
     let config = &state.config.http;
-    let public = Router::new()
-        .route("/v1/accounts", post(accounts::post_account))
-        .route("/v1/sessions", post(accounts::post_session))
-        .route(
-            "/v1/sessions/current",
-            delete(accounts::delete_current_session),
-        )
-        .route("/v1/me", get(accounts::get_me))
-        .route("/v1/me/password", post(accounts::post_password))
-        .route("/v1/me/tickets", get(tickets::list_mine))
-        .route("/v1/password-resets", post(accounts::resets::post_reset))
-        .route(
-            "/v1/password-resets/confirm",
-            post(accounts::resets::post_confirm),
-        )
-        .route("/v1/events", get(catalog::list_events))
-        .route("/v1/events/{id}", get(catalog::get_event))
-        .route("/v1/events/{id}/shows", get(catalog::list_event_shows))
-        .route("/v1/shows/{id}", get(catalog::get_show))
-        .route("/v1/shows/{id}/holds", post(holds::post_hold))
-        .route(
-            "/v1/holds/{id}",
-            get(holds::get_hold).delete(holds::delete_hold),
-        )
-        .route(
-            "/v1/orders",
-            get(orders::list_orders).post(orders::post_order),
-        )
-        .route("/v1/orders/{id}", get(orders::get_order))
-        .route("/v1/orders/{id}/cancel", post(payments::post_cancel))
-        .route("/v1/payments/{id}/confirm", post(payments::post_confirm))
-        .route("/v1/tickets/{id}/qr.svg", get(tickets::get_qr))
-        .route(
-            "/v1/webhooks/payments",
-            post(webhooks::post_payment_webhook),
-        )
-        .layer(DefaultBodyLimit::max(config.body_limit_bytes));
-    let organizer = Router::new()
-        .route("/v1/admin/venues", post(admin::post_venue))
-        .route("/v1/admin/events", post(admin::post_event))
-        .route("/v1/admin/events/{id}/shows", post(admin::post_show))
-        .route(
-            "/v1/admin/orders/{id}/cancel",
-            post(payments::post_forced_cancel),
-        )
-        .route("/v1/tickets/verify", post(tickets::post_verify))
+    let fans = fan_routes().layer(DefaultBodyLimit::max(config.body_limit_bytes));
+    let organizer = organizer_routes()
         .layer(DefaultBodyLimit::max(config.admin_body_limit_bytes))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,
         ));
-    let operations = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text));
-    Router::new()
-        .merge(public)
+    let (router, _) = fans
         .merge(organizer)
-        .merge(operations)
+        .merge(operations_routes())
+        .split_for_parts();
+    router
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(run_to_completion))
@@ -183,6 +192,29 @@ pub fn instance_name(addr: SocketAddr) -> String {
     format!("{host}:{addr}")
 }
 
+/// Whether the process is up.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "Up.", body = String, content_type = "text/plain"))
+)]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+onsale_contract::problems!(ReadinessProblems = [openapi::ANY]);
+
+/// Whether the origin can serve: its database answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready.", body = String, content_type = "text/plain"),
+        ReadinessProblems,
+    )
+)]
 async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     sqlx::query_scalar!(r#"SELECT 1 AS "ready!""#)
         .fetch_one(&state.pool)
@@ -190,6 +222,18 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError>
     Ok("ready")
 }
 
+/// The origin's metrics, in Prometheus' text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((
+        status = 200,
+        description = "Every metric of the origin.",
+        body = String,
+        content_type = "text/plain; version=0.0.4",
+    ))
+)]
 async fn metrics_text(State(state): State<AppState>) -> Response {
     let pool = &state.pool;
     let idle = pool.num_idle() as i64;
@@ -209,6 +253,24 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         onsale_contract::metrics::render(&state.metrics.registry),
     )
         .into_response()
+}
+
+/// This document: every route of the origin, its parameters, bodies, answers and problem
+/// codes.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document.", body = Object))
+)]
+async fn get_openapi() -> Response {
+    static DOCUMENT: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| {
+        serde_json::to_vec(&openapi())
+            .expect("an OpenAPI document always serializes")
+            .into()
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.clone()).into_response()
 }
 
 async fn route_not_found() -> Response {

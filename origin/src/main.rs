@@ -32,12 +32,18 @@ enum Command {
         #[arg(long, default_value = "config/demo.toml")]
         demo: PathBuf,
     },
+    /// Print the OpenAPI document of every route and exit.
+    Openapi,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     onsale_contract::logging::init("info,sqlx=warn");
     let cli = Cli::parse();
+    if let Some(Command::Openapi) = cli.command {
+        println!("{}", serde_json::to_string_pretty(&origin::openapi())?);
+        return Ok(());
+    }
     let config = Config::load(&cli.config)?;
     if cli.check {
         if let Some(Command::Seed { demo }) = &cli.command {
@@ -51,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
     }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
+        Command::Openapi => unreachable!("printed before the configuration is read"),
         Command::Migrate => {
             let pool = origin::db::connect(&config.database).await?;
             let mut conn = pool.acquire().await?;

@@ -14,6 +14,7 @@ use crate::error::{ApiError, Code};
 use crate::holds::lock_hold;
 use crate::idempotency::{self, Begin, Claimed};
 use crate::json::ApiJson;
+use crate::openapi;
 use crate::status::{OrderStatus, PaymentStatus, RefundStatus, TicketStatus};
 use crate::AppState;
 use axum::extract::{Path, RawQuery, State};
@@ -24,40 +25,69 @@ use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-#[derive(Debug, Serialize, Deserialize)]
+/// An order's latest payment.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = OrderPayment)]
 struct PaymentView {
+    /// The payment's id, for `POST /v1/payments/{id}/confirm`.
     payment_id: Uuid,
+    /// Where the payment stands.
     status: PaymentStatus,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// A seat of an order and what it costs.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = OrderItem)]
 struct ItemView {
+    /// The seat.
     seat_id: i64,
+    /// Its price in cents of the order's currency.
     price_cents: i64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// A ticket of a paid order: one per seat.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = OrderTicket)]
 struct TicketView {
+    /// The ticket's id (its QR code is at `GET /v1/tickets/{id}/qr.svg`).
     ticket_id: Uuid,
+    /// The seat it admits to.
     seat_id: i64,
+    /// Whether it still admits.
     status: TicketStatus,
 }
 
-#[derive(Debug, Serialize)]
+/// An order: a hold's seats awaiting payment, paid, failed or cancelled.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct OrderView {
+    /// The order's id.
     order_id: Uuid,
+    /// The show.
     show_id: Uuid,
+    /// The hold it was made from.
     hold_id: Uuid,
+    /// Where the order stands.
     status: OrderStatus,
+    /// Why a cancelled order was cancelled: `fan_cancelled`, `organizer_cancelled` or
+    /// `hold_expired`.
     #[serde(skip_serializing_if = "Option::is_none")]
     cancel_reason: Option<String>,
+    /// What the order costs, in cents of `currency`.
     total_cents: i64,
+    /// The currency (ISO 4217, e.g. `EUR`).
+    #[schema(min_length = 3, max_length = 3)]
     currency: String,
+    /// When the payment window closes (the hold's expiry), Unix ms.
     expires_at_ms: i64,
+    /// The server's clock when answering, Unix ms, to count down `expires_at_ms` against.
     server_time_ms: i64,
+    /// Its seats, by seat id.
     items: Vec<ItemView>,
+    /// Its tickets once paid, by seat id; empty before.
     tickets: Vec<TicketView>,
+    /// Its latest payment.
     payment: PaymentView,
+    /// The refund owed or made, once there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     refund: Option<RefundView>,
 }
@@ -76,15 +106,54 @@ impl OrderView {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// The refund of an order.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = OrderRefund)]
 struct RefundView {
+    /// The refund's id.
     refund_id: Uuid,
+    /// How much goes back, in cents of the order's currency.
     amount_cents: i64,
+    /// Why: `fan_cancelled`, `organizer_cancelled` or `hold_expired`.
     reason: String,
     /// `pending` until the provider has refunded it, then `succeeded`.
     status: RefundStatus,
 }
 
+onsale_contract::problems!(pub(crate) OrderProblems = [
+    openapi::ANY,
+    openapi::JSON_BODY,
+    openapi::ADMISSION,
+    openapi::IDEMPOTENT,
+    &[
+        Code::HoldNotFound,
+        Code::HoldNotActive,
+        Code::HoldAlreadyOrdered,
+        Code::PaymentProviderUnavailable,
+    ],
+]);
+
+/// Orders the fan's live hold, to pay for within the payment window.
+///
+/// The hold is extended, once, to at least the payment window, and the order's payment is
+/// created at the provider. A hold has one order at most.
+#[utoipa::path(
+    post,
+    path = "/v1/orders",
+    tag = "purchase",
+    params(openapi::IdempotencyKeyHeader),
+    request_body = OrderBody,
+    responses(
+        (
+            status = 201,
+            description = "The order, awaiting payment.",
+            body = OrderView,
+            headers(("Idempotent-Replayed" = String, description = "`true` on the stored answer of an earlier request with the same key.")),
+        ),
+        OrderProblems,
+    ),
+    security(("admission" = []), ("admission_cookie" = [])),
+)]
 pub(crate) async fn post_order(
     State(state): State<AppState>,
     admission: Admission,
@@ -257,7 +326,23 @@ pub(crate) async fn load(
     })
 }
 
+onsale_contract::problems!(pub(crate) OwnOrderProblems = [
+    openapi::ANY,
+    openapi::SESSION,
+    &[Code::OrderNotFound],
+]);
+
+/// One of the fan's orders, with its seats, tickets, payment and refund.
+///
 /// `GET /v1/orders/{id}`: the signed-in account's own order; anything else is 404.
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{id}",
+    tag = "fan",
+    params(("id" = Uuid, Path, description = "The order.")),
+    responses((status = 200, description = "The order.", body = OrderView), OwnOrderProblems),
+    security(("session" = []), ("session_cookie" = [])),
+)]
 pub(crate) async fn get_order(
     State(state): State<AppState>,
     session: Session,
@@ -303,24 +388,57 @@ pub(crate) fn history_page(state: &AppState, query: Option<&str>) -> Result<Page
     )
 }
 
-#[derive(Debug, Serialize)]
+/// An order in the account's history.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct OrderSummary {
+    /// The order's id.
     order_id: Uuid,
+    /// The show.
     show_id: Uuid,
+    /// Where the order stands.
     status: OrderStatus,
+    /// What it costs, in cents of `currency`.
     total_cents: i64,
+    /// The currency (ISO 4217, e.g. `EUR`).
+    #[schema(min_length = 3, max_length = 3)]
     currency: String,
+    /// When it was made, Unix ms.
     created_at_ms: i64,
+    /// How many of its tickets are valid.
+    #[schema(minimum = 0)]
     tickets: i64,
 }
 
-#[derive(Debug, Serialize)]
+/// A page of the account's orders, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = OrderHistory)]
 struct History {
+    /// The orders of this page.
     items: Vec<OrderSummary>,
+    /// The `cursor` of the next page; null on the last page.
     next_cursor: Option<String>,
 }
 
+onsale_contract::problems!(pub(crate) OrderHistoryProblems = [
+    openapi::ANY,
+    openapi::SESSION,
+    &[Code::InvalidQuery],
+]);
+
+/// The fan's orders, newest first.
+///
 /// `GET /v1/orders`: the signed-in account's orders, newest first, a keyset page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/orders",
+    tag = "fan",
+    params(
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page; opaque.", min_length = 1, max_length = 128),
+        ("limit" = Option<u32>, Query, description = "Orders per page: 1 to `catalog.max_page_size` (100 by default); `catalog.default_page_size` (20 by default) when absent. No other parameter is taken.", minimum = 1, maximum = 100),
+    ),
+    responses((status = 200, description = "A page of orders.", body = History), OrderHistoryProblems),
+    security(("session" = []), ("session_cookie" = [])),
+)]
 pub(crate) async fn list_orders(
     State(state): State<AppState>,
     session: Session,

@@ -26,6 +26,7 @@ use crate::error::{ApiError, Code};
 use crate::holds::{end_expired, free_seats, lock_hold, lock_seats};
 use crate::idempotency::{self, Begin, Claimed, Recorded};
 use crate::json::ApiJson;
+use crate::openapi;
 use crate::provider::{Intent, IntentStatus, ProviderError};
 use crate::status::{OrderStatus, PaymentStatus};
 use crate::AppState;
@@ -37,28 +38,72 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-#[derive(Serialize)]
+/// What the fan must do before confirming again.
+#[derive(Serialize, utoipa::ToSchema)]
 struct NextAction {
+    /// Always `authenticate`: 3-D Secure, then confirm again with the same method.
     #[serde(rename = "type")]
+    #[schema(value_type = String, pattern = "^authenticate$")]
     kind: &'static str,
 }
 
-#[derive(Serialize)]
+/// A confirmation's answer: the payment and the order as they stand.
+#[derive(Serialize, utoipa::ToSchema)]
 struct ConfirmView {
+    /// The payment confirmed.
     payment_id: Uuid,
+    /// Where the payment stands: `succeeded` (the order is confirmed, with tickets),
+    /// `failed`, `requires_action`, or `processing` (the outcome arrives later).
     status: PaymentStatus,
     /// Present while the fan must authenticate and confirm again.
     #[serde(skip_serializing_if = "Option::is_none")]
     next_action: Option<NextAction>,
+    /// The order as it stands.
     order: crate::orders::OrderView,
 }
 
+onsale_contract::problems!(pub(crate) ConfirmProblems = [
+    openapi::ANY,
+    openapi::JSON_BODY,
+    openapi::ADMISSION,
+    openapi::IDEMPOTENT,
+    &[
+        Code::PaymentNotFound,
+        Code::UnknownPaymentMethod,
+        Code::PaymentNotConfirmable,
+        Code::OrderExpired,
+        Code::PaymentProviderUnavailable,
+    ],
+]);
+
+/// Pays for an order: confirms its payment with a payment method.
+///
 /// `POST /v1/payments/{id}/confirm` (`Idempotency-Key`). The answer that confirms the
 /// order spends the admission and says so (`onsale-admission-spent: true`); from then on the
 /// admission may only repeat confirmations it sent, and those answers say so too. A
 /// confirmation that reached the provider but whose answer was lost before it was stored (the
 /// origin or its database went down in between) is answered again from the provider's word
 /// under the same key, never refused as if it were a new one.
+#[utoipa::path(
+    post,
+    path = "/v1/payments/{id}/confirm",
+    tag = "purchase",
+    params(("id" = Uuid, Path, description = "The order's payment."), openapi::IdempotencyKeyHeader),
+    request_body = ConfirmBody,
+    responses(
+        (
+            status = 200,
+            description = "The provider's answer, applied: the payment and its order.",
+            body = ConfirmView,
+            headers(
+                ("onsale-admission-spent" = String, description = "`true` when the order is paid: the admission is spent and buys nothing more."),
+                ("Idempotent-Replayed" = String, description = "`true` on the stored answer of an earlier request with the same key."),
+            ),
+        ),
+        ConfirmProblems,
+    ),
+    security(("admission" = []), ("admission_cookie" = [])),
+)]
 pub(crate) async fn post_confirm(
     State(state): State<AppState>,
     ConfirmingAdmission { admission, spent }: ConfirmingAdmission,
@@ -506,17 +551,50 @@ pub(crate) async fn outbox(
     Ok(())
 }
 
-#[derive(Serialize)]
+/// A cancellation's answer.
+#[derive(Serialize, utoipa::ToSchema)]
 struct CancelView {
+    /// What the refund policy gives back, in cents of the order's currency; 0 when nothing.
+    #[schema(minimum = 0)]
     refund_cents: i64,
+    /// The order, cancelled.
     order: crate::orders::OrderView,
 }
 
+onsale_contract::problems!(pub(crate) CancelProblems = [
+    openapi::ANY,
+    openapi::SESSION,
+    openapi::IDEMPOTENT,
+    &[
+        Code::OrderNotFound,
+        Code::OrderNotCancellable,
+        Code::TicketsScanned,
+    ],
+]);
+
+/// Cancels the fan's paid order, with the refund the show's policy gives.
+///
 /// `POST /v1/orders/{id}/cancel` (`Idempotency-Key`, the owner's session: a cancellation
 /// comes days after the admission that bought the order was spent and expired): the fan's
 /// paid order is cancelled under the show's refund policy, in one transaction: tickets revoked, seats back on sale,
 /// the refund owed (the refund worker carries it out through the provider, retrying until
 /// it succeeds), an `order_cancelled` outbox row.
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{id}/cancel",
+    tag = "fan",
+    params(("id" = Uuid, Path, description = "The fan's paid order."), openapi::IdempotencyKeyHeader),
+    responses(
+        (
+            status = 200,
+            description = "Cancelled: the refund owed and the order.",
+            body = CancelView,
+            headers(("Idempotent-Replayed" = String, description = "`true` on the stored answer of an earlier request with the same key.")),
+        ),
+        CancelProblems,
+    ),
+    security(("session" = []), ("session_cookie" = [])),
+)]
 pub(crate) async fn post_cancel(
     State(state): State<AppState>,
     session: Session,
@@ -543,21 +621,53 @@ pub(crate) async fn post_cancel(
 }
 
 /// The organizer's body for a forced cancellation; it may be `{}` or absent.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ForcedCancelBody {
-    /// Why, in the organizer's words; it goes out with the `order_cancelled` event.
+    /// Why, in the organizer's words; it goes out with the `order_cancelled` event. At
+    /// most 500 characters, line breaks and tabs its only control characters; blank is the
+    /// same as none.
     #[serde(default)]
+    #[schema(max_length = 500)]
     reason: Option<String>,
 }
 
 /// A reason is a note for the fan, not a document.
 const MAX_REASON_CHARS: usize = 500;
 
+onsale_contract::problems!(pub(crate) ForcedCancelProblems = [
+    openapi::ANY,
+    openapi::ORGANIZER,
+    openapi::JSON_BODY,
+    &[
+        Code::InvalidField,
+        Code::OrderNotFound,
+        Code::OrderNotCancellable,
+    ],
+]);
+
+/// Cancels any paid order, as the organizer, scanned tickets included.
+///
 /// `POST /v1/admin/orders/{id}/cancel` (organizer): cancels a paid order under the same
 /// refund policy and in the same transaction as its fan's cancellation, even when tickets
 /// were scanned; the optional `reason` goes out with the `order_cancelled` event. It takes
 /// no `Idempotency-Key`: a repeat is refused as `order_not_cancellable` and changes nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/orders/{id}/cancel",
+    tag = "organizer",
+    params(("id" = Uuid, Path, description = "The paid order.")),
+    request_body(
+        content = Option<ForcedCancelBody>,
+        description = "Optional: a request without `Content-Type` is taken to have no body.",
+        content_type = "application/json",
+    ),
+    responses(
+        (status = 200, description = "Cancelled: the refund owed and the order.", body = CancelView),
+        ForcedCancelProblems,
+    ),
+    security(("organizer" = [])),
+)]
 pub(crate) async fn post_forced_cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -567,14 +677,22 @@ pub(crate) async fn post_forced_cancel(
     let reason = body
         .and_then(|ApiJson(body)| body.reason)
         .filter(|reason| !reason.trim().is_empty());
-    if reason
-        .as_ref()
-        .is_some_and(|reason| reason.chars().count() > MAX_REASON_CHARS)
-    {
-        return Err(ApiError::Unprocessable(
-            Code::InvalidField,
-            format!("`reason` must be at most {MAX_REASON_CHARS} characters"),
-        ));
+    if let Some(reason) = &reason {
+        let problem = if reason.chars().count() > MAX_REASON_CHARS {
+            Some(format!(
+                "`reason` must be at most {MAX_REASON_CHARS} characters"
+            ))
+        } else if !crate::domain::drafts::is_prose(reason) {
+            Some(
+                "`reason` must not contain control characters other than line breaks and tabs"
+                    .to_owned(),
+            )
+        } else {
+            None
+        };
+        if let Some(detail) = problem {
+            return Err(ApiError::Unprocessable(Code::InvalidField, detail));
+        }
     }
     let by = Canceller::Organizer {
         reason: reason.as_deref(),

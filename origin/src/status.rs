@@ -12,10 +12,10 @@ use sqlx::{Decode, Encode, Postgres, Type};
 /// encoding and decoding (an unknown name in the database is a decode error, never a guess).
 macro_rules! text_states {
     ($(#[$meta:meta])* $vis:vis enum $name:ident {
-        $($(#[$vmeta:meta])* $variant:ident = $text:literal,)*
+        $($(#[$vmeta:meta])* $variant:ident = $text:tt,)*
     }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
         $vis enum $name {
             $($(#[$vmeta])* #[serde(rename = $text)] $variant,)*
         }

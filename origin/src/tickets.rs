@@ -9,8 +9,9 @@
 
 use crate::accounts::Session;
 use crate::domain::{Keyset, TicketId};
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::json::ApiJson;
+use crate::openapi;
 use crate::status::TicketStatus;
 use crate::AppState;
 use axum::extract::{Path, RawQuery, State};
@@ -117,8 +118,31 @@ pub fn qr_svg(payload: &str) -> Result<String, qrcode::types::QrError> {
         .build())
 }
 
+onsale_contract::problems!(pub(crate) QrProblems = [
+    openapi::ANY,
+    openapi::SESSION,
+    &[Code::TicketNotFound],
+]);
+
 /// `GET /v1/tickets/{id}/qr.svg`: the ticket's signed payload as a QR code, for the
 /// signed-in owner; another account's ticket is 404.
+#[utoipa::path(
+    get,
+    path = "/v1/tickets/{id}/qr.svg",
+    tag = "fan",
+    params(("id" = Uuid, Path, description = "The ticket.")),
+    responses(
+        (
+            status = 200,
+            description = "The ticket's signed payload as a QR code, for the gate's scanner.",
+            body = String,
+            content_type = "image/svg+xml",
+            headers(("Cache-Control" = String, description = "`private, no-store`.")),
+        ),
+        QrProblems,
+    ),
+    security(("session" = []), ("session_cookie" = [])),
+)]
 pub(crate) async fn get_qr(
     State(state): State<AppState>,
     session: Session,
@@ -156,32 +180,86 @@ pub(crate) async fn get_qr(
 }
 
 /// One of the account's tickets, with what a fan needs to find the seat.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct MyTicket {
+    /// The ticket.
     ticket_id: Uuid,
+    /// The order it was bought with.
     order_id: Uuid,
+    /// The show it admits to.
     show_id: Uuid,
+    /// The show's event.
     event_id: Uuid,
+    /// The event's name.
     event_name: String,
+    /// When the show starts, in Unix milliseconds.
     starts_at_ms: i64,
+    /// The seat.
     seat_id: i64,
+    /// The seat's section.
     section_id: String,
+    /// The seat's row label.
     row: String,
+    /// The seat's number in its row.
     number: i32,
+    /// When the ticket was issued, in Unix milliseconds.
     issued_at_ms: i64,
+    /// Whether the ticket was scanned at the gate.
     scanned: bool,
     /// The ticket's QR code (same session).
     qr: String,
 }
 
-#[derive(Debug, Serialize)]
+/// A page of the account's valid tickets, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct MyTickets {
+    /// The page's tickets.
     items: Vec<MyTicket>,
+    /// The `cursor` of the next page; null on the last.
+    #[schema(required = true)]
     next_cursor: Option<String>,
 }
 
+onsale_contract::problems!(pub(crate) MyTicketsProblems = [
+    openapi::ANY,
+    openapi::SESSION,
+    &[Code::InvalidQuery],
+]);
+
 /// `GET /v1/me/tickets` (`cursor`, `limit`): the signed-in account's valid tickets, newest
 /// first, a keyset page at a time, like the order history.
+#[utoipa::path(
+    get,
+    path = "/v1/me/tickets",
+    tag = "fan",
+    params(
+        (
+            "cursor" = Option<String>,
+            Query,
+            description = "The `next_cursor` of the previous page.",
+            max_length = 128,
+        ),
+        (
+            "limit" = Option<u32>,
+            Query,
+            description = "Tickets per page: 1 to `catalog.max_page_size` (100 as shipped); \
+                           `catalog.default_page_size` when absent. No other parameter is \
+                           taken.",
+            minimum = 1,
+            maximum = 100,
+        ),
+    ),
+    responses(
+        (
+            status = 200,
+            description = "A page of the account's tickets.",
+            body = MyTickets,
+            headers(("Cache-Control" = String, description = "`private, no-store`.")),
+        ),
+        MyTicketsProblems,
+    ),
+    security(("session" = []), ("session_cookie" = [])),
+)]
 pub(crate) async fn list_mine(
     State(state): State<AppState>,
     session: Session,
@@ -237,13 +315,18 @@ pub(crate) async fn list_mine(
     Ok(response)
 }
 
-#[derive(Debug, Deserialize)]
+/// What a scanner read off a ticket's QR code.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct VerifyBody {
+    /// The ticket's signed payload (`T1.<fields>.<signature>`): at most 512 bytes.
+    #[schema(max_length = 512)]
     payload: String,
 }
 
-#[derive(Debug, Serialize)]
+/// The gate's verdict: `valid` (first scan, now recorded), `already_scanned`, `revoked`
+/// (the order was cancelled), or `forged` (not signed by this origin, or no such ticket).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum Verdict {
     Valid,
@@ -252,20 +335,48 @@ enum Verdict {
     Forged,
 }
 
-#[derive(Debug, Serialize)]
+/// The gate's answer for a payload; a forged one states nothing else.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct VerifyView {
+    /// The verdict.
     result: Verdict,
+    /// The ticket (unless forged).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     ticket_id: Option<Uuid>,
+    /// The show it admits to (unless forged).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     show_id: Option<Uuid>,
+    /// The seat (unless forged).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     seat_id: Option<i64>,
+    /// When the ticket was first scanned, in Unix milliseconds (`valid` and
+    /// `already_scanned`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     scanned_at_ms: Option<i64>,
 }
 
+onsale_contract::problems!(pub(crate) VerifyProblems = [
+    openapi::ANY,
+    openapi::JSON_BODY,
+    openapi::ORGANIZER,
+]);
+
 /// `POST /v1/tickets/verify` (scanner: the admin token): the gate's answer for a payload.
+#[utoipa::path(
+    post,
+    path = "/v1/tickets/verify",
+    tag = "organizer",
+    request_body = VerifyBody,
+    responses(
+        (status = 200, description = "The verdict; a second scan is `already_scanned`.", body = VerifyView),
+        VerifyProblems,
+    ),
+    security(("organizer" = [])),
+)]
 pub(crate) async fn post_verify(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<VerifyBody>,

@@ -6,6 +6,7 @@
 //! (`payments::apply`).
 
 use crate::error::{ApiError, Code};
+use crate::openapi;
 use crate::payments::{apply, Applied};
 use crate::provider::WebhookError;
 use crate::AppState;
@@ -17,11 +18,15 @@ use onsale_contract::problem::Problem;
 use serde::Serialize;
 use uuid::Uuid;
 
-#[derive(Serialize)]
+/// What became of a webhook event.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = WebhookReceived)]
 struct Received {
+    /// The provider's id of the event.
     event_id: String,
     /// `applied`, `stale` (older than what the payment shows), `duplicate` or
     /// `unknown_payment`.
+    #[schema(value_type = String, pattern = "^(applied|stale|duplicate|unknown_payment)$")]
     result: &'static str,
 }
 
@@ -38,6 +43,34 @@ impl From<WebhookError> for ApiError {
     }
 }
 
+onsale_contract::problems!(pub(crate) WebhookProblems = [
+    openapi::ANY,
+    &[Code::WebhookSignatureInvalid, Code::InvalidBody],
+]);
+
+/// The payment provider reports a change to a payment intent.
+///
+/// Applied once per event id; a redelivery or an out-of-date event is acknowledged and
+/// changes nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/payments",
+    tag = "provider",
+    params((
+        "Onsale-Signature" = String,
+        Header,
+        description = "`t=<unix seconds>,v1=<hex HMAC-SHA256 of \"t.body\">` under the webhook secret, over the exact body bytes; `t` within `payments.webhook_tolerance_s` of now.",
+    )),
+    request_body(
+        content = Object,
+        description = "The provider's event, signed as sent; the sandbox's is `{id, type, created_ms, data: {object: {id, status, version, amount_cents, currency}}}` with no other fields.",
+        content_type = "application/json",
+    ),
+    responses(
+        (status = 200, description = "Received: applied, stale, a duplicate, or for no known payment.", body = Received),
+        WebhookProblems,
+    ),
+)]
 pub(crate) async fn post_payment_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -58,6 +58,22 @@ install_missing() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 }
 
+# The OpenAPI conformance run's fuzzer, pinned, in a virtualenv of the project's own.
+SCHEMATHESIS_VERSION=4.32.5
+install_schemathesis() {
+    local venv="$ONSALE_ROOT/.onsale/venv"
+    "$venv/bin/schemathesis" --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION" && return 0
+    python3 -c 'import ensurepip, venv' 2>/dev/null || {
+        log "installing python3-venv"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    }
+    log "installing schemathesis $SCHEMATHESIS_VERSION (PyPI) in .onsale/venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+}
+
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # usable_port PORT MODE: PORT if free; else with MODE "any" the next free port above it,

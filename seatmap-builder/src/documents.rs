@@ -20,34 +20,58 @@ pub struct SeatRow {
     pub obstructed: bool,
 }
 
+/// A show's seat map: sections, rows and seats in layout order.
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = SeatMap))]
 struct LayoutDoc<'a> {
+    /// The show.
     show_id: &'a str,
+    /// The venue layout's version; availability documents name the one they fit.
     layout_version: i32,
+    /// Seats in the map.
     seat_count: usize,
+    /// The sections, in layout order.
+    #[cfg_attr(feature = "openapi", schema(inline))]
     sections: Vec<LayoutSection<'a>>,
 }
 
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct LayoutSection<'a> {
+    /// The section's code, as holds name it.
     section_id: &'a str,
+    /// Its name for people.
     name: &'a str,
+    /// The price tier its seats sell at.
     price_tier: &'a str,
+    /// Its rows, in layout order.
+    #[cfg_attr(feature = "openapi", schema(inline))]
     rows: Vec<LayoutRow<'a>>,
 }
 
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct LayoutRow<'a> {
+    /// The row's label.
     row: &'a str,
+    /// Its seats, in layout order.
+    #[cfg_attr(feature = "openapi", schema(inline))]
     seats: Vec<LayoutSeat>,
 }
 
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct LayoutSeat {
+    /// The seat's id, as holds name it.
     id: i64,
+    /// Its number in the row.
     number: i32,
+    /// Where it is drawn.
     x: f32,
+    /// Where it is drawn.
     y: f32,
+    /// `accessible`, `obstructed`.
     flags: Vec<&'static str>,
 }
 
@@ -131,27 +155,49 @@ pub fn layout(show_id: &str, layout_version: i32, seats: &[SeatRow]) -> Layout {
     }
 }
 
+/// A show's availability: counts, and every seat's state in the seat map's order.
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Availability))]
 struct AvailabilityDoc<'a> {
+    /// The show.
     show_id: &'a str,
+    /// The seat map's `layout_version` this document fits.
     layout_version: i32,
+    /// When the build ran.
     built_at_ms: i64,
+    /// When the next build is due.
     next_build_at_ms: i64,
+    /// Seats free to hold.
     available: usize,
+    /// Seats held.
     held: usize,
+    /// Seats sold.
     sold: usize,
+    /// Seats on sale in all.
     total: usize,
+    /// The same counts per section.
+    #[cfg_attr(feature = "openapi", schema(inline))]
     sections: Vec<SectionCounts<'a>>,
-    /// Last, so the document ends with the status string and `"}` (`status_brotli` relies on it).
+    /// One letter per seat of the seat map, in its order: `A` available, `H` held, `S` sold,
+    /// `X` not on sale.
+    // Last, so the document ends with the status string and `"}` (`status_brotli` relies on it).
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[AHSX]*$"))]
     seat_status: &'a str,
 }
 
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SectionCounts<'a> {
+    /// The section.
     pub section_id: &'a str,
+    /// Its seats free to hold.
     pub available: usize,
+    /// Its seats held.
     pub held: usize,
+    /// Its seats sold.
     pub sold: usize,
+    /// Its seats on sale.
     pub total: usize,
 }
 
@@ -289,6 +335,20 @@ pub fn encode(
         gzip,
         brotli,
     }
+}
+
+/// The schemas of the two documents, for the edge's OpenAPI document: the seat map's and
+/// availability's, by the names the edge refers to them with.
+#[cfg(feature = "openapi")]
+pub fn schemas() -> Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Schema>)> {
+    use utoipa::{PartialSchema, ToSchema};
+    vec![
+        (LayoutDoc::name().into_owned(), LayoutDoc::schema()),
+        (
+            AvailabilityDoc::name().into_owned(),
+            AvailabilityDoc::schema(),
+        ),
+    ]
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ mod sql;
 mod status_brotli;
 
 pub use builder::{BuildError, Builder, ShowReport};
+#[cfg(feature = "openapi")]
+pub use documents::schemas as document_schemas;
 pub use documents::AvailabilityError;
 
 use crate::config::Config;

@@ -13,7 +13,7 @@ use pingora::proxy::Session;
 use std::net::IpAddr;
 
 /// What the edge does with a request after looking at it.
-pub(super) enum Decision {
+pub(crate) enum Decision {
     /// Pass it to an origin.
     Proxy,
     /// Answered locally already.
@@ -72,7 +72,8 @@ impl EdgeProxy {
             return problem::route_not_found().into();
         }
         if !ctx.route.method_allowed {
-            return problem::method_not_allowed().into();
+            let allow = crate::routes::allowed_methods(header.uri.path());
+            return problem::method_not_allowed(&allow).into();
         }
         let peer = session
             .client_addr()

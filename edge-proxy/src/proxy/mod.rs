@@ -10,7 +10,7 @@
 mod decide;
 mod gate;
 mod local;
-mod room;
+pub(crate) mod room;
 
 pub(crate) use decide::{header_bytes, refused_by_limit};
 pub(crate) use room::{join, poll, MAX_JOIN_BODY};

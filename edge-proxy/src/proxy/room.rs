@@ -7,10 +7,11 @@ use super::decide::Decision;
 use super::EdgeProxy;
 use crate::accounts::{Account, SessionError};
 use crate::live::Runtime;
-use crate::problem;
+use crate::openapi;
+use crate::problem::{self, Code};
 use crate::respond;
 use crate::routes::{is_id, Room};
-use crate::waiting_room::{JoinRequest, Reply, RoomResponse};
+use crate::waiting_room::{ChallengeResponse, JoinRequest, Reply, RoomResponse};
 use crate::Shared;
 use http::HeaderMap;
 use onsale_contract::problem::Problem;
@@ -85,8 +86,36 @@ async fn write<B: Serialize>(
     Decision::Served
 }
 
+onsale_contract::problems!(pub(crate) PollProblems = [
+    openapi::ANY,
+    &[
+        Code::InvalidQuery,
+        Code::QueueTokenRequired,
+        Code::WrongShow,
+        Code::ShowNotFound,
+        Code::TurnMissed,
+        Code::QueueUnavailable,
+    ],
+]);
+
 /// A queue poll's answer: where the fan holding the queue token in `headers` stands
 /// (`show_id` in `query`, when given, must be its show).
+#[utoipa::path(
+    get,
+    path = "/v1/waiting-room/sessions/current",
+    tag = "waiting room",
+    params((
+        "show_id" = Option<String>,
+        Query,
+        description = "The show the queue token must be for.",
+        pattern = "^[A-Za-z0-9_-]{1,64}$",
+    )),
+    responses(
+        (status = 200, description = "Where the fan stands.", body = RoomResponse),
+        PollProblems,
+    ),
+    security(("queue" = []), ("queue_cookie" = [])),
+)]
 pub(crate) async fn poll(
     shared: &Shared,
     runtime: &Runtime,
@@ -103,6 +132,51 @@ pub(crate) async fn poll(
         .poll(runtime, presented, show, now_ms)
         .await
         .map_err(|refusal| Problem::from(&refusal))
+}
+
+onsale_contract::problems!(pub(crate) ChallengeProblems = [
+    openapi::ANY,
+    &[
+        Code::InvalidQuery,
+        Code::ShowNotFound,
+        Code::NoChallenge,
+        Code::QueueUnavailable,
+    ],
+]);
+
+/// Answers with a proof-of-work challenge for a join to the show the query's `show_id`
+/// names, where its waiting room asks for one.
+#[utoipa::path(
+    get,
+    path = "/v1/waiting-room/challenge",
+    tag = "waiting room",
+    params((
+        "show_id" = String,
+        Query,
+        description = "The show to join.",
+        pattern = "^[A-Za-z0-9_-]{1,64}$",
+    )),
+    responses(
+        (status = 200, description = "The challenge.", body = ChallengeResponse),
+        ChallengeProblems,
+    ),
+)]
+pub(crate) async fn challenge(
+    session: &mut Session,
+    shared: &Shared,
+    runtime: &Runtime,
+) -> Decision {
+    let challenged = match show_param(session.req_header().uri.query()) {
+        Ok(show) => shared
+            .waiting_room
+            .challenge(runtime, show, shared.clock.now_ms())
+            .map_err(|refusal| Problem::from(&refusal)),
+        Err(()) => Err(invalid_show_param()),
+    };
+    match challenged {
+        Ok(reply) => write(session, runtime, reply).await,
+        Err(problem) => problem.into(),
+    }
 }
 
 fn invalid_show_param() -> Problem {
@@ -143,8 +217,39 @@ async fn account(
     }
 }
 
+onsale_contract::problems!(pub(crate) JoinProblems = [
+    openapi::ANY,
+    &[
+        Code::InvalidBody,
+        Code::SignInRequired,
+        Code::SessionUnavailable,
+        Code::ShowNotFound,
+        Code::QueueTokenRequired,
+        Code::PowRequired,
+        Code::PowInvalid,
+        Code::PowReused,
+        Code::QueueUnavailable,
+    ],
+]);
+
 /// A join's answer: the fan's place in the queue of the show in `body`, for the account
-/// whose session `headers` carry; spends the client's join rate (429) first.
+/// whose session `headers` carry; spends the client's join rate (429) first. One place per
+/// account and show: joining again answers with the same place.
+#[utoipa::path(
+    post,
+    path = "/v1/waiting-room/sessions",
+    tag = "waiting room",
+    request_body = JoinRequest,
+    responses(
+        (
+            status = 200,
+            description = "The fan's place; the queue token is also set as a cookie.",
+            body = RoomResponse,
+        ),
+        JoinProblems,
+    ),
+    security(("session" = []), ("session_cookie" = [])),
+)]
 pub(crate) async fn join(
     shared: &Shared,
     runtime: &Runtime,
@@ -184,19 +289,7 @@ impl EdgeProxy {
                 let header = session.req_header();
                 poll(shared, runtime, &header.headers, header.uri.query()).await
             }
-            Room::Challenge => {
-                let challenged = match show_param(session.req_header().uri.query()) {
-                    Ok(show) => shared
-                        .waiting_room
-                        .challenge(runtime, show, shared.clock.now_ms())
-                        .map_err(|refusal| Problem::from(&refusal)),
-                    Err(()) => Err(invalid_show_param()),
-                };
-                return match challenged {
-                    Ok(reply) => write(session, runtime, reply).await,
-                    Err(problem) => problem.into(),
-                };
-            }
+            Room::Challenge => return challenge(session, shared, runtime).await,
             Room::Join => match join_body(session).await {
                 Ok(body) => {
                     let headers = &session.req_header().headers;

@@ -36,7 +36,7 @@ pub use admin::QueueReport;
 pub(crate) use admin::{Operator, TuneError};
 pub(crate) use refusal::Refusal;
 pub use standing::{QueueStatus, ShowView};
-pub(crate) use wire::{JoinRequest, Reply, RoomResponse};
+pub(crate) use wire::{ChallengeResponse, JoinRequest, Reply, RoomResponse};
 
 use crate::config::RedisConfig;
 use crate::live::Runtime;

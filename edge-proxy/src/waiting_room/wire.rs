@@ -4,21 +4,28 @@
 use super::cookies::Cookie;
 use serde::ser::{SerializeStruct, Serializer};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::{RefOr, Schema};
 
 /// A join's body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct JoinRequest {
+    /// The show whose queue to join: 1 to 64 URL-safe characters.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub(crate) show_id: String,
     /// Required by shows with a proof-of-work difficulty.
     pub(crate) pow: Option<PowAnswer>,
 }
 
 /// A join's proof of work.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PowAnswer {
+    /// The challenge as `GET /v1/waiting-room/challenge` gave it.
+    #[schema(max_length = 256)]
     pub(crate) challenge: String,
+    /// The solution found for it.
+    #[schema(max_length = 64)]
     pub(crate) solution: String,
 }
 
@@ -141,14 +148,137 @@ impl Serialize for RoomResponse {
     }
 }
 
+/// The schema of what [`RoomResponse`]'s `Serialize` writes: one shape per `status`.
+impl utoipa::PartialSchema for RoomResponse {
+    fn schema() -> RefOr<Schema> {
+        use utoipa::openapi::schema::{Object, ObjectBuilder, OneOfBuilder, SchemaType, Type};
+        let field = |kind: Type, description: &str| {
+            ObjectBuilder::new()
+                .schema_type(kind)
+                .description(Some(description))
+                .build()
+        };
+        let shape = |status: FanStatus, fields: Vec<(&str, Object)>| {
+            let mut object = ObjectBuilder::new()
+                .description(Some(match status {
+                    FanStatus::Closed => "The queue has not opened; no token is issued.",
+                    FanStatus::PreQueue { .. } => {
+                        "Joined before the sale; placed by the draw at the opening."
+                    }
+                    FanStatus::Queued { .. } => "In line.",
+                    FanStatus::Admitted { .. } => "The fan's turn: its admission token.",
+                    FanStatus::SoldOut { .. } => "Nothing left right now; seats may come back.",
+                }))
+                .property(
+                    "status",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some([status.name()])),
+                )
+                .required("status");
+            let common = [
+                ("show_id", field(Type::String, "The show.")),
+                (
+                    "opens_at_ms",
+                    field(
+                        Type::Integer,
+                        "When the queue opens (`closed`), else when the sale opens.",
+                    ),
+                ),
+                ("server_time_ms", field(Type::Integer, "The edge's clock.")),
+            ];
+            let token = (
+                "queue_token",
+                field(
+                    Type::String,
+                    "The fan's queue token (also set as a cookie): present it to poll.",
+                ),
+            );
+            let with_token = status != FanStatus::Closed;
+            for (name, schema) in common
+                .into_iter()
+                .chain(with_token.then_some(token))
+                .chain(fields)
+            {
+                object = object.property(name, schema).required(name);
+            }
+            object
+        };
+        let poll_after = || {
+            (
+                "poll_after_ms",
+                field(Type::Integer, "How long to wait before polling again."),
+            )
+        };
+        let position = ("position", field(Type::Integer, "Fans present ahead."));
+        let queued = FanStatus::Queued {
+            position: 0,
+            estimated_wait_s: None,
+            poll_after_ms: 0,
+        };
+        let admitted = FanStatus::Admitted {
+            admission_token: String::new(),
+            admission_expires_at_ms: 0,
+        };
+        OneOfBuilder::new()
+            .item(shape(FanStatus::Closed, Vec::new()))
+            .item(shape(
+                FanStatus::PreQueue { poll_after_ms: 0 },
+                vec![poll_after()],
+            ))
+            .item(shape(
+                queued,
+                vec![
+                    position.clone(),
+                    (
+                        "estimated_wait_s",
+                        ObjectBuilder::new()
+                            .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+                            .description(Some(
+                                "The estimated wait; null while admission is stopped.",
+                            ))
+                            .build(),
+                    ),
+                    poll_after(),
+                ],
+            ))
+            .item(shape(
+                admitted,
+                vec![
+                    position,
+                    ("estimated_wait_s", field(Type::Integer, "Zero.")),
+                    (
+                        "admission_token",
+                        field(Type::String, "The admission token for the purchase routes."),
+                    ),
+                    (
+                        "admission_expires_at_ms",
+                        field(Type::Integer, "When the admission ends."),
+                    ),
+                ],
+            ))
+            .item(shape(
+                FanStatus::SoldOut { poll_after_ms: 0 },
+                vec![poll_after()],
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for RoomResponse {}
+
 /// `GET /v1/waiting-room/challenge`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct ChallengeResponse {
+    /// The challenge to solve and send back with the join.
     pub(crate) challenge: String,
     /// Leading zero bits the solution's digest needs.
     pub(crate) difficulty: u8,
+    /// When the challenge stops being accepted.
     pub(crate) expires_at_ms: i64,
+    /// The edge's clock.
     pub(crate) server_time_ms: i64,
+    /// The show it is for.
     pub(crate) show_id: String,
 }
 

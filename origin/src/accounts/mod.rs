@@ -29,6 +29,7 @@ use crate::domain::account::{
 };
 use crate::error::{ApiError, Code};
 use crate::json::ApiJson;
+use crate::openapi;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -42,11 +43,15 @@ use throttle::{ClientIp, Counter};
 use uuid::Uuid;
 
 /// An account as its owner sees it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct AccountView {
+    /// The account: the fan id of its holds, orders and tickets.
     account_id: Uuid,
+    /// The email as given at sign-up, trimmed.
     email: String,
+    /// The name shown to the fan.
     display_name: String,
+    /// What the account is for; sign-up makes fans.
     role: AccountRole,
 }
 
@@ -89,8 +94,26 @@ fn email_taken() -> ApiError {
     )
 }
 
+onsale_contract::problems!(pub(crate) SignUpProblems = [
+    openapi::ANY,
+    openapi::JSON_BODY,
+    &[Code::InvalidField, Code::EmailTaken],
+]);
+
+/// Signs up: makes a fan account.
+///
 /// `POST /v1/accounts {"email","password","display_name"}`: a fan account, 201. Nothing is
 /// stored unless every field is valid; an email taken in any letter case is 409.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts",
+    tag = "accounts",
+    request_body = SignUpBody,
+    responses(
+        (status = 201, description = "The account; sign in to use it.", body = AccountView),
+        SignUpProblems,
+    ),
+)]
 pub(crate) async fn post_account(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<SignUpBody>,
@@ -125,18 +148,52 @@ pub(crate) async fn post_account(
     )
 }
 
-#[derive(Debug, Serialize)]
+/// A session just started.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct SessionView {
+    /// The signed-in account.
     account_id: Uuid,
+    /// The session's token (`ses_` and 43 base64url characters), for
+    /// `Authorization: Bearer`; the same as the `onsale_session` cookie.
+    #[schema(pattern = "^ses_[A-Za-z0-9_-]{43}$")]
     session_token: String,
+    /// When the session ends, in Unix milliseconds.
     expires_at_ms: i64,
+    /// The origin's clock when answering, in Unix milliseconds.
     server_time_ms: i64,
 }
 
+onsale_contract::problems!(pub(crate) SignInProblems = [
+    openapi::ANY,
+    openapi::JSON_BODY,
+    &[Code::InvalidField, Code::RateLimited, Code::InvalidCredentials],
+]);
+
+/// Signs in: starts a session.
+///
 /// `POST /v1/sessions {"email","password"}`: a session, 201, with its token in the body and
 /// in the `onsale_session` cookie. A wrong email or password is one 401
 /// `invalid_credentials` after the same work; too many failures for the email or from the
 /// client are 429 before any work.
+#[utoipa::path(
+    post,
+    path = "/v1/sessions",
+    tag = "accounts",
+    request_body = SignInBody,
+    responses(
+        (
+            status = 201,
+            description = "The session.",
+            body = SessionView,
+            headers((
+                "Set-Cookie" = String,
+                description = "`onsale_session=<session_token>; Max-Age=<seconds left>; Path=/; \
+                               HttpOnly; SameSite=Lax`, and `Secure` over HTTPS."
+            )),
+        ),
+        SignInProblems,
+    ),
+)]
 pub(crate) async fn post_session(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -211,18 +268,44 @@ async fn rehash(
     Ok(())
 }
 
-#[derive(Debug, Serialize)]
+/// The signed-in account and its session.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct MeView {
+    /// The account: the fan id of its holds, orders and tickets.
     account_id: Uuid,
+    /// The account's email, as given at sign-up.
     email: String,
+    /// The name shown to the fan.
     display_name: String,
+    /// What the account is for.
     role: AccountRole,
+    /// When this session ends, in Unix milliseconds.
     session_expires_at_ms: i64,
+    /// The origin's clock when answering, in Unix milliseconds.
     server_time_ms: i64,
 }
 
+onsale_contract::problems!(pub(crate) SessionProblems = [openapi::ANY, openapi::SESSION]);
+
+/// The signed-in account.
+///
 /// `GET /v1/me`: the signed-in account. The edge resolves sessions with this (bearer
 /// `ses_...`), so its shape is part of the contract between them.
+#[utoipa::path(
+    get,
+    path = "/v1/me",
+    tag = "accounts",
+    responses(
+        (
+            status = 200,
+            description = "The account.",
+            body = MeView,
+            headers(("Cache-Control" = String, description = "`private, no-store`.")),
+        ),
+        SessionProblems,
+    ),
+    security(("session" = []), ("session_cookie" = [])),
+)]
 pub(crate) async fn get_me(session: Session) -> Result<Response, ApiError> {
     let mut response = crate::http::json(
         StatusCode::OK,
@@ -248,7 +331,26 @@ fn signed_out(secure: CookieSecure) -> Result<Response, ApiError> {
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
 }
 
+/// Signs out.
+///
 /// `DELETE /v1/sessions/current`: signs this session out, 204 (the cookie is cleared).
+#[utoipa::path(
+    delete,
+    path = "/v1/sessions/current",
+    tag = "accounts",
+    responses(
+        (
+            status = 204,
+            description = "Signed out.",
+            headers((
+                "Set-Cookie" = String,
+                description = "`onsale_session=; Max-Age=0; ...`: clears the session cookie."
+            )),
+        ),
+        SessionProblems,
+    ),
+    security(("session" = []), ("session_cookie" = [])),
+)]
 pub(crate) async fn delete_current_session(
     State(state): State<AppState>,
     session: Session,
@@ -263,10 +365,37 @@ pub(crate) async fn delete_current_session(
     signed_out(secure)
 }
 
+onsale_contract::problems!(pub(crate) PasswordChangeProblems = [
+    openapi::ANY,
+    openapi::SESSION,
+    openapi::JSON_BODY,
+    &[Code::InvalidField, Code::RateLimited, Code::InvalidCredentials],
+]);
+
+/// Changes the password and ends every session of the account.
+///
 /// `POST /v1/me/password {"current_password","new_password"}`: with the current password,
 /// sets a new one and ends every session of the account, this one included (sign in again
 /// with the new password), 204. A wrong current password counts as a failed credential
 /// check for the account's email and the client.
+#[utoipa::path(
+    post,
+    path = "/v1/me/password",
+    tag = "accounts",
+    request_body = PasswordChangeBody,
+    responses(
+        (
+            status = 204,
+            description = "Changed; every session of the account has ended, this one included.",
+            headers((
+                "Set-Cookie" = String,
+                description = "`onsale_session=; Max-Age=0; ...`: clears the session cookie."
+            )),
+        ),
+        PasswordChangeProblems,
+    ),
+    security(("session" = []), ("session_cookie" = [])),
+)]
 pub(crate) async fn post_password(
     State(state): State<AppState>,
     session: Session,

@@ -11,6 +11,7 @@ use super::throttle::{self, ClientIp, Counter};
 use crate::domain::account::{invalid, Email, Password, ResetConfirmBody, ResetRequestBody};
 use crate::error::{ApiError, Code};
 use crate::json::ApiJson;
+use crate::openapi;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -47,8 +48,30 @@ fn code_hash(account: Uuid, code: &str) -> Vec<u8> {
     hash.finalize().to_vec()
 }
 
+onsale_contract::problems!(pub(crate) ResetProblems = [
+    openapi::ANY,
+    openapi::JSON_BODY,
+    &[Code::InvalidField, Code::RateLimited],
+]);
+
+/// Asks for a password reset code by email.
+///
 /// `POST /v1/password-resets {"email"}`: always 202 for a well-formed email. Too many
 /// requests from one client are 429; too many for one email send nothing more.
+#[utoipa::path(
+    post,
+    path = "/v1/password-resets",
+    tag = "accounts",
+    request_body = ResetRequestBody,
+    responses(
+        (
+            status = 202,
+            description = "Accepted, whether or not the email has an account; if it has, a \
+                           code is on its way there.",
+        ),
+        ResetProblems,
+    ),
+)]
 pub(crate) async fn post_reset(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -128,10 +151,31 @@ fn invalid_code() -> ApiError {
     )
 }
 
+onsale_contract::problems!(pub(crate) ResetConfirmProblems = [
+    openapi::ANY,
+    openapi::JSON_BODY,
+    &[Code::InvalidField, Code::RateLimited, Code::InvalidResetCode],
+]);
+
+/// Sets a new password with a reset code.
+///
 /// `POST /v1/password-resets/confirm {"email","code","new_password"}`: 204 once the code is
 /// spent and the password set; every session of the account ends. A wrong code (or an
 /// email without an account, which is answered the same) counts as a failed credential
 /// check for the email and the client.
+#[utoipa::path(
+    post,
+    path = "/v1/password-resets/confirm",
+    tag = "accounts",
+    request_body = ResetConfirmBody,
+    responses(
+        (
+            status = 204,
+            description = "The password is set; every session of the account has ended.",
+        ),
+        ResetConfirmProblems,
+    ),
+)]
 pub(crate) async fn post_confirm(
     State(state): State<AppState>,
     ip: ClientIp,

@@ -133,44 +133,95 @@ pub(crate) fn display_name(raw: &str) -> Result<String, ApiError> {
     Ok(name.to_owned())
 }
 
+/// The schema of an email field: what [`Email::parse`] accepts, without the surrounding
+/// spaces it trims.
+fn email_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    // No `format: email`: that is RFC 5321's ASCII mailbox, and addresses with non-ASCII
+    // names (RFC 6531) are accepted. The pattern is the check.
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(MAX_EMAIL_CHARS))
+        .pattern(Some(
+            r"^[^\s@\x00-\x1f\x7f-\x9f]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$",
+        ))
+        .description(Some(
+            "An email address: a name of at most 64 visible characters, `@`, and a domain of \
+             two or more dot-separated labels of letters, digits and inner hyphens (IDNs in \
+             their ASCII form). Letter case does not tell accounts apart.",
+        ))
+        .build()
+}
+
 /// `POST /v1/accounts`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SignUpBody {
+    /// The account's email, its name for signing in; unique in any letter case.
+    #[schema(schema_with = email_schema)]
     pub email: String,
+    /// The password: 10 to 128 characters, kept as given (spaces count).
+    #[schema(min_length = 10, max_length = 128)]
     pub password: String,
+    /// The name shown to the fan: 1 to 64 characters once trimmed, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub display_name: String,
 }
 
 /// `POST /v1/sessions`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SignInBody {
+    /// The account's email, in any letter case.
+    #[schema(schema_with = email_schema)]
     pub email: String,
+    /// The account's password: 1 to 128 characters.
+    #[schema(min_length = 1, max_length = 128)]
     pub password: String,
 }
 
 /// `POST /v1/me/password`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PasswordChangeBody {
+    /// The account's password now: 1 to 128 characters.
+    #[schema(min_length = 1, max_length = 128)]
     pub current_password: String,
+    /// The password from now on: 10 to 128 characters, kept as given (spaces count).
+    #[schema(min_length = 10, max_length = 128)]
     pub new_password: String,
 }
 
 /// `POST /v1/password-resets`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ResetRequestBody {
+    /// The email of the account whose password is forgotten.
+    #[schema(schema_with = email_schema)]
     pub email: String,
 }
 
 /// `POST /v1/password-resets/confirm`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ResetConfirmBody {
+    /// The email the code was sent to.
+    #[schema(schema_with = email_schema)]
     pub email: String,
+    /// The code that was sent: 10 letters and digits, in any letter case; spaces and
+    /// hyphens are ignored.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9 -]*[A-Za-z0-9][A-Za-z0-9 -]*$"
+    )]
     pub code: String,
+    /// The password from now on: 10 to 128 characters, kept as given (spaces count).
+    #[schema(min_length = 10, max_length = 128)]
     pub new_password: String,
 }
 

@@ -46,13 +46,25 @@ fn code(field: &str, value: String) -> Result<String, ApiError> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A venue and its whole seat map, in layout order. Text fields are trimmed, then must be
+/// non-empty, within their length, and free of control characters. At most 200,000 seats in
+/// all.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct VenueBody {
+    /// The venue's name: 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
+    /// Its city: 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub city: String,
+    /// Its time zone name, shown to fans (not checked against a zone database): 1 to 64
+    /// characters.
     #[serde(default = "utc")]
+    #[schema(min_length = 1, max_length = 64, default = "UTC")]
     pub timezone: String,
+    /// Its sections: 1 to 1,000, each `section_id` once.
+    #[schema(min_items = 1, max_items = 1000)]
     pub sections: Vec<SectionBody>,
 }
 
@@ -60,33 +72,55 @@ fn utc() -> String {
     "UTC".to_owned()
 }
 
-#[derive(Debug, Deserialize)]
+/// A section of the seat map.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SectionBody {
+    /// The section's code, unique in the venue: 1 to 32 of A-Z, a-z, 0-9, `-` and `_`.
+    #[schema(min_length = 1, max_length = 32, pattern = "^[A-Za-z0-9_-]{1,32}$")]
     pub section_id: String,
+    /// Its name: 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
+    /// The price tier its seats sell at; each show prices every tier of its venue. 1 to 32
+    /// of A-Z, a-z, 0-9, `-` and `_`.
+    #[schema(min_length = 1, max_length = 32, pattern = "^[A-Za-z0-9_-]{1,32}$")]
     pub price_tier: String,
+    /// Its rows: 1 to 500, each label once.
+    #[schema(min_items = 1, max_items = 500)]
     pub rows: Vec<RowBody>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A row of a section.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RowBody {
+    /// The row's label, unique in the section: 1 to 16 characters.
+    #[schema(min_length = 1, max_length = 16)]
     pub row: String,
+    /// Its seats: 1 to 1,000, each number once.
+    #[schema(min_items = 1, max_items = 1000)]
     pub seats: Vec<SeatBody>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// A seat of a row.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SeatBody {
+    /// The seat's number, positive and unique in its row.
+    #[schema(minimum = 1)]
     pub number: i32,
+    /// Its x position on the seat map; a finite number.
     pub x: f32,
+    /// Its y position on the seat map; a finite number.
     pub y: f32,
+    /// What fans should know about the seat.
     #[serde(default)]
     pub flags: Vec<SeatFlag>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// Something fans should know about a seat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum SeatFlag {
     Accessible,
@@ -192,13 +226,31 @@ impl VenueDraft {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// Whether `text` is prose as it may be stored: line breaks and tabs are its only control
+/// characters (PostgreSQL cannot store NUL at all).
+pub(crate) fn is_prose(text: &str) -> bool {
+    !text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+}
+
+/// An event at a venue. Text fields are trimmed, then checked; `name` and `performer` must
+/// be non-empty and free of control characters, `description` of all but line breaks and tabs.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EventBody {
+    /// The venue, which must exist.
     pub venue_id: Uuid,
+    /// The event's name: 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
+    /// Who performs: 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub performer: String,
+    /// What fans read about it: at most 4,000 characters; line breaks and tabs are the only
+    /// control characters it may contain.
     #[serde(default)]
+    #[schema(max_length = 4000)]
     pub description: String,
 }
 
@@ -216,6 +268,11 @@ impl EventDraft {
         if description.chars().count() > 4000 {
             return Err(invalid("`description` must be at most 4000 characters"));
         }
+        if !is_prose(&description) {
+            return Err(invalid(
+                "`description` must not contain control characters other than line breaks and tabs",
+            ));
+        }
         Ok(EventDraft {
             venue_id: body.venue_id,
             name: text("name", body.name, 200)?,
@@ -225,20 +282,36 @@ impl EventDraft {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A show of an event: when, when it goes on sale, and the price of each of its venue's
+/// tiers.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ShowBody {
+    /// When the show starts.
     pub starts_at: DateTime<Utc>,
+    /// When it goes on sale: not after `starts_at`.
     pub on_sale_at: DateTime<Utc>,
+    /// Its prices' currency: an ISO 4217 code such as EUR.
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: String,
+    /// A price for every tier of the venue: 1 to 64 tiers, each once.
+    #[schema(min_items = 1, max_items = 64)]
     pub price_tiers: Vec<PriceTierBody>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// The price of one tier at a show.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PriceTierBody {
+    /// The venue's tier code: 1 to 32 of A-Z, a-z, 0-9, `-` and `_`.
+    #[schema(min_length = 1, max_length = 32, pattern = "^[A-Za-z0-9_-]{1,32}$")]
     pub tier: String,
+    /// The tier's name as fans see it (trimmed, no control characters): 1 to 100
+    /// characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
+    /// A seat's price in cents of `currency`: 0 to 100,000,000.
+    #[schema(minimum = 0, maximum = 100_000_000)]
     pub price_cents: i64,
 }
 

@@ -4,12 +4,18 @@ use crate::error::{ApiError, Code};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
-/// Exactly one of the two shapes; anything else (both, neither, extra fields) is refused.
-#[derive(Debug, Deserialize)]
+/// Either `seat_ids`, or `section_id` with `quantity` for the best available seats; anything
+/// else (both, neither, extra fields) is refused.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HoldBody {
+    /// These seats, all or none; each once, at most `max_seats_per_hold`.
     seat_ids: Option<Vec<i64>>,
+    /// The section for a best-available hold: 1 to 32 characters.
+    #[schema(min_length = 1, max_length = 32)]
     section_id: Option<String>,
+    /// How many seats of the section, at least 1.
+    #[schema(minimum = 1)]
     quantity: Option<i64>,
 }
 

@@ -5,9 +5,13 @@ use crate::error::ApiError;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-#[derive(Debug, Deserialize)]
+/// The hold to order; nothing else is taken.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct OrderBody {
+    /// The fan's live hold, for the admitted show. An id that names no such hold (or is no
+    /// UUID) is answered `hold_not_found`.
+    #[schema(format = Uuid)]
     hold_id: String,
 }
 

@@ -5,9 +5,15 @@
 use crate::error::{ApiError, Code};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Deserialize)]
+/// How the fan pays; nothing else is taken.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConfirmBody {
+    /// A payment method id: `pm_` and 1 to 100 ASCII letters, digits or underscores; one
+    /// the provider does not take is `unknown_payment_method`. The sandbox takes
+    /// `pm_card_ok`, `pm_card_declined`, `pm_card_3ds`, `pm_card_slow` and
+    /// `pm_card_refund_fails`.
+    #[schema(pattern = "^pm_[A-Za-z0-9_]{1,100}$", example = "pm_card_ok")]
     payment_method: String,
 }
 

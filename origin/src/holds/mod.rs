@@ -22,6 +22,7 @@ use crate::error::{ApiError, Code};
 use crate::http::json_response;
 use crate::idempotency;
 use crate::json::ApiJson;
+use crate::openapi;
 use crate::status::HoldStatus;
 use crate::AppState;
 use axum::extract::{Path, State};
@@ -33,7 +34,8 @@ use serde::Serialize;
 use std::time::Instant;
 use uuid::Uuid;
 
-#[derive(Debug, Serialize)]
+/// A hold as its fan sees it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct HoldView {
     pub hold_id: Uuid,
     pub show_id: Uuid,
@@ -45,6 +47,37 @@ pub(crate) struct HoldView {
     pub currency: String,
 }
 
+onsale_contract::problems!(pub(crate) HoldProblems = [
+    openapi::ANY,
+    openapi::JSON_BODY,
+    openapi::ADMISSION,
+    openapi::IDEMPOTENT,
+    &[
+        Code::WrongShow,
+        Code::ShowNotFound,
+        Code::ShowNotOnSale,
+        Code::NoSeats,
+        Code::TooManySeats,
+        Code::DuplicateSeats,
+        Code::UnknownSeats,
+        Code::UnknownSection,
+        Code::FanSeatLimit,
+        Code::SeatsUnavailable,
+        Code::NotEnoughSeats,
+    ],
+]);
+
+/// Holds seats of a show, all or none, until `expires_at_ms`: the seats asked for, or the
+/// best `quantity` of a section.
+#[utoipa::path(
+    post,
+    path = "/v1/shows/{id}/holds",
+    tag = "purchase",
+    params(("id" = Uuid, Path, description = "The show."), openapi::IdempotencyKeyHeader),
+    request_body = HoldBody,
+    responses((status = 201, description = "The hold.", body = HoldView), HoldProblems),
+    security(("admission" = []), ("admission_cookie" = [])),
+)]
 pub(crate) async fn post_hold(
     State(state): State<AppState>,
     ClaimingAdmission(admission): ClaimingAdmission,
@@ -140,6 +173,21 @@ async fn owned_hold(
         .ok_or_else(HoldId::not_found)
 }
 
+onsale_contract::problems!(pub(crate) OwnHoldProblems = [
+    openapi::ANY,
+    openapi::ADMISSION,
+    &[Code::HoldNotFound],
+]);
+
+/// One of the fan's holds, for the admitted show.
+#[utoipa::path(
+    get,
+    path = "/v1/holds/{id}",
+    tag = "purchase",
+    params(("id" = Uuid, Path, description = "The hold.")),
+    responses((status = 200, description = "The hold.", body = HoldView), OwnHoldProblems),
+    security(("admission" = []), ("admission_cookie" = [])),
+)]
 pub(crate) async fn get_hold(
     State(state): State<AppState>,
     admission: Admission,
@@ -159,8 +207,22 @@ pub(crate) async fn get_hold(
     crate::http::json(StatusCode::OK, &view)
 }
 
+onsale_contract::problems!(pub(crate) ReleaseProblems = [
+    openapi::ANY,
+    openapi::ADMISSION,
+    &[Code::HoldNotFound, Code::HoldConverted, Code::HoldOrdered],
+]);
+
 /// Releases a hold: its seats return to sale at once. Releasing a released or expired hold
 /// again is a no-op (204); a hold that became an order cannot be released (409).
+#[utoipa::path(
+    delete,
+    path = "/v1/holds/{id}",
+    tag = "purchase",
+    params(("id" = Uuid, Path, description = "The hold.")),
+    responses((status = 204, description = "Released (or ended already)."), ReleaseProblems),
+    security(("admission" = []), ("admission_cookie" = [])),
+)]
 pub(crate) async fn delete_hold(
     State(state): State<AppState>,
     admission: Admission,

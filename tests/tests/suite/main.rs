@@ -10,6 +10,7 @@ mod edge;
 mod holds;
 mod monitoring;
 mod notifications;
+mod openapi;
 mod orders;
 mod organizer;
 mod payments;
