@@ -273,7 +273,7 @@ impl Default for AccountsConfig {
 }
 
 /// How a show's pre-queue is ordered at the opening.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PrequeueOrder {
     /// A uniformly random order drawn from a committed seed.
@@ -283,7 +283,7 @@ pub enum PrequeueOrder {
 }
 
 /// One show's queue. Replicated through Redis: every node runs on the values there.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueueSettings {
     /// Fans called per minute, across all nodes.
@@ -360,7 +360,7 @@ impl QueueSettings {
 /// /admin/shows/{id}/queue`): the fields given replace the show's values in force. The
 /// schedule (`queue_opens_at`, `sale_opens_at`, `prequeue_order`) is the file's alone, so
 /// no change of fairness can come from a live call; `paused` has its own routes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueueTuning {
     /// Fans called per minute, across all nodes.

@@ -1,4 +1,5 @@
-//! The edge's public OpenAPI document. The routes the edge answers itself (the waiting room
+//! The edge's OpenAPI documents: the operations listener's ([`OPERATIONS`]), and the public
+//! one. The routes the edge answers itself (the waiting room
 //! and the seat-map snapshots) are documented here and where they are answered; the routes
 //! it passes on are the origin's, as far as [`classify`] lets them through, with the problems
 //! the edge adds on the way (its limits, its gate, an origin that does not answer). The test
@@ -13,6 +14,7 @@ use onsale_contract::openapi::{add_problem_codes, add_problem_schema, problem_re
 use onsale_contract::tokens::QUEUE_COOKIE;
 use serde_json::Value;
 use std::collections::BTreeSet;
+use std::sync::LazyLock;
 use utoipa::openapi::path::{Operation, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
@@ -20,6 +22,30 @@ use utoipa::openapi::{
     ContentBuilder, InfoBuilder, OpenApi, PathItem, Ref, RefOr, ResponseBuilder, Tag,
 };
 use utoipa::OpenApi as _;
+
+/// The operations listener's document: health, readiness, metrics, and the admin API.
+pub static OPERATIONS: LazyLock<OpenApi> = LazyLock::new(|| {
+    let mut document = crate::admin::OperationsApi::openapi();
+    document.info = InfoBuilder::new()
+        .title("onsale edge operations")
+        .version(env!("CARGO_PKG_VERSION"))
+        .description(Some(
+            "The edge's operations listener (`listen.admin`): health and readiness for load \
+             balancers, Prometheus metrics, and the admin API (`/admin/`, behind the admin \
+             token when one is set): the effective configuration, a show's queue, and \
+             changing its admission on every node. Every error is \
+             `application/problem+json` with a stable `code`, listed per route.",
+        ))
+        .build();
+    add_problem_schema(&mut document);
+    let mut admin = Http::new(HttpAuthScheme::Bearer);
+    admin.description = Some("The edge's admin token (`admin.token`).".to_owned());
+    document
+        .components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme("admin", SecurityScheme::Http(admin));
+    document
+});
 
 /// Codes the edge may answer any public route with, before answering or passing it on.
 pub(crate) const ANY: &[Code] = &[

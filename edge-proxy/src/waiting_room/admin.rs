@@ -9,7 +9,7 @@ use super::{draw, WaitingRoom};
 use crate::config::{PrequeueOrder, QueueSettings, QueueTuning};
 
 /// A show's queue as this node last stepped it, for operators.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct QueueReport {
     /// The show.
     pub show_id: String,
@@ -123,10 +123,13 @@ pub(crate) struct Operator<'a> {
 }
 
 /// A change of a show's settings, applied.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub(crate) struct Tuned {
+    /// The version every node's next step reads.
     pub settings_version: u64,
+    /// The settings before the change.
     pub previous: QueueSettings,
+    /// The settings now.
     pub settings: QueueSettings,
 }
 

@@ -33,7 +33,7 @@ mod store;
 mod wire;
 
 pub use admin::QueueReport;
-pub(crate) use admin::{Operator, TuneError};
+pub(crate) use admin::{Operator, TuneError, Tuned};
 pub(crate) use refusal::Refusal;
 pub use standing::{QueueStatus, ShowView};
 pub(crate) use wire::{ChallengeResponse, JoinRequest, Reply, RoomResponse};

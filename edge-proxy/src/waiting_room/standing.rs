@@ -47,7 +47,7 @@ pub(crate) enum Standing {
 }
 
 /// A show's queue as the admin view reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum QueueStatus {
     /// Before `queue_opens_at`.

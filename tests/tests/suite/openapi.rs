@@ -1,6 +1,7 @@
-//! The OpenAPI documents: the origin's made from its handlers, the edge's made from the
-//! origin's and kept in `edge-proxy/web/openapi.json`, both served, and every documented
-//! route served. (`scripts/conformance` fuzzes the running stack against them.)
+//! The OpenAPI documents: the origin's made from its handlers, the edge's public one made
+//! from the origin's and kept in `edge-proxy/web/openapi.json`, the edge's operations
+//! listener's, all served, every documented route served, and the running stack fuzzed
+//! against them (schemathesis).
 
 use edge_proxy::config::Quota;
 use onsale_tests::{client, TestApp};
@@ -113,6 +114,23 @@ async fn both_serve_their_documents_and_every_documented_route_is_served() {
         serde_json::from_str(&std::fs::read_to_string(edge_document_path()).unwrap()).unwrap();
     assert_eq!(edge.json(), kept);
 
+    let operations_listener = client(app.edge.admin).get("/openapi.json").await;
+    operations_listener.expect_status(200);
+    let served = operations_listener.json();
+    assert_eq!(served["info"]["title"], "onsale edge operations");
+    let routes: Vec<String> = operations(&served)
+        .into_iter()
+        .map(|(method, path)| format!("{method} {path}"))
+        .collect();
+    for route in [
+        "GET /readyz",
+        "GET /admin/shows/{id}/queue",
+        "PUT /admin/shows/{id}/queue",
+        "POST /admin/shows/{id}/pause",
+    ] {
+        assert!(routes.contains(&route.to_owned()), "{route} in {routes:?}");
+    }
+
     let schemes = document["components"]["securitySchemes"]
         .as_object()
         .unwrap();
@@ -216,6 +234,9 @@ async fn the_running_stack_answers_as_its_documents_say() {
                 per_minute: 1_000_000,
                 burst: 100_000,
             };
+            config.admin.token = Some(onsale_contract::config::Secret::new(
+                onsale_tests::ADMIN_TOKEN,
+            ));
             let limits = &mut config.limits;
             for quota in [
                 &mut limits.per_ip,
@@ -297,6 +318,12 @@ async fn the_running_stack_answers_as_its_documents_say() {
         if let Some(report) = conformance(&edge_document, &edge_base, tags, &headers).await {
             failures.push(format!("edge, {tags:?}:\n{report}"));
         }
+    }
+    let admin_base = format!("http://{}", app.edge.admin);
+    let admin_document = format!("{admin_base}/openapi.json");
+    let headers = [bearer(onsale_tests::ADMIN_TOKEN)];
+    if let Some(report) = conformance(&admin_document, &admin_base, &[], &headers).await {
+        failures.push(format!("edge operations:\n{report}"));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
