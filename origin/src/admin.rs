@@ -8,7 +8,7 @@ use crate::error::{ApiError, Code};
 use crate::json::ApiJson;
 use crate::openapi;
 use crate::AppState;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -228,10 +228,9 @@ onsale_contract::problems!(pub(crate) ShowProblems = [
 )]
 pub(crate) async fn post_show(
     State(state): State<AppState>,
-    Path(event_id): Path<String>,
+    event_id: EventId,
     ApiJson(body): ApiJson<ShowBody>,
 ) -> Result<Response, ApiError> {
-    let event_id = EventId::parse_path(&event_id)?;
     let draft = ShowDraft::parse(body)?;
     let show = create_show(&state.pool, ShowId(Uuid::now_v7()), event_id, &draft).await?;
     Ok((StatusCode::CREATED, Json(show)).into_response())

@@ -5,7 +5,7 @@ use crate::domain::{EventFilter, EventId, Keyset, ShowId};
 use crate::error::{ApiError, Code};
 use crate::openapi;
 use crate::AppState;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -227,9 +227,8 @@ pub(crate) async fn query_events(
 )]
 pub(crate) async fn get_event(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: EventId,
 ) -> Result<Response, ApiError> {
-    let id = EventId::parse_path(&id)?;
     let event = find_event(&state.pool, id)
         .await?
         .ok_or_else(EventId::not_found)?;
@@ -274,9 +273,8 @@ pub(crate) struct ShowList {
 )]
 pub(crate) async fn list_event_shows(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: EventId,
 ) -> Result<Response, ApiError> {
-    let id = EventId::parse_path(&id)?;
     if find_event(&state.pool, id).await?.is_none() {
         return Err(EventId::not_found());
     }
@@ -310,9 +308,8 @@ pub(crate) async fn list_event_shows(
 )]
 pub(crate) async fn get_show(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: ShowId,
 ) -> Result<Response, ApiError> {
-    let id = ShowId::parse_path(&id)?;
     let show = find_show(&state.pool, id)
         .await?
         .ok_or_else(ShowId::not_found)?;

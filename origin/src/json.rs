@@ -1,11 +1,13 @@
 //! `ApiJson`: axum's `Json` extractor with its rejections turned into problem+json, so a
-//! malformed, mistyped or oversized body gets the same error shape as everything else.
+//! malformed, mistyped or oversized body gets the same error shape as everything else;
+//! `RawBody`, the same for a body taken as bytes.
 //! Every body is a JSON object: serde's derived structs also read an array of their fields
 //! in order, which would take `[[3, 5]]` for a hold of seats 3 and 5.
 
 use crate::error::{ApiError, Code};
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{FromRequest, Request};
+use bytes::Bytes;
 use onsale_contract::problem::Problem;
 use serde::de::{value::MapAccessDeserializer, DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -90,13 +92,35 @@ fn rejection_problem(rejection: &JsonRejection) -> Problem {
             Problem::new(Code::UnsupportedMediaType, "Unsupported media type")
                 .with_detail("send the body as Content-Type: application/json")
         }
-        JsonRejection::BytesRejection(e) if e.status().as_u16() == 413 => {
-            Problem::new(Code::BodyTooLarge, "Request body too large")
-                .with_detail("the body exceeds this route's size limit")
-        }
+        JsonRejection::BytesRejection(e) => bytes_problem(e),
         other => {
             Problem::new(Code::InvalidBody, "Invalid request body").with_detail(other.body_text())
         }
+    }
+}
+
+/// A body that could not be read: over the route's limit, or cut off.
+fn bytes_problem(rejection: &BytesRejection) -> Problem {
+    match rejection.status().as_u16() {
+        413 => Problem::new(Code::BodyTooLarge, "Request body too large")
+            .with_detail("the body exceeds this route's size limit"),
+        _ => Problem::new(Code::InvalidBody, "Invalid request body")
+            .with_detail(rejection.body_text()),
+    }
+}
+
+/// A body taken as it came (a provider's signed webhook), within the route's size limit;
+/// one over it, or cut off, is refused as problem+json like every other body.
+pub(crate) struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = BodyRejection;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|rejection| BodyRejection(bytes_problem(&rejection)))
     }
 }
 

@@ -17,7 +17,7 @@ use crate::json::ApiJson;
 use crate::openapi;
 use crate::status::{OrderStatus, PaymentStatus, RefundStatus, TicketStatus};
 use crate::AppState;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use onsale_contract::clock::now_ms;
@@ -346,9 +346,8 @@ onsale_contract::problems!(pub(crate) OwnOrderProblems = [
 pub(crate) async fn get_order(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<String>,
+    order: OrderId,
 ) -> Result<Response, ApiError> {
-    let order = OrderId::parse_path(&id)?;
     // One snapshot for the whole view: read statement by statement, a refund worker
     // committing in between could show the refund done and the payment not yet refunded.
     let mut tx = state.pool.begin().await?;

@@ -30,7 +30,7 @@ use crate::openapi;
 use crate::provider::{Intent, IntentStatus, ProviderError};
 use crate::status::{OrderStatus, PaymentStatus};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use onsale_contract::problem::Problem;
@@ -107,11 +107,10 @@ onsale_contract::problems!(pub(crate) ConfirmProblems = [
 pub(crate) async fn post_confirm(
     State(state): State<AppState>,
     ConfirmingAdmission { admission, spent }: ConfirmingAdmission,
-    Path(id): Path<String>,
+    payment: PaymentId,
     headers: HeaderMap,
     ApiJson(body): ApiJson<ConfirmBody>,
 ) -> Result<Response, ApiError> {
-    let payment = PaymentId::parse_path(&id)?;
     let key = IdempotencyKey::parse(headers.get("idempotency-key"))?;
     let method = PaymentMethod::parse(body)?;
     let route = format!("POST /v1/payments/{payment}/confirm");
@@ -598,10 +597,9 @@ onsale_contract::problems!(pub(crate) CancelProblems = [
 pub(crate) async fn post_cancel(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<String>,
+    order: OrderId,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let order = OrderId::parse_path(&id)?;
     let key = IdempotencyKey::parse(headers.get("idempotency-key"))?;
     let route = format!("POST /v1/orders/{order}/cancel");
     let fan = session.fan();
@@ -670,10 +668,9 @@ onsale_contract::problems!(pub(crate) ForcedCancelProblems = [
 )]
 pub(crate) async fn post_forced_cancel(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    order: OrderId,
     body: Option<ApiJson<ForcedCancelBody>>,
 ) -> Result<Response, ApiError> {
-    let order = OrderId::parse_path(&id)?;
     let reason = body
         .and_then(|ApiJson(body)| body.reason)
         .filter(|reason| !reason.trim().is_empty());

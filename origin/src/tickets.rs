@@ -14,7 +14,7 @@ use crate::json::ApiJson;
 use crate::openapi;
 use crate::status::TicketStatus;
 use crate::AppState;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -146,9 +146,8 @@ onsale_contract::problems!(pub(crate) QrProblems = [
 pub(crate) async fn get_qr(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<String>,
+    ticket: TicketId,
 ) -> Result<Response, ApiError> {
-    let ticket = TicketId::parse_path(&id)?;
     let row = sqlx::query!(
         "SELECT o.fan_id, t.show_id, t.seat_id, t.issued_at FROM tickets t
          JOIN orders o ON o.id = t.order_id WHERE t.id = $1",

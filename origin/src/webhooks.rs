@@ -6,11 +6,11 @@
 //! (`payments::apply`).
 
 use crate::error::{ApiError, Code};
+use crate::json::RawBody;
 use crate::openapi;
 use crate::payments::{apply, Applied};
 use crate::provider::WebhookError;
 use crate::AppState;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -45,7 +45,11 @@ impl From<WebhookError> for ApiError {
 
 onsale_contract::problems!(pub(crate) WebhookProblems = [
     openapi::ANY,
-    &[Code::WebhookSignatureInvalid, Code::InvalidBody],
+    &[
+        Code::WebhookSignatureInvalid,
+        Code::InvalidBody,
+        Code::BodyTooLarge,
+    ],
 ]);
 
 /// The payment provider reports a change to a payment intent.
@@ -74,7 +78,7 @@ onsale_contract::problems!(pub(crate) WebhookProblems = [
 pub(crate) async fn post_payment_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let metrics = &state.metrics.webhooks_received;
     let now_ms = onsale_contract::clock::now_ms();

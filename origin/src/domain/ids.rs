@@ -1,5 +1,6 @@
-//! Resource ids in paths. A malformed id names no resource, so it is a 404 like an unknown
-//! one: clients cannot tell "bad shape" from "does not exist", and need not.
+//! Resource ids in paths, extracted by handlers as they are. A malformed id names no
+//! resource, so it is a 404 like an unknown one: clients cannot tell "bad shape" from "does
+//! not exist", and need not.
 
 use crate::error::ApiError;
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,23 @@ macro_rules! resource_id {
                     code: crate::error::Code::$code,
                     what: $what,
                 }
+            }
+        }
+
+        /// The route's one path parameter as this id. A segment that is no id of this kind
+        /// (not a UUID, not even UTF-8 once decoded) is this resource's 404 problem.
+        impl<S: Send + Sync> axum::extract::FromRequestParts<S> for $name {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(
+                parts: &mut axum::http::request::Parts,
+                state: &S,
+            ) -> Result<Self, ApiError> {
+                let axum::extract::Path(raw) =
+                    axum::extract::Path::<String>::from_request_parts(parts, state)
+                        .await
+                        .map_err(|_| Self::not_found())?;
+                Self::parse_path(&raw)
             }
         }
 

@@ -25,7 +25,7 @@ use crate::json::ApiJson;
 use crate::openapi;
 use crate::status::HoldStatus;
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -81,12 +81,11 @@ onsale_contract::problems!(pub(crate) HoldProblems = [
 pub(crate) async fn post_hold(
     State(state): State<AppState>,
     ClaimingAdmission(admission): ClaimingAdmission,
-    Path(show): Path<String>,
+    show: ShowId,
     headers: HeaderMap,
     ApiJson(body): ApiJson<HoldBody>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let show = ShowId::parse_path(&show)?;
     admission.require_show(&show.0)?;
     let key = IdempotencyKey::parse(headers.get("idempotency-key"))?;
     let config = &state.config.holds;
@@ -154,9 +153,8 @@ struct HoldRow {
 async fn owned_hold(
     state: &AppState,
     admission: &Admission,
-    id: &str,
+    id: HoldId,
 ) -> Result<HoldRow, ApiError> {
-    let id = HoldId::parse_path(id)?;
     let row = sqlx::query_as!(
         HoldRow,
         r#"SELECT h.id, h.show_id, h.fan_id,
@@ -191,9 +189,9 @@ onsale_contract::problems!(pub(crate) OwnHoldProblems = [
 pub(crate) async fn get_hold(
     State(state): State<AppState>,
     admission: Admission,
-    Path(id): Path<String>,
+    id: HoldId,
 ) -> Result<Response, ApiError> {
-    let hold = owned_hold(&state, &admission, &id).await?;
+    let hold = owned_hold(&state, &admission, id).await?;
     let view = HoldView {
         hold_id: hold.id,
         show_id: hold.show_id,
@@ -226,9 +224,9 @@ onsale_contract::problems!(pub(crate) ReleaseProblems = [
 pub(crate) async fn delete_hold(
     State(state): State<AppState>,
     admission: Admission,
-    Path(id): Path<String>,
+    id: HoldId,
 ) -> Result<Response, ApiError> {
-    let hold = owned_hold(&state, &admission, &id).await?;
+    let hold = owned_hold(&state, &admission, id).await?;
     let mut tx = state.pool.begin().await?;
     // The seats first, then the hold: the order the sweeper and orders lock them in.
     lock_seats(&mut tx, hold.show_id, &hold.seat_ids).await?;

@@ -184,9 +184,24 @@ async fn unknown_ids_and_bad_filters_are_problems() {
     let head = fan.send(fan.raw(Method::HEAD, "/v1/nowhere")).await;
     assert_eq!(head.status, 404);
     assert!(head.body.is_empty(), "HEAD carries no body");
-    fan.request(Method::DELETE, "/v1/events", None)
+    let refused = fan.request(Method::DELETE, "/v1/events", None).await;
+    refused.problem(405, "method_not_allowed");
+    assert_eq!(refused.header("allow"), Some("GET, HEAD"));
+
+    // Straight to the origin (the edge refuses such a segment as no route): an id that does
+    // not even decode to UTF-8 is the resource's 404 problem, not a plain-text 400.
+    let origin = onsale_tests::client(app.origin.addr());
+    origin
+        .get("/v1/events/%FF%FE")
         .await
-        .problem(405, "method_not_allowed");
+        .problem(404, "event_not_found");
+    origin
+        .get("/v1/shows/%C3%28")
+        .await
+        .problem(404, "show_not_found");
+    fan.get("/v1/events/%FF%FE")
+        .await
+        .problem(404, "route_not_found");
 }
 
 #[tokio::test(flavor = "multi_thread")]

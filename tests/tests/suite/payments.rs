@@ -301,6 +301,11 @@ async fn webhooks_count_once_in_any_order_and_only_when_signed() {
     webhook(&s, &json!({ "id": "evt_x", "type": "nonsense" }), now_s())
         .await
         .problem(400, "invalid_body");
+    let limit = s.app.origin.state.config.http.body_limit_bytes;
+    let oversized = vec![b' '; limit + 1];
+    webhook_raw(&s, &oversized, &signed)
+        .await
+        .problem(413, "body_too_large");
     assert_eq!(
         total(&s, "SELECT count(*) FROM payment_events").await,
         recorded_before
