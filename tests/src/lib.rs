@@ -42,20 +42,39 @@ pub fn config_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
 }
 
-/// A port nobody listens on right now and never handed out before in this process, for
-/// servers that cannot report the one they bound. The kernel may offer a port it offered a
-/// moment ago; two listeners of one Pingora server on one address would share a socket and
-/// close it twice.
+/// Ports [`free_port`] hands out: below Linux's ephemeral range (32768 and up), so no
+/// process's `bind` to port 0 and no outgoing connection is given one of them meanwhile.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port nobody listens on and no other test process holds, for servers that cannot
+/// report the one they bound (Pingora binds its own listeners, `redis-server` takes a
+/// `--port`). Between choosing the port and the server binding it, another process could
+/// take it and answer in the server's place; so the port comes from outside the ephemeral
+/// range, and a lock file held until this process exits keeps every test process, this
+/// one included, off it.
 pub fn free_port() -> SocketAddr {
-    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let dir = std::env::temp_dir().join("onsale-test-ports");
+    std::fs::create_dir_all(&dir).expect("the test port lock directory");
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+    // Processes start their search far apart, so they seldom meet a port another holds.
+    let start = std::process::id().wrapping_mul(64);
     loop {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-        let addr = listener.local_addr().expect("local address");
-        let mut handed_out = HANDED_OUT.lock().expect("port list");
-        if !handed_out.contains(&addr.port()) {
-            handed_out.push(addr.port());
-            return addr;
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        assert!(n < span, "every test port in {TEST_PORTS:?} was tried");
+        let port = TEST_PORTS.start + (start.wrapping_add(n) % span) as u16;
+        let lock = std::fs::File::create(dir.join(port.to_string())).expect("a port lock file");
+        if lock.try_lock().is_err() {
+            continue;
         }
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        // Held by a program outside the suite.
+        if TcpListener::bind(addr).is_err() {
+            continue;
+        }
+        HELD.lock().expect("held port locks").push(lock);
+        return addr;
     }
 }
 
