@@ -27,9 +27,9 @@ pub struct FanPlan {
     pub pay_ms: i64,
     /// The card it pays with.
     pub card: Card,
-    /// Where in its polling rhythm its turn falls, 0 to 1: a called fan learns of it at its
-    /// next poll.
-    pub poll_phase: f64,
+    /// Seeds the spread the edge gives each of the fan's polls (the model's; a run's edge
+    /// draws its own).
+    pub poll_seed: u64,
 }
 
 /// The plans of every fan in `scenario`, in arrival order.
@@ -52,7 +52,7 @@ pub fn draw(scenario: &Scenario) -> Vec<FanPlan> {
             abandons: rng.random::<f64>() < b.abandon_hold.get(),
             pay_ms: span(b.pay_s, &mut rng),
             card: *b.cards.pick(rng.random()),
-            poll_phase: rng.random(),
+            poll_seed: rng.random(),
         })
         .collect()
 }
