@@ -3,13 +3,14 @@
 //! beside `onsale-sim model`'s prediction for the same fans: every seat sold once, no
 //! request failed, no fan was rate-limited as if it shared an address, every fan the
 //! theatre asked for a proof of work solved it, the run's report has every chart, and the
-//! stadium's median wait agrees with the model within 15%.
+//! run agrees with the model within 15% on what the model can predict at these sizes: the
+//! stadium's median wait and the time 95% of its seats had sold, and the theatre's median
+//! wait (its fans are called as they come, so it is their first poll).
 //!
-//! The median wait follows the admission rate, which the edge keeps by the clock. The
-//! sell-out follows how long each fan's purchase takes, and at 40 times the speed a busy
-//! machine's request latency stretches those steps by a tenth or more: how close the run
-//! and the model come on it is measured in BENCHMARKS.md ("Rehearsal"), not asserted here;
-//! each run prints its figures over the model's.
+//! The sell-out itself is not asserted: the last seat comes back from an abandoned hold and
+//! sells to whichever fan finds it first, so at these sizes it moves by more than 15% with
+//! the fans drawn (BENCHMARKS.md, "Rehearsal"). Each run prints its figures over the
+//! model's.
 
 use chrono::{TimeZone, Utc};
 use edge_proxy::config::{PrequeueOrder, QueueSettings};
@@ -178,17 +179,20 @@ fn sound(outcome: &run::RunOutcome, scenario: &Scenario) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_stadium_run_waits_as_long_as_its_model_predicts() {
+async fn the_stadium_run_waits_and_sells_as_its_model_predicts() {
     // 1,000 fans for 800 seats, 40 times as fast: sold out in about two minutes.
     let (outcome, predicted, scenario) =
         run_against_the_model("stadium", 100, 40.0, 0, (8, 5, 20)).await;
     sound(&outcome, &scenario);
     let run = &outcome.summary;
-    let checks = vec![within(
-        "median wait (s)",
-        run.wait_s.p50,
-        predicted.wait_s.p50,
-    )];
+    let checks = vec![
+        within("median wait (s)", run.wait_s.p50, predicted.wait_s.p50),
+        within(
+            "95% sold (s)",
+            run.sold_95_s.expect("95% of the seats sold"),
+            predicted.sold_95_s.expect("95% of the seats sold"),
+        ),
+    ];
     let dir = report_and_check(&outcome, &predicted, &scenario, checks);
     assert!(run.peak_active <= u64::from(scenario.room.max_active.get()));
     for stem in [
@@ -216,7 +220,7 @@ async fn the_stadium_run_waits_as_long_as_its_model_predicts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_theatre_presale_sells_every_seat_to_fans_who_solved_the_proof_of_work() {
+async fn the_theatre_fans_solve_the_proof_of_work_buy_every_seat_and_wait_as_predicted() {
     // 200 fans for 50 seats, 40 times as fast.
     let (outcome, predicted, scenario) =
         run_against_the_model("theatre-presale", 10, 40.0, 8, (5, 5, 2)).await;
@@ -231,5 +235,10 @@ async fn the_theatre_presale_sells_every_seat_to_fans_who_solved_the_proof_of_wo
             .any(|l| l.contains("pow_invalid") || l.contains("pow_reused")),
         "{run:?}"
     );
-    report_and_check(&outcome, &predicted, &scenario, Vec::new());
+    let checks = vec![within(
+        "median wait (s)",
+        run.wait_s.p50,
+        predicted.wait_s.p50,
+    )];
+    report_and_check(&outcome, &predicted, &scenario, checks);
 }
