@@ -8,6 +8,7 @@
 //!   JWTs (HS256 under keys the edge nodes share), which only the edge reads; where a
 //!   request carries them and its session.
 //! - [`pow`]: the waiting room's proof-of-work puzzle, checked by the edge, solved by clients.
+//! - [`polling`]: how soon a waiting-room client polls again, as the edge tells it.
 //! - [`snapshot`]: where seat-map snapshots live in Redis and on disk, and how they are announced.
 //! - [`clock`]: wall-clock time, manual in tests so time-dependent behaviour is driven, not slept.
 //! - [`backoff`]: doubling retry delays with optional jitter.
@@ -23,6 +24,7 @@ pub mod logging;
 pub mod metrics;
 #[cfg(feature = "openapi")]
 pub mod openapi;
+pub mod polling;
 pub mod pow;
 pub mod problem;
 pub mod redis;

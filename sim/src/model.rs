@@ -25,6 +25,7 @@
 
 use crate::plan::{self, FanPlan};
 use crate::scenario::{Card, Scenario};
+use onsale_contract::polling::poll_after_ms;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -41,18 +42,6 @@ fn absent_from(seen_ms: i64, grace_ms: i64) -> i64 {
     (seen_ms.div_euclid(grace_ms) + 2) * grace_ms
 }
 
-/// How long the edge asks a fan to wait before polling again (its `poll_after_ms`), by the
-/// fan's place from the front, `None` while no seat is left; `jitter` is 0 to 1.
-fn poll_after_ms(position: Option<usize>, grace_ms: i64, jitter: f64) -> i64 {
-    let base: i64 = match position {
-        Some(0..100) => 2_000,
-        Some(100..1_000) => 5_000,
-        _ => 15_000,
-    };
-    let base = base.min(grace_ms / 4).max(1_000);
-    (base as f64 * (0.8 + 0.4 * jitter)) as i64
-}
-
 /// What a poll between two admission steps is told: how many places have been called or
 /// stepped over, and whether the last snapshot showed no seat left to sell.
 #[derive(Clone, Copy)]
@@ -62,8 +51,13 @@ struct Counter {
 }
 
 impl Counter {
-    fn position(self, place: usize) -> Option<usize> {
-        (!self.sold_out).then(|| place.saturating_sub(self.next))
+    /// Fan `place`'s position as the edge counts it for `poll_after_ms` (`u64::MAX`: none,
+    /// sold out).
+    fn position(self, place: usize) -> u64 {
+        match self.sold_out {
+            true => u64::MAX,
+            false => place.saturating_sub(self.next) as u64,
+        }
     }
 }
 

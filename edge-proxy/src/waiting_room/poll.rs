@@ -2,12 +2,13 @@
 //! holding a queue token stands, from this node's view of the queue. A poll touches Redis
 //! only when the fan's turn has come.
 
-use super::standing::{poll_after_ms, pre_queue_poll_after_ms, Standing};
+use super::standing::{pre_queue_poll_after_ms, Standing};
 use super::store::Lost;
 use super::wire::{FanStatus, Reply, RoomResponse};
 use super::{Refusal, ShowView, WaitingRoom};
 use crate::accounts::Account;
 use crate::live::Runtime;
+use onsale_contract::polling::poll_after_ms;
 use onsale_contract::tokens::{Claims, TokenType};
 use std::sync::Arc;
 

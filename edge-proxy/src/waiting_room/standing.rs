@@ -6,6 +6,7 @@
 use super::draw;
 use super::store::Advanced;
 use crate::config::{PrequeueOrder, QueueSettings};
+use onsale_contract::polling::poll_after_ms;
 use onsale_contract::tokens::Lane;
 
 /// Seconds of call history before the measured outflow is trusted over the configured rate.
@@ -173,19 +174,6 @@ impl ShowView {
     }
 }
 
-/// When to poll next: sooner near the front, later far back, at most about a quarter of the
-/// no-show grace (so a polling fan never looks away), spread by ±20% so polls do not
-/// arrive in waves.
-pub(crate) fn poll_after_ms(position: u64, grace_ms: i64, jitter: f64) -> i64 {
-    let base: i64 = match position {
-        0..100 => 2_000,
-        100..1_000 => 5_000,
-        _ => 15_000,
-    };
-    let base = base.min(grace_ms / 4).max(1_000);
-    (base as f64 * (0.8 + 0.4 * jitter.clamp(0.0, 1.0))) as i64
-}
-
 /// A pre-queued fan polls at the opening, or sooner if the grace asks for it.
 pub(crate) fn pre_queue_poll_after_ms(
     sale_opens_ms: i64,
@@ -349,12 +337,8 @@ mod tests {
     }
 
     #[test]
-    fn polls_spread_and_stay_inside_the_grace() {
-        assert_eq!(poll_after_ms(5, 60_000, 0.5), 2_000);
-        assert_eq!(poll_after_ms(500, 60_000, 0.0), 4_000);
-        assert_eq!(poll_after_ms(50_000, 60_000, 1.0), 18_000);
-        assert_eq!(poll_after_ms(50_000, 8_000, 0.5), 2_000);
-        // A pre-queued fan comes back at the opening, at least a second from now.
+    fn a_pre_queued_fan_polls_at_the_opening() {
+        // At the opening, at least a second from now, and no later than far back in the queue.
         assert_eq!(pre_queue_poll_after_ms(10_000, 7_000, 60_000, 0.5), 3_000);
         assert_eq!(pre_queue_poll_after_ms(10_000, 9_900, 60_000, 0.5), 1_000);
         assert_eq!(pre_queue_poll_after_ms(900_000, 0, 60_000, 0.5), 15_000);
