@@ -209,6 +209,14 @@ impl Night {
         }
     }
 
+    /// What polls are told once `next` places have been called or stepped over.
+    fn counter(&self, next: usize) -> Counter {
+        Counter {
+            next,
+            sold_out: self.visible_unsold == 0,
+        }
+    }
+
     fn at(&mut self, ms: i64, event: Event) {
         self.scheduled += 1;
         self.events.push(Reverse((ms, self.scheduled, event)));
@@ -308,11 +316,7 @@ pub fn predict(scenario: &Scenario) -> Prediction {
                 next += 1;
                 continue;
             }
-            let counter = Counter {
-                next,
-                sold_out: night.visible_unsold == 0,
-            };
-            let learns = learns_at(next, fan, now, &history, counter, grace_ms);
+            let learns = learns_at(next, fan, now, &history, night.counter(next), grace_ms);
             waits.push((learns - fan.arrives_ms) as f64 / 1000.0);
             minute.admitted += 1;
             night.at(
@@ -325,10 +329,7 @@ pub fn predict(scenario: &Scenario) -> Prediction {
             next += 1;
         }
 
-        history.push(Counter {
-            next,
-            sold_out: night.visible_unsold == 0,
-        });
+        history.push(night.counter(next));
         now += STEP_MS;
         if now % 60_000 == 0 {
             let arrived = fans.partition_point(|f| f.arrives_ms <= now);
