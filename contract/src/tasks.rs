@@ -66,6 +66,15 @@ impl Tasks {
         self.running.iter().map(|(name, _)| *name).collect()
     }
 
+    /// Stops every task where it stands, as a crash would (its open transactions roll
+    /// back), and waits until they are gone.
+    pub async fn abort(self) {
+        for (_, handle) in self.running {
+            handle.abort();
+            let _ = handle.await;
+        }
+    }
+
     /// Signals every task to stop and waits for all of them.
     pub async fn shutdown(self) {
         self.stop.send_replace(true);
@@ -74,6 +83,14 @@ impl Tasks {
                 tracing::error!(task = name, %error, "background task did not stop cleanly");
             }
         }
+    }
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -90,7 +107,10 @@ pub async fn supervise<F, Fut>(
 {
     let mut panics = 0;
     loop {
-        let outcome = tokio::spawn(make(stop.clone())).await;
+        let task = tokio::spawn(make(stop.clone()));
+        // The loop goes with its supervisor when that is aborted.
+        let _abort = AbortOnDrop(task.abort_handle());
+        let outcome = task.await;
         let error = match outcome {
             Ok(()) => return,
             Err(error) => error,

@@ -248,6 +248,14 @@ pub struct OrdersConfig {
     /// Per show id, a policy of its own.
     #[serde(default)]
     pub show_refund_policies: std::collections::BTreeMap<String, RefundPolicy>,
+    /// A called-off show's holds and orders are cancelled this many to a transaction (1 to
+    /// 1000): each batch locks its seats and orders only while it runs.
+    #[serde(default = "default_show_cancellation_batch")]
+    pub show_cancellation_batch: u16,
+}
+
+fn default_show_cancellation_batch() -> u16 {
+    100
 }
 
 /// Refund tiers: cancelling at least `days_before` days before the show refunds `percent`
@@ -466,6 +474,9 @@ impl Config {
             if let Some(problem) = policy.problem() {
                 return key("orders.show_refund_policies", problem);
             }
+        }
+        if !(1..=1000).contains(&orders.show_cancellation_batch) {
+            return key("orders.show_cancellation_batch", "must be 1 to 1000");
         }
         let payments = &self.payments;
         if payments.webhook_secret.expose().len() < 16 {

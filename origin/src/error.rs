@@ -18,6 +18,8 @@ onsale_contract::problem_codes! {
         AdmissionSpent = (401, "admission_spent"),
         /// The request body exceeds the route's size limit.
         BodyTooLarge = (413, "body_too_large"),
+        /// The show has not been called off.
+        CancellationNotFound = (404, "cancellation_not_found"),
         /// A hold asks for the same seat more than once.
         DuplicateSeats = (422, "duplicate_seats"),
         /// An account with this email (in any letter case) exists.
@@ -85,6 +87,8 @@ onsale_contract::problem_codes! {
         SeatsUnavailable = (409, "seats_unavailable"),
         /// No such show.
         ShowNotFound = (404, "show_not_found"),
+        /// The show has started or is over, so it cannot be called off.
+        ShowNotCancellable = (409, "show_not_cancellable"),
         /// The show is not on sale.
         ShowNotOnSale = (409, "show_not_on_sale"),
         /// No live session (none, unknown, expired or revoked); `sign_in` links sign-in.

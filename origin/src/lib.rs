@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod admin;
 mod auth;
+mod cancellation;
 mod catalog;
 pub mod config;
 pub mod db;
@@ -135,6 +136,8 @@ fn organizer_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::post_event))
         .routes(routes!(admin::post_show))
         .routes(routes!(payments::post_forced_cancel))
+        .routes(routes!(cancellation::post_cancel_show))
+        .routes(routes!(cancellation::get_cancellation))
         .routes(routes!(tickets::post_verify))
 }
 
@@ -348,6 +351,13 @@ impl RunningOrigin {
         served
     }
 
+    /// Stops listening and stops every background task where it stands, as a crash would:
+    /// a transaction in flight rolls back, nothing is drained or released.
+    pub async fn crash(self) {
+        self.task.abort();
+        self.tasks.abort().await;
+    }
+
     /// Resolves when the server has stopped on its own (it does not, short of an I/O error).
     pub async fn wait(&mut self) -> std::io::Result<()> {
         (&mut self.task)
@@ -497,6 +507,10 @@ fn spawn_workers(
     let worker_state = state.clone();
     tasks.spawn("refunds", move |stop| {
         refunds::run(worker_state.clone(), stop)
+    });
+    let worker_state = state.clone();
+    tasks.spawn("show-cancellations", move |stop| {
+        cancellation::run(worker_state.clone(), stop)
     });
     let worker_state = state.clone();
     tasks.spawn("reconciliation", move |stop| {

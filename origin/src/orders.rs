@@ -68,8 +68,8 @@ pub(crate) struct OrderView {
     hold_id: Uuid,
     /// Where the order stands.
     status: OrderStatus,
-    /// Why a cancelled order was cancelled: `fan_cancelled`, `organizer_cancelled` or
-    /// `hold_expired`.
+    /// Why a cancelled order was cancelled: `fan_cancelled`, `organizer_cancelled`,
+    /// `hold_expired` or `show_cancelled` (the organizer called the show off).
     #[serde(skip_serializing_if = "Option::is_none")]
     cancel_reason: Option<String>,
     /// What the order costs, in cents of `currency`.
@@ -114,7 +114,7 @@ struct RefundView {
     refund_id: Uuid,
     /// How much goes back, in cents of the order's currency.
     amount_cents: i64,
-    /// Why: `fan_cancelled`, `organizer_cancelled` or `hold_expired`.
+    /// Why: `fan_cancelled`, `organizer_cancelled`, `hold_expired` or `show_cancelled`.
     reason: String,
     /// `pending` until the provider has refunded it, then `succeeded`.
     status: RefundStatus,

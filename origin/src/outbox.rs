@@ -2,7 +2,7 @@
 //!
 //! Every change a fan should hear about commits an `outbox` row with it (`order_confirmed`,
 //! `payment_failed`, `hold_expired`, `order_cancelled`, `refund_issued`, and for accounts
-//! `password_reset_requested`). Each names its aggregate on the stream as `order_id` or
+//! `password_reset_requested` and `show_cancelled`). Each names its aggregate on the stream as `order_id` or
 //! `account_id`. The relay moves
 //! rows to the Redis stream `<prefix>orders:events`, at least once: it XADDs a batch, then
 //! marks the rows published; a crash between the two publishes them again, so consumers
@@ -177,18 +177,30 @@ impl Notification {
         let payload: serde_json::Value = serde_json::from_str(fields.get("payload")?).ok()?;
         let kind = fields.get("type")?.clone();
         let account_id = fields.get("account_id").cloned();
-        if kind == "password_reset_requested" {
-            let message = format!(
-                "Your password reset code is {}. It works once, within {} minutes.",
-                payload["code"].as_str()?,
-                payload["valid_minutes"]
-            );
+        if let Some(account_id) = account_id {
+            let message = match kind.as_str() {
+                "password_reset_requested" => format!(
+                    "Your password reset code is {}. It works once, within {} minutes.",
+                    payload["code"].as_str()?,
+                    payload["valid_minutes"]
+                ),
+                "show_cancelled" => format!(
+                    "{} on {} is cancelled. Every order of it is refunded in full.{}",
+                    payload["event_name"].as_str()?,
+                    payload["starts_at"].as_str()?,
+                    payload["reason"]
+                        .as_str()
+                        .map(|reason| format!(" The organizer says: {reason}"))
+                        .unwrap_or_default(),
+                ),
+                _ => format!("Account {account_id}: {kind}."),
+            };
             return Some(Notification {
                 outbox_id: fields.get("outbox_id")?.parse().ok()?,
                 fan_id: payload["fan_id"].as_str().map(str::to_owned),
                 kind,
                 order_id: None,
-                account_id: Some(account_id?),
+                account_id: Some(account_id),
                 message,
                 payload,
             });

@@ -618,13 +618,13 @@ pub(crate) async fn post_cancel(
     response
 }
 
-/// The organizer's body for a forced cancellation; it may be `{}` or absent.
+/// The organizer's body for calling off an order or a show; it may be `{}` or absent.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ForcedCancelBody {
-    /// Why, in the organizer's words; it goes out with the `order_cancelled` event. At
-    /// most 500 characters, line breaks and tabs its only control characters; blank is the
-    /// same as none.
+pub(crate) struct OrganizerCancelBody {
+    /// Why, in the organizer's words; it goes out with the fans' notification. At most 500
+    /// characters, line breaks and tabs its only control characters; blank is the same as
+    /// none.
     #[serde(default)]
     #[schema(max_length = 500)]
     reason: Option<String>,
@@ -632,6 +632,27 @@ pub(crate) struct ForcedCancelBody {
 
 /// A reason is a note for the fan, not a document.
 const MAX_REASON_CHARS: usize = 500;
+
+impl OrganizerCancelBody {
+    /// The organizer's reason, if the body has one that is not blank.
+    pub(crate) fn reason(body: Option<ApiJson<Self>>) -> Result<Option<String>, ApiError> {
+        let Some(reason) = body
+            .and_then(|ApiJson(body)| body.reason)
+            .filter(|reason| !reason.trim().is_empty())
+        else {
+            return Ok(None);
+        };
+        let problem = if reason.chars().count() > MAX_REASON_CHARS {
+            format!("`reason` must be at most {MAX_REASON_CHARS} characters")
+        } else if !crate::domain::drafts::is_prose(&reason) {
+            "`reason` must not contain control characters other than line breaks and tabs"
+                .to_owned()
+        } else {
+            return Ok(Some(reason));
+        };
+        Err(ApiError::Unprocessable(Code::InvalidField, problem))
+    }
+}
 
 onsale_contract::problems!(pub(crate) ForcedCancelProblems = [
     openapi::ANY,
@@ -656,7 +677,7 @@ onsale_contract::problems!(pub(crate) ForcedCancelProblems = [
     tag = "organizer",
     params(("id" = Uuid, Path, description = "The paid order.")),
     request_body(
-        content = Option<ForcedCancelBody>,
+        content = Option<OrganizerCancelBody>,
         description = "Optional: a request without `Content-Type` is taken to have no body.",
         content_type = "application/json",
     ),
@@ -669,28 +690,9 @@ onsale_contract::problems!(pub(crate) ForcedCancelProblems = [
 pub(crate) async fn post_forced_cancel(
     State(state): State<AppState>,
     order: OrderId,
-    body: Option<ApiJson<ForcedCancelBody>>,
+    body: Option<ApiJson<OrganizerCancelBody>>,
 ) -> Result<Response, ApiError> {
-    let reason = body
-        .and_then(|ApiJson(body)| body.reason)
-        .filter(|reason| !reason.trim().is_empty());
-    if let Some(reason) = &reason {
-        let problem = if reason.chars().count() > MAX_REASON_CHARS {
-            Some(format!(
-                "`reason` must be at most {MAX_REASON_CHARS} characters"
-            ))
-        } else if !crate::domain::drafts::is_prose(reason) {
-            Some(
-                "`reason` must not contain control characters other than line breaks and tabs"
-                    .to_owned(),
-            )
-        } else {
-            None
-        };
-        if let Some(detail) = problem {
-            return Err(ApiError::Unprocessable(Code::InvalidField, detail));
-        }
-    }
+    let reason = OrganizerCancelBody::reason(body)?;
     let by = Canceller::Organizer {
         reason: reason.as_deref(),
     };
@@ -742,6 +744,7 @@ async fn cancel(state: &AppState, order: OrderId, by: Canceller<'_>) -> Result<V
     lock_seats(&mut tx, show, &seats).await?;
     let locked = sqlx::query!(
         r#"SELECT o.status AS "status: OrderStatus", p.id AS payment, o.total_cents,
+                  s.status = 'cancelled' AS "show_cancelled!",
                   extract(epoch FROM s.starts_at - now())::float8 AS "seconds_before!"
            FROM orders o JOIN shows s ON s.id = o.show_id JOIN payments p ON p.order_id = o.id
            WHERE o.id = $1 FOR UPDATE OF o, p"#,
@@ -751,6 +754,13 @@ async fn cancel(state: &AppState, order: OrderId, by: Canceller<'_>) -> Result<V
     .await?;
     let (status, payment) = (locked.status, locked.payment);
     let (total_cents, seconds_before) = (locked.total_cents, locked.seconds_before);
+    if locked.show_cancelled {
+        return Err(ApiError::Conflict(
+            Code::OrderNotCancellable,
+            "the show is called off: its orders are being cancelled and refunded in full"
+                .to_owned(),
+        ));
+    }
     if status != OrderStatus::Confirmed {
         return Err(ApiError::Conflict(
             Code::OrderNotCancellable,

@@ -6,4 +6,5 @@ use tokio::sync::Notify;
 #[derive(Default)]
 pub(crate) struct Workers {
     pub refunds: Notify,
+    pub show_cancellations: Notify,
 }

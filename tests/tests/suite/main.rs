@@ -5,6 +5,7 @@
 
 mod accounts;
 mod browser;
+mod cancellation;
 mod catalog;
 mod edge;
 mod holds;
