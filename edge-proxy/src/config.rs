@@ -229,9 +229,76 @@ pub struct WaitingRoomConfig {
     pub redis_timeout_ms: u64,
     /// Most places stepped over per show per step.
     pub max_steps_per_refresh: u32,
+    /// Every show not in `shows` that the seat-map builder publishes gets a room on these.
+    #[serde(default)]
+    pub default: Option<DefaultQueue>,
     /// Per show, by show id.
     #[serde(default)]
     pub shows: BTreeMap<String, QueueSettings>,
+}
+
+/// `[waiting_room.default]`: the queue of every show without settings of its own. Its
+/// schedule follows the show's sale (`on_sale_at`): the queue opens `queue_opens_before_s`
+/// before it, and the pre-queue is drawn when it opens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultQueue {
+    /// Fans called per minute, across all nodes.
+    pub admit_per_minute: u32,
+    /// Most admitted sessions and unclaimed calls open at once.
+    pub max_active: u32,
+    /// How long an admission lasts.
+    pub session_ttl_s: u64,
+    /// The queue opens this long before the show's sale; 0 to 7 days.
+    #[serde(default = "default_queue_lead")]
+    pub queue_opens_before_s: u64,
+    /// How the pre-queue is ordered.
+    #[serde(default = "random_order")]
+    pub prequeue_order: PrequeueOrder,
+    /// A fan silent this long is skipped when its turn comes.
+    #[serde(default = "default_grace")]
+    pub no_show_grace_s: u64,
+    /// Leading zero bits a join's proof of work needs; 0: none.
+    #[serde(default)]
+    pub pow_difficulty: u8,
+    /// No admissions while true.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+fn default_queue_lead() -> u64 {
+    1800
+}
+
+/// The longest lead a default queue may open with.
+const MAX_QUEUE_LEAD_S: u64 = 7 * 86_400;
+
+impl DefaultQueue {
+    /// The settings of a show whose sale opens at `sale_ms` (Unix ms); `None` for a time
+    /// out of range.
+    pub fn for_sale_at_ms(&self, sale_ms: i64) -> Option<QueueSettings> {
+        let sale_opens_at = DateTime::from_timestamp_millis(sale_ms)?;
+        let lead = chrono::Duration::seconds(i64::try_from(self.queue_opens_before_s).ok()?);
+        Some(QueueSettings {
+            admit_per_minute: self.admit_per_minute,
+            max_active: self.max_active,
+            session_ttl_s: self.session_ttl_s,
+            queue_opens_at: sale_opens_at.checked_sub_signed(lead)?,
+            sale_opens_at,
+            prequeue_order: self.prequeue_order,
+            no_show_grace_s: self.no_show_grace_s,
+            pow_difficulty: self.pow_difficulty,
+            paused: self.paused,
+        })
+    }
+
+    /// The first problem with these values, if any.
+    fn problem(&self) -> Option<&'static str> {
+        if self.queue_opens_before_s > MAX_QUEUE_LEAD_S {
+            return Some("queue_opens_before_s must be 0 to 604800 (7 days)");
+        }
+        self.for_sale_at_ms(0)?.problem()
+    }
 }
 
 /// Fans' accounts: how the edge learns whose session a join carries.
@@ -605,6 +672,9 @@ impl Config {
                 "waiting_room",
                 "queue_token_ttl_s must be 60 to 31536000 (a year), max_steps_per_refresh positive",
             );
+        }
+        if let Some(problem) = room.default.as_ref().and_then(DefaultQueue::problem) {
+            return fail("waiting_room.default", problem);
         }
         if room.shows.len() > 1000 {
             return fail("waiting_room.shows", "at most 1000 shows");

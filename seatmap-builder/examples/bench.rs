@@ -13,7 +13,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use seatmap_builder::config::Config;
 use seatmap_builder::metrics::Metrics;
-use seatmap_builder::Builder;
+use seatmap_builder::{Builder, ShowToBuild};
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -123,10 +123,17 @@ async fn main() -> Result<(), AnyError> {
     .bind(show)
     .fetch_all(&pool)
     .await?;
-    let layout_version: i32 = sqlx::query_scalar("SELECT layout_version FROM shows WHERE id = $1")
-        .bind(show)
-        .fetch_one(&pool)
-        .await?;
+    let (layout_version, on_sale_at_ms): (i32, i64) = sqlx::query_as(
+        "SELECT layout_version, (extract(epoch FROM on_sale_at) * 1000)::int8 FROM shows WHERE id = $1",
+    )
+    .bind(show)
+    .fetch_one(&pool)
+    .await?;
+    let show_to_build = ShowToBuild {
+        show_id: show,
+        layout_version,
+        on_sale_at_ms,
+    };
     let mut rng = StdRng::seed_from_u64(2027);
     let metrics = Arc::new(Metrics::new());
     let mut builder = Builder::new(config, metrics.clone())?;
@@ -140,7 +147,7 @@ async fn main() -> Result<(), AnyError> {
         .map(|s| s.0)
         .filter(|i| !sold_set.contains(i))
         .collect();
-    builder.build_show(show, layout_version, now_ms()).await?; // warm: layout cached
+    builder.build_show(show_to_build, now_ms()).await?; // warm: layout cached
     let mut times = Vec::with_capacity(rounds);
     for round in 0..rounds {
         // One seat changes between rounds (untimed), so each round encodes and publishes.
@@ -151,7 +158,7 @@ async fn main() -> Result<(), AnyError> {
             .execute(&pool)
             .await?;
         let started = Instant::now();
-        let report = builder.build_show(show, layout_version, now_ms()).await?;
+        let report = builder.build_show(show_to_build, now_ms()).await?;
         times.push(started.elapsed());
         assert!(report.availability_changed, "every timed round publishes");
     }
@@ -160,7 +167,7 @@ async fn main() -> Result<(), AnyError> {
     let random = sizes(&metrics, &label);
 
     apply(&pool, show, &realistic_blocks(&seats, &mut rng)).await?;
-    builder.build_show(show, layout_version, now_ms()).await?;
+    builder.build_show(show_to_build, now_ms()).await?;
     let blocks = sizes(&metrics, &label);
     let sold_share: f64 = sqlx::query_scalar(
         "SELECT avg((status = 'sold')::int)::float8 FROM seat_inventory WHERE show_id = $1",

@@ -38,6 +38,17 @@ pub enum BuildError {
     LayoutChanged(Uuid, AvailabilityError),
 }
 
+/// A show of the build window, as the builder reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct ShowToBuild {
+    /// The show.
+    pub show_id: Uuid,
+    /// Its venue layout's version.
+    pub layout_version: i32,
+    /// When its sale opens, Unix ms.
+    pub on_sale_at_ms: i64,
+}
+
 /// What one pass did for one show.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShowReport {
@@ -152,7 +163,7 @@ impl Builder {
     /// the pass and publishes nothing for the show it hit: a document is published whole or
     /// not at all.
     pub async fn build_all(&mut self, now_ms: i64) -> Result<Vec<ShowReport>, BuildError> {
-        let shows: Vec<(Uuid, i32)> = sqlx::query_as(sql::SHOWS)
+        let shows: Vec<(Uuid, i32, i64)> = sqlx::query_as(sql::SHOWS)
             .bind(self.config.build.lookahead_hours as i32)
             .fetch_all(&self.pool)
             .await?;
@@ -160,15 +171,20 @@ impl Builder {
         // it, age and all, so its `snapshot_age_seconds` does not grow for ever.
         let metrics = &self.metrics;
         self.shows.retain(|id, _| {
-            let listed = shows.iter().any(|(show, _)| show == id);
+            let listed = shows.iter().any(|(show, ..)| show == id);
             if !listed {
                 let _ = metrics.snapshot_age.remove_label_values(&[&id.to_string()]);
             }
             listed
         });
         let mut reports = Vec::with_capacity(shows.len());
-        for (show_id, layout_version) in shows {
-            reports.push(self.build_show(show_id, layout_version, now_ms).await?);
+        for (show_id, layout_version, on_sale_at_ms) in shows {
+            let show = ShowToBuild {
+                show_id,
+                layout_version,
+                on_sale_at_ms,
+            };
+            reports.push(self.build_show(show, now_ms).await?);
         }
         Ok(reports)
     }
@@ -176,10 +192,14 @@ impl Builder {
     /// Builds and publishes one show: what a pass does per show, exposed for benchmarks.
     pub async fn build_show(
         &mut self,
-        show_id: Uuid,
-        layout_version: i32,
+        show: ShowToBuild,
         now_ms: i64,
     ) -> Result<ShowReport, BuildError> {
+        let ShowToBuild {
+            show_id,
+            layout_version,
+            on_sale_at_ms,
+        } = show;
         // Real elapsed time, whatever clock the pass runs on: this measures the work.
         let started = Instant::now();
         let show = show_id.to_string();
@@ -217,20 +237,26 @@ impl Builder {
             .fetch_one(&self.pool)
             .await?;
         let seat_status = seat_status.unwrap_or_default();
-        let availability =
-            match documents::availability(&show, layout, &seat_status, now_ms, next_build_at_ms) {
-                Ok(availability) => availability,
-                Err(error) => {
-                    // The layout moved under us; rebuild it next pass, publish nothing now.
-                    tracing::warn!(%show, %error, "availability does not match the cached layout");
-                    self.metrics
-                        .failures
-                        .with_label_values(&["layout_mismatch"])
-                        .inc();
-                    self.shows.entry(show_id).or_default().layout = None;
-                    return Err(BuildError::LayoutChanged(show_id, error));
-                }
-            };
+        let availability = match documents::availability(
+            &show,
+            layout,
+            &seat_status,
+            on_sale_at_ms,
+            now_ms,
+            next_build_at_ms,
+        ) {
+            Ok(availability) => availability,
+            Err(error) => {
+                // The layout moved under us; rebuild it next pass, publish nothing now.
+                tracing::warn!(%show, %error, "availability does not match the cached layout");
+                self.metrics
+                    .failures
+                    .with_label_values(&["layout_mismatch"])
+                    .inc();
+                self.shows.entry(show_id).or_default().layout = None;
+                return Err(BuildError::LayoutChanged(show_id, error));
+            }
+        };
         let availability_changed = self
             .publish(
                 show_id,

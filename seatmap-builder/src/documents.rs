@@ -164,6 +164,9 @@ struct AvailabilityDoc<'a> {
     show_id: &'a str,
     /// The seat map's `layout_version` this document fits.
     layout_version: i32,
+    /// When the show's sale opens, Unix ms; the waiting room of a show without settings of
+    /// its own opens its queue from it.
+    on_sale_at_ms: i64,
     /// When the build ran.
     built_at_ms: i64,
     /// When the next build is due.
@@ -220,7 +223,7 @@ pub enum AvailabilityError {
 /// A built availability document: its JSON and the hash of what a fan can see in it.
 pub struct Availability {
     pub json: Vec<u8>,
-    /// Hash of layout version and seat states, not of the timestamps: an unchanged build keeps
+    /// Hash of layout version, sale opening and seat states, not of the build times: an unchanged build keeps
     /// its ETag.
     pub content_hash: String,
 }
@@ -229,6 +232,7 @@ pub fn availability(
     show_id: &str,
     layout: &Layout,
     seat_status: &str,
+    on_sale_at_ms: i64,
     built_at_ms: i64,
     next_build_at_ms: i64,
 ) -> Result<Availability, AvailabilityError> {
@@ -263,6 +267,7 @@ pub fn availability(
     let doc = AvailabilityDoc {
         show_id,
         layout_version: layout.layout_version,
+        on_sale_at_ms,
         built_at_ms,
         next_build_at_ms,
         available: sum(|s| s.available),
@@ -275,6 +280,7 @@ pub fn availability(
     let mut hash = Sha256::new();
     hash.update(show_id.as_bytes());
     hash.update(layout.layout_version.to_be_bytes());
+    hash.update(on_sale_at_ms.to_be_bytes());
     hash.update(bytes);
     Ok(Availability {
         json: serde_json::to_vec(&doc).expect("availability serializes"),
@@ -422,7 +428,7 @@ mod tests {
     #[test]
     fn availability_counts_sections_and_keeps_the_status_string() {
         let layout = sample();
-        let built = availability("show", &layout, "AHSXA", 1000, 31000).unwrap();
+        let built = availability("show", &layout, "AHSXA", 0, 1000, 31000).unwrap();
         let doc: serde_json::Value = serde_json::from_slice(&built.json).unwrap();
         assert_eq!(doc["seat_status"], "AHSXA");
         assert_eq!(
@@ -443,16 +449,18 @@ mod tests {
     #[test]
     fn content_hash_ignores_timestamps_but_not_seats() {
         let layout = sample();
-        let a = availability("show", &layout, "AAAAA", 1000, 2000).unwrap();
-        let b = availability("show", &layout, "AAAAA", 5000, 6000).unwrap();
-        let c = availability("show", &layout, "AAAAH", 1000, 2000).unwrap();
+        let a = availability("show", &layout, "AAAAA", 0, 1000, 2000).unwrap();
+        let b = availability("show", &layout, "AAAAA", 0, 5000, 6000).unwrap();
+        let c = availability("show", &layout, "AAAAH", 0, 1000, 2000).unwrap();
         assert_eq!(a.content_hash, b.content_hash);
         assert_ne!(a.content_hash, c.content_hash);
     }
 
     #[test]
     fn refuses_a_status_string_of_another_layout() {
-        let err = availability("show", &sample(), "AAA", 0, 0).err().unwrap();
+        let err = availability("show", &sample(), "AAA", 0, 0, 0)
+            .err()
+            .unwrap();
         assert_eq!(
             err,
             AvailabilityError::LayoutMismatch {
@@ -460,12 +468,12 @@ mod tests {
                 got: 3
             }
         );
-        assert!(availability("show", &sample(), "AAAA?", 0, 0).is_err());
+        assert!(availability("show", &sample(), "AAAA?", 0, 0, 0).is_err());
     }
 
     #[test]
     fn availability_ends_with_the_status_string_and_its_closing() {
-        let built = availability("show", &sample(), "AHSXA", 1000, 31000).unwrap();
+        let built = availability("show", &sample(), "AHSXA", 0, 1000, 31000).unwrap();
         assert!(
             built.json.ends_with(b"\"seat_status\":\"AHSXA\"}"),
             "status must stay last for status_brotli"

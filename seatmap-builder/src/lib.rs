@@ -23,7 +23,7 @@ mod run;
 mod sql;
 mod status_brotli;
 
-pub use builder::{BuildError, Builder, ShowReport};
+pub use builder::{BuildError, Builder, ShowReport, ShowToBuild};
 #[cfg(feature = "openapi")]
 pub use documents::schemas as document_schemas;
 pub use documents::AvailabilityError;

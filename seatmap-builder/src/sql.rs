@@ -21,10 +21,13 @@ pub(crate) const LAYOUT: &str =
      JOIN sections sec ON sec.venue_id = s.venue_id AND sec.id = s.section_id
      WHERE i.show_id = $1 ORDER BY i.layout_idx";
 
-/// The shows in the build window (`$1` hours of lookahead) with their layout versions. A
+/// The shows in the build window (`$1` hours of lookahead) with their layout versions and
+/// when their sale opens (Unix ms). A
 /// called-off show stays until it would have started, so its seat map shows every seat off
 /// sale and the waiting room stops calling fans.
-pub(crate) const SHOWS: &str = "SELECT id, layout_version FROM shows
+pub(crate) const SHOWS: &str = "SELECT id, layout_version,
+            (extract(epoch FROM on_sale_at) * 1000)::int8 AS on_sale_at_ms
+     FROM shows
      WHERE status IN ('scheduled', 'on_sale', 'sold_out', 'cancelled')
        AND on_sale_at <= now() + make_interval(hours => $1)
        AND starts_at > now()

@@ -129,7 +129,7 @@ pub(crate) async fn poll(
     let now_ms = shared.clock.now_ms();
     shared
         .waiting_room
-        .poll(runtime, presented, show, now_ms)
+        .poll(runtime, &shared.snapshots, presented, show, now_ms)
         .await
         .map_err(|refusal| Problem::from(&refusal))
 }
@@ -169,7 +169,7 @@ pub(crate) async fn challenge(
     let challenged = match show_param(session.req_header().uri.query()) {
         Ok(show) => shared
             .waiting_room
-            .challenge(runtime, show, shared.clock.now_ms())
+            .challenge(runtime, &shared.snapshots, show, shared.clock.now_ms())
             .map_err(|refusal| Problem::from(&refusal)),
         Err(()) => Err(invalid_show_param()),
     };
@@ -242,8 +242,14 @@ onsale_contract::problems!(pub(crate) JoinProblems = [
     request_body = JoinRequest,
     responses(
         (
+            status = 201,
+            description = "A new place; the queue token is also set as a cookie.",
+            body = RoomResponse,
+        ),
+        (
             status = 200,
-            description = "The fan's place; the queue token is also set as a cookie.",
+            description = "The account's place again, or the queue's state while it is \
+                           closed; a new queue token is also set as a cookie when one was issued.",
             body = RoomResponse,
         ),
         JoinProblems,
@@ -268,7 +274,14 @@ pub(crate) async fn join(
     let now_ms = shared.clock.now_ms();
     shared
         .waiting_room
-        .join(runtime, request, &account, presented, now_ms)
+        .join(
+            runtime,
+            &shared.snapshots,
+            request,
+            &account,
+            presented,
+            now_ms,
+        )
         .await
         .map_err(|refusal| Problem::from(&refusal))
 }

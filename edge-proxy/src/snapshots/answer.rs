@@ -67,6 +67,7 @@ mod tests {
             gzip: Bytes::from_static(b"gz"),
             brotli: Bytes::from_static(b"br"),
             open_seats: None,
+            on_sale_at_ms: None,
         }
     }
 

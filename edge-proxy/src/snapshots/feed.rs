@@ -19,8 +19,9 @@ const RECONNECT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Dura
 /// A call unanswered this long ends the session: Redis is away.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Seats available or held in an availability document (`sections[].available + held`).
-fn open_seats(identity: &[u8]) -> Option<u64> {
+/// What the edge reads in an availability document: the seats available or held
+/// (`sections[].available + held`) and when the sale opens.
+fn availability_facts(identity: &[u8]) -> (Option<u64>, Option<i64>) {
     #[derive(serde::Deserialize)]
     struct Section {
         available: u64,
@@ -29,9 +30,15 @@ fn open_seats(identity: &[u8]) -> Option<u64> {
     #[derive(serde::Deserialize)]
     struct Availability {
         sections: Vec<Section>,
+        on_sale_at_ms: Option<i64>,
     }
-    let document: Availability = serde_json::from_slice(identity).ok()?;
-    Some(document.sections.iter().map(|s| s.available + s.held).sum())
+    match serde_json::from_slice::<Availability>(identity) {
+        Ok(document) => (
+            Some(document.sections.iter().map(|s| s.available + s.held).sum()),
+            document.on_sale_at_ms,
+        ),
+        Err(_) => (None, None),
+    }
 }
 
 /// `{prefix}snapshot:{<show>}:<kind>` back to (show, kind).
@@ -91,11 +98,13 @@ impl SnapshotLoader {
         let loaded = (|| {
             let etag = text(field::ETAG)?;
             let identity = bytes(field::IDENTITY)?;
+            let (open_seats, on_sale_at_ms) = match key.1 {
+                Kind::Availability => availability_facts(&identity),
+                Kind::Layout => (None, None),
+            };
             Some(Snapshot {
-                open_seats: match key.1 {
-                    Kind::Availability => open_seats(&identity),
-                    Kind::Layout => None,
-                },
+                open_seats,
+                on_sale_at_ms,
                 identity,
                 etags: etag_values(&etag)?,
                 etag,
@@ -191,9 +200,9 @@ mod tests {
 
     #[test]
     fn open_seats_count_available_and_held() {
-        let doc = br#"{"show_id":"s","sections":[{"section_id":"a","available":2,"held":1,"sold":5,"total":8},{"section_id":"b","available":0,"held":0,"sold":3,"total":3}],"seat_status":"AAH"}"#;
-        assert_eq!(open_seats(doc), Some(3));
-        assert_eq!(open_seats(b"not json"), None);
+        let doc = br#"{"show_id":"s","on_sale_at_ms":1700000000000,"sections":[{"section_id":"a","available":2,"held":1,"sold":5,"total":8},{"section_id":"b","available":0,"held":0,"sold":3,"total":3}],"seat_status":"AAH"}"#;
+        assert_eq!(availability_facts(doc), (Some(3), Some(1_700_000_000_000)));
+        assert_eq!(availability_facts(b"not json"), (None, None));
     }
 
     #[test]

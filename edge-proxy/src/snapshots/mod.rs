@@ -33,6 +33,8 @@ pub struct Snapshot {
     brotli: Bytes,
     /// Seats available or held, all sections: an availability document's, else `None`.
     pub open_seats: Option<u64>,
+    /// When the show's sale opens, Unix ms: an availability document's, else `None`.
+    pub on_sale_at_ms: Option<i64>,
 }
 
 /// The quoted ETags of the three representations of a document with content hash `etag`;
@@ -69,6 +71,26 @@ impl SnapshotStore {
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         snapshots.get(show)?[slot(kind)].clone()
+    }
+
+    /// When `show`'s sale opens (Unix ms), as its availability snapshot says.
+    pub fn on_sale_at_ms(&self, show: &str) -> Option<i64> {
+        self.get(show, Kind::Availability)?.on_sale_at_ms
+    }
+
+    /// Every show whose availability snapshot says when its sale opens, with that time.
+    pub fn sale_openings(&self) -> Vec<(String, i64)> {
+        let snapshots = self
+            .snapshots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        snapshots
+            .iter()
+            .filter_map(|(show, documents)| {
+                let availability = documents[slot(Kind::Availability)].as_ref()?;
+                Some((show.clone(), availability.on_sale_at_ms?))
+            })
+            .collect()
     }
 
     fn put(&self, (show, kind): Key, snapshot: Snapshot) {

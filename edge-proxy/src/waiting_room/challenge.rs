@@ -7,17 +7,19 @@ use super::store::{self, Keys};
 use super::wire::{ChallengeResponse, PowAnswer, Reply};
 use super::{Refusal, ShowView, WaitingRoom};
 use crate::live::Runtime;
+use crate::snapshots::SnapshotStore;
 
 impl WaitingRoom {
     /// A fresh challenge for `show`.
     pub(crate) fn challenge(
         &self,
         runtime: &Runtime,
+        snapshots: &SnapshotStore,
         show: Option<&str>,
         now_ms: i64,
     ) -> Result<Reply<ChallengeResponse>, Refusal> {
         let show = show.ok_or(Refusal::ShowIdRequired)?;
-        let view = self.view_for(runtime, show)?;
+        let view = self.view_for(runtime, snapshots, show)?;
         let difficulty = view.settings.pow_difficulty;
         if difficulty == 0 {
             return Err(Refusal::NoChallenge);

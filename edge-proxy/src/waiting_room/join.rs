@@ -10,6 +10,7 @@ use super::wire::{FanStatus, JoinRequest, Reply, RoomResponse};
 use super::{Refusal, ShowView, WaitingRoom};
 use crate::accounts::Account;
 use crate::live::Runtime;
+use crate::snapshots::SnapshotStore;
 use onsale_contract::tokens::{self, Claims, TokenType};
 
 impl WaitingRoom {
@@ -19,13 +20,14 @@ impl WaitingRoom {
     pub(crate) async fn join(
         &self,
         runtime: &Runtime,
+        snapshots: &SnapshotStore,
         request: JoinRequest,
         account: &Account,
         presented: Option<&str>,
         now_ms: i64,
     ) -> Result<Reply<RoomResponse>, Refusal> {
         let show = request.show_id.as_str();
-        let view = self.view_for(runtime, show)?;
+        let view = self.view_for(runtime, snapshots, show)?;
         if now_ms < view.settings.queue_opens_ms() {
             return Ok(Reply::ok(RoomResponse {
                 show_id: show.to_owned(),

@@ -26,6 +26,7 @@ mod metrics;
 mod poll;
 pub mod pow;
 mod refusal;
+mod rooms;
 mod session;
 mod standing;
 mod step;
@@ -40,6 +41,7 @@ pub(crate) use wire::{ChallengeResponse, JoinRequest, Reply, RoomResponse};
 
 use crate::config::RedisConfig;
 use crate::live::Runtime;
+use crate::snapshots::SnapshotStore;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use metrics::RoomMetrics;
 use onsale_contract::redis::{Connection, Target};
@@ -69,8 +71,8 @@ pub struct WaitingRoom {
     /// round trip then never wakes a thread of another runtime.
     request_redis: tokio::sync::OnceCell<Connection>,
     /// Per show, the version of this node's configuration whose file values it last
-    /// published.
-    published: Mutex<HashMap<String, u64>>,
+    /// published, and the sale time they were for.
+    published: Mutex<HashMap<String, (u64, i64)>>,
     eta_samples: Mutex<HashMap<String, EtaSamples>>,
     /// Spent admission tokens, by `jti`, until their expiry (Unix s): this node's own at
     /// once, every node's from Redis at each step.
@@ -107,13 +109,20 @@ impl WaitingRoom {
         self.views.load().get(show).cloned()
     }
 
-    /// [`WaitingRoom::view`], or why there is none: no waiting room for `show`, or one in
-    /// this node's configuration whose first step has not run yet (the node just started,
-    /// or Redis has not answered it since): a fan retries that shortly.
-    pub(crate) fn view_for(&self, runtime: &Runtime, show: &str) -> Result<Arc<ShowView>, Refusal> {
+    /// [`WaitingRoom::view`], or why there is none: no waiting room for `show`, or one
+    /// whose first step has not run yet (the node just started, Redis has not answered it
+    /// since, or the show's first snapshot just arrived): a fan retries that shortly.
+    pub(crate) fn view_for(
+        &self,
+        runtime: &Runtime,
+        snapshots: &SnapshotStore,
+        show: &str,
+    ) -> Result<Arc<ShowView>, Refusal> {
         match self.view(show) {
             Some(view) => Ok(view),
-            None if runtime.config.waiting_room.shows.contains_key(show) => Err(Refusal::Starting),
+            None if rooms::has_room(&runtime.config.waiting_room, snapshots, show) => {
+                Err(Refusal::Starting)
+            }
             None => Err(Refusal::NoRoom),
         }
     }

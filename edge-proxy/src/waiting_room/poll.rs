@@ -8,6 +8,7 @@ use super::wire::{FanStatus, Reply, RoomResponse};
 use super::{Refusal, ShowView, WaitingRoom};
 use crate::accounts::Account;
 use crate::live::Runtime;
+use crate::snapshots::SnapshotStore;
 use onsale_contract::polling::poll_after_ms;
 use onsale_contract::tokens::{Claims, TokenType};
 use std::sync::Arc;
@@ -32,6 +33,7 @@ impl WaitingRoom {
     pub(crate) async fn poll(
         &self,
         runtime: &Runtime,
+        snapshots: &SnapshotStore,
         token: Option<&str>,
         show_param: Option<&str>,
         now_ms: i64,
@@ -40,7 +42,7 @@ impl WaitingRoom {
         if show_param.is_some_and(|s| s != claims.show) {
             return Err(Refusal::WrongShow);
         }
-        let view = self.view_for(runtime, &claims.show)?;
+        let view = self.view_for(runtime, snapshots, &claims.show)?;
         self.answer(runtime, &view, &claims, token, now_ms).await
     }
 

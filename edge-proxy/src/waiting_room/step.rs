@@ -63,12 +63,12 @@ impl WaitingRoom {
         }
     }
 
-    /// One admission step for every configured show, and a fresh view of each.
+    /// One admission step for every show with a waiting room, and a fresh view of each.
     pub async fn step(&self, runtime: &Runtime, snapshots: &SnapshotStore, now_ms: i64) {
-        let room = &runtime.config.waiting_room;
+        let rooms = super::rooms::rooms(&runtime.config.waiting_room, snapshots);
         self.forget_expired_spent(now_ms / 1000);
-        let mut views = HashMap::with_capacity(room.shows.len());
-        for (show, file_settings) in &room.shows {
+        let mut views = HashMap::with_capacity(rooms.len());
+        for (show, file_settings) in &rooms {
             let previous = self.view(show);
             let result = self
                 .step_show(
@@ -114,14 +114,16 @@ impl WaitingRoom {
     ) -> Result<ShowView, StateError> {
         let mut conn = self.connection()?;
         let keys = Keys::new(&runtime.config.redis.key_prefix, show);
-        // Once per configuration this node loads: a reload puts the file's values back in
-        // force over any change made through the admin API since.
+        // Once per configuration this node loads (and per sale time, which a default room's
+        // schedule follows): a reload puts the file's values back in force over any change
+        // made through the admin API since.
+        let published = (runtime.version, file_settings.sale_opens_ms());
         let unpublished = self
             .published
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(show)
-            != Some(&runtime.version);
+            != Some(&published);
         if unpublished {
             let json = serde_json::to_string(file_settings)?;
             let version = store::publish(&mut conn, &keys, &json, file_settings.paused).await?;
@@ -129,7 +131,7 @@ impl WaitingRoom {
             self.published
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(show.to_owned(), runtime.version);
+                .insert(show.to_owned(), published);
         }
         let settings = previous.map_or(file_settings, |v| &v.settings);
         let sold_out = snapshots

@@ -7,7 +7,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{TimeZone, Utc};
-use edge_proxy::config::{PrequeueOrder, QueueSettings};
+use edge_proxy::config::{DefaultQueue, PrequeueOrder, QueueSettings};
 use edge_proxy::waiting_room::{draw, pow};
 use edge_proxy::RunningEdge;
 use futures_util::future::join_all;
@@ -22,6 +22,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 const JOIN: &str = "/v1/waiting-room/sessions";
@@ -1597,4 +1598,115 @@ async fn a_fan_goes_from_the_queue_to_tickets_through_the_edge() {
         .await
         .expect_status(200);
     crate::orders::assert_invariants(&stadium).await;
+}
+
+/// A show made through the organizer API and named nowhere in the edge's configuration
+/// queues on `[waiting_room.default]` once the builder publishes it: the queue opens
+/// `queue_opens_before_s` before the show's sale, the pre-queue is drawn at the sale and
+/// called; when the organizer calls the show off, the next build closes the queue.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_show_queues_on_the_default_room_from_its_first_snapshot_until_called_off() {
+    let db = onsale_tests::db().await;
+    let origin = onsale_tests::origin(&db).run().await;
+    let organizer = client(origin.addr()).bearer(onsale_tests::ADMIN_TOKEN);
+    let now = onsale_contract::clock::now_ms();
+    let sale = now - now % 1000 + 3_600_000;
+    let on_sale_at = Utc.timestamp_millis_opt(sale).unwrap().to_rfc3339();
+    let layout = onsale_tests::venue_body("Loft", "Bergen", &[("A", "T1")], 2, 5);
+    let (_, show) = onsale_tests::create_show(
+        &organizer,
+        layout,
+        "Debut",
+        "Band",
+        "2099-01-01T20:00:00Z",
+        &on_sale_at,
+    )
+    .await;
+
+    let clock = Clock::manual(now);
+    let prefix = onsale_tests::redis_prefix();
+    let edge = edge()
+        .clock(clock.clone())
+        .upstream(origin.addr())
+        .config(|c| {
+            c.redis.key_prefix = prefix.clone();
+            c.waiting_room.shows.clear();
+            c.waiting_room.default = Some(DefaultQueue {
+                admit_per_minute: 600,
+                max_active: 100,
+                session_ttl_s: 900,
+                queue_opens_before_s: 1800,
+                prequeue_order: PrequeueOrder::Random,
+                no_show_grace_s: 60,
+                pow_difficulty: 0,
+                paused: false,
+            });
+            c.waiting_room.refresh_ms = 1000;
+        })
+        .run();
+    let room = Room {
+        edges: vec![edge],
+        clock,
+        show: show.clone(),
+        prefix: prefix.clone(),
+        accounts: Some((db, origin)),
+    };
+    let (_, ana) = room.account().await;
+    room.join_as(0, &ana).await.problem(404, "show_not_found");
+
+    // The builder's round publishes the show, and with it when its sale opens.
+    let config = onsale_tests::builder_config(room.db(), &prefix);
+    let metrics = Arc::new(seatmap_builder::metrics::Metrics::new());
+    let mut builder = seatmap_builder::Builder::new(config, metrics).unwrap();
+    builder.build_all(now).await.unwrap();
+    eventually("the edge to load the snapshot", WITHIN, || async {
+        let snapshots = &room.edges[0].shared.snapshots;
+        (snapshots.on_sale_at_ms(&show) == Some(sale)).then_some(())
+    })
+    .await;
+    room.step().await;
+    let closed = room.join_as(0, &ana).await;
+    closed.expect_status(200);
+    assert_eq!(closed.json()["status"], "closed");
+    assert_eq!(closed.json()["opens_at_ms"], sale - 1_800_000);
+
+    // Inside the half hour before the sale: the pre-queue.
+    room.clock.advance(Duration::from_secs(45 * 60));
+    room.step().await;
+    let joined = room.join_as(0, &ana).await;
+    joined.expect_status(201);
+    let joined = joined.json();
+    assert_eq!(joined["status"], "pre_queue");
+    let token = joined["queue_token"].as_str().unwrap().to_owned();
+
+    // The sale opens: the draw places the fan, and its turn comes.
+    room.clock.advance(Duration::from_secs(15 * 60 + 1));
+    let admitted = eventually("the fan's turn", WITHIN, || async {
+        room.step().await;
+        let polled = room.poll(0, &token).await.json();
+        (polled["status"] == "admitted").then_some(polled)
+    })
+    .await;
+    assert!(admitted["admission_token"].is_string(), "{admitted}");
+
+    // Called off: the next build shows no open seat, and the queue calls no one more.
+    organizer
+        .post(&format!("/v1/admin/shows/{show}/cancel"), &json!({}))
+        .await
+        .expect_status(202);
+    builder.build_all(now).await.unwrap();
+    eventually("the edge to load the closing snapshot", WITHIN, || async {
+        let snapshots = &room.edges[0].shared.snapshots;
+        let open = snapshots.get(&show, Kind::Availability)?.open_seats;
+        (open == Some(0)).then_some(())
+    })
+    .await;
+    room.step().await;
+    let (_, bo) = room.account().await;
+    let behind = room.join_as(0, &bo).await.json();
+    assert_eq!(behind["status"], "sold_out", "{behind}");
+    room.clock.advance(Duration::from_secs(60));
+    room.step().await;
+    let polled = room.poll(0, behind["queue_token"].as_str().unwrap()).await;
+    assert_eq!(polled.json()["status"], "sold_out");
 }
