@@ -1,5 +1,5 @@
 -- The origin's claim (origin/src/holds/claim.rs), for pgbench: one call of claim_hold
--- (origin/migrations/0012_claim_names_the_show_partition.sql), the spent-admission check
+-- (origin/migrations/0015_best_available.sql), the spent-admission check
 -- and the idempotency record included, in its own transaction as the origin sends it.
 -- Client c's k-th call claims the 4 seats starting at :first + 4 * (c + :clients * k) as a
 -- fan, with an admission and under a key of its own, for 480 s, at most 8 seats per fan.

@@ -107,11 +107,13 @@ pub(crate) async fn create_venue(
     }
     let mut tx = pool.begin().await?;
     sqlx::query!(
-        "INSERT INTO venues (id, name, city, timezone) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO venues (id, name, city, timezone, stage_x, stage_y) VALUES ($1, $2, $3, $4, $5, $6)",
         id.0,
         draft.name,
         draft.city,
         draft.timezone,
+        draft.stage.0,
+        draft.stage.1,
     )
     .execute(&mut *tx)
     .await?;

@@ -106,6 +106,8 @@ onsale_contract::problem_codes! {
         Unavailable = (503, "unavailable"),
         /// Not a payment method the provider takes.
         UnknownPaymentMethod = (422, "unknown_payment_method"),
+        /// A best-available hold names a price tier the show does not have.
+        UnknownPriceTier = (422, "unknown_price_tier"),
         /// Seats that are not part of the show.
         UnknownSeats = (422, "unknown_seats"),
         /// The show has no such section.

@@ -438,6 +438,7 @@ pub(crate) fn stadium_layout(config: &StadiumConfig) -> VenueDraft {
         city: config.city.clone(),
         timezone: config.timezone.clone(),
         sections,
+        stage: (0.0, 0.0),
     }
 }
 
@@ -480,6 +481,7 @@ pub(crate) fn theater_layout(config: &TheaterConfig) -> VenueDraft {
         city: config.city.clone(),
         timezone: config.timezone.clone(),
         sections,
+        stage: (0.0, 0.0),
     }
 }
 

@@ -701,7 +701,8 @@ impl TestApp {
     }
 }
 
-/// A small venue layout: `sections` sections of `rows` x `seats` seats, tier per section.
+/// A small venue layout: `sections` sections of `rows` x `seats` seats, tier per section;
+/// seat `n` of row `r` at (n, r), the stage in front of the middle of the rows.
 pub fn venue_body(
     name: &str,
     city: &str,
@@ -723,7 +724,8 @@ pub fn venue_body(
             serde_json::json!({"section_id": id, "name": format!("Section {id}"), "price_tier": tier, "rows": rows})
         })
         .collect();
-    serde_json::json!({"name": name, "city": city, "sections": sections})
+    let stage = serde_json::json!({"x": (seats as f32 + 1.0) / 2.0, "y": 0.0});
+    serde_json::json!({"name": name, "city": city, "sections": sections, "stage": stage})
 }
 
 /// Creates a venue, an event and one show on sale now through the organizer API; returns

@@ -66,6 +66,21 @@ pub(crate) struct VenueBody {
     /// Its sections: 1 to 1,000, each `section_id` once.
     #[schema(min_items = 1, max_items = 1000)]
     pub sections: Vec<SectionBody>,
+    /// The point fans want to sit near (the stage, the pitch's centre), in the seats'
+    /// coordinates; best-available holds rank seats by their distance to it. Default: the
+    /// origin, `{"x": 0, "y": 0}`.
+    #[serde(default)]
+    pub stage: Option<StagePoint>,
+}
+
+/// A point of a venue's seat map.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StagePoint {
+    /// Its x position; a finite number.
+    pub x: f32,
+    /// Its y position; a finite number.
+    pub y: f32,
 }
 
 fn utc() -> String {
@@ -135,6 +150,8 @@ pub(crate) struct VenueDraft {
     pub city: String,
     pub timezone: String,
     pub sections: Vec<SectionLayout>,
+    /// Where the stage is: (x, y) in the seats' coordinates.
+    pub stage: (f32, f32),
 }
 
 #[derive(Debug, Clone)]
@@ -209,7 +226,12 @@ impl VenueDraft {
                 rows,
             });
         }
+        let stage = body.stage.map_or((0.0, 0.0), |point| (point.x, point.y));
+        if !stage.0.is_finite() || !stage.1.is_finite() {
+            return Err(invalid("`stage` coordinates must be finite numbers"));
+        }
         Ok(VenueDraft {
+            stage,
             name,
             city,
             timezone,

@@ -4,8 +4,8 @@ use crate::error::{ApiError, Code};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
-/// Either `seat_ids`, or `section_id` with `quantity` for the best available seats; anything
-/// else (both, neither, extra fields) is refused.
+/// Either `seat_ids`, or `quantity` with a `section_id` or a `price_tier` for the best
+/// available seats; anything else (more than one, none, extra fields) is refused.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HoldBody {
@@ -14,9 +14,23 @@ pub(crate) struct HoldBody {
     /// The section for a best-available hold: 1 to 32 characters.
     #[schema(min_length = 1, max_length = 32)]
     section_id: Option<String>,
-    /// How many seats of the section, at least 1.
+    /// The price tier for a best-available hold, across every section priced at it: 1 to
+    /// 32 characters.
+    #[schema(min_length = 1, max_length = 32)]
+    price_tier: Option<String>,
+    /// How many seats, at least 1.
     #[schema(minimum = 1)]
     quantity: Option<i64>,
+}
+
+/// Where a best-available hold looks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BestScope {
+    /// One section, by its code.
+    SectionId(String),
+    /// Every section of a price tier, by the tier's code.
+    PriceTier(String),
 }
 
 /// A hold request, parsed; serialized, it is the canonical request an `Idempotency-Key`
@@ -26,13 +40,23 @@ pub(crate) struct HoldBody {
 pub enum HoldRequest {
     /// These seats, all or none; sorted, so equal requests are equal values.
     Seats(Vec<i64>),
-    /// The best `quantity` seats of a section: adjacent in one row when possible.
+    /// The best `quantity` seats of a section or a price tier: adjacent in one row, nearest
+    /// the stage, when possible.
     BestAvailable {
-        /// The section's code.
-        section_id: String,
+        /// Where to look.
+        #[serde(flatten)]
+        scope: BestScope,
         /// How many seats.
         quantity: usize,
     },
+}
+
+/// A section or tier code: 1 to 32 letters, digits, `-` and `_`.
+fn is_code(code: &str) -> bool {
+    (1..=32).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn unprocessable(code: Code, detail: impl Into<String>) -> ApiError {
@@ -48,7 +72,17 @@ impl HoldRequest {
                     .with("max_seats_per_hold", max_seats),
             )
         };
-        match (body.seat_ids, body.section_id, body.quantity) {
+        let scope = match (body.section_id, body.price_tier) {
+            (Some(section), None) => Some(BestScope::SectionId(section)),
+            (None, Some(tier)) => Some(BestScope::PriceTier(tier)),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                return Err(ApiError::InvalidBody(
+                    "send `section_id` or `price_tier`, not both".to_owned(),
+                ))
+            }
+        };
+        match (body.seat_ids, scope, body.quantity) {
             (Some(seat_ids), None, None) => {
                 if seat_ids.is_empty() {
                     return Err(unprocessable(
@@ -79,13 +113,15 @@ impl HoldRequest {
                 seats.sort_unstable();
                 Ok(HoldRequest::Seats(seats))
             }
-            (None, Some(section_id), Some(quantity)) => {
-                let valid_section = (1..=32).contains(&section_id.len())
-                    && section_id
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-                if !valid_section {
-                    return Err(unprocessable(Code::UnknownSection, "no such section"));
+            (None, Some(scope), Some(quantity)) => {
+                match &scope {
+                    BestScope::SectionId(section) if !is_code(section) => {
+                        return Err(unprocessable(Code::UnknownSection, "no such section"));
+                    }
+                    BestScope::PriceTier(tier) if !is_code(tier) => {
+                        return Err(unprocessable(Code::UnknownPriceTier, "no such price tier"));
+                    }
+                    _ => {}
                 }
                 if quantity < 1 {
                     return Err(unprocessable(
@@ -97,12 +133,13 @@ impl HoldRequest {
                     return Err(too_many());
                 }
                 Ok(HoldRequest::BestAvailable {
-                    section_id,
+                    scope,
                     quantity: quantity as usize,
                 })
             }
             _ => Err(ApiError::InvalidBody(
-                "send either `seat_ids`, or `section_id` with `quantity`".to_owned(),
+                "send either `seat_ids`, or `quantity` with `section_id` or `price_tier`"
+                    .to_owned(),
             )),
         }
     }
@@ -139,9 +176,25 @@ mod tests {
         assert_eq!(
             parse(json!({"section_id": "101", "quantity": 2})).unwrap(),
             HoldRequest::BestAvailable {
-                section_id: "101".into(),
+                scope: BestScope::SectionId("101".into()),
                 quantity: 2
             }
+        );
+        assert_eq!(
+            parse(json!({"price_tier": "P1", "quantity": 3})).unwrap(),
+            HoldRequest::BestAvailable {
+                scope: BestScope::PriceTier("P1".into()),
+                quantity: 3
+            }
+        );
+    }
+
+    #[test]
+    fn a_section_request_is_fingerprinted_as_before() {
+        let request = parse(json!({"section_id": "101", "quantity": 2})).unwrap();
+        assert_eq!(
+            serde_json::to_value(&request).unwrap(),
+            json!({"best_available": {"section_id": "101", "quantity": 2}})
         );
     }
 
@@ -166,7 +219,15 @@ mod tests {
             "unknown_section"
         );
         assert_eq!(
+            code(json!({"price_tier": "a b", "quantity": 1})),
+            "unknown_price_tier"
+        );
+        assert_eq!(
             code(json!({"seat_ids": [1], "section_id": "101", "quantity": 1})),
+            "invalid_body"
+        );
+        assert_eq!(
+            code(json!({"section_id": "101", "price_tier": "P1", "quantity": 1})),
             "invalid_body"
         );
         assert_eq!(code(json!({})), "invalid_body");
@@ -248,7 +309,7 @@ mod tests {
                     sent.sort_unstable();
                     prop_assert_eq!(seats, sent);
                 }
-                Ok(HoldRequest::BestAvailable { section_id, quantity }) => {
+                Ok(HoldRequest::BestAvailable { scope: BestScope::SectionId(section_id), quantity }) => {
                     prop_assert!((1..=32).contains(&section_id.len()));
                     prop_assert!(section_id
                         .bytes()
@@ -256,6 +317,9 @@ mod tests {
                     prop_assert!((1..=MAX_SEATS).contains(&quantity));
                     prop_assert_eq!(&body["section_id"], &Value::from(section_id));
                     prop_assert_eq!(&body["quantity"], &Value::from(quantity));
+                }
+                Ok(HoldRequest::BestAvailable { scope: BestScope::PriceTier(_), .. }) => {
+                    prop_assert!(false, "no tier was sent");
                 }
                 Err(_) => {}
             }

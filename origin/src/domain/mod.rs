@@ -13,7 +13,7 @@ pub(crate) mod payment_method;
 
 pub(crate) use catalog_query::EventFilter;
 pub(crate) use drafts::{EventDraft, ShowDraft, VenueDraft};
-pub use hold_request::HoldRequest;
+pub use hold_request::{BestScope, HoldRequest};
 pub(crate) use idempotency_key::IdempotencyKey;
 pub use ids::ShowId;
 pub(crate) use ids::{EventId, HoldId, OrderId, PaymentId, TicketId, VenueId};

@@ -13,23 +13,23 @@
 //!
 //! The seat rows carry the hold (`hold_id`, `hold_expires_at`); no index covers those
 //! columns or the status, so their update stays on the row's page without index writes
-//! (migration 0007). A best-available request picks its seats first, without locks, and
-//! picks again if a faster fan took one.
+//! (migration 0007). A best-available request picks its seats first, without locks
+//! ([`super::best`]), and picks again if a faster fan took one; its hold records whether
+//! they are adjacent (migration 0015).
 
-use crate::catalog::EFFECTIVE_STATUS;
+use super::best::best_available;
 use crate::domain::{HoldRequest, ShowId};
 use crate::error::{ApiError, Code};
 use crate::idempotency::Keyed;
 use crate::status::ShowStatus;
 use crate::AppState;
 use onsale_contract::problem::Problem;
-use sqlx::PgPool;
 use uuid::Uuid;
 
 /// SQLSTATE of `claim_hold` when the key was answered while it worked.
 const KEY_ANSWERED_MEANWHILE: &str = "ON409";
 
-fn unavailable(code: Code, seats: Vec<i64>) -> ApiError {
+pub(super) fn unavailable(code: Code, seats: Vec<i64>) -> ApiError {
     ApiError::problem(
         Problem::new(code, "Seats unavailable")
             .with_detail("some of the seats are held or sold; nothing was held")
@@ -37,7 +37,7 @@ fn unavailable(code: Code, seats: Vec<i64>) -> ApiError {
     )
 }
 
-fn not_on_sale(status: ShowStatus) -> ApiError {
+pub(super) fn not_on_sale(status: ShowStatus) -> ApiError {
     ApiError::problem(
         Problem::new(Code::ShowNotOnSale, "Show not on sale")
             .with_detail(format!("the show is {status}"))
@@ -80,15 +80,15 @@ pub(super) async fn create_hold(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let seats = match request {
-            HoldRequest::Seats(seats) => seats.clone(),
-            HoldRequest::BestAvailable {
-                section_id,
-                quantity,
-            } => best_available(&state.pool, show, section_id, *quantity).await?,
+        let (seats, adjacent) = match request {
+            HoldRequest::Seats(seats) => (seats.clone(), None),
+            HoldRequest::BestAvailable { scope, quantity } => {
+                let choice = best_available(&state.pool, show, scope, *quantity).await?;
+                (choice.seats, Some(choice.adjacent))
+            }
         };
         let called = sqlx::query_as::<_, Outcome>(
-            "SELECT * FROM claim_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "SELECT * FROM claim_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(Uuid::now_v7())
         .bind(show)
@@ -101,6 +101,7 @@ pub(super) async fn create_hold(
         .bind(keyed.route)
         .bind(keyed.fingerprint)
         .bind(f64::from(config.idempotency.in_flight_timeout_s))
+        .bind(adjacent)
         .fetch_one(&state.pool)
         .await;
         let outcome = match called {
@@ -155,69 +156,4 @@ pub(super) async fn create_hold(
             other => Err(ApiError::Internal(format!("claim_hold answered {other:?}"))),
         };
     }
-}
-
-/// 404 for an unknown show, 409 for one that is not on sale.
-async fn require_on_sale(pool: &PgPool, show: ShowId) -> Result<(), ApiError> {
-    let status: Option<ShowStatus> = sqlx::query_scalar(&format!(
-        "SELECT {EFFECTIVE_STATUS} FROM shows s WHERE s.id = $1"
-    ))
-    .bind(show)
-    .fetch_optional(pool)
-    .await?;
-    match status {
-        None => Err(ShowId::not_found()),
-        Some(ShowStatus::OnSale) => Ok(()),
-        Some(status) => Err(not_on_sale(status)),
-    }
-}
-
-/// The best `quantity` claimable seats of a section: the front-most run of adjacent seats in
-/// one row, else the first seats in layout order. Chosen without locks; the claim that
-/// follows locks them and retries if someone was faster.
-async fn best_available(
-    pool: &PgPool,
-    show: ShowId,
-    section: &str,
-    quantity: usize,
-) -> Result<Vec<i64>, ApiError> {
-    let candidates = sqlx::query!(
-        "SELECT i.seat_id, s.row_label, s.number FROM seat_inventory i JOIN seats s ON s.id = i.seat_id
-         WHERE i.show_id = $1 AND i.section_id = $2
-           AND (i.status = 'available' OR (i.status = 'held' AND i.hold_expires_at <= now()))
-         ORDER BY i.layout_idx",
-        show.0,
-        section,
-    )
-    .fetch_all(pool)
-    .await?;
-    if candidates.len() < quantity {
-        // A show that is not on sale says so first, as a claim of named seats would.
-        require_on_sale(pool, show).await?;
-        let exists = sqlx::query_scalar!(
-            r#"SELECT EXISTS (SELECT 1 FROM seat_inventory WHERE show_id = $1 AND section_id = $2) AS "exists!""#,
-            show.0,
-            section,
-        )
-        .fetch_one(pool)
-        .await?;
-        return Err(if exists {
-            unavailable(Code::NotEnoughSeats, Vec::new())
-        } else {
-            ApiError::Unprocessable(
-                Code::UnknownSection,
-                format!("the show has no section {section:?}"),
-            )
-        });
-    }
-    let adjacent = candidates.windows(quantity).find(|w| {
-        w.iter().all(|s| s.row_label == w[0].row_label)
-            && w.iter()
-                .enumerate()
-                .all(|(k, s)| s.number == w[0].number + k as i32)
-    });
-    let chosen = adjacent.unwrap_or(&candidates[..quantity]);
-    let mut seats: Vec<i64> = chosen.iter().map(|s| s.seat_id).collect();
-    seats.sort_unstable();
-    Ok(seats)
 }

@@ -10,6 +10,7 @@
 //! PostgreSQL's constraints (see the schema) make an oversell impossible even if this code
 //! were wrong.
 
+mod best;
 mod claim;
 pub(crate) mod inventory;
 
@@ -45,6 +46,10 @@ pub(crate) struct HoldView {
     pub server_time_ms: i64,
     pub total_cents: i64,
     pub currency: String,
+    /// For a best-available hold: whether its seats sit together in one row (`false`: the
+    /// group had to be split). Absent for a hold of named seats.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adjacent: Option<bool>,
 }
 
 onsale_contract::problems!(pub(crate) HoldProblems = [
@@ -68,7 +73,8 @@ onsale_contract::problems!(pub(crate) HoldProblems = [
 ]);
 
 /// Holds seats of a show, all or none, until `expires_at_ms`: the seats asked for, or the
-/// best `quantity` of a section.
+/// best `quantity` of a section or of a price tier: adjacent in one row nearest the venue's
+/// stage when such a group is free, else the best single seats (`adjacent: false`).
 #[utoipa::path(
     post,
     path = "/v1/shows/{id}/holds",
@@ -146,6 +152,7 @@ struct HoldRow {
     total_cents: i64,
     currency: String,
     seat_ids: Vec<i64>,
+    adjacent: Option<bool>,
 }
 
 /// The hold if `admission` may see it: its own, for the admitted show. Anything else is 404,
@@ -161,7 +168,7 @@ async fn owned_hold(
                 CASE WHEN h.status = 'active' AND h.expires_at <= now() THEN 'expired' ELSE h.status END
                   AS "status!: HoldStatus",
                 h.expires_at, h.total_cents, h.currency,
-                h.seat_ids
+                h.seat_ids, h.adjacent
          FROM holds h WHERE h.id = $1"#,
         id.0,
     )
@@ -201,6 +208,7 @@ pub(crate) async fn get_hold(
         server_time_ms: now_ms(),
         total_cents: hold.total_cents,
         currency: hold.currency,
+        adjacent: hold.adjacent,
     };
     crate::http::json(StatusCode::OK, &view)
 }

@@ -6,7 +6,7 @@ use onsale_tests::{admission, client, create_show, venue_body, Client, Reply, Te
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -452,43 +452,63 @@ async fn only_the_owner_sees_or_releases_a_hold() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn best_available_prefers_adjacent_seats_in_one_row() {
+async fn best_available_keeps_groups_together_nearest_the_stage() {
     let s = stadium().await;
-    // Row 1 of section A loses seats 3 and 7: its longest runs are 4-6 and 8-10. Row 2 is whole.
+    let best = |fan: &'static str, body: Value| {
+        let s = &s;
+        async move {
+            let reply = s
+                .fan(fan)
+                .await
+                .post_idempotent(&s.holds_path(), "k", &body)
+                .await;
+            reply.expect_status(201);
+            reply.json()
+        }
+    };
+    let seats = |indexes: std::ops::Range<usize>| -> Value {
+        json!(indexes.map(|i| s.seats[i]).collect::<Vec<_>>())
+    };
+    // The stage faces the middle of each section's rows (seats 5 and 6). Row 1 of A loses
+    // seats 3 and 7: its runs are 1-2, 4-6 and 8-10, so four together sit in row 2.
     assert_eq!(s.hold(&s.fan("ana").await, &[2, 6]).await.status, 201);
-    let reply = s
-        .fan("ben")
-        .await
-        .post_idempotent(
-            &s.holds_path(),
-            "k",
-            &json!({"section_id": "A", "quantity": 4}),
-        )
-        .await;
-    reply.expect_status(201);
-    let expected: Vec<i64> = (10..14).map(|i| s.seats[i]).collect();
+    let four = best("ben", json!({"section_id": "A", "quantity": 4})).await;
+    assert_eq!(four["seat_ids"], seats(13..17), "row 2, seats 4-7");
+    assert_eq!(four["adjacent"], true);
+    let three = best("cem", json!({"section_id": "A", "quantity": 3})).await;
+    assert_eq!(three["seat_ids"], seats(3..6), "row 1, seats 4-6");
+
+    // A tier looks across its sections: B and C are tiers of their own, so T2 is B alone.
+    let tier = best("dan", json!({"price_tier": "T2", "quantity": 2})).await;
+    assert_eq!(tier["seat_ids"], seats(54..56), "B, row 1, seats 5-6");
+
+    // Section D keeps no two free seats side by side: the group is split, and says so.
+    let every_other: Vec<usize> = (150..200).filter(|i| i % 2 == 1).collect();
     assert_eq!(
-        reply.json()["seat_ids"],
-        json!(expected),
-        "the first four seats of row 2"
+        s.hold(&s.fan("eve").await, &every_other[..8]).await.status,
+        201
+    );
+    for (k, chunk) in every_other[8..].chunks(8).enumerate() {
+        let fan = ["fay", "gus", "hal", "ian"][k];
+        assert_eq!(s.hold(&s.fan(fan).await, chunk).await.status, 201);
+    }
+    let split = best("jon", json!({"section_id": "D", "quantity": 2})).await;
+    assert_eq!(split["adjacent"], false, "{split}");
+    assert_eq!(
+        split["seat_ids"],
+        json!([s.seats[154], s.seats[164]]),
+        "seat 5 of rows 1 and 2: the best two single seats"
+    );
+    let path = format!("/v1/holds/{}", split["hold_id"].as_str().unwrap());
+    assert_eq!(
+        s.fan("jon").await.get(&path).await.json()["adjacent"],
+        false
     );
 
-    let fits = s
-        .fan("cem")
-        .await
-        .post_idempotent(
-            &s.holds_path(),
-            "k",
-            &json!({"section_id": "A", "quantity": 3}),
-        )
-        .await;
-    let expected: Vec<i64> = (3..6).map(|i| s.seats[i]).collect();
-    assert_eq!(
-        fits.json()["seat_ids"],
-        json!(expected),
-        "row 1 seats 4-6: the front-most run of three"
-    );
-    s.fan("dan")
+    // Named seats say nothing of adjacency.
+    let named = s.hold(&s.fan("kim").await, &[100]).await.json();
+    assert!(named.get("adjacent").is_none(), "{named}");
+    s.fan("lea")
         .await
         .post_idempotent(
             &s.holds_path(),
@@ -497,6 +517,15 @@ async fn best_available_prefers_adjacent_seats_in_one_row() {
         )
         .await
         .problem(422, "unknown_section");
+    s.fan("lea")
+        .await
+        .post_idempotent(
+            &s.holds_path(),
+            "k2",
+            &json!({"price_tier": "T9", "quantity": 2}),
+        )
+        .await
+        .problem(422, "unknown_price_tier");
 }
 
 #[tokio::test(flavor = "multi_thread")]
