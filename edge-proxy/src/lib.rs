@@ -16,6 +16,7 @@ mod metrics;
 mod microcache;
 pub mod openapi;
 pub mod pool;
+mod presale;
 mod problem;
 mod proxy;
 mod representation;
@@ -75,6 +76,8 @@ pub struct Shared {
     pub(crate) shows: shows::ShowDirectory,
     /// Whose sessions joins carry, as the origin said.
     pub(crate) sessions: accounts::Sessions,
+    /// Which accounts may join a presale, as the origin says.
+    pub(crate) presale: presale::PresaleGate,
     /// The waiting rooms.
     pub waiting_room: waiting_room::WaitingRoom,
     /// The HTTPS listener's certificate, when it has one.
@@ -148,6 +151,7 @@ pub fn build_server(options: Options) -> Result<(Server, Arc<Shared>), StartErro
         catalog_cache: Default::default(),
         shows: Default::default(),
         sessions: accounts::Sessions::new(&metrics.registry),
+        presale: presale::PresaleGate::new(&metrics.registry),
         waiting_room: waiting_room::WaitingRoom::new(&metrics.registry),
         certificates,
     });

@@ -33,6 +33,13 @@ onsale_contract::problem_codes! {
         SignInRequired = (401, "sign_in_required"),
         /// No origin could say whose session a join carries.
         SessionUnavailable = (503, "session_unavailable"),
+        /// Joining this show's presale takes an access code.
+        AccessCodeRequired = (403, "access_code_required"),
+        /// The access code does not open the show's presale (wrong, used up or another
+        /// show's; the answer does not say which).
+        AccessCodeInvalid = (403, "access_code_invalid"),
+        /// No origin could check a presale join's access; retry shortly.
+        PresaleUnavailable = (503, "presale_unavailable"),
         /// A token for another show than the one in the request.
         WrongShow = (403, "wrong_show"),
         /// No such show, or no waiting room for it.

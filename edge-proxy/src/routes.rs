@@ -156,6 +156,12 @@ pub fn classify(method: &Method, path: &str) -> Route {
         ["v1", "shows", id, "availability"] if is_id(id) => {
             (RouteClass::SeatMap(Kind::Availability), read, Some(id))
         }
+        // Redeeming a presale access code is the account's, before any admission.
+        ["v1", "shows", id, "access"] if is_id(id) => (
+            RouteClass::Account(Account::Pages),
+            &[Method::POST][..],
+            Some(id),
+        ),
         ["v1", "shows", id, "holds"] if is_id(id) => {
             (RouteClass::Purchase, &[Method::POST][..], Some(id))
         }
@@ -368,6 +374,7 @@ mod tests {
             (Method::GET, "/v1/orders/o1", pages),
             (Method::POST, "/v1/orders/o1/cancel", pages),
             (Method::GET, "/v1/tickets/t1/qr.svg", pages),
+            (Method::POST, "/v1/shows/s1/access", pages),
             (Method::HEAD, "/v1/tickets/t1/qr.svg", pages),
         ] {
             let route = classify(&method, path);

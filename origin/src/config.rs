@@ -66,6 +66,10 @@ pub struct AccountsConfig {
     pub max_reset_requests_per_email: u32,
     /// Reset requests from one client IP per window before it is refused with 429.
     pub max_reset_requests_per_ip: u32,
+    /// Wrong presale access codes from one account per window before it is refused with 429.
+    pub max_code_failures_per_account: u32,
+    /// Wrong presale access codes from one client IP per window before it is refused with 429.
+    pub max_code_failures_per_ip: u32,
 }
 
 /// OWASP's argon2id configurations, each as strong as the others: (memory KiB, passes).
@@ -117,6 +121,8 @@ impl AccountsConfig {
             || self.max_failures_per_ip == 0
             || self.max_reset_requests_per_email == 0
             || self.max_reset_requests_per_ip == 0
+            || self.max_code_failures_per_account == 0
+            || self.max_code_failures_per_ip == 0
         {
             return Some((
                 "accounts",
@@ -559,6 +565,8 @@ mod tests {
             reset_code_ttl_s: 900,
             max_reset_requests_per_email: 3,
             max_reset_requests_per_ip: 20,
+            max_code_failures_per_account: 10,
+            max_code_failures_per_ip: 50,
         };
         for (m, t) in [
             (19_456, 2),

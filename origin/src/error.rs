@@ -12,6 +12,13 @@ pub const SIGN_IN_PATH: &str = "/v1/sessions";
 onsale_contract::problem_codes! {
     /// Every problem `code` the origin answers with.
     pub enum Code {
+        /// The show already has one of the access codes named.
+        AccessCodeExists = (409, "access_code_exists"),
+        /// The access code does not open the show's presale: wrong, used up, or another
+        /// show's (the answer does not say which).
+        AccessCodeInvalid = (403, "access_code_invalid"),
+        /// Joining the show's presale takes an access code.
+        AccessCodeRequired = (403, "access_code_required"),
         /// No valid admission token for the route.
         AdmissionRequired = (401, "admission_required"),
         /// The admission token's order is paid; it buys nothing more.

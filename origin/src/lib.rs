@@ -22,6 +22,7 @@ mod openapi;
 mod orders;
 pub mod outbox;
 mod payments;
+mod presale;
 pub mod provider;
 pub mod reconcile;
 mod refunds;
@@ -119,6 +120,7 @@ fn fan_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(catalog::get_event))
         .routes(routes!(catalog::list_event_shows))
         .routes(routes!(catalog::get_show))
+        .routes(routes!(presale::post_access))
         .routes(routes!(holds::post_hold))
         .routes(routes!(holds::get_hold, holds::delete_hold))
         .routes(routes!(orders::list_orders, orders::post_order))
@@ -138,6 +140,7 @@ fn organizer_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(payments::post_forced_cancel))
         .routes(routes!(cancellation::post_cancel_show))
         .routes(routes!(cancellation::get_cancellation))
+        .routes(routes!(presale::post_access_codes))
         .routes(routes!(tickets::post_verify))
 }
 

@@ -123,17 +123,15 @@ async fn main() -> Result<(), AnyError> {
     .bind(show)
     .fetch_all(&pool)
     .await?;
-    let (layout_version, on_sale_at_ms): (i32, i64) = sqlx::query_as(
-        "SELECT layout_version, (extract(epoch FROM on_sale_at) * 1000)::int8 FROM shows WHERE id = $1",
+    let show_to_build: ShowToBuild = sqlx::query_as(
+        "SELECT id AS show_id, layout_version,
+                (extract(epoch FROM on_sale_at) * 1000)::int8 AS on_sale_at_ms,
+                NULL::int8 AS presale_starts_at_ms, NULL::int8 AS presale_ends_at_ms
+         FROM shows WHERE id = $1",
     )
     .bind(show)
     .fetch_one(&pool)
     .await?;
-    let show_to_build = ShowToBuild {
-        show_id: show,
-        layout_version,
-        on_sale_at_ms,
-    };
     let mut rng = StdRng::seed_from_u64(2027);
     let metrics = Arc::new(Metrics::new());
     let mut builder = Builder::new(config, metrics.clone())?;

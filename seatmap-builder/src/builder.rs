@@ -6,7 +6,7 @@
 //! caller (the loop, `seatmap-builder once`, a test) decides what time it is.
 
 use crate::config::Config;
-use crate::documents::{self, AvailabilityError, Encoded, Layout, SeatRow};
+use crate::documents::{self, AvailabilityError, Encoded, Layout, SaleTimes, SeatRow};
 use crate::metrics::Metrics;
 use crate::publish::{self, RedisTarget, Stamp};
 use crate::sql;
@@ -39,7 +39,7 @@ pub enum BuildError {
 }
 
 /// A show of the build window, as the builder reads it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
 pub struct ShowToBuild {
     /// The show.
     pub show_id: Uuid,
@@ -47,6 +47,19 @@ pub struct ShowToBuild {
     pub layout_version: i32,
     /// When its sale opens, Unix ms.
     pub on_sale_at_ms: i64,
+    /// When its presale begins, if it has one, Unix ms.
+    pub presale_starts_at_ms: Option<i64>,
+    /// When its presale ends, Unix ms.
+    pub presale_ends_at_ms: Option<i64>,
+}
+
+impl ShowToBuild {
+    fn sale(&self) -> SaleTimes {
+        SaleTimes {
+            on_sale_at_ms: self.on_sale_at_ms,
+            presale: self.presale_starts_at_ms.zip(self.presale_ends_at_ms),
+        }
+    }
 }
 
 /// What one pass did for one show.
@@ -163,7 +176,7 @@ impl Builder {
     /// the pass and publishes nothing for the show it hit: a document is published whole or
     /// not at all.
     pub async fn build_all(&mut self, now_ms: i64) -> Result<Vec<ShowReport>, BuildError> {
-        let shows: Vec<(Uuid, i32, i64)> = sqlx::query_as(sql::SHOWS)
+        let shows: Vec<ShowToBuild> = sqlx::query_as(sql::SHOWS)
             .bind(self.config.build.lookahead_hours as i32)
             .fetch_all(&self.pool)
             .await?;
@@ -171,19 +184,14 @@ impl Builder {
         // it, age and all, so its `snapshot_age_seconds` does not grow for ever.
         let metrics = &self.metrics;
         self.shows.retain(|id, _| {
-            let listed = shows.iter().any(|(show, ..)| show == id);
+            let listed = shows.iter().any(|show| show.show_id == *id);
             if !listed {
                 let _ = metrics.snapshot_age.remove_label_values(&[&id.to_string()]);
             }
             listed
         });
         let mut reports = Vec::with_capacity(shows.len());
-        for (show_id, layout_version, on_sale_at_ms) in shows {
-            let show = ShowToBuild {
-                show_id,
-                layout_version,
-                on_sale_at_ms,
-            };
+        for show in shows {
             reports.push(self.build_show(show, now_ms).await?);
         }
         Ok(reports)
@@ -195,11 +203,7 @@ impl Builder {
         show: ShowToBuild,
         now_ms: i64,
     ) -> Result<ShowReport, BuildError> {
-        let ShowToBuild {
-            show_id,
-            layout_version,
-            on_sale_at_ms,
-        } = show;
+        let (show_id, layout_version, sale) = (show.show_id, show.layout_version, show.sale());
         // Real elapsed time, whatever clock the pass runs on: this measures the work.
         let started = Instant::now();
         let show = show_id.to_string();
@@ -241,7 +245,7 @@ impl Builder {
             &show,
             layout,
             &seat_status,
-            on_sale_at_ms,
+            sale,
             now_ms,
             next_build_at_ms,
         ) {

@@ -167,6 +167,10 @@ struct AvailabilityDoc<'a> {
     /// When the show's sale opens, Unix ms; the waiting room of a show without settings of
     /// its own opens its queue from it.
     on_sale_at_ms: i64,
+    /// The show's presale window, if it has one: joins then need an access code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(inline))]
+    presale: Option<PresaleDoc>,
     /// When the build ran.
     built_at_ms: i64,
     /// When the next build is due.
@@ -187,6 +191,25 @@ struct AvailabilityDoc<'a> {
     // Last, so the document ends with the status string and `"}` (`status_brotli` relies on it).
     #[cfg_attr(feature = "openapi", schema(pattern = "^[AHSX]*$"))]
     seat_status: &'a str,
+}
+
+/// A presale window.
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+struct PresaleDoc {
+    /// When the presale begins, Unix ms.
+    starts_at_ms: i64,
+    /// When it ends, Unix ms.
+    ends_at_ms: i64,
+}
+
+/// When a show's sale opens and its presale window, Unix ms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SaleTimes {
+    /// The sale.
+    pub on_sale_at_ms: i64,
+    /// The presale, (starts, ends), if the show has one.
+    pub presale: Option<(i64, i64)>,
 }
 
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
@@ -223,7 +246,7 @@ pub enum AvailabilityError {
 /// A built availability document: its JSON and the hash of what a fan can see in it.
 pub struct Availability {
     pub json: Vec<u8>,
-    /// Hash of layout version, sale opening and seat states, not of the build times: an unchanged build keeps
+    /// Hash of layout version, sale times and seat states, not of the build times: an unchanged build keeps
     /// its ETag.
     pub content_hash: String,
 }
@@ -232,7 +255,7 @@ pub fn availability(
     show_id: &str,
     layout: &Layout,
     seat_status: &str,
-    on_sale_at_ms: i64,
+    sale: SaleTimes,
     built_at_ms: i64,
     next_build_at_ms: i64,
 ) -> Result<Availability, AvailabilityError> {
@@ -267,7 +290,11 @@ pub fn availability(
     let doc = AvailabilityDoc {
         show_id,
         layout_version: layout.layout_version,
-        on_sale_at_ms,
+        on_sale_at_ms: sale.on_sale_at_ms,
+        presale: sale.presale.map(|(starts_at_ms, ends_at_ms)| PresaleDoc {
+            starts_at_ms,
+            ends_at_ms,
+        }),
         built_at_ms,
         next_build_at_ms,
         available: sum(|s| s.available),
@@ -280,7 +307,11 @@ pub fn availability(
     let mut hash = Sha256::new();
     hash.update(show_id.as_bytes());
     hash.update(layout.layout_version.to_be_bytes());
-    hash.update(on_sale_at_ms.to_be_bytes());
+    hash.update(sale.on_sale_at_ms.to_be_bytes());
+    if let Some((starts, ends)) = sale.presale {
+        hash.update(starts.to_be_bytes());
+        hash.update(ends.to_be_bytes());
+    }
     hash.update(bytes);
     Ok(Availability {
         json: serde_json::to_vec(&doc).expect("availability serializes"),
@@ -428,7 +459,8 @@ mod tests {
     #[test]
     fn availability_counts_sections_and_keeps_the_status_string() {
         let layout = sample();
-        let built = availability("show", &layout, "AHSXA", 0, 1000, 31000).unwrap();
+        let built =
+            availability("show", &layout, "AHSXA", SaleTimes::default(), 1000, 31000).unwrap();
         let doc: serde_json::Value = serde_json::from_slice(&built.json).unwrap();
         assert_eq!(doc["seat_status"], "AHSXA");
         assert_eq!(
@@ -449,16 +481,16 @@ mod tests {
     #[test]
     fn content_hash_ignores_timestamps_but_not_seats() {
         let layout = sample();
-        let a = availability("show", &layout, "AAAAA", 0, 1000, 2000).unwrap();
-        let b = availability("show", &layout, "AAAAA", 0, 5000, 6000).unwrap();
-        let c = availability("show", &layout, "AAAAH", 0, 1000, 2000).unwrap();
+        let a = availability("show", &layout, "AAAAA", SaleTimes::default(), 1000, 2000).unwrap();
+        let b = availability("show", &layout, "AAAAA", SaleTimes::default(), 5000, 6000).unwrap();
+        let c = availability("show", &layout, "AAAAH", SaleTimes::default(), 1000, 2000).unwrap();
         assert_eq!(a.content_hash, b.content_hash);
         assert_ne!(a.content_hash, c.content_hash);
     }
 
     #[test]
     fn refuses_a_status_string_of_another_layout() {
-        let err = availability("show", &sample(), "AAA", 0, 0, 0)
+        let err = availability("show", &sample(), "AAA", SaleTimes::default(), 0, 0)
             .err()
             .unwrap();
         assert_eq!(
@@ -468,12 +500,20 @@ mod tests {
                 got: 3
             }
         );
-        assert!(availability("show", &sample(), "AAAA?", 0, 0, 0).is_err());
+        assert!(availability("show", &sample(), "AAAA?", SaleTimes::default(), 0, 0).is_err());
     }
 
     #[test]
     fn availability_ends_with_the_status_string_and_its_closing() {
-        let built = availability("show", &sample(), "AHSXA", 0, 1000, 31000).unwrap();
+        let built = availability(
+            "show",
+            &sample(),
+            "AHSXA",
+            SaleTimes::default(),
+            1000,
+            31000,
+        )
+        .unwrap();
         assert!(
             built.json.ends_with(b"\"seat_status\":\"AHSXA\"}"),
             "status must stay last for status_brotli"

@@ -21,14 +21,17 @@ pub(crate) const LAYOUT: &str =
      JOIN sections sec ON sec.venue_id = s.venue_id AND sec.id = s.section_id
      WHERE i.show_id = $1 ORDER BY i.layout_idx";
 
-/// The shows in the build window (`$1` hours of lookahead) with their layout versions and
-/// when their sale opens (Unix ms). A
-/// called-off show stays until it would have started, so its seat map shows every seat off
-/// sale and the waiting room stops calling fans.
-pub(crate) const SHOWS: &str = "SELECT id, layout_version,
-            (extract(epoch FROM on_sale_at) * 1000)::int8 AS on_sale_at_ms
-     FROM shows
-     WHERE status IN ('scheduled', 'on_sale', 'sold_out', 'cancelled')
-       AND on_sale_at <= now() + make_interval(hours => $1)
-       AND starts_at > now()
-     ORDER BY on_sale_at, id";
+/// The shows in the build window (`$1` hours of lookahead, from the sale or its presale,
+/// whichever opens first) with their layout versions, when their sale opens and their
+/// presale window if they have one (Unix ms). A called-off show stays until it would have
+/// started, so its seat map shows every seat off sale and the waiting room stops calling
+/// fans.
+pub(crate) const SHOWS: &str = "SELECT s.id AS show_id, s.layout_version,
+            (extract(epoch FROM s.on_sale_at) * 1000)::int8 AS on_sale_at_ms,
+            (extract(epoch FROM p.starts_at) * 1000)::int8 AS presale_starts_at_ms,
+            (extract(epoch FROM p.ends_at) * 1000)::int8 AS presale_ends_at_ms
+     FROM shows s LEFT JOIN show_presales p ON p.show_id = s.id
+     WHERE s.status IN ('scheduled', 'on_sale', 'sold_out', 'cancelled')
+       AND least(s.on_sale_at, p.starts_at) <= now() + make_interval(hours => $1)
+       AND s.starts_at > now()
+     ORDER BY s.on_sale_at, s.id";

@@ -8,6 +8,7 @@ use super::EdgeProxy;
 use crate::accounts::{Account, SessionError};
 use crate::live::Runtime;
 use crate::openapi;
+use crate::presale;
 use crate::problem::{self, Code};
 use crate::respond;
 use crate::routes::{is_id, Room};
@@ -19,8 +20,9 @@ use onsale_contract::tokens;
 use pingora::lb::Backend;
 use pingora::proxy::Session;
 use serde::Serialize;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Longest join body read: `{"show_id", "pow"}` fits in far less.
 pub(crate) const MAX_JOIN_BODY: usize = 2048;
@@ -183,32 +185,28 @@ fn invalid_show_param() -> Problem {
     problem::invalid_query("show_id must be 1-64 URL-safe characters")
 }
 
+/// Two healthy origins of the pool to ask about an account, at most: one that cannot
+/// answer is not the last word.
+fn origins(shared: &Shared) -> Vec<SocketAddr> {
+    let first = shared.pool.select(b"", 256);
+    let second = first.as_ref().and_then(|first| {
+        let other = |b: &Backend, healthy: bool| healthy && b != first;
+        shared.pool.select_with(b"", 256, other)
+    });
+    [first, second]
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b.addr.as_inet().copied())
+        .collect()
+}
+
 /// The account whose session `token` is (401 `sign_in_required` without one the origin
 /// vouches for, 503 `session_unavailable` when no origin can say).
-async fn account(
-    shared: &Shared,
-    token: Option<&str>,
-    runtime: &Runtime,
-) -> Result<Arc<Account>, Problem> {
-    let token =
-        token.ok_or_else(|| problem::sign_in_required("sign in to join the waiting room"))?;
-    // Two healthy origins at most: one that cannot answer is not the last word.
-    let origins = || {
-        let first = shared.pool.select(b"", 256);
-        let second = first.as_ref().and_then(|first| {
-            let other = |b: &Backend, healthy: bool| healthy && b != first;
-            shared.pool.select_with(b"", 256, other)
-        });
-        [first, second]
-            .into_iter()
-            .flatten()
-            .filter_map(|b| b.addr.as_inet().copied())
-            .collect()
-    };
+async fn account(shared: &Shared, token: &str, runtime: &Runtime) -> Result<Arc<Account>, Problem> {
     let now_ms = shared.clock.now_ms();
     match shared
         .sessions
-        .resolve(token, origins, &runtime.config.accounts, now_ms)
+        .resolve(token, || origins(shared), &runtime.config.accounts, now_ms)
         .await
     {
         Ok(account) => Ok(account),
@@ -223,6 +221,9 @@ onsale_contract::problems!(pub(crate) JoinProblems = [
         Code::InvalidBody,
         Code::SignInRequired,
         Code::SessionUnavailable,
+        Code::AccessCodeRequired,
+        Code::AccessCodeInvalid,
+        Code::PresaleUnavailable,
         Code::ShowNotFound,
         Code::QueueTokenRequired,
         Code::PowRequired,
@@ -268,10 +269,25 @@ pub(crate) async fn join(
         .check_join(client)
         .map_err(|limited| super::refused_by_limit(&shared.metrics, limited))?;
     let request = join_request(body).map_err(problem::invalid_body)?;
-    let session = tokens::presented_session(headers);
+    let session = tokens::presented_session(headers)
+        .ok_or_else(|| problem::sign_in_required("sign in to join the waiting room"))?;
     let account = account(shared, session, runtime).await?;
     let presented = tokens::presented(headers, tokens::QUEUE_COOKIE);
     let now_ms = shared.clock.now_ms();
+    let show = request.show_id.as_str();
+    if presale::in_window(shared.snapshots.presale(show), now_ms) {
+        let presented = presale::Presented {
+            show,
+            session,
+            access_code: request.access_code.as_deref(),
+            client,
+        };
+        let timeout = Duration::from_millis(runtime.config.accounts.lookup_timeout_ms);
+        shared
+            .presale
+            .check(&presented, origins(shared), timeout)
+            .await?;
+    }
     shared
         .waiting_room
         .join(

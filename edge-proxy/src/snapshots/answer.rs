@@ -68,6 +68,7 @@ mod tests {
             brotli: Bytes::from_static(b"br"),
             open_seats: None,
             on_sale_at_ms: None,
+            presale: None,
         }
     }
 

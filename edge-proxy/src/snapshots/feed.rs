@@ -20,25 +20,40 @@ const RECONNECT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Dura
 const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the edge reads in an availability document: the seats available or held
-/// (`sections[].available + held`) and when the sale opens.
-fn availability_facts(identity: &[u8]) -> (Option<u64>, Option<i64>) {
+/// (`sections[].available + held`), when the sale opens and the presale window.
+fn availability_facts(identity: &[u8]) -> Facts {
     #[derive(serde::Deserialize)]
     struct Section {
         available: u64,
         held: u64,
     }
     #[derive(serde::Deserialize)]
+    struct Presale {
+        starts_at_ms: i64,
+        ends_at_ms: i64,
+    }
+    #[derive(serde::Deserialize)]
     struct Availability {
         sections: Vec<Section>,
         on_sale_at_ms: Option<i64>,
+        presale: Option<Presale>,
     }
     match serde_json::from_slice::<Availability>(identity) {
-        Ok(document) => (
-            Some(document.sections.iter().map(|s| s.available + s.held).sum()),
-            document.on_sale_at_ms,
-        ),
-        Err(_) => (None, None),
+        Ok(document) => Facts {
+            open_seats: Some(document.sections.iter().map(|s| s.available + s.held).sum()),
+            on_sale_at_ms: document.on_sale_at_ms,
+            presale: document.presale.map(|p| (p.starts_at_ms, p.ends_at_ms)),
+        },
+        Err(_) => Facts::default(),
     }
+}
+
+/// An availability document's facts; none for a layout.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Facts {
+    open_seats: Option<u64>,
+    on_sale_at_ms: Option<i64>,
+    presale: Option<(i64, i64)>,
 }
 
 /// `{prefix}snapshot:{<show>}:<kind>` back to (show, kind).
@@ -98,13 +113,14 @@ impl SnapshotLoader {
         let loaded = (|| {
             let etag = text(field::ETAG)?;
             let identity = bytes(field::IDENTITY)?;
-            let (open_seats, on_sale_at_ms) = match key.1 {
+            let facts = match key.1 {
                 Kind::Availability => availability_facts(&identity),
-                Kind::Layout => (None, None),
+                Kind::Layout => Facts::default(),
             };
             Some(Snapshot {
-                open_seats,
-                on_sale_at_ms,
+                open_seats: facts.open_seats,
+                on_sale_at_ms: facts.on_sale_at_ms,
+                presale: facts.presale,
                 identity,
                 etags: etag_values(&etag)?,
                 etag,
@@ -200,9 +216,14 @@ mod tests {
 
     #[test]
     fn open_seats_count_available_and_held() {
-        let doc = br#"{"show_id":"s","on_sale_at_ms":1700000000000,"sections":[{"section_id":"a","available":2,"held":1,"sold":5,"total":8},{"section_id":"b","available":0,"held":0,"sold":3,"total":3}],"seat_status":"AAH"}"#;
-        assert_eq!(availability_facts(doc), (Some(3), Some(1_700_000_000_000)));
-        assert_eq!(availability_facts(b"not json"), (None, None));
+        let doc = br#"{"show_id":"s","on_sale_at_ms":1700000000000,"presale":{"starts_at_ms":1,"ends_at_ms":2},"sections":[{"section_id":"a","available":2,"held":1,"sold":5,"total":8},{"section_id":"b","available":0,"held":0,"sold":3,"total":3}],"seat_status":"AAH"}"#;
+        let facts = Facts {
+            open_seats: Some(3),
+            on_sale_at_ms: Some(1_700_000_000_000),
+            presale: Some((1, 2)),
+        };
+        assert_eq!(availability_facts(doc), facts);
+        assert_eq!(availability_facts(b"not json"), Facts::default());
     }
 
     #[test]

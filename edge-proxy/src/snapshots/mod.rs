@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub open_seats: Option<u64>,
     /// When the show's sale opens, Unix ms: an availability document's, else `None`.
     pub on_sale_at_ms: Option<i64>,
+    /// The show's presale window (starts, ends), Unix ms, if it has one.
+    pub presale: Option<(i64, i64)>,
 }
 
 /// The quoted ETags of the three representations of a document with content hash `etag`;
@@ -76,6 +78,11 @@ impl SnapshotStore {
     /// When `show`'s sale opens (Unix ms), as its availability snapshot says.
     pub fn on_sale_at_ms(&self, show: &str) -> Option<i64> {
         self.get(show, Kind::Availability)?.on_sale_at_ms
+    }
+
+    /// `show`'s presale window (starts, ends; Unix ms), as its availability snapshot says.
+    pub fn presale(&self, show: &str) -> Option<(i64, i64)> {
+        self.get(show, Kind::Availability)?.presale
     }
 
     /// Every show whose availability snapshot says when its sale opens, with that time.

@@ -15,6 +15,10 @@ pub(crate) struct JoinRequest {
     pub(crate) show_id: String,
     /// Required by shows with a proof-of-work difficulty.
     pub(crate) pow: Option<PowAnswer>,
+    /// During the show's presale: the account's access code, unless it redeemed one for
+    /// the show before. At most 64 characters.
+    #[schema(max_length = 64)]
+    pub(crate) access_code: Option<String>,
 }
 
 /// A join's proof of work.

@@ -173,6 +173,8 @@ mod tests {
             reset_code_ttl_s: 60,
             max_reset_requests_per_email: 1,
             max_reset_requests_per_ip: 1,
+            max_code_failures_per_account: 1,
+            max_code_failures_per_ip: 1,
         };
         let argon = argon2(&config).unwrap();
         let first = hash(&argon, b"correct horse battery").unwrap();

@@ -9,6 +9,7 @@
 use super::set_password;
 use super::throttle::{self, ClientIp, Counter};
 use crate::domain::account::{invalid, Email, Password, ResetConfirmBody, ResetRequestBody};
+use crate::domain::typed_code;
 use crate::error::{ApiError, Code};
 use crate::json::ApiJson;
 use crate::openapi;
@@ -17,36 +18,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use onsale_contract::problem::Problem;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-/// Letters and digits that cannot be misread for one another (no 0/O, 1/I/L).
-const ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+/// Characters of a reset code: about 49 bits.
 const CODE_CHARS: usize = 10;
-
-fn new_code() -> String {
-    use rand::Rng;
-    let mut rng = rand::rng();
-    (0..CODE_CHARS)
-        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-        .collect()
-}
-
-/// As typed codes are compared: upper case, without spaces and hyphens.
-fn normalise(code: &str) -> String {
-    code.chars()
-        .filter(|c| !c.is_whitespace() && *c != '-')
-        .flat_map(char::to_uppercase)
-        .collect()
-}
-
-/// What is stored of a code: bound to its account, so one hash names one account's code.
-fn code_hash(account: Uuid, code: &str) -> Vec<u8> {
-    let mut hash = Sha256::new();
-    hash.update(account.as_bytes());
-    hash.update(code.as_bytes());
-    hash.finalize().to_vec()
-}
 
 onsale_contract::problems!(pub(crate) ResetProblems = [
     openapi::ANY,
@@ -112,13 +87,13 @@ async fn send_code(state: &AppState, email: &Email) -> Result<(), sqlx::Error> {
     let Some(account) = account else {
         return Ok(());
     };
-    let code = new_code();
+    let code = typed_code::random(CODE_CHARS);
     let expires_at = sqlx::query_scalar!(
         "INSERT INTO password_resets (id, account_id, code_hash, expires_at)
          VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING expires_at",
         Uuid::now_v7(),
         account.id,
-        code_hash(account.id, &code),
+        typed_code::hash(account.id, &code),
         f64::from(config.reset_code_ttl_s),
     )
     .fetch_one(&mut *tx)
@@ -182,7 +157,7 @@ pub(crate) async fn post_confirm(
     ApiJson(body): ApiJson<ResetConfirmBody>,
 ) -> Result<Response, ApiError> {
     let email = Email::parse("email", &body.email)?;
-    let code = normalise(&body.code);
+    let code = typed_code::normalise(&body.code);
     if code.is_empty() || code.len() > 64 {
         return Err(invalid("code", "`code` must be the code that was sent"));
     }
@@ -205,7 +180,7 @@ pub(crate) async fn post_confirm(
             "SELECT id FROM password_resets
              WHERE account_id = $1 AND code_hash = $2 AND used_at IS NULL AND expires_at > now()",
             account,
-            code_hash(account, &code),
+            typed_code::hash(account, &code),
         )
         .fetch_optional(&state.pool)
         .await?
@@ -239,23 +214,4 @@ pub(crate) async fn post_confirm(
     tx.commit().await?;
     throttle::succeeded(&state.pool, &counters).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_are_unambiguous_and_compared_as_typed_loosely() {
-        let code = new_code();
-        assert_eq!(code.len(), CODE_CHARS);
-        assert!(code.bytes().all(|b| ALPHABET.contains(&b)), "{code}");
-        assert_eq!(normalise(" abcde-fghjk "), "ABCDEFGHJK");
-        let account = Uuid::new_v4();
-        assert_eq!(
-            code_hash(account, &code),
-            code_hash(account, &normalise(&code.to_lowercase()))
-        );
-        assert_ne!(code_hash(account, &code), code_hash(Uuid::new_v4(), &code));
-    }
 }

@@ -1,7 +1,7 @@
-//! Throttling of credential checks and reset requests, in PostgreSQL so every origin counts
-//! together. Attempts are counted in fixed windows of `failure_window_s` per scope and
-//! subject (a normalised email, or a client IP with IPv6 by /64), stored as the subject's
-//! SHA-256. Past its maximum a subject gets 429 `rate_limited` with `Retry-After` until its
+//! Throttling of credential checks, reset requests and presale access codes, in PostgreSQL
+//! so every origin counts together. Attempts are counted in fixed windows of
+//! `failure_window_s` per scope and subject (a normalised email, an account, or a client IP
+//! with IPv6 by /64), stored as the subject's SHA-256. Past its maximum a subject gets 429 `rate_limited` with `Retry-After` until its
 //! window ends.
 //!
 //! A credential check counts as a failure before it runs ([`attempt`]), in the statement
@@ -29,6 +29,10 @@ pub(crate) enum Scope {
     ResetEmail,
     /// Reset requests from one client IP.
     ResetIp,
+    /// Wrong access codes from one account.
+    AccessCodeAccount,
+    /// Wrong access codes from one client IP.
+    AccessCodeIp,
 }
 
 impl Scope {
@@ -38,6 +42,8 @@ impl Scope {
             Scope::CredentialIp => "credential_ip",
             Scope::ResetEmail => "reset_email",
             Scope::ResetIp => "reset_ip",
+            Scope::AccessCodeAccount => "access_code_account",
+            Scope::AccessCodeIp => "access_code_ip",
         }
     }
 
@@ -45,7 +51,8 @@ impl Scope {
     fn limit(self) -> &'static str {
         match self {
             Scope::CredentialEmail | Scope::ResetEmail => "email",
-            Scope::CredentialIp | Scope::ResetIp => "ip",
+            Scope::CredentialIp | Scope::ResetIp | Scope::AccessCodeIp => "ip",
+            Scope::AccessCodeAccount => "account",
         }
     }
 }
@@ -131,6 +138,24 @@ impl Counter {
             scope: Scope::ResetEmail,
             subject: subject(email_key),
             max: state.config.accounts.max_reset_requests_per_email,
+        }
+    }
+
+    /// Wrong access codes from `account`.
+    pub(crate) fn access_code_account(state: &AppState, account: uuid::Uuid) -> Self {
+        Counter {
+            scope: Scope::AccessCodeAccount,
+            subject: subject(&account.to_string()),
+            max: state.config.accounts.max_code_failures_per_account,
+        }
+    }
+
+    /// Wrong access codes from `ip`.
+    pub(crate) fn access_code_ip(state: &AppState, ip: ClientIp) -> Self {
+        Counter {
+            scope: Scope::AccessCodeIp,
+            subject: ip.subject(),
+            max: state.config.accounts.max_code_failures_per_ip,
         }
     }
 

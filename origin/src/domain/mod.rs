@@ -10,6 +10,7 @@ pub(crate) mod ids;
 pub(crate) mod order_request;
 pub(crate) mod page;
 pub(crate) mod payment_method;
+pub(crate) mod typed_code;
 
 pub(crate) use catalog_query::EventFilter;
 pub(crate) use drafts::{EventDraft, ShowDraft, VenueDraft};

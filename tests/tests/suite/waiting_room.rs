@@ -1710,3 +1710,176 @@ async fn a_new_show_queues_on_the_default_room_from_its_first_snapshot_until_cal
     let polled = room.poll(0, behind["queue_token"].as_str().unwrap()).await;
     assert_eq!(polled.json()["status"], "sold_out");
 }
+
+/// A presale: during its window only accounts with an access code join, each code spent
+/// once per account up to its uses, wrong codes refused alike and throttled per account and
+/// per client IP; after the window anyone joins.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_presale_lets_in_only_accounts_with_a_code_each_spent_once() {
+    let db = onsale_tests::db().await;
+    let origin = onsale_tests::origin(&db)
+        .config(|c| {
+            c.accounts.max_code_failures_per_account = 3;
+            c.accounts.max_code_failures_per_ip = 8;
+        })
+        .run()
+        .await;
+    let organizer = client(origin.addr()).bearer(onsale_tests::ADMIN_TOKEN);
+    let now = onsale_contract::clock::now_ms();
+    let at = |ms: i64| {
+        let time = Utc.timestamp_millis_opt(ms - ms % 1000).unwrap();
+        time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let create = |name: &'static str| {
+        let organizer = &organizer;
+        async move {
+            let layout = onsale_tests::venue_body("Cellar", "Porto", &[("A", "T1")], 2, 5);
+            let on_sale_at = at(now - 60_000);
+            onsale_tests::create_show(
+                organizer,
+                layout,
+                name,
+                "Band",
+                "2099-01-01T20:00:00Z",
+                &on_sale_at,
+            )
+            .await
+            .1
+        }
+    };
+    let (show, other) = (create("Fan club night").await, create("Elsewhere").await);
+    let presale = json!({ "starts_at": at(now - 60_000), "ends_at": at(now + 1_800_000) });
+    let codes = |show: &str, body: Value| {
+        let organizer = &organizer;
+        let path = format!("/v1/admin/shows/{show}/access-codes");
+        async move {
+            let made = organizer.post(&path, &body).await;
+            made.expect_status(201);
+            made.json()
+        }
+    };
+    let generated = codes(&show, json!({ "count": 3, "presale": presale })).await;
+    let generated: Vec<String> = serde_json::from_value(generated["codes"].clone()).unwrap();
+    assert!(
+        generated
+            .iter()
+            .all(|c| c.len() == 14 && c.as_bytes()[4] == b'-'),
+        "{generated:?}"
+    );
+    let named = codes(&show, json!({ "codes": ["FANCLUB-2026"], "max_uses": 2 })).await;
+    assert_eq!(named["presale"]["ends_at"], presale["ends_at"]);
+    let foreign = codes(&other, json!({ "count": 1, "presale": presale })).await;
+    // Named twice, or again: nothing is stored.
+    organizer
+        .post(
+            &format!("/v1/admin/shows/{show}/access-codes"),
+            &json!({ "codes": ["fanclub-2026", "NEW-CODE-1"] }),
+        )
+        .await
+        .problem(409, "access_code_exists");
+
+    let clock = Clock::manual(now);
+    let prefix = onsale_tests::redis_prefix();
+    let edge = edge()
+        .clock(clock.clone())
+        .upstream(origin.addr())
+        .config(|c| {
+            c.redis.key_prefix = prefix.clone();
+            c.waiting_room.refresh_ms = 1000;
+            c.limits.per_ip_join.per_minute = 1_000_000;
+            c.limits.per_ip_join.burst = 100_000;
+        })
+        .run();
+    let room = Room {
+        edges: vec![edge],
+        clock,
+        show: show.clone(),
+        prefix: prefix.clone(),
+        accounts: Some((db, origin)),
+    };
+    let config = onsale_tests::builder_config(room.db(), &prefix);
+    let metrics = Arc::new(seatmap_builder::metrics::Metrics::new());
+    let mut builder = seatmap_builder::Builder::new(config, metrics).unwrap();
+    builder.build_all(now).await.unwrap();
+    eventually("the edge to learn of the presale", WITHIN, || async {
+        room.edges[0].shared.snapshots.presale(&show).map(|_| ())
+    })
+    .await;
+    room.step().await;
+
+    let join = |session: String, code: Option<&str>| {
+        let room = &room;
+        let body = match code {
+            Some(code) => json!({ "show_id": room.show, "access_code": code }),
+            None => json!({ "show_id": room.show }),
+        };
+        async move { room.fan(0).bearer(&session).post(JOIN, &body).await }
+    };
+    let (ana_id, ana) = room.account().await;
+    join(ana.clone(), None)
+        .await
+        .problem(403, "access_code_required");
+    join(ana.clone(), Some("WRONG-CODE-XYZ"))
+        .await
+        .problem(403, "access_code_invalid");
+    let foreign_code = foreign["codes"][0].as_str().unwrap();
+    join(ana.clone(), Some(foreign_code))
+        .await
+        .problem(403, "access_code_invalid");
+    // As typed loosely: lower case, no hyphens.
+    let typed = generated[0].replace('-', "").to_lowercase();
+    let placed = join(ana.clone(), Some(&typed)).await;
+    placed.expect_status(201);
+    let place = placed.json()["queue_token"].clone();
+    // Another device of the same account: let in without the code, to the same place.
+    let other_device = onsale_tests::create_session(room.db(), ana_id).await;
+    let again = join(other_device, None).await;
+    again.expect_status(200);
+    assert_eq!(again.json()["position"], placed.json()["position"]);
+    assert!(place.is_string());
+    // An account redeems one code per show: a second one is not spent.
+    join(ana.clone(), Some(&generated[1]))
+        .await
+        .expect_status(200);
+    let (_, eve) = room.account().await;
+    join(eve, Some(&generated[1])).await.expect_status(201);
+
+    // A single-use code, used: refused alike. A code for two accounts lets in two.
+    let (_, bo) = room.account().await;
+    join(bo.clone(), Some(&generated[0]))
+        .await
+        .problem(403, "access_code_invalid");
+    join(bo, Some("fanclub-2026")).await.expect_status(201);
+    let (_, cy) = room.account().await;
+    join(cy, Some("FANCLUB-2026")).await.expect_status(201);
+    let (_, dee) = room.account().await;
+    join(dee, Some("FANCLUB-2026"))
+        .await
+        .problem(403, "access_code_invalid");
+
+    // Guessing: three wrong codes an account, eight from an address, then 429.
+    let (_, guesser) = room.account().await;
+    for guess in ["GUESS-0001", "GUESS-0002", "GUESS-0003"] {
+        join(guesser.clone(), Some(guess))
+            .await
+            .problem(403, "access_code_invalid");
+    }
+    let limited = join(guesser, Some(&generated[2]))
+        .await
+        .problem(429, "rate_limited");
+    assert_eq!(limited["limit"], "account");
+    let (_, mal) = room.account().await;
+    join(mal, Some("GUESS-0004"))
+        .await
+        .problem(403, "access_code_invalid");
+    let (_, ned) = room.account().await;
+    let limited = join(ned, Some(&generated[2])).await;
+    assert!(limited.header("retry-after").is_some());
+    assert_eq!(limited.problem(429, "rate_limited")["limit"], "ip");
+
+    // The window ends: anyone joins.
+    room.clock.advance(Duration::from_secs(31 * 60));
+    room.step().await;
+    let (_, fay) = room.account().await;
+    join(fay, None).await.expect_status(201);
+}
