@@ -30,6 +30,7 @@ pub mod problem;
 pub mod redis;
 pub mod snapshot;
 pub mod tasks;
+pub mod tickets;
 pub mod tokens;
 
 #[cfg(any(test, feature = "testing"))]

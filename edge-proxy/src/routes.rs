@@ -146,6 +146,8 @@ pub fn classify(method: &Method, path: &str) -> Route {
     let read = [Method::GET, Method::HEAD].as_slice();
     let (class, methods, show): (_, &[Method], _) = match segments {
         ["v1", "events"] => (RouteClass::Catalog, read, None),
+        // The keys tickets are signed with: public and cacheable, like the catalog.
+        [".well-known", "onsale", "ticket-keys.json"] => (RouteClass::Catalog, read, None),
         ["v1", "events", id] | ["v1", "events", id, "shows"] if is_id(id) => {
             (RouteClass::Catalog, read, None)
         }
@@ -221,6 +223,7 @@ pub fn classify(method: &Method, path: &str) -> Route {
         ["v1", "tickets", "verify"] | ["v1", "webhooks", "payments"] => {
             (RouteClass::Partner, &[Method::POST][..], None)
         }
+        ["v1", "shows", id, "revocations"] if is_id(id) => (RouteClass::Partner, read, None),
         ["v1", "waiting-room", "sessions"] => (
             RouteClass::WaitingRoom(Room::Join),
             &[Method::POST][..],
@@ -342,6 +345,14 @@ mod tests {
 
     #[test]
     fn partners_have_routes_of_their_own() {
+        assert_eq!(
+            classify(&Method::GET, "/.well-known/onsale/ticket-keys.json").class,
+            RouteClass::Catalog
+        );
+        assert_eq!(
+            classify(&Method::GET, "/v1/shows/s1/revocations").class,
+            RouteClass::Partner
+        );
         for path in ["/v1/tickets/verify", "/v1/webhooks/payments"] {
             let route = classify(&Method::POST, path);
             assert_eq!(route.class, RouteClass::Partner, "{path}");

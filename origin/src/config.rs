@@ -241,6 +241,9 @@ impl NotificationsConfig {
 pub struct TicketsConfig {
     /// The Ed25519 private key (PKCS#8 PEM) that signs ticket payloads.
     pub signing_key: PathBuf,
+    /// Public keys (SPKI PEM) of earlier signing keys whose tickets still verify.
+    #[serde(default)]
+    pub previous_keys: Vec<PathBuf>,
 }
 
 /// `[orders]`: the payment window and refund policies.

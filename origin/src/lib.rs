@@ -128,6 +128,7 @@ fn fan_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(payments::post_cancel))
         .routes(routes!(payments::post_confirm))
         .routes(routes!(tickets::get_qr))
+        .routes(routes!(tickets::get_ticket_keys))
         .routes(routes!(webhooks::post_payment_webhook))
 }
 
@@ -142,6 +143,7 @@ fn organizer_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(cancellation::get_cancellation))
         .routes(routes!(presale::post_access_codes))
         .routes(routes!(tickets::post_verify))
+        .routes(routes!(tickets::get_revocations))
 }
 
 /// Health, readiness, metrics and the OpenAPI document.
@@ -412,8 +414,9 @@ pub(crate) async fn start_with_pool(
         accounts::passwords::Passwords::new(&config.accounts, metrics.password_hashes.clone())
             .await?,
     );
-    let tickets = Arc::new(tickets::TicketSigner::from_file(
+    let tickets = Arc::new(tickets::TicketSigner::from_files(
         &config.tickets.signing_key,
+        &config.tickets.previous_keys,
     )?);
     let payments = &config.payments;
     let sandbox = match (payments.provider, &payments.sandbox) {

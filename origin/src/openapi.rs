@@ -122,7 +122,12 @@ pub(crate) fn complete(mut api: OpenApi) -> OpenApi {
             ),
             (
                 "organizer",
-                "Venues, events, shows, forced cancellation and the door.",
+                "Venues, events, shows, presale codes, cancellation and the door.",
+            ),
+            (
+                "scanners",
+                "What a venue's scanners verify tickets with offline: the signing keys and \
+                 each show's revocations.",
             ),
             ("provider", "What the payment provider calls."),
             (

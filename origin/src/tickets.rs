@@ -17,95 +17,79 @@ use crate::AppState;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, Utc};
-use ed25519_dalek::pkcs8::DecodePrivateKey;
-use ed25519_dalek::{Signer as _, Verifier as _};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
+pub use onsale_contract::tickets::TicketFacts;
+use onsale_contract::tickets::{JwkSet, MAX_PAYLOAD};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-const VERSION: &str = "T1";
-/// Ticket id, show id, seat id, issue time (Unix seconds).
-const FIELDS_LEN: usize = 16 + 16 + 8 + 8;
-/// Longest payload a scanner may send; a real one is about 160 characters.
-const MAX_PAYLOAD: usize = 512;
-
-/// What a ticket's payload states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TicketFacts {
-    /// The ticket's id.
-    pub ticket: Uuid,
-    /// The show it admits to.
-    pub show: Uuid,
-    /// The seat it is for.
-    pub seat: i64,
-    /// When it was issued, in Unix seconds.
-    pub issued_at_s: i64,
-}
-
-/// Signs ticket payloads with the Ed25519 key of `tickets.signing_key`, and checks them.
+/// Signs ticket payloads with the Ed25519 key of `tickets.signing_key`, and checks them
+/// with it and the keys of `tickets.previous_keys` (the payload format is
+/// [`onsale_contract::tickets`]).
 pub struct TicketSigner {
     key: ed25519_dalek::SigningKey,
+    /// The current key's public half first, then the previous keys.
+    verifying: Vec<ed25519_dalek::VerifyingKey>,
 }
 
-/// The ticket signing key cannot be read or is not an Ed25519 PKCS#8 key.
+/// A ticket key cannot be read or is not an Ed25519 key.
 #[derive(Debug, thiserror::Error)]
-#[error("tickets.signing_key {path}: {message}")]
+#[error("tickets key {path}: {message}")]
 pub struct TicketKeyError {
     path: String,
     message: String,
 }
 
 impl TicketSigner {
-    /// Loads the private key from the PKCS#8 PEM file at `path`.
-    pub fn from_file(path: &std::path::Path) -> Result<Self, TicketKeyError> {
-        let failed = |message: String| TicketKeyError {
+    /// Loads the private key from the PKCS#8 PEM file at `path`, and the public keys still
+    /// accepted from before a rotation from the SPKI PEM files at `previous`.
+    pub fn from_files(
+        path: &std::path::Path,
+        previous: &[std::path::PathBuf],
+    ) -> Result<Self, TicketKeyError> {
+        let failed = |path: &std::path::Path, message: String| TicketKeyError {
             path: path.display().to_string(),
             message,
         };
-        let pem = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
-        let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem)
-            .map_err(|e| failed(format!("not an Ed25519 PKCS#8 key: {e}")))?;
-        Ok(TicketSigner { key })
+        let read = |path: &std::path::Path| {
+            std::fs::read_to_string(path).map_err(|e| failed(path, e.to_string()))
+        };
+        let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&read(path)?)
+            .map_err(|e| failed(path, format!("not an Ed25519 PKCS#8 key: {e}")))?;
+        let previous = previous
+            .iter()
+            .map(|path| {
+                ed25519_dalek::VerifyingKey::from_public_key_pem(&read(path)?)
+                    .map_err(|e| failed(path, format!("not an Ed25519 public key: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self::with_keys(key, previous))
     }
 
-    /// The signed payload stating `facts`: `T1.<fields>.<signature>`.
+    fn with_keys(
+        key: ed25519_dalek::SigningKey,
+        previous: Vec<ed25519_dalek::VerifyingKey>,
+    ) -> Self {
+        let verifying = std::iter::once(key.verifying_key())
+            .chain(previous)
+            .collect();
+        TicketSigner { key, verifying }
+    }
+
+    /// The signed payload stating `facts`.
     pub fn sign(&self, facts: TicketFacts) -> String {
-        let mut fields = Vec::with_capacity(FIELDS_LEN);
-        fields.extend_from_slice(facts.ticket.as_bytes());
-        fields.extend_from_slice(facts.show.as_bytes());
-        fields.extend_from_slice(&facts.seat.to_be_bytes());
-        fields.extend_from_slice(&facts.issued_at_s.to_be_bytes());
-        let signed = format!("{VERSION}.{}", URL_SAFE_NO_PAD.encode(fields));
-        let signature = self.key.sign(signed.as_bytes());
-        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+        onsale_contract::tickets::sign(&self.key, facts)
     }
 
-    /// The facts of a payload this key signed; `None` for anything else.
+    /// The facts of a payload one of the keys signed; `None` for anything else.
     pub(crate) fn verify(&self, payload: &str) -> Option<TicketFacts> {
-        let (signed, signature) = payload.rsplit_once('.')?;
-        let fields = signed.strip_prefix(VERSION)?.strip_prefix('.')?;
-        let signature: [u8; 64] = URL_SAFE_NO_PAD.decode(signature).ok()?.try_into().ok()?;
-        self.key
-            .verifying_key()
-            .verify(
-                signed.as_bytes(),
-                &ed25519_dalek::Signature::from_bytes(&signature),
-            )
-            .ok()?;
-        let fields = URL_SAFE_NO_PAD.decode(fields).ok()?;
-        if fields.len() != FIELDS_LEN {
-            return None;
-        }
-        let uuid = |at: usize| Uuid::from_slice(&fields[at..at + 16]).ok();
-        let int = |at: usize| i64::from_be_bytes(fields[at..at + 8].try_into().expect("8 bytes"));
-        Some(TicketFacts {
-            ticket: uuid(0)?,
-            show: uuid(16)?,
-            seat: int(32),
-            issued_at_s: int(40),
-        })
+        onsale_contract::tickets::verify(&self.verifying, payload)
+    }
+
+    /// The public keys, as scanners download them.
+    pub(crate) fn key_set(&self) -> JwkSet {
+        JwkSet::of(&self.verifying)
     }
 }
 
@@ -442,34 +426,192 @@ async fn scan(state: &AppState, facts: TicketFacts) -> Result<Option<VerifyView>
     }))
 }
 
+/// How long scanners may keep the key set before asking again.
+const KEY_SET_MAX_AGE_S: u32 = 300;
+
+onsale_contract::problems!(pub(crate) KeySetProblems = [openapi::ANY]);
+
+/// The public keys ticket payloads are signed with, for scanners that verify offline.
+///
+/// `GET /.well-known/onsale/ticket-keys.json`: a JWK set (RFC 7517) of Ed25519 keys, the
+/// current signing key first, then the keys of `tickets.previous_keys`. A payload
+/// (`T1.<fields>.<signature>`, see the README's "Tickets at the door") is genuine when one
+/// of them verifies its signature; nothing else is needed to check one.
+#[utoipa::path(
+    get,
+    path = "/.well-known/onsale/ticket-keys.json",
+    tag = "scanners",
+    responses(
+        (
+            status = 200,
+            description = "The key set.",
+            body = JwkSet,
+            headers(("Cache-Control" = String, description = "`public, max-age=300`.")),
+        ),
+        KeySetProblems,
+    ),
+)]
+pub(crate) async fn get_ticket_keys(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let mut response = crate::http::json(StatusCode::OK, &state.tickets.key_set())?;
+    let cache = format!("public, max-age={KEY_SET_MAX_AGE_S}");
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::try_from(cache).expect("a valid header value"),
+    );
+    Ok(response)
+}
+
+/// A ticket revoked: it no longer admits.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Revocation {
+    /// The ticket.
+    ticket_id: Uuid,
+    /// When it was revoked, Unix ms.
+    revoked_at_ms: i64,
+}
+
+/// A page of a show's revocation list.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Revocations {
+    /// The show.
+    show_id: Uuid,
+    /// Tickets revoked after `since`, oldest first.
+    revocations: Vec<Revocation>,
+    /// Where the next sync starts: the `since` of the next request (the last revocation
+    /// here, or the `since` given when there was none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cursor: Option<String>,
+    /// Whether more revocations follow now; ask again with `cursor`.
+    more: bool,
+}
+
+struct RevokedRow {
+    id: Uuid,
+    revoked_at: DateTime<Utc>,
+}
+
+/// The revocation list's query string.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevocationsQuery {
+    since: Option<String>,
+    limit: Option<String>,
+}
+
+onsale_contract::problems!(pub(crate) RevocationsProblems = [
+    openapi::ANY,
+    openapi::ORGANIZER,
+    &[Code::InvalidQuery],
+]);
+
+/// A show's revoked tickets, for scanners that verify offline.
+///
+/// `GET /v1/shows/{id}/revocations?since=<cursor>&limit=` (scanner: the admin token): the
+/// tickets of the show revoked after `since` (a `cursor` of an earlier answer; none: from
+/// the first), oldest first, at most `limit` (the catalog's page sizes: 20 by default, at
+/// most 100). A scanner keeps the
+/// cursor and asks again while `more` is true, and again every so often. A revocation is
+/// stamped with its transaction's time and listed when that commits, so a scanner should
+/// sync from a cursor a minute old now and then to catch any that committed late.
+#[utoipa::path(
+    get,
+    path = "/v1/shows/{id}/revocations",
+    tag = "scanners",
+    params(
+        ("id" = Uuid, Path, description = "The show."),
+        ("since" = Option<String>, Query, description = "The `cursor` of an earlier answer."),
+        ("limit" = Option<u32>, Query, description = "At most this many (1 to 100; default 20)."),
+    ),
+    responses(
+        (status = 200, description = "Revoked tickets after `since`.", body = Revocations),
+        RevocationsProblems,
+    ),
+    security(("organizer" = [])),
+)]
+pub(crate) async fn get_revocations(
+    State(state): State<AppState>,
+    show: crate::domain::ShowId,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let raw: RevocationsQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::invalid_query("query", e.to_string()))?;
+    let since = raw.since.clone();
+    let catalog = &state.config.catalog;
+    let page = crate::domain::Page::parse(
+        raw.since,
+        raw.limit,
+        catalog.default_page_size,
+        catalog.max_page_size,
+    )?;
+    let mut rows = sqlx::query_as!(
+        RevokedRow,
+        r#"SELECT id, revoked_at AS "revoked_at!" FROM tickets
+           WHERE show_id = $1 AND status = 'revoked'
+             AND ($2::timestamptz IS NULL OR (revoked_at, id) > ($2, $3))
+           ORDER BY revoked_at, id LIMIT $4"#,
+        show.0,
+        page.after.map(|c| c.at),
+        page.after.map(|c| c.id),
+        page.fetch(),
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    let key = |row: &RevokedRow| Keyset {
+        at: row.revoked_at,
+        id: row.id,
+    };
+    let next = page.cut(&mut rows, key);
+    let more = next.is_some();
+    let cursor = next
+        .or_else(|| rows.last().map(|last| key(last).encode()))
+        .or(since);
+    let revocations = rows
+        .into_iter()
+        .map(|row| Revocation {
+            ticket_id: row.id,
+            revoked_at_ms: row.revoked_at.timestamp_millis(),
+        })
+        .collect();
+    crate::http::json(
+        StatusCode::OK,
+        &Revocations {
+            show_id: show.0,
+            revocations,
+            cursor,
+            more,
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn payloads_verify_only_untouched_and_with_their_key() {
+    fn key() -> ed25519_dalek::SigningKey {
         let (private, _) = onsale_contract::tokens::generate_pem_pair();
-        let signer = TicketSigner {
-            key: ed25519_dalek::SigningKey::from_pkcs8_pem(&private).unwrap(),
-        };
+        ed25519_dalek::SigningKey::from_pkcs8_pem(&private).unwrap()
+    }
+
+    #[test]
+    fn tickets_of_a_previous_key_verify_while_it_is_listed() {
+        let (old, new) = (key(), key());
         let facts = TicketFacts {
             ticket: Uuid::new_v4(),
             show: Uuid::new_v4(),
             seat: 42,
             issued_at_s: 1_800_000_000,
         };
-        let payload = signer.sign(facts);
-        assert_eq!(signer.verify(&payload), Some(facts));
-        let (other, _) = onsale_contract::tokens::generate_pem_pair();
-        let stranger = TicketSigner {
-            key: ed25519_dalek::SigningKey::from_pkcs8_pem(&other).unwrap(),
-        };
-        assert_eq!(stranger.verify(&payload), None);
-        // Any changed character of the fields breaks the signature.
-        let mut tampered = payload.clone().into_bytes();
-        tampered[5] = if tampered[5] == b'A' { b'B' } else { b'A' };
-        assert_eq!(signer.verify(std::str::from_utf8(&tampered).unwrap()), None);
-        assert_eq!(signer.verify("T1.nonsense"), None);
-        assert_eq!(signer.verify(""), None);
+        let before = TicketSigner::with_keys(old.clone(), Vec::new());
+        let payload = before.sign(facts);
+        let rotated = TicketSigner::with_keys(new.clone(), vec![old.verifying_key()]);
+        assert_eq!(rotated.verify(&payload), Some(facts));
+        assert_eq!(rotated.key_set().keys.len(), 2);
+        assert_eq!(
+            rotated.key_set().verifying_keys().unwrap()[0],
+            new.verifying_key(),
+            "the current key first"
+        );
+        let dropped = TicketSigner::with_keys(new, Vec::new());
+        assert_eq!(dropped.verify(&payload), None);
     }
 }

@@ -58,20 +58,27 @@ install_missing() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 }
 
-# The OpenAPI conformance run's fuzzer, pinned, in a virtualenv of the project's own.
+# The suite's Python tools, pinned, in a virtualenv of the project's own: the OpenAPI
+# conformance run's fuzzer, and an Ed25519 implementation other than the project's, to
+# check a ticket offline with nothing but the published key set.
 SCHEMATHESIS_VERSION=4.32.5
-install_schemathesis() {
+CRYPTOGRAPHY_VERSION=45.0.7
+install_python_tools() {
     local venv="$ONSALE_ROOT/.onsale/venv"
-    "$venv/bin/schemathesis" --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION" && return 0
+    if "$venv/bin/schemathesis" --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION" &&
+        "$venv/bin/python" -c "import cryptography, sys; sys.exit(cryptography.__version__ != '$CRYPTOGRAPHY_VERSION')" 2>/dev/null; then
+        return 0
+    fi
     python3 -c 'import ensurepip, venv' 2>/dev/null || {
         log "installing python3-venv"
         as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
     }
-    log "installing schemathesis $SCHEMATHESIS_VERSION (PyPI) in .onsale/venv"
+    log "installing schemathesis $SCHEMATHESIS_VERSION and cryptography $CRYPTOGRAPHY_VERSION (PyPI) in .onsale/venv"
     rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+    "$venv/bin/pip" install -q --disable-pip-version-check \
+        "schemathesis==$SCHEMATHESIS_VERSION" "cryptography==$CRYPTOGRAPHY_VERSION"
 }
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

@@ -15,6 +15,7 @@ mod openapi;
 mod orders;
 mod organizer;
 mod payments;
+mod scanning;
 mod schema;
 mod scripts;
 mod seed;

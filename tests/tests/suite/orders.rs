@@ -486,7 +486,7 @@ async fn tickets_show_a_signed_qr_and_scan_once() {
             .fetch_one(&s.app.db.pool)
             .await
             .unwrap();
-    let signer = TicketSigner::from_file(&onsale_tests::keys().signing_pem).unwrap();
+    let signer = TicketSigner::from_files(&onsale_tests::keys().signing_pem, &[]).unwrap();
     let payload = signer.sign(TicketFacts {
         ticket: Uuid::parse_str(&ticket).unwrap(),
         show,
@@ -575,7 +575,7 @@ async fn tickets_show_a_signed_qr_and_scan_once() {
     let (stranger, _) = onsale_contract::tokens::generate_pem_pair();
     let stranger_path = std::env::temp_dir().join(format!("stranger-{}.pem", Uuid::new_v4()));
     std::fs::write(&stranger_path, stranger).unwrap();
-    let forged = TicketSigner::from_file(&stranger_path)
+    let forged = TicketSigner::from_files(&stranger_path, &[])
         .unwrap()
         .sign(TicketFacts {
             ticket: Uuid::parse_str(&ticket).unwrap(),

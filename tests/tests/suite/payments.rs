@@ -551,7 +551,7 @@ async fn scan_at_the_gate(s: &Stadium, ticket: &str) -> Value {
             .fetch_one(&s.app.db.pool)
             .await
             .unwrap();
-    let payload = TicketSigner::from_file(&onsale_tests::keys().signing_pem)
+    let payload = TicketSigner::from_files(&onsale_tests::keys().signing_pem, &[])
         .unwrap()
         .sign(TicketFacts {
             ticket: Uuid::parse_str(ticket).unwrap(),

@@ -1,0 +1,193 @@
+//! Tickets checked at a gate with no network: the published key set verifies a payload on
+//! its own (here with Python's `cryptography`, an Ed25519 implementation of its own), and
+//! the show's revocation list, synced page by page, catches cancelled tickets.
+
+use crate::holds::stadium;
+use crate::orders::{confirm, ordered};
+use onsale_scan::{Gate, Verdict};
+use origin::tickets::{TicketFacts, TicketSigner};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use uuid::Uuid;
+
+/// Python with `cryptography`, as `scripts/test` installs it (pinned, in `.onsale/venv`),
+/// or `ONSALE_PYTHON`.
+fn python() -> PathBuf {
+    match std::env::var_os("ONSALE_PYTHON") {
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.onsale/venv/bin/python"),
+    }
+}
+
+/// Verifies `payload` with nothing but the key set at `keys`, as the README describes the
+/// format, in another language and another Ed25519 implementation.
+const VERIFY_PY: &str = r#"
+import base64, json, sys
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+def b64(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+keys = json.load(open(sys.argv[1]))["keys"]
+payload = sys.argv[2]
+signed, _, signature = payload.rpartition(".")
+version, _, fields = signed.partition(".")
+assert version == "T1"
+for jwk in keys:
+    assert jwk["kty"] == "OKP" and jwk["crv"] == "Ed25519"
+    try:
+        Ed25519PublicKey.from_public_bytes(b64(jwk["x"])).verify(b64(signature), signed.encode())
+    except InvalidSignature:
+        continue
+    raw = b64(fields)
+    print(json.dumps({"ticket": str(__import__("uuid").UUID(bytes=raw[:16])),
+                      "seat": int.from_bytes(raw[32:40], "big", signed=True)}))
+    sys.exit(0)
+sys.exit(1)
+"#;
+
+/// What Python says of `payload`: the ticket and seat it states, or `None` when no key of
+/// the set verifies it.
+fn python_verifies(keys: &Path, payload: &str) -> Option<Value> {
+    let output = std::process::Command::new(python())
+        .arg("-c")
+        .arg(VERIFY_PY)
+        .arg(keys)
+        .arg(payload)
+        .output()
+        .expect("python runs (scripts/test installs it in .onsale/venv)");
+    output
+        .status
+        .success()
+        .then(|| serde_json::from_slice(&output.stdout).expect("a JSON line"))
+}
+
+/// The payload of each of the order's tickets, as the origin signs it.
+async fn payloads(pool: &sqlx::PgPool, order: &str) -> Vec<(Uuid, String)> {
+    let signer = TicketSigner::from_files(&onsale_tests::keys().signing_pem, &[]).unwrap();
+    let rows: Vec<(Uuid, Uuid, i64, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "SELECT id, show_id, seat_id, issued_at FROM tickets WHERE order_id = $1::uuid ORDER BY id",
+    )
+    .bind(order)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|(ticket, show, seat, issued_at)| {
+            let facts = TicketFacts {
+                ticket,
+                show,
+                seat,
+                issued_at_s: issued_at.timestamp(),
+            };
+            (ticket, signer.sign(facts))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gate_offline_verifies_with_the_published_keys_and_catches_revoked_tickets() {
+    let s = stadium().await;
+    let (ana, bo) = (s.fan("ana").await, s.fan("bo").await);
+    let mut orders = Vec::new();
+    for (fan, seats, key) in [(&ana, &[0, 1][..], "a1"), (&bo, &[2][..], "b1")] {
+        let (order, payment) = ordered(&s, fan, seats).await;
+        confirm(fan, &payment, "pm_card_ok", key)
+            .await
+            .expect_status(200);
+        orders.push(order["order_id"].as_str().unwrap().to_owned());
+    }
+    let pool = &s.app.db.pool;
+    let (ana_tickets, bo_tickets) = (
+        payloads(pool, &orders[0]).await,
+        payloads(pool, &orders[1]).await,
+    );
+
+    // The key set, through the edge, is all a scanner needs.
+    let published = s
+        .app
+        .fan()
+        .get("/.well-known/onsale/ticket-keys.json")
+        .await;
+    published.expect_status(200);
+    assert_eq!(
+        published.header("cache-control"),
+        Some("public, max-age=300")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("ticket-keys.json");
+    std::fs::write(&keys, &published.body).unwrap();
+    let (ticket, payload) = &bo_tickets[0];
+    let said = python_verifies(&keys, payload).expect("the published key verifies");
+    assert_eq!(said["ticket"], ticket.to_string());
+    assert_eq!(said["seat"], s.seats[2]);
+    let tampered = payload.replacen('.', ".A", 1);
+    assert_eq!(python_verifies(&keys, &tampered), None);
+
+    // Ana cancels: her two tickets are revoked and listed, a page at a time.
+    ana.post_idempotent(
+        &format!("/v1/orders/{}/cancel", orders[0]),
+        "c1",
+        &json!({}),
+    )
+    .await
+    .expect_status(200);
+    let scanner = s.app.fan().bearer(onsale_tests::ADMIN_TOKEN);
+    let list = format!("/v1/shows/{}/revocations", s.show);
+    let first = scanner.get(&format!("{list}?limit=1")).await.json();
+    assert_eq!(first["revocations"].as_array().unwrap().len(), 1);
+    assert_eq!(first["more"], true);
+    let cursor = first["cursor"].as_str().unwrap();
+    let second = scanner
+        .get(&format!("{list}?limit=1&since={cursor}"))
+        .await
+        .json();
+    assert_eq!(second["revocations"].as_array().unwrap().len(), 1);
+    assert_eq!(second["more"], false);
+    let cursor = second["cursor"].as_str().unwrap();
+    let caught_up = scanner.get(&format!("{list}?since={cursor}")).await.json();
+    assert_eq!(caught_up["revocations"], json!([]));
+    assert_eq!(caught_up["cursor"], cursor, "an empty sync keeps its place");
+    let mut revoked: Vec<String> = [&first, &second]
+        .iter()
+        .map(|page| {
+            page["revocations"][0]["ticket_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    revoked.sort();
+    let mut expected: Vec<String> = ana_tickets.iter().map(|(t, _)| t.to_string()).collect();
+    expected.sort();
+    assert_eq!(revoked, expected);
+    s.app.fan().get(&list).await.problem(401, "unauthorized");
+
+    // The gate, offline: the key set and the two pages.
+    let pages: Vec<PathBuf> = [first, second]
+        .iter()
+        .enumerate()
+        .map(|(n, page)| {
+            let path = dir.path().join(format!("revocations-{n}.json"));
+            std::fs::write(&path, page.to_string()).unwrap();
+            path
+        })
+        .collect();
+    let pages: Vec<&Path> = pages.iter().map(PathBuf::as_path).collect();
+    let show = Uuid::parse_str(&s.show).unwrap();
+    let gate = Gate::load(&keys, Some(show), &pages).unwrap();
+    let check = gate.check(&bo_tickets[0].1);
+    assert_eq!(check.verdict, Verdict::Valid);
+    assert_eq!(check.seat_id, Some(s.seats[2]));
+    for (_, payload) in &ana_tickets {
+        assert_eq!(gate.check(payload).verdict, Verdict::Revoked);
+    }
+    assert_eq!(gate.check(&tampered).verdict, Verdict::Forged);
+    assert_eq!(gate.check("not a ticket").verdict, Verdict::Forged);
+    let elsewhere = Gate::load(&keys, Some(Uuid::new_v4()), &pages).unwrap();
+    assert_eq!(
+        elsewhere.check(&bo_tickets[0].1).verdict,
+        Verdict::WrongShow
+    );
+}
