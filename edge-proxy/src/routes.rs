@@ -220,9 +220,9 @@ pub fn classify(method: &Method, path: &str) -> Route {
             &[Method::POST][..],
             None,
         ),
-        ["v1", "tickets", "verify"] | ["v1", "webhooks", "payments"] => {
-            (RouteClass::Partner, &[Method::POST][..], None)
-        }
+        ["v1", "tickets", "verify"]
+        | ["v1", "tickets", "scans"]
+        | ["v1", "webhooks", "payments"] => (RouteClass::Partner, &[Method::POST][..], None),
         ["v1", "shows", id, "revocations"] if is_id(id) => (RouteClass::Partner, read, None),
         ["v1", "waiting-room", "sessions"] => (
             RouteClass::WaitingRoom(Room::Join),

@@ -144,6 +144,7 @@ fn organizer_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(presale::post_access_codes))
         .routes(routes!(tickets::post_verify))
         .routes(routes!(tickets::get_revocations))
+        .routes(routes!(tickets::post_scans))
 }
 
 /// Health, readiness, metrics and the OpenAPI document.

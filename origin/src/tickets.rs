@@ -369,6 +369,16 @@ pub(crate) async fn post_verify(
             "payload is at most {MAX_PAYLOAD} characters"
         )));
     }
+    let view = verdict(&state, &body.payload, None).await?;
+    crate::http::json(StatusCode::OK, &view)
+}
+
+/// The verdict on `payload` scanned at `at` (now when `None`).
+async fn verdict(
+    state: &AppState,
+    payload: &str,
+    at: Option<DateTime<Utc>>,
+) -> Result<VerifyView, ApiError> {
     let forged = VerifyView {
         result: Verdict::Forged,
         ticket_id: None,
@@ -376,23 +386,30 @@ pub(crate) async fn post_verify(
         seat_id: None,
         scanned_at_ms: None,
     };
-    let view = match state.tickets.verify(&body.payload) {
+    Ok(match state.tickets.verify(payload) {
         None => forged,
-        Some(facts) => scan(&state, facts).await?.unwrap_or(forged),
-    };
-    crate::http::json(StatusCode::OK, &view)
+        Some(facts) => scan(state, facts, at).await?.unwrap_or(forged),
+    })
 }
 
-/// The verdict for a correctly signed payload; `None` if it names no such ticket.
-async fn scan(state: &AppState, facts: TicketFacts) -> Result<Option<VerifyView>, ApiError> {
-    // The first scan wins: one conditional update decides it.
+/// The verdict for a correctly signed payload scanned at `at` (now when `None`); `None` if
+/// it names no such ticket.
+async fn scan(
+    state: &AppState,
+    facts: TicketFacts,
+    at: Option<DateTime<Utc>>,
+) -> Result<Option<VerifyView>, ApiError> {
+    // The first scan wins: one conditional update decides it. A scan made offline and
+    // uploaded later wins over a later one already recorded.
     let first: Option<DateTime<Utc>> = sqlx::query_scalar!(
-        r#"UPDATE tickets SET scanned_at = now()
-         WHERE id = $1 AND show_id = $2 AND seat_id = $3 AND status = 'valid' AND scanned_at IS NULL
+        r#"UPDATE tickets SET scanned_at = coalesce($4, now())
+         WHERE id = $1 AND show_id = $2 AND seat_id = $3 AND status = 'valid'
+           AND (scanned_at IS NULL OR scanned_at > $4)
          RETURNING scanned_at AS "scanned_at!""#,
         facts.ticket,
         facts.show,
         facts.seat,
+        at,
     )
     .fetch_optional(&state.pool)
     .await?;
@@ -412,6 +429,10 @@ async fn scan(state: &AppState, facts: TicketFacts) -> Result<Option<VerifyView>
                 None => return Ok(None),
                 Some(row) => match row.status {
                     TicketStatus::Revoked => (Verdict::Revoked, None),
+                    // The same offline scan uploaded again is still the first.
+                    TicketStatus::Valid if at.is_some() && row.scanned_at == at => {
+                        (Verdict::Valid, row.scanned_at)
+                    }
                     TicketStatus::Valid => (Verdict::AlreadyScanned, row.scanned_at),
                 },
             }
@@ -424,6 +445,99 @@ async fn scan(state: &AppState, facts: TicketFacts) -> Result<Option<VerifyView>
         seat_id: Some(facts.seat),
         scanned_at_ms: scanned_at.map(|at| at.timestamp_millis()),
     }))
+}
+
+/// Most scans uploaded at once.
+const MAX_UPLOADED_SCANS: usize = 500;
+/// How far back an offline scan may be, and how far ahead of the origin's clock.
+const MAX_SCAN_AGE_S: i64 = 30 * 86_400;
+const MAX_SCAN_SKEW_S: i64 = 300;
+
+/// One scan a gate made offline.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OfflineScan {
+    /// The payload scanned: at most 512 bytes.
+    #[schema(max_length = 512)]
+    payload: String,
+    /// When, by the scanner's clock, Unix ms: within the last 30 days, at most 5 minutes
+    /// ahead of the origin's clock.
+    scanned_at_ms: i64,
+}
+
+/// Scans a gate made offline, uploaded once it is back.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScansBody {
+    /// The scans: 1 to 500.
+    #[schema(min_items = 1, max_items = 500)]
+    scans: Vec<OfflineScan>,
+}
+
+/// The verdicts, one per scan, in order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct ScansView {
+    /// `valid` when the scan was the ticket's first (by scan time, whichever gate), else
+    /// `already_scanned` with the first scan's time, `revoked` or `forged`.
+    results: Vec<VerifyView>,
+}
+
+onsale_contract::problems!(pub(crate) ScansProblems = [
+    openapi::ANY,
+    openapi::JSON_BODY,
+    openapi::ORGANIZER,
+    &[Code::InvalidField],
+]);
+
+/// Settles the scans a gate made offline.
+///
+/// `POST /v1/tickets/scans` (scanner: the admin token): each scan is settled as an online
+/// one would have been at its time: the earliest scan of a ticket, by the time it was made,
+/// is its first whichever gate made it and whenever it was uploaded; every other scan of it
+/// is `already_scanned`. Uploading the same scans again changes nothing and answers the
+/// same. A revoked ticket admitted offline is reported `revoked`.
+#[utoipa::path(
+    post,
+    path = "/v1/tickets/scans",
+    tag = "scanners",
+    request_body = ScansBody,
+    responses(
+        (status = 200, description = "One verdict per scan, in order.", body = ScansView),
+        ScansProblems,
+    ),
+    security(("organizer" = [])),
+)]
+pub(crate) async fn post_scans(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ScansBody>,
+) -> Result<Response, ApiError> {
+    if body.scans.is_empty() || body.scans.len() > MAX_UPLOADED_SCANS {
+        return Err(ApiError::Unprocessable(
+            Code::InvalidField,
+            format!("`scans` must hold 1 to {MAX_UPLOADED_SCANS} scans"),
+        ));
+    }
+    let now_ms = onsale_contract::clock::now_ms();
+    let mut times = Vec::with_capacity(body.scans.len());
+    for scan in &body.scans {
+        let plausible = (now_ms - MAX_SCAN_AGE_S * 1000..=now_ms + MAX_SCAN_SKEW_S * 1000)
+            .contains(&scan.scanned_at_ms);
+        let at = DateTime::from_timestamp_millis(scan.scanned_at_ms).filter(|_| plausible);
+        let Some(at) = at.filter(|_| scan.payload.len() <= MAX_PAYLOAD) else {
+            return Err(ApiError::Unprocessable(
+                Code::InvalidField,
+                "each scan needs a payload of at most 512 bytes and a `scanned_at_ms` within \
+                 the last 30 days"
+                    .to_owned(),
+            ));
+        };
+        times.push(at);
+    }
+    let mut results = Vec::with_capacity(body.scans.len());
+    for (scan, at) in body.scans.iter().zip(times) {
+        results.push(verdict(&state, &scan.payload, Some(at)).await?);
+    }
+    crate::http::json(StatusCode::OK, &ScansView { results })
 }
 
 /// How long scanners may keep the key set before asking again.

@@ -1,6 +1,7 @@
 //! Tickets checked at a gate with no network: the published key set verifies a payload on
-//! its own (here with Python's `cryptography`, an Ed25519 implementation of its own), and
-//! the show's revocation list, synced page by page, catches cancelled tickets.
+//! its own (here with Python's `cryptography`, an Ed25519 implementation of its own), the
+//! show's revocation list, synced page by page, catches cancelled tickets, and the scans
+//! uploaded later settle to one first scan per ticket.
 
 use crate::holds::stadium;
 use crate::orders::{confirm, ordered};
@@ -190,4 +191,76 @@ async fn a_gate_offline_verifies_with_the_published_keys_and_catches_revoked_tic
         elsewhere.check(&bo_tickets[0].1).verdict,
         Verdict::WrongShow
     );
+
+    // Back online, the gate uploads its scans. Another gate scanned bo's ticket online a
+    // minute after this gate did offline: the offline scan, earlier, is the first.
+    let bo_payload = &bo_tickets[0].1;
+    let online = scanner
+        .post("/v1/tickets/verify", &json!({ "payload": bo_payload }))
+        .await
+        .json();
+    assert_eq!(online["result"], "valid");
+    let online_at = online["scanned_at_ms"].as_i64().unwrap();
+    let offline_at = online_at - 60_000;
+    let uploaded = json!({ "scans": [
+        { "payload": bo_payload, "scanned_at_ms": offline_at },
+        { "payload": bo_payload, "scanned_at_ms": offline_at + 30_000 },
+        { "payload": ana_tickets[0].1, "scanned_at_ms": offline_at },
+        { "payload": tampered, "scanned_at_ms": offline_at },
+    ]});
+    let settled = scanner.post("/v1/tickets/scans", &uploaded).await;
+    settled.expect_status(200);
+    let verdicts = |reply: &Value| -> Vec<(String, Option<i64>)> {
+        reply["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["result"].as_str().unwrap().to_owned(),
+                    r["scanned_at_ms"].as_i64(),
+                )
+            })
+            .collect()
+    };
+    let expected = vec![
+        ("valid".to_owned(), Some(offline_at)),
+        ("already_scanned".to_owned(), Some(offline_at)),
+        ("revoked".to_owned(), None),
+        ("forged".to_owned(), None),
+    ];
+    assert_eq!(verdicts(&settled.json()), expected);
+    // Uploaded twice: the same answers, and the ticket's first scan stays the one.
+    let again = scanner.post("/v1/tickets/scans", &uploaded).await.json();
+    assert_eq!(verdicts(&again), expected);
+    let after = scanner
+        .post("/v1/tickets/verify", &json!({ "payload": bo_payload }))
+        .await
+        .json();
+    assert_eq!(after["result"], "already_scanned");
+    assert_eq!(after["scanned_at_ms"], offline_at);
+    let first_scan: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT scanned_at FROM tickets WHERE id = $1")
+            .bind(bo_tickets[0].0)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(first_scan.timestamp_millis(), offline_at);
+
+    // A scan from the future is refused, and nothing of the batch is settled.
+    let future = json!({ "scans": [
+        { "payload": bo_payload, "scanned_at_ms": offline_at - 1_000 },
+        { "payload": bo_payload, "scanned_at_ms": online_at + 3_600_000 },
+    ]});
+    scanner
+        .post("/v1/tickets/scans", &future)
+        .await
+        .problem(422, "invalid_field");
+    let unchanged: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT scanned_at FROM tickets WHERE id = $1")
+            .bind(bo_tickets[0].0)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(unchanged.timestamp_millis(), offline_at);
 }
