@@ -77,6 +77,8 @@ onsale_contract::problem_codes! {
         OrderExpired = (409, "order_expired"),
         /// The order is not one that can be cancelled.
         OrderNotCancellable = (409, "order_not_cancellable"),
+        /// A scanner's session for another show's ticket, or a session that is no scanner's.
+        NotShowStaff = (403, "not_show_staff"),
         /// No such order (for this fan).
         OrderNotFound = (404, "order_not_found"),
         /// The order or its payment is past confirmation.

@@ -27,6 +27,7 @@ pub mod provider;
 pub mod reconcile;
 mod refunds;
 pub mod seed;
+mod staff;
 mod status;
 pub mod sweeper;
 pub mod tickets;
@@ -129,6 +130,9 @@ fn fan_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(payments::post_confirm))
         .routes(routes!(tickets::get_qr))
         .routes(routes!(tickets::get_ticket_keys))
+        .routes(routes!(tickets::post_verify))
+        .routes(routes!(tickets::post_scans))
+        .routes(routes!(tickets::get_revocations))
         .routes(routes!(webhooks::post_payment_webhook))
 }
 
@@ -142,9 +146,8 @@ fn organizer_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(cancellation::post_cancel_show))
         .routes(routes!(cancellation::get_cancellation))
         .routes(routes!(presale::post_access_codes))
-        .routes(routes!(tickets::post_verify))
-        .routes(routes!(tickets::get_revocations))
-        .routes(routes!(tickets::post_scans))
+        .routes(routes!(staff::post_staff))
+        .routes(routes!(staff::get_entry))
 }
 
 /// Health, readiness, metrics and the OpenAPI document.

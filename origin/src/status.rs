@@ -179,6 +179,8 @@ text_states! {
         Fan = "fan",
         /// Runs events.
         Organizer = "organizer",
+        /// Scans tickets at one show's door.
+        Scanner = "scanner",
     }
 }
 

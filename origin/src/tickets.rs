@@ -12,6 +12,7 @@ use crate::domain::{Keyset, TicketId};
 use crate::error::{ApiError, Code};
 use crate::json::ApiJson;
 use crate::openapi;
+use crate::staff::Staff;
 use crate::status::TicketStatus;
 use crate::AppState;
 use axum::extract::{RawQuery, State};
@@ -345,23 +346,26 @@ struct VerifyView {
 onsale_contract::problems!(pub(crate) VerifyProblems = [
     openapi::ANY,
     openapi::JSON_BODY,
-    openapi::ORGANIZER,
+    openapi::SESSION,
+    &[Code::NotShowStaff],
 ]);
 
-/// `POST /v1/tickets/verify` (scanner: the admin token): the gate's answer for a payload.
+/// `POST /v1/tickets/verify` (a scanner's session, for its show): the gate's answer for a
+/// payload, recorded for the show's entry counts.
 #[utoipa::path(
     post,
     path = "/v1/tickets/verify",
-    tag = "organizer",
+    tag = "scanners",
     request_body = VerifyBody,
     responses(
         (status = 200, description = "The verdict; a second scan is `already_scanned`.", body = VerifyView),
         VerifyProblems,
     ),
-    security(("organizer" = [])),
+    security(("session" = []), ("session_cookie" = [])),
 )]
 pub(crate) async fn post_verify(
     State(state): State<AppState>,
+    staff: Staff,
     ApiJson(body): ApiJson<VerifyBody>,
 ) -> Result<Response, ApiError> {
     if body.payload.len() > MAX_PAYLOAD {
@@ -369,13 +373,15 @@ pub(crate) async fn post_verify(
             "payload is at most {MAX_PAYLOAD} characters"
         )));
     }
-    let view = verdict(&state, &body.payload, None).await?;
+    let view = verdict(&state, &staff, &body.payload, None).await?;
     crate::http::json(StatusCode::OK, &view)
 }
 
-/// The verdict on `payload` scanned at `at` (now when `None`).
+/// The verdict on `payload` scanned by `staff` at `at` (now when `None`), recorded for the
+/// show's entry counts. A ticket of another show is 403 `not_show_staff`.
 async fn verdict(
     state: &AppState,
+    staff: &Staff,
     payload: &str,
     at: Option<DateTime<Utc>>,
 ) -> Result<VerifyView, ApiError> {
@@ -386,10 +392,28 @@ async fn verdict(
         seat_id: None,
         scanned_at_ms: None,
     };
-    Ok(match state.tickets.verify(payload) {
+    let facts = state.tickets.verify(payload);
+    if let Some(facts) = &facts {
+        staff.require_show(facts.show)?;
+    }
+    let view = match facts {
         None => forged,
         Some(facts) => scan(state, facts, at).await?.unwrap_or(forged),
-    })
+    };
+    let scanned_at = at.unwrap_or_else(Utc::now);
+    let result =
+        serde_json::to_value(&view.result).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let result = result.as_str().unwrap_or("forged");
+    crate::staff::record(
+        state,
+        staff,
+        view.ticket_id,
+        result,
+        scanned_at,
+        at.is_some(),
+    )
+    .await?;
+    Ok(view)
 }
 
 /// The verdict for a correctly signed payload scanned at `at` (now when `None`); `None` if
@@ -485,13 +509,13 @@ struct ScansView {
 onsale_contract::problems!(pub(crate) ScansProblems = [
     openapi::ANY,
     openapi::JSON_BODY,
-    openapi::ORGANIZER,
-    &[Code::InvalidField],
+    openapi::SESSION,
+    &[Code::InvalidField, Code::NotShowStaff],
 ]);
 
 /// Settles the scans a gate made offline.
 ///
-/// `POST /v1/tickets/scans` (scanner: the admin token): each scan is settled as an online
+/// `POST /v1/tickets/scans` (a scanner's session, for its show): each scan is settled as an online
 /// one would have been at its time: the earliest scan of a ticket, by the time it was made,
 /// is its first whichever gate made it and whenever it was uploaded; every other scan of it
 /// is `already_scanned`. Uploading the same scans again changes nothing and answers the
@@ -505,10 +529,11 @@ onsale_contract::problems!(pub(crate) ScansProblems = [
         (status = 200, description = "One verdict per scan, in order.", body = ScansView),
         ScansProblems,
     ),
-    security(("organizer" = [])),
+    security(("session" = []), ("session_cookie" = [])),
 )]
 pub(crate) async fn post_scans(
     State(state): State<AppState>,
+    staff: Staff,
     ApiJson(body): ApiJson<ScansBody>,
 ) -> Result<Response, ApiError> {
     if body.scans.is_empty() || body.scans.len() > MAX_UPLOADED_SCANS {
@@ -535,7 +560,7 @@ pub(crate) async fn post_scans(
     }
     let mut results = Vec::with_capacity(body.scans.len());
     for (scan, at) in body.scans.iter().zip(times) {
-        results.push(verdict(&state, &scan.payload, Some(at)).await?);
+        results.push(verdict(&state, &staff, &scan.payload, Some(at)).await?);
     }
     crate::http::json(StatusCode::OK, &ScansView { results })
 }
@@ -614,13 +639,13 @@ struct RevocationsQuery {
 
 onsale_contract::problems!(pub(crate) RevocationsProblems = [
     openapi::ANY,
-    openapi::ORGANIZER,
-    &[Code::InvalidQuery],
+    openapi::SESSION,
+    &[Code::InvalidQuery, Code::NotShowStaff],
 ]);
 
 /// A show's revoked tickets, for scanners that verify offline.
 ///
-/// `GET /v1/shows/{id}/revocations?since=<cursor>&limit=` (scanner: the admin token): the
+/// `GET /v1/shows/{id}/revocations?since=<cursor>&limit=` (a scanner's session, for its show): the
 /// tickets of the show revoked after `since` (a `cursor` of an earlier answer; none: from
 /// the first), oldest first, at most `limit` (the catalog's page sizes: 20 by default, at
 /// most 100). A scanner keeps the
@@ -640,13 +665,15 @@ onsale_contract::problems!(pub(crate) RevocationsProblems = [
         (status = 200, description = "Revoked tickets after `since`.", body = Revocations),
         RevocationsProblems,
     ),
-    security(("organizer" = [])),
+    security(("session" = []), ("session_cookie" = [])),
 )]
 pub(crate) async fn get_revocations(
     State(state): State<AppState>,
+    staff: Staff,
     show: crate::domain::ShowId,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
+    staff.require_show(show.0)?;
     let raw: RevocationsQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::invalid_query("query", e.to_string()))?;
     let since = raw.since.clone();

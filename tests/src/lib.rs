@@ -332,6 +332,38 @@ pub async fn create_session(db: &TestDb, account: Uuid) -> String {
     insert_session(&db.pool, account).await
 }
 
+/// A scanner the organizer makes through the origin at `origin` for `show`'s `gate`, signed
+/// in with the password it was given: its session token.
+pub async fn scanner_session(origin: SocketAddr, show: &str, gate: &str) -> String {
+    let email = format!("door-{}@staff.onsale.test", Uuid::new_v4().simple());
+    let body = serde_json::json!({ "email": email, "display_name": "Door", "gate": gate });
+    let made = client(origin)
+        .bearer(ADMIN_TOKEN)
+        .post(&format!("/v1/admin/shows/{show}/staff"), &body)
+        .await;
+    assert_eq!(made.status, 201, "{}", String::from_utf8_lossy(&made.body));
+    let password = made.json()["password"]
+        .as_str()
+        .expect("a password")
+        .to_owned();
+    let signed_in = client(origin)
+        .post(
+            "/v1/sessions",
+            &serde_json::json!({ "email": email, "password": password }),
+        )
+        .await;
+    assert_eq!(
+        signed_in.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&signed_in.body)
+    );
+    signed_in.json()["session_token"]
+        .as_str()
+        .expect("a session")
+        .to_owned()
+}
+
 async fn insert_session(pool: &PgPool, account: Uuid) -> String {
     use base64::Engine;
     let token = format!(

@@ -551,7 +551,8 @@ async fn tickets_show_a_signed_qr_and_scan_once() {
     .await;
     assert_eq!(via_edge.body, qr.body);
 
-    let scanner = onsale_tests::client(s.app.origin.addr()).bearer(onsale_tests::ADMIN_TOKEN);
+    let door = onsale_tests::scanner_session(s.app.origin.addr(), &s.show, "north").await;
+    let scanner = onsale_tests::client(s.app.origin.addr()).bearer(&door);
     let scan = |payload: String| {
         let scanner = scanner.clone();
         async move {
@@ -586,7 +587,7 @@ async fn tickets_show_a_signed_qr_and_scan_once() {
     std::fs::remove_file(&stranger_path).unwrap();
     assert_eq!(scan(forged).await["result"], "forged");
 
-    // A revoked ticket says so; scanning needs the scanner's token.
+    // A revoked ticket says so; scanning needs a scanner's session.
     // A new join buys again: the first admission was spent by its order.
     let ana = s.fan("ana").await;
     let (_, payment) = ordered(&s, &ana, &[71]).await;
@@ -617,9 +618,9 @@ async fn tickets_show_a_signed_qr_and_scan_once() {
     onsale_tests::client(s.app.origin.addr())
         .post("/v1/tickets/verify", &json!({ "payload": payload }))
         .await
-        .problem(401, "unauthorized");
+        .problem(401, "sign_in_required");
     let at_the_gate = onsale_tests::client(s.app.edge.public)
-        .bearer(onsale_tests::ADMIN_TOKEN)
+        .bearer(&door)
         .post("/v1/tickets/verify", &json!({ "payload": payload }))
         .await;
     at_the_gate.expect_status(200);

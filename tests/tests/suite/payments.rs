@@ -559,9 +559,9 @@ async fn scan_at_the_gate(s: &Stadium, ticket: &str) -> Value {
             seat,
             issued_at_s: issued_at.timestamp(),
         });
-    let reply = s
-        .app
-        .organizer()
+    let door = onsale_tests::scanner_session(s.app.origin.addr(), &s.show, "south").await;
+    let reply = onsale_tests::client(s.app.origin.addr())
+        .bearer(&door)
         .post("/v1/tickets/verify", &json!({ "payload": payload }))
         .await;
     reply.expect_status(200);

@@ -134,7 +134,8 @@ async fn a_gate_offline_verifies_with_the_published_keys_and_catches_revoked_tic
     )
     .await
     .expect_status(200);
-    let scanner = s.app.fan().bearer(onsale_tests::ADMIN_TOKEN);
+    let door = onsale_tests::scanner_session(s.app.origin.addr(), &s.show, "east").await;
+    let scanner = s.app.fan().bearer(&door);
     let list = format!("/v1/shows/{}/revocations", s.show);
     let first = scanner.get(&format!("{list}?limit=1")).await.json();
     assert_eq!(first["revocations"].as_array().unwrap().len(), 1);
@@ -163,7 +164,11 @@ async fn a_gate_offline_verifies_with_the_published_keys_and_catches_revoked_tic
     let mut expected: Vec<String> = ana_tickets.iter().map(|(t, _)| t.to_string()).collect();
     expected.sort();
     assert_eq!(revoked, expected);
-    s.app.fan().get(&list).await.problem(401, "unauthorized");
+    s.app
+        .fan()
+        .get(&list)
+        .await
+        .problem(401, "sign_in_required");
 
     // The gate, offline: the key set and the two pages.
     let pages: Vec<PathBuf> = [first, second]
@@ -263,4 +268,131 @@ async fn a_gate_offline_verifies_with_the_published_keys_and_catches_revoked_tic
             .await
             .unwrap();
     assert_eq!(unchanged.timestamp_millis(), offline_at);
+}
+
+/// The door is run by scanners the organizer makes, one show and gate each: a scanner
+/// scans its show's tickets only, the admin token scans nothing, a fan's session is no
+/// scanner's, and every scan counts in the show's entry by gate, scanner and minute.
+#[tokio::test(flavor = "multi_thread")]
+async fn scanners_scan_their_own_show_and_every_scan_counts_by_gate() {
+    let s = stadium().await;
+    let ana = s.fan("ana").await;
+    let (order, payment) = ordered(&s, &ana, &[0, 1, 2]).await;
+    confirm(&ana, &payment, "pm_card_ok", "a1")
+        .await
+        .expect_status(200);
+    let pool = &s.app.db.pool;
+    let tickets = payloads(pool, order["order_id"].as_str().unwrap()).await;
+    let origin = s.app.origin.addr();
+    let organizer = s.app.organizer();
+
+    // Bad input makes nobody.
+    let staff_path = format!("/v1/admin/shows/{}/staff", s.show);
+    organizer
+        .post(
+            &staff_path,
+            &json!({ "email": "gate@staff.onsale.test", "display_name": "Gate", "gate": "north gate" }),
+        )
+        .await
+        .problem(422, "invalid_field");
+    organizer
+        .post(
+            &format!("/v1/admin/shows/{}/staff", Uuid::new_v4()),
+            &json!({ "email": "gate@staff.onsale.test", "display_name": "Gate", "gate": "north" }),
+        )
+        .await
+        .problem(404, "show_not_found");
+
+    let north = onsale_tests::scanner_session(origin, &s.show, "north").await;
+    let south = onsale_tests::scanner_session(origin, &s.show, "south").await;
+    let verify = |session: String, payload: String| async move {
+        onsale_tests::client(origin)
+            .bearer(&session)
+            .post("/v1/tickets/verify", &json!({ "payload": payload }))
+            .await
+    };
+    assert_eq!(
+        verify(north.clone(), tickets[0].1.clone()).await.json()["result"],
+        "valid"
+    );
+    assert_eq!(
+        verify(north.clone(), tickets[1].1.clone()).await.json()["result"],
+        "valid"
+    );
+    assert_eq!(
+        verify(south.clone(), tickets[0].1.clone()).await.json()["result"],
+        "already_scanned"
+    );
+    assert_eq!(
+        verify(south.clone(), "T1.forged.payload".into())
+            .await
+            .json()["result"],
+        "forged"
+    );
+
+    // Another show's scanner, the organizer's token and a fan's session scan nothing here.
+    let layout = onsale_tests::venue_body("Annex", "Oslo", &[("A", "T1")], 1, 2);
+    let (_, other) = onsale_tests::create_show(
+        &organizer,
+        layout,
+        "Encore",
+        "Band",
+        "2099-06-02T19:00:00Z",
+        "2020-01-01T00:00:00Z",
+    )
+    .await;
+    let elsewhere = onsale_tests::scanner_session(origin, &other, "west").await;
+    verify(elsewhere.clone(), tickets[2].1.clone())
+        .await
+        .problem(403, "not_show_staff");
+    onsale_tests::client(origin)
+        .bearer(&elsewhere)
+        .get(&format!("/v1/shows/{}/revocations", s.show))
+        .await
+        .problem(403, "not_show_staff");
+    verify(onsale_tests::ADMIN_TOKEN.to_owned(), tickets[2].1.clone())
+        .await
+        .problem(401, "sign_in_required");
+    let (_, fan_session) = s.account("ana").await;
+    verify(fan_session, tickets[2].1.clone())
+        .await
+        .problem(403, "not_show_staff");
+    let (status,): (Option<chrono::DateTime<chrono::Utc>>,) =
+        sqlx::query_as("SELECT scanned_at FROM tickets WHERE id = $1")
+            .bind(tickets[2].0)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(status, None, "a refused scan scans nothing");
+
+    let entry = organizer
+        .get(&format!("/v1/admin/shows/{}/entry", s.show))
+        .await
+        .json();
+    let counts = |bucket: &Value| {
+        ["scanned", "valid", "already_scanned", "revoked", "forged"]
+            .map(|k| bucket[k].as_i64().unwrap())
+    };
+    assert_eq!(counts(&entry["total"]), [4, 2, 1, 0, 1]);
+    let gates: Vec<(String, [i64; 5])> = entry["by_gate"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["key"].as_str().unwrap().to_owned(), counts(b)))
+        .collect();
+    assert_eq!(
+        gates,
+        vec![
+            ("north".to_owned(), [2, 2, 0, 0, 0]),
+            ("south".to_owned(), [2, 0, 1, 0, 1]),
+        ]
+    );
+    assert_eq!(entry["by_scanner"].as_array().unwrap().len(), 2);
+    let minutes: i64 = entry["by_minute"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["scanned"].as_i64().unwrap())
+        .sum();
+    assert_eq!(minutes, 4);
 }
