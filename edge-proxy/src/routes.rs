@@ -195,6 +195,11 @@ pub fn classify(method: &Method, path: &str) -> Route {
         ["v1", "payments", id, "confirm"] if is_id(id) => {
             (RouteClass::Purchase, &[Method::POST][..], None)
         }
+        ["v1", "tickets", id, "transfer"] if is_id(id) => (
+            RouteClass::Account(Account::Pages),
+            &[Method::POST, Method::DELETE][..],
+            None,
+        ),
         ["v1", "tickets", id, "qr.svg"] if is_id(id) => {
             (RouteClass::Account(Account::Pages), read, None)
         }

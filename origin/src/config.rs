@@ -26,7 +26,8 @@ pub struct Config {
     pub idempotency: IdempotencyConfig,
     /// `[orders]`: the payment window and refund policies.
     pub orders: OrdersConfig,
-    /// `[tickets]`: the key ticket QR payloads are signed with.
+    /// `[tickets]`: the keys ticket QR payloads are signed with, and whether tickets may change
+    /// hands.
     pub tickets: TicketsConfig,
     /// `[payments]`: the provider, webhooks, refunds and reconciliation.
     pub payments: PaymentsConfig,
@@ -244,6 +245,56 @@ pub struct TicketsConfig {
     /// Public keys (SPKI PEM) of earlier signing keys whose tickets still verify.
     #[serde(default)]
     pub previous_keys: Vec<PathBuf>,
+    /// Whether a fan may transfer a ticket, for every show without a policy of its own.
+    #[serde(default)]
+    pub transfer_policy: TransferPolicy,
+    /// Per show id, a policy of its own.
+    #[serde(default)]
+    pub show_transfer_policies: std::collections::BTreeMap<String, TransferPolicy>,
+}
+
+/// When a ticket may change hands: `"allowed"` (until the show starts), `"never"`, or
+/// `{ until_hours_before = N }` (until N hours before the show starts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TransferPolicy {
+    /// `"allowed"` or `"never"`.
+    Always(TransferRule),
+    /// Until this many hours before the show starts.
+    Until {
+        /// Hours before the show's start when transfers stop.
+        until_hours_before: u32,
+    },
+}
+
+/// `"allowed"` or `"never"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferRule {
+    /// Until the show starts.
+    Allowed,
+    /// Not at all.
+    Never,
+}
+
+impl Default for TransferPolicy {
+    fn default() -> Self {
+        TransferPolicy::Always(TransferRule::Allowed)
+    }
+}
+
+impl TransferPolicy {
+    /// Whether a transfer `seconds_before` the show starts is allowed (never once it has).
+    pub(crate) fn allows(self, seconds_before: i64) -> bool {
+        seconds_before > 0
+            && match self {
+                TransferPolicy::Always(TransferRule::Allowed) => true,
+                TransferPolicy::Always(TransferRule::Never) => false,
+                TransferPolicy::Until { until_hours_before } => {
+                    seconds_before >= i64::from(until_hours_before) * 3600
+                }
+            }
+    }
 }
 
 /// `[orders]`: the payment window and refund policies.
@@ -475,6 +526,17 @@ impl Config {
         }
         if let Some(problem) = orders.refund_policy.problem() {
             return key("orders.refund_policy", problem);
+        }
+        if self
+            .tickets
+            .show_transfer_policies
+            .keys()
+            .any(|show| uuid::Uuid::parse_str(show).is_err())
+        {
+            return key(
+                "tickets.show_transfer_policies",
+                "keys are show ids (UUIDs)",
+            );
         }
         for (show, policy) in &orders.show_refund_policies {
             if uuid::Uuid::parse_str(show).is_err() {

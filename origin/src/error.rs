@@ -102,11 +102,18 @@ onsale_contract::problem_codes! {
         ShowNotOnSale = (409, "show_not_on_sale"),
         /// No live session (none, unknown, expired or revoked); `sign_in` links sign-in.
         SignInRequired = (401, "sign_in_required"),
+        /// The ticket cannot move: revoked, scanned, its show started, its show's policy, or a
+        /// transfer already pending.
+        TicketNotTransferable = (409, "ticket_not_transferable"),
         /// No such ticket (for this fan).
         TicketNotFound = (404, "ticket_not_found"),
+        /// The fan cannot cancel an order a ticket of which it has transferred.
+        TicketsTransferred = (409, "tickets_transferred"),
         /// The fan cannot cancel an order with a ticket scanned at the door
         /// (`scanned_ticket_ids`); only an organizer can.
         TicketsScanned = (409, "tickets_scanned"),
+        /// The ticket has no transfer pending.
+        TransferNotFound = (404, "transfer_not_found"),
         /// A hold asks for more seats than one hold may have.
         TooManySeats = (422, "too_many_seats"),
         /// Missing or invalid admin token.

@@ -31,6 +31,7 @@ mod staff;
 mod status;
 pub mod sweeper;
 pub mod tickets;
+mod transfers;
 mod webhooks;
 mod workers;
 
@@ -130,6 +131,10 @@ fn fan_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(payments::post_confirm))
         .routes(routes!(tickets::get_qr))
         .routes(routes!(tickets::get_ticket_keys))
+        .routes(routes!(
+            transfers::post_transfer,
+            transfers::delete_transfer
+        ))
         .routes(routes!(tickets::post_verify))
         .routes(routes!(tickets::post_scans))
         .routes(routes!(tickets::get_revocations))

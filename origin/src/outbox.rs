@@ -2,7 +2,7 @@
 //!
 //! Every change a fan should hear about commits an `outbox` row with it (`order_confirmed`,
 //! `payment_failed`, `hold_expired`, `order_cancelled`, `refund_issued`, and for accounts
-//! `password_reset_requested` and `show_cancelled`). Each names its aggregate on the stream as `order_id` or
+//! `password_reset_requested`, `show_cancelled`, `ticket_transferred` and `ticket_received`). Each names its aggregate on the stream as `order_id` or
 //! `account_id`. The relay moves
 //! rows to the Redis stream `<prefix>orders:events`, at least once: it XADDs a batch, then
 //! marks the rows published; a crash between the two publishes them again, so consumers
@@ -192,6 +192,14 @@ impl Notification {
                         .as_str()
                         .map(|reason| format!(" The organizer says: {reason}"))
                         .unwrap_or_default(),
+                ),
+                "ticket_transferred" => format!(
+                    "Your ticket {} now belongs to another fan; its QR code no longer admits.",
+                    payload["ticket_id"].as_str()?
+                ),
+                "ticket_received" => format!(
+                    "A ticket was transferred to you ({}); it is with your tickets.",
+                    payload["new_ticket_id"].as_str()?
                 ),
                 _ => format!("Account {account_id}: {kind}."),
             };

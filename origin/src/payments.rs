@@ -460,8 +460,8 @@ async fn sell(
              WHERE show_id = $2 AND seat_id = ANY($4) AND hold_id = $3 AND status = 'held'
              RETURNING seat_id
            ), issued AS (
-             INSERT INTO tickets (id, order_id, show_id, seat_id, status)
-             SELECT unnest($5::uuid[]), $1, $2, unnest($4::int8[]), 'valid'
+             INSERT INTO tickets (id, order_id, show_id, seat_id, status, holder)
+             SELECT unnest($5::uuid[]), $1, $2, unnest($4::int8[]), 'valid', c.fan_id FROM confirmed c
            ), announced AS (
              -- The payload as `outbox` builds every event's: the order and its fan first.
              INSERT INTO outbox (aggregate_id, event_type, payload)
@@ -568,6 +568,7 @@ onsale_contract::problems!(pub(crate) CancelProblems = [
         Code::OrderNotFound,
         Code::OrderNotCancellable,
         Code::TicketsScanned,
+        Code::TicketsTransferred,
     ],
 ]);
 
@@ -769,7 +770,7 @@ async fn cancel(state: &AppState, order: OrderId, by: Canceller<'_>) -> Result<V
     }
     // Locked, so that no gate scans a ticket between this check and its revocation.
     let tickets = sqlx::query!(
-        r#"SELECT id, scanned_at IS NOT NULL AS "scanned!" FROM tickets
+        r#"SELECT id, scanned_at IS NOT NULL AS "scanned!", holder FROM tickets
            WHERE order_id = $1 AND status = 'valid' ORDER BY id FOR UPDATE"#,
         order.0,
     )
@@ -780,6 +781,15 @@ async fn cancel(state: &AppState, order: OrderId, by: Canceller<'_>) -> Result<V
         .filter(|ticket| ticket.scanned)
         .map(|ticket| ticket.id.to_string())
         .collect();
+    if let Canceller::Fan { fan, .. } = &by {
+        if tickets.iter().any(|ticket| ticket.holder != *fan) {
+            return Err(ApiError::Conflict(
+                Code::TicketsTransferred,
+                "a ticket of this order was transferred to another fan; it is theirs now"
+                    .to_owned(),
+            ));
+        }
+    }
     if matches!(by, Canceller::Fan { .. }) && !scanned.is_empty() {
         return Err(ApiError::problem(
             Problem::new(Code::TicketsScanned, "Tickets already scanned")

@@ -133,10 +133,13 @@ pub(crate) async fn post_account(
     }
     let hash = state.passwords.hash(password).await?;
     let id = Uuid::now_v7();
-    let mut conn = state.pool.acquire().await?;
-    if !insert_account(&mut conn, id, &email, &name, &hash, AccountRole::Fan).await? {
+    let mut tx = state.pool.begin().await?;
+    if !insert_account(&mut tx, id, &email, &name, &hash, AccountRole::Fan).await? {
         return Err(email_taken());
     }
+    // Tickets sent to this email before it had an account arrive with it.
+    crate::transfers::complete_waiting(&mut tx, id, &email.key).await?;
+    tx.commit().await?;
     crate::http::json(
         StatusCode::CREATED,
         &AccountView {

@@ -173,8 +173,8 @@ async fn sell_every_seat(pool: &PgPool, show: &str) {
          SELECT intent, price_cents, 'EUR', 'succeeded', 2 FROM sale",
         "INSERT INTO payments (id, order_id, provider, provider_ref, status, provider_version, amount_cents, currency)
          SELECT payment_id, order_id, 'sandbox', intent, 'succeeded', 2, price_cents, 'EUR' FROM sale",
-        "INSERT INTO tickets (id, order_id, show_id, seat_id, status)
-         SELECT gen_random_uuid(), order_id, $1::uuid, seat_id, 'valid' FROM sale",
+        "INSERT INTO tickets (id, order_id, show_id, seat_id, status, holder)
+         SELECT gen_random_uuid(), order_id, $1::uuid, seat_id, 'valid', fan_id FROM sale",
         "UPDATE seat_inventory i SET status = 'sold', order_id = s.order_id
          FROM sale s WHERE i.show_id = $1::uuid AND i.seat_id = s.seat_id",
     ] {

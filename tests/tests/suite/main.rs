@@ -21,5 +21,6 @@ mod scripts;
 mod seed;
 mod sim;
 mod snapshots;
+mod transfers;
 mod waiting_room;
 mod web;

@@ -65,7 +65,7 @@ fn python_verifies(keys: &Path, payload: &str) -> Option<Value> {
 }
 
 /// The payload of each of the order's tickets, as the origin signs it.
-async fn payloads(pool: &sqlx::PgPool, order: &str) -> Vec<(Uuid, String)> {
+pub(crate) async fn payloads(pool: &sqlx::PgPool, order: &str) -> Vec<(Uuid, String)> {
     let signer = TicketSigner::from_files(&onsale_tests::keys().signing_pem, &[]).unwrap();
     let rows: Vec<(Uuid, Uuid, i64, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
         "SELECT id, show_id, seat_id, issued_at FROM tickets WHERE order_id = $1::uuid ORDER BY id",

@@ -94,7 +94,7 @@ async fn a_seat_cannot_have_two_valid_tickets() {
     let f = ShowFixture::spawn().await;
     let pool = f.pool();
     let ticket = |order: Uuid| {
-        sqlx::query("INSERT INTO tickets (id, order_id, show_id, seat_id, status) VALUES (gen_random_uuid(), $1, $2, $3, 'valid')")
+        sqlx::query("INSERT INTO tickets (id, order_id, show_id, seat_id, status, holder) VALUES (gen_random_uuid(), $1, $2, $3, 'valid', 'fan')")
             .bind(order)
             .bind(f.show)
             .bind(f.seats[1])
