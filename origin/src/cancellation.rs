@@ -212,19 +212,10 @@ pub(crate) async fn get_cancellation(
     match load(&mut conn, show.0).await? {
         Some(view) => crate::http::json(StatusCode::OK, &view),
         None => {
-            let exists = sqlx::query_scalar!(
-                r#"SELECT EXISTS (SELECT 1 FROM shows WHERE id = $1) AS "exists!""#,
-                show.0
-            )
-            .fetch_one(&mut *conn)
-            .await?;
-            Err(if exists {
-                ApiError::NotFound {
-                    code: Code::CancellationNotFound,
-                    what: "Cancellation",
-                }
-            } else {
-                ShowId::not_found()
+            crate::catalog::require_show(&mut *conn, show).await?;
+            Err(ApiError::NotFound {
+                code: Code::CancellationNotFound,
+                what: "Cancellation",
             })
         }
     }

@@ -316,6 +316,24 @@ pub(crate) async fn get_show(
     Ok(cached(&state, Json(show)))
 }
 
+/// 404 `show_not_found` unless the show exists.
+pub(crate) async fn require_show<'c>(
+    executor: impl sqlx::PgExecutor<'c>,
+    show: ShowId,
+) -> Result<(), ApiError> {
+    let exists = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM shows WHERE id = $1) AS "exists!""#,
+        show.0
+    )
+    .fetch_one(executor)
+    .await?;
+    if exists {
+        Ok(())
+    } else {
+        Err(ShowId::not_found())
+    }
+}
+
 pub(crate) async fn find_show(pool: &PgPool, id: ShowId) -> Result<Option<ShowView>, sqlx::Error> {
     let sql = format!("{} WHERE s.id = $1", show_select());
     let show: Option<ShowView> = sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?;

@@ -172,15 +172,7 @@ pub(crate) async fn post_access_codes(
         }
     }
     let mut tx = state.pool.begin().await?;
-    let exists = sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM shows WHERE id = $1) AS "exists!""#,
-        show.0
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    if !exists {
-        return Err(ShowId::not_found());
-    }
+    crate::catalog::require_show(&mut *tx, show).await?;
     let presale = match body.presale {
         Some(window) => sqlx::query_as!(
             PresaleWindow,

@@ -142,15 +142,7 @@ pub(crate) async fn post_staff(
             "`gate` must be 1 to 64 letters, digits, `-` and `_`".to_owned(),
         ));
     }
-    let exists = sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM shows WHERE id = $1) AS "exists!""#,
-        show.0
-    )
-    .fetch_one(&state.pool)
-    .await?;
-    if !exists {
-        return Err(ShowId::not_found());
-    }
+    crate::catalog::require_show(&state.pool, show).await?;
     let password = typed_code::random(PASSWORD_CHARS);
     let hash = state
         .passwords
@@ -274,15 +266,7 @@ pub(crate) async fn get_entry(
     State(state): State<AppState>,
     show: ShowId,
 ) -> Result<Response, ApiError> {
-    let exists = sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM shows WHERE id = $1) AS "exists!""#,
-        show.0
-    )
-    .fetch_one(&state.pool)
-    .await?;
-    if !exists {
-        return Err(ShowId::not_found());
-    }
+    crate::catalog::require_show(&state.pool, show).await?;
     let rows = sqlx::query!(
         r#"SELECT grouping(gate) = 0 AS "by_gate!", grouping(account_id) = 0 AS "by_scanner!",
                   grouping(date_trunc('minute', scanned_at)) = 0 AS "by_minute!",

@@ -1600,6 +1600,46 @@ async fn a_fan_goes_from_the_queue_to_tickets_through_the_edge() {
     crate::orders::assert_invariants(&stadium).await;
 }
 
+/// One edge on a manual clock at `now`, in front of the room's own origin, for `show`,
+/// on the committed configuration changed by `change`, joins unlimited per IP.
+fn room_at(
+    now: i64,
+    accounts: (TestDb, RunningOrigin),
+    show: &str,
+    change: impl FnOnce(&mut edge_proxy::config::Config),
+) -> Room {
+    let clock = Clock::manual(now);
+    let prefix = onsale_tests::redis_prefix();
+    let edge = edge()
+        .clock(clock.clone())
+        .upstream(accounts.1.addr())
+        .config(|c| {
+            c.redis.key_prefix = prefix.clone();
+            c.waiting_room.refresh_ms = 1000;
+            c.limits.per_ip_join.per_minute = 1_000_000;
+            c.limits.per_ip_join.burst = 100_000;
+            change(c);
+        })
+        .run();
+    Room {
+        edges: vec![edge],
+        clock,
+        show: show.to_owned(),
+        prefix,
+        accounts: Some(accounts),
+    }
+}
+
+impl Room {
+    /// A seat-map builder of the room's database, publishing under its Redis prefix, run
+    /// a pass at a time by the test.
+    fn builder(&self) -> seatmap_builder::Builder {
+        let config = onsale_tests::builder_config(self.db(), &self.prefix);
+        let metrics = Arc::new(seatmap_builder::metrics::Metrics::new());
+        seatmap_builder::Builder::new(config, metrics).unwrap()
+    }
+}
+
 /// A show made through the organizer API and named nowhere in the edge's configuration
 /// queues on `[waiting_room.default]` once the builder publishes it: the queue opens
 /// `queue_opens_before_s` before the show's sale, the pre-queue is drawn at the sale and
@@ -1623,41 +1663,24 @@ async fn a_new_show_queues_on_the_default_room_from_its_first_snapshot_until_cal
     )
     .await;
 
-    let clock = Clock::manual(now);
-    let prefix = onsale_tests::redis_prefix();
-    let edge = edge()
-        .clock(clock.clone())
-        .upstream(origin.addr())
-        .config(|c| {
-            c.redis.key_prefix = prefix.clone();
-            c.waiting_room.shows.clear();
-            c.waiting_room.default = Some(DefaultQueue {
-                admit_per_minute: 600,
-                max_active: 100,
-                session_ttl_s: 900,
-                queue_opens_before_s: 1800,
-                prequeue_order: PrequeueOrder::Random,
-                no_show_grace_s: 60,
-                pow_difficulty: 0,
-                paused: false,
-            });
-            c.waiting_room.refresh_ms = 1000;
-        })
-        .run();
-    let room = Room {
-        edges: vec![edge],
-        clock,
-        show: show.clone(),
-        prefix: prefix.clone(),
-        accounts: Some((db, origin)),
-    };
+    let room = room_at(now, (db, origin), &show, |c| {
+        c.waiting_room.shows.clear();
+        c.waiting_room.default = Some(DefaultQueue {
+            admit_per_minute: 600,
+            max_active: 100,
+            session_ttl_s: 900,
+            queue_opens_before_s: 1800,
+            prequeue_order: PrequeueOrder::Random,
+            no_show_grace_s: 60,
+            pow_difficulty: 0,
+            paused: false,
+        });
+    });
     let (_, ana) = room.account().await;
     room.join_as(0, &ana).await.problem(404, "show_not_found");
 
     // The builder's round publishes the show, and with it when its sale opens.
-    let config = onsale_tests::builder_config(room.db(), &prefix);
-    let metrics = Arc::new(seatmap_builder::metrics::Metrics::new());
-    let mut builder = seatmap_builder::Builder::new(config, metrics).unwrap();
+    let mut builder = room.builder();
     builder.build_all(now).await.unwrap();
     eventually("the edge to load the snapshot", WITHIN, || async {
         let snapshots = &room.edges[0].shared.snapshots;
@@ -1778,28 +1801,8 @@ async fn a_presale_lets_in_only_accounts_with_a_code_each_spent_once() {
         .await
         .problem(409, "access_code_exists");
 
-    let clock = Clock::manual(now);
-    let prefix = onsale_tests::redis_prefix();
-    let edge = edge()
-        .clock(clock.clone())
-        .upstream(origin.addr())
-        .config(|c| {
-            c.redis.key_prefix = prefix.clone();
-            c.waiting_room.refresh_ms = 1000;
-            c.limits.per_ip_join.per_minute = 1_000_000;
-            c.limits.per_ip_join.burst = 100_000;
-        })
-        .run();
-    let room = Room {
-        edges: vec![edge],
-        clock,
-        show: show.clone(),
-        prefix: prefix.clone(),
-        accounts: Some((db, origin)),
-    };
-    let config = onsale_tests::builder_config(room.db(), &prefix);
-    let metrics = Arc::new(seatmap_builder::metrics::Metrics::new());
-    let mut builder = seatmap_builder::Builder::new(config, metrics).unwrap();
+    let room = room_at(now, (db, origin), &show, |_| {});
+    let mut builder = room.builder();
     builder.build_all(now).await.unwrap();
     eventually("the edge to learn of the presale", WITHIN, || async {
         room.edges[0].shared.snapshots.presale(&show).map(|_| ())
