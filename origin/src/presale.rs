@@ -138,10 +138,10 @@ onsale_contract::problems!(pub(crate) AccessCodesProblems = [
 /// Makes presale access codes for a show and sets its presale window.
 ///
 /// `POST /v1/admin/shows/{id}/access-codes` (organizer): `count` generated codes (12
-/// characters that cannot be misread for one another, as `XXXX-XXXX-XXXX`) or the `codes`
-/// named, each good for `max_uses` accounts, all or none. The codes are in this answer
-/// only; they are stored as hashes. A named code the show already has is 409
-/// `access_code_exists`, and nothing is stored.
+/// characters that cannot be misread for one another, in three groups of four such as
+/// `K7QM-2RWT-9HNP`) or the `codes` named, each good for `max_uses` accounts, all or none.
+/// The codes are in this answer only; they are stored as hashes. A named code the show
+/// already has is 409 `access_code_exists`, and nothing is stored.
 #[utoipa::path(
     post,
     path = "/v1/admin/shows/{id}/access-codes",
