@@ -75,18 +75,13 @@ impl SnapshotStore {
         snapshots.get(show)?[slot(kind)].clone()
     }
 
-    /// When `show`'s sale opens (Unix ms), as its availability snapshot says.
-    pub fn on_sale_at_ms(&self, show: &str) -> Option<i64> {
-        self.get(show, Kind::Availability)?.on_sale_at_ms
-    }
-
     /// `show`'s presale window (starts, ends; Unix ms), as its availability snapshot says.
     pub fn presale(&self, show: &str) -> Option<(i64, i64)> {
         self.get(show, Kind::Availability)?.presale
     }
 
-    /// Every show whose availability snapshot says when its sale opens, with that time.
-    pub fn sale_openings(&self) -> Vec<(String, i64)> {
+    /// Every show's availability snapshot held.
+    pub fn availabilities(&self) -> Vec<(String, Arc<Snapshot>)> {
         let snapshots = self
             .snapshots
             .read()
@@ -94,8 +89,8 @@ impl SnapshotStore {
         snapshots
             .iter()
             .filter_map(|(show, documents)| {
-                let availability = documents[slot(Kind::Availability)].as_ref()?;
-                Some((show.clone(), availability.on_sale_at_ms?))
+                let availability = documents[slot(Kind::Availability)].clone()?;
+                Some((show.clone(), availability))
             })
             .collect()
     }

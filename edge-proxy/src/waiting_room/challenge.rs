@@ -19,7 +19,7 @@ impl WaitingRoom {
         now_ms: i64,
     ) -> Result<Reply<ChallengeResponse>, Refusal> {
         let show = show.ok_or(Refusal::ShowIdRequired)?;
-        let view = self.view_for(runtime, snapshots, show)?;
+        let view = self.view_for(runtime, snapshots, show, now_ms)?;
         let difficulty = view.settings.pow_difficulty;
         if difficulty == 0 {
             return Err(Refusal::NoChallenge);

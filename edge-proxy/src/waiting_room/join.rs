@@ -27,7 +27,7 @@ impl WaitingRoom {
         now_ms: i64,
     ) -> Result<Reply<RoomResponse>, Refusal> {
         let show = request.show_id.as_str();
-        let view = self.view_for(runtime, snapshots, show)?;
+        let view = self.view_for(runtime, snapshots, show, now_ms)?;
         if now_ms < view.settings.queue_opens_ms() {
             return Ok(Reply::ok(RoomResponse {
                 show_id: show.to_owned(),

@@ -117,10 +117,11 @@ impl WaitingRoom {
         runtime: &Runtime,
         snapshots: &SnapshotStore,
         show: &str,
+        now_ms: i64,
     ) -> Result<Arc<ShowView>, Refusal> {
         match self.view(show) {
             Some(view) => Ok(view),
-            None if rooms::has_room(&runtime.config.waiting_room, snapshots, show) => {
+            None if rooms::has_room(&runtime.config.waiting_room, snapshots, show, now_ms) => {
                 Err(Refusal::Starting)
             }
             None => Err(Refusal::NoRoom),

@@ -42,7 +42,7 @@ impl WaitingRoom {
         if show_param.is_some_and(|s| s != claims.show) {
             return Err(Refusal::WrongShow);
         }
-        let view = self.view_for(runtime, snapshots, &claims.show)?;
+        let view = self.view_for(runtime, snapshots, &claims.show, now_ms)?;
         self.answer(runtime, &view, &claims, token, now_ms).await
     }
 

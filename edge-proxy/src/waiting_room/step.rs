@@ -65,7 +65,7 @@ impl WaitingRoom {
 
     /// One admission step for every show with a waiting room, and a fresh view of each.
     pub async fn step(&self, runtime: &Runtime, snapshots: &SnapshotStore, now_ms: i64) {
-        let rooms = super::rooms::rooms(&runtime.config.waiting_room, snapshots);
+        let rooms = super::rooms::rooms(&runtime.config.waiting_room, snapshots, now_ms);
         self.forget_expired_spent(now_ms / 1000);
         let mut views = HashMap::with_capacity(rooms.len());
         for (show, file_settings) in &rooms {

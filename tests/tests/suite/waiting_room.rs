@@ -1643,7 +1643,8 @@ impl Room {
 /// A show made through the organizer API and named nowhere in the edge's configuration
 /// queues on `[waiting_room.default]` once the builder publishes it: the queue opens
 /// `queue_opens_before_s` before the show's sale, the pre-queue is drawn at the sale and
-/// called; when the organizer calls the show off, the next build closes the queue.
+/// called; when the organizer calls the show off, the next build closes the queue; once the
+/// builder stops confirming the show's snapshot, the room goes.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_show_queues_on_the_default_room_from_its_first_snapshot_until_called_off() {
     let db = onsale_tests::db().await;
@@ -1684,7 +1685,8 @@ async fn a_new_show_queues_on_the_default_room_from_its_first_snapshot_until_cal
     builder.build_all(now).await.unwrap();
     eventually("the edge to load the snapshot", WITHIN, || async {
         let snapshots = &room.edges[0].shared.snapshots;
-        (snapshots.on_sale_at_ms(&show) == Some(sale)).then_some(())
+        let availability = snapshots.get(&show, Kind::Availability)?;
+        (availability.on_sale_at_ms == Some(sale)).then_some(())
     })
     .await;
     room.step().await;
@@ -1732,6 +1734,13 @@ async fn a_new_show_queues_on_the_default_room_from_its_first_snapshot_until_cal
     room.step().await;
     let polled = room.poll(0, behind["queue_token"].as_str().unwrap()).await;
     assert_eq!(polled.json()["status"], "sold_out");
+
+    // A show the builder no longer confirms (it has started) loses its room, six hours
+    // after the last confirmation.
+    room.clock.advance(Duration::from_secs(7 * 3600));
+    room.step().await;
+    let (_, cy) = room.account().await;
+    room.join_as(0, &cy).await.problem(404, "show_not_found");
 }
 
 /// A presale: during its window only accounts with an access code join, each code spent
