@@ -16,9 +16,9 @@
 //! 2. then paid orders are cancelled, a full refund owed for each (the refund worker pays
 //!    it, once per payment) and their tickets revoked.
 //!
-//! Seats go to `unavailable`, never back on sale. Each fan with an order of the show hears
-//! of it once (`show_cancelled`, to the account), in the batch that cancels its first
-//! order; refunds are announced as they are paid (`refund_issued`). When neither kind of
+//! Seats go to `unavailable`, never back on sale. Each fan with an order or a ticket of the
+//! show (one transferred to it) hears of it once (`show_cancelled`, to the account), in the
+//! batch that reaches it first; refunds are announced as they are paid (`refund_issued`). When neither kind of
 //! batch finds anything, the job is done.
 
 use crate::domain::ShowId;
@@ -402,8 +402,10 @@ async fn cancel_paid_orders(
     // Inventory rows first, the order every writer keeps, then the orders, their payments
     // and their tickets.
     lock_seats(tx, show, &seats).await?;
+    // The orders cancelled (with their fans), then the holders of their tickets: a ticket
+    // transferred away is its new holder's loss too.
     let cancelled = sqlx::query!(
-        "WITH cancelled AS (
+        r#"WITH cancelled AS (
              UPDATE orders SET status = 'cancelled', cancel_reason = 'show_cancelled'
              WHERE id = ANY($1) AND status = 'confirmed'
              RETURNING id, fan_id
@@ -416,13 +418,15 @@ async fn cancel_paid_orders(
          ), revoked AS (
              UPDATE tickets SET status = 'revoked'
              WHERE order_id IN (SELECT id FROM cancelled) AND status = 'valid'
+             RETURNING holder
          )
-         SELECT id, fan_id FROM cancelled",
+         SELECT id AS "id?", fan_id AS "fan!" FROM cancelled
+         UNION ALL SELECT NULL, holder FROM revoked"#,
         &orders,
     )
     .fetch_all(&mut *tx)
     .await?;
-    let ids: Vec<Uuid> = cancelled.iter().map(|row| row.id).collect();
+    let ids: Vec<Uuid> = cancelled.iter().filter_map(|row| row.id).collect();
     sqlx::query!(
         "UPDATE seat_inventory SET status = 'unavailable', order_id = NULL, version = version + 1
          WHERE show_id = $1 AND seat_id = ANY($2) AND order_id = ANY($3)",
@@ -432,7 +436,7 @@ async fn cancel_paid_orders(
     )
     .execute(&mut *tx)
     .await?;
-    let fans: Vec<String> = cancelled.into_iter().map(|row| row.fan_id).collect();
+    let fans: Vec<String> = cancelled.into_iter().map(|row| row.fan).collect();
     let notified = notify_fans(tx, show, &fans).await?;
     sqlx::query!(
         "UPDATE show_cancellations

@@ -42,12 +42,26 @@ async fn a_called_off_show_stops_selling_at_once_and_refunds_every_order_in_full
     let organizer = s.app.organizer();
     let (ana, bo, cy) = (s.fan("ana").await, s.fan("bo").await, s.fan("cy").await);
     let (paid, payment) = ordered(&s, &ana, &[0, 1]).await;
-    confirm(&ana, &payment, "pm_card_ok", "c1")
-        .await
-        .expect_status(200);
+    let confirmed = confirm(&ana, &payment, "pm_card_ok", "c1").await.json();
     let paid_id = paid["order_id"].as_str().unwrap().to_owned();
     held(&s, &bo, &[2]).await;
     ordered(&s, &cy, &[3]).await;
+    // Ana gives one of her tickets to Dee, who holds it when the show is called off.
+    let (dee_id, _) = s.account("dee").await;
+    let dee_email: String = sqlx::query_scalar("SELECT email FROM accounts WHERE id = $1")
+        .bind(dee_id)
+        .fetch_one(&s.app.db.pool)
+        .await
+        .unwrap();
+    let given = confirmed["order"]["tickets"][0]["ticket_id"]
+        .as_str()
+        .unwrap();
+    ana.post(
+        &format!("/v1/tickets/{given}/transfer"),
+        &json!({ "to_email": dee_email }),
+    )
+    .await
+    .expect_status(200);
 
     // Refused before anything is written: a reason over its limit, an unknown show.
     let long = json!({ "reason": "x".repeat(501) });
@@ -75,8 +89,8 @@ async fn a_called_off_show_stops_selling_at_once_and_refunds_every_order_in_full
     assert_eq!(body["reason"], "The stage was damaged by a storm.");
 
     // At once: no new hold, and no fan cancels for a partial refund meanwhile.
-    let dee = s.fan("dee").await;
-    s.hold(&dee, &[10]).await.problem(409, "show_not_on_sale");
+    let eli = s.fan("eli").await;
+    s.hold(&eli, &[10]).await.problem(409, "show_not_on_sale");
     ana.post_idempotent(&format!("/v1/orders/{paid_id}/cancel"), "x1", &json!({}))
         .await
         .problem(409, "order_not_cancellable");
@@ -86,8 +100,9 @@ async fn a_called_off_show_stops_selling_at_once_and_refunds_every_order_in_full
     assert_eq!(progress["paid_orders_cancelled"], 1, "{progress}");
     assert_eq!(progress["unpaid_orders_cancelled"], 1, "{progress}");
     assert_eq!(progress["holds_released"], 2, "{progress}");
-    // Ana (paid) and Cy (awaiting payment); Bo only held seats.
-    assert_eq!(progress["fans_notified"], 2, "{progress}");
+    // Ana (paid), Dee (holding a ticket of Ana's order) and Cy (awaiting payment); Bo only
+    // held seats.
+    assert_eq!(progress["fans_notified"], 3, "{progress}");
 
     let refunded = refund_settled(&ana, &paid_id).await;
     assert_eq!(refunded["status"], "cancelled");
@@ -117,7 +132,8 @@ async fn a_called_off_show_stops_selling_at_once_and_refunds_every_order_in_full
     .fetch_all(pool)
     .await
     .unwrap();
-    assert_eq!(told.len(), 2);
+    assert_eq!(told.len(), 3);
+    assert!(told.iter().any(|p| p["fan_id"] == dee_id.to_string()));
     assert!(
         told.iter()
             .all(|p| p["reason"] == "The stage was damaged by a storm."
