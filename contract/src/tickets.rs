@@ -7,6 +7,13 @@
 //! - `signature`: base64url (no padding) of the 64-byte Ed25519 signature (RFC 8032) over
 //!   the ASCII bytes of `T1.<fields>`.
 //!
+//! A show may rotate its QR codes, so a screenshot goes stale: the fan's device then shows
+//! `T1.<fields>.<signature>.<step>.<code>`, where `step` is the time step (Unix seconds
+//! divided by the show's `rotate_s`, rounded down, in decimal) and `code` the step's 8-digit
+//! code under the ticket's own secret: RFC 6238 (TOTP) with HMAC-SHA256, T0 = 0, the
+//! secret delivered to the owner's device only. The signature covers the first three
+//! parts alone; the code is checked online, where the secret is.
+//!
 //! The public keys are served as a JWK set (RFC 7517; `kty` `OKP`, `crv` `Ed25519`, `x` the
 //! 32-byte key in base64url, `kid` its RFC 7638 thumbprint), the current signing key first,
 //! then keys still valid from before a rotation. A payload is genuine when one of them
@@ -52,11 +59,13 @@ pub fn sign(key: &SigningKey, facts: TicketFacts) -> String {
     format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
 }
 
-/// The facts of `payload` if one of `keys` signed it; `None` for anything else.
+/// The facts of `payload` if one of `keys` signed it; `None` for anything else. A rotating
+/// code, if any, is not looked at: see [`split_rotation`].
 pub fn verify(keys: &[VerifyingKey], payload: &str) -> Option<TicketFacts> {
     if payload.len() > MAX_PAYLOAD {
         return None;
     }
+    let (payload, _) = split_rotation(payload);
     let (signed, signature) = payload.rsplit_once('.')?;
     let fields = signed.strip_prefix(VERSION)?.strip_prefix('.')?;
     let signature: [u8; 64] = URL_SAFE_NO_PAD.decode(signature).ok()?.try_into().ok()?;
@@ -75,6 +84,77 @@ pub fn verify(keys: &[VerifyingKey], payload: &str) -> Option<TicketFacts> {
         seat: int(32),
         issued_at_s: int(40),
     })
+}
+
+/// Digits of a rotating code.
+pub const CODE_DIGITS: usize = 8;
+
+/// The time step and code a rotating payload carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RotatingCode {
+    /// The time step: Unix seconds divided by the show's period, rounded down.
+    pub step: i64,
+    /// The code, as digits.
+    pub code: [u8; CODE_DIGITS],
+}
+
+/// The signed part of `payload` and, for a rotating payload, its step and code.
+pub fn split_rotation(payload: &str) -> (&str, Option<RotatingCode>) {
+    let rotating = payload.rsplit_once('.').and_then(|(rest, code)| {
+        let (signed, step) = rest.rsplit_once('.')?;
+        let code: [u8; CODE_DIGITS] = code.as_bytes().try_into().ok()?;
+        let digits = |text: &[u8]| text.iter().all(u8::is_ascii_digit);
+        let step = step
+            .parse::<i64>()
+            .ok()
+            .filter(|_| digits(step.as_bytes()) && digits(&code))?;
+        Some((signed, RotatingCode { step, code }))
+    });
+    match rotating {
+        Some((signed, code)) => (signed, Some(code)),
+        None => (payload, None),
+    }
+}
+
+/// The time step `unix_s` falls in, for a period of `period_s` seconds.
+pub fn step_at(unix_s: i64, period_s: u32) -> i64 {
+    unix_s.div_euclid(i64::from(period_s.max(1)))
+}
+
+/// The code of `step` under `secret`: HOTP (RFC 4226) with HMAC-SHA256, as RFC 6238
+/// computes it for a time step.
+pub fn code_at(secret: &[u8], step: i64) -> [u8; CODE_DIGITS] {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("any key length");
+    mac.update(&step.to_be_bytes());
+    let digest = mac.finalize().into_bytes();
+    let offset = usize::from(digest[digest.len() - 1] & 0x0f);
+    let truncated =
+        u32::from_be_bytes(digest[offset..offset + 4].try_into().expect("4 bytes")) & 0x7fff_ffff;
+    let mut value = truncated % 10u32.pow(CODE_DIGITS as u32);
+    let mut code = [b'0'; CODE_DIGITS];
+    for digit in code.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+    code
+}
+
+/// `payload` as shown during `step`, for a ticket whose secret is `secret`.
+pub fn rotate(payload: &str, secret: &[u8], step: i64) -> String {
+    let code = code_at(secret, step);
+    format!(
+        "{payload}.{step}.{}",
+        std::str::from_utf8(&code).expect("digits")
+    )
+}
+
+/// Whether `rotating` is a genuine code of `secret` for a step at most `max_behind` steps
+/// before `now_step` and at most one after it (a device clock a little ahead).
+pub fn code_admits(secret: &[u8], rotating: RotatingCode, now_step: i64, max_behind: i64) -> bool {
+    use subtle::ConstantTimeEq as _;
+    (now_step - max_behind..=now_step + 1).contains(&rotating.step)
+        && bool::from(code_at(secret, rotating.step).ct_eq(&rotating.code))
 }
 
 /// One public key of a [`JwkSet`].
@@ -186,6 +266,54 @@ mod tests {
         let tampered = payload.replacen("T1.", "T1.A", 1);
         assert_eq!(verify(&keys, &tampered), None);
         assert_eq!(verify(&keys, "T1.."), None);
+    }
+
+    /// RFC 6238, appendix B: the SHA-256 rows (30-second steps, 8 digits).
+    #[test]
+    fn codes_match_the_rfc_6238_test_vectors() {
+        let secret = b"12345678901234567890123456789012";
+        for (time, code) in [
+            (59, "46119246"),
+            (1_111_111_109, "68084774"),
+            (1_111_111_111, "67062674"),
+            (1_234_567_890, "91819424"),
+            (2_000_000_000, "90698825"),
+            (20_000_000_000, "77737706"),
+        ] {
+            assert_eq!(code_at(secret, step_at(time, 30)), code.as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_rotating_payload_still_verifies_and_its_code_is_told_apart() {
+        let keys = [key(1).verifying_key()];
+        let payload = sign(&key(1), facts());
+        let secret = [7u8; 32];
+        let shown = rotate(&payload, &secret, 1234);
+        assert_eq!(verify(&keys, &shown), Some(facts()));
+        let (signed, rotating) = split_rotation(&shown);
+        assert_eq!(signed, payload);
+        let rotating = rotating.expect("a code");
+        assert_eq!(rotating.step, 1234);
+        assert!(code_admits(&secret, rotating, 1234, 2));
+        assert!(code_admits(&secret, rotating, 1236, 2), "two steps old");
+        assert!(!code_admits(&secret, rotating, 1237, 2), "three steps old");
+        assert!(code_admits(&secret, rotating, 1233, 2), "one step ahead");
+        assert!(!code_admits(&secret, rotating, 1232, 2), "two steps ahead");
+        assert!(
+            !code_admits(&[8u8; 32], rotating, 1234, 2),
+            "another ticket's secret"
+        );
+        assert_eq!(split_rotation(&payload), (payload.as_str(), None));
+        let other_step = format!("{payload}.1235.{}", &shown[shown.len() - 8..]);
+        let (_, moved) = split_rotation(&other_step);
+        assert!(
+            !code_admits(&secret, moved.unwrap(), 1235, 2),
+            "a code moved to another step"
+        );
+        for odd in [".-1.12345678", ".12.1234567", ".12.1234567a", "..12345678"] {
+            assert_eq!(split_rotation(&format!("{payload}{odd}")).1, None, "{odd}");
+        }
     }
 
     #[test]

@@ -251,6 +251,28 @@ pub struct TicketsConfig {
     /// Per show id, a policy of its own.
     #[serde(default)]
     pub show_transfer_policies: std::collections::BTreeMap<String, TransferPolicy>,
+    /// Per show id, QR codes that change every `rotate_s`; other shows' codes do not.
+    #[serde(default)]
+    pub show_rotating_qr: std::collections::BTreeMap<String, RotatingQr>,
+}
+
+/// A show's rotating QR codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotatingQr {
+    /// Seconds each code is shown for: 5 to 60. A code stays good for two steps after its
+    /// own, so a screenshot is refused 2 to 3 periods after it was taken.
+    #[serde(default = "RotatingQr::default_rotate_s")]
+    pub rotate_s: u32,
+}
+
+impl RotatingQr {
+    /// Shortest and longest period.
+    pub const PERIODS_S: std::ops::RangeInclusive<u32> = 5..=60;
+
+    fn default_rotate_s() -> u32 {
+        15
+    }
 }
 
 /// When a ticket may change hands: `"allowed"` (until the show starts), `"never"`, or
@@ -537,6 +559,17 @@ impl Config {
                 "tickets.show_transfer_policies",
                 "keys are show ids (UUIDs)",
             );
+        }
+        for (show, rotating) in &self.tickets.show_rotating_qr {
+            if uuid::Uuid::parse_str(show).is_err() {
+                return key("tickets.show_rotating_qr", "keys are show ids (UUIDs)");
+            }
+            if !RotatingQr::PERIODS_S.contains(&rotating.rotate_s) {
+                return key(
+                    "tickets.show_rotating_qr",
+                    "rotate_s must be 5 to 60 seconds",
+                );
+            }
         }
         for (show, policy) in &orders.show_refund_policies {
             if uuid::Uuid::parse_str(show).is_err() {

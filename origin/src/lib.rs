@@ -43,6 +43,7 @@ use axum::http::{header, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use onsale_contract::clock::Clock;
 use onsale_contract::problem::Problem;
 use onsale_contract::tasks::Tasks;
 use sqlx::PgPool;
@@ -74,6 +75,8 @@ pub struct AppState {
     /// This process's name on the idempotency keys it holds in flight: the node's hostname
     /// and the listen address, the same when the origin starts again there.
     pub(crate) instance: Arc<str>,
+    /// The time rotating QR codes are checked against: the system's, or a test's.
+    pub(crate) clock: Clock,
 }
 
 /// Why the origin could not start.
@@ -382,19 +385,16 @@ impl RunningOrigin {
 
 /// Connects to the database, migrates it when configured to, and starts serving.
 pub async fn start(config: Config) -> Result<RunningOrigin, StartError> {
+    start_on_clock(config, Clock::system()).await
+}
+
+/// [`start`], with the time rotating QR codes are checked against read from `clock`.
+pub async fn start_on_clock(config: Config, clock: Clock) -> Result<RunningOrigin, StartError> {
     let pool = db::connect(&config.database).await?;
     if config.database.migrate_on_start {
         let mut conn = pool.acquire().await?;
         db::migrate(&mut conn, db::wants_sandbox(&config)).await?;
     }
-    start_with_pool(config, pool).await
-}
-
-/// Starts serving on an existing pool whose database is migrated.
-pub(crate) async fn start_with_pool(
-    config: Config,
-    pool: PgPool,
-) -> Result<RunningOrigin, StartError> {
     let addr = config.http.listen;
     let listener = TcpListener::bind(addr)
         .await
@@ -453,6 +453,7 @@ pub(crate) async fn start_with_pool(
         );
     }
     let state = AppState {
+        clock,
         instance,
         pool,
         config: Arc::new(config),

@@ -216,6 +216,8 @@ pub(crate) struct Counts {
     revoked: i64,
     /// Payloads no key signed.
     forged: i64,
+    /// Genuine tickets of a rotating show shown without a live code: a screenshot or copy.
+    stale_code: i64,
 }
 
 /// Counts for one gate, scanner or minute.
@@ -252,7 +254,7 @@ onsale_contract::problems!(pub(crate) EntryProblems = [
 /// How the door of a show is going.
 ///
 /// `GET /v1/admin/shows/{id}/entry` (organizer): every scan of the show, online and
-/// uploaded, counted by result (`valid`, `already_scanned`, `revoked`, `forged`), in all,
+/// uploaded, counted by result (`valid`, `already_scanned`, `revoked`, `forged`, `stale_code`), in all,
 /// by gate, by scanner and by minute.
 #[utoipa::path(
     get,
@@ -276,7 +278,8 @@ pub(crate) async fn get_entry(
                   count(*) FILTER (WHERE result = 'valid') AS "valid!",
                   count(*) FILTER (WHERE result = 'already_scanned') AS "already_scanned!",
                   count(*) FILTER (WHERE result = 'revoked') AS "revoked!",
-                  count(*) FILTER (WHERE result = 'forged') AS "forged!"
+                  count(*) FILTER (WHERE result = 'forged') AS "forged!",
+                  count(*) FILTER (WHERE result = 'stale_code') AS "stale_code!"
            FROM ticket_scans WHERE show_id = $1
            GROUP BY GROUPING SETS ((), (gate), (account_id), (date_trunc('minute', scanned_at)))
            ORDER BY 4, 5, 6"#,
@@ -298,6 +301,7 @@ pub(crate) async fn get_entry(
             already_scanned: row.already_scanned,
             revoked: row.revoked,
             forged: row.forged,
+            stale_code: row.stale_code,
         };
         let bucket = |key: String| Bucket { key, counts };
         match (row.gate, row.account, row.minute) {

@@ -4,10 +4,16 @@
 //! the gate, `POST /v1/tickets/verify` checks the signature and the ticket, and records the
 //! first scan atomically: a second scan of the same ticket is `already_scanned`.
 //!
+//! A show in `tickets.show_rotating_qr` rotates its codes: the owner's device gets the
+//! ticket's secret with its ticket list and shows `<payload>.<step>.<code>`, a new code
+//! every `rotate_s`; the gate refuses a missing, wrong or more than two steps old code as
+//! `stale_code`, so a screenshot or a forwarded image stops admitting within a minute.
+//!
 //! A fan's tickets and their QR codes are account pages: they take the owner's session,
 //! never an admission, so tickets show long after the on-sale.
 
 use crate::accounts::Session;
+use crate::config::RotatingQr;
 use crate::domain::{Keyset, TicketId};
 use crate::error::{ApiError, Code};
 use crate::json::ApiJson;
@@ -18,10 +24,12 @@ use crate::AppState;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
 pub use onsale_contract::tickets::TicketFacts;
-use onsale_contract::tickets::{JwkSet, MAX_PAYLOAD};
+use onsale_contract::tickets::{self as payloads, JwkSet, RotatingCode, MAX_PAYLOAD};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -94,6 +102,20 @@ impl TicketSigner {
     }
 }
 
+/// How many steps a rotating code stays good after its own: a fan's screen that has just
+/// turned still scans, a screenshot does not for long.
+const MAX_STEPS_BEHIND: i64 = 2;
+
+/// `show`'s rotating QR codes, if it has them.
+fn rotation_of(state: &AppState, show: Uuid) -> Option<RotatingQr> {
+    state
+        .config
+        .tickets
+        .show_rotating_qr
+        .get(&show.to_string())
+        .copied()
+}
+
 /// A payload as an SVG QR code (error correction M: survives a scratched phone screen).
 pub fn qr_svg(payload: &str) -> Result<String, qrcode::types::QrError> {
     let code = qrcode::QrCode::with_error_correction_level(payload, qrcode::EcLevel::M)?;
@@ -119,7 +141,10 @@ onsale_contract::problems!(pub(crate) QrProblems = [
     responses(
         (
             status = 200,
-            description = "The ticket's signed payload as a QR code, for the gate's scanner.",
+            description = "The ticket's signed payload as a QR code, for the gate's scanner. \
+                           For a show with rotating codes, the code of the current step: \
+                           good for a minute at most, so the fan's device renders its own \
+                           (`rotating` in `GET /v1/me/tickets`).",
             body = String,
             content_type = "image/svg+xml",
             headers(("Cache-Control" = String, description = "`private, no-store`.")),
@@ -134,7 +159,8 @@ pub(crate) async fn get_qr(
     ticket: TicketId,
 ) -> Result<Response, ApiError> {
     let row = sqlx::query!(
-        "SELECT t.holder, t.show_id, t.seat_id, t.issued_at FROM tickets t WHERE t.id = $1",
+        "SELECT t.holder, t.show_id, t.seat_id, t.issued_at, t.rotation_secret
+         FROM tickets t WHERE t.id = $1",
         ticket.0,
     )
     .fetch_optional(&state.pool)
@@ -142,12 +168,16 @@ pub(crate) async fn get_qr(
     let Some(row) = row.filter(|t| t.holder == session.fan()) else {
         return Err(TicketId::not_found());
     };
-    let payload = state.tickets.sign(TicketFacts {
+    let mut payload = state.tickets.sign(TicketFacts {
         ticket: ticket.0,
         show: row.show_id,
         seat: row.seat_id,
         issued_at_s: row.issued_at.timestamp(),
     });
+    if let Some(rotating) = rotation_of(&state, row.show_id) {
+        let step = payloads::step_at(state.clock.now_s(), rotating.rotate_s);
+        payload = payloads::rotate(&payload, &row.rotation_secret, step);
+    }
     let svg = qr_svg(&payload).map_err(|e| ApiError::Internal(format!("QR encoding: {e}")))?;
     let mut response = (StatusCode::OK, svg).into_response();
     let headers = response.headers_mut();
@@ -191,6 +221,22 @@ struct MyTicket {
     scanned: bool,
     /// The ticket's QR code (same session).
     qr: String,
+    /// For a show whose codes rotate, what the device computes them from; null otherwise.
+    #[schema(required = true)]
+    rotating: Option<RotatingView>,
+}
+
+/// What a fan's device needs to show a rotating QR code. During step `s` (Unix seconds
+/// divided by `rotate_s`, rounded down) the QR code carries `<payload>.<s>.<code>`, `code`
+/// being the 8-digit HOTP of `s` under `secret` with HMAC-SHA256 (RFC 6238, T0 = 0).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct RotatingView {
+    /// The ticket's signed payload, without a code.
+    payload: String,
+    /// The ticket's secret, base64url without padding: keep it on the device.
+    secret: String,
+    /// Seconds per step.
+    rotate_s: u32,
 }
 
 /// A page of the account's valid tickets, newest first.
@@ -201,6 +247,9 @@ struct MyTickets {
     /// The `cursor` of the next page; null on the last.
     #[schema(required = true)]
     next_cursor: Option<String>,
+    /// The origin's clock, Unix milliseconds: rotating codes follow it, so a device whose
+    /// clock is off corrects by the difference.
+    server_time_ms: i64,
 }
 
 onsale_contract::problems!(pub(crate) MyTicketsProblems = [
@@ -252,7 +301,7 @@ pub(crate) async fn list_mine(
     let mut rows = sqlx::query!(
         r#"SELECT t.id, t.order_id, t.show_id, sh.event_id, e.name AS event_name, sh.starts_at,
                   t.seat_id, s.section_id, s.row_label, s.number, t.issued_at,
-                  t.scanned_at IS NOT NULL AS "scanned!"
+                  t.scanned_at IS NOT NULL AS "scanned!", t.rotation_secret
            FROM tickets t
            JOIN shows sh ON sh.id = t.show_id
            JOIN events e ON e.id = sh.event_id
@@ -275,6 +324,16 @@ pub(crate) async fn list_mine(
         .into_iter()
         .map(|row| MyTicket {
             qr: format!("/v1/tickets/{}/qr.svg", row.id),
+            rotating: rotation_of(&state, row.show_id).map(|rotating| RotatingView {
+                payload: state.tickets.sign(TicketFacts {
+                    ticket: row.id,
+                    show: row.show_id,
+                    seat: row.seat_id,
+                    issued_at_s: row.issued_at.timestamp(),
+                }),
+                secret: URL_SAFE_NO_PAD.encode(&row.rotation_secret),
+                rotate_s: rotating.rotate_s,
+            }),
             ticket_id: row.id,
             order_id: row.order_id,
             show_id: row.show_id,
@@ -289,7 +348,12 @@ pub(crate) async fn list_mine(
             scanned: row.scanned,
         })
         .collect();
-    let mut response = crate::http::json(StatusCode::OK, &MyTickets { items, next_cursor })?;
+    let mine = MyTickets {
+        items,
+        next_cursor,
+        server_time_ms: state.clock.now_ms(),
+    };
+    let mut response = crate::http::json(StatusCode::OK, &mine)?;
     response.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, no-store"),
@@ -301,13 +365,16 @@ pub(crate) async fn list_mine(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct VerifyBody {
-    /// The ticket's signed payload (`T1.<fields>.<signature>`): at most 512 bytes.
+    /// The ticket's signed payload (`T1.<fields>.<signature>`, with `.<step>.<code>` for a
+    /// show whose codes rotate): at most 512 bytes.
     #[schema(max_length = 512)]
     payload: String,
 }
 
 /// The gate's verdict: `valid` (first scan, now recorded), `already_scanned`, `revoked`
-/// (the order was cancelled), or `forged` (not signed by this origin, or no such ticket).
+/// (the order was cancelled), `forged` (not signed by this origin, or no such ticket), or
+/// `stale_code` (a show whose codes rotate, and the code is missing, wrong or more than two
+/// steps old: a screenshot; ask for the live screen).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum Verdict {
@@ -315,6 +382,7 @@ enum Verdict {
     AlreadyScanned,
     Revoked,
     Forged,
+    StaleCode,
 }
 
 impl Verdict {
@@ -325,6 +393,7 @@ impl Verdict {
             Verdict::AlreadyScanned => "already_scanned",
             Verdict::Revoked => "revoked",
             Verdict::Forged => "forged",
+            Verdict::StaleCode => "stale_code",
         }
     }
 }
@@ -402,13 +471,14 @@ async fn verdict(
         seat_id: None,
         scanned_at_ms: None,
     };
-    let facts = state.tickets.verify(payload);
+    let (signed, code) = payloads::split_rotation(payload);
+    let facts = state.tickets.verify(signed);
     if let Some(facts) = &facts {
         staff.require_show(facts.show)?;
     }
     let view = match facts {
         None => forged,
-        Some(facts) => scan(state, facts, at).await?.unwrap_or(forged),
+        Some(facts) => scan(state, facts, code, at).await?.unwrap_or(forged),
     };
     let scanned_at = at.unwrap_or_else(Utc::now);
     crate::staff::record(
@@ -423,13 +493,42 @@ async fn verdict(
     Ok(view)
 }
 
-/// The verdict for a correctly signed payload scanned at `at` (now when `None`); `None` if
-/// it names no such ticket.
+/// The verdict for a correctly signed payload, with its rotating `code` if any, scanned at
+/// `at` (now when `None`); `None` if it names no such ticket.
 async fn scan(
     state: &AppState,
     facts: TicketFacts,
+    code: Option<RotatingCode>,
     at: Option<DateTime<Utc>>,
 ) -> Result<Option<VerifyView>, ApiError> {
+    let view = |result, scanned_at: Option<DateTime<Utc>>| VerifyView {
+        result,
+        ticket_id: Some(facts.ticket),
+        show_id: Some(facts.show),
+        seat_id: Some(facts.seat),
+        scanned_at_ms: scanned_at.map(|at| at.timestamp_millis()),
+    };
+    if let Some(rotating) = rotation_of(state, facts.show) {
+        let secret = sqlx::query_scalar!(
+            "SELECT rotation_secret FROM tickets WHERE id = $1 AND show_id = $2 AND seat_id = $3",
+            facts.ticket,
+            facts.show,
+            facts.seat,
+        )
+        .fetch_optional(&state.pool)
+        .await?;
+        let Some(secret) = secret else {
+            return Ok(None);
+        };
+        // An uploaded offline scan is judged at the time it was made.
+        let at_s = at.map_or_else(|| state.clock.now_s(), |at| at.timestamp());
+        let now_step = payloads::step_at(at_s, rotating.rotate_s);
+        let live = code
+            .is_some_and(|code| payloads::code_admits(&secret, code, now_step, MAX_STEPS_BEHIND));
+        if !live {
+            return Ok(Some(view(Verdict::StaleCode, None)));
+        }
+    }
     // The first scan wins: one conditional update decides it. A scan made offline and
     // uploaded later wins over a later one already recorded.
     let first: Option<DateTime<Utc>> = sqlx::query_scalar!(
@@ -469,13 +568,7 @@ async fn scan(
             }
         }
     };
-    Ok(Some(VerifyView {
-        result,
-        ticket_id: Some(facts.ticket),
-        show_id: Some(facts.show),
-        seat_id: Some(facts.seat),
-        scanned_at_ms: scanned_at.map(|at| at.timestamp_millis()),
-    }))
+    Ok(Some(view(result, scanned_at)))
 }
 
 /// Most scans uploaded at once.
@@ -509,7 +602,7 @@ pub(crate) struct ScansBody {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct ScansView {
     /// `valid` when the scan was the ticket's first (by scan time, whichever gate), else
-    /// `already_scanned` with the first scan's time, `revoked` or `forged`.
+    /// `already_scanned` with the first scan's time, `revoked`, `forged` or `stale_code`.
     results: Vec<VerifyView>,
 }
 

@@ -437,12 +437,14 @@ fn log_warnings() {
 /// Builds an in-process origin for a test.
 pub struct OriginBuilder {
     config: origin::config::Config,
+    clock: onsale_contract::clock::Clock,
 }
 
 /// An origin on `db`, configured like `origin_config`.
 pub fn origin(db: &TestDb) -> OriginBuilder {
     OriginBuilder {
         config: origin_config(db),
+        clock: onsale_contract::clock::Clock::system(),
     }
 }
 
@@ -453,10 +455,18 @@ impl OriginBuilder {
         self
     }
 
+    /// Checks rotating QR codes against `clock` instead of the system's.
+    pub fn clock(mut self, clock: onsale_contract::clock::Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Starts the origin on an ephemeral port.
     pub async fn run(self) -> RunningOrigin {
         log_warnings();
-        origin::start(self.config).await.expect("origin starts")
+        origin::start_on_clock(self.config, self.clock)
+            .await
+            .expect("origin starts")
     }
 }
 

@@ -5,7 +5,12 @@
 
 use crate::holds::stadium;
 use crate::orders::{confirm, ordered};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use onsale_contract::clock::Clock;
+use onsale_contract::tickets::rotate;
 use onsale_scan::{Gate, Verdict};
+use origin::config::RotatingQr;
 use origin::tickets::{TicketFacts, TicketSigner};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -395,4 +400,155 @@ async fn scanners_scan_their_own_show_and_every_scan_counts_by_gate() {
         .map(|b| b["scanned"].as_i64().unwrap())
         .sum();
     assert_eq!(minutes, 4);
+}
+
+/// A show whose codes rotate: the owner's device gets each ticket's secret with its ticket
+/// list and computes the code of each step; the gate takes the current code, one up to two
+/// steps old and one a step ahead, and refuses an older one (a screenshot), a missing one
+/// and a wrong one as `stale_code`. An offline scan uploaded later is judged at the time it
+/// was made. The rotating origin reads a manual clock, so the steps are the test's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotating_code_more_than_two_steps_old_is_refused() {
+    let s = stadium().await;
+    let ana = s.fan("ana").await;
+    let (order, payment) = ordered(&s, &ana, &[0, 1, 2, 3, 4, 5]).await;
+    confirm(&ana, &payment, "pm_card_ok", "a1")
+        .await
+        .expect_status(200);
+    let order = order["order_id"].as_str().unwrap().to_owned();
+
+    // Another origin on the same database rotates this show's codes every 15 s.
+    let step_ms = 15_000;
+    let t0 = onsale_tests::unix_now() * 1000 / step_ms * step_ms;
+    let clock = Clock::manual(t0);
+    let rotating = onsale_tests::origin(&s.app.db)
+        .config(|c| {
+            c.tickets
+                .show_rotating_qr
+                .insert(s.show.clone(), RotatingQr { rotate_s: 15 });
+        })
+        .clock(clock.clone())
+        .run()
+        .await;
+    let (_, session) = s.account("ana").await;
+    let device = onsale_tests::client(rotating.addr()).bearer(&session);
+    let mine = device.get("/v1/me/tickets").await.json();
+    assert_eq!(mine["server_time_ms"], t0);
+    let mut shown: Vec<(Uuid, String, Vec<u8>)> = mine["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let rotating = &t["rotating"];
+            assert_eq!(rotating["rotate_s"], 15);
+            let secret = URL_SAFE_NO_PAD
+                .decode(rotating["secret"].as_str().unwrap())
+                .unwrap();
+            assert_eq!(secret.len(), 32);
+            let ticket = t["ticket_id"].as_str().unwrap().parse().unwrap();
+            (
+                ticket,
+                rotating["payload"].as_str().unwrap().to_owned(),
+                secret,
+            )
+        })
+        .collect();
+    shown.sort();
+    let signed = payloads(&s.app.db.pool, &order).await;
+    assert_eq!(
+        shown
+            .iter()
+            .map(|(t, p, _)| (*t, p.clone()))
+            .collect::<Vec<_>>(),
+        signed,
+        "the device's payloads are the tickets' signed ones"
+    );
+    let secrets: std::collections::HashSet<_> = shown.iter().map(|(_, _, s)| s).collect();
+    assert_eq!(secrets.len(), 6, "a secret per ticket");
+    let at_step = |i: usize, step: i64| rotate(&shown[i].1, &shown[i].2, step);
+
+    let door = onsale_tests::scanner_session(rotating.addr(), &s.show, "north").await;
+    let scanner = onsale_tests::client(rotating.addr()).bearer(&door);
+    let verdict = |payload: String| {
+        let scanner = scanner.clone();
+        async move {
+            let reply = scanner
+                .post("/v1/tickets/verify", &json!({ "payload": payload }))
+                .await;
+            reply.expect_status(200);
+            reply.json()["result"].as_str().unwrap().to_owned()
+        }
+    };
+    let s0 = t0 / step_ms;
+    assert_eq!(verdict(at_step(0, s0)).await, "valid", "the live code");
+    assert_eq!(
+        verdict(signed[1].1.clone()).await,
+        "stale_code",
+        "no code at all"
+    );
+    let foreign = rotate(&shown[1].1, &shown[2].2, s0);
+    assert_eq!(
+        verdict(foreign).await,
+        "stale_code",
+        "another ticket's code"
+    );
+    assert_eq!(verdict(at_step(1, s0 + 2)).await, "stale_code", "two ahead");
+    assert_eq!(verdict(at_step(1, s0 + 1)).await, "valid", "a step ahead");
+
+    // Screenshots taken now, shown later.
+    let (two, three) = (at_step(2, s0), at_step(3, s0));
+    clock.advance(std::time::Duration::from_millis(2 * step_ms as u64));
+    assert_eq!(verdict(two).await, "valid", "two steps old");
+    clock.advance(std::time::Duration::from_millis(step_ms as u64));
+    assert_eq!(verdict(three).await, "stale_code", "three steps old");
+    assert_eq!(
+        verdict(at_step(3, s0 + 3)).await,
+        "valid",
+        "the live screen"
+    );
+    assert_eq!(
+        verdict(at_step(3, s0 + 3)).await,
+        "already_scanned",
+        "let in once"
+    );
+
+    // Offline, a gate checks the signature alone; the code is settled on upload.
+    let keys = onsale_tests::client(rotating.addr())
+        .get("/.well-known/onsale/ticket-keys.json")
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("ticket-keys.json");
+    std::fs::write(&key_file, &keys.body).unwrap();
+    let gate = Gate::load(&key_file, Some(s.show.parse().unwrap()), &[]).unwrap();
+    let made_ms = onsale_tests::unix_now() * 1000 - 60_000;
+    let made = made_ms / step_ms;
+    let (live, old) = (at_step(4, made), at_step(5, made - 3));
+    assert_eq!(gate.check(&live).verdict, Verdict::Valid);
+    assert_eq!(gate.check(&old).verdict, Verdict::Valid);
+    let uploaded = json!({ "scans": [
+        { "payload": live, "scanned_at_ms": made_ms },
+        { "payload": old, "scanned_at_ms": made_ms },
+    ] });
+    let settled = scanner.post("/v1/tickets/scans", &uploaded).await.json();
+    let results: Vec<&str> = settled["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(results, ["valid", "stale_code"]);
+
+    let entry = s
+        .app
+        .organizer()
+        .get(&format!("/v1/admin/shows/{}/entry", s.show))
+        .await
+        .json();
+    assert_eq!(entry["total"]["stale_code"], 5);
+    assert_eq!(entry["total"]["valid"], 5);
+    assert_eq!(entry["total"]["already_scanned"], 1);
+    let scanned: i64 = s
+        .count("SELECT count(*) FROM tickets WHERE show_id = $1::uuid AND scanned_at IS NOT NULL")
+        .await;
+    assert_eq!(scanned, 5, "a refused code scans nothing");
 }
