@@ -898,16 +898,66 @@ impl Browser {
         seen["position"].as_u64()
     }
 
-    /// Waits until the images with this test id number `count` and have all loaded.
-    async fn wait_images(&self, id: &str, count: usize) {
+    /// Waits until the page shows `count` ticket QR codes, every one an image loaded or,
+    /// for a show whose codes rotate, a canvas drawn.
+    async fn wait_ticket_codes(&self, count: usize) {
         self.wait_for::<bool>(
-            &format!("{count} loaded {id} images"),
-            "const images = [...document.querySelectorAll(arguments[0])];
-             return images.length === arguments[1]
-               && images.every((i) => i.complete && i.naturalWidth > 0);",
-            vec![json!(testid(id)), json!(count)],
+            &format!("{count} ticket QR codes"),
+            "const codes = [...document.querySelectorAll(arguments[0])];
+             return codes.length === arguments[1]
+               && codes.every((c) => c.tagName === 'CANVAS'
+                 ? c.dataset.step !== undefined
+                 : c.complete && c.naturalWidth > 0);",
+            vec![json!(testid("ticket-qr")), json!(count)],
         )
         .await;
+    }
+
+    /// The live ticket codes on the page, once each shows step `step` (when `None`, once
+    /// all show the same step): (step, payload) read back from each canvas's pixels with a QR decoder.
+    async fn live_codes(&self, step: Option<i64>) -> Vec<(i64, String)> {
+        let canvases: Vec<Value> = self
+            .wait_for(
+                &format!("live codes of step {step:?}"),
+                "const codes = [...document.querySelectorAll(arguments[0])];
+                 const wanted = arguments[1] ?? (codes.length && Number(codes[0].dataset.step));
+                 const shows = (c) => c.dataset.step !== undefined
+                   && Number(c.dataset.step) === wanted;
+                 if (!codes.length || !codes.every(shows)) return null;
+                 return codes.map((c) => {
+                   const rgba = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                   const grey = [];
+                   for (let i = 0; i < rgba.length; i += 4) grey.push(rgba[i]);
+                   return { step: Number(c.dataset.step), width: c.width, height: c.height, grey };
+                 });",
+                vec![json!(testid("ticket-qr")), json!(step)],
+            )
+            .await;
+        canvases
+            .iter()
+            .map(|canvas| {
+                let (width, height) = (
+                    canvas["width"].as_u64().unwrap() as usize,
+                    canvas["height"].as_u64().unwrap() as usize,
+                );
+                let grey: Vec<u8> = canvas["grey"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap() as u8)
+                    .collect();
+                let mut image =
+                    rqrr::PreparedImage::prepare_from_greyscale(width, height, |x, y| {
+                        grey[y * width + x]
+                    });
+                let grids = image.detect_grids();
+                assert_eq!(grids.len(), 1, "one QR code per canvas");
+                let (_, payload) = grids[0].decode().unwrap_or_else(|e| {
+                    self.fail(&format!("the drawn QR code does not decode: {e}"))
+                });
+                (canvas["step"].as_i64().unwrap(), payload)
+            })
+            .collect()
     }
 }
 
@@ -932,7 +982,7 @@ struct Stack {
     // Dropped in this order: the edge, the builder, the origin, then its database.
     edge: RunningEdge,
     builder: RunningBuilder,
-    _origin: RunningOrigin,
+    origin: RunningOrigin,
     db: TestDb,
     clock: Clock,
     /// The stadium show's id.
@@ -1008,7 +1058,7 @@ impl Stack {
         let stack = Stack {
             base: format!("http://{}", edge.public),
             db,
-            _origin: origin,
+            origin,
             builder,
             edge,
             clock,
@@ -1263,7 +1313,7 @@ async fn confirmed_order(b: &Browser, tickets: usize) -> Uuid {
         vec![],
     )
     .await;
-    b.wait_images("ticket-qr", tickets).await;
+    b.wait_ticket_codes(tickets).await;
     b.check_page("order").await;
     Uuid::parse_str(&order).expect("an order id in the path")
 }
@@ -1547,6 +1597,51 @@ async fn a_new_fan_queues_buys_two_seats_and_finds_them_again() {
             fresh.check_page("/orders").await;
             fresh.click_css(&link).await;
             assert_eq!(confirmed_order(&fresh, 2).await, order);
+
+            // The stadium's codes rotate: the page draws each step's code itself, from the
+            // ticket's secret, and the gate takes it. The page's clock is moved back a step
+            // (a code one step old still admits, so no boundary of the origin's clock can
+            // turn this into a refusal).
+            fresh.step("live codes");
+            let period_ms = 1000
+                * i64::from(
+                    stack.origin.state.config.tickets.show_rotating_qr[&stack.show].rotate_s,
+                );
+            let now = fresh.live_codes(None).await;
+            assert_eq!(now.len(), 2);
+            let step = now[0].0;
+            fresh
+                .js(
+                    "const real = Date.now.bind(Date);
+                     Date.now = () => real() - arguments[0];
+                     document.dispatchEvent(new Event('visibilitychange'));",
+                    vec![json!(period_ms)],
+                )
+                .await;
+            let before = fresh.live_codes(Some(step - 1)).await;
+            let door =
+                onsale_tests::scanner_session(stack.origin.addr(), &stack.show, "north").await;
+            let gate = client(stack.origin.addr()).bearer(&door);
+            let mut ids = HashSet::new();
+            for ((now_step, live), (old_step, old)) in now.iter().zip(&before) {
+                let (signed, code) = live.rsplit_once('.').unwrap();
+                let (signed, shown_step) = signed.rsplit_once('.').unwrap();
+                assert_eq!(shown_step, now_step.to_string());
+                assert_eq!(code.len(), 8, "{live}");
+                assert!(
+                    old.starts_with(&format!("{signed}.{old_step}.")) && old != live,
+                    "the same ticket, another code: {old} then {live}"
+                );
+                ids.insert(signed.to_owned());
+            }
+            assert_eq!(ids.len(), 2, "two tickets");
+            for payload in [&before[0].1, &now[1].1] {
+                let verdict = gate
+                    .post("/v1/tickets/verify", &json!({ "payload": payload }))
+                    .await
+                    .json();
+                assert_eq!(verdict["result"], "valid", "{payload}: {verdict}");
+            }
         },
     )
     .await;

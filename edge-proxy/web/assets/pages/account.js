@@ -2,6 +2,7 @@
 
 import { h, dateTime, link, notice } from "../dom.js";
 import { api, currentAccount } from "../api.js";
+import { ticketQr } from "../ticketqr.js";
 
 export async function render(ctx) {
   ctx.title("Your account");
@@ -39,7 +40,7 @@ export async function render(ctx) {
       for (const t of result.items) {
         const place = `section ${t.section_id}, row ${t.row}, seat ${t.number}`;
         tickets.append(h("li", { class: "ticket" },
-          h("img", { src: `/v1/tickets/${encodeURIComponent(t.ticket_id)}/qr.svg`, alt: `Ticket QR code, ${place}`, width: "160", height: "160", loading: "lazy" }),
+          ticketQr(ctx, t, place, 160),
           h("div", {},
             h("p", { class: "ticket__event" }, t.event_name),
             h("p", {}, dateTime(t.starts_at_ms)),

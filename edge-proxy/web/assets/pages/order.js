@@ -1,8 +1,9 @@
-// An order: its status, one QR code per valid ticket (served to the owner's session), the
+// An order: its status, one QR code per valid ticket (live for a show whose codes rotate), the
 // refund if any, and cancellation under the show's refund policy while the API allows it.
 
 import { h, replace, money, words, dateTime, link, notice } from "../dom.js";
 import { api, catalog, write, load, admission } from "../api.js";
+import { ticketQr } from "../ticketqr.js";
 
 const REASONS = {
   fan_cancelled: "You cancelled this order.",
@@ -107,13 +108,7 @@ export async function render(ctx) {
         h("ul", { class: "tickets" }, valid.map((t) => {
           const place = seatName(t.seat_id, t.ticket_id);
           return h("li", { class: "ticket" },
-            h("img", {
-              testid: "ticket-qr",
-              src: `/v1/tickets/${encodeURIComponent(t.ticket_id)}/qr.svg`,
-              alt: `Ticket QR code, ${place}`,
-              width: "256",
-              height: "256",
-            }),
+            ticketQr(ctx, places.get(t.ticket_id) || t, place, 256),
             h("p", { class: "ticket__seat" }, place.charAt(0).toUpperCase() + place.slice(1)));
         })));
     } else if (order.items.length) {
