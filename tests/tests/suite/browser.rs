@@ -913,24 +913,24 @@ impl Browser {
         .await;
     }
 
-    /// The live ticket codes on the page, once each shows step `step` (when `None`, once
-    /// all show the same step): (step, payload) read back from each canvas's pixels with a QR decoder.
-    async fn live_codes(&self, step: Option<i64>) -> Vec<(i64, String)> {
+    /// The live ticket codes on the page, once all show the same step, `from` or later:
+    /// (step, payload) read back from each canvas's pixels with a QR decoder.
+    async fn live_codes(&self, from: i64) -> Vec<(i64, String)> {
         let canvases: Vec<Value> = self
             .wait_for(
-                &format!("live codes of step {step:?}"),
+                &format!("live codes of step {from} or later"),
                 "const codes = [...document.querySelectorAll(arguments[0])];
-                 const wanted = arguments[1] ?? (codes.length && Number(codes[0].dataset.step));
+                 const step = codes.length ? Number(codes[0].dataset.step) : NaN;
                  const shows = (c) => c.dataset.step !== undefined
-                   && Number(c.dataset.step) === wanted;
-                 if (!codes.length || !codes.every(shows)) return null;
+                   && Number(c.dataset.step) === step;
+                 if (!(step >= arguments[1]) || !codes.every(shows)) return null;
                  return codes.map((c) => {
                    const rgba = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
                    const grey = [];
                    for (let i = 0; i < rgba.length; i += 4) grey.push(rgba[i]);
                    return { step: Number(c.dataset.step), width: c.width, height: c.height, grey };
                  });",
-                vec![json!(testid("ticket-qr")), json!(step)],
+                vec![json!(testid("ticket-qr")), json!(from)],
             )
             .await;
         canvases
@@ -985,6 +985,10 @@ struct Stack {
     origin: RunningOrigin,
     db: TestDb,
     clock: Clock,
+    /// The clock the origin checks rotating ticket codes against, started at a step's
+    /// start, and the stadium's step.
+    codes_clock: Clock,
+    period_ms: i64,
     /// The stadium show's id.
     show: String,
     /// The stadium event's id.
@@ -1012,14 +1016,20 @@ fn queue_settings(t0: i64) -> QueueSettings {
 impl Stack {
     async fn start() -> Stack {
         let db = onsale_tests::db().await;
-        let origin = onsale_tests::origin(&db).run().await;
         let demo = DemoConfig::load(&config_dir().join("demo.toml")).expect("config/demo.toml");
+        let show = demo.stadium.event.event.show_id.to_string();
+        let rotating = onsale_tests::origin_config(&db).tickets.show_rotating_qr[&show];
+        let period_ms = 1000 * i64::from(rotating.rotate_s);
+        let codes_clock = Clock::manual(clock::now_ms() / period_ms * period_ms);
+        let origin = onsale_tests::origin(&db)
+            .clock(codes_clock.clone())
+            .run()
+            .await;
         let seeded = Instant::now();
         seed(&db.pool, &demo, &origin.state.config.accounts, Utc::now())
             .await
             .expect("the demo seed");
         eprintln!("demo catalog seeded in {:?}", seeded.elapsed());
-        let show = demo.stadium.event.event.show_id.to_string();
         let event = demo.stadium.event.event.event_id.to_string();
 
         let t0 = clock::now_ms();
@@ -1062,6 +1072,8 @@ impl Stack {
             builder,
             edge,
             clock,
+            codes_clock,
+            period_ms,
             show,
             event,
         };
@@ -1599,49 +1611,55 @@ async fn a_new_fan_queues_buys_two_seats_and_finds_them_again() {
             assert_eq!(confirmed_order(&fresh, 2).await, order);
 
             // The stadium's codes rotate: the page draws each step's code itself, from the
-            // ticket's secret, and the gate takes it. The page's clock is moved back a step
-            // (a code one step old still admits, so no boundary of the origin's clock can
-            // turn this into a refusal).
+            // ticket's secret, on the clock of the ticket list, which is the gate's. Four
+            // steps of the origin's clock later the page, loaded again, shows new codes, and
+            // the gate takes those and refuses a screenshot of the old ones. (The page's
+            // clock runs on from the list's time; four steps leave it 30 s for that.)
             fresh.step("live codes");
-            let period_ms = 1000
-                * i64::from(
-                    stack.origin.state.config.tickets.show_rotating_qr[&stack.show].rotate_s,
-                );
-            let now = fresh.live_codes(None).await;
-            assert_eq!(now.len(), 2);
-            let step = now[0].0;
-            fresh
-                .js(
-                    "const real = Date.now.bind(Date);
-                     Date.now = () => real() - arguments[0];
-                     document.dispatchEvent(new Event('visibilitychange'));",
-                    vec![json!(period_ms)],
-                )
-                .await;
-            let before = fresh.live_codes(Some(step - 1)).await;
+            let step = stack.codes_clock.now_ms() / stack.period_ms;
+            let screenshot = fresh.live_codes(step).await;
+            stack
+                .codes_clock
+                .advance(Duration::from_millis(4 * stack.period_ms as u64));
+            fresh.open(&format!("/orders/{order}")).await;
+            let live = fresh.live_codes(step + 4).await;
             let door =
                 onsale_tests::scanner_session(stack.origin.addr(), &stack.show, "north").await;
             let gate = client(stack.origin.addr()).bearer(&door);
+            let verdict = |payload: String| {
+                let gate = gate.clone();
+                async move {
+                    gate.post("/v1/tickets/verify", &json!({ "payload": payload }))
+                        .await
+                        .json()["result"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                }
+            };
+            let signed = |payload: &str| payload.rsplitn(3, '.').nth(2).unwrap().to_owned();
             let mut ids = HashSet::new();
-            for ((now_step, live), (old_step, old)) in now.iter().zip(&before) {
-                let (signed, code) = live.rsplit_once('.').unwrap();
-                let (signed, shown_step) = signed.rsplit_once('.').unwrap();
-                assert_eq!(shown_step, now_step.to_string());
-                assert_eq!(code.len(), 8, "{live}");
-                assert!(
-                    old.starts_with(&format!("{signed}.{old_step}.")) && old != live,
-                    "the same ticket, another code: {old} then {live}"
-                );
-                ids.insert(signed.to_owned());
+            for ((old_step, old), (live_step, code)) in screenshot.iter().zip(&live) {
+                assert_eq!(signed(old), signed(code), "the same ticket");
+                assert!(code.ends_with(&format!(".{live_step}.{}", &code[code.len() - 8..])));
+                assert!(old_step < live_step && old != code, "{old} then {code}");
+                assert_eq!(verdict(old.clone()).await, "stale_code", "{old}");
+                assert_eq!(verdict(code.clone()).await, "valid", "{code}");
+                ids.insert(signed(code));
             }
             assert_eq!(ids.len(), 2, "two tickets");
-            for payload in [&before[0].1, &now[1].1] {
-                let verdict = gate
-                    .post("/v1/tickets/verify", &json!({ "payload": payload }))
-                    .await
-                    .json();
-                assert_eq!(verdict["result"], "valid", "{payload}: {verdict}");
-            }
+
+            // The account page lists the same tickets, live too.
+            fresh.step("account");
+            fresh.open("/account").await;
+            fresh.wait_ticket_codes(2).await;
+            let listed = fresh.live_codes(step + 4).await;
+            let mut on_account: Vec<String> = listed.iter().map(|(_, p)| signed(p)).collect();
+            on_account.sort();
+            let mut on_order: Vec<String> = ids.into_iter().collect();
+            on_order.sort();
+            assert_eq!(on_account, on_order);
+            fresh.check_page("/account").await;
         },
     )
     .await;

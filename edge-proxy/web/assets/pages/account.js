@@ -2,7 +2,7 @@
 
 import { h, dateTime, link, notice } from "../dom.js";
 import { api, currentAccount } from "../api.js";
-import { ticketQr } from "../ticketqr.js";
+import { ticketQr, listClock } from "../ticketqr.js";
 
 export async function render(ctx) {
   ctx.title("Your account");
@@ -35,12 +35,14 @@ export async function render(ctx) {
     status.textContent = "Loading your tickets…";
     try {
       const q = cursor ? `?cursor=${encodeURIComponent(cursor)}` : "";
+      const sentAt = Date.now();
       const result = await api(`/v1/me/tickets${q}`, { signal: ctx.signal });
+      const offset = listClock(result, sentAt);
       if (!ctx.live) return;
       for (const t of result.items) {
         const place = `section ${t.section_id}, row ${t.row}, seat ${t.number}`;
         tickets.append(h("li", { class: "ticket" },
-          ticketQr(ctx, t, place, 160),
+          ticketQr(ctx, t, place, 160, offset),
           h("div", {},
             h("p", { class: "ticket__event" }, t.event_name),
             h("p", {}, dateTime(t.starts_at_ms)),

@@ -3,7 +3,7 @@
 
 import { h, replace, money, words, dateTime, link, notice } from "../dom.js";
 import { api, catalog, write, load, admission } from "../api.js";
-import { ticketQr } from "../ticketqr.js";
+import { ticketQr, listClock } from "../ticketqr.js";
 
 const REASONS = {
   fan_cancelled: "You cancelled this order.",
@@ -11,19 +11,23 @@ const REASONS = {
   hold_expired: "The time to pay ran out before the payment went through.",
 };
 
-/** Ticket labels from the account's ticket list (newest first), by ticket id. */
+/** The order's valid tickets from the account's ticket list (newest first), by ticket
+ * id, and the list's clock ([`listClock`]). */
 async function ticketPlaces(order, signal) {
   const wanted = new Set(order.tickets.filter((t) => t.status === "valid").map((t) => t.ticket_id));
   const found = new Map();
   let cursor = null;
+  let offset = 0;
   for (let page = 0; page < 5 && wanted.size > found.size; page++) {
     const q = cursor ? `?limit=100&cursor=${encodeURIComponent(cursor)}` : "?limit=100";
+    const sentAt = Date.now();
     const result = await api(`/v1/me/tickets${q}`, { signal });
+    offset = listClock(result, sentAt);
     for (const t of result.items) if (wanted.has(t.ticket_id)) found.set(t.ticket_id, t);
     cursor = result.next_cursor;
     if (!cursor) break;
   }
-  return found;
+  return { found, offset };
 }
 
 export async function render(ctx) {
@@ -71,11 +75,12 @@ export async function render(ctx) {
       : state;
     ctx.title(order.status === "confirmed" ? "You're going! Your tickets" : "Your order");
     let places = new Map();
+    let clock = 0;
     if (order.tickets.some((t) => t.status === "valid")) {
-      places = await ticketPlaces(order, ctx.signal).catch((error) => {
+      ({ found: places, offset: clock } = await ticketPlaces(order, ctx.signal).catch((error) => {
         if (error.name === "AbortError") throw error;
-        return new Map();
-      });
+        return { found: new Map(), offset: 0 };
+      }));
       if (!ctx.live) return;
     }
     const held = load(`seats.${order.hold_id}`) || {};
@@ -108,7 +113,7 @@ export async function render(ctx) {
         h("ul", { class: "tickets" }, valid.map((t) => {
           const place = seatName(t.seat_id, t.ticket_id);
           return h("li", { class: "ticket" },
-            ticketQr(ctx, places.get(t.ticket_id) || t, place, 256),
+            ticketQr(ctx, places.get(t.ticket_id) || t, place, 256, clock),
             h("p", { class: "ticket__seat" }, place.charAt(0).toUpperCase() + place.slice(1)));
         })));
     } else if (order.items.length) {
