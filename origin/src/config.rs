@@ -694,6 +694,43 @@ mod tests {
     }
 
     #[test]
+    fn a_rotating_qr_period_is_5_to_60_seconds_for_a_show_id() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../config/origin.toml"
+        ));
+        let mut config: Config = onsale_contract::config::load(path).expect("the shipped file");
+        let show = "0193a6f0-0000-7000-8000-000000000201";
+        assert_eq!(
+            config.tickets.show_rotating_qr[show],
+            RotatingQr { rotate_s: 15 }
+        );
+        let refused = |config: &Config| match config.validate(path) {
+            Err(ConfigError::Key { key, .. }) => Some(key),
+            _ => None,
+        };
+        let wrong = Some("tickets.show_rotating_qr".to_owned());
+        for (rotate_s, verdict) in [
+            (5, None),
+            (60, None),
+            (4, wrong.clone()),
+            (61, wrong.clone()),
+        ] {
+            config
+                .tickets
+                .show_rotating_qr
+                .insert(show.to_owned(), RotatingQr { rotate_s });
+            assert_eq!(refused(&config), verdict, "rotate_s = {rotate_s}");
+        }
+        config.tickets.show_rotating_qr.clear();
+        config
+            .tickets
+            .show_rotating_qr
+            .insert("stadium".to_owned(), RotatingQr { rotate_s: 15 });
+        assert_eq!(refused(&config), wrong, "a key that is no show id");
+    }
+
+    #[test]
     fn refunds_follow_the_tiers_by_days_before_the_show() {
         let policy = RefundPolicy(vec![
             RefundTier {

@@ -34,6 +34,9 @@ pub struct Metrics {
     /// argon2id work by `op`: `hash` (a new password), `verify` (a password checked, against
     /// the dummy hash for an unknown email), `refused` (no hashing slot in time: 503).
     pub password_hashes: IntCounterVec,
+    /// `ticket_scans_total` by `result` (`valid`, `already_scanned`, `revoked`, `forged`,
+    /// `stale_code`) and `offline` (`true` for uploaded scans).
+    pub(crate) ticket_scans: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: [f64; 12] = [
@@ -63,6 +66,12 @@ impl Metrics {
                 "db_pool_connections",
                 "Database pool connections by state",
                 &["state"],
+            ),
+            ticket_scans: counter_vec(
+                &registry,
+                "ticket_scans_total",
+                "Ticket scans at the gates by result, and whether they were uploaded from offline",
+                &["result", "offline"],
             ),
             holds: counter_vec(
                 &registry,

@@ -187,7 +187,7 @@ pub(crate) async fn record(
     at: DateTime<Utc>,
     offline: bool,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query!(
+    let recorded = sqlx::query!(
         "INSERT INTO ticket_scans (show_id, ticket_id, account_id, gate, result, scanned_at, offline)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
         staff.show,
@@ -200,6 +200,13 @@ pub(crate) async fn record(
     )
     .execute(&state.pool)
     .await?;
+    if recorded.rows_affected() == 1 {
+        state
+            .metrics
+            .ticket_scans
+            .with_label_values(&[result, if offline { "true" } else { "false" }])
+            .inc();
+    }
     Ok(())
 }
 

@@ -2,7 +2,9 @@
 //! of the published key set (`/.well-known/onsale/ticket-keys.json`) verifies it, and
 //! admits when it is for this show and not on the show's revocation list (the answers of
 //! `GET /v1/shows/{id}/revocations`, saved as the scanner synced them). Nothing here
-//! talks to a server; which ticket was scanned first is settled online later.
+//! talks to a server; which ticket was scanned first is settled online later. A rotating
+//! payload (`.<step>.<code>` after the signature) is checked by its signature alone: its
+//! code needs the ticket's secret, and is judged when the scans are uploaded.
 
 use onsale_contract::tickets::{self, JwkError, JwkSet, TicketFacts, VerifyingKey};
 use serde::{Deserialize, Serialize};

@@ -551,4 +551,18 @@ async fn a_rotating_code_more_than_two_steps_old_is_refused() {
         .count("SELECT count(*) FROM tickets WHERE show_id = $1::uuid AND scanned_at IS NOT NULL")
         .await;
     assert_eq!(scanned, 5, "a refused code scans nothing");
+    let metrics = String::from_utf8(
+        onsale_tests::client(rotating.addr())
+            .get("/metrics")
+            .await
+            .body,
+    )
+    .unwrap();
+    for line in [
+        r#"onsale_origin_ticket_scans_total{offline="false",result="stale_code"} 4"#,
+        r#"onsale_origin_ticket_scans_total{offline="true",result="stale_code"} 1"#,
+        r#"onsale_origin_ticket_scans_total{offline="false",result="valid"} 4"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
 }
