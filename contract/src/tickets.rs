@@ -2,8 +2,8 @@
 //!
 //! A ticket's QR code carries `T1.<fields>.<signature>`:
 //! - `fields`: base64url (no padding) of 48 bytes: the ticket id (16 bytes, the UUID's
-//!   bytes), the show id (16), the seat id (8, big-endian signed) and the issue time (8,
-//!   big-endian signed Unix seconds);
+//!   bytes), the show id (16), the seat id (8, big-endian signed; 0 for a general-admission
+//!   place, which has no seat) and the issue time (8, big-endian signed Unix seconds);
 //! - `signature`: base64url (no padding) of the 64-byte Ed25519 signature (RFC 8032) over
 //!   the ASCII bytes of `T1.<fields>`.
 //!
@@ -27,6 +27,9 @@ use ed25519_dalek::{Signer as _, SigningKey, Verifier as _};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// The seat id of a general-admission ticket: seat ids start at 1.
+pub const GENERAL_ADMISSION: i64 = 0;
+
 /// The payload format's version prefix.
 pub const VERSION: &str = "T1";
 /// Ticket id, show id, seat id, issue time.
@@ -41,7 +44,7 @@ pub struct TicketFacts {
     pub ticket: Uuid,
     /// The show it admits to.
     pub show: Uuid,
-    /// The seat it is for.
+    /// The seat it is for; [`GENERAL_ADMISSION`] for a place without a seat.
     pub seat: i64,
     /// When it was issued, in Unix seconds.
     pub issued_at_s: i64,

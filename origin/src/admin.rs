@@ -130,14 +130,17 @@ pub(crate) async fn create_venue(
         .iter()
         .map(|s| s.price_tier.as_str())
         .collect();
+    let capacities: Vec<Option<i32>> = draft.sections.iter().map(|s| s.capacity).collect();
     sqlx::query!(
-        "INSERT INTO sections (venue_id, id, name, price_tier, position)
-         SELECT $1, id, name, tier, position - 1
-         FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS t(id, name, tier, position)",
+        "INSERT INTO sections (venue_id, id, name, price_tier, position, capacity)
+         SELECT $1, id, name, tier, position - 1, capacity
+         FROM unnest($2::text[], $3::text[], $4::text[], $5::int4[])
+              WITH ORDINALITY AS t(id, name, tier, capacity, position)",
         id.0,
         ids as _,
         names as _,
         tiers as _,
+        &capacities as _,
     )
     .execute(&mut *tx)
     .await?;
@@ -239,7 +242,8 @@ pub(crate) async fn post_show(
 }
 
 /// Creates the show, its prices, its own inventory partition, and copies the venue layout
-/// into that partition, all in one transaction: a show exists with all its seats or not at all.
+/// into that partition and its general-admission sections' capacities into their counters,
+/// all in one transaction: a show exists with all its seats and places or not at all.
 pub(crate) async fn create_show(
     pool: &PgPool,
     id: ShowId,
@@ -323,6 +327,15 @@ pub(crate) async fn create_show(
     sqlx::query(&format!("ANALYZE {}", inventory_partition(id)))
         .execute(&mut *tx)
         .await?;
+    sqlx::query!(
+        "INSERT INTO ga_inventory (show_id, section_id, price_tier, capacity, available)
+         SELECT $1, id, price_tier, capacity, capacity FROM sections
+         WHERE venue_id = $2 AND capacity IS NOT NULL",
+        id.0,
+        venue_id,
+    )
+    .execute(&mut *tx)
+    .await?;
     // LEAST ignores NULL: the first show sets it, later shows can only move it earlier.
     sqlx::query!(
         "UPDATE events SET first_show_at = LEAST(first_show_at, $2) WHERE id = $1",

@@ -151,7 +151,7 @@ pub(crate) async fn post_cancel_show(
     crate::http::json(StatusCode::ACCEPTED, &view)
 }
 
-/// The show `cancelled`, its free seats unavailable and the job recorded, in the caller's
+/// The show `cancelled`, its free seats and places unavailable and the job recorded, in the caller's
 /// transaction, which holds the show's row.
 async fn stop_sale(
     tx: &mut PgConnection,
@@ -168,6 +168,14 @@ async fn stop_sale(
                 version = version + 1
          WHERE show_id = $1 AND (status = 'available' OR (status = 'held' AND hold_expires_at <= now()))",
         show,
+    )
+    .execute(&mut *tx)
+    .await?;
+    // General-admission places: a claim queues on the counter's row, so it takes places
+    // before this or finds none; none come back later (migration 0021).
+    sqlx::query!(
+        "UPDATE ga_inventory SET available = 0 WHERE show_id = $1",
+        show
     )
     .execute(&mut *tx)
     .await?;
@@ -318,8 +326,11 @@ async fn batch(state: &AppState, show: Uuid) -> Result<Batch, sqlx::Error> {
 /// there were any.
 async fn release_holds(tx: &mut PgConnection, show: Uuid, size: i64) -> Result<bool, sqlx::Error> {
     let holds: Vec<Uuid> = sqlx::query_scalar!(
-        r#"SELECT DISTINCT hold_id AS "hold!" FROM seat_inventory
-           WHERE show_id = $1 AND status = 'held' LIMIT $2"#,
+        r#"SELECT hold AS "hold!" FROM (
+             SELECT hold_id AS hold FROM seat_inventory WHERE show_id = $1 AND status = 'held'
+             UNION
+             SELECT id FROM holds WHERE show_id = $1 AND ga_section IS NOT NULL AND status = 'active'
+           ) live LIMIT $2"#,
         show,
         size,
     )

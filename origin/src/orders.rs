@@ -11,7 +11,7 @@ use crate::auth::Admission;
 use crate::domain::order_request::OrderBody;
 use crate::domain::{HoldId, IdempotencyKey, Keyset, OrderId, OrderRequest, Page};
 use crate::error::{ApiError, Code};
-use crate::holds::lock_hold;
+use crate::holds::{lock_hold, Places};
 use crate::idempotency::{self, Begin, Claimed};
 use crate::json::ApiJson;
 use crate::openapi;
@@ -45,14 +45,20 @@ struct ItemView {
     price_cents: i64,
 }
 
-/// A ticket of a paid order: one per seat.
+/// A ticket of a paid order: one per seat or general-admission place.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[schema(as = OrderTicket)]
 struct TicketView {
     /// The ticket's id (its QR code is at `GET /v1/tickets/{id}/qr.svg`).
     ticket_id: Uuid,
-    /// The seat it admits to.
-    seat_id: i64,
+    /// The seat it admits to; null for a general-admission place.
+    #[serde(default)]
+    #[schema(required = true)]
+    seat_id: Option<i64>,
+    /// A general-admission ticket's number in its section.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    ga_number: Option<i32>,
     /// Whether it still admits.
     status: TicketStatus,
 }
@@ -81,8 +87,11 @@ pub(crate) struct OrderView {
     expires_at_ms: i64,
     /// The server's clock when answering, Unix ms, to count down `expires_at_ms` against.
     server_time_ms: i64,
-    /// Its seats, by seat id.
+    /// Its seats, by seat id; empty for general-admission places.
     items: Vec<ItemView>,
+    /// For an order of general-admission places, its section and how many.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    general_admission: Option<Places>,
     /// Its tickets once paid, by seat id; empty before.
     tickets: Vec<TicketView>,
     /// Its latest payment.
@@ -295,9 +304,13 @@ pub(crate) async fn load(
                   (SELECT coalesce(json_agg(json_build_object('seat_id', seat_id, 'price_cents', price_cents)
                                             ORDER BY seat_id), '[]')
                      FROM order_items WHERE order_id = o.id) AS "items!: Json<Vec<ItemView>>",
-                  (SELECT coalesce(json_agg(json_build_object('ticket_id', id, 'seat_id', seat_id, 'status', status)
-                                            ORDER BY seat_id), '[]')
+                  (SELECT coalesce(json_agg(json_strip_nulls(json_build_object(
+                                              'ticket_id', id, 'seat_id', seat_id, 'ga_number', ga_number,
+                                              'status', status)) ORDER BY seat_id, ga_number), '[]')
                      FROM tickets WHERE order_id = o.id) AS "tickets!: Json<Vec<TicketView>>",
+                  (SELECT json_build_object('section_id', h.ga_section, 'quantity', h.seat_count)
+                     FROM holds h WHERE h.id = o.hold_id AND h.ga_section IS NOT NULL)
+                    AS "general_admission: Json<Places>",
                   (SELECT json_build_object('payment_id', id, 'status', status)
                      FROM payments WHERE order_id = o.id ORDER BY created_at DESC LIMIT 1)
                     AS "payment!: Json<PaymentView>",
@@ -320,6 +333,7 @@ pub(crate) async fn load(
         expires_at_ms: row.expires_at.timestamp_millis(),
         server_time_ms: now_ms(),
         items: row.items.0,
+        general_admission: row.general_admission.map(|places| places.0),
         tickets: row.tickets.0,
         payment: row.payment.0,
         refund: row.refund.map(|refund| refund.0),

@@ -435,7 +435,8 @@ async fn spend_admission(tx: &mut PgConnection, jti: &str, order: Uuid) -> Resul
 /// The sale, in one statement: the order confirmed and its admission spent (the order's
 /// admission is spent with the sale however the payment's word arrived: the fan's
 /// confirmation, a webhook, reconciliation), the hold converted, its seats sold, a ticket per
-/// seat and an `order_confirmed` outbox row.
+/// seat (or per general-admission place, numbered from the section's counter) and an
+/// `order_confirmed` outbox row.
 async fn sell(
     tx: &mut PgConnection,
     order: OrderId,
@@ -443,7 +444,15 @@ async fn sell(
     hold: Uuid,
     seats: &[i64],
 ) -> Result<(), ApiError> {
-    let tickets: Vec<Uuid> = seats.iter().map(|_| Uuid::now_v7()).collect();
+    // A hold has seats, or else general-admission places.
+    let count = if seats.is_empty() {
+        sqlx::query_scalar!("SELECT seat_count FROM holds WHERE id = $1", hold)
+            .fetch_one(&mut *tx)
+            .await? as usize
+    } else {
+        seats.len()
+    };
+    let tickets: Vec<Uuid> = (0..count).map(|_| Uuid::now_v7()).collect();
     let sold = sqlx::query_scalar!(
         r#"WITH confirmed AS (
              UPDATE orders SET status = 'confirmed', confirmed_at = now() WHERE id = $1
@@ -454,6 +463,7 @@ async fn sell(
              ON CONFLICT (jti) DO NOTHING
            ), converted AS (
              UPDATE holds SET status = 'converted', ended_at = now() WHERE id = $3
+             RETURNING ga_section, seat_count
            ), sold AS (
              UPDATE seat_inventory SET status = 'sold', order_id = $1, hold_id = NULL, hold_expires_at = NULL,
                                        version = version + 1
@@ -462,6 +472,16 @@ async fn sell(
            ), issued AS (
              INSERT INTO tickets (id, order_id, show_id, seat_id, status, holder)
              SELECT unnest($5::uuid[]), $1, $2, unnest($4::int8[]), 'valid', c.fan_id FROM confirmed c
+             WHERE cardinality($4::int8[]) > 0
+           ), numbered AS (
+             UPDATE ga_inventory g SET next_number = g.next_number + v.seat_count
+             FROM converted v
+             WHERE v.ga_section IS NOT NULL AND g.show_id = $2 AND g.section_id = v.ga_section
+             RETURNING g.section_id, g.next_number - v.seat_count AS first
+           ), placed AS (
+             INSERT INTO tickets (id, order_id, show_id, ga_section, ga_number, status, holder)
+             SELECT t.id, $1, $2, n.section_id, n.first + t.at::int - 1, 'valid', c.fan_id
+             FROM confirmed c, numbered n, unnest($5::uuid[]) WITH ORDINALITY AS t(id, at)
            ), announced AS (
              -- The payload as `outbox` builds every event's: the order and its fan first.
              INSERT INTO outbox (aggregate_id, event_type, payload)

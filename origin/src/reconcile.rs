@@ -3,7 +3,8 @@
 //! `stuck_after_s` and applies the answer (`payments::apply` with `resync`). Then it counts
 //! what must never exist and exports the counts as `onsale_origin_reconcile_breaches`:
 //! - `orders_paid_without_tickets`: money kept (a succeeded payment, no refund owed) for an
-//!   order that is neither confirmed with one valid ticket per seat nor cancelled by its fan;
+//!   order that is neither confirmed with one valid ticket per seat or place nor cancelled by
+//!   its fan;
 //! - `seats_held_without_live_hold`: seats `held` (and not yet past their expiry, which is
 //!   the sweeper's business) whose hold is not active or no longer holds them.
 
@@ -77,7 +78,7 @@ pub async fn reconcile_once(state: &AppState) -> Result<Report, crate::error::Ap
            AND coalesce(o.cancel_reason, '') NOT IN ('fan_cancelled', 'organizer_cancelled')
            AND NOT (o.status = 'confirmed'
                     AND (SELECT count(*) FROM tickets t WHERE t.order_id = o.id AND t.status = 'valid')
-                      = (SELECT count(*) FROM order_items i WHERE i.order_id = o.id))"#
+                      = (SELECT h.seat_count FROM holds h WHERE h.id = o.hold_id))"#
     )
     .fetch_one(&state.pool)
     .await?;

@@ -73,8 +73,27 @@ pub struct StadiumConfig {
     pub obstructed_back_rows: u32,
     /// Obstructed seats in each of those rows.
     pub obstructed_seats_per_row: u32,
+    /// `[stadium.floor]`: the standing floor, sold by count.
+    pub floor: FloorConfig,
     /// `[stadium.event]`: its event and show.
     pub event: StadiumEvent,
+}
+
+/// The stadium's general-admission floor: a section with a capacity and no seats, its own
+/// price tier.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FloorConfig {
+    /// The section's id.
+    pub section_id: String,
+    /// Its name.
+    pub name: String,
+    /// How many fans it holds.
+    pub capacity: i32,
+    /// Its price tier.
+    pub price_tier: String,
+    /// The tier's price in cents.
+    pub price_cents: i64,
 }
 
 /// The stadium's event: a [`DemoEvent`] with one price per level.
@@ -232,6 +251,11 @@ pub async fn seed(
             name: format!("Level {level}"),
             price_cents: *price,
         })
+        .chain(std::iter::once(PriceTierBody {
+            tier: stadium.floor.price_tier.clone(),
+            name: stadium.floor.name.clone(),
+            price_cents: stadium.floor.price_cents,
+        }))
         .collect();
     seed_one(
         pool,
@@ -430,9 +454,18 @@ pub(crate) fn stadium_layout(config: &StadiumConfig) -> VenueDraft {
                 section_id: code,
                 price_tier: format!("P{}", level + 1),
                 rows,
+                capacity: None,
             });
         }
     }
+    let floor = &config.floor;
+    sections.push(SectionLayout {
+        section_id: floor.section_id.clone(),
+        name: floor.name.clone(),
+        price_tier: floor.price_tier.clone(),
+        rows: Vec::new(),
+        capacity: Some(floor.capacity),
+    });
     VenueDraft {
         name: config.name.clone(),
         city: config.city.clone(),
@@ -473,6 +506,7 @@ pub(crate) fn theater_layout(config: &TheaterConfig) -> VenueDraft {
                 name: section.name.clone(),
                 price_tier: section.price_tier.clone(),
                 rows,
+                capacity: None,
             }
         })
         .collect();

@@ -171,7 +171,7 @@ pub(crate) async fn get_qr(
     let mut payload = state.tickets.sign(TicketFacts {
         ticket: ticket.0,
         show: row.show_id,
-        seat: row.seat_id,
+        seat: row.seat_id.unwrap_or(payloads::GENERAL_ADMISSION),
         issued_at_s: row.issued_at.timestamp(),
     });
     if let Some(rotating) = rotation_of(&state, row.show_id) {
@@ -207,14 +207,20 @@ struct MyTicket {
     event_name: String,
     /// When the show starts, in Unix milliseconds.
     starts_at_ms: i64,
-    /// The seat.
-    seat_id: i64,
-    /// The seat's section.
+    /// The seat; null for a general-admission place.
+    #[schema(required = true)]
+    seat_id: Option<i64>,
+    /// The seat's or the place's section.
     section_id: String,
-    /// The seat's row label.
-    row: String,
-    /// The seat's number in its row.
-    number: i32,
+    /// The seat's row label; null for a general-admission place.
+    #[schema(required = true)]
+    row: Option<String>,
+    /// The seat's number in its row; null for a general-admission place.
+    #[schema(required = true)]
+    number: Option<i32>,
+    /// A general-admission ticket's number in its section; null for a seat.
+    #[schema(required = true)]
+    ga_number: Option<i32>,
     /// When the ticket was issued, in Unix milliseconds.
     issued_at_ms: i64,
     /// Whether the ticket was scanned at the gate.
@@ -300,12 +306,13 @@ pub(crate) async fn list_mine(
     let page = crate::orders::history_page(&state, query.as_deref())?;
     let mut rows = sqlx::query!(
         r#"SELECT t.id, t.order_id, t.show_id, sh.event_id, e.name AS event_name, sh.starts_at,
-                  t.seat_id, s.section_id, s.row_label, s.number, t.issued_at,
+                  t.seat_id, coalesce(s.section_id, t.ga_section) AS "section_id!",
+                  s.row_label AS "row_label?", s.number AS "number?", t.ga_number, t.issued_at,
                   t.scanned_at IS NOT NULL AS "scanned!", t.rotation_secret
            FROM tickets t
            JOIN shows sh ON sh.id = t.show_id
            JOIN events e ON e.id = sh.event_id
-           JOIN seats s ON s.id = t.seat_id
+           LEFT JOIN seats s ON s.id = t.seat_id
            WHERE t.holder = $1 AND t.status = 'valid'
              AND ($2::timestamptz IS NULL OR (t.issued_at, t.id) < ($2, $3))
            ORDER BY t.issued_at DESC, t.id DESC LIMIT $4"#,
@@ -328,7 +335,7 @@ pub(crate) async fn list_mine(
                 payload: state.tickets.sign(TicketFacts {
                     ticket: row.id,
                     show: row.show_id,
-                    seat: row.seat_id,
+                    seat: row.seat_id.unwrap_or(payloads::GENERAL_ADMISSION),
                     issued_at_s: row.issued_at.timestamp(),
                 }),
                 secret: URL_SAFE_NO_PAD.encode(&row.rotation_secret),
@@ -344,6 +351,7 @@ pub(crate) async fn list_mine(
             section_id: row.section_id,
             row: row.row_label,
             number: row.number,
+            ga_number: row.ga_number,
             issued_at_ms: row.issued_at.timestamp_millis(),
             scanned: row.scanned,
         })
@@ -411,7 +419,7 @@ struct VerifyView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     show_id: Option<Uuid>,
-    /// The seat (unless forged).
+    /// The seat (unless forged, or a general-admission place).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     seat_id: Option<i64>,
@@ -505,12 +513,12 @@ async fn scan(
         result,
         ticket_id: Some(facts.ticket),
         show_id: Some(facts.show),
-        seat_id: Some(facts.seat),
+        seat_id: (facts.seat != payloads::GENERAL_ADMISSION).then_some(facts.seat),
         scanned_at_ms: scanned_at.map(|at| at.timestamp_millis()),
     };
     if let Some(rotating) = rotation_of(state, facts.show) {
         let secret = sqlx::query_scalar!(
-            "SELECT rotation_secret FROM tickets WHERE id = $1 AND show_id = $2 AND seat_id = $3",
+            "SELECT rotation_secret FROM tickets WHERE id = $1 AND show_id = $2 AND seat_id IS NOT DISTINCT FROM nullif($3::int8, 0)",
             facts.ticket,
             facts.show,
             facts.seat,
@@ -533,7 +541,7 @@ async fn scan(
     // uploaded later wins over a later one already recorded.
     let first: Option<DateTime<Utc>> = sqlx::query_scalar!(
         r#"UPDATE tickets SET scanned_at = coalesce($4, now())
-         WHERE id = $1 AND show_id = $2 AND seat_id = $3 AND status = 'valid'
+         WHERE id = $1 AND show_id = $2 AND seat_id IS NOT DISTINCT FROM nullif($3::int8, 0) AND status = 'valid'
            AND (scanned_at IS NULL OR scanned_at > $4)
          RETURNING scanned_at AS "scanned_at!""#,
         facts.ticket,
@@ -548,7 +556,7 @@ async fn scan(
         None => {
             let row = sqlx::query!(
                 r#"SELECT status AS "status: TicketStatus", scanned_at
-                   FROM tickets WHERE id = $1 AND show_id = $2 AND seat_id = $3"#,
+                   FROM tickets WHERE id = $1 AND show_id = $2 AND seat_id IS NOT DISTINCT FROM nullif($3::int8, 0)"#,
                 facts.ticket,
                 facts.show,
                 facts.seat,

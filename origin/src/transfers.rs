@@ -225,10 +225,11 @@ async fn complete(
            ), revoked AS (
              UPDATE tickets t SET status = 'revoked' FROM moved m
              WHERE t.id = m.ticket_id AND t.status = 'valid'
-             RETURNING t.order_id, t.show_id, t.seat_id
+             RETURNING t.order_id, t.show_id, t.seat_id, t.ga_section, t.ga_number
            ), issued AS (
-             INSERT INTO tickets (id, order_id, show_id, seat_id, status, holder)
-             SELECT $2, order_id, show_id, seat_id, 'valid', $3::uuid::text FROM revoked
+             INSERT INTO tickets (id, order_id, show_id, seat_id, ga_section, ga_number, status, holder)
+             SELECT $2, order_id, show_id, seat_id, ga_section, ga_number, 'valid', $3::uuid::text
+             FROM revoked
            ), done AS (
              UPDATE ticket_transfers SET status = 'completed', new_ticket_id = $2,
                     to_account = $3::uuid::text, ended_at = now()

@@ -6,7 +6,9 @@
 //! caller (the loop, `seatmap-builder once`, a test) decides what time it is.
 
 use crate::config::Config;
-use crate::documents::{self, AvailabilityError, Encoded, Layout, SaleTimes, SeatRow};
+use crate::documents::{
+    self, AvailabilityError, Encoded, Layout, PlacesCount, PlacesRow, SaleTimes, SeatRow,
+};
 use crate::metrics::Metrics;
 use crate::publish::{self, RedisTarget, Stamp};
 use crate::sql;
@@ -217,7 +219,11 @@ impl Builder {
                     .bind(show_id)
                     .fetch_all(&self.pool)
                     .await?;
-                let layout = documents::layout(&show, layout_version, &seats);
+                let places: Vec<PlacesRow> = sqlx::query_as(sql::PLACES)
+                    .bind(show_id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let layout = documents::layout(&show, layout_version, &seats, &places);
                 let etag = documents::content_hash(&layout.json);
                 let layout = Arc::new((layout, etag));
                 self.shows.entry(show_id).or_default().layout = Some(layout.clone());
@@ -241,10 +247,15 @@ impl Builder {
             .fetch_one(&self.pool)
             .await?;
         let seat_status = seat_status.unwrap_or_default();
+        let places: Vec<PlacesCount> = sqlx::query_as(sql::PLACES_COUNT)
+            .bind(show_id)
+            .fetch_all(&self.pool)
+            .await?;
         let availability = match documents::availability(
             &show,
             layout,
             &seat_status,
+            &places,
             sale,
             now_ms,
             next_build_at_ms,

@@ -20,6 +20,26 @@ pub struct SeatRow {
     pub obstructed: bool,
 }
 
+/// A general-admission section as the layout query for places returns it, in the venue's
+/// section order.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PlacesRow {
+    pub section_id: String,
+    pub section_name: String,
+    pub price_tier: String,
+    pub capacity: i32,
+}
+
+/// A general-admission section's counts now.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PlacesCount {
+    pub section_id: String,
+    pub capacity: i64,
+    pub available: i64,
+    pub held: i64,
+    pub sold: i64,
+}
+
 /// A show's seat map: sections, rows and seats in layout order.
 #[derive(Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -34,6 +54,23 @@ struct LayoutDoc<'a> {
     /// The sections, in layout order.
     #[cfg_attr(feature = "openapi", schema(inline))]
     sections: Vec<LayoutSection<'a>>,
+    /// General-admission sections: places sold by count, not drawn as seats. A fan holds
+    /// `quantity` of them with `{"section_id", "quantity"}`.
+    #[cfg_attr(feature = "openapi", schema(inline))]
+    general_admission: Vec<LayoutPlaces<'a>>,
+}
+
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+struct LayoutPlaces<'a> {
+    /// The section's code, as holds name it.
+    section_id: &'a str,
+    /// Its name for people.
+    name: &'a str,
+    /// The price tier its places sell at.
+    price_tier: &'a str,
+    /// How many fans it holds.
+    capacity: i32,
 }
 
 #[derive(Serialize)]
@@ -93,7 +130,12 @@ pub struct Layout {
 
 /// Groups seats (already in layout order) into sections and rows. A section or row that
 /// reappears later in the order starts a new group, so the document order is the seat order.
-pub fn layout(show_id: &str, layout_version: i32, seats: &[SeatRow]) -> Layout {
+pub fn layout(
+    show_id: &str,
+    layout_version: i32,
+    seats: &[SeatRow],
+    places: &[PlacesRow],
+) -> Layout {
     let mut sections: Vec<LayoutSection> = Vec::new();
     let mut spans: Vec<SectionSpan> = Vec::new();
     for seat in seats {
@@ -146,6 +188,15 @@ pub fn layout(show_id: &str, layout_version: i32, seats: &[SeatRow]) -> Layout {
         layout_version,
         seat_count: seats.len(),
         sections,
+        general_admission: places
+            .iter()
+            .map(|p| LayoutPlaces {
+                section_id: &p.section_id,
+                name: &p.section_name,
+                price_tier: &p.price_tier,
+                capacity: p.capacity,
+            })
+            .collect(),
     };
     Layout {
         layout_version,
@@ -175,15 +226,16 @@ struct AvailabilityDoc<'a> {
     built_at_ms: i64,
     /// When the next build is due.
     next_build_at_ms: i64,
-    /// Seats free to hold.
+    /// Seats and general-admission places free to hold.
     available: usize,
-    /// Seats held.
+    /// Seats and places held.
     held: usize,
-    /// Seats sold.
+    /// Seats and places sold.
     sold: usize,
-    /// Seats on sale in all.
+    /// Seats and places in all.
     total: usize,
-    /// The same counts per section.
+    /// The same counts per section: the seated sections in layout order, then the
+    /// general-admission ones.
     #[cfg_attr(feature = "openapi", schema(inline))]
     sections: Vec<SectionCounts<'a>>,
     /// One letter per seat of the seat map, in its order: `A` available, `H` held, `S` sold,
@@ -217,13 +269,13 @@ pub struct SaleTimes {
 pub struct SectionCounts<'a> {
     /// The section.
     pub section_id: &'a str,
-    /// Its seats free to hold.
+    /// Its seats or places free to hold.
     pub available: usize,
-    /// Its seats held.
+    /// Its seats or places held.
     pub held: usize,
-    /// Its seats sold.
+    /// Its seats or places sold.
     pub sold: usize,
-    /// Its seats on sale.
+    /// Its seats or places in all (a seat not on sale counts here only).
     pub total: usize,
 }
 
@@ -255,6 +307,7 @@ pub fn availability(
     show_id: &str,
     layout: &Layout,
     seat_status: &str,
+    places: &[PlacesCount],
     sale: SaleTimes,
     built_at_ms: i64,
     next_build_at_ms: i64,
@@ -286,6 +339,14 @@ pub fn availability(
         start += span.len;
         sections.push(counts);
     }
+    let count = |n: i64| usize::try_from(n).unwrap_or(0);
+    sections.extend(places.iter().map(|p| SectionCounts {
+        section_id: &p.section_id,
+        available: count(p.available),
+        held: count(p.held),
+        sold: count(p.sold),
+        total: count(p.capacity),
+    }));
     let sum = |f: fn(&SectionCounts) -> usize| sections.iter().map(f).sum::<usize>();
     let doc = AvailabilityDoc {
         show_id,
@@ -300,7 +361,7 @@ pub fn availability(
         available: sum(|s| s.available),
         held: sum(|s| s.held),
         sold: sum(|s| s.sold),
-        total: layout.seat_count,
+        total: sum(|s| s.total),
         sections,
         seat_status,
     };
@@ -313,6 +374,12 @@ pub fn availability(
         hash.update(ends.to_be_bytes());
     }
     hash.update(bytes);
+    for p in places {
+        hash.update(p.section_id.as_bytes());
+        for n in [p.capacity, p.available, p.held, p.sold] {
+            hash.update(n.to_be_bytes());
+        }
+    }
     Ok(Availability {
         json: serde_json::to_vec(&doc).expect("availability serializes"),
         content_hash: short_hex(&hash.finalize()),
@@ -416,7 +483,7 @@ mod tests {
             seat("B", "1", 4, 1),
             seat("B", "1", 5, 2),
         ];
-        layout("show", 3, &seats)
+        layout("show", 3, &seats, &[])
     }
 
     #[test]
@@ -459,8 +526,16 @@ mod tests {
     #[test]
     fn availability_counts_sections_and_keeps_the_status_string() {
         let layout = sample();
-        let built =
-            availability("show", &layout, "AHSXA", SaleTimes::default(), 1000, 31000).unwrap();
+        let built = availability(
+            "show",
+            &layout,
+            "AHSXA",
+            &[],
+            SaleTimes::default(),
+            1000,
+            31000,
+        )
+        .unwrap();
         let doc: serde_json::Value = serde_json::from_slice(&built.json).unwrap();
         assert_eq!(doc["seat_status"], "AHSXA");
         assert_eq!(
@@ -479,18 +554,98 @@ mod tests {
     }
 
     #[test]
+    fn general_admission_is_listed_in_the_layout_and_counted_in_availability() {
+        let seats = [seat("A", "1", 10, 1)];
+        let places = [PlacesRow {
+            section_id: "FLOOR".into(),
+            section_name: "Floor".into(),
+            price_tier: "GA".into(),
+            capacity: 500,
+        }];
+        let layout = layout("show", 1, &seats, &places);
+        let doc: serde_json::Value = serde_json::from_slice(&layout.json).unwrap();
+        assert_eq!(doc["seat_count"], 1);
+        assert_eq!(
+            doc["general_admission"],
+            serde_json::json!([{"section_id": "FLOOR", "name": "Floor", "price_tier": "GA", "capacity": 500}])
+        );
+        let counts = |available: i64| {
+            [PlacesCount {
+                section_id: "FLOOR".into(),
+                capacity: 500,
+                available,
+                held: 20,
+                sold: 500 - 20 - available,
+            }]
+        };
+        let built = |available| {
+            availability(
+                "show",
+                &layout,
+                "A",
+                &counts(available),
+                SaleTimes::default(),
+                0,
+                0,
+            )
+            .unwrap()
+        };
+        let doc: serde_json::Value = serde_json::from_slice(&built(100).json).unwrap();
+        assert_eq!(
+            doc["sections"][1],
+            serde_json::json!({"section_id": "FLOOR", "available": 100, "held": 20, "sold": 380, "total": 500})
+        );
+        assert_eq!(
+            (doc["available"].as_u64(), doc["total"].as_u64()),
+            (Some(101), Some(501))
+        );
+        assert_ne!(
+            built(100).content_hash,
+            built(99).content_hash,
+            "a place taken is news"
+        );
+    }
+
+    #[test]
     fn content_hash_ignores_timestamps_but_not_seats() {
         let layout = sample();
-        let a = availability("show", &layout, "AAAAA", SaleTimes::default(), 1000, 2000).unwrap();
-        let b = availability("show", &layout, "AAAAA", SaleTimes::default(), 5000, 6000).unwrap();
-        let c = availability("show", &layout, "AAAAH", SaleTimes::default(), 1000, 2000).unwrap();
+        let a = availability(
+            "show",
+            &layout,
+            "AAAAA",
+            &[],
+            SaleTimes::default(),
+            1000,
+            2000,
+        )
+        .unwrap();
+        let b = availability(
+            "show",
+            &layout,
+            "AAAAA",
+            &[],
+            SaleTimes::default(),
+            5000,
+            6000,
+        )
+        .unwrap();
+        let c = availability(
+            "show",
+            &layout,
+            "AAAAH",
+            &[],
+            SaleTimes::default(),
+            1000,
+            2000,
+        )
+        .unwrap();
         assert_eq!(a.content_hash, b.content_hash);
         assert_ne!(a.content_hash, c.content_hash);
     }
 
     #[test]
     fn refuses_a_status_string_of_another_layout() {
-        let err = availability("show", &sample(), "AAA", SaleTimes::default(), 0, 0)
+        let err = availability("show", &sample(), "AAA", &[], SaleTimes::default(), 0, 0)
             .err()
             .unwrap();
         assert_eq!(
@@ -500,7 +655,7 @@ mod tests {
                 got: 3
             }
         );
-        assert!(availability("show", &sample(), "AAAA?", SaleTimes::default(), 0, 0).is_err());
+        assert!(availability("show", &sample(), "AAAA?", &[], SaleTimes::default(), 0, 0).is_err());
     }
 
     #[test]
@@ -509,6 +664,7 @@ mod tests {
             "show",
             &sample(),
             "AHSXA",
+            &[],
             SaleTimes::default(),
             1000,
             31000,

@@ -21,6 +21,30 @@ pub(crate) const LAYOUT: &str =
      JOIN sections sec ON sec.venue_id = s.venue_id AND sec.id = s.section_id
      WHERE i.show_id = $1 ORDER BY i.layout_idx";
 
+/// A show's general-admission sections, in the venue's section order.
+pub(crate) const PLACES: &str =
+    "SELECT g.section_id, sec.name AS section_name, g.price_tier, g.capacity
+     FROM ga_inventory g
+     JOIN shows s ON s.id = g.show_id
+     JOIN events e ON e.id = s.event_id
+     JOIN sections sec ON sec.venue_id = e.venue_id AND sec.id = g.section_id
+     WHERE g.show_id = $1 ORDER BY sec.position";
+
+/// A show's general-admission counts, in the order of [`PLACES`]: places left (the
+/// counter), held by live holds, sold (valid tickets).
+pub(crate) const PLACES_COUNT: &str =
+    "SELECT g.section_id, g.capacity::int8 AS capacity, g.available::int8 AS available,
+            (SELECT coalesce(sum(h.seat_count), 0) FROM holds h
+              WHERE h.show_id = g.show_id AND h.ga_section = g.section_id
+                AND h.status = 'active' AND h.expires_at > now())::int8 AS held,
+            (SELECT count(*) FROM tickets t
+              WHERE t.show_id = g.show_id AND t.ga_section = g.section_id AND t.status = 'valid') AS sold
+     FROM ga_inventory g
+     JOIN shows s ON s.id = g.show_id
+     JOIN events e ON e.id = s.event_id
+     JOIN sections sec ON sec.venue_id = e.venue_id AND sec.id = g.section_id
+     WHERE g.show_id = $1 ORDER BY sec.position";
+
 /// The shows in the build window (`$1` hours of lookahead, from the sale or its presale,
 /// whichever opens first) with their layout versions, when their sale opens and their
 /// presale window if they have one (Unix ms). A called-off show stays until it would have

@@ -67,7 +67,9 @@ function flatten(doc) {
     });
     sections.push({ id: s.section_id, name: s.name, tier: s.price_tier, start, end: i, rows });
   });
-  const layout = { version: doc.layout_version, n, ids, x, y, flags, section, row, number, sections, byId: null };
+  // General-admission sections: places sold by count, not drawn.
+  const places = (doc.general_admission || []).map((p) => ({ id: p.section_id, name: p.name, tier: p.price_tier, capacity: p.capacity }));
+  const layout = { version: doc.layout_version, n, ids, x, y, flags, section, row, number, sections, places, byId: null };
   return layout;
 }
 
@@ -88,6 +90,20 @@ export function seatLabel(layout, i) {
   if (layout.flags[i] & ACCESSIBLE) parts.push("accessible");
   if (layout.flags[i] & OBSTRUCTED) parts.push("restricted view");
   return parts.join(", ");
+}
+
+/** "2 standing places, Floor (standing)": a hold's or order's `general_admission`, named
+ * from the layout when it loads. */
+export async function placesLabel(showId, places, signal) {
+  let name = places.section_id;
+  try {
+    const layout = await loadLayout(showId, signal);
+    const section = layout.places.find((p) => p.id === places.section_id);
+    if (section) name = section.name;
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+  }
+  return `${places.quantity} standing place${places.quantity === 1 ? "" : "s"}, ${name}`;
 }
 
 /** Remembers the labels of a hold's seats (by seat id) for the hold and checkout pages. */

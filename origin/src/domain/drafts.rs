@@ -11,6 +11,8 @@ pub(crate) const MAX_SECTIONS: usize = 1_000;
 pub(crate) const MAX_SEATS: usize = 200_000;
 pub(crate) const MAX_ROWS_PER_SECTION: usize = 500;
 pub(crate) const MAX_SEATS_PER_ROW: usize = 1_000;
+/// Most places a general-admission section holds.
+pub(crate) const MAX_GA_CAPACITY: i32 = 200_000;
 pub(crate) const MAX_PRICE_TIERS: usize = 64;
 /// Far beyond any real ticket, far below where cents overflow when summed over a hold.
 pub(crate) const MAX_PRICE_CENTS: i64 = 100_000_000;
@@ -101,9 +103,15 @@ pub(crate) struct SectionBody {
     /// of A-Z, a-z, 0-9, `-` and `_`.
     #[schema(min_length = 1, max_length = 32, pattern = "^[A-Za-z0-9_-]{1,32}$")]
     pub price_tier: String,
-    /// Its rows: 1 to 500, each label once.
-    #[schema(min_items = 1, max_items = 500)]
+    /// Its rows: 1 to 500, each label once. None for a general-admission section.
+    #[serde(default)]
+    #[schema(max_items = 500)]
     pub rows: Vec<RowBody>,
+    /// For a general-admission section (standing, unreserved), how many fans it holds: 1 to
+    /// 200,000; it then has no rows. Fans hold places by quantity.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 200000)]
+    pub capacity: Option<i32>,
 }
 
 /// A row of a section.
@@ -160,6 +168,8 @@ pub(crate) struct SectionLayout {
     pub name: String,
     pub price_tier: String,
     pub rows: Vec<(String, Vec<SeatBody>)>,
+    /// Set for a general-admission section, which has no rows.
+    pub capacity: Option<i32>,
 }
 
 impl VenueDraft {
@@ -182,9 +192,26 @@ impl VenueDraft {
             }
             let price_tier = code("price_tier", section.price_tier)?;
             let name = text("sections[].name", section.name, 100)?;
+            if let Some(capacity) = section.capacity {
+                if !section.rows.is_empty() || !(1..=MAX_GA_CAPACITY).contains(&capacity) {
+                    return Err(invalid(format!(
+                        "general-admission section `{section_id}` has a capacity of 1 to \
+                         {MAX_GA_CAPACITY} and no rows"
+                    )));
+                }
+                sections.push(SectionLayout {
+                    section_id,
+                    name,
+                    price_tier,
+                    rows: Vec::new(),
+                    capacity: Some(capacity),
+                });
+                continue;
+            }
             if section.rows.is_empty() || section.rows.len() > MAX_ROWS_PER_SECTION {
                 return Err(invalid(format!(
-                    "section `{section_id}` must have 1 to {MAX_ROWS_PER_SECTION} rows"
+                    "section `{section_id}` must have 1 to {MAX_ROWS_PER_SECTION} rows, or a \
+                     `capacity` for general admission"
                 )));
             }
             let mut row_labels = HashSet::new();
@@ -224,6 +251,7 @@ impl VenueDraft {
                 name,
                 price_tier,
                 rows,
+                capacity: None,
             });
         }
         let stage = body.stage.map_or((0.0, 0.0), |point| (point.x, point.y));

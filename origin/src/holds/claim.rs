@@ -16,9 +16,14 @@
 //! (migration 0007). A best-available request picks its seats first, without locks
 //! ([`super::best`]), and picks again if a faster fan took one; its hold records whether
 //! they are adjacent (migration 0015).
+//!
+//! A best-available request for a general-admission section takes places, not seats: the
+//! same call with the section and the quantity, which takes them from the section's
+//! counter in one conditional update (migration 0021). A CHECK keeps the counter at or
+//! above zero; claims of one section queue on its row for the moment each takes.
 
 use super::best::best_available;
-use crate::domain::{HoldRequest, ShowId};
+use crate::domain::{BestScope, HoldRequest, ShowId};
 use crate::error::{ApiError, Code};
 use crate::idempotency::Keyed;
 use crate::status::ShowStatus;
@@ -67,6 +72,21 @@ struct Outcome {
     current_seats: Option<i64>,
 }
 
+/// Whether `section` of `show` is general admission: sold by count from a counter.
+async fn general_admission(
+    state: &AppState,
+    show: ShowId,
+    section: &str,
+) -> Result<bool, ApiError> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM ga_inventory WHERE show_id = $1 AND section_id = $2) AS "ga!""#,
+        show.0,
+        section,
+    )
+    .fetch_one(&state.pool)
+    .await?)
+}
+
 /// Claims `request`'s seats of `show` for `keyed.fan` under `keyed.key`, with the admission
 /// `jti` unless it is spent.
 pub(super) async fn create_hold(
@@ -77,10 +97,20 @@ pub(super) async fn create_hold(
     keyed: &Keyed<'_>,
 ) -> Result<Claimed, ApiError> {
     let config = &state.config;
+    let places = match request {
+        HoldRequest::BestAvailable {
+            scope: BestScope::SectionId(section),
+            quantity,
+        } if general_admission(state, show, section).await? => {
+            Some((section.as_str(), *quantity as i32))
+        }
+        _ => None,
+    };
     let mut attempt = 0;
     loop {
         attempt += 1;
         let (seats, adjacent) = match request {
+            _ if places.is_some() => (Vec::new(), None),
             HoldRequest::Seats(seats) => (seats.clone(), None),
             HoldRequest::BestAvailable { scope, quantity } => {
                 let choice = best_available(&state.pool, show, scope, *quantity).await?;
@@ -88,7 +118,7 @@ pub(super) async fn create_hold(
             }
         };
         let called = sqlx::query_as::<_, Outcome>(
-            "SELECT * FROM claim_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            "SELECT * FROM claim_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(Uuid::now_v7())
         .bind(show)
@@ -102,6 +132,8 @@ pub(super) async fn create_hold(
         .bind(keyed.fingerprint)
         .bind(f64::from(config.idempotency.in_flight_timeout_s))
         .bind(adjacent)
+        .bind(places.map(|(section, _)| section))
+        .bind(places.map(|(_, quantity)| quantity))
         .fetch_one(&state.pool)
         .await;
         let outcome = match called {
@@ -141,6 +173,13 @@ pub(super) async fn create_hold(
                         .with("current_seats", current),
                 ))
             }
+            "sold_out" => Err(ApiError::problem(
+                Problem::new(Code::NotEnoughSeats, "Not enough places")
+                    .with_detail(
+                        "the section has fewer places left than asked for; nothing was held",
+                    )
+                    .with("unavailable_seat_ids", Vec::<i64>::new()),
+            )),
             "seats_taken" => {
                 let taken = outcome.seat_ids.unwrap_or_default();
                 match request {

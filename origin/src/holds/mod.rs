@@ -31,7 +31,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use onsale_contract::clock::now_ms;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use uuid::Uuid;
 
@@ -50,6 +50,19 @@ pub(crate) struct HoldView {
     /// group had to be split). Absent for a hold of named seats.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub adjacent: Option<bool>,
+    /// For a hold of general-admission places (no seats: `seat_ids` is empty), its section
+    /// and how many places.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub general_admission: Option<Places>,
+}
+
+/// Places of a general-admission section.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub(crate) struct Places {
+    /// The section.
+    pub section_id: String,
+    /// How many places.
+    pub quantity: i32,
 }
 
 onsale_contract::problems!(pub(crate) HoldProblems = [
@@ -74,7 +87,9 @@ onsale_contract::problems!(pub(crate) HoldProblems = [
 
 /// Holds seats of a show, all or none, until `expires_at_ms`: the seats asked for, or the
 /// best `quantity` of a section or of a price tier: adjacent in one row nearest the venue's
-/// stage when such a group is free, else the best single seats (`adjacent: false`).
+/// stage when such a group is free, else the best single seats (`adjacent: false`). For a
+/// general-admission section, `quantity` places of it (`general_admission`, no seats). A
+/// price tier's best available looks at its seated sections only.
 #[utoipa::path(
     post,
     path = "/v1/shows/{id}/holds",
@@ -153,6 +168,8 @@ struct HoldRow {
     currency: String,
     seat_ids: Vec<i64>,
     adjacent: Option<bool>,
+    ga_section: Option<String>,
+    seat_count: i32,
 }
 
 /// The hold if `admission` may see it: its own, for the admitted show. Anything else is 404,
@@ -168,7 +185,7 @@ async fn owned_hold(
                 CASE WHEN h.status = 'active' AND h.expires_at <= now() THEN 'expired' ELSE h.status END
                   AS "status!: HoldStatus",
                 h.expires_at, h.total_cents, h.currency,
-                h.seat_ids, h.adjacent
+                h.seat_ids, h.adjacent, h.ga_section, h.seat_count
          FROM holds h WHERE h.id = $1"#,
         id.0,
     )
@@ -209,6 +226,10 @@ pub(crate) async fn get_hold(
         total_cents: hold.total_cents,
         currency: hold.currency,
         adjacent: hold.adjacent,
+        general_admission: hold.ga_section.map(|section_id| Places {
+            section_id,
+            quantity: hold.seat_count,
+        }),
     };
     crate::http::json(StatusCode::OK, &view)
 }

@@ -19,7 +19,7 @@ fn progress_path(show: &str) -> String {
 }
 
 /// The cancellation's progress once it is done.
-async fn done(organizer: &Client, show: &str, within: Duration) -> Value {
+pub(crate) async fn done(organizer: &Client, show: &str, within: Duration) -> Value {
     eventually("the cancellation to finish", within, || async {
         let progress = organizer.get(&progress_path(show)).await.json();
         (progress["state"] == "done").then_some(progress)

@@ -20,7 +20,6 @@ pub(crate) struct Stadium {
 }
 
 pub(crate) async fn stadium_with(change: impl FnOnce(&mut origin::config::Config)) -> Stadium {
-    let app = TestApp::spawn_with(change).await;
     let layout = venue_body(
         "Arena",
         "Oslo",
@@ -28,6 +27,15 @@ pub(crate) async fn stadium_with(change: impl FnOnce(&mut origin::config::Config
         5,
         10,
     );
+    stadium_of(layout, change).await
+}
+
+/// A show on sale now at a venue of `layout`, on an origin configured by `change`.
+pub(crate) async fn stadium_of(
+    layout: Value,
+    change: impl FnOnce(&mut origin::config::Config),
+) -> Stadium {
+    let app = TestApp::spawn_with(change).await;
     let (_, show) = create_show(
         &app.organizer(),
         layout,

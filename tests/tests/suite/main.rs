@@ -8,6 +8,7 @@ mod browser;
 mod cancellation;
 mod catalog;
 mod edge;
+mod general_admission;
 mod holds;
 mod monitoring;
 mod notifications;

@@ -72,7 +72,7 @@ fn python_verifies(keys: &Path, payload: &str) -> Option<Value> {
 /// The payload of each of the order's tickets, as the origin signs it.
 pub(crate) async fn payloads(pool: &sqlx::PgPool, order: &str) -> Vec<(Uuid, String)> {
     let signer = TicketSigner::from_files(&onsale_tests::keys().signing_pem, &[]).unwrap();
-    let rows: Vec<(Uuid, Uuid, i64, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+    let rows: Vec<(Uuid, Uuid, Option<i64>, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
         "SELECT id, show_id, seat_id, issued_at FROM tickets WHERE order_id = $1::uuid ORDER BY id",
     )
     .bind(order)
@@ -84,7 +84,7 @@ pub(crate) async fn payloads(pool: &sqlx::PgPool, order: &str) -> Vec<(Uuid, Str
             let facts = TicketFacts {
                 ticket,
                 show,
-                seat,
+                seat: seat.unwrap_or(onsale_contract::tickets::GENERAL_ADMISSION),
                 issued_at_s: issued_at.timestamp(),
             };
             (ticket, signer.sign(facts))

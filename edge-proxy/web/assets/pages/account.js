@@ -40,7 +40,9 @@ export async function render(ctx) {
       const offset = listClock(result, sentAt);
       if (!ctx.live) return;
       for (const t of result.items) {
-        const place = `section ${t.section_id}, row ${t.row}, seat ${t.number}`;
+        const place = t.seat_id === null
+          ? `${t.section_id}, standing, place ${t.ga_number}`
+          : `section ${t.section_id}, row ${t.row}, seat ${t.number}`;
         tickets.append(h("li", { class: "ticket" },
           ticketQr(ctx, t, place, 160, offset),
           h("div", {},

@@ -12,7 +12,7 @@ import {
   save,
   uuid,
 } from "../api.js";
-import { seatLabels } from "../layout.js";
+import { seatLabels, placesLabel } from "../layout.js";
 import { holdCountdown, seatList } from "./hold.js";
 
 export const METHODS = [
@@ -74,8 +74,10 @@ export async function render(ctx) {
   if (!ctx.live) return;
   status.textContent = "";
 
-  const labels = await seatLabels(showId, holdId, order.items.map((i) => i.seat_id), ctx.signal)
-    .catch(() => order.items.map((i) => `Seat ${i.seat_id}`));
+  const labels = order.general_admission
+    ? [await placesLabel(showId, order.general_admission, ctx.signal)]
+    : await seatLabels(showId, holdId, order.items.map((i) => i.seat_id), ctx.signal)
+      .catch(() => order.items.map((i) => `Seat ${i.seat_id}`));
   if (!ctx.live) return;
 
   const orderPath = `/orders/${encodeURIComponent(order.order_id)}`;

@@ -3,7 +3,7 @@
 
 import { h, replace, money, countdown, duration, link, notice } from "../dom.js";
 import { api, serverNow, admissionToken, spendAdmission } from "../api.js";
-import { seatLabels } from "../layout.js";
+import { seatLabels, placesLabel } from "../layout.js";
 
 const WARN_MS = 60000;
 
@@ -71,7 +71,9 @@ export async function render(ctx) {
     return;
   }
   if (!ctx.live) return;
-  const labels = await seatLabels(showId, holdId, hold.seat_ids, ctx.signal).catch(() => hold.seat_ids.map((id) => `Seat ${id}`));
+  const labels = hold.general_admission
+    ? [await placesLabel(showId, hold.general_admission, ctx.signal)]
+    : await seatLabels(showId, holdId, hold.seat_ids, ctx.signal).catch(() => hold.seat_ids.map((id) => `Seat ${id}`));
   if (!ctx.live) return;
 
   const ended = {
@@ -101,7 +103,7 @@ export async function render(ctx) {
   });
   ctx.main.append(
     timer.el,
-    h("h2", {}, `${labels.length} seat${labels.length === 1 ? "" : "s"}`),
+    h("h2", {}, hold.general_admission ? "General admission" : `${labels.length} seat${labels.length === 1 ? "" : "s"}`),
     seatList(labels),
     h("p", { class: "total" }, "Total ", h("strong", {}, money(hold.total_cents, hold.currency))),
     actions,

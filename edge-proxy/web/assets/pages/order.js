@@ -86,7 +86,12 @@ export async function render(ctx) {
     const held = load(`seats.${order.hold_id}`) || {};
     const seatName = (seatId, ticketId) => {
       const t = places.get(ticketId);
-      if (t) return `section ${t.section_id}, row ${t.row}, seat ${t.number}`;
+      if (t) {
+        return t.seat_id === null
+          ? `${t.section_id}, standing, place ${t.ga_number}`
+          : `section ${t.section_id}, row ${t.row}, seat ${t.number}`;
+      }
+      if (seatId === null) return "standing place";
       return held[seatId] || `seat ${seatId}`;
     };
     const parts = [];
@@ -124,6 +129,10 @@ export async function render(ctx) {
           return h("li", {}, `${name.charAt(0).toUpperCase()}${name.slice(1)} · ${money(item.price_cents, order.currency)}`,
             ticket ? ` · ticket ${words(ticket.status).toLowerCase()}` : "");
         })));
+    } else if (order.general_admission) {
+      const places = order.general_admission;
+      parts.push(h("h2", {}, "General admission"),
+        h("p", {}, `${places.quantity} standing place${places.quantity === 1 ? "" : "s"}, ${places.section_id}`));
     }
     replace(body, parts);
     cancellable(places);

@@ -165,6 +165,14 @@ export async function render(ctx) {
       parts.push(c ? (c.available ? `${count(c.available)} left` : "sold out") : "");
       sectionSelect.append(h("option", { value: s.id }, parts.filter(Boolean).join(" · ")));
     }
+    for (const p of layout.places) {
+      const c = counts.get(p.id);
+      const tier = prices.get(p.tier);
+      const parts = [`${p.name}: standing, general admission`];
+      if (tier) parts.push(money(tier.price_cents, show.currency));
+      parts.push(c ? (c.available ? `${count(c.available)} places left` : "sold out") : "");
+      sectionSelect.append(h("option", { value: p.id }, parts.filter(Boolean).join(" · ")));
+    }
     sectionSelect.value = keep;
   }
   sectionOptions();
@@ -245,6 +253,8 @@ export async function render(ctx) {
   }
 
   sectionSelect.addEventListener("change", () => {
+    const standing = layout.places.some((p) => p.id === sectionSelect.value);
+    holdBest.textContent = standing ? "Hold standing places" : "Hold the best seats";
     const index = sectionIndex.has(sectionSelect.value) ? sectionIndex.get(sectionSelect.value) : -1;
     selectSection(index, index >= 0);
   });
