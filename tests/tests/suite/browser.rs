@@ -1227,6 +1227,12 @@ async fn queue_and_get_in(b: &Browser, stack: &Stack) {
 /// On the seat page: waits for the map's first paint, holds `quantity` best-available seats
 /// in the first section, and arrives on the hold page; returns the hold's id.
 async fn hold_best_seats(b: &Browser, stack: &Stack, quantity: u32) -> Uuid {
+    hold_best(b, stack, None, quantity).await
+}
+
+/// Holds the best `quantity` seats of the first section in the best-available list, or
+/// `quantity` places of the general-admission section `standing`; the hold's id.
+async fn hold_best(b: &Browser, stack: &Stack, standing: Option<&str>, quantity: u32) -> Uuid {
     b.step("seats");
     wait_first_paint(b).await;
     b.check_page("seats").await;
@@ -1234,9 +1240,10 @@ async fn hold_best_seats(b: &Browser, stack: &Stack, quantity: u32) -> Uuid {
         .wait_for(
             "the section list",
             "const s = document.querySelector('[data-testid=\"section-select\"]');
-             const o = s && [...s.options].find((o) => o.value !== '');
+             const o = s && [...s.options].find((o) => o.value !== ''
+               && (arguments[0] === null || o.value === arguments[0]));
              return o ? o.value : null;",
-            vec![],
+            vec![json!(standing)],
         )
         .await;
     b.select("section-select", &section).await;
@@ -1265,15 +1272,21 @@ async fn hold_best_seats(b: &Browser, stack: &Stack, quantity: u32) -> Uuid {
         vec![json!(countdown)],
     )
     .await;
-    let held: u64 = b
+    let held: Vec<String> = b
         .wait_for(
             "the held seats",
-            "const n = document.querySelectorAll('[data-testid=\"held-seats\"] li').length;
-             return n > 0 ? n : null;",
+            "const items = [...document.querySelectorAll('[data-testid=\"held-seats\"] li')];
+             return items.length ? items.map((e) => e.textContent) : null;",
             vec![],
         )
         .await;
-    assert_eq!(held, u64::from(quantity));
+    match standing {
+        None => assert_eq!(held.len(), quantity as usize, "{held:?}"),
+        Some(_) => assert_eq!(
+            held,
+            [format!("{quantity} standing places, Floor (standing)")]
+        ),
+    }
     b.check_page("hold").await;
     Uuid::parse_str(&hold).expect("a hold id in the path")
 }
@@ -1847,6 +1860,64 @@ async fn a_paused_fan_whose_turn_passed_is_told_on_resuming() {
             )
             .await;
             b.check_page("queue (joined again)").await;
+        },
+    )
+    .await;
+}
+
+/// Flow 5: the stadium's standing floor is sold by count: the seat page lists it with the
+/// places left, a fan holds two places, pays, and gets two tickets without a seat.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fan_buys_two_standing_places_on_the_floor() {
+    flow(
+        "a_fan_buys_two_standing_places_on_the_floor",
+        |flow| async move {
+            let stack = flow.stack().await;
+            let b = flow.browser("fan", &stack.base).await;
+            signed_in_on_the_show(&b, &stack).await;
+            queue_and_get_in(&b, &stack).await;
+            wait_first_paint(&b).await;
+            let listed: String = b
+                .wait_for(
+                    "the floor in the section list",
+                    "const s = document.querySelector('[data-testid=\"section-select\"]');
+                     const o = s && [...s.options].find((o) => o.value === 'FLOOR');
+                     return o ? o.textContent : null;",
+                    vec![],
+                )
+                .await;
+            assert!(
+                listed.contains("standing") && listed.contains("places left"),
+                "{listed}"
+            );
+            let hold = hold_best(&b, &stack, Some("FLOOR"), 2).await;
+            pay_with(&b, &stack, hold, "pm_card_ok").await;
+            let order = confirmed_order(&b, 2).await;
+            let named: Vec<String> = b
+                .js(
+                    "return [...document.querySelectorAll('.ticket__seat')].map((e) => e.textContent);",
+                    vec![],
+                )
+                .await
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(named.len(), 2);
+            assert!(
+                named.iter().all(|n| n.starts_with("FLOOR, standing, place ")),
+                "{named:?}"
+            );
+            let seatless: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM tickets
+                 WHERE order_id = $1 AND seat_id IS NULL AND ga_section = 'FLOOR' AND status = 'valid'",
+            )
+            .bind(order)
+            .fetch_one(&stack.db.pool)
+            .await
+            .unwrap();
+            assert_eq!(seatless, 2);
         },
     )
     .await;
