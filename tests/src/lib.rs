@@ -364,6 +364,46 @@ pub async fn scanner_session(origin: SocketAddr, show: &str, gate: &str) -> Stri
         .to_owned()
 }
 
+/// A gate's scanner, made and signed in at the origin `origin` for `show`'s `gate`.
+pub struct Door {
+    session: String,
+    scanner: Client,
+}
+
+impl Door {
+    /// A new scanner for `show`'s `gate`.
+    pub async fn open(origin: SocketAddr, show: &str, gate: &str) -> Door {
+        let session = scanner_session(origin, show, gate).await;
+        Door {
+            scanner: client(origin).bearer(&session),
+            session,
+        }
+    }
+
+    /// The scanner's session token, for the gate's routes through the edge.
+    pub fn session(&self) -> &str {
+        &self.session
+    }
+
+    /// The scanner's client, for the gate's other routes.
+    pub fn scanner(&self) -> &Client {
+        &self.scanner
+    }
+
+    /// The gate's answer for `payload` (`POST /v1/tickets/verify`, which must answer 200).
+    pub async fn verify(&self, payload: &str) -> Value {
+        let reply = self
+            .scanner
+            .post(
+                "/v1/tickets/verify",
+                &serde_json::json!({ "payload": payload }),
+            )
+            .await;
+        reply.expect_status(200);
+        reply.json()
+    }
+}
+
 async fn insert_session(pool: &PgPool, account: Uuid) -> String {
     use base64::Engine;
     let token = format!(

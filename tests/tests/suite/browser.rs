@@ -1636,19 +1636,10 @@ async fn a_new_fan_queues_buys_two_seats_and_finds_them_again() {
                 .advance(Duration::from_millis(4 * stack.period_ms as u64));
             fresh.open(&format!("/orders/{order}")).await;
             let live = fresh.live_codes(step + 4).await;
-            let door =
-                onsale_tests::scanner_session(stack.origin.addr(), &stack.show, "north").await;
-            let gate = client(stack.origin.addr()).bearer(&door);
+            let door = onsale_tests::Door::open(stack.origin.addr(), &stack.show, "north").await;
             let verdict = |payload: String| {
-                let gate = gate.clone();
-                async move {
-                    gate.post("/v1/tickets/verify", &json!({ "payload": payload }))
-                        .await
-                        .json()["result"]
-                        .as_str()
-                        .unwrap()
-                        .to_owned()
-                }
+                let door = &door;
+                async move { door.verify(&payload).await["result"].clone() }
             };
             let signed = |payload: &str| payload.rsplitn(3, '.').nth(2).unwrap().to_owned();
             let mut ids = HashSet::new();

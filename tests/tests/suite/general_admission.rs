@@ -165,12 +165,8 @@ async fn places_are_held_paid_ticketed_and_returned_exactly_once() {
 
     // At the gate, a place's ticket scans like a seat's.
     let payloads = crate::scanning::payloads(&s.app.db.pool, &order_id).await;
-    let door = onsale_tests::scanner_session(s.app.origin.addr(), &s.show, "north").await;
-    let gate = onsale_tests::client(s.app.origin.addr()).bearer(&door);
-    let verdict = gate
-        .post("/v1/tickets/verify", &json!({ "payload": payloads[0].1 }))
-        .await
-        .json();
+    let door = onsale_tests::Door::open(s.app.origin.addr(), &s.show, "north").await;
+    let verdict = door.verify(&payloads[0].1).await;
     assert_eq!(verdict["result"], "valid", "{verdict}");
     assert_eq!(verdict["ticket_id"], payloads[0].0.to_string());
 

@@ -551,17 +551,10 @@ async fn tickets_show_a_signed_qr_and_scan_once() {
     .await;
     assert_eq!(via_edge.body, qr.body);
 
-    let door = onsale_tests::scanner_session(s.app.origin.addr(), &s.show, "north").await;
-    let scanner = onsale_tests::client(s.app.origin.addr()).bearer(&door);
+    let door = onsale_tests::Door::open(s.app.origin.addr(), &s.show, "north").await;
     let scan = |payload: String| {
-        let scanner = scanner.clone();
-        async move {
-            let reply = scanner
-                .post("/v1/tickets/verify", &json!({ "payload": payload }))
-                .await;
-            reply.expect_status(200);
-            reply.json()
-        }
+        let door = &door;
+        async move { door.verify(&payload).await }
     };
     let first = scan(payload.clone()).await;
     assert_eq!(first["result"], "valid");
@@ -620,7 +613,7 @@ async fn tickets_show_a_signed_qr_and_scan_once() {
         .await
         .problem(401, "sign_in_required");
     let at_the_gate = onsale_tests::client(s.app.edge.public)
-        .bearer(&door)
+        .bearer(door.session())
         .post("/v1/tickets/verify", &json!({ "payload": payload }))
         .await;
     at_the_gate.expect_status(200);

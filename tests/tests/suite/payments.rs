@@ -559,13 +559,10 @@ async fn scan_at_the_gate(s: &Stadium, ticket: &str) -> Value {
             seat,
             issued_at_s: issued_at.timestamp(),
         });
-    let door = onsale_tests::scanner_session(s.app.origin.addr(), &s.show, "south").await;
-    let reply = onsale_tests::client(s.app.origin.addr())
-        .bearer(&door)
-        .post("/v1/tickets/verify", &json!({ "payload": payload }))
-        .await;
-    reply.expect_status(200);
-    reply.json()
+    onsale_tests::Door::open(s.app.origin.addr(), &s.show, "south")
+        .await
+        .verify(&payload)
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -467,17 +467,10 @@ async fn a_rotating_code_more_than_two_steps_old_is_refused() {
     assert_eq!(secrets.len(), 6, "a secret per ticket");
     let at_step = |i: usize, step: i64| rotate(&shown[i].1, &shown[i].2, step);
 
-    let door = onsale_tests::scanner_session(rotating.addr(), &s.show, "north").await;
-    let scanner = onsale_tests::client(rotating.addr()).bearer(&door);
+    let door = onsale_tests::Door::open(rotating.addr(), &s.show, "north").await;
     let verdict = |payload: String| {
-        let scanner = scanner.clone();
-        async move {
-            let reply = scanner
-                .post("/v1/tickets/verify", &json!({ "payload": payload }))
-                .await;
-            reply.expect_status(200);
-            reply.json()["result"].as_str().unwrap().to_owned()
-        }
+        let door = &door;
+        async move { door.verify(&payload).await["result"].clone() }
     };
     let s0 = t0 / step_ms;
     assert_eq!(verdict(at_step(0, s0)).await, "valid", "the live code");
@@ -529,7 +522,11 @@ async fn a_rotating_code_more_than_two_steps_old_is_refused() {
         { "payload": live, "scanned_at_ms": made_ms },
         { "payload": old, "scanned_at_ms": made_ms },
     ] });
-    let settled = scanner.post("/v1/tickets/scans", &uploaded).await.json();
+    let settled = door
+        .scanner()
+        .post("/v1/tickets/scans", &uploaded)
+        .await
+        .json();
     let results: Vec<&str> = settled["results"]
         .as_array()
         .unwrap()

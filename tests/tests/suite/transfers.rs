@@ -74,18 +74,10 @@ async fn a_ticket_moves_to_an_account_at_once_or_to_an_email_when_it_signs_up() 
     let moved = moved.json();
     assert_eq!(moved["status"], "completed");
     let new_ticket = moved["new_ticket_id"].as_str().unwrap().to_owned();
-    let door = onsale_tests::scanner_session(s.app.origin.addr(), &s.show, "gate-1").await;
+    let door = onsale_tests::Door::open(s.app.origin.addr(), &s.show, "gate-1").await;
     let scan = |payload: String| {
-        let door = door.clone();
-        let origin = s.app.origin.addr();
-        async move {
-            client(origin)
-                .bearer(&door)
-                .post("/v1/tickets/verify", &json!({ "payload": payload }))
-                .await
-                .json()["result"]
-                .clone()
-        }
+        let door = &door;
+        async move { door.verify(&payload).await["result"].clone() }
     };
     assert_eq!(scan(tickets[0].1.clone()).await, "revoked");
     let reissued = payloads(pool, &order).await;
