@@ -97,15 +97,9 @@ pub(super) async fn create_hold(
     keyed: &Keyed<'_>,
 ) -> Result<Claimed, ApiError> {
     let config = &state.config;
-    let places = match request {
-        HoldRequest::BestAvailable {
-            scope: BestScope::SectionId(section),
-            quantity,
-        } if general_admission(state, show, section).await? => {
-            Some((section.as_str(), *quantity as i32))
-        }
-        _ => None,
-    };
+    // Places of a general-admission section, once a best-available request found it has no
+    // seats: only then is the section looked up, so a claim of seats pays no extra query.
+    let mut places: Option<(&str, i32)> = None;
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -113,8 +107,20 @@ pub(super) async fn create_hold(
             _ if places.is_some() => (Vec::new(), None),
             HoldRequest::Seats(seats) => (seats.clone(), None),
             HoldRequest::BestAvailable { scope, quantity } => {
-                let choice = best_available(&state.pool, show, scope, *quantity).await?;
-                (choice.seats, Some(choice.adjacent))
+                match best_available(&state.pool, show, scope, *quantity).await {
+                    Ok(choice) => (choice.seats, Some(choice.adjacent)),
+                    Err(unknown @ ApiError::Unprocessable(Code::UnknownSection, _)) => {
+                        let BestScope::SectionId(section) = scope else {
+                            return Err(unknown);
+                        };
+                        if !general_admission(state, show, section).await? {
+                            return Err(unknown);
+                        }
+                        places = Some((section.as_str(), *quantity as i32));
+                        (Vec::new(), None)
+                    }
+                    Err(error) => return Err(error),
+                }
             }
         };
         let called = sqlx::query_as::<_, Outcome>(
