@@ -379,12 +379,15 @@ impl Fan {
         answer.body["status"].as_str().map(str::to_owned)
     }
 
-    /// Reads the order page until the order is confirmed (true) or failed.
+    /// Reads the order page until the order is confirmed (true) or failed. The run ends
+    /// when the snapshot shows every seat sold, which can be this order's webhook: so the
+    /// page is read once more after the end, or the last sale would go uncounted.
     async fn settles(&mut self, order: &str) -> bool {
         let Some(session) = self.credentials.session.clone() else {
             return false;
         };
         let first = Instant::now();
+        let mut last_look = false;
         while first.elapsed() < GIVE_UP {
             let mut call = Call::new(Method::GET, format!("/v1/orders/{order}"));
             call.session_cookie = Some(&session);
@@ -393,7 +396,9 @@ impl Fan {
             };
             match page.body["status"].as_str() {
                 Some("confirmed") => return true,
-                Some("pending_payment") if self.pause(ORDER_PAGE_MS).await => {}
+                Some("pending_payment") if !last_look => {
+                    last_look = !self.pause(ORDER_PAGE_MS).await;
+                }
                 _ => return false,
             }
         }
