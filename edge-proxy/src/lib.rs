@@ -14,6 +14,7 @@ mod limits;
 pub mod live;
 mod metrics;
 mod microcache;
+mod offers;
 pub mod openapi;
 pub mod pool;
 mod presale;
@@ -78,6 +79,8 @@ pub struct Shared {
     pub(crate) sessions: accounts::Sessions,
     /// Which accounts may join a presale, as the origin says.
     pub(crate) presale: presale::PresaleGate,
+    /// Which accounts have seats offered from a waitlist, as the origin says.
+    pub(crate) offers: offers::OfferDesk,
     /// The waiting rooms.
     pub waiting_room: waiting_room::WaitingRoom,
     /// The HTTPS listener's certificate, when it has one.
@@ -152,6 +155,7 @@ pub fn build_server(options: Options) -> Result<(Server, Arc<Shared>), StartErro
         shows: Default::default(),
         sessions: accounts::Sessions::new(&metrics.registry),
         presale: presale::PresaleGate::new(&metrics.registry),
+        offers: offers::OfferDesk::new(&metrics.registry),
         waiting_room: waiting_room::WaitingRoom::new(&metrics.registry),
         certificates,
     });

@@ -71,7 +71,7 @@ pub const SEAT_MAP_SCHEMA: &str = "SeatMap";
 pub const AVAILABILITY_SCHEMA: &str = "Availability";
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(room::join, room::poll, room::challenge))]
+#[openapi(paths(room::join, room::poll, room::challenge, room::offer))]
 struct WaitingRoomApi;
 
 /// The edge's public document: the routes of `origin` (the origin's document) the edge

@@ -40,6 +40,10 @@ onsale_contract::problem_codes! {
         AccessCodeInvalid = (403, "access_code_invalid"),
         /// No origin could check a presale join's access; retry shortly.
         PresaleUnavailable = (503, "presale_unavailable"),
+        /// No seats are offered to the account on the show's waitlist.
+        NoOffer = (404, "no_offer"),
+        /// No origin could say whether the account has an offer; retry shortly.
+        OfferUnavailable = (503, "offer_unavailable"),
         /// A token for another show than the one in the request.
         WrongShow = (403, "wrong_show"),
         /// No such show, or no waiting room for it.

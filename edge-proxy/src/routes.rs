@@ -10,6 +10,8 @@ pub enum Room {
     Join,
     Poll,
     Challenge,
+    /// An admission for the seats a waitlist offers the account.
+    Offer,
 }
 
 /// An account route: sign-up and sign-in spend a tighter per-IP quota than the rest.
@@ -164,6 +166,12 @@ pub fn classify(method: &Method, path: &str) -> Route {
             &[Method::POST][..],
             Some(id),
         ),
+        // A waitlist entry is the account's, like its orders: it waits outside the queue.
+        ["v1", "shows", id, "waitlist"] if is_id(id) => (
+            RouteClass::Account(Account::Pages),
+            &[Method::GET, Method::POST, Method::DELETE][..],
+            Some(id),
+        ),
         ["v1", "shows", id, "holds"] if is_id(id) => {
             (RouteClass::Purchase, &[Method::POST][..], Some(id))
         }
@@ -240,6 +248,11 @@ pub fn classify(method: &Method, path: &str) -> Route {
         ["v1", "waiting-room", "challenge"] => {
             (RouteClass::WaitingRoom(Room::Challenge), read, None)
         }
+        ["v1", "waiting-room", "offers"] => (
+            RouteClass::WaitingRoom(Room::Offer),
+            &[Method::POST][..],
+            None,
+        ),
         _ => (RouteClass::Unknown, &[][..], None),
     };
     Route {
@@ -392,6 +405,9 @@ mod tests {
             (Method::GET, "/v1/tickets/t1/qr.svg", pages),
             (Method::POST, "/v1/shows/s1/access", pages),
             (Method::HEAD, "/v1/tickets/t1/qr.svg", pages),
+            (Method::POST, "/v1/shows/s1/waitlist", pages),
+            (Method::GET, "/v1/shows/s1/waitlist", pages),
+            (Method::DELETE, "/v1/shows/s1/waitlist", pages),
         ] {
             let route = classify(&method, path);
             assert_eq!(route.class, class, "{method} {path}");

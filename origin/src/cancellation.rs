@@ -166,7 +166,20 @@ async fn stop_sale(
     sqlx::query!(
         "UPDATE seat_inventory SET status = 'unavailable', hold_id = NULL, hold_expires_at = NULL,
                 version = version + 1
-         WHERE show_id = $1 AND (status = 'available' OR (status = 'held' AND hold_expires_at <= now()))",
+         WHERE show_id = $1
+           AND (status IN ('available', 'returned') OR (status = 'held' AND hold_expires_at <= now()))",
+        show,
+    )
+    .execute(&mut *tx)
+    .await?;
+    // The waitlist closes with the sale: nothing is offered again, and the seats that came
+    // back stay unavailable with the rest. Offers are holds, released by the job.
+    sqlx::query!("DELETE FROM seat_returns WHERE show_id = $1", show)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query!(
+        "UPDATE waitlist_entries SET status = 'closed', ended_at = now()
+         WHERE show_id = $1 AND status IN ('waiting', 'offered')",
         show,
     )
     .execute(&mut *tx)

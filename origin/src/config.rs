@@ -35,6 +35,24 @@ pub struct Config {
     pub notifications: NotificationsConfig,
     /// `[accounts]`: password hashing, sessions, throttling and password resets.
     pub accounts: AccountsConfig,
+    /// `[waitlist]`: waiting for the seats of a sold-out show, and the offers made of them.
+    pub waitlist: WaitlistConfig,
+}
+
+/// `[waitlist]`: waiting for the seats of a sold-out show, and the offers made of them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitlistConfig {
+    /// Whether fans may join a sold-out show's waitlist. Without one, seats that come back
+    /// go straight back on sale.
+    pub enabled: bool,
+    /// How long an offer holds its seats for the fan before they pass to the next one.
+    pub offer_ttl_s: u32,
+    /// How often the offer worker looks for seats that came back.
+    pub offer_interval_ms: u64,
+    /// How long a seat that came back waits for a waiting fan it fits (one who wants fewer
+    /// seats, or that section) before it goes back on sale for everyone.
+    pub hold_back_s: u32,
 }
 
 /// `[accounts]`: password hashing, sessions, throttling and password resets.
@@ -581,6 +599,16 @@ impl Config {
         }
         if !(1..=1000).contains(&orders.show_cancellation_batch) {
             return key("orders.show_cancellation_batch", "must be 1 to 1000");
+        }
+        let waitlist = &self.waitlist;
+        if !(1..=3600).contains(&waitlist.offer_ttl_s) {
+            return key("waitlist.offer_ttl_s", "must be 1 to 3600 seconds");
+        }
+        if !(50..=5000).contains(&waitlist.offer_interval_ms) {
+            return key("waitlist.offer_interval_ms", "must be 50 to 5000");
+        }
+        if waitlist.hold_back_s > 3600 {
+            return key("waitlist.hold_back_s", "must be at most 3600 seconds");
         }
         let payments = &self.payments;
         if payments.webhook_secret.expose().len() < 16 {

@@ -77,8 +77,12 @@ onsale_contract::problem_codes! {
         OrderExpired = (409, "order_expired"),
         /// The order is not one that can be cancelled.
         OrderNotCancellable = (409, "order_not_cancellable"),
+        /// The account has no place on the show's waitlist.
+        NotOnWaitlist = (404, "not_on_waitlist"),
         /// A scanner's session for another show's ticket, or a session that is no scanner's.
         NotShowStaff = (403, "not_show_staff"),
+        /// The show still has seats on sale: its waitlist opens once none are left.
+        NotSoldOut = (409, "not_sold_out"),
         /// No such order (for this fan).
         OrderNotFound = (404, "order_not_found"),
         /// The order or its payment is past confirmation.
@@ -134,6 +138,8 @@ onsale_contract::problem_codes! {
         UnsupportedMediaType = (415, "unsupported_media_type"),
         /// No such venue.
         VenueNotFound = (404, "venue_not_found"),
+        /// The show takes no waitlist: waitlists are off, or the show is not on sale.
+        WaitlistClosed = (409, "waitlist_closed"),
         /// A payment webhook whose signature does not check out.
         WebhookSignatureInvalid = (400, "webhook_signature_invalid"),
         /// The admission token is for another show.

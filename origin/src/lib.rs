@@ -32,6 +32,7 @@ mod status;
 pub mod sweeper;
 pub mod tickets;
 mod transfers;
+mod waitlist;
 mod webhooks;
 mod workers;
 
@@ -126,6 +127,11 @@ fn fan_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(catalog::list_event_shows))
         .routes(routes!(catalog::get_show))
         .routes(routes!(presale::post_access))
+        .routes(routes!(
+            waitlist::post_waitlist,
+            waitlist::get_waitlist,
+            waitlist::delete_waitlist
+        ))
         .routes(routes!(holds::post_hold))
         .routes(routes!(holds::get_hold, holds::delete_hold))
         .routes(routes!(orders::list_orders, orders::post_order))
@@ -528,6 +534,12 @@ fn spawn_workers(
     tasks.spawn("show-cancellations", move |stop| {
         cancellation::run(worker_state.clone(), stop)
     });
+    if config.waitlist.enabled {
+        let worker_state = state.clone();
+        tasks.spawn("waitlist-offers", move |stop| {
+            waitlist::offers::run(worker_state.clone(), stop)
+        });
+    }
     let worker_state = state.clone();
     tasks.spawn("reconciliation", move |stop| {
         reconcile::run(worker_state.clone(), stop)

@@ -37,6 +37,12 @@ pub struct Metrics {
     /// `ticket_scans_total` by `result` (`valid`, `already_scanned`, `revoked`, `forged`,
     /// `stale_code`) and `offline` (`true` for uploaded scans).
     pub(crate) ticket_scans: IntCounterVec,
+    /// `waitlist_seats_total` by `outcome`: `offered` (in an offer to a waiting fan),
+    /// `released` (back on sale: no waiting fan took them in time).
+    pub(crate) waitlist_seats: IntCounterVec,
+    /// `waitlist_offer_latency_seconds`: from the return of an offer's last seat to the
+    /// waiting fan's notification.
+    pub waitlist_offer_latency: Histogram,
 }
 
 const LATENCY_BUCKETS: [f64; 12] = [
@@ -176,6 +182,23 @@ impl Metrics {
                 "password_hashes_total",
                 "argon2id computations by op: hash, verify; refused: no hashing slot in time",
                 &["op"],
+            ),
+            waitlist_seats: counter_vec(
+                &registry,
+                "waitlist_seats_total",
+                "Seats that came back while fans waited, by outcome: offered, released",
+                &["outcome"],
+            ),
+            waitlist_offer_latency: register(
+                &registry,
+                &Histogram::with_opts(
+                    HistogramOpts::new(
+                        "waitlist_offer_latency_seconds",
+                        "From the return of an offer's last seat to the waiting fan's notification",
+                    )
+                    .buckets(vec![0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 30.0, 60.0]),
+                )
+                .expect("static metric"),
             ),
             registry,
         }

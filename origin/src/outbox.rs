@@ -2,7 +2,7 @@
 //!
 //! Every change a fan should hear about commits an `outbox` row with it (`order_confirmed`,
 //! `payment_failed`, `hold_expired`, `order_cancelled`, `refund_issued`, and for accounts
-//! `password_reset_requested`, `show_cancelled`, `ticket_transferred` and `ticket_received`). Each names its aggregate on the stream as `order_id` or
+//! `password_reset_requested`, `show_cancelled`, `ticket_transferred`, `ticket_received` and `waitlist_offer`). Each names its aggregate on the stream as `order_id` or
 //! `account_id`. The relay moves
 //! rows to the Redis stream `<prefix>orders:events`, at least once: it XADDs a batch, then
 //! marks the rows published; a crash between the two publishes them again, so consumers
@@ -31,6 +31,8 @@ use uuid::Uuid;
 /// The advisory lock that makes one relay the publisher.
 const RELAY_LOCK: i64 = 0x6f6e_7361_6c65; // "onsale"
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+/// New events one consumer round reads.
+const READ_COUNT: usize = 100;
 
 async fn connect(config: &NotificationsConfig) -> redis::RedisResult<Connection> {
     config.redis_target()?.connect(REDIS_TIMEOUT).await
@@ -197,6 +199,12 @@ impl Notification {
                     "Your ticket {} now belongs to another fan; its QR code no longer admits.",
                     payload["ticket_id"].as_str()?
                 ),
+                "waitlist_offer" => format!(
+                    "Seats came back and are held for you: {} seat(s), until {}. Buy them from the show's waitlist.",
+                    payload["seat_ids"].as_array()?.len(),
+                    chrono::DateTime::from_timestamp_millis(payload["expires_at_ms"].as_i64()?)?
+                        .format("%H:%M:%S UTC"),
+                ),
                 "ticket_received" => format!(
                     "A ticket was transferred to you ({}); it is with your tickets.",
                     payload["new_ticket_id"].as_str()?
@@ -251,10 +259,12 @@ pub(crate) struct SinkError(pub String);
 /// Where notifications go: email, push, a queue. The built-in one writes a file.
 #[async_trait::async_trait]
 pub(crate) trait Sink: Send + Sync {
-    async fn deliver(&self, notification: &Notification) -> Result<(), SinkError>;
+    /// Delivers `batch`: an outcome per notification, in order.
+    async fn deliver_all(&self, batch: &[&Notification]) -> Vec<Result<(), SinkError>>;
 }
 
-/// Appends one JSON object per line to a file, flushed before the event is acknowledged.
+/// Appends one JSON object per line to a file, flushed before the events are acknowledged:
+/// a batch is written and synced once, so a burst (a waitlist's offers) costs one sync.
 pub(crate) struct JsonLinesSink {
     path: PathBuf,
 }
@@ -267,21 +277,28 @@ impl JsonLinesSink {
 
 #[async_trait::async_trait]
 impl Sink for JsonLinesSink {
-    async fn deliver(&self, notification: &Notification) -> Result<(), SinkError> {
-        let mut line = serde_json::to_vec(notification).expect("a notification serializes");
-        line.push(b'\n');
+    async fn deliver_all(&self, batch: &[&Notification]) -> Vec<Result<(), SinkError>> {
+        let mut lines = Vec::new();
+        for notification in batch {
+            serde_json::to_writer(&mut lines, notification).expect("a notification serializes");
+            lines.push(b'\n');
+        }
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
+        let written = tokio::task::spawn_blocking(move || {
             let mut file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&path)?;
-            file.write_all(&line)?;
+            file.write_all(&lines)?;
             file.sync_data()
         })
         .await
-        .map_err(|e| SinkError(e.to_string()))?
-        .map_err(|e| SinkError(format!("{}: {e}", self.path.display())))
+        .map_err(|e| e.to_string())
+        .and_then(|written| written.map_err(|e| format!("{}: {e}", self.path.display())));
+        batch
+            .iter()
+            .map(|_| written.clone().map_err(SinkError))
+            .collect()
     }
 }
 
@@ -294,6 +311,8 @@ pub(crate) struct Consumer {
 }
 
 type StreamEntries = Vec<(String, Vec<(String, HashMap<String, String>)>)>;
+/// A stream entry to deliver: its id, its fields, and which delivery this is.
+type Entry = (String, HashMap<String, String>, u64);
 
 impl Consumer {
     pub(crate) fn new(
@@ -361,51 +380,81 @@ impl Consumer {
                 .arg(&id)
                 .query_async(redis)
                 .await?;
-            for (id, fields) in claimed {
-                // XCLAIM counted this delivery too.
-                let attempt = deliveries + 1;
-                handled += 1;
-                self.handle(redis, &id, &fields, attempt).await?;
-            }
+            // XCLAIM counted this delivery too.
+            let retried: Vec<Entry> = claimed
+                .into_iter()
+                .map(|(id, fields)| (id, fields, deliveries + 1))
+                .collect();
+            handled += retried.len();
+            self.handle(redis, &retried).await?;
         }
         let fresh: Option<StreamEntries> = redis::cmd("XREADGROUP")
             .arg("GROUP")
             .arg(group)
             .arg(&self.name)
             .arg("COUNT")
-            .arg(100)
+            .arg(READ_COUNT)
             .arg("STREAMS")
             .arg(&stream)
             .arg(">")
             .query_async(redis)
             .await?;
-        for (_, entries) in fresh.unwrap_or_default() {
-            for (id, fields) in entries {
-                handled += 1;
-                self.handle(redis, &id, &fields, 1).await?;
-            }
-        }
+        let fresh: Vec<Entry> = fresh
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|(_, entries)| entries)
+            .map(|(id, fields)| (id, fields, 1))
+            .collect();
+        handled += fresh.len();
+        self.handle(redis, &fresh).await?;
         Ok(handled)
     }
 
+    /// Delivers `entries` through the sink as one batch, then settles each: acknowledged,
+    /// left pending for a retry, or dead-lettered.
     async fn handle(
+        &self,
+        redis: &mut Connection,
+        entries: &[Entry],
+    ) -> Result<(), redis::RedisError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let notifications: Vec<Option<Notification>> = entries
+            .iter()
+            .map(|(_, fields, _)| Notification::from_fields(fields))
+            .collect();
+        let batch: Vec<&Notification> = notifications.iter().flatten().collect();
+        let mut outcomes = self.sink.deliver_all(&batch).await.into_iter();
+        for ((id, fields, attempt), notification) in entries.iter().zip(&notifications) {
+            let error = match notification {
+                Some(_) => match outcomes.next() {
+                    Some(Ok(())) => None,
+                    Some(Err(error)) => Some(error.0),
+                    None => Some("the sink gave no outcome".to_owned()),
+                },
+                None => Some("malformed event".to_owned()),
+            };
+            self.settle(redis, id, fields, *attempt, error).await?;
+        }
+        Ok(())
+    }
+
+    async fn settle(
         &self,
         redis: &mut Connection,
         id: &str,
         fields: &HashMap<String, String>,
         attempt: u64,
+        error: Option<String>,
     ) -> Result<(), redis::RedisError> {
         let stream = stream_key(&self.config);
         let metric = &self.metrics.notifications;
-        let error = match Notification::from_fields(fields) {
-            Some(notification) => match self.sink.deliver(&notification).await {
-                Ok(()) => None,
-                Err(error) => Some(error.0),
-            },
-            None => Some("malformed event".to_owned()),
-        };
         let Some(error) = error else {
             metric.with_label_values(&["delivered"]).inc();
+            if fields.get("type").map(String::as_str) == Some("waitlist_offer") {
+                self.offer_delivered(fields);
+            }
             return self.ack(redis, &stream, id).await;
         };
         if attempt < u64::from(self.config.max_attempts) {
@@ -429,6 +478,20 @@ impl Consumer {
         }
         dead.query_async::<()>(redis).await?;
         self.ack(redis, &stream, id).await
+    }
+
+    /// Observes a delivered offer's latency: from the return of its last seat to now.
+    fn offer_delivered(&self, fields: &HashMap<String, String>) {
+        let returned_ms = fields
+            .get("payload")
+            .and_then(|payload| serde_json::from_str::<serde_json::Value>(payload).ok())
+            .and_then(|payload| payload["returned_at_ms"].as_i64());
+        if let Some(returned_ms) = returned_ms {
+            let latency_ms = onsale_contract::clock::now_ms() - returned_ms;
+            self.metrics
+                .waitlist_offer_latency
+                .observe(latency_ms.max(0) as f64 / 1000.0);
+        }
     }
 
     async fn ack(
@@ -464,10 +527,15 @@ impl Consumer {
                 }
             }
             if let Some(connection) = redis.as_mut() {
-                if let Err(error) = self.consume_once(connection).await {
-                    tracing::warn!(%error, "notification round failed; reconnecting");
-                    // Next round starts over, recreating the group if Redis lost it.
-                    redis = None;
+                match self.consume_once(connection).await {
+                    // A full read: a burst is drained without waiting between reads.
+                    Ok(handled) if handled >= READ_COUNT => continue,
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "notification round failed; reconnecting");
+                        // Next round starts over, recreating the group if Redis lost it.
+                        redis = None;
+                    }
                 }
             }
             tokio::select! {

@@ -844,8 +844,14 @@ async fn cancel(state: &AppState, order: OrderId, by: Canceller<'_>) -> Result<V
     .execute(&mut *tx)
     .await?;
     sqlx::query!(
-        "UPDATE seat_inventory SET status = 'available', order_id = NULL, version = version + 1
-         WHERE show_id = $1 AND seat_id = ANY($2) AND order_id = $3",
+        "WITH freed AS (
+             UPDATE seat_inventory
+             SET status = CASE WHEN waitlist_waiting($1) THEN 'returned' ELSE 'available' END,
+                 order_id = NULL, version = version + 1
+             WHERE show_id = $1 AND seat_id = ANY($2) AND order_id = $3
+             RETURNING show_id, seat_id, status)
+         INSERT INTO seat_returns (show_id, seat_id, returned_at)
+         SELECT show_id, seat_id, now() FROM freed WHERE status = 'returned'",
         show,
         &seats,
         order.0,

@@ -20,11 +20,33 @@ pub async fn sweep_once(
     batch: i64,
     metrics: &Metrics,
 ) -> Result<usize, sqlx::Error> {
+    sweep(pool, batch, false, metrics).await
+}
+
+/// One batch of at most `batch` expired holds of shows a fan waits for (the offer worker's
+/// own sweep, so that their seats reach the waitlist within its round, not the sweeper's);
+/// returns how many it found.
+pub(crate) async fn sweep_waitlisted(
+    pool: &PgPool,
+    batch: i64,
+    metrics: &Metrics,
+) -> Result<usize, sqlx::Error> {
+    sweep(pool, batch, true, metrics).await
+}
+
+async fn sweep(
+    pool: &PgPool,
+    batch: i64,
+    waitlisted: bool,
+    metrics: &Metrics,
+) -> Result<usize, sqlx::Error> {
     let due = sqlx::query!(
-        r#"SELECT id, extract(epoch FROM now() - expires_at)::float8 AS "lag_s!" FROM holds
+        r#"SELECT id, extract(epoch FROM now() - expires_at)::float8 AS "lag_s!" FROM holds h
          WHERE status = 'active' AND expires_at <= now()
+           AND (NOT $2 OR waitlist_waiting(h.show_id))
          ORDER BY expires_at LIMIT $1"#,
         batch,
+        waitlisted,
     )
     .fetch_all(pool)
     .await?;

@@ -2,11 +2,13 @@
 //! so it can point at a replica (`database.replica_url`).
 
 /// Seat states in layout order, one character each, built by Postgres in one query. An
-/// expired hold counts as available whether or not the sweeper has run.
+/// expired hold counts as available whether or not the sweeper has run, unless a fan waits
+/// for the show: then its seats, like those already returned, are the waitlist's and show
+/// as held.
 pub(crate) const SEAT_STATUS: &str = "SELECT string_agg(
         CASE WHEN status = 'available' THEN 'A'
-             WHEN status = 'held' AND hold_expires_at <= now() THEN 'A'
-             WHEN status = 'held' THEN 'H'
+             WHEN status = 'held' AND hold_expires_at <= now() AND NOT waitlist_waiting($1) THEN 'A'
+             WHEN status IN ('held', 'returned') THEN 'H'
              WHEN status = 'sold' THEN 'S'
              ELSE 'X' END, '' ORDER BY layout_idx)
      FROM seat_inventory WHERE show_id = $1";

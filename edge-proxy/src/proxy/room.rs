@@ -7,16 +7,19 @@ use super::decide::Decision;
 use super::EdgeProxy;
 use crate::accounts::{Account, SessionError};
 use crate::live::Runtime;
+use crate::offers::PAYING_AFTER_OFFER_S;
 use crate::openapi;
 use crate::presale;
 use crate::problem::{self, Code};
 use crate::respond;
 use crate::routes::{is_id, Room};
+use crate::waiting_room::cookies::Cookie;
 use crate::waiting_room::{ChallengeResponse, JoinRequest, Reply, RoomResponse};
 use crate::Shared;
 use http::HeaderMap;
 use onsale_contract::problem::Problem;
 use onsale_contract::tokens;
+use onsale_contract::tokens::{Claims, TokenType};
 use pingora::lb::Backend;
 use pingora::proxy::Session;
 use serde::Serialize;
@@ -302,6 +305,120 @@ pub(crate) async fn join(
         .map_err(|refusal| Problem::from(&refusal))
 }
 
+/// A request for an offer's admission.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OfferRequest {
+    /// The show whose waitlist offered the account seats: 1 to 64 URL-safe characters.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    show_id: String,
+}
+
+/// An admission to buy the seats a waitlist offers.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct OfferAdmission {
+    /// The show.
+    show_id: String,
+    /// The hold the offer's seats are in: order it with this admission.
+    hold_id: String,
+    /// When the offer ends, Unix ms: the seats pass on unless ordered by then.
+    offer_expires_at_ms: i64,
+    /// The admission token (also set as a cookie), for `POST /v1/orders` and the payment.
+    admission_token: String,
+    /// When the admission ends, Unix ms: 15 minutes after the offer, for a payment begun
+    /// in time.
+    admission_expires_at_ms: i64,
+    /// The edge's clock, Unix ms.
+    server_time_ms: i64,
+}
+
+onsale_contract::problems!(pub(crate) OfferProblems = [
+    openapi::ANY,
+    &[
+        Code::InvalidBody,
+        Code::SignInRequired,
+        Code::SessionUnavailable,
+        Code::NoOffer,
+        Code::OfferUnavailable,
+    ],
+]);
+
+/// An admission for the seats a show's waitlist holds for the signed-in account, while the
+/// offer lasts: the offer is the fan's turn, without queueing again. Spends the client's
+/// join rate (429) first.
+#[utoipa::path(
+    post,
+    path = "/v1/waiting-room/offers",
+    tag = "waiting room",
+    request_body = OfferRequest,
+    responses(
+        (
+            status = 200,
+            description = "Admitted to buy the offer; the admission token is also set as a cookie.",
+            body = OfferAdmission,
+        ),
+        OfferProblems,
+    ),
+    security(("session" = []), ("session_cookie" = [])),
+)]
+pub(crate) async fn offer(
+    shared: &Shared,
+    runtime: &Runtime,
+    client: IpAddr,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Reply<OfferAdmission>, Problem> {
+    runtime
+        .limits
+        .check_join(client)
+        .map_err(|limited| super::refused_by_limit(&shared.metrics, limited))?;
+    let request: OfferRequest = serde_json::from_slice(body)
+        .map_err(|e| problem::invalid_body(format!("expected {{\"show_id\": \"...\"}}: {e}")))?;
+    if !is_id(&request.show_id) {
+        return Err(problem::invalid_body(
+            "show_id must be 1-64 URL-safe characters",
+        ));
+    }
+    let session = tokens::presented_session(headers)
+        .ok_or_else(|| problem::sign_in_required("sign in to buy what the waitlist offers"))?;
+    let account = account(shared, session, runtime).await?;
+    let timeout = Duration::from_millis(runtime.config.accounts.lookup_timeout_ms);
+    let now_ms = shared.clock.now_ms();
+    let offer = shared
+        .offers
+        .live_offer(&request.show_id, session, origins(shared), timeout, now_ms)
+        .await?;
+    let expires_s = offer.expires_at_ms / 1000 + PAYING_AFTER_OFFER_S;
+    let admission_token = runtime.signer.sign(&Claims {
+        iss: runtime.signer.issuer().to_owned(),
+        sub: account.id.clone(),
+        show: request.show_id.clone(),
+        typ: TokenType::Admit,
+        iat: now_ms / 1000,
+        exp: expires_s,
+        // One admission per offer: asked twice, the copies are spent together.
+        jti: format!("offer-{}", offer.hold_id),
+        queue_no: None,
+        lane: None,
+    });
+    Ok(Reply {
+        status: 200,
+        cookies: vec![Cookie {
+            name: tokens::ADMIT_COOKIE,
+            value: admission_token.clone(),
+            max_age_s: expires_s - now_ms / 1000,
+        }],
+        body: OfferAdmission {
+            show_id: request.show_id,
+            hold_id: offer.hold_id,
+            offer_expires_at_ms: offer.expires_at_ms,
+            admission_token,
+            admission_expires_at_ms: expires_s * 1000,
+            server_time_ms: now_ms,
+        },
+    })
+}
+
 impl EdgeProxy {
     /// Joins, polls and challenges, answered from this node's view of the queue; a join
     /// also spends the client's join rate (429) and needs a session (401).
@@ -326,6 +443,19 @@ impl EdgeProxy {
                 }
                 Err(problem) => Err(problem),
             },
+            Room::Offer => {
+                let answer = match join_body(session).await {
+                    Ok(body) => {
+                        let headers = &session.req_header().headers;
+                        offer(shared, runtime, client, headers, &body).await
+                    }
+                    Err(problem) => Err(problem),
+                };
+                return match answer {
+                    Ok(reply) => write(session, runtime, reply).await,
+                    Err(problem) => problem.into(),
+                };
+            }
         };
         match answer {
             Ok(reply) => write(session, runtime, reply).await,

@@ -20,20 +20,21 @@ use std::collections::HashMap;
 
 /// A seat of the scope, in layout order.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub(super) struct Seat {
+pub(crate) struct Seat {
     pub seat_id: i64,
     pub section_id: String,
     pub row_label: String,
     pub number: i32,
     pub x: f32,
     pub y: f32,
-    /// Free to hold: available, or held by a hold that has expired.
+    /// Free to hold: available, or held by a hold that has expired while no fan waits for
+    /// the show (its seats are the waitlist's).
     pub open: bool,
 }
 
 /// The seats chosen, in seat-id order, and whether they are adjacent in one row.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) struct Choice {
+pub(crate) struct Choice {
     pub seats: Vec<i64>,
     pub adjacent: bool,
 }
@@ -43,7 +44,7 @@ type Rank = (i64, i64, usize);
 
 /// The best `quantity` open seats of `seats` (in layout order) for a fan facing `stage`;
 /// `None` when fewer are open.
-pub(super) fn choose(seats: &[Seat], quantity: usize, stage: (f32, f32)) -> Option<Choice> {
+pub(crate) fn choose(seats: &[Seat], quantity: usize, stage: (f32, f32)) -> Option<Choice> {
     if quantity == 0 || seats.iter().filter(|s| s.open).count() < quantity {
         return None;
     }
@@ -124,7 +125,8 @@ pub(super) async fn best_available(
     };
     let seats: Vec<Seat> = sqlx::query_as(
         "SELECT i.seat_id, i.section_id, s.row_label, s.number, s.x, s.y,
-                (i.status = 'available' OR (i.status = 'held' AND i.hold_expires_at <= now())) AS open
+                (i.status = 'available'
+                 OR (i.status = 'held' AND i.hold_expires_at <= now() AND NOT waitlist_waiting($1))) AS open
          FROM seat_inventory i JOIN seats s ON s.id = i.seat_id
          WHERE i.show_id = $1 AND ($2::text IS NULL OR i.section_id = $2)
            AND ($3::text IS NULL OR i.price_tier = $3)

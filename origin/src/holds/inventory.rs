@@ -75,14 +75,22 @@ pub(crate) async fn lock_hold(
 
 /// Returns the seats `holds` still hold to sale: those of each hold's seats whose row still
 /// names it (a seat taken over after the hold expired is left to its new hold). Found by
-/// primary key through the holds' seat lists.
+/// primary key through the holds' seat lists. While a fan waits for the show, the seats go
+/// to the waitlist (`returned`, queued with the moment they came back: an expired hold's
+/// expiry) rather than to everyone.
 pub(crate) async fn free_seats(tx: &mut PgConnection, holds: &[Uuid]) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "UPDATE seat_inventory i
-         SET status = 'available', hold_id = NULL, hold_expires_at = NULL, version = i.version + 1
-         FROM holds h
-         WHERE h.id = ANY($1) AND i.show_id = h.show_id AND i.seat_id = ANY(h.seat_ids)
-           AND i.hold_id = h.id AND i.status = 'held'",
+        "WITH freed AS (
+             UPDATE seat_inventory i
+             SET status = CASE WHEN waitlist_waiting(h.show_id) THEN 'returned' ELSE 'available' END,
+                 hold_id = NULL, hold_expires_at = NULL, version = i.version + 1
+             FROM holds h
+             WHERE h.id = ANY($1) AND i.show_id = h.show_id AND i.seat_id = ANY(h.seat_ids)
+               AND i.hold_id = h.id AND i.status = 'held'
+             RETURNING i.show_id, i.seat_id, i.status,
+                       CASE WHEN h.status = 'expired' THEN h.expires_at ELSE now() END AS returned_at)
+         INSERT INTO seat_returns (show_id, seat_id, returned_at)
+         SELECT show_id, seat_id, returned_at FROM freed WHERE status = 'returned'",
         holds,
     )
     .execute(&mut *tx)

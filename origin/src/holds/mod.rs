@@ -10,7 +10,7 @@
 //! PostgreSQL's constraints (see the schema) make an oversell impossible even if this code
 //! were wrong.
 
-mod best;
+pub(crate) mod best;
 mod claim;
 pub(crate) mod inventory;
 
@@ -256,18 +256,31 @@ pub(crate) async fn delete_hold(
     id: HoldId,
 ) -> Result<Response, ApiError> {
     let hold = owned_hold(&state, &admission, id).await?;
+    release(&state, hold.show_id, &hold.seat_ids, hold.id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Releases the hold `id` of `show` on `seats`: its seats return to sale (or to the
+/// waitlist) at once; a hold already ended is left as it is. One that became an order, or
+/// has one awaiting payment, cannot be released (409).
+pub(crate) async fn release(
+    state: &AppState,
+    show: Uuid,
+    seats: &[i64],
+    id: Uuid,
+) -> Result<(), ApiError> {
     let mut tx = state.pool.begin().await?;
     // The seats first, then the hold: the order the sweeper and orders lock them in.
-    lock_seats(&mut tx, hold.show_id, &hold.seat_ids).await?;
+    lock_seats(&mut tx, show, seats).await?;
     let status = sqlx::query_scalar!(
         r#"SELECT status AS "status: HoldStatus" FROM holds WHERE id = $1 FOR UPDATE"#,
-        hold.id,
+        id,
     )
     .fetch_one(&mut *tx)
     .await?;
     let ordered = sqlx::query_scalar!(
         r#"SELECT EXISTS (SELECT 1 FROM orders WHERE hold_id = $1) AS "ordered!""#,
-        hold.id,
+        id,
     )
     .fetch_one(&mut *tx)
     .await?;
@@ -289,11 +302,11 @@ pub(crate) async fn delete_hold(
                 r#"UPDATE holds SET status = CASE WHEN expires_at <= now() THEN 'expired' ELSE 'released' END,
                                   ended_at = now()
                  WHERE id = $1 RETURNING status AS "status: HoldStatus""#,
-                hold.id,
+                id,
             )
             .fetch_one(&mut *tx)
             .await?;
-            free_seats(&mut tx, &[hold.id]).await?;
+            free_seats(&mut tx, &[id]).await?;
             let reason = if ended == HoldStatus::Released {
                 "released"
             } else {
@@ -304,5 +317,5 @@ pub(crate) async fn delete_hold(
         HoldStatus::Released | HoldStatus::Expired => {}
     }
     tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(())
 }

@@ -21,8 +21,8 @@ use futures_util::FutureExt;
 use onsale_contract::clock::{self, Clock};
 use onsale_contract::snapshot::Kind;
 use onsale_tests::{
-    builder_config, client, config_dir, create_account, eventually, free_port, Client, RunningEdge,
-    RunningOrigin, TestDb, TEST_PASSWORD,
+    admission, builder_config, client, config_dir, create_account, eventually, free_port, Client,
+    RunningEdge, RunningOrigin, TestDb, TEST_PASSWORD,
 };
 use origin::seed::{seed, DemoConfig};
 use seatmap_builder::RunningBuilder;
@@ -1909,6 +1909,101 @@ async fn a_fan_buys_two_standing_places_on_the_floor() {
             .await
             .unwrap();
             assert_eq!(seatless, 2);
+        },
+    )
+    .await;
+}
+
+/// Flow 6: the stadium is sold out (every seat and place held by a wall of other fans); a
+/// fan joins its waitlist from the show page for two seats, two seats come back, and the
+/// page offers them: the fan buys them with the admission the offer gives, without queueing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fan_on_the_waitlist_buys_two_seats_that_came_back() {
+    flow(
+        "a_fan_on_the_waitlist_buys_two_seats_that_came_back",
+        |flow| async move {
+            let stack = flow.stack().await;
+            let wall = "wall-of-fans";
+            for sql in [
+                "INSERT INTO holds (id, show_id, fan_id, status, seat_count, total_cents, currency,
+                                    expires_at, seat_ids)
+                 SELECT md5($2 || i.seat_id)::uuid, i.show_id, $2, 'active', 1, 0, s.currency,
+                        now() + interval '1 day', ARRAY[i.seat_id]
+                 FROM seat_inventory i JOIN shows s ON s.id = i.show_id
+                 WHERE i.show_id = $1::uuid AND i.status = 'available'",
+                "UPDATE seat_inventory SET status = 'held', hold_id = md5($2 || seat_id)::uuid,
+                        hold_expires_at = now() + interval '1 day'
+                 WHERE show_id = $1::uuid AND status = 'available'",
+                "WITH taken AS (UPDATE ga_inventory SET available = 0
+                                WHERE show_id = $1::uuid RETURNING show_id, section_id, capacity)
+                 INSERT INTO holds (id, show_id, fan_id, status, seat_count, total_cents, currency,
+                                    expires_at, seat_ids, ga_section)
+                 SELECT gen_random_uuid(), t.show_id, $2, 'active', t.capacity, 0, s.currency,
+                        now() + interval '1 day', '{}', t.section_id
+                 FROM taken t JOIN shows s ON s.id = t.show_id",
+            ] {
+                sqlx::query(sql)
+                    .bind(&stack.show)
+                    .bind(wall)
+                    .execute(&stack.db.pool)
+                    .await
+                    .unwrap();
+            }
+            assert_eq!(stack.rebuild().await["available"], 0);
+
+            let b = flow.browser("fan", &stack.base).await;
+            // The panel asks for the fan's entry: none yet.
+            b.expect_failure("/waitlist", 404);
+            signed_in_on_the_show(&b, &stack).await;
+            b.step("waitlist");
+            b.wait_visible("join-waitlist").await;
+            b.check_page("show, sold out").await;
+            b.select("waitlist-quantity", "2").await;
+            b.click("join-waitlist").await;
+            let place = b.text("waitlist-position").await;
+            assert!(place.contains("number 1") && place.contains("2 seats"), "{place}");
+
+            // Two seats side by side come back: the wall's holds of the first two seats.
+            let back: Vec<(Uuid, i64)> = sqlx::query_as(
+                "SELECT hold_id, seat_id FROM seat_inventory
+                 WHERE show_id = $1::uuid AND status = 'held' ORDER BY layout_idx LIMIT 2",
+            )
+            .bind(&stack.show)
+            .fetch_all(&stack.db.pool)
+            .await
+            .unwrap();
+            let walled = client(stack.origin.addr()).bearer(&admission(wall, &stack.show));
+            for (hold, _) in &back {
+                walled
+                    .request(reqwest::Method::DELETE, &format!("/v1/holds/{hold}"), None)
+                    .await
+                    .expect_status(204);
+            }
+            b.step("offer");
+            let offer = b.text("waitlist-offer").await;
+            assert!(offer.contains("held for you until"), "{offer}");
+            b.check_page("show, offer").await;
+            b.click("buy-offer").await;
+            let hold: String = b
+                .wait_for(
+                    "the offer's hold page",
+                    "const p = `/shows/${arguments[0]}/holds/`;
+                     return location.pathname.startsWith(p) ? location.pathname.slice(p.length) : null;",
+                    vec![json!(stack.show)],
+                )
+                .await;
+            let hold = Uuid::parse_str(&hold).expect("a hold id in the path");
+            let offered: Vec<i64> =
+                sqlx::query_scalar("SELECT unnest(seat_ids) FROM holds WHERE id = $1 ORDER BY 1")
+                    .bind(hold)
+                    .fetch_all(&stack.db.pool)
+                    .await
+                    .unwrap();
+            let mut returned: Vec<i64> = back.iter().map(|(_, seat)| *seat).collect();
+            returned.sort_unstable();
+            assert_eq!(offered, returned, "the offer is the seats that came back");
+            pay_with(&b, &stack, hold, "pm_card_ok").await;
+            confirmed_order(&b, 2).await;
         },
     )
     .await;

@@ -24,4 +24,5 @@ mod sim;
 mod snapshots;
 mod transfers;
 mod waiting_room;
+mod waitlist;
 mod web;

@@ -1,8 +1,10 @@
 // A show: price tiers, live availability per section (the availability snapshot, read
-// again when the builder's next build is due), the seat map, and the way into the queue.
+// again when the builder's next build is due), the seat map, the way into the queue, and
+// once nothing is left on sale the show's waitlist.
 
 import { h, dateTime, money, count, clockTime, words, link, time, replace } from "../dom.js";
 import { api, catalog, currentAccount, serverNow } from "../api.js";
+import { waitlistPanel } from "./waitlist.js";
 
 export async function render(ctx) {
   const [showId] = ctx.params;
@@ -66,6 +68,7 @@ export async function render(ctx) {
     sections,
   );
   table.hidden = true;
+  const waitlist = waitlistPanel(ctx, showId);
 
   ctx.main.append(
     h("p", { class: "lead" }, when),
@@ -76,6 +79,7 @@ export async function render(ctx) {
     h("section", { class: "availability", "aria-labelledby": "availability-h" },
       h("h2", { id: "availability-h" }, "Availability"),
       summary, updated, table),
+    waitlist.el,
     h("p", {}, link(`/events/${encodeURIComponent(show.event_id)}`, `All shows of ${event.name}`)),
   );
 
@@ -98,6 +102,7 @@ export async function render(ctx) {
           h("td", { class: "num" }, count(s.available)),
           h("td", { class: "num" }, count(s.total)))));
       table.hidden = false;
+      if (doc.available === 0 && !closed) waitlist.reveal();
       if (doc.next_build_at_ms) next = doc.next_build_at_ms - serverNow() + 500 + Math.random() * 2000;
     } catch (error) {
       if (!ctx.live) return;
