@@ -79,6 +79,13 @@ impl OfferDesk {
             let entry = match response.status().as_u16() {
                 200 => response.json::<Entry>().await.ok(),
                 404 => None,
+                // The session ended since the edge last asked whose it is.
+                401 => {
+                    self.admissions.with_label_values(&["no_offer"]).inc();
+                    return Err(crate::problem::sign_in_required(
+                        "sign in to buy what the waitlist offers",
+                    ));
+                }
                 status => {
                     tracing::debug!(status, %origin, "offer lookup answered with an error");
                     continue;

@@ -35,11 +35,7 @@ fn text(field: &str, value: String, max: usize) -> Result<String, ApiError> {
 }
 
 fn code(field: &str, value: String) -> Result<String, ApiError> {
-    let ok = (1..=32).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
+    if super::hold_request::is_code(&value) {
         Ok(value)
     } else {
         Err(invalid(format!(

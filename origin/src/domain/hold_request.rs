@@ -52,7 +52,7 @@ pub enum HoldRequest {
 }
 
 /// A section or tier code: 1 to 32 letters, digits, `-` and `_`.
-fn is_code(code: &str) -> bool {
+pub(crate) fn is_code(code: &str) -> bool {
     (1..=32).contains(&code.len())
         && code
             .bytes()

@@ -14,6 +14,7 @@
 pub(crate) mod offers;
 
 use crate::accounts::Session;
+use crate::domain::hold_request::is_code;
 use crate::domain::ShowId;
 use crate::error::{ApiError, Code};
 use crate::json::ApiJson;
@@ -41,8 +42,8 @@ pub(crate) struct JoinBody {
     /// How many seats, together in one offer: 1 to `holds.max_seats_per_hold`.
     #[schema(minimum = 1, maximum = 100)]
     quantity: u32,
-    /// The reserved-seating sections the fan would sit in, 1 to 32 of them; any section when
-    /// left out.
+    /// The reserved-seating sections the fan would sit in, 1 to 32 of them (section codes,
+    /// each 1 to 32 letters, digits, `-` and `_`); any section when left out.
     #[schema(min_items = 1, max_items = 32)]
     section_ids: Option<Vec<String>>,
 }
@@ -176,6 +177,13 @@ async fn sections_of(
     if let Some(twice) = named.iter().find(|id| !seen.insert(id.as_str())) {
         return Err(invalid(format!("`section_ids` names {twice:?} twice")));
     }
+    // Anything but a section code names no section.
+    if let Some(unknown) = named.iter().find(|id| !is_code(id)) {
+        return Err(ApiError::Unprocessable(
+            Code::UnknownSection,
+            format!("the show has no reserved-seating section {unknown:?}"),
+        ));
+    }
     let seated: Vec<String> = sqlx::query_scalar!(
         r#"SELECT sec.id AS "id!" FROM shows s JOIN events e ON e.id = s.event_id
            JOIN sections sec ON sec.venue_id = e.venue_id
@@ -199,6 +207,7 @@ onsale_contract::problems!(pub(crate) JoinProblems = [
     openapi::SESSION,
     openapi::JSON_BODY,
     &[
+        Code::InvalidField,
         Code::ShowNotFound,
         Code::WaitlistClosed,
         Code::NotSoldOut,
@@ -218,7 +227,7 @@ onsale_contract::problems!(pub(crate) JoinProblems = [
 #[utoipa::path(
     post,
     path = "/v1/shows/{id}/waitlist",
-    tag = "waitlist",
+    tag = "fan",
     params(("id" = Uuid, Path, description = "The show.")),
     request_body = JoinBody,
     responses(
@@ -334,7 +343,7 @@ fn not_on_waitlist() -> ApiError {
 onsale_contract::problems!(pub(crate) EntryProblems = [
     openapi::ANY,
     openapi::SESSION,
-    &[Code::NotOnWaitlist],
+    &[Code::ShowNotFound, Code::NotOnWaitlist],
 ]);
 
 /// The signed-in account's latest entry on the show's waitlist: its position while it
@@ -342,7 +351,7 @@ onsale_contract::problems!(pub(crate) EntryProblems = [
 #[utoipa::path(
     get,
     path = "/v1/shows/{id}/waitlist",
-    tag = "waitlist",
+    tag = "fan",
     params(("id" = Uuid, Path, description = "The show.")),
     responses((status = 200, description = "The entry.", body = EntryView), EntryProblems),
     security(("session" = []), ("session_cookie" = [])),
@@ -362,7 +371,12 @@ pub(crate) async fn get_waitlist(
 onsale_contract::problems!(pub(crate) LeaveProblems = [
     openapi::ANY,
     openapi::SESSION,
-    &[Code::NotOnWaitlist, Code::HoldOrdered, Code::HoldConverted],
+    &[
+        Code::ShowNotFound,
+        Code::NotOnWaitlist,
+        Code::HoldOrdered,
+        Code::HoldConverted,
+    ],
 ]);
 
 /// Takes the signed-in account off the show's waitlist. An offer it has not ordered is
@@ -371,7 +385,7 @@ onsale_contract::problems!(pub(crate) LeaveProblems = [
 #[utoipa::path(
     delete,
     path = "/v1/shows/{id}/waitlist",
-    tag = "waitlist",
+    tag = "fan",
     params(("id" = Uuid, Path, description = "The show.")),
     responses((status = 204, description = "Off the waitlist."), LeaveProblems),
     security(("session" = []), ("session_cookie" = [])),

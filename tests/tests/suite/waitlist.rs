@@ -113,6 +113,9 @@ async fn returned_seats_go_to_waiting_fans_in_order_and_an_offer_not_bought_pass
     join(&s, &ana, json!({"quantity": 1, "section_ids": ["Z"]}))
         .await
         .problem(422, "unknown_section");
+    join(&s, &ana, json!({"quantity": 1, "section_ids": ["A\u{0}"]}))
+        .await
+        .problem(422, "unknown_section");
     join(&s, &ana, json!({"quantity": 1, "section_ids": ["A", "A"]}))
         .await
         .problem(422, "invalid_field");
@@ -189,6 +192,7 @@ async fn a_waiting_fan_buys_its_offer_through_the_edge_with_the_admission_it_giv
     join(&s, &dan, json!({"quantity": 2}))
         .await
         .expect_status(201);
+    // Five asks in all: the client's join burst, which asking for an offer spends.
     let offers_path = "/v1/waiting-room/offers";
     let for_show = json!({"show_id": s.show});
     dan.post(offers_path, &for_show)
@@ -229,6 +233,13 @@ async fn a_waiting_fan_buys_its_offer_through_the_edge_with_the_admission_it_giv
     dan.post(offers_path, &for_show)
         .await
         .problem(404, "no_offer");
+    // A session that ended is told to sign in, though the edge still remembers it.
+    dan.request(Method::DELETE, "/v1/sessions/current", None)
+        .await
+        .expect_status(204);
+    dan.post(offers_path, &for_show)
+        .await
+        .problem(401, "sign_in_required");
     assert_invariants(&s).await;
 }
 
