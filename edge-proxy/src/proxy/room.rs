@@ -13,13 +13,11 @@ use crate::presale;
 use crate::problem::{self, Code};
 use crate::respond;
 use crate::routes::{is_id, Room};
-use crate::waiting_room::cookies::Cookie;
-use crate::waiting_room::{ChallengeResponse, JoinRequest, Reply, RoomResponse};
+use crate::waiting_room::{sign_admission, ChallengeResponse, JoinRequest, Reply, RoomResponse};
 use crate::Shared;
 use http::HeaderMap;
 use onsale_contract::problem::Problem;
 use onsale_contract::tokens;
-use onsale_contract::tokens::{Claims, TokenType};
 use pingora::lb::Backend;
 use pingora::proxy::Session;
 use serde::Serialize;
@@ -389,25 +387,19 @@ pub(crate) async fn offer(
         .live_offer(&request.show_id, session, origins(shared), timeout, now_ms)
         .await?;
     let expires_s = offer.expires_at_ms / 1000 + PAYING_AFTER_OFFER_S;
-    let admission_token = runtime.signer.sign(&Claims {
-        iss: runtime.signer.issuer().to_owned(),
-        sub: account.id.clone(),
-        show: request.show_id.clone(),
-        typ: TokenType::Admit,
-        iat: now_ms / 1000,
-        exp: expires_s,
+    let (admission_token, cookie) = sign_admission(
+        runtime,
+        &account.id,
+        &request.show_id,
+        now_ms,
+        expires_s,
         // One admission per offer: asked twice, the copies are spent together.
-        jti: format!("offer-{}", offer.hold_id),
-        queue_no: None,
-        lane: None,
-    });
+        format!("offer-{}", offer.hold_id),
+        None,
+    );
     Ok(Reply {
         status: 200,
-        cookies: vec![Cookie {
-            name: tokens::ADMIT_COOKIE,
-            value: admission_token.clone(),
-            max_age_s: expires_s - now_ms / 1000,
-        }],
+        cookies: vec![cookie],
         body: OfferAdmission {
             show_id: request.show_id,
             hold_id: offer.hold_id,

@@ -36,6 +36,7 @@ mod wire;
 pub use admin::QueueReport;
 pub(crate) use admin::{Operator, TuneError, Tuned};
 pub(crate) use refusal::Refusal;
+pub(crate) use session::sign_admission;
 pub use standing::{QueueStatus, ShowView};
 pub(crate) use wire::{ChallengeResponse, JoinRequest, Reply, RoomResponse};
 

@@ -20,6 +20,37 @@ fn session_jti(show: &str, place: u64, expires_ms: i64) -> String {
     URL_SAFE_NO_PAD.encode(&digest[..16])
 }
 
+/// An admission token to `show` for the account `sub`, signed at `now_ms` to last until
+/// `expires_s` (Unix s), and the cookie carrying it. `queue_no`: the place it was called
+/// from, none for an admission that took no place (a waitlist offer's).
+pub(crate) fn sign_admission(
+    runtime: &Runtime,
+    sub: &str,
+    show: &str,
+    now_ms: i64,
+    expires_s: i64,
+    jti: String,
+    queue_no: Option<u64>,
+) -> (String, Cookie) {
+    let token = runtime.signer.sign(&Claims {
+        iss: runtime.signer.issuer().to_owned(),
+        sub: sub.to_owned(),
+        show: show.to_owned(),
+        typ: TokenType::Admit,
+        iat: now_ms / 1000,
+        exp: expires_s,
+        jti,
+        queue_no,
+        lane: None,
+    });
+    let cookie = Cookie {
+        name: tokens::ADMIT_COOKIE,
+        value: token.clone(),
+        max_age_s: expires_s - now_ms / 1000,
+    };
+    (token, cookie)
+}
+
 impl WaitingRoom {
     /// Claims the call at `place` for the fan holding `queue`: its admission and the cookie
     /// carrying it, or [`Refusal::TurnMissed`] when the call lapsed or the session ended.
@@ -39,22 +70,15 @@ impl WaitingRoom {
         else {
             return Err(Refusal::TurnMissed);
         };
-        let admission_token = runtime.signer.sign(&Claims {
-            iss: runtime.signer.issuer().to_owned(),
-            sub: queue.sub.clone(),
-            show: queue.show.clone(),
-            typ: TokenType::Admit,
-            iat: now_ms / 1000,
-            exp: expires_ms / 1000,
-            jti: session_jti(&queue.show, place, expires_ms),
-            queue_no: Some(place),
-            lane: None,
-        });
-        let cookie = Cookie {
-            name: tokens::ADMIT_COOKIE,
-            value: admission_token.clone(),
-            max_age_s: (expires_ms - now_ms) / 1000,
-        };
+        let (admission_token, cookie) = sign_admission(
+            runtime,
+            &queue.sub,
+            &queue.show,
+            now_ms,
+            expires_ms / 1000,
+            session_jti(&queue.show, place, expires_ms),
+            Some(place),
+        );
         let admitted = FanStatus::Admitted {
             admission_token,
             admission_expires_at_ms: expires_ms / 1000 * 1000,

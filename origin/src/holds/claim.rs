@@ -42,6 +42,18 @@ pub(super) fn unavailable(code: Code, seats: Vec<i64>) -> ApiError {
     )
 }
 
+/// 422 `fan_seat_limit`: the fan has `current` of at most `max` seats of the show.
+pub(crate) fn fan_seat_limit(max: usize, current: i64) -> ApiError {
+    ApiError::problem(
+        Problem::new(Code::FanSeatLimit, "Seat limit reached")
+            .with_detail(format!(
+                "at most {max} seats per fan for this show; you have {current}"
+            ))
+            .with("max_seats_per_fan", max)
+            .with("current_seats", current),
+    )
+}
+
 pub(super) fn not_on_sale(status: ShowStatus) -> ApiError {
     ApiError::problem(
         Problem::new(Code::ShowNotOnSale, "Show not on sale")
@@ -168,17 +180,10 @@ pub(super) async fn create_hold(
                     .with_detail("these seats are not part of the show")
                     .with("unknown_seat_ids", outcome.seat_ids.unwrap_or_default()),
             )),
-            "fan_limit" => {
-                let current = outcome.current_seats.unwrap_or_default();
-                Err(ApiError::problem(
-                    Problem::new(Code::FanSeatLimit, "Seat limit reached")
-                        .with_detail(format!(
-                            "at most {max} seats per fan for this show; you have {current}"
-                        ))
-                        .with("max_seats_per_fan", max)
-                        .with("current_seats", current),
-                ))
-            }
+            "fan_limit" => Err(fan_seat_limit(
+                max,
+                outcome.current_seats.unwrap_or_default(),
+            )),
             "sold_out" => Err(ApiError::problem(
                 Problem::new(Code::NotEnoughSeats, "Not enough places")
                     .with_detail(

@@ -11,7 +11,7 @@
 //! were wrong.
 
 pub(crate) mod best;
-mod claim;
+pub(crate) mod claim;
 pub(crate) mod inventory;
 
 pub(crate) use inventory::{end_expired, free_seats, lock_hold, lock_seats};

@@ -296,24 +296,12 @@ pub(crate) async fn post_waitlist(
                 .with("join", WAITING_ROOM_PATH),
         ));
     }
-    let current: i64 = sqlx::query_scalar!(
-        r#"SELECT coalesce(sum(seat_count), 0)::int8 AS "current!" FROM fan_seats
-           WHERE show_id = $1 AND fan_id = $2 AND counts_until > now()"#,
-        show.0,
-        account.to_string(),
-    )
-    .fetch_one(&mut *tx)
-    .await?;
+    let fan = account.to_string();
+    let counts = offers::fan_seats(&mut tx, show.0, std::slice::from_ref(&fan)).await?;
+    let current = counts.get(&fan).copied().unwrap_or(0);
     let max = config.holds.max_seats_per_fan;
     if current as usize + body.quantity as usize > max {
-        return Err(ApiError::problem(
-            Problem::new(Code::FanSeatLimit, "Seat limit reached")
-                .with_detail(format!(
-                    "at most {max} seats per fan for this show; you have {current}"
-                ))
-                .with("max_seats_per_fan", max)
-                .with("current_seats", current),
-        ));
+        return Err(crate::holds::claim::fan_seat_limit(max, current));
     }
     sqlx::query!(
         "INSERT INTO waitlist_entries (show_id, account_id, quantity, section_ids)

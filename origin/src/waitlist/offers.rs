@@ -284,7 +284,7 @@ async fn offer_show(state: &AppState, show: Uuid) -> Result<Round, sqlx::Error> 
 }
 
 /// The seats each of `fans` has of `show` in live holds and orders.
-async fn fan_seats(
+pub(super) async fn fan_seats(
     tx: &mut sqlx::PgConnection,
     show: Uuid,
     fans: &[String],
