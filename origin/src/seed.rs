@@ -529,6 +529,16 @@ mod tests {
     }
 
     #[test]
+    fn every_shipped_demo_file_loads() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for file in ["config/demo.toml", "chaos/demo.toml"] {
+            if let Err(error) = DemoConfig::load(&root.join(file)) {
+                panic!("{file}: {error}");
+            }
+        }
+    }
+
+    #[test]
     fn demo_stadium_has_80000_seats_in_60_plus_sections_with_flags() {
         let layout = stadium_layout(&demo().stadium);
         assert_eq!(layout.seat_count(), 80_000);
