@@ -172,6 +172,8 @@ async fn offer_show(state: &AppState, show: Uuid) -> Result<Round, sqlx::Error> 
             + i64::from(entry.quantity)
             <= limit
     };
+    // Whether the round read every waiting fan: only then can it tell no one wants a seat.
+    let everyone_seen = (waiting.len() as i64) < ENTRIES_PER_ROUND;
     let mut planned: Vec<Planned> = Vec::new();
     let mut still_waiting = Vec::new();
     for entry in waiting {
@@ -242,7 +244,6 @@ async fn offer_show(state: &AppState, show: Uuid) -> Result<Round, sqlx::Error> 
     }
 
     // A seat stays for the waitlist while a waiting fan could take it, up to hold_back_s.
-    let everyone_seen = (still_waiting.len() as i64) < ENTRIES_PER_ROUND;
     let held_back_since =
         Utc::now() - chrono::Duration::seconds(config.waitlist.hold_back_s.into());
     let released: Vec<i64> = pool
