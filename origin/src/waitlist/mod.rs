@@ -14,11 +14,13 @@
 pub(crate) mod offers;
 
 use crate::accounts::Session;
+use crate::catalog::EFFECTIVE_STATUS;
 use crate::domain::hold_request::is_code;
 use crate::domain::ShowId;
 use crate::error::{ApiError, Code};
 use crate::json::ApiJson;
 use crate::openapi;
+use crate::status::ShowStatus;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -249,17 +251,16 @@ pub(crate) async fn post_waitlist(
         return Err(invalid(format!("`quantity` must be 1 to {most}")));
     }
     let account = session.account;
+    let fan = account.to_string();
     let mut tx = state.pool.begin().await?;
-    let sale = sqlx::query_scalar!(
-        r#"SELECT (CASE WHEN s.status = 'scheduled' AND s.on_sale_at <= now() THEN 'on_sale'
-                        ELSE s.status END) AS "status!"
-           FROM shows s WHERE s.id = $1"#,
-        show.0,
-    )
+    let sale: ShowStatus = sqlx::query_scalar(&format!(
+        "SELECT {EFFECTIVE_STATUS} FROM shows s WHERE s.id = $1"
+    ))
+    .bind(show)
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(ShowId::not_found)?;
-    if !config.waitlist.enabled || sale != "on_sale" {
+    if !config.waitlist.enabled || sale != ShowStatus::OnSale {
         return Err(ApiError::Conflict(
             Code::WaitlistClosed,
             "this show takes no waitlist now".to_owned(),
@@ -267,13 +268,7 @@ pub(crate) async fn post_waitlist(
     }
     let sections = sections_of(&mut tx, show.0, body.section_ids).await?;
     // The fan's seats are counted under the lock claims of its seats take.
-    sqlx::query!(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text || ':' || $2, 7215))",
-        show.0,
-        account.to_string(),
-    )
-    .execute(&mut *tx)
-    .await?;
+    offers::lock_fans(&mut tx, show.0, std::slice::from_ref(&fan)).await?;
     if let Some(entry) = latest(&mut tx, show.0, account).await? {
         if matches!(entry.status.as_str(), "waiting" | "offered") {
             return crate::http::json(StatusCode::OK, &entry);
@@ -296,7 +291,6 @@ pub(crate) async fn post_waitlist(
                 .with("join", WAITING_ROOM_PATH),
         ));
     }
-    let fan = account.to_string();
     let counts = offers::fan_seats(&mut tx, show.0, std::slice::from_ref(&fan)).await?;
     let current = counts.get(&fan).copied().unwrap_or(0);
     let max = config.holds.max_seats_per_fan;

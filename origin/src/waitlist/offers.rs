@@ -208,14 +208,7 @@ async fn offer_show(state: &AppState, show: Uuid) -> Result<Round, sqlx::Error> 
         .map(|p| p.entry.account_id.to_string())
         .collect();
     offered_fans.sort_unstable();
-    sqlx::query!(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text || ':' || fan, 7215))
-         FROM unnest($2::text[]) AS fan",
-        show,
-        &offered_fans,
-    )
-    .execute(&mut *tx)
-    .await?;
+    lock_fans(&mut tx, show, &offered_fans).await?;
     let counted = fan_seats(&mut tx, show, &offered_fans).await?;
     let (offers, late): (Vec<Planned>, Vec<Planned>) = planned
         .into_iter()
@@ -282,6 +275,24 @@ async fn offer_show(state: &AppState, show: Uuid) -> Result<Round, sqlx::Error> 
         tracing::info!(%show, offers = round.offers, released = round.released, "waitlist round");
     }
     Ok(round)
+}
+
+/// Takes, to the end of the transaction, the lock each of `fans` takes to claim seats of
+/// `show` (`claim_hold`'s), in the order given.
+pub(super) async fn lock_fans(
+    tx: &mut sqlx::PgConnection,
+    show: Uuid,
+    fans: &[String],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text || ':' || fan, 7215))
+         FROM unnest($2::text[]) AS fan",
+        show,
+        fans,
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// The seats each of `fans` has of `show` in live holds and orders.
