@@ -11,7 +11,8 @@
 #       account (a random hash of the 16,384 and a random id): a new place each;
 #   (c) polls/s at the edge (GET /v1/waiting-room/sessions/current with 1,000 distinct queue
 #       tokens, wrk -t1 -c64) vs
-#   (d) redis-benchmark GET (-c 50 -P 1): a poll must not need Redis;
+#   (d) redis-benchmark GET (-c 50 -P 1): a poll must not need Redis; and, for the client's
+#       own ceiling, nginx answering the same wrk polls with a body as long as the edge's;
 #   (e) Redis memory per queued fan after FANS (1,000,000) joins of one show by distinct
 #       accounts (the join script through redis-cli --pipe, accounts spread over the 16,384
 #       hashes as the edge spreads them), next to a sorted set of as many members;
@@ -35,8 +36,10 @@ sessions=${SESSIONS:-20000}
 cold=${COLD:-100000}
 work=$ONSALE_ROOT/.onsale/bench/waiting-room
 
-install_missing wrk:wrk redis-benchmark:redis-tools
+install_missing wrk:wrk redis-benchmark:redis-tools nginx:nginx-light
+nginx_pid=
 cleanup() {
+    [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null || true
     stop_origin_and_edge
     stop_redis
     stop_postgres
@@ -90,6 +93,25 @@ poll_tokens() {
     [ "$(wc -l <"$work/tokens")" = 1000 ] || die "could not collect 1,000 queue tokens"
 }
 
+# nginx_polls: nginx (one worker) on nginx_port, answering any GET with a body as long as a
+# poll's answer: what the same wrk client reaches against a server that does next to nothing
+# per request.
+nginx_polls() {
+    local length trivial
+    # A join's answer is a poll's: where the fan stands, with its queue token.
+    length=$(join_show bench-poll "$(head -n1 "$work/sessions")" | wc -c)
+    nginx_port=$(usable_port 28380 any)
+    trivial=$(usable_port $((nginx_port + 1)) any)
+    mkdir -p "$work/nginx"
+    nginx_conf "$work/nginx" "$trivial" "$(usable_port $((trivial + 1)) any)" "    server {
+        listen 127.0.0.1:$nginx_port;
+        location / { add_header Cache-Control no-store; return 200 '$(printf "%${length}s" "" | tr ' ' x)'; }
+    }"
+    nginx -c "$work/nginx/nginx.conf" -g 'daemon off;' &
+    nginx_pid=$!
+    wait_http "http://127.0.0.1:$nginx_port/" nginx
+}
+
 # Warm-up: every session joins another show once, so the edge has asked the origin about
 # it (each answer is believed for session_cache_s, 60 s here: the timed rounds follow at once).
 warm_up() {
@@ -116,6 +138,7 @@ redis_rate() {
 # of its own; every call a new account: a random one of the 16,384 hashes, a random 16-byte id.
 sha=$(rcli script load "$(cat edge-proxy/src/waiting_room/lua/join.lua)")
 
+nginx_polls
 {
     before_cold=$(lookups)
     rounds=1 run edge_join_cold "$edge_url/v1/waiting-room/sessions" -s "$work/cold.lua"
@@ -132,6 +155,7 @@ sha=$(rcli script load "$(cat edge-proxy/src/waiting_room/lua/join.lua)")
     stop_postgres
     run edge_poll "$edge_url/v1/waiting-room/sessions/current" -s "$work/poll.lua"
     redis_rate redis_get -n 1000000 -t get
+    run nginx_poll "http://127.0.0.1:$nginx_port/v1/waiting-room/sessions/current" -s "$work/poll.lua"
     # shellcheck disable=SC2046
     redis_rate redis_join -n 300000 -r 16384 $(join_args "$sha" redis-join) ""
 } | tee "$work/results"
@@ -193,5 +217,5 @@ awk -v b="$before" -v a="$after" -v n="$joined" -v zb="$zbefore" -v za="$zafter"
 
 r=$work/results
 awk -v a="$(rps edge_join "$r")" -v b="$(rps redis_join "$r")" -v c="$(rps edge_poll "$r")" \
-    -v d="$(rps redis_get "$r")" 'BEGIN {
-    printf "ratio_join=%.2f ratio_poll=%.2f\n", a / b, c / d }'
+    -v d="$(rps redis_get "$r")" -v e="$(rps nginx_poll "$r")" 'BEGIN {
+    printf "ratio_join=%.2f ratio_poll=%.2f poll_vs_nginx=%.2f\n", a / b, c / d, c / e }'

@@ -21,6 +21,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -569,36 +570,38 @@ pub fn presented_session(headers: &http::HeaderMap) -> Option<&str> {
     }
 }
 
-/// A map keyed by SHA-256 digests, hashed by their first eight bytes: a digest is
-/// uniform already, and only tokens that verified are ever stored, so no one can choose
-/// keys that collide.
-type DigestMap<V> = HashMap<[u8; 32], V, std::hash::BuildHasherDefault<DigestHasher>>;
+/// How many characters of a token's signature key its cache entry: 192 bits of a MAC or
+/// an Ed25519 signature, whose segment is never shorter (43 and 86 characters).
+const SIGNATURE_KEY_CHARS: usize = 32;
 
-/// See [`DigestMap`].
-#[derive(Default)]
-struct DigestHasher(u64);
-
-impl std::hash::Hasher for DigestHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        // The array's length is hashed first, then its bytes: the digest is the last word.
-        if let Some(first) = bytes.first_chunk::<8>() {
-            self.0 = u64::from_le_bytes(*first);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
+/// The cache key of `token`: the last [`SIGNATURE_KEY_CHARS`] characters of its signature,
+/// or none when its last segment is shorter (such a token never verifies).
+fn signature_key(token: &str) -> Option<[u8; SIGNATURE_KEY_CHARS]> {
+    let (_, signature) = token.rsplit_once('.')?;
+    signature.as_bytes().last_chunk().copied()
 }
 
-/// Verified tokens of one type, cached by SHA-256 of the token until they expire, so a
-/// fan's repeated requests cost a hash and a map lookup instead of a signature check (or a
-/// MAC check and its parsing). Bounded: when full, expired entries go first, then
-/// everything.
+/// A verified token's claims, and a seeded hash of the whole token.
+struct Cached {
+    token_hash: u64,
+    claims: Arc<Claims>,
+}
+
+type CacheMap = HashMap<[u8; SIGNATURE_KEY_CHARS], Cached, foldhash::fast::RandomState>;
+
+/// Verified tokens of one type, cached until they expire, so a fan's repeated requests cost
+/// a map lookup and a fast hash instead of a signature check (or a MAC check and its
+/// parsing). Entries are keyed by the token's signature: nobody without the signing key
+/// can make a token whose signature matches one in the cache other than by holding that
+/// token. A hit also needs the whole token's hash (seeded per process) to match, so a token
+/// altered around a known signature is checked in full, and refused, as when the cache is
+/// cold. Bounded: when full, expired entries go first, then everything.
 pub struct VerifiedCache<V = Verifier> {
     verifier: V,
     typ: TokenType,
-    entries: std::sync::Mutex<DigestMap<Arc<Claims>>>,
+    entries:
+        std::sync::Mutex<HashMap<[u8; SIGNATURE_KEY_CHARS], Cached, foldhash::fast::RandomState>>,
+    token_hasher: foldhash::quality::RandomState,
     max_entries: usize,
     /// Tokens answered from the cache.
     pub hits: prometheus::IntCounter,
@@ -644,7 +647,8 @@ impl<V: TokenCheck> VerifiedCache<V> {
         VerifiedCache {
             verifier,
             typ,
-            entries: std::sync::Mutex::new(DigestMap::default()),
+            entries: std::sync::Mutex::default(),
+            token_hasher: foldhash::quality::RandomState::default(),
             max_entries,
             hits: counters.hits.with_label_values(&[typ.name()]),
             misses: counters.misses.with_label_values(&[typ.name()]),
@@ -656,36 +660,52 @@ impl<V: TokenCheck> VerifiedCache<V> {
         &self.verifier
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, DigestMap<Arc<Claims>>> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, CacheMap> {
         self.entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The token's claims, shared: a hit costs a hash and a reference count, no copies.
+    /// The token's claims, shared: a hit costs a lookup and a reference count, no copies.
     pub fn verify(&self, token: &str, now_s: i64) -> Result<Arc<Claims>, TokenError> {
-        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(claims) = self.entries().get(&hash) {
-            if claims.exp > now_s {
+        let Some(key) = signature_key(token) else {
+            self.misses.inc();
+            return self.checked(token, now_s);
+        };
+        let token_hash = self.token_hasher.hash_one(token.as_bytes());
+        let entries = self.entries();
+        if let Some(cached) = entries.get(&key) {
+            if cached.token_hash == token_hash && cached.claims.exp > now_s {
                 self.hits.inc();
-                return Ok(claims.clone());
+                return Ok(cached.claims.clone());
             }
         }
+        drop(entries);
         self.misses.inc();
-        let claims = Arc::new(self.verifier.check(token, self.typ)?);
-        // A signature check judges expiry by the system clock; the caller's clock rules.
-        if claims.exp <= now_s {
-            return Err(TokenError::Expired);
-        }
+        let claims = self.checked(token, now_s)?;
         let mut entries = self.entries();
         if entries.len() >= self.max_entries {
-            entries.retain(|_, c| c.exp > now_s);
+            entries.retain(|_, cached| cached.claims.exp > now_s);
             if entries.len() >= self.max_entries {
                 entries.clear();
             }
         }
-        entries.insert(hash, claims.clone());
+        let cached = Cached {
+            token_hash,
+            claims: claims.clone(),
+        };
+        entries.insert(key, cached);
         Ok(claims)
+    }
+
+    /// `token` checked in full, its expiry by the caller's clock.
+    fn checked(&self, token: &str, now_s: i64) -> Result<Arc<Claims>, TokenError> {
+        let claims = self.verifier.check(token, self.typ)?;
+        // A signature check judges expiry by the system clock; the caller's clock rules.
+        if claims.exp <= now_s {
+            return Err(TokenError::Expired);
+        }
+        Ok(Arc::new(claims))
     }
 }
 
@@ -987,6 +1007,32 @@ mod tests {
             .unwrap()
             .sign(&claims);
         assert_eq!(cache.verify(&eddsa, now()), Err(TokenError::WrongAlgorithm));
+    }
+
+    #[test]
+    fn a_token_altered_around_a_cached_signature_is_checked_and_refused() {
+        let keys = Arc::new(queue_keys(&[&[1u8; 32]]));
+        let counters = CacheCounters::register(&prometheus::Registry::new());
+        let cache = VerifiedCache::new(keys.clone(), TokenType::Queue, 10, &counters);
+        let claims = queue_claims(TokenType::Queue, now() + 60);
+        let token = keys.sign(&claims).unwrap();
+        assert_eq!(*cache.verify(&token, now()).unwrap(), claims);
+        let (header, rest) = token.split_once('.').unwrap();
+        let (_, signature) = rest.split_once('.').unwrap();
+        let someone_else = Claims {
+            sub: "someone-else".into(),
+            ..claims.clone()
+        };
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&someone_else).unwrap());
+        let altered = format!("{header}.{payload}.{signature}");
+        assert_eq!(cache.verify(&altered, now()), Err(TokenError::Invalid));
+        assert_eq!(
+            cache.verify(&format!("{header}.{signature}"), now()),
+            Err(TokenError::Malformed)
+        );
+        assert_eq!(cache.verify("short.sig", now()), Err(TokenError::Malformed));
+        assert_eq!(*cache.verify(&token, now()).unwrap(), claims);
+        assert_eq!((cache.hits.get(), cache.misses.get()), (1, 4));
     }
 
     #[test]

@@ -134,6 +134,8 @@ impl EdgeApp {
                         Some(back) => tcp = back,
                         None => return,
                     }
+                    // The proxy's answer may have taken a while: idle time starts now.
+                    restart(&mut waits);
                 }
             }
         }
@@ -362,9 +364,11 @@ fn split_target(target: &str) -> (&str, Option<&str>) {
 
 /// What a connection waiting for bytes also waits on.
 struct Waits<'a, S> {
-    /// The connection's deadline: [`KEEPALIVE`] to start a request once idle, and again
-    /// from its first bytes for the rest of it, so a head trickled in never holds a
-    /// connection longer.
+    /// The connection's deadline: [`KEEPALIVE`] from its start, from the first bytes of
+    /// each request and from each answer of the proxy. A request answered here takes
+    /// microseconds, or a round trip to Redis for a join, so an idle connection closes
+    /// about [`KEEPALIVE`] after its last request, and a head trickled in never holds a
+    /// connection longer. One timer move per request, not two.
     idle: Pin<&'a mut Sleep>,
     /// The edge shutting down.
     stopping: Pin<&'a mut S>,
@@ -379,16 +383,6 @@ async fn read_more<S: Future<Output = ()>>(
 ) -> bool {
     buf.reserve(2048);
     let idle = buf.is_empty();
-    // Moving a deadline later is lock-free in Tokio's timer.
-    let restart = |waits: &mut Waits<'_, S>| {
-        waits
-            .idle
-            .as_mut()
-            .reset(tokio::time::Instant::now() + KEEPALIVE)
-    };
-    if idle {
-        restart(waits);
-    }
     let read = tokio::select! {
         biased;
         read = tcp.read_buf(buf) => read,
@@ -400,6 +394,15 @@ async fn read_more<S: Future<Output = ()>>(
         restart(waits);
     }
     more
+}
+
+/// Gives the connection [`KEEPALIVE`] from now. Moving a deadline later is lock-free in
+/// Tokio's timer.
+fn restart<S>(waits: &mut Waits<'_, S>) {
+    waits
+        .idle
+        .as_mut()
+        .reset(tokio::time::Instant::now() + KEEPALIVE);
 }
 
 /// Resolves once the edge is shutting down: idle connections close then.

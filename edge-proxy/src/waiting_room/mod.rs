@@ -52,14 +52,18 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
+/// A per-show map that every poll reads. Show ids come from configuration and from
+/// verified tokens, so a fast seeded hash does.
+type ShowMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 /// Sampled places -> (when the wait was predicted, ms; the predicted wait, s).
 type EtaSamples = HashMap<u64, (i64, u64)>;
 
 /// The waiting rooms of every configured show, as this node runs them.
 pub struct WaitingRoom {
-    views: ArcSwap<HashMap<String, Arc<ShowView>>>,
+    views: ArcSwap<ShowMap<Arc<ShowView>>>,
     /// Places seen polling since the last step, per show.
-    seen: Mutex<HashMap<String, Vec<u64>>>,
+    seen: Mutex<ShowMap<Vec<u64>>>,
     /// Places seen polling that the show's state in Redis lost, per show, to restore at the
     /// next step.
     lost: Mutex<HashMap<String, Vec<store::Lost>>>,

@@ -6,7 +6,7 @@
 
 use super::refusal::StateError;
 use super::store::{self, Keys};
-use super::{draw, QueueStatus, ShowView, WaitingRoom};
+use super::{draw, QueueStatus, ShowMap, ShowView, WaitingRoom};
 use crate::config::QueueSettings;
 use crate::live::{Live, Runtime};
 use crate::snapshots::SnapshotStore;
@@ -16,7 +16,6 @@ use onsale_contract::redis::Connection;
 use onsale_contract::snapshot::Kind;
 use onsale_contract::tasks::StopSignal;
 use onsale_contract::tokens::Lane;
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
@@ -67,7 +66,7 @@ impl WaitingRoom {
     pub async fn step(&self, runtime: &Runtime, snapshots: &SnapshotStore, now_ms: i64) {
         let rooms = super::rooms::rooms(&runtime.config.waiting_room, snapshots, now_ms);
         self.forget_expired_spent(now_ms / 1000);
-        let mut views = HashMap::with_capacity(rooms.len());
+        let mut views = ShowMap::with_capacity_and_hasher(rooms.len(), Default::default());
         for (show, file_settings) in &rooms {
             let previous = self.view(show);
             let result = self
