@@ -992,13 +992,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn checked_queue_tokens_are_cached_until_they_expire() {
+    /// A queue-token cache holding ten entries, and a live token's claims and text.
+    fn queue_cache_and_token() -> (VerifiedCache<Arc<QueueKeys>>, Claims, String) {
         let keys = Arc::new(queue_keys(&[&[1u8; 32]]));
         let counters = CacheCounters::register(&prometheus::Registry::new());
         let cache = VerifiedCache::new(keys.clone(), TokenType::Queue, 10, &counters);
         let claims = queue_claims(TokenType::Queue, now() + 60);
         let token = keys.sign(&claims).unwrap();
+        (cache, claims, token)
+    }
+
+    #[test]
+    fn checked_queue_tokens_are_cached_until_they_expire() {
+        let (cache, claims, token) = queue_cache_and_token();
         assert_eq!(*cache.verify(&token, now()).unwrap(), claims);
         assert_eq!(*cache.verify(&token, now()).unwrap(), claims);
         assert_eq!((cache.hits.get(), cache.misses.get()), (1, 1));
@@ -1011,11 +1017,7 @@ mod tests {
 
     #[test]
     fn a_token_altered_around_a_cached_signature_is_checked_and_refused() {
-        let keys = Arc::new(queue_keys(&[&[1u8; 32]]));
-        let counters = CacheCounters::register(&prometheus::Registry::new());
-        let cache = VerifiedCache::new(keys.clone(), TokenType::Queue, 10, &counters);
-        let claims = queue_claims(TokenType::Queue, now() + 60);
-        let token = keys.sign(&claims).unwrap();
+        let (cache, claims, token) = queue_cache_and_token();
         assert_eq!(*cache.verify(&token, now()).unwrap(), claims);
         let (header, rest) = token.split_once('.').unwrap();
         let (_, signature) = rest.split_once('.').unwrap();
