@@ -587,6 +587,7 @@ struct Cached {
     claims: Arc<Claims>,
 }
 
+/// Verified tokens by [`signature_key`]; the keys are signatures, so a fast hash does.
 type CacheMap = HashMap<[u8; SIGNATURE_KEY_CHARS], Cached, foldhash::fast::RandomState>;
 
 /// Verified tokens of one type, cached until they expire, so a fan's repeated requests cost
@@ -599,8 +600,7 @@ type CacheMap = HashMap<[u8; SIGNATURE_KEY_CHARS], Cached, foldhash::fast::Rando
 pub struct VerifiedCache<V = Verifier> {
     verifier: V,
     typ: TokenType,
-    entries:
-        std::sync::Mutex<HashMap<[u8; SIGNATURE_KEY_CHARS], Cached, foldhash::fast::RandomState>>,
+    entries: std::sync::Mutex<CacheMap>,
     token_hasher: foldhash::quality::RandomState,
     max_entries: usize,
     /// Tokens answered from the cache.
