@@ -14,6 +14,7 @@ use std::io::Write;
 // Static values are neither checked nor copied again for every answer.
 const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+const PROBLEM_CONTENT_TYPE: HeaderValue = HeaderValue::from_static(PROBLEM_JSON);
 
 /// A response the edge makes itself: its header and its whole body.
 pub(crate) type Local = (ResponseHeader, Bytes);
@@ -22,10 +23,7 @@ pub(crate) type Local = (ResponseHeader, Bytes);
 /// ([`problem::headers`]).
 pub(crate) fn problem_response(problem: &Problem) -> pingora::Result<Local> {
     let mut header = ResponseHeader::build_no_case(problem.status, Some(4))?;
-    header.insert_header(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static(PROBLEM_JSON),
-    )?;
+    header.insert_header(http::header::CONTENT_TYPE, PROBLEM_CONTENT_TYPE)?;
     header.insert_header(http::header::CACHE_CONTROL, NO_STORE)?;
     for (name, value) in problem::headers(problem) {
         header.insert_header(name, value)?;
